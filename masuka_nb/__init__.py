@@ -1,0 +1,75 @@
+"""MASUKA: images, LoRAs and videos from a Colab notebook.
+
+    import masuka_nb as mk
+    mk.doctor()                                   # what this runtime can do
+    result = mk.generate("a lighthouse at dawn")  # FLUX/SD3.5 on a GPU, tiny-flux on a CPU
+    mk.app()                                      # the in-notebook app
+
+Importing this package loads no torch, diffusers, transformers or ipywidgets: every public name
+below is resolved on first use (PEP 562), so the first cell of a notebook runs in milliseconds.
+"""
+
+import importlib as _importlib
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
+from masuka_nb._version import __version__
+
+# public name -> (module, attribute); attribute None means the module itself.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    "CancelToken": ("masuka_nb.progress", "CancelToken"),
+    "CostEstimate": ("masuka_nb.video", "CostEstimate"),
+    "GenerationResult": ("masuka_nb.image", "GenerationResult"),
+    "ImageEngine": ("masuka_nb.image", "ImageEngine"),
+    "MasukaError": ("masuka_nb.errors", "MasukaError"),
+    "MemoryPlan": ("masuka_nb.memory", "MemoryPlan"),
+    "ProgressEvent": ("masuka_nb.progress", "ProgressEvent"),
+    "VideoGenerator": ("masuka_nb.video", "VideoGenerator"),
+    "VideoResult": ("masuka_nb.video", "VideoResult"),
+    "app": ("masuka_nb.ui", "app"),
+    "configure": ("masuka_nb.config", "configure"),
+    "doctor": ("masuka_nb.runtime", "doctor"),
+    "errors": ("masuka_nb.errors", None),
+    "generate": ("masuka_nb.image", "generate"),
+    "get_model": ("masuka_nb.models.registry", "get_model"),
+    "get_secret": ("masuka_nb.secrets", "get_secret"),
+    "history": ("masuka_nb.history", None),
+    "jobs": ("masuka_nb.jobs", None),
+    "list_models": ("masuka_nb.models.registry", "list_models"),
+    "lora": ("masuka_nb.lora", None),
+    "plan": ("masuka_nb.memory", "plan"),
+    "reproduce": ("masuka_nb.image", "reproduce"),
+    "reset_configuration": ("masuka_nb.config", "reset_configuration"),
+    "settings": ("masuka_nb.config", "settings"),
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> _Any:
+    try:
+        module_name, attr = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'masuka_nb' has no attribute {name!r}") from None
+    module = _importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value  # later look-ups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy
+    from masuka_nb import errors, history, jobs, lora
+    from masuka_nb.config import configure, reset_configuration, settings
+    from masuka_nb.errors import MasukaError
+    from masuka_nb.image import GenerationResult, ImageEngine, generate, reproduce
+    from masuka_nb.memory import MemoryPlan, plan
+    from masuka_nb.models.registry import get_model, list_models
+    from masuka_nb.progress import CancelToken, ProgressEvent
+    from masuka_nb.runtime import doctor
+    from masuka_nb.secrets import get_secret
+    from masuka_nb.ui import app
+    from masuka_nb.video import CostEstimate, VideoGenerator, VideoResult

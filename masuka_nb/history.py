@@ -1,0 +1,146 @@
+"""History: every generation, training run and video job, recorded with its full recipe.
+
+One JSON file per record under ``history_dir/YYYY-MM/``, written atomically. That layout needs no
+lock, no mmap and no append (none of which the Drive mount does reliably), lets several processes
+record at once, and means an interrupted write can only lose the record being written — never an
+earlier one. Queries scan the files; a few thousand records read in well under a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets as _secrets
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from masuka_nb._redact import redact
+from masuka_nb.storage import atomic_write_text
+
+__all__ = ["History", "HistoryRecord", "get", "history", "query", "record"]
+
+KINDS = ("image", "video", "training", "comparison", "caption")
+
+
+@dataclass
+class HistoryRecord:
+    """What happened: `kind`, `status` ("ok" | "failed" | "cancelled"), the recipe, and where results went."""
+
+    kind: str
+    status: str
+    model: str = ""
+    prompt: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)
+    paths: list[str] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    plan: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    id: str = ""
+    created_at: str = ""
+
+    def to_json(self) -> str:
+        # Redact the whole serialised record: a key may hide in any nested field.
+        return redact(json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
+
+    @property
+    def created(self) -> datetime:
+        return datetime.fromisoformat(self.created_at)
+
+
+class History:
+    """The history kept in one folder. `masuka_nb.history()` gives the one in MASUKA's home."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def record(self, rec: HistoryRecord) -> HistoryRecord:
+        now = datetime.now(timezone.utc)
+        if not rec.created_at:
+            rec.created_at = now.isoformat(timespec="microseconds")
+        if not rec.id:
+            rec.id = now.strftime("%Y%m%dT%H%M%S%f") + "-" + _secrets.token_hex(3)
+        folder = self.root / rec.created.strftime("%Y-%m")
+        atomic_write_text(folder / f"{rec.id}.json", rec.to_json())
+        return rec
+
+    def _files(self) -> Iterable[Path]:
+        if not self.root.is_dir():
+            return []
+        return sorted(self.root.glob("*/*.json"), reverse=True)
+
+    def all(self) -> list[HistoryRecord]:
+        out = []
+        for path in self._files():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                out.append(HistoryRecord(**{k: v for k, v in data.items() if k in HistoryRecord.__dataclass_fields__}))
+            except (OSError, ValueError, TypeError):
+                continue  # a foreign or damaged file must not hide the rest
+        return out
+
+    def query(
+        self,
+        *,
+        kind: str | None = None,
+        model: str | None = None,
+        text: str | None = None,
+        status: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryRecord]:
+        """Newest first. `text` matches the prompt and recipe, case-insensitively."""
+        needle = text.lower() if text else None
+        out = []
+        for rec in self.all():
+            if kind and rec.kind != kind:
+                continue
+            if model and rec.model != model:
+                continue
+            if status and rec.status != status:
+                continue
+            created = rec.created
+            if since and created < _aware(since):
+                continue
+            if until and created > _aware(until):
+                continue
+            if needle and needle not in rec.prompt.lower() and needle not in json.dumps(rec.recipe).lower():
+                continue
+            out.append(rec)
+            if limit and len(out) >= limit:
+                break
+        return out
+
+    def get(self, record_id: str) -> HistoryRecord | None:
+        for path in self.root.glob(f"*/{record_id}.json"):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return HistoryRecord(**data)
+        return None
+
+
+def _aware(dt: datetime) -> datetime:
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def history() -> History:
+    """The history in MASUKA's current home (resolved now)."""
+    from masuka_nb.config import settings
+
+    return History(settings().history_dir)
+
+
+def record(rec: HistoryRecord) -> HistoryRecord:
+    return history().record(rec)
+
+
+def query(**filters: Any) -> list[HistoryRecord]:
+    """`masuka_nb.history.query(model="flux1-dev", text="lighthouse", since=...)`: newest first."""
+    return history().query(**filters)
+
+
+def get(record_id: str) -> HistoryRecord | None:
+    return history().get(record_id)

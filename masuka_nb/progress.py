@@ -1,0 +1,153 @@
+"""One progress protocol for every engine: `ProgressEvent`s to a callback, and a `CancelToken`.
+
+Engines call ``reporter.update(step)``; a sink turns events into a tqdm bar (notebooks), a widget
+(the app) or a list (tests). Engines never know which. A cancel token is checked at each step;
+`KeyboardInterrupt` (Colab's stop button) is treated the same way by the engines.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from masuka_nb.errors import CancelledError
+
+__all__ = ["CancelToken", "ProgressCallback", "ProgressEvent", "ProgressReporter", "TqdmSink", "collect_events"]
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    """One moment of a long task. `preview` is a small PIL image when the engine was asked for one."""
+
+    stage: str
+    step: int
+    total: int
+    message: str = ""
+    elapsed_s: float = 0.0
+    eta_s: float | None = None
+    preview: Any = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def fraction(self) -> float:
+        return 0.0 if self.total <= 0 else min(1.0, self.step / self.total)
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+class CancelToken:
+    """Thread-safe flag an engine checks between steps. `cancel()` from a button or another thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str = "cancelled by the user") -> None:
+        self.reason = reason
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def reset(self) -> None:
+        self._event.clear()
+        self.reason = ""
+
+    def raise_if_cancelled(self, what: str = "the task") -> None:
+        if self._event.is_set():
+            raise CancelledError(f"{what} was cancelled: {self.reason}.", argument="cancel", value=self.reason)
+
+
+class TqdmSink:
+    """Shows events as a `tqdm.auto` bar (a widget bar in notebooks, text elsewhere); one bar per stage."""
+
+    def __init__(self, *, leave: bool = False, **tqdm_kwargs: Any) -> None:
+        self._bar = None
+        self._stage = None
+        self._leave = leave
+        self._kwargs = tqdm_kwargs
+
+    def __call__(self, event: ProgressEvent) -> None:
+        from tqdm.auto import tqdm
+
+        if self._bar is None or event.stage != self._stage or event.total != self._bar.total:
+            self.close()
+            self._bar = tqdm(total=event.total, desc=event.stage, leave=self._leave, **self._kwargs)
+            self._stage = event.stage
+        self._bar.n = event.step
+        if event.message:
+            self._bar.set_postfix_str(event.message, refresh=False)
+        self._bar.refresh()
+        if event.step >= event.total:
+            self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def collect_events() -> tuple[list[ProgressEvent], ProgressCallback]:
+    """A list and a callback that appends to it (for tests and for the app's history)."""
+    events: list[ProgressEvent] = []
+    return events, events.append
+
+
+def _default_sink() -> ProgressCallback | None:
+    from masuka_nb.config import settings
+
+    return None if settings().progress == "off" else TqdmSink()
+
+
+class ProgressReporter:
+    """What an engine holds: computes elapsed time and ETA, forwards events, checks cancellation.
+
+    ``progress`` may be a callback, None (the default sink from settings: a tqdm bar unless
+    MASUKA_PROGRESS=off) or False (silent).
+    """
+
+    def __init__(
+        self,
+        stage: str,
+        total: int,
+        *,
+        progress: ProgressCallback | bool | None = None,
+        cancel: CancelToken | None = None,
+    ) -> None:
+        if progress is None or progress is True:
+            self._sink = _default_sink()
+        elif progress is False:
+            self._sink = None
+        else:
+            self._sink = progress
+        self.stage = stage
+        self.total = max(0, int(total))
+        self.cancel = cancel
+        self._start = time.perf_counter()
+        self.step = 0
+
+    def check(self, what: str | None = None) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled(what or self.stage)
+
+    def update(self, step: int, *, message: str = "", preview: Any = None, **data: Any) -> None:
+        self.step = step
+        elapsed = time.perf_counter() - self._start
+        eta = (elapsed / step) * (self.total - step) if step > 0 and self.total else None
+        if self._sink is not None:
+            self._sink(ProgressEvent(self.stage, step, self.total, message, elapsed, eta, preview, data))
+
+    def restage(self, stage: str, total: int) -> None:
+        """Start a new stage (e.g. 'download' then 'denoise') with the same sink and token."""
+        self.stage = stage
+        self.total = max(0, int(total))
+        self.step = 0
+        self._start = time.perf_counter()
+
+    def done(self, message: str = "done") -> None:
+        self.update(self.total, message=message)

@@ -1,0 +1,53 @@
+import json
+import os
+
+import numpy as np
+import pytest
+
+from masuka_nb.models.tiny import MARKER, TINY_LABEL, ensure_tiny
+
+
+@pytest.mark.parametrize("model_id", ["tiny-flux", "tiny-sd3"])
+def test_tiny_models_load_offline_and_are_deterministic(model_id):
+    import torch
+    from diffusers import DiffusionPipeline
+
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    path = ensure_tiny(model_id)
+    assert json.loads((path / MARKER).read_text())["label"] == TINY_LABEL
+    assert (path / "model_index.json").is_file()
+    size_mb = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+    assert size_mb < 20
+
+    pipe = DiffusionPipeline.from_pretrained(path)
+    pipe.set_progress_bar_config(disable=True)
+
+    def run(seed):
+        out = pipe("a red fox", num_inference_steps=2, height=64, width=64,
+                   generator=torch.Generator().manual_seed(seed))
+        return np.asarray(out.images[0])
+
+    a, b, c = run(7), run(7), run(8)
+    assert a.shape == (64, 64, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_ensure_tiny_reuses_the_saved_folder():
+    first = ensure_tiny("tiny-flux")
+    stamp = (first / MARKER).stat().st_mtime_ns
+    assert ensure_tiny("tiny-flux") == first
+    assert (first / MARKER).stat().st_mtime_ns == stamp
+
+
+def test_rebuilt_weights_are_identical(tmp_path, monkeypatch):
+    from safetensors.numpy import load_file
+
+    first = ensure_tiny("tiny-sd3")
+    monkeypatch.setenv("MASUKA_CACHE_DIR", str(tmp_path / "other-cache"))
+    second = ensure_tiny("tiny-sd3")
+    assert first != second
+    for rel in ("transformer/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.safetensors"):
+        a, b = load_file(first / rel), load_file(second / rel)
+        assert a.keys() == b.keys()
+        assert all(np.array_equal(a[k], b[k]) for k in a)
