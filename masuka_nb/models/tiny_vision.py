@@ -27,7 +27,7 @@ __all__ = ["TINY_VISION_IDS", "AestheticMLP", "build_tiny_vision", "ensure_tiny_
 
 log = get_logger(__name__)
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 3
 MARKER = "masuka_tiny.json"
 TINY_VISION_IDS = ("tiny-florence-2", "tiny-blip-2", "tiny-clip")
 IMAGE_SIZE = 32
@@ -39,8 +39,10 @@ def _byte_vocab(specials: list[str]) -> dict[str, int]:
     vocab: dict[str, int] = {}
     for s in specials:
         vocab[s] = len(vocab)
-    for s in _bytes_to_unicode().values():
-        vocab[s] = len(vocab)
+    # Printable ASCII only: whatever the random weights pick then decodes to readable (if silly) text.
+    for byte, s in _bytes_to_unicode().items():
+        if 32 <= byte < 127:
+            vocab[s] = len(vocab)
     return vocab
 
 
@@ -56,6 +58,12 @@ def _image_processor(cls_name: str, **kwargs):
     # The PIL backends need no torchvision (Colab has it, this machine may not); fall back for older releases.
     cls = getattr(transformers, cls_name + "Pil", None) or getattr(transformers, cls_name)
     return cls(**kwargs)
+
+
+def _readable_generation(model, specials: list[int]) -> None:
+    """Random weights tend to emit end-of-text at once: ask for a few real tokens first."""
+    model.generation_config.min_new_tokens = 6
+    model.generation_config.suppress_tokens = specials
 
 
 def _build_florence():
@@ -83,6 +91,7 @@ def _build_florence():
         image_token_id=vocab["<image>"],
     )
     model = Florence2ForConditionalGeneration(config).eval()
+    _readable_generation(model, specials=[0, 1, 3, vocab["<image>"]])
     tokens = (IMAGE_SIZE // 4) ** 2 + 1  # one stride-4 stage plus the pooled token
     processor = Florence2Processor(
         image_processor=_image_processor("CLIPImageProcessor", size={"height": IMAGE_SIZE, "width": IMAGE_SIZE},
@@ -115,6 +124,7 @@ def _build_blip2():
         image_token_index=vocab["<image>"],
     )
     model = Blip2ForConditionalGeneration(config).eval()
+    _readable_generation(model, specials=[vocab["<image>"]])
     processor = Blip2Processor(
         image_processor=_image_processor("BlipImageProcessor", size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}),
         tokenizer=tokenizer, num_query_tokens=queries,
@@ -153,11 +163,15 @@ def _build_clip():
                                  crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE})
     _seed(3)
     head = AestheticMLP(768).eval()
-    # Centre the random head near the middle of LAION's 1–10 scale so the tiny scores look plausible.
+    # Spread the random head's output (≈1 point) around the middle of LAION's 1–10 scale, so tiny
+    # scores differ between images the way real ones do.
     import torch
 
     with torch.no_grad():
-        head.layers[-1].bias.fill_(5.5)
+        probe = torch.nn.functional.normalize(torch.randn(64, 768, generator=torch.Generator().manual_seed(4)), dim=-1)
+        spread = head(probe).std().clamp_min(1e-8)
+        head.layers[-1].weight.div_(spread)
+        head.layers[-1].bias.sub_(head(probe).mean() - 5.5)
     return model, processor, head
 
 
