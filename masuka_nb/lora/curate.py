@@ -215,7 +215,7 @@ def curate(
             batch = items[i:i + batch_size]
             images = [_load_rgb(dataset.path_of(it)) for it in batch]
             embs, aesth = clip.embed(images) if clip is not None else (None, [None] * len(batch))
-            for j, (it, im) in enumerate(zip(batch, images)):
+            for j, im in enumerate(images):
                 gray = im.convert("L")
                 row = {
                     "pixel_md5": hashlib.md5(im.tobytes()).hexdigest(),
