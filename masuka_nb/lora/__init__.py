@@ -18,20 +18,20 @@ from typing import Any as _Any
 _LAZY: dict[str, tuple[str, str]] = {
     "CaptionReport": ("masuka_nb.lora.caption", "CaptionReport"),
     "CloudTrainingJob": ("masuka_nb.lora.cloud", "CloudTrainingJob"),
-    "Comparison": ("masuka_nb.lora.compare", "Comparison"),
+    "Comparison": ("masuka_nb.lora.comparison", "Comparison"),
     "CurationReport": ("masuka_nb.lora.curate", "CurationReport"),
     "Dataset": ("masuka_nb.lora.dataset", "Dataset"),
     "DatasetItem": ("masuka_nb.lora.dataset", "DatasetItem"),
     "ImportReport": ("masuka_nb.lora.dataset", "ImportReport"),
     "TrainingConfig": ("masuka_nb.lora.plan", "TrainingConfig"),
     "TrainingPlan": ("masuka_nb.lora.plan", "TrainingPlan"),
-    "TrainingRun": ("masuka_nb.lora.train", "TrainingRun"),
-    "compare": ("masuka_nb.lora.compare", "compare"),
+    "TrainingRun": ("masuka_nb.lora.training", "TrainingRun"),
+    "compare": ("masuka_nb.lora.comparison", "compare"),
     "export_kohya": ("masuka_nb.lora.export", "export_kohya"),
     "export_lora": ("masuka_nb.lora.export", "export_lora"),
     "plan_training": ("masuka_nb.lora.plan", "plan_training"),
     "push_to_hub": ("masuka_nb.lora.export", "push_to_hub"),
-    "train": ("masuka_nb.lora.train", "train"),
+    "train": ("masuka_nb.lora.training", "train"),
     "train_cloud": ("masuka_nb.lora.cloud", "train_cloud"),
 }
 
@@ -55,9 +55,9 @@ def __dir__() -> list[str]:
 if _TYPE_CHECKING:
     from masuka_nb.lora.caption import CaptionReport  # noqa: F401
     from masuka_nb.lora.cloud import CloudTrainingJob, train_cloud  # noqa: F401
-    from masuka_nb.lora.compare import Comparison, compare  # noqa: F401
+    from masuka_nb.lora.comparison import Comparison, compare  # noqa: F401
     from masuka_nb.lora.curate import CurationReport  # noqa: F401
     from masuka_nb.lora.dataset import Dataset, DatasetItem, ImportReport  # noqa: F401
     from masuka_nb.lora.export import export_kohya, export_lora, push_to_hub  # noqa: F401
     from masuka_nb.lora.plan import TrainingConfig, TrainingPlan, plan_training  # noqa: F401
-    from masuka_nb.lora.train import TrainingRun, train  # noqa: F401
+    from masuka_nb.lora.training import TrainingRun, train  # noqa: F401

@@ -45,7 +45,7 @@ def _event_printer(event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from masuka_nb.lora.train import train
+    from masuka_nb.lora.training import train
 
     try:
         run = train(args.dataset, base=args.base, trigger_word=args.trigger_word, steps=args.steps, rank=args.rank,
