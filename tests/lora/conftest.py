@@ -72,9 +72,9 @@ TRAIN_ARGS = dict(base="tiny-flux", trigger_word="mk", steps=16, learning_rate=1
                   checkpoint_every=4, target_modules="double-blocks")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_run(tmp_path_factory, tiny_cache):
-    """One finished tiny-flux run shared by a module's tests (its paths are absolute)."""
+    """One finished tiny-flux run shared by the tests (its paths are absolute, in its own home)."""
     import os
 
     from masuka_nb.config import reset_configuration

@@ -32,3 +32,12 @@ def png_bomb(width: int = 40_000, height: int = 40_000) -> bytes:
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
+
+
+def photo(k: int, w: int = 320, h: int = 320) -> Image.Image:
+    """A photo-like picture: large soft shapes (what perceptual hashes see) plus fine sharp grain
+    (what a blur score sees), different for every `k`."""
+    rng = np.random.default_rng(1000 + k)
+    coarse = Image.fromarray(rng.integers(0, 255, (5, 5, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
+    grain = rng.integers(-30, 30, (h, w, 3))
+    return Image.fromarray(np.clip(np.asarray(coarse, dtype=np.int32) + grain, 0, 255).astype(np.uint8))
