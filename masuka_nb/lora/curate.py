@@ -48,6 +48,7 @@ class CurationReport:
     advice: list[str] = field(default_factory=list)
     scorer: str = ""
     seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # load_s, embed_s (CLIP + aesthetic), hash_s
 
     @property
     def keep(self) -> list[str]:
@@ -210,11 +211,17 @@ def curate(
         if reference_image is not None and clip is not None:
             ref_emb = clip.embed([_as_image(reference_image)])[0][0]
         rows: list[dict[str, Any]] = []
+        timings = {"load_s": 0.0, "embed_s": 0.0, "hash_s": 0.0}
         for i in range(0, len(items), batch_size):
             reporter.check("curation")
             batch = items[i:i + batch_size]
+            t0 = time.perf_counter()
             images = [_load_rgb(dataset.path_of(it)) for it in batch]
+            t1 = time.perf_counter()
             embs, aesth = clip.embed(images) if clip is not None else (None, [None] * len(batch))
+            t2 = time.perf_counter()
+            timings["load_s"] += t1 - t0
+            timings["embed_s"] += t2 - t1
             for j, im in enumerate(images):
                 gray = im.convert("L")
                 row = {
@@ -226,12 +233,14 @@ def curate(
                 if ref_emb is not None:
                     row["identity"] = round(float(embs[j] @ ref_emb), 4)
                 rows.append(row)
+            timings["hash_s"] += time.perf_counter() - t2
             reporter.update(min(i + batch_size, len(items)))
     finally:
         if own_scorer and clip is not None:
             clip.close()
     report = _judge(items, rows, near_duplicate_distance, min_blur, min_aesthetic, min_identity, min_side)
     report.scorer = clip.name if clip is not None else "none"
+    report.timings = {k: round(v, 4) for k, v in timings.items()}
     report.seconds = time.perf_counter() - start
     if apply:
         for it, v in zip(items, report.verdicts):

@@ -499,9 +499,10 @@ class _Trainer:
         del pipe, vae
         return out
 
-    def _write_loss(self, history: list[dict[str, float]]) -> None:
+    def _write_loss(self, history: list[dict[str, float]], *, plot: bool = True) -> None:
         atomic_write_json(self.run_.loss_data_path, {"history": history})
-        atomic_write_bytes(self.run_.loss_curve_path, loss_curve_png([h["loss"] for h in history]))
+        if plot:
+            atomic_write_bytes(self.run_.loss_curve_path, loss_curve_png([h["loss"] for h in history]))
 
     # ---- the run ----
     def run(self, *, progress: ProgressCallback | bool | None, cancel: CancelToken | None) -> TrainingRun:
@@ -563,7 +564,12 @@ class _Trainer:
         optimizer = self._optimizer(params)
         scheduler = get_scheduler("constant_with_warmup", optimizer=optimizer, num_warmup_steps=cfg.warmup_steps,
                                   num_training_steps=cfg.steps)
-        model, optimizer, scheduler = accel.prepare(model, optimizer, scheduler)
+        if accel.num_processes > 1 or accel.mixed_precision == "fp16":
+            model, optimizer, scheduler = accel.prepare(model, optimizer, scheduler)
+        else:
+            # One process and no grad scaler: accelerate's optimizer/scheduler wrappers would only add
+            # per-step bookkeeping, so only the model goes through prepare (device placement).
+            model = accel.prepare(model)
         history: list[dict[str, float]] = []
         start = 0
         ckpt = run.latest_checkpoint
@@ -600,8 +606,8 @@ class _Trainer:
                 batch = n_batches_cache[epoch][pos]
                 loss = self._step(step, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale,
                                   accel)
-                if accel.sync_gradients and cfg.max_grad_norm:
-                    accel.clip_grad_norm_(params, cfg.max_grad_norm)
+                if cfg.max_grad_norm:
+                    _clip_grad_norm(params, cfg.max_grad_norm, accel)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -613,7 +619,7 @@ class _Trainer:
                 if accel.is_main_process:
                     if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
                         self._save_checkpoint(done, model, optimizer, scheduler, accel, n_batches_cache[epoch], history)
-                        self._write_loss(history)
+                        self._write_loss(history, plot=False)  # the plot is drawn at the end (and on cancel)
                         run.save()
                     if cfg.sample_every and done % cfg.sample_every == 0:
                         run.samples += self._samples(done, model, accel, base, text)
@@ -724,6 +730,21 @@ class _Trainer:
             from masuka_nb.image.lora import validate_lora  # the image engine's own check, once it exists
 
             validate_lora(run.lora_path, model=spec.id)
+
+
+def _clip_grad_norm(params: list, max_norm: float, accel) -> None:
+    """Clip the LoRA gradients' total norm to `max_norm` with one fused pass (foreach ops)."""
+    import torch
+
+    if accel.scaler is not None:  # fp16: gradients must be unscaled first, which accelerate does
+        accel.clip_grad_norm_(params, max_norm)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(grads, coef)
 
 
 def _vae_config(base: str) -> dict[str, Any]:
