@@ -545,10 +545,10 @@ class _Trainer:
         cfg, run = self.cfg, self.run_
         cuda = torch.cuda.is_available()
         accel = Accelerator(mixed_precision=cfg.mixed_precision if cuda else "no", cpu=not cuda)
-        base, transformer_repo, spec = self._source()
         items = self._items()
         t0 = time.perf_counter()
-        with accel.main_process_first():
+        with accel.main_process_first():  # rank 0 builds/downloads and caches; the others then read
+            base, transformer_repo, spec = self._source()
             latents = self._cache_latents(items, base)
             prompts = [cap for _, cap in items] + list(cfg.sample_prompts)
             text = self._cache_text(prompts, base, spec.max_sequence_length)
@@ -632,7 +632,7 @@ class _Trainer:
                 self._write_loss(history)
             raise
         loop_s = time.perf_counter() - loop_start
-        run.stats.update(train_s=round(loop_s, 3), steps_per_s=round((cfg.steps - start) / loop_s, 3) if loop_s else None)
+        run.stats.update(processes=world, train_s=round(loop_s, 3), steps_per_s=round((cfg.steps - start) / loop_s, 3) if loop_s else None)
         if cfg.eval_loss:
             run.stats["eval_loss_end"] = self._eval_loss(*eval_args)
         accel.wait_for_everyone()
@@ -645,9 +645,12 @@ class _Trainer:
             run.status = "finished"
             run.save()
             _record(run, "ok")
+        accel.wait_for_everyone()
         reporter.done()
         del model, optimizer
         _free_memory()
+        if not accel.is_main_process:  # the other ranks report what the main one exported
+            return TrainingRun.load(run.run_dir)
         return run
 
     def _eval_loss(self, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale, accel) -> float:

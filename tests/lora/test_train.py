@@ -192,3 +192,18 @@ def test_killed_process_resumes_to_the_same_lora_as_an_uninterrupted_run(dataset
 def test_dataset_is_reusable_by_path(dataset_of):
     ds = dataset_of(1)
     assert Dataset.load(ds.root).items[0].sha256 == ds.items[0].sha256
+
+
+def test_same_entry_point_runs_on_two_processes(dataset_of, masuka_home):
+    """`accelerate launch` (GPUs) and `torchrun` (here, on CPU) both start ranks through torch.distributed."""
+    ds = dataset_of(2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "masuka_nb.lora.cli", "train",
+           "--dataset", ds.name, "--name", "ddp", "--base", "tiny-flux", "--trigger-word", "mk", "--steps", "4",
+           "--resolution", "32", "--checkpoint-every", "2", "--target-modules", "double-blocks"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=env, timeout=240)
+    assert out.returncode == 0, out.stderr[:3000]
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 2 and all(line["status"] == "finished" for line in lines)
+    run = TrainingRun.load("ddp")
+    assert run.stats["processes"] == 2 and run.lora_path.is_file()
