@@ -464,7 +464,15 @@ def plan_requirements(
 
 def constraints_for(installed: Mapping[str, str]) -> list[str]:
     """Pin every installed protected package, so pip fails rather than change one while resolving."""
-    return sorted(f"{canonicalize_name(n)}=={v}" for n, v in installed.items() if protected(n))
+    pins = []
+    for name, version in installed.items():
+        if protected(name):
+            try:
+                Version(version)
+            except InvalidVersion:  # pip could not read such a pin; the planner already refuses changes
+                continue
+            pins.append(f"{canonicalize_name(name)}=={version}")
+    return sorted(pins)
 
 
 # ---------------------------------------------------------------------------------------------- self install
@@ -523,23 +531,38 @@ def _pip(args: list[str], *, timeout: float = 1800) -> subprocess.CompletedProce
 
 
 def _pip_failed(what: str, result: subprocess.CompletedProcess) -> SetupError:
-    tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-    return SetupError(f"{what} failed (pip exit {result.returncode}):\n{tail}",
-                      hint="Read pip's message above; run setup again with the network up.")
+    out = result.stdout.splitlines()
+    # pip explains a conflict on stdout and states the error on stderr: keep both, drop the progress noise.
+    start = next((i for i, line in enumerate(out) if line.startswith("The conflict is caused by")), None)
+    why = [ln for ln in out[start:] if ln.strip() and not ln.startswith(("To fix", "1.", "2."))] if start is not None else []
+    text = "\n".join([*why, *result.stderr.strip().splitlines()[-12:]])
+    pinned = sorted(set(re.findall(r"\(constraint\) ([A-Za-z0-9._-]+)==", result.stdout)))
+    if pinned:
+        hint = (f"That would change {', '.join(pinned)}, which setup never changes (Colab's CUDA build or its "
+                "notebook stack). Keep MASUKA's ranges compatible with the installed version, or use a "
+                "runtime that has a newer one.")
+    else:
+        hint = "Read pip's message above; check the network and run setup again."
+    return SetupError(f"{what} failed (pip exit {result.returncode}):\n{text}", hint=hint)
 
 
 _CHECK_LINE = re.compile(r"^(?P<who>\S+) \S+ (?:requires|has requirement) (?P<what>[A-Za-z0-9._-]+)")
 
 
-def pip_check_problems(output: str, *, ours: set[str]) -> tuple[list[str], list[str]]:
-    """Split `pip check` output into (problems touching `ours`, problems the image already had)."""
+def pip_check_problems(output: str, *, needed: set[str], changed: set[str]) -> tuple[list[str], list[str]]:
+    """Split `pip check` output into (MASUKA's problems, problems the environment already had).
+
+    Ours: a package MASUKA needs has an unmet requirement, or a package this run changed is what
+    another package's requirement no longer accepts. A requirement of some other package on, say, numpy
+    that was already unmet before setup ran is the image's own.
+    """
     mine, theirs = [], []
     for line in output.splitlines():
         found = _CHECK_LINE.match(line.strip())
         if not found:
             continue
-        names = {canonicalize_name(found["who"]), canonicalize_name(found["what"])}
-        (mine if names & ours else theirs).append(line.strip())
+        who, what = canonicalize_name(found["who"]), canonicalize_name(found["what"])
+        (mine if who in needed | changed or what in changed else theirs).append(line.strip())
     return mine, theirs
 
 
@@ -792,8 +815,10 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
 
     with report.step("pip check") as s:
         result = _pip(["check"], timeout=300)
-        ours = {n.name for n in plan.needs} | {canonicalize_name(project.name)}
-        mine, theirs = pip_check_problems(result.stdout, ours=ours)
+        own = canonicalize_name(project.name)
+        changed = set() if args.dry_run else {n.name for n in plan.to_install} | {own}
+        mine, theirs = pip_check_problems(result.stdout, needed={n.name for n in plan.needs} | {own},
+                                          changed=changed)
         for line in theirs:
             say(f"image     {line}  (already in this environment, not MASUKA's)")
         if mine or (result.returncode != 0 and not theirs):
@@ -823,6 +848,8 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
                     say(f"          in the notebook: %env {key}={value}")
         s["detail"] = str(home)
 
+    if self_needed and not args.dry_run and "masuka_nb" in sys.modules:
+        say("note      masuka_nb was already imported here: Runtime > Restart session to use the new copy")
     if "huggingface_hub" in sys.modules and set(local_caches()):
         say("note      huggingface_hub was imported before setup: restart the runtime for HF_HOME to apply")
     report.summary("ready (dry run: nothing installed)" if args.dry_run else "ready")

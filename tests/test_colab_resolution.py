@@ -148,8 +148,7 @@ class Resolution:
 
 def resolve_on_colab(project: Path, work: Path, *, extra: str = "colab") -> Resolution:
     """What `pip install "<project>[extra]"` would do on Colab's image, from pip's own dry-run report."""
-    env = {k: v for k, v in os.environ.items() if k not in PIP_ENV_DROP}
-    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    env = pip_env()
     colab = read_freeze()
     py313 = find_python313()
     base = py313 or sys.executable
@@ -187,6 +186,80 @@ def resolve_on_colab(project: Path, work: Path, *, extra: str = "colab") -> Reso
                       mechanism=mechanism, report=report)
 
 
+def pip_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in PIP_ENV_DROP}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    return env
+
+
+def copy_project(root: Path, dest: Path, *, extra_dependency: str | None = None,
+                 numpy_range: str | None = None) -> Path:
+    """A copy of the checkout's installable part, optionally with a changed dependency list."""
+    dest.mkdir(parents=True)
+    text = (root / "pyproject.toml").read_text()
+    if numpy_range is not None:
+        text = re.sub(r'"numpy[^"]*"', f'"numpy{numpy_range}"', text, count=1)
+    if extra_dependency is not None:
+        text = text.replace("dependencies = [\n", f'dependencies = [\n    "{extra_dependency}",\n', 1)
+    (dest / "pyproject.toml").write_text(text)
+    for name in ("setup_colab.py", "README.md"):
+        if (root / name).exists():
+            shutil.copy2(root / name, dest / name)
+    shutil.copytree(root / "masuka_nb", dest / "masuka_nb", ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def write_wheel(folder: Path, name: str, version: str, requires: list[str]) -> Path:
+    """A minimal pure-Python wheel (served with PIP_FIND_LINKS), so a test controls what a dependency needs."""
+    import base64
+    import hashlib
+    import zipfile
+
+    module, dist_info = name.replace("-", "_"), f"{name.replace('-', '_')}-{version}.dist-info"
+    files = {
+        f"{module}/__init__.py": "",
+        f"{dist_info}/METADATA": "Metadata-Version: 2.1\nName: " + name + "\nVersion: " + version + "\n"
+        + "".join(f"Requires-Dist: {r}\n" for r in requires),
+        f"{dist_info}/WHEEL": "Wheel-Version: 1.0\nGenerator: masuka-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for path, body in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(body.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(body.encode())}")
+    record.append(f"{dist_info}/RECORD,,")
+    folder.mkdir(parents=True, exist_ok=True)
+    wheel = folder / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as zf:
+        for path, body in files.items():
+            zf.writestr(path, body)
+        zf.writestr(f"{dist_info}/RECORD", "\n".join(record) + "\n")
+    return wheel
+
+
+@pytest.fixture(scope="module")
+def colab_image(tmp_path_factory) -> Path:
+    """A Python 3.13 venv *with pip* whose site-packages presents Colab's list as installed.
+
+    pip and setuptools stay real (a fake pip cannot run setup, and a fake setuptools cannot build):
+    the project is then built in pip's isolated build environment, as on any machine.
+    """
+    work = tmp_path_factory.mktemp("colab-image")
+    base = find_python313() or sys.executable
+    venv = work / "venv"
+    _run([base, "-m", "venv", str(venv)], pip_env())
+    python = venv / "bin" / "python"
+    purelib = Path(_run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                        pip_env()).stdout.strip())
+    present_as_installed({k: v for k, v in read_freeze().items() if k not in ("pip", "setuptools", "wheel")},
+                         purelib)
+    return python
+
+
+def run_setup(python: Path, project: Path, *args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([str(python), str(project / "setup_colab.py"), "--from", str(project), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
 # ---------------------------------------------------------------------------------------------- tests
 
 
@@ -222,21 +295,53 @@ def test_masuka_colab_extra_changes_nothing_protected_on_colabs_image(tmp_path):
 
 def test_the_proof_catches_a_range_that_would_move_numpy(tmp_path):
     """The same check on a copy whose numpy range excludes Colab's numpy 2.1.3 must flag numpy."""
-    copy = tmp_path / "modified"
-    copy.mkdir()
-    text = (ROOT / "pyproject.toml").read_text()
-    modified = re.sub(r'"numpy[^"]*"', '"numpy>=2.2"', text, count=1)
-    assert modified != text
-    (copy / "pyproject.toml").write_text(modified)
-    shutil.copytree(ROOT / "masuka_nb", copy / "masuka_nb", ignore=shutil.ignore_patterns("__pycache__"))
-    if (ROOT / "README.md").exists():
-        shutil.copy2(ROOT / "README.md", copy / "README.md")
+    copy = copy_project(ROOT, tmp_path / "modified", numpy_range=">=2.2")
+    assert '"numpy>=2.2"' in (copy / "pyproject.toml").read_text()
     work = tmp_path / "work"
     work.mkdir()
     result = resolve_on_colab(copy, work, extra="")
     print("\n" + result.table())
     assert [c.name for c in result.protected] == ["numpy"]
     assert result.protected[0].before == "2.1.3"
+
+
+def test_setup_colab_on_colabs_image_would_install_only_what_colab_lacks(colab_image, tmp_path):
+    """setup_colab.py itself, run by Colab's Python on the simulated image (dry run: pip resolves, installs nothing)."""
+    project = copy_project(ROOT, tmp_path / "checkout")
+    env = {**pip_env(), "COLAB_RELEASE_TAG": "release-colab-simulated"}
+    result = run_setup(colab_image, project, "--dry-run", "--yes", env=env)
+    print("\n" + result.stdout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "runtime   Google Colab" in result.stdout
+    planned = re.findall(r"^install   (\S+)", result.stdout, re.M)
+    assert sorted(planned) == ["bitsandbytes>=0.45", "pillow-heif>=0.18"]
+    would = re.search(r"^Would install (.*)$", result.stdout, re.M)
+    assert would, result.stdout
+    assert sorted(canonical(p.rsplit("-", 1)[0]) for p in would.group(1).split()) == ["bitsandbytes", "pillow-heif"]
+    assert "would install masuka-nb" in result.stdout
+    assert re.search(r"pip check +\S+ s  clean", result.stdout)
+
+
+def test_setup_colab_constraints_stop_a_dependency_from_moving_numpy(colab_image, tmp_path):
+    """A new dependency that needs a newer numpy: plain pip would upgrade Colab's numpy; setup fails instead."""
+    links = tmp_path / "wheels"
+    write_wheel(links, "needs-new-numpy", "1.0", ["numpy>=2.2"])
+    env = {**pip_env(), "COLAB_RELEASE_TAG": "release-colab-simulated", "PIP_FIND_LINKS": str(links)}
+
+    plain = subprocess.run([str(colab_image), "-m", "pip", "install", "--dry-run", "needs-new-numpy"],
+                           capture_output=True, text=True, env=env, timeout=600)
+    assert plain.returncode == 0, plain.stderr
+    assert re.search(r"Would install .*numpy-2\.", plain.stdout), plain.stdout  # the danger is real
+
+    project = copy_project(ROOT, tmp_path / "checkout", extra_dependency="needs-new-numpy>=1")
+    result = run_setup(colab_image, project, "--dry-run", "--yes", "--extras", "", env=env)
+    print("\n" + result.stdout)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "install   needs-new-numpy>=1  (not installed)" in result.stdout
+    assert "SETUP FAILED: Installing" in result.stdout and "needs-new-numpy" in result.stdout
+    failure = result.stdout.split("SETUP FAILED", 1)[1]
+    assert "The user requested (constraint) numpy==2.1.3" in failure
+    assert "That would change numpy, which setup never changes" in failure
 
 
 if __name__ == "__main__":
