@@ -2,7 +2,7 @@
 
     python setup_colab.py [--drive] [--extras colab] [--from PATH_OR_GIT_URL] [--check-only] [--dry-run] [--yes]
 
-or, from a notebook cell (then environment changes such as MASUKA_HOME reach the running kernel)::
+or, from a notebook cell (then Drive can be mounted and HF_HOME set in the running kernel)::
 
     import setup_colab; setup_colab.main(["--drive"])
 
@@ -36,8 +36,10 @@ import json
 import os
 import re
 import shutil
+import site
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterable, Mapping
@@ -810,6 +812,10 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
                     raise _pip_failed(f"Installing {project.name} itself", result)
                 s["detail"] = f"{'would install' if args.dry_run else 'installed'} {project.name} {project.version}"
                 importlib.invalidate_caches()
+                if args.editable and not args.dry_run:
+                    # An editable install works through a .pth hook that Python reads at start-up: read it now,
+                    # so a notebook that called main() can import masuka_nb without a restart.
+                    site.addsitedir(sysconfig.get_paths()["purelib"])
             else:
                 s["detail"] = f"{project.name} {own_version} already up to date"
 
@@ -834,24 +840,26 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
         if not args.dry_run:
             for sub in ("", *HOME_SUBFOLDERS):
                 (home / sub).mkdir(parents=True, exist_ok=True)
-        changes = {"MASUKA_HOME": str(home), **local_caches()}
-        for key, value in changes.items():
-            if os.environ.get(key) != value:
-                os.environ[key] = value
+        # MASUKA_HOME is left alone: masuka_nb.config finds this same folder itself, and a pinned value
+        # would stop a later Drive mount from moving it.
+        hf_changes = local_caches()
+        os.environ.update(hf_changes)
         say(f"home      {home}" + (" (on Google Drive)" if home.is_relative_to(DRIVE_MOUNT) else ""))
         say(f"hf cache  {os.environ.get('HF_HOME', str(Path.home() / '.cache' / 'huggingface'))} (local disk)")
         if __name__ == "__main__":
             # A child process cannot change the notebook's environment: say what to paste instead.
-            # (MASUKA_HOME needs no line: masuka_nb.config finds the same folder by itself.)
-            for key, value in changes.items():
-                if key != "MASUKA_HOME":
-                    say(f"          in the notebook: %env {key}={value}")
+            for key, value in hf_changes.items():
+                say(f"          in the notebook: %env {key}={value}")
         s["detail"] = str(home)
 
-    if self_needed and not args.dry_run and "masuka_nb" in sys.modules:
-        say("note      masuka_nb was already imported here: Runtime > Restart session to use the new copy")
-    if "huggingface_hub" in sys.modules and set(local_caches()):
-        say("note      huggingface_hub was imported before setup: restart the runtime for HF_HOME to apply")
+    if not args.dry_run:
+        touched = {n.name.replace("-", "_") for n in plan.to_install if n.installed} | (
+            {project.package_dir.name} if self_needed else set())
+        stale = sorted(m for m in touched if m in sys.modules)
+        if stale:
+            say(f"note      {', '.join(stale)} changed after being imported here: Runtime > Restart session")
+    if "huggingface_hub" in sys.modules and hf_changes:
+        say("note      huggingface_hub was imported before setup: Runtime > Restart session for HF_HOME to apply")
     report.summary("ready (dry run: nothing installed)" if args.dry_run else "ready")
     return EXIT_OK
 
