@@ -262,12 +262,14 @@ def script(python: Path, checkout: Path, *args: str, env: dict | None = None) ->
 
 def test_script_installs_only_masuka_itself_then_a_second_run_installs_nothing(venv_python, tmp_path):
     checkout = copy_checkout(tmp_path / "checkout")
+    version = sc.read_project(checkout).version
     site = Path(subprocess.run([str(venv_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
 
     before = script(venv_python, checkout, "--check-only")
     assert before.returncode == sc.EXIT_CHECK_FOUND_WORK, before.stdout + before.stderr
-    assert "self      masuka-nb missing" in before.stdout
+    # Missing here; in CI the checkout is also installed editable system-wide, which does not match this copy.
+    assert re.search(r"^self      masuka-nb (\S+ )?(missing|outdated)$", before.stdout, re.M), before.stdout
     assert "\ninstall   " not in before.stdout  # this machine has every dependency
     assert not list(site.glob("masuka_nb*"))
 
@@ -276,22 +278,23 @@ def test_script_installs_only_masuka_itself_then_a_second_run_installs_nothing(v
     assert "nothing to install" in first.stdout
     assert "installed masuka-nb" in first.stdout
     assert re.search(r"pip check +\S+ s  clean", first.stdout)
-    assert sorted(p.name for p in site.iterdir() if "masuka" in p.name) == ["masuka_nb", "masuka_nb-0.1.0.dist-info"]
+    assert sorted(p.name for p in site.iterdir() if "masuka" in p.name) == ["masuka_nb", f"masuka_nb-{version}.dist-info"]
 
     again = script(venv_python, checkout, "--check-only")
     assert again.returncode == 0, again.stdout + again.stderr
     assert "nothing missing" in again.stdout
-    assert "self      masuka-nb 0.1.0 current" in again.stdout
+    assert f"self      masuka-nb {version} current" in again.stdout
 
     second = script(venv_python, checkout, "--yes")
     assert second.returncode == 0, second.stdout + second.stderr
     assert "nothing to install" in second.stdout and "already up to date" in second.stdout
 
     # An edited checkout with the same version number is noticed (the RECORD hashes differ).
-    (checkout / "masuka_nb" / "_version.py").write_text('__version__ = "0.1.0"  # edited\n')
+    with (checkout / "masuka_nb" / "_version.py").open("a") as f:
+        f.write("# edited\n")
     edited = script(venv_python, checkout, "--check-only")
     assert edited.returncode == sc.EXIT_CHECK_FOUND_WORK
-    assert "self      masuka-nb 0.1.0 outdated" in edited.stdout
+    assert f"self      masuka-nb {version} outdated" in edited.stdout
 
 
 def test_script_puts_home_on_a_mounted_drive_and_keeps_hf_cache_local(venv_python, tmp_path):
