@@ -38,7 +38,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.pypi]
 
 ROOT = Path(__file__).resolve().parents[1]
 FREEZE = Path(__file__).parent / "data" / "colab" / "pip-freeze.gpu.txt"
