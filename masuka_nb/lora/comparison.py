@@ -4,8 +4,8 @@ Rows are (LoRA, weight) pairs (plus the base model without a LoRA), columns are 
 a difference between two cells in a column is the LoRA's doing alone. The grid is saved under
 `outputs_dir/comparisons/` and recorded in the history (kind "comparison").
 
-Images come from the image engine (`masuka_nb.generate`) when it is installed in this package, and
-otherwise from a diffusers FluxPipeline loaded here once for the whole grid.
+Images come from the image engine (`masuka_nb.generate`): one pipeline stays loaded for the whole
+grid, adapters are swapped between rows, and each cell is the engine's own recipe (reproducible).
 """
 
 from __future__ import annotations
@@ -96,17 +96,6 @@ def make_grid(images: list[list[Any]], *, row_labels: list[str], col_labels: lis
     return grid
 
 
-def _model_path(model: str) -> tuple[str, Any]:
-    from masuka_nb.models.registry import get_model
-
-    spec = get_model(model)
-    if spec.tiny:
-        from masuka_nb.models.tiny import ensure_tiny
-
-        return str(ensure_tiny(spec.id)), spec
-    return spec.repo, spec
-
-
 def compare(
     loras: Sequence[str | Path],
     prompts: Sequence[str],
@@ -124,8 +113,6 @@ def compare(
     cancel: CancelToken | None = None,
 ) -> Comparison:
     """Render prompts × seeds for each LoRA at each weight (and the base model), as one grid."""
-    import torch
-
     if not prompts or not seeds:
         raise InvalidRequestError("`prompts` and `seeds` must each hold at least one value.", argument="prompts",
                                   value=list(prompts), hint="For example prompts=['mycat on a sofa'], seeds=[1, 2].")
@@ -134,7 +121,9 @@ def compare(
     resolved = [resolve_lora(src) for src in loras]
     if model is None:
         model = next((m.get("base_model") for _, _, m in resolved if m.get("base_model")), None) or "flux1-dev"
-    path, spec = _model_path(model)
+    from masuka_nb.models.registry import get_model
+
+    spec = get_model(model)
     steps = steps or spec.default_steps
     width = width or spec.default_width
     height = height or spec.default_height
@@ -144,41 +133,26 @@ def compare(
     total = len(rows) * len(prompts) * len(seeds)
     reporter = ProgressReporter("compare", total, progress=progress, cancel=cancel)
     start = time.perf_counter()
-    from diffusers import FluxPipeline
+    from masuka_nb.image import generate
 
-    pipe = FluxPipeline.from_pretrained(path, torch_dtype=torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-    if torch.cuda.is_available():
-        pipe.enable_model_cpu_offload()
-    pipe.set_progress_bar_config(disable=True)
-    adapters: dict[str, str] = {}
-    for i, (f, _n, _) in enumerate(resolved):
-        name = f"cmp{i}"
-        pipe.load_lora_weights(str(f.parent), weight_name=f.name, adapter_name=name)
-        adapters[str(f)] = name
     cells: list[Cell] = []
     grid_rows: list[list[Any]] = []
     done = 0
-    try:
-        for file, label, weight in rows:
-            if file is None:
-                pipe.disable_lora()
-            else:
-                pipe.enable_lora()
-                pipe.set_adapters([adapters[file]], adapter_weights=[weight])
-            row_images = []
-            for prompt in prompts:
-                for seed in seeds:
-                    reporter.check("the comparison")
-                    image = pipe(prompt=prompt, num_inference_steps=steps, width=width, height=height,
-                                 guidance_scale=guidance, generator=torch.Generator("cpu").manual_seed(int(seed))).images[0]
-                    cells.append(Cell(label, weight if file else 0.0, prompt, int(seed), image))
-                    row_images.append(image)
-                    done += 1
-                    reporter.update(done)
-            grid_rows.append(row_images)
-    finally:
-        pipe.unload_lora_weights()
-        del pipe
+    for file, label, weight in rows:
+        row_images = []
+        for prompt in prompts:
+            for seed in seeds:
+                reporter.check("the comparison")
+                # The image engine keeps one pipeline loaded and swaps adapters between rows.
+                result = generate(prompt, model=spec.id, width=width, height=height, steps=steps, guidance=guidance,
+                                  seed=int(seed), loras=[(file, weight)] if file else (), save=False,
+                                  progress=False, cancel=cancel)
+                image = result.images[0]
+                cells.append(Cell(label, weight if file else 0.0, prompt, int(seed), image))
+                row_images.append(image)
+                done += 1
+                reporter.update(done)
+        grid_rows.append(row_images)
     row_labels = ["base" if f is None else f"{n} ×{w:g}" for f, n, w in rows]
     col_labels = [f"{p[:24]} · {s}" for p in prompts for s in seeds]
     grid = make_grid(grid_rows, row_labels=row_labels, col_labels=col_labels)

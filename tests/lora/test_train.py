@@ -74,15 +74,20 @@ def test_latents_are_encoded_once_per_image(trained_run):
     # Uncaptioned images train on the trigger word alone: one text encode, plus one for the sample prompt.
     assert trained_run.stats["text_encodes"] == 2
 
-def test_exported_lora_loads_and_changes_the_output(trained_run, tiny_cache):
-    from masuka_nb.models.tiny import tiny_dir
+def test_exported_lora_loads_in_the_image_engine_and_changes_its_output(trained_run):
+    from masuka_nb import generate
+    from masuka_nb.image.lora import validate_lora
 
-    path = str(tiny_dir("tiny-flux"))
-    pipe = _flux(path)
-    before = _render(pipe)
-    pipe.load_lora_weights(str(trained_run.lora_path.parent), weight_name=trained_run.lora_path.name)
-    after = _render(pipe)
-    assert np.abs(after - before).mean() > 1e-3
+    info = validate_lora(trained_run.lora_path, model="tiny-flux")
+    assert info.format == "peft" and info.rank == TRAIN_ARGS.get("rank", 4) and info.trigger_word == "mk"
+    kw = dict(model="tiny-flux", width=32, height=32, steps=2, seed=7, save=False, progress=False)
+    base = np.asarray(generate("mk on a sofa", **kw).images[0], dtype=float)
+    by_folder = np.asarray(generate("mk on a sofa", loras=[str(trained_run.lora_path.parent)], **kw).images[0],
+                           dtype=float)
+    by_file = np.asarray(generate("mk on a sofa", loras=[(str(trained_run.lora_path), 1.0)], **kw).images[0],
+                         dtype=float)
+    assert np.abs(by_folder - base).mean() > 0.5  # 0–255 pixels: the LoRA visibly changes the image
+    np.testing.assert_array_equal(by_folder, by_file)
 
 
 def test_kohya_export_loads_through_diffusers_conversion_and_matches(trained_run):
@@ -91,6 +96,9 @@ def test_kohya_export_loads_through_diffusers_conversion_and_matches(trained_run
     path = str(tiny_dir("tiny-flux"))
     kohya = load_file(str(trained_run.kohya_path))
     assert any(k.startswith("lora_unet_double_blocks_0_img_attn_qkv") for k in kohya)
+    from masuka_nb.image.lora import validate_lora
+
+    assert validate_lora(trained_run.kohya_path, model="tiny-flux").format == "kohya"
     peft_pipe = _flux(path)
     peft_pipe.load_lora_weights(str(trained_run.lora_path.parent), weight_name=trained_run.lora_path.name)
     kohya_pipe = _flux(path)
