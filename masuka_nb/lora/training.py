@@ -206,13 +206,25 @@ def train(
         cfg.gradient_checkpointing = False  # nothing to save on a few-MB model
     if cfg.sample_every and not cfg.sample_prompts:
         cfg.sample_prompts = [f"a photo of {cfg.trigger_word}"]
-    run_name = name or safe_name(f"{dataset.name}-{cfg.trigger_word}-{cfg.fingerprint()[:6]}")
+    import hashlib
+
+    dataset_hash = dataset.content_hash()
+    # The same recipe on the same images is the same run (so calling again resumes it); a changed
+    # dataset or recipe is a new run.
+    run_id = hashlib.sha256(f"{cfg.fingerprint()}:{dataset_hash}".encode()).hexdigest()[:6]
+    run_name = name or safe_name(f"{dataset.name}-{cfg.trigger_word}-{run_id}")
     from masuka_nb.config import settings
 
     run_dir = settings().home / "training" / run_name
     if (run_dir / "run.json").is_file():
         existing = TrainingRun.load(run_dir)
-        if existing.config.fingerprint() == cfg.fingerprint():
+        if existing.stats.get("dataset_hash") not in (None, dataset_hash) and not existing.finished:
+            raise InvalidRequestError(
+                f"The images or captions of {dataset.name!r} changed since run {run_name!r} started.",
+                argument="dataset", value=dataset.name,
+                hint="Resuming would mix two datasets: pass a new `name` to start a fresh run.")
+        if existing.config.fingerprint() == cfg.fingerprint() and existing.stats.get("dataset_hash") in (
+                None, dataset_hash):
             existing.config.checkpoint_every, existing.config.sample_every = cfg.checkpoint_every, cfg.sample_every
             if existing.finished:
                 return existing
@@ -223,7 +235,7 @@ def train(
             f"A different training run is already called {run_name!r}.", argument="name", value=run_name,
             hint="Pick another `name`, or delete the old run folder.")
     run = TrainingRun(name=run_name, run_dir=ensure_dir(run_dir), config=cfg, dataset_root=dataset.root, plan=plan)
-    run.stats["dataset_hash"] = dataset.content_hash()
+    run.stats["dataset_hash"] = dataset_hash
     run.save()
     return _Trainer(run, dataset).run(progress=progress, cancel=cancel)
 

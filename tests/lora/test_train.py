@@ -147,13 +147,19 @@ def test_cancel_leaves_a_usable_checkpoint_and_resume_finishes(dataset_of):
     ds = dataset_of(2)
     token = CancelToken()
 
+    events = []
+
     def on_event(event):
+        events.append(event)
         if event.data.get("global_step") == 5:
             token.cancel("test")
 
     with pytest.raises(CancelledError) as err:
         train(ds, name="cancelled", cancel=token, progress=on_event, **_args())
     assert "resume" in err.value.hint
+    assert [e.data["global_step"] for e in events] == [1, 2, 3, 4, 5]
+    assert all(e.eta_s is not None and e.eta_s >= 0 and e.total == 12 for e in events)
+    assert "loss" in events[-1].message
     run = TrainingRun.load("cancelled")
     assert run.status == "cancelled" and run.latest_checkpoint.name == "step-0000005"
     finished = run.resume()
@@ -215,3 +221,39 @@ def test_same_entry_point_runs_on_two_processes(dataset_of, masuka_home):
     assert len(lines) == 2 and all(line["status"] == "finished" for line in lines)
     run = TrainingRun.load("ddp")
     assert run.stats["processes"] == 2 and run.lora_path.is_file()
+
+
+def test_a_changed_dataset_is_a_new_run_not_a_resume(dataset_of):
+    ds = dataset_of(2)
+    token = CancelToken()
+    token.cancel("stop at once")
+    with pytest.raises(CancelledError):
+        train(ds, name="fixed-name", cancel=token, **_args())
+    first = train(ds, cancel=None, **{**_args(), "steps": 2})
+    ds.set_caption(ds.items[0].file, "mk, a new caption")
+    with pytest.raises(InvalidRequestError) as err:
+        train(ds, name="fixed-name", **_args())
+    assert err.value.argument == "dataset"
+    second = train(ds, **{**_args(), "steps": 2})
+    assert second.name != first.name and second.finished
+
+
+def test_push_to_hub_needs_a_token(trained_run, monkeypatch):
+    from masuka_nb.errors import SecretMissingError
+    from masuka_nb.lora import push_to_hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    with pytest.raises(SecretMissingError):
+        push_to_hub(trained_run.lora_path.parent, repo_id="someone/mk-lora")
+
+
+def test_dataset_zip_for_cloud_trainers(dataset_of):
+    import zipfile
+
+    ds = dataset_of(3)
+    ds.set_caption(ds.items[0].file, "mk, first")
+    ds.set_keep(ds.items[2].file, False)
+    with zipfile.ZipFile(ds.to_zip()) as zf:
+        names = sorted(zf.namelist())
+        assert names == sorted([Path(ds.items[0].file).name, f"{ds.items[0].stem}.txt", Path(ds.items[1].file).name])
+        assert zf.read(f"{ds.items[0].stem}.txt").decode().strip() == "mk, first"
