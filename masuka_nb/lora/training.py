@@ -122,12 +122,19 @@ class TrainingRun:
             raise InvalidRequestError(f"No training run {name_or_dir!r}.", argument="name", value=str(name_or_dir),
                                       hint="Runs live in MASUKA's home under training/.")
         d = read_json(run_dir / "run.json")
-        return cls(name=d["name"], run_dir=run_dir, config=TrainingConfig.from_dict(d["config"]),
-                   dataset_root=Path(d["dataset_root"]), status=d.get("status", "new"), step=d.get("step", 0),
-                   lora_path=Path(d["lora_path"]) if d.get("lora_path") else None,
-                   kohya_path=Path(d["kohya_path"]) if d.get("kohya_path") else None,
-                   losses=_read_losses(run_dir), samples=[Path(p) for p in d.get("samples", [])],
-                   stats=d.get("stats", {}))
+        run = cls(name=d["name"], run_dir=run_dir, config=TrainingConfig.from_dict(d["config"]),
+                  dataset_root=Path(d["dataset_root"]), status=d.get("status", "new"), step=d.get("step", 0),
+                  lora_path=Path(d["lora_path"]) if d.get("lora_path") else None,
+                  kohya_path=Path(d["kohya_path"]) if d.get("kohya_path") else None,
+                  losses=_read_losses(run_dir), samples=[Path(p) for p in d.get("samples", [])],
+                  stats=d.get("stats", {}))
+        ckpt = run.latest_checkpoint
+        if ckpt is not None and not run.finished:
+            state = read_json(ckpt / "state.json")
+            if state["step"] > run.step:
+                run.step = state["step"]
+                run.losses = [h["loss"] for h in state.get("losses", [])]
+        return run
 
     def resume(self, *, progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None) -> TrainingRun:
         """Continue from the latest checkpoint (a finished run is returned as it is)."""
@@ -630,9 +637,9 @@ class _Trainer:
                                 global_step=done)
                 if accel.is_main_process:
                     if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                        # The checkpoint alone carries step and losses: `TrainingRun.load` reads them from
+                        # there, so run.json and loss.json need no rewrite (and no fsync) here.
                         self._save_checkpoint(done, model, optimizer, scheduler, accel, n_batches_cache[epoch], history)
-                        self._write_loss(history, plot=False)  # the plot is drawn at the end (and on cancel)
-                        run.save()
                     if cfg.sample_every and done % cfg.sample_every == 0:
                         run.samples += self._samples(done, model, accel, base, text)
         except (CancelledError, KeyboardInterrupt):

@@ -193,6 +193,7 @@ def test_killed_process_resumes_to_the_same_lora_as_an_uninterrupted_run(dataset
     interrupted = TrainingRun.load("killed")
     assert interrupted.status == "running" and interrupted.lora_path is None
     assert interrupted.latest_checkpoint is not None
+    assert interrupted.step >= 3 and len(interrupted.losses) == interrupted.step
 
     resumed = train(ds, name="killed", **_args())  # the same call after a "disconnect"
     assert resumed.finished and resumed.stats["resumed_from"] >= 3
