@@ -203,6 +203,14 @@ def train(
     plan = plan_training(base=base, n_images=len(dataset.kept), trigger_word=trigger_word.strip(), steps=steps,
                          rank=rank, learning_rate=learning_rate, resolution=resolution, gpu=gpu, **overrides)
     cfg = plan.config
+    if (cfg.quantization or cfg.mixed_precision != "no") and not _cuda_available():
+        from masuka_nb.errors import PlanDoesNotFitError
+
+        raise PlanDoesNotFitError(
+            f"This plan ({cfg.quantization or 'full'} base, {cfg.mixed_precision}) is for a {plan.gpu} GPU, and this "
+            "machine has no CUDA GPU.", argument="gpu", value=gpu,
+            hint="Run it on a GPU runtime, train in the cloud with `masuka_nb.lora.train_cloud(...)`, or use "
+                 "base='tiny-flux' to try the pipeline here.", alternative={"cloud": "train_cloud"})
     if checkpoint_every is not None:
         cfg.checkpoint_every = max(1, int(checkpoint_every))
     if sample_every is not None:
@@ -271,6 +279,13 @@ class _Trainer:
             return path, path, spec
         quantized = spec.quantized_repos.get("nf4") if self.cfg.quantization == "nf4" else None
         return spec.repo, quantized or spec.repo, spec
+
+    def _nf4_repo(self) -> str | None:
+        from masuka_nb.models.registry import get_model
+
+        if self.cfg.quantization != "nf4":
+            return None
+        return get_model(self.cfg.base).quantized_repos.get("nf4")
 
     def _device(self):
         import torch
@@ -346,9 +361,17 @@ class _Trainer:
         device = self._device()
         dtype = torch.float16 if device.type == "cuda" and self.cfg.mixed_precision == "fp16" else (
             torch.bfloat16 if device.type == "cuda" else torch.float32)
-        pipe = FluxPipeline.from_pretrained(base, transformer=None, vae=None, torch_dtype=dtype)
-        pipe.text_encoder.to(device)
-        pipe.text_encoder_2.to(device)
+        extra = {}
+        nf4_repo = self._nf4_repo()
+        if nf4_repo:  # T4 RAM: the pre-quantized T5 (≈2.9 GB) instead of 9.5 GB of fp16 weights
+            from transformers import T5EncoderModel
+
+            extra["text_encoder_2"] = T5EncoderModel.from_pretrained(nf4_repo, subfolder="text_encoder_2",
+                                                                     dtype=dtype)
+        pipe = FluxPipeline.from_pretrained(base, transformer=None, vae=None, torch_dtype=dtype, **extra)
+        for encoder in (pipe.text_encoder, pipe.text_encoder_2):
+            if not getattr(encoder, "is_quantized", False):
+                encoder.to(device)
         flat = {}
         try:
             for prompt, key in keys.items():
@@ -382,7 +405,9 @@ class _Trainer:
             model = FluxTransformer2DModel.from_pretrained(repo, subfolder=subfolder, torch_dtype=torch.float16)
             from peft import prepare_model_for_kbit_training
 
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=self.cfg.gradient_checkpointing)
+            # peft's own checkpointing switch is the transformers API; diffusers models use
+            # enable_gradient_checkpointing() (below), so peft only casts norms to fp32 here.
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
         else:
             dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.mixed_precision, torch.float32) \
                 if device.type == "cuda" else torch.float32
@@ -390,6 +415,8 @@ class _Trainer:
         model.requires_grad_(False)
         if self.cfg.gradient_checkpointing:
             model.enable_gradient_checkpointing()
+        if getattr(model, "is_quantized", False):
+            return model  # bitsandbytes placed it on the GPU when loading
         return model.to(device)
 
     def _add_lora(self, model) -> list:
@@ -752,6 +779,12 @@ class _Trainer:
             from masuka_nb.image.lora import validate_lora  # the image engine's own check, once it exists
 
             validate_lora(run.lora_path, model=spec.id)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _clip_grad_norm(params: list, max_norm: float, accel) -> None:

@@ -60,6 +60,16 @@ def test_recommended_values_and_validation():
     assert err.value.argument == "base"
 
 
+def test_a_t4_plan_on_a_machine_without_gpu_stops_before_loading_anything(dataset_of, masuka_home):
+    from masuka_nb.lora import train
+
+    ds = dataset_of(2)
+    with pytest.raises(PlanDoesNotFitError) as err:
+        train(ds, base="flux1-dev", trigger_word="mk", gpu="t4")
+    assert err.value.argument == "gpu" and "train_cloud" in err.value.hint
+    assert not (masuka_home / "training").exists()
+
+
 @pytest.mark.gpu
 def test_qlora_loads_the_nf4_transformer_on_a_gpu(dataset_of):
     from masuka_nb.lora import train
