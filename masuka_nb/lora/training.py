@@ -287,6 +287,14 @@ class _Trainer:
             return None
         return get_model(self.cfg.base).quantized_repos.get("nf4")
 
+    def _compute_dtype(self):
+        """Inputs in the compute precision (an NF4 base stores uint8 weights, so never ask the weights)."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return torch.float32
+        return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.cfg.mixed_precision, torch.float32)
+
     def _device(self):
         import torch
 
@@ -525,7 +533,7 @@ class _Trainer:
         pipe.set_progress_bar_config(disable=True)
         out = []
         folder = ensure_dir(self.run_.run_dir / "samples")
-        dtype = next(model.parameters()).dtype
+        dtype = self._compute_dtype()
         for pi, prompt in enumerate(self.cfg.sample_prompts):
             emb = sample_text[prompt]
             for seed in self.cfg.sample_seeds:
@@ -628,7 +636,7 @@ class _Trainer:
         run.save()
 
         device = accel.device
-        dtype = next(p for p in model.parameters() if not p.requires_grad).dtype
+        dtype = self._compute_dtype()
         guidance_embeds = bool(accel.unwrap_model(model).config.guidance_embeds)
         vae_scale = 2 ** (len(_vae_config(base)["block_out_channels"]) - 1)
         world, rank_ = accel.num_processes, accel.process_index
