@@ -522,30 +522,39 @@ class _Trainer:
 
     # ---- samples and loss curve ----
     def _samples(self, step, model, accel, base, sample_text) -> list[Path]:
+        """Fixed prompts × fixed seeds through the training transformer; decoded by the VAE in fp32
+        (FLUX's VAE is unsafe in fp16, and it is only 0.17 GB)."""
+        import io
+
         import torch
         from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
+        from diffusers.image_processor import VaeImageProcessor
 
         device = self._device()
-        vae = AutoencoderKL.from_pretrained(base, subfolder="vae").to(device)
+        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32).to(device).eval()
+        scale = 2 ** (len(vae.config.block_out_channels) - 1)
         pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(base, subfolder="scheduler"),
                             vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
                             transformer=accel.unwrap_model(model))
         pipe.set_progress_bar_config(disable=True)
+        processor = VaeImageProcessor(vae_scale_factor=scale * 2)
         out = []
         folder = ensure_dir(self.run_.run_dir / "samples")
         dtype = self._compute_dtype()
+        size = self.cfg.resolution
         for pi, prompt in enumerate(self.cfg.sample_prompts):
             emb = sample_text[prompt]
             for seed in self.cfg.sample_seeds:
                 with torch.no_grad():
-                    image = pipe(prompt_embeds=emb["embeds"][None].to(device, dtype),
-                                 pooled_prompt_embeds=emb["pooled"][None].to(device, dtype),
-                                 height=self.cfg.resolution, width=self.cfg.resolution,
-                                 num_inference_steps=self.cfg.sample_steps, guidance_scale=3.5,
-                                 generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+                    packed = pipe(prompt_embeds=emb["embeds"][None].to(device, dtype),
+                                  pooled_prompt_embeds=emb["pooled"][None].to(device, dtype),
+                                  height=size, width=size, num_inference_steps=self.cfg.sample_steps,
+                                  guidance_scale=3.5, generator=torch.Generator("cpu").manual_seed(seed),
+                                  output_type="latent").images
+                    lat = FluxPipeline._unpack_latents(packed, size, size, scale).float()
+                    lat = lat / vae.config.scaling_factor + vae.config.shift_factor
+                    image = processor.postprocess(vae.decode(lat, return_dict=False)[0], output_type="pil")[0]
                 path = folder / f"step-{step:07d}-p{pi}-s{seed}.png"
-                import io
-
                 buf = io.BytesIO()
                 image.save(buf, format="PNG")
                 atomic_write_bytes(path, buf.getvalue())
