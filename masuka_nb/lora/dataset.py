@@ -306,8 +306,8 @@ class Dataset:
     def import_files(self, paths_or_bytes: Iterable[str | os.PathLike[str] | bytes | tuple[str, bytes]] | str
                      | os.PathLike[str] | bytes) -> ImportReport:
         """Import images given as paths, raw bytes or (name, bytes) pairs (e.g. from a Colab upload)."""
-        if isinstance(paths_or_bytes, (str, os.PathLike, bytes, bytearray)):
-            paths_or_bytes = [paths_or_bytes]
+        if isinstance(paths_or_bytes, (str, os.PathLike, bytes, bytearray, dict)):
+            paths_or_bytes = [paths_or_bytes]  # one item; a dict is Colab's files.upload() {name: bytes}
         return self._import_stream(self._entries(paths_or_bytes))
 
     def _entries(self, things: Iterable[Any]) -> Iterator[tuple[str, bytes | Exception, str | None]]:

@@ -136,7 +136,13 @@ class TrainingRun:
             return self
         from masuka_nb.lora.dataset import Dataset
 
-        return _trainer()(self, Dataset(self.dataset_root)).run(progress=progress, cancel=cancel)
+        dataset = Dataset(self.dataset_root)
+        if self.stats.get("dataset_hash") not in (None, dataset.content_hash()):
+            raise InvalidRequestError(
+                f"The images or captions of {dataset.name!r} changed since run {self.name!r} started.",
+                argument="dataset", value=dataset.name,
+                hint="Resuming would mix two datasets: start a new run with `train(..., name=...)`.")
+        return _trainer()(self, dataset).run(progress=progress, cancel=cancel)
 
     def __repr__(self) -> str:
         return f"TrainingRun({self.name!r}, status={self.status!r}, step={self.step}/{self.config.steps})"

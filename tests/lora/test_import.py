@@ -103,6 +103,12 @@ def test_one_bad_file_never_loses_the_others(tmp_path):
     assert sorted(i.source for i in reloaded.items) == sorted([str(good), "second.png"])
 
 
+def test_colab_upload_dict_is_accepted():
+    ds = Dataset.create("colab")
+    report = ds.import_files({"a.png": encode(gradient(300, 300, 1), "PNG"), "b.png": encode(gradient(300, 300, 2), "PNG")})
+    assert sorted(i.source for i in report.imported) == ["a.png", "b.png"]
+
+
 def test_min_side_is_configurable():
     ds = Dataset.create("small", min_side=64)
     report = ds.import_files([("a.png", encode(gradient(100, 80), "PNG"))])

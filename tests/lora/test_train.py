@@ -235,6 +235,8 @@ def test_a_changed_dataset_is_a_new_run_not_a_resume(dataset_of):
     with pytest.raises(InvalidRequestError) as err:
         train(ds, name="fixed-name", **_args())
     assert err.value.argument == "dataset"
+    with pytest.raises(InvalidRequestError):
+        TrainingRun.load("fixed-name").resume()
     second = train(ds, **{**_args(), "steps": 2})
     assert second.name != first.name and second.finished
 
