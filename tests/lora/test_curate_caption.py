@@ -132,3 +132,9 @@ def test_public_names_resolve_lazily():
             continue  # written by the hosted-APIs room (masuka_nb/lora/cloud.py)
         assert getattr(lora, name) is not None, name
     assert callable(lora.train) and callable(lora.compare)
+
+
+def test_all_lists_exactly_the_lazy_names():
+    import masuka_nb.lora as lora
+
+    assert lora.__all__ == sorted(lora._LAZY)
