@@ -35,7 +35,25 @@ _LAZY: dict[str, tuple[str, str]] = {
     "train_cloud": ("masuka_nb.lora.cloud", "train_cloud"),
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "CaptionReport",
+    "CloudTrainingJob",
+    "Comparison",
+    "CurationReport",
+    "Dataset",
+    "DatasetItem",
+    "ImportReport",
+    "TrainingConfig",
+    "TrainingPlan",
+    "TrainingRun",
+    "compare",
+    "export_kohya",
+    "export_lora",
+    "plan_training",
+    "push_to_hub",
+    "train",
+    "train_cloud",
+]
 
 
 def __getattr__(name: str) -> _Any:
@@ -53,11 +71,11 @@ def __dir__() -> list[str]:
 
 
 if _TYPE_CHECKING:
-    from masuka_nb.lora.caption import CaptionReport  # noqa: F401
-    from masuka_nb.lora.cloud import CloudTrainingJob, train_cloud  # noqa: F401
-    from masuka_nb.lora.comparison import Comparison, compare  # noqa: F401
-    from masuka_nb.lora.curate import CurationReport  # noqa: F401
-    from masuka_nb.lora.dataset import Dataset, DatasetItem, ImportReport  # noqa: F401
-    from masuka_nb.lora.export import export_kohya, export_lora, push_to_hub  # noqa: F401
-    from masuka_nb.lora.plan import TrainingConfig, TrainingPlan, plan_training  # noqa: F401
-    from masuka_nb.lora.training import TrainingRun, train  # noqa: F401
+    from masuka_nb.lora.caption import CaptionReport
+    from masuka_nb.lora.cloud import CloudTrainingJob, train_cloud
+    from masuka_nb.lora.comparison import Comparison, compare
+    from masuka_nb.lora.curate import CurationReport
+    from masuka_nb.lora.dataset import Dataset, DatasetItem, ImportReport
+    from masuka_nb.lora.export import export_kohya, export_lora, push_to_hub
+    from masuka_nb.lora.plan import TrainingConfig, TrainingPlan, plan_training
+    from masuka_nb.lora.training import TrainingRun, train
