@@ -80,7 +80,7 @@ class ImageEngine:
 
     def generate(self, prompt: str, **kwargs: Any):
         """`masuka_nb.generate` on this engine (same arguments)."""
-        from masuka_nb.image.generate import run
+        from masuka_nb.image.generation import run
 
         return run(self, prompt, **kwargs)
 
@@ -129,6 +129,7 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
     from masuka_nb.image.failures import translate
 
     log.info("engine.load", model=spec.id, plan=plan.label)
+    _quiet_loading()
     cls = getattr(diffusers, spec.pipeline_class)
     dtype = getattr(torch, plan.dtype)
     try:
@@ -160,6 +161,18 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
     except BaseException as exc:
         free_memory()
         raise translate(exc, model=spec.id, stage="loading", plan_label=plan.label) from exc
+
+
+def _quiet_loading() -> None:
+    """With MASUKA_PROGRESS=off, the libraries' own loading bars go too (the log says what loads)."""
+    from masuka_nb.config import settings
+
+    if settings().progress == "off":
+        import diffusers.utils.logging as dl
+        import transformers.utils.logging as tl
+
+        dl.disable_progress_bar()
+        tl.disable_progress_bar()
 
 
 def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, progress: Any) -> dict[str, Any]:
