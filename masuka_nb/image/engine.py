@@ -199,21 +199,24 @@ def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, p
         return out
     from diffusers import PipelineQuantizationConfig
 
-    config = PipelineQuantizationConfig(
-        quant_backend="bitsandbytes_4bit",
-        quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype},
-        components_to_quantize=list(plan.quantized_components),
-    )
+    config = PipelineQuantizationConfig(quant_backend="bitsandbytes_4bit", quant_kwargs=nf4_kwargs(plan),
+                                        components_to_quantize=list(plan.quantized_components))
     return {"quantization_config": config}
 
 
-def nf4_config(plan: MemoryPlan) -> Any:
-    """The BitsAndBytesConfig a plan would use for each quantized component (inspectable on a CPU)."""
+def nf4_kwargs(plan: MemoryPlan) -> dict[str, Any]:
+    """The BitsAndBytesConfig arguments for a plan's NF4 components (bitsandbytes itself needs a GPU)."""
     import torch
+
+    return {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+            "bnb_4bit_compute_dtype": getattr(torch, plan.dtype), "bnb_4bit_use_double_quant": False}
+
+
+def nf4_config(plan: MemoryPlan) -> Any:
+    """`diffusers.BitsAndBytesConfig` for a plan (constructing it needs the bitsandbytes package)."""
     from diffusers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_compute_dtype=getattr(torch, plan.dtype))
+    return BitsAndBytesConfig(**nf4_kwargs(plan))
 
 
 def _default_class(spec: Any, name: str) -> str:

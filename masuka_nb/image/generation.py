@@ -375,8 +375,8 @@ def _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previe
         timings["load"] = time.perf_counter() - t
     apply_loras(pipe, resolved)
     _check_prompt_length(pipe, spec, req)
-    device = "cpu" if mplan.device != "cuda" or mplan.offload != "none" else "cuda"
-    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    # CPU generators on every device and plan: the same seed gives the same starting noise everywhere.
+    generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     total = int(req.steps * req.strength) if req.image is not None else req.steps
 
     def on_step(p, step, timestep, kwargs):
