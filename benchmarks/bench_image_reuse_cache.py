@@ -21,7 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["MASUKA_HOME"] = tempfile.mkdtemp(prefix="masuka-bench-")
 os.environ["MASUKA_PROGRESS"] = "off"
 
-from harness import compare, exit_with, report  # noqa: E402
+from harness import compare, exit_with, report
 
 
 def main() -> None:

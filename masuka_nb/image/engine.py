@@ -104,7 +104,8 @@ def _forced_profile() -> str | None:
 
 def _plan_key(plan: MemoryPlan) -> tuple:
     return (plan.device, plan.dtype, plan.vae_dtype, plan.text_encoder_dtype, plan.quantization,
-            plan.quantized_components, plan.offload, plan.compile, plan.first_block_cache)
+            plan.quantized_components, plan.offload, plan.free_text_encoders, plan.compile, plan.first_block_cache,
+            plan.vae_tiling)
 
 
 _default: ImageEngine | None = None
@@ -238,7 +239,12 @@ def _place(pipe: Any, plan: MemoryPlan, dtype: Any) -> None:
     if plan.device != "cuda":
         pipe.to("cpu")
         return
-    if plan.offload == "none":
+    if plan.offload == "none" and plan.free_text_encoders:
+        # Text encoders wait in RAM and visit the GPU only to encode (generation._encode_then_free).
+        for name, module in pipe.components.items():
+            if isinstance(module, torch.nn.Module) and not name.startswith("text_encoder"):
+                module.to("cuda")
+    elif plan.offload == "none":
         pipe.to("cuda")
     elif plan.offload == "model":
         pipe.enable_model_cpu_offload()

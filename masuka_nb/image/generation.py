@@ -270,7 +270,7 @@ def _plan_for(spec, req, plan) -> tuple[MemoryPlan, dict]:
         raise InvalidRequestError("`plan` must be a MemoryPlan, a dict of plan choices, or None.", argument="plan",
                                   value=plan, hint="e.g. plan={\"offload\": \"model\"} or masuka_nb.plan(model).")
     overrides = dict(plan or {})
-    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile"}
+    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile", "first_block_cache"}
     unknown = set(overrides) - allowed
     if unknown:
         raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
@@ -397,9 +397,73 @@ def _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previe
         call["image"] = req.image.resize((req.width, req.height))
         call["strength"] = req.strength
     with torch.inference_mode():
-        images = pipe(**call).images
+        if mplan.free_text_encoders:
+            for key in ("prompt", "negative_prompt"):
+                call.pop(key, None)
+            call.update(_encode_then_free(pipe, spec, req, mplan))
+            with _without_text_encoders(pipe):
+                images = pipe(**call).images
+        else:
+            images = pipe(**call).images
     reporter.done(f"{len(images)} image(s)")
     return list(images)
+
+
+_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
+
+
+def _encode_then_free(pipe, spec, req, mplan) -> dict[str, Any]:
+    """Encode the prompt with the text encoders on the GPU, then move them off it before denoising.
+
+    The transformer then never shares VRAM with T5 (≈9.5 GB in bf16): the plan's free-text-encoders step.
+    """
+    import torch
+
+    device = torch.device("cuda" if mplan.device == "cuda" else "cpu")
+    encoders = [getattr(pipe, n) for n in _ENCODERS if getattr(pipe, n, None) is not None]
+    for enc in encoders:
+        enc.to(device)
+    try:
+        if spec.family == "flux":
+            embeds, pooled, _ = pipe.encode_prompt(prompt=req.prompt, prompt_2=None, device=device,
+                                                   num_images_per_prompt=req.num_images,
+                                                   max_sequence_length=spec.max_sequence_length)
+            return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        cfg = req.guidance > 1.0
+        embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
+            prompt=req.prompt, prompt_2=None, prompt_3=None, device=device, num_images_per_prompt=req.num_images,
+            do_classifier_free_guidance=cfg, negative_prompt=req.negative_prompt,
+            max_sequence_length=spec.max_sequence_length)
+        out = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        if cfg:
+            out.update(negative_prompt_embeds=neg, negative_pooled_prompt_embeds=neg_pooled)
+        return out
+    finally:
+        if device.type == "cuda":
+            for enc in encoders:
+                enc.to("cpu")
+            torch.cuda.empty_cache()
+
+
+class _without_text_encoders:
+    """Detach the text encoders while the pipeline runs on precomputed embeddings, so it picks its
+    execution device from the modules that are on the GPU (the first component would be a CPU encoder)."""
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+        self.saved: dict[str, Any] = {}
+
+    def __enter__(self):
+        for name in _ENCODERS:
+            if getattr(self.pipe, name, None) is not None:
+                self.saved[name] = getattr(self.pipe, name)
+                setattr(self.pipe, name, None)
+        return self
+
+    def __exit__(self, *exc):
+        for name, module in self.saved.items():
+            setattr(self.pipe, name, module)
+        return False
 
 
 def _check_prompt_length(pipe, spec, req) -> None:

@@ -196,3 +196,17 @@ def test_reproduce_of_img2img_and_lora_recipes(engine, flux_lora, tmp_path):
     res.recipe["image_path"] = str(tmp_path / "in.png")
     again = mk.reproduce(res.recipe)
     assert np.array_equal(px(again.image), px(res.image))
+
+
+@pytest.mark.parametrize("model", ["tiny-flux", "tiny-sd3"])
+def test_freeing_text_encoders_after_encoding_gives_the_same_image(engine, model):
+    from dataclasses import replace
+
+    plan = mk.plan(model, gpu="cpu")
+    normal = engine.generate("a quiet bay", model=model, plan=plan, seed=12, num_images=2, save=False, **SMALL)
+    freed = engine.generate("a quiet bay", model=model, plan=replace(plan, free_text_encoders=True), seed=12,
+                            num_images=2, save=False, **SMALL)
+    for a, b in zip(normal.images, freed.images):
+        assert np.abs(px(a) - px(b)).max() <= 1
+    pipe = engine.pipeline(model, plan=replace(plan, free_text_encoders=True))
+    assert pipe.text_encoder is not None  # re-attached after the run
