@@ -116,3 +116,40 @@ def test_weight_zero_matches_base_and_weights_change_output(flux_lora):
     half = _run(engine, "tiny-flux", [(flux_lora, 0.5)])
     full = _run(engine, "tiny-flux", [(flux_lora, 1.0)])
     assert np.abs(half - full).max() > 0
+
+
+def test_lora_from_an_https_style_url_is_downloaded_once_over_real_http(flux_lora, tmp_path):
+    """A loopback HTTP server serves the file; the second use comes from the local cache."""
+    import functools
+    import http.server
+    import threading
+
+    hits = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):
+            hits.append(self.path)
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Handler, directory=str(flux_lora.parent)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        import masuka_nb as mk
+
+        mk.configure(offline=False)
+        url = f"http://127.0.0.1:{server.server_address[1]}/pytorch_lora_weights.safetensors"
+        info = validate_lora(url, model="tiny-flux")
+        assert info.rank == 4 and info.path.is_relative_to(mk.settings().cache_dir)
+        assert validate_lora(url, model="tiny-flux").sha256 == info.sha256
+        assert len(hits) == 1
+        with pytest.raises(ModelFilesMissingError):
+            validate_lora(url.replace("pytorch_lora", "missing"), model="tiny-flux")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
