@@ -134,7 +134,7 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
     cls = getattr(diffusers, spec.pipeline_class)
     dtype = getattr(torch, plan.dtype)
     try:
-        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
         if spec.tiny:
             from masuka_nb.models.tiny import ensure_tiny
 
@@ -157,11 +157,23 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
             apply_first_block_cache(pipe.transformer, FirstBlockCacheConfig(threshold=plan.first_block_cache))
         if plan.vae_tiling:
             pipe.vae.enable_tiling()
+        if plan.device == "cuda":
+            pipe.vae.enable_slicing()  # a batch decodes one image at a time: lower peak, same pixels
         pipe.set_progress_bar_config(disable=True)
         return pipe
     except BaseException as exc:
         free_memory()
         raise translate(exc, model=spec.id, stage="loading", plan_label=plan.label) from exc
+
+
+def _dtype_kwarg() -> str:
+    """diffusers ≥ 0.42 takes `dtype` (and warns on `torch_dtype`); Colab's 0.39 knows only `torch_dtype`."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
+
+        return "dtype"
+    except ImportError:
+        return "torch_dtype"
 
 
 def _quiet_loading() -> None:
@@ -196,7 +208,8 @@ def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, p
             library, class_name = index.get(name, ("diffusers" if name == "transformer" else "transformers",
                                                    _default_class(spec, name)))
             module = diffusers if library == "diffusers" else transformers
-            out[name] = getattr(module, class_name).from_pretrained(str(qpath), subfolder=name, torch_dtype=dtype)
+            key = _dtype_kwarg() if library == "diffusers" else "dtype"
+            out[name] = getattr(module, class_name).from_pretrained(str(qpath), subfolder=name, **{key: dtype})
         return out
     from diffusers import PipelineQuantizationConfig
 
