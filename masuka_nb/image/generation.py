@@ -361,13 +361,20 @@ def _run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, canc
 
 
 def _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings) -> list[Any]:
-    import torch
-
-    from masuka_nb.image.lora import apply_loras
     from masuka_nb.progress import ProgressReporter
 
     reporter = ProgressReporter("generate", req.steps, progress=progress, cancel=cancel)
     reporter.check()
+    # One generation at a time per engine: LoRA state and the loaded pipeline are shared.
+    with engine._lock:
+        return _denoise_locked(engine, spec, req, seeds, resolved, mplan, reporter, progress, previews, timings)
+
+
+def _denoise_locked(engine, spec, req, seeds, resolved, mplan, reporter, progress, previews, timings) -> list[Any]:
+    import torch
+
+    from masuka_nb.image.lora import apply_loras
+
     before = engine.load_count
     t = time.perf_counter()
     pipe = engine.pipeline(spec.id, plan=mplan, img2img=req.image is not None, progress=progress)
