@@ -12,7 +12,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["GenerationResult", "ImageEngine", "default_engine", "generate", "make_grid", "reproduce", "upscale"]
+__all__ = ["GenerationResult", "ImageEngine", "LoraInfo", "LoraSpec", "default_engine", "generate", "make_grid",
+           "reproduce", "upscale", "validate_lora"]
 
 _LAZY = {
     "GenerationResult": "masuka_nb.image.generation",
@@ -22,6 +23,9 @@ _LAZY = {
     "default_engine": "masuka_nb.image.engine",
     "make_grid": "masuka_nb.image.grid",
     "upscale": "masuka_nb.image.upscaling",
+    "LoraInfo": "masuka_nb.image.lora",
+    "LoraSpec": "masuka_nb.image.lora",
+    "validate_lora": "masuka_nb.image.lora",
 }
 
 
@@ -41,4 +45,5 @@ if TYPE_CHECKING:
     from masuka_nb.image.engine import ImageEngine, default_engine
     from masuka_nb.image.generation import GenerationResult, generate, reproduce
     from masuka_nb.image.grid import make_grid
+    from masuka_nb.image.lora import LoraInfo, LoraSpec, validate_lora
     from masuka_nb.image.upscaling import upscale

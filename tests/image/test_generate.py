@@ -210,3 +210,11 @@ def test_freeing_text_encoders_after_encoding_gives_the_same_image(engine, model
         assert np.abs(px(a) - px(b)).max() <= 1
     pipe = engine.pipeline(model, plan=replace(plan, free_text_encoders=True))
     assert pipe.text_encoder is not None  # re-attached after the run
+
+
+def test_cache_entries_from_another_home_are_not_reused(engine, tmp_path, monkeypatch):
+    first = engine.generate("a gull", model="tiny-flux", seed=3, **SMALL)
+    monkeypatch.setenv("MASUKA_HOME", str(tmp_path / "other-home"))
+    again = engine.generate("a gull", model="tiny-flux", seed=3, **SMALL)
+    assert not again.cached and again.paths[0].is_relative_to(tmp_path / "other-home")
+    assert np.array_equal(px(again.image), px(first.image))
