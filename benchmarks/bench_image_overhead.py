@@ -10,7 +10,9 @@ record (the result cache is off, so every call really generates). Goal: median r
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -19,9 +21,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["MASUKA_HOME"] = tempfile.mkdtemp(prefix="masuka-bench-")
+atexit.register(shutil.rmtree, os.environ["MASUKA_HOME"], True)
 os.environ["MASUKA_PROGRESS"] = "off"
 
-from harness import compare, exit_with, report
+from harness import compare, exit_with, report  # noqa: E402
 
 GOAL = 1.05
 

@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -19,9 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ["MASUKA_HOME"] = tempfile.mkdtemp(prefix="masuka-bench-")
+atexit.register(shutil.rmtree, os.environ["MASUKA_HOME"], True)
 os.environ["MASUKA_PROGRESS"] = "off"
+# A fresh local cache too: results cached by an earlier run must not answer the first call.
+os.environ["MASUKA_CACHE_DIR"] = tempfile.mkdtemp(prefix="masuka-bench-cache-")
+atexit.register(shutil.rmtree, os.environ["MASUKA_CACHE_DIR"], True)
 
-from harness import compare, exit_with, report
+from harness import compare, exit_with, report  # noqa: E402
 
 
 def main() -> None:
@@ -36,6 +42,7 @@ def main() -> None:
     # A typical tiny-model request: FLUX-schnell-like 4 steps at 256², saved like a user's image.
     request = dict(model="tiny-flux", width=256, height=256, steps=4, seed=77, progress=False)
 
+    mk.configure(result_cache=False)  # measure the pipeline, not the cache
     engine.generate("a red fox in snow", save=False, **request)
     first_loads = engine.load_count
     engine.generate("a red fox in snow, again", save=False, **request)
