@@ -153,3 +153,25 @@ def test_lora_from_an_https_style_url_is_downloaded_once_over_real_http(flux_lor
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+def test_sd3_lora_changes_tiny_sd3_and_unloads_exactly(sd3_lora):
+    from masuka_nb.image.engine import ImageEngine
+
+    engine = ImageEngine()
+    base = _run(engine, "tiny-sd3")
+    styled = _run(engine, "tiny-sd3", [(sd3_lora, 1.0)])
+    assert np.abs(styled - base).max() > 0
+    assert np.array_equal(_run(engine, "tiny-sd3"), base)
+
+
+def test_incompatible_lora_fails_before_loading_and_is_recorded(flux_lora):
+    import masuka_nb as mk
+    from masuka_nb.image.engine import ImageEngine
+
+    engine = ImageEngine()
+    with pytest.raises(LoraIncompatibleError):
+        engine.generate("a lamp", model="tiny-sd3", loras=[flux_lora], save=False, width=32, height=32, steps=1)
+    assert engine.load_count == 0
+    [rec] = mk.history.query(status="failed")
+    assert rec.error["code"] == "LORA_INCOMPATIBLE"
