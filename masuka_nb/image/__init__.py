@@ -3,7 +3,7 @@
     from masuka_nb.image import generate, reproduce, ImageEngine, GenerationResult
 
 Light on import: the names below load their modules (and torch/diffusers) on first use.
-Modules: request (validation), engine (pipelines kept between calls), generation, lora, metadata
+Modules: request (validation), engine (pipelines kept between calls), generation, denoise, lora, metadata
 (PNG parameters + JSON recipe), cache (result cache), grid, upscaling, shapes (layer shapes for LoRA checks).
 """
 
