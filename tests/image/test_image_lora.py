@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from lorafiles import FLUX_ATTN, write_peft_lora
+from image_lorafiles import FLUX_ATTN, write_peft_lora
 
 from masuka_nb.errors import InvalidRequestError, LoraIncompatibleError, MasukaError, ModelFilesMissingError
 from masuka_nb.image.lora import LoraSpec, normalise_loras, validate_lora
