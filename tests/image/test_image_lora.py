@@ -175,3 +175,16 @@ def test_incompatible_lora_fails_before_loading_and_is_recorded(flux_lora):
     assert engine.load_count == 0
     [rec] = mk.history.query(status="failed")
     assert rec.error["code"] == "LORA_INCOMPATIBLE"
+
+
+def test_kohya_single_block_lora_with_foreign_dims_is_incompatible_not_a_crash(tmp_path):
+    import torch
+    from safetensors.torch import save_file
+
+    prefix = "lora_unet_single_blocks_0_linear1"
+    save_file({f"{prefix}.lora_down.weight": torch.randn(4, 32), f"{prefix}.lora_up.weight": torch.randn(224, 4),
+               f"{prefix}.alpha": torch.tensor(4.0)}, str(tmp_path / "single.safetensors"))
+    for model in ("tiny-flux", "flux1-dev"):
+        with pytest.raises(LoraIncompatibleError) as err:
+            validate_lora(tmp_path / "single.safetensors", model=model)
+        assert model in str(err.value)
