@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from image_lorafiles import FLUX_ATTN, write_peft_lora
 
 from masuka_nb.errors import InvalidRequestError, LoraIncompatibleError, MasukaError, ModelFilesMissingError
@@ -188,3 +190,30 @@ def test_kohya_single_block_lora_with_foreign_dims_is_incompatible_not_a_crash(t
         with pytest.raises(LoraIncompatibleError) as err:
             validate_lora(tmp_path / "single.safetensors", model=model)
         assert model in str(err.value)
+
+_MODULES = ["transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.proj_out", "proj_out", "x_embedder",
+            "transformer_blocks.7.attn.to_k", "nonsense.layer", "text_encoder.text_model.encoder.layers.0.q_proj"]
+_KINDS = [".lora_A.weight", ".lora_B.weight", ".lora.down.weight", ".lora.up.weight", ".alpha", ".weight"]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(st.tuples(st.sampled_from(_MODULES), st.sampled_from(_KINDS),
+                                  st.lists(st.integers(1, 40), min_size=1, max_size=2)), min_size=1, max_size=6),
+       model=st.sampled_from(["tiny-flux", "tiny-sd3"]))
+def test_any_safetensors_file_is_a_lora_info_or_a_masuka_error(tmp_path_factory, entries, model):
+    import torch
+    from safetensors.torch import save_file
+
+    state = {}
+    for module, kind, shape in entries:
+        prefix = "" if module.startswith("text_encoder") else "transformer."
+        state[f"{prefix}{module}{kind}"] = torch.zeros(*shape)
+    path = tmp_path_factory.mktemp("fuzz") / "x.safetensors"
+    save_file(state, str(path))
+    try:
+        info = validate_lora(path, model=model)
+    except MasukaError as err:
+        assert err.code in ("INVALID_REQUEST", "LORA_INCOMPATIBLE")
+    else:
+        assert info.model == model and info.modules + info.text_encoder_modules > 0
