@@ -25,7 +25,7 @@ def run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cance
 
     try:
         return _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings), mplan, False
-    except BaseException as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         if not is_out_of_memory(exc):
             raise
         err = translate(exc, model=spec.id, stage="generation", plan_label=mplan.label)
@@ -40,7 +40,7 @@ def run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cance
         recipe["fallback"] = msg
     try:
         images = _denoise(engine, spec, req, seeds, resolved, lighter, progress, cancel, previews, timings)
-    except BaseException as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         if is_out_of_memory(exc):
             engine.unload()
             raise OutOfMemoryError(f"{spec.id} ran out of memory even with the lighter plan {lighter.label}.",

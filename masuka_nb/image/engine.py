@@ -161,7 +161,7 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
             pipe.vae.enable_slicing()  # a batch decodes one image at a time: lower peak, same pixels
         pipe.set_progress_bar_config(disable=True)
         return pipe
-    except BaseException as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         free_memory()
         raise translate(exc, model=spec.id, stage="loading", plan_label=plan.label) from exc
 

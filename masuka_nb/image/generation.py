@@ -191,7 +191,7 @@ def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt:
                     height=height, steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras,
                     image=image, strength=strength, plan=plan or plan_overrides, progress=progress, cancel=cancel,
                     save=save, previews=previews, use_cache=use_cache, seeds=seeds)
-    except BaseException as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         err = translate(exc, model=state.get("model") or str(model), stage="generation",
                         plan_label=getattr(state.get("plan"), "label", ""))
         _record_failure(state, err, t0)
@@ -234,6 +234,8 @@ def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, st
         hit = cache.lookup(key)
         if hit is not None:
             images, paths = hit
+            if save and not all(p.is_relative_to(settings().outputs_dir) for p in paths):
+                paths = cache.store(key, images, _save(images, recipe, req), recipe)  # was made with save=False
             timings["total"] = time.perf_counter() - t0
             rec = _record_ok(spec, recipe, paths, timings, mplan, cached=True)
             log.info("generate.cache_hit", model=spec.id, key=key[:12])

@@ -218,3 +218,11 @@ def test_cache_entries_from_another_home_are_not_reused(engine, tmp_path, monkey
     again = engine.generate("a gull", model="tiny-flux", seed=3, **SMALL)
     assert not again.cached and again.paths[0].is_relative_to(tmp_path / "other-home")
     assert np.array_equal(px(again.image), px(first.image))
+
+
+def test_cache_hit_for_save_true_after_save_false_writes_the_pngs(engine):
+    first = engine.generate("a heron", model="tiny-flux", seed=21, save=False, **SMALL)
+    assert not first.paths and first.recipe["cache_paths"]
+    hit = engine.generate("a heron", model="tiny-flux", seed=21, save=True, **SMALL)
+    assert hit.cached and hit.paths[0].is_relative_to(mk.settings().outputs_dir) and hit.paths[0].is_file()
+    assert np.array_equal(px(Image.open(hit.paths[0])), px(first.image))
