@@ -460,7 +460,7 @@ class ProviderClient:
                 try:
                     with open(part, mode) as fh:
                         got = fh.tell()
-                        for chunk in response.iter_raw(chunk_size):
+                        for chunk in response.iter_raw():  # as received: a break keeps every byte so far
                             fh.write(chunk)
                             got += len(chunk)
                             if on_bytes is not None:

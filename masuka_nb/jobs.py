@@ -358,8 +358,8 @@ class Job:
             self._fail(ProviderBadResponseError(f"{rec.provider} finished job {rec.provider_job_id} without a result.",
                                                 provider=rec.provider, request_id=rec.provider_job_id), "failed")
         for d in downloads:
-            if d.role in rec.paths:
-                continue  # fetched before a restart
+            if d.role in rec.paths or d.role in rec.extra.get("consumed", ()):
+                continue  # fetched (and maybe already unpacked) before a restart
             target = Path(rec.targets.get(d.role) or self._target_path(d))
             if d.role not in rec.targets:
                 rec.targets[d.role] = str(target)
