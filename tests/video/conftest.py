@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from video_helpers import KEY_NAMES
 
 from masuka_nb.testing.canary import make_canary
 from masuka_nb.testing.fakes import FAKES
-
-from video_helpers import KEY_NAMES
 
 
 @pytest.fixture(autouse=True)

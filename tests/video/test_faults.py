@@ -9,12 +9,11 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from video_helpers import VIDEO_ROUTES
 
 from masuka_nb import history, jobs
 from masuka_nb.errors import MasukaError
 from masuka_nb.video.generator import VideoGenerator
-
-from video_helpers import VIDEO_ROUTES
 
 PROVIDERS = list(VIDEO_ROUTES)
 
