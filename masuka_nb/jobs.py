@@ -216,7 +216,7 @@ def resume_all(*, progress: ProgressCallback | bool | None = False, max_workers:
 class Job:
     """A hosted job backed by its record. `wait()` polls, downloads and finishes; `cancel()` asks the provider."""
 
-    poll_stage = "job"
+    needs_download = False  # a generic app's JSON output is its whole result
 
     def __init__(self, record: JobRecord) -> None:
         self.record = record
@@ -301,8 +301,10 @@ class Job:
             self._record_history("cancelled")
 
     def result(self) -> Any:
-        """What the job made (subclasses return their own result type)."""
-        return self.record.paths
+        """What the job made: here the provider's output (subclasses return their own result type)."""
+        if self.record.state != "completed":
+            raise self._stored_error()
+        return self.record.outputs
 
     # -- the steps --
     def _provider(self):
@@ -354,7 +356,7 @@ class Job:
     def _download(self, provider, reporter: ProgressReporter) -> None:
         rec = self.record
         downloads = provider.downloads(rec)
-        if not downloads:
+        if not downloads and self.needs_download:
             self._fail(ProviderBadResponseError(f"{rec.provider} finished job {rec.provider_job_id} without a result.",
                                                 provider=rec.provider, request_id=rec.provider_job_id), "failed")
         for d in downloads:

@@ -190,6 +190,8 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
 class CloudTrainingJob(Job):
     """A cloud training job (see `masuka_nb.jobs.Job`); `wait()` returns a `CloudTrainingResult`."""
 
+    needs_download = True
+
     def _folder(self) -> Path:
         from masuka_nb.config import settings
 

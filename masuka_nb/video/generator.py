@@ -63,6 +63,8 @@ class VideoResult:
 class VideoJob(Job):
     """A hosted video job (see `masuka_nb.jobs.Job`); `wait()` returns a `VideoResult`."""
 
+    needs_download = True
+
     def _target_path(self, d: Download) -> Path:
         from masuka_nb.config import settings
         from masuka_nb.storage import safe_name

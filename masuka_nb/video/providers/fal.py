@@ -113,3 +113,39 @@ def _progress_from_logs(logs: list[str]) -> float | None:
         if m:
             return min(1.0, int(m.group(1)) / 100.0)
     return None
+
+
+def run_app(app: str, arguments: dict[str, Any], *, wait: bool = True, max_cost: float | None = None,
+            estimate_usd: float | None = None, base_url: str | None = None, poll_interval: float | None = None,
+            progress: Any = None) -> Any:
+    """Run any fal app through the queue as a resumable job; return its JSON output (or the job when `wait=False`).
+
+    fal does not price arbitrary apps up front: pass `estimate_usd` (from the app's page) to have
+    `max_cost` and the session budget checked before it is sent.
+    """
+    from masuka_nb.jobs import Job, _now, save
+    from masuka_nb.video import cost as _cost
+
+    if estimate_usd is not None:
+        _cost.check_budget(estimate_usd, max_cost=max_cost, what=f"fal app {app}")
+    provider = FalProvider(base_url=base_url)
+    rec = JobRecord.new("app", "fal", model=app, provider_model=app, prompt=str(arguments.get("prompt", "")))
+    rec.base_url, rec.estimate_usd = provider.base_url, estimate_usd
+    rec.poll_interval = poll_interval if poll_interval is not None else float(
+        os.environ.get("MASUKA_POLL_INTERVAL") or provider.default_poll_interval)
+    rec.request = {"arguments": arguments}
+    save(rec)
+    try:
+        provider.submit_app(rec, app, arguments)
+    except Exception as exc:
+        rec.state = "unknown" if getattr(exc, "details", {}).get("maybe_accepted") else "failed"
+        rec.error = exc.to_dict() if hasattr(exc, "to_dict") else {"message": str(exc)}
+        save(rec)
+        raise
+    finally:
+        provider.close()
+    rec.state, rec.submitted_at = "submitted", _now()
+    save(rec)
+    _cost.charge(estimate_usd)
+    job = Job(rec)
+    return job.wait(progress=progress) if wait else job
