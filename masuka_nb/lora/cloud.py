@@ -60,10 +60,11 @@ class CloudTrainingResult:
 
 
 def _dataset_root(dataset: Any) -> Path:
-    for attr in ("path", "root"):
-        value = getattr(dataset, attr, None)
-        if value is not None and not callable(value):
-            return Path(value)
+    if not isinstance(dataset, (str, os.PathLike)):  # (a Path's own `.root` is "/": check paths first)
+        for attr in ("path", "root"):
+            value = getattr(dataset, attr, None)
+            if value is not None and not callable(value):
+                return Path(value)
     if isinstance(dataset, (str, os.PathLike)):
         path = Path(dataset)
         if not path.is_dir():
