@@ -289,6 +289,26 @@ def _retryable(err: MasukaError) -> bool:
     return isinstance(err, (ProviderRateLimitedError, ProviderUnavailableError, ProviderTimeoutError))
 
 
+_ssl_lock = threading.Lock()
+_ssl: Any = None
+
+
+def _ssl_context() -> Any:
+    """One verified TLS context for every client: building one loads the CA bundle (tens of ms)."""
+    global _ssl
+    with _ssl_lock:
+        if _ssl is None:
+            import ssl
+
+            try:
+                import certifi
+
+                _ssl = ssl.create_default_context(cafile=certifi.where())
+            except ImportError:
+                _ssl = ssl.create_default_context()
+        return _ssl
+
+
 # ---- the client --------------------------------------------------------------------------------
 
 
@@ -316,6 +336,7 @@ class ProviderClient:
         self.base_url = self.base_url.rstrip("/")
         self._host = urlsplit(self.base_url).netloc
         self._client = httpx.Client(
+            verify=_ssl_context(),
             timeout=httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout),
             follow_redirects=False,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),

@@ -136,14 +136,30 @@ def mp4_boxes(data: bytes, start: int = 0, end: int | None = None, depth: int = 
 
 
 def is_mp4(path: str | os.PathLike[str]) -> bool:
-    """An ISO media file: `ftyp` first, and a `moov` and `mdat` present (a cut-off file lacks one)."""
+    """An ISO media file: `ftyp` first, top-level boxes that tile the file exactly, `moov` and `mdat` present.
+
+    Walks the box headers with seeks, so a 50 MB clip is checked without reading it; a cut-off
+    file fails because its last box runs past the end.
+    """
+    size = os.path.getsize(path)
+    seen: set[bytes] = set()
     with open(path, "rb") as fh:
-        head = fh.read(12)
-        if len(head) < 12 or head[4:8] != b"ftyp":
-            return False
-        data = head + fh.read()
-    boxes = mp4_boxes(data)
-    return "moov" in boxes and "mdat" in boxes
+        pos = 0
+        while pos < size:
+            fh.seek(pos)
+            head = fh.read(16)
+            if len(head) < 8:
+                return False
+            box, kind = struct.unpack(">I4s", head[:8])
+            if box == 1 and len(head) == 16:
+                box = struct.unpack(">Q", head[8:16])[0]
+            elif box == 0:
+                box = size - pos
+            if box < 8 or pos + box > size or (pos == 0 and kind != b"ftyp"):
+                return False
+            seen.add(kind)
+            pos += box
+    return b"moov" in seen and b"mdat" in seen
 
 
 def first_frame(path: str | os.PathLike[str]):

@@ -152,7 +152,7 @@ class FakeProvider:
     # -- lifecycle --
     def start(self) -> FakeProvider:
         handler = _make_handler(self)
-        self._server = ThreadingHTTPServer((self.host, self.port), handler)
+        self._server = _Server((self.host, self.port), handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name=f"fake-{self.name}", daemon=True)
@@ -237,6 +237,11 @@ class FakeProvider:
         if item is None:
             return Response(404, {"detail": "Not found"})
         return Response(200, item[0], content_type=item[1])
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # the stdlib's 5 resets connections when many clients arrive at once
+    daemon_threads = True
 
 
 def _tiny_webp() -> bytes:
