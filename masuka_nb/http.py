@@ -374,6 +374,8 @@ class ProviderClient:
                 return err
             if _retryable(err):
                 breaker.failure()
+            else:  # a refusal still proves the service is up (and frees a half-open probe)
+                breaker.success()
             attempt += 1
             if not self._may_retry(err, op) or attempt >= self.policy.max_attempts:
                 raise err

@@ -180,7 +180,7 @@ def list_jobs(*, kind: str | None = None, state: str | None = None) -> builtins.
     out: builtins.list[Job] = []
     if not folder.is_dir():
         return out
-    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime, reverse=True):
+    for path in folder.glob("*.json"):
         try:
             rec = JobRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError):
@@ -188,6 +188,7 @@ def list_jobs(*, kind: str | None = None, state: str | None = None) -> builtins.
         if (kind and rec.kind != kind) or (state and rec.state != state):
             continue
         out.append(from_record(rec))
+    out.sort(key=lambda j: j.record.created_at, reverse=True)
     return out
 
 
@@ -220,7 +221,8 @@ class Job:
 
     def __init__(self, record: JobRecord) -> None:
         self.record = record
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one waiter at a time; cancel() must not wait for it
+        self._cancelled = threading.Event()
 
     # -- public --
     @property
@@ -284,21 +286,22 @@ class Job:
             return self.result()
 
     def cancel(self) -> None:
-        """Ask the provider to cancel (when it can) and mark the job cancelled."""
-        with self._lock:
-            rec = self.record
-            if rec.state in TERMINAL:
-                return
-            if rec.provider_job_id:
-                provider = self._provider()
-                try:
-                    provider.cancel(rec)
-                finally:
-                    provider.close()
-            rec.state = "cancelled"
-            rec.error = CancelledError(f"Job {rec.id} was cancelled.", argument="job", value=rec.id).to_dict()
-            save(rec)
-            self._record_history("cancelled")
+        """Ask the provider to cancel (when it can) and mark the job cancelled; a running `wait()` stops."""
+        rec = self.record
+        if rec.state in TERMINAL:
+            return
+        self._cancelled.set()
+        if rec.provider_job_id:
+            provider = self._provider()
+            try:
+                if not provider.cancel(rec):
+                    rec.notes.append(f"{rec.provider} offers no cancel: the job runs to its end (and may be billed)")
+            finally:
+                provider.close()
+        rec.state = "cancelled"
+        rec.error = CancelledError(f"Job {rec.id} was cancelled.", argument="job", value=rec.id).to_dict()
+        save(rec)
+        self._record_history("cancelled")
 
     def result(self) -> Any:
         """What the job made: here the provider's output (subclasses return their own result type)."""
@@ -320,6 +323,8 @@ class Job:
             reporter.check(f"job {rec.id}")
             try:
                 poll = provider.poll(rec)
+                if self._cancelled.is_set():
+                    raise CancelledError(f"Job {rec.id} was cancelled.", argument="job", value=rec.id)
             except JobNotFoundError as exc:
                 # A fresh task can be briefly unknown (CometAPI's `task_not_exist`); later it is gone.
                 if time.monotonic() - start < grace and rec.polls < 1000:
@@ -332,8 +337,9 @@ class Job:
             if poll.progress is not None:
                 rec.progress = poll.progress
             rec.status_text = poll.message or poll.state
-            if poll.logs:
+            if poll.logs:  # training logs: the newest line is the most useful status
                 rec.extra["log_tail"] = poll.logs[-20:]
+                rec.status_text = f"{rec.status_text}: {poll.logs[-1][:120]}"
             reporter.update(int(100 * (rec.progress or 0)), message=rec.status_text)
             if poll.state == "succeeded":
                 rec.outputs = poll.outputs

@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from masuka_nb.errors import (
     MasukaError,
@@ -27,7 +28,7 @@ from masuka_nb.errors import (
 from masuka_nb.http import breaker_for
 from masuka_nb.jobs import Download, Job, JobRecord, _now, save
 from masuka_nb.log import get_logger
-from masuka_nb.progress import CancelToken, ProgressCallback
+from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.video import cost as _cost
 from masuka_nb.video.catalog import RoutePlan, plan_routes, resolve_model
 from masuka_nb.video.media import ImageInput, first_frame, is_mp4
@@ -155,7 +156,10 @@ class VideoGenerator:
         est = self._estimate(model, plans)
         _cost.check_budget(est.usd, max_cost=max_cost, what=f"This {est.seconds} s {est.model} clip")
         self._tell(est)
-        return self._route(prompt, model, plans, img, max_cost)
+        reporter = ProgressReporter("submit", 1, progress=progress)
+        job = self._route(prompt, model, plans, img, max_cost)
+        reporter.done(f"submitted to {job.provider} as job {job.id} (≈ ${job.record.estimate_usd or 0:.2f})")
+        return job
 
     def generate(self, prompt: str, *, duration: float = 5, resolution: str = "1080p", model: str = "veo3-pro",
                  motion_intensity: float = 0.7, image: Any = None, aspect_ratio: str | None = None,
@@ -219,21 +223,26 @@ class VideoGenerator:
                     rec.attempts.append({"provider": r.provider, "skipped": exc.code})
                     last_error = last_error or exc
                     continue
-            if not breaker_for(r.provider).allow():
-                rec.attempts.append({"provider": r.provider, "skipped": "circuit open"})
-                last_error = ProviderUnavailableError(f"{r.provider} is failing repeatedly; skipped for now.",
-                                                      provider=r.provider)
-                continue
             try:
                 provider = get_provider(r.provider, base_url=self.base_urls.get(r.provider))
             except SecretMissingError as exc:
                 rec.attempts.append({"provider": r.provider, "skipped": exc.code})
                 last_error = exc
                 continue
+            if not breaker_for(r.provider).allow():
+                provider.close()
+                rec.attempts.append({"provider": r.provider, "skipped": "circuit open"})
+                last_error = ProviderUnavailableError(f"{r.provider} is failing repeatedly; skipped for now.",
+                                                      provider=r.provider,
+                                                      hint="It is tried again after a cool-down; or pick another provider.")
+                continue
             rec.provider, rec.provider_model, rec.route = r.provider, r.model, r.route
             rec.base_url = provider.base_url
             rec.estimate_usd = plan.usd
             rec.notes = plan.changes + plan.notes
+            if urlsplit(provider.base_url).hostname in ("127.0.0.1", "localhost", "::1"):
+                rec.notes.append(f"SIMULATOR: made by the offline {r.provider} simulator at {provider.base_url}, "
+                                 "not by the real service (the clip is a test pattern)")
             rec.poll_interval = self._interval(provider_class(r.provider))
             rec.request = {"seconds": plan.seconds, "resolution": plan.resolution, "aspect_ratio": plan.aspect_ratio,
                            "size": plan.size, "mode": plan.mode, "image": _describe(img),

@@ -104,3 +104,15 @@ def test_simulator_cli_serves_a_provider():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_in_process_simulator_for_the_notebook(monkeypatch):
+    from masuka_nb.testing.fakes import simulator
+
+    for name in ("COMETAPI_KEY", "MASUKA_COMETAPI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with simulator("cometapi", complete_after=0.1) as fakes, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = VideoGenerator().generate("a fox", model="sora-2", duration=4)
+        assert fakes["cometapi"].counts["submit"] == 1 and result.path.exists()
+    assert "COMETAPI_KEY" not in os.environ and "MASUKA_COMETAPI_BASE_URL" not in os.environ

@@ -118,7 +118,8 @@ def test_job_fails_at_provider(provider, outcome, code, fakes, image):
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
-@pytest.mark.parametrize("headers", [{"retry-after-ms": "20"}, {}], ids=["retry-after-ms", "no-header"])
+@pytest.mark.parametrize("headers", [{"retry-after-ms": "20"}, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, {}],
+                         ids=["retry-after-ms", "retry-after-past-date", "no-header"])
 def test_submit_429_is_retried(provider, headers, fakes, image):
     fake = fakes(provider)
     fake.inject("submit", status=429, headers=headers, times=2)
@@ -266,3 +267,9 @@ def test_cancel_reaches_the_provider(provider, fakes, image):
     assert all(j.cancelled for j in fake.jobs.values())
     assert jobs.get(job.id).state == "cancelled"
     assert history.query(kind="video", status="cancelled")
+
+
+def test_openai_poll_after_ms_paces_polling(fakes):
+    fake = fakes("cometapi", complete_after=0.6, poll_after_ms=200)
+    run("cometapi", None)
+    assert fake.counts["status"] <= 6  # 0.6 s at the provider's 200 ms pace, not our 20 ms one

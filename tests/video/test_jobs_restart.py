@@ -161,3 +161,30 @@ def test_many_jobs_resume_concurrently(fakes):
     assert sorted(j.id for j in done) == sorted(j.id for j in submitted)
     assert all(j.state == "completed" for j in done)
     assert fake.counts["submit"] == 6
+
+
+def test_cancel_from_another_thread_stops_a_waiting_job(fakes):
+    import threading
+    import warnings
+
+    from masuka_nb.video.generator import VideoGenerator
+
+    fake = fakes("runway", complete_after=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job = VideoGenerator().submit("a fox", model="gen4.5", provider="runway")
+    caught = []
+
+    def waiter():
+        try:
+            job.wait()
+        except Exception as exc:
+            caught.append(exc)
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    wait_for(lambda: fake.counts["status"] >= 2)
+    job.cancel()
+    t.join(timeout=10)
+    assert not t.is_alive() and caught and caught[0].code == "CANCELLED"
+    assert fake.counts["cancel"] == 1 and jobs.get(job.id).state == "cancelled"

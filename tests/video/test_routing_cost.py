@@ -235,3 +235,15 @@ def test_fal_generic_app_runner(fakes):
     assert out["echo"]["prompt"] == "a fox"
     [rec] = [j.record for j in jobs.list()]
     assert rec.kind == "app" and rec.state == "completed" and fake.counts["submit"] == 1
+
+
+def test_simulator_results_are_labelled_and_progress_is_reported(fakes):
+    from masuka_nb.progress import collect_events
+
+    fakes("runway")
+    events, sink = collect_events()
+    result = quiet_generate("a fox", model="gen4.5", provider="runway", progress=sink)
+    assert any(n.startswith("SIMULATOR") for n in result.notes)
+    stages = [e.stage for e in events]
+    assert stages[0] == "submit" and any(s.startswith("download") for s in stages)
+    assert events[-1].fraction == 1.0

@@ -16,8 +16,10 @@ RUNWAY_RATIOS = {"1280:720", "720:1280", "1104:832", "832:1104", "960:960", "158
 class FakeCometAPI(FakeProvider):
     name = "cometapi"
 
-    def __init__(self, *, runway_shape: str = "plain", task_not_exist_for: float = 0.0, **kw) -> None:
+    def __init__(self, *, runway_shape: str = "plain", task_not_exist_for: float = 0.0,
+                 poll_after_ms: int | None = None, **kw) -> None:
         super().__init__(**kw)
+        self.poll_after_ms = poll_after_ms
         self.runway_shape = runway_shape
         self.task_not_exist_for = task_not_exist_for
 
@@ -95,7 +97,8 @@ class FakeCometAPI(FakeProvider):
         job = self.jobs.get(req.match["id"])
         if job is None:
             return self.error(404, f"video {req.match['id']} not found", kind="invalid_request_error")
-        return Response(200, self._video(job))
+        headers = {"openai-poll-after-ms": str(self.poll_after_ms)} if self.poll_after_ms is not None else {}
+        return Response(200, self._video(job), headers)
 
     def video_content(self, req: Request) -> Response:
         job = self.jobs.get(req.match["id"])
