@@ -474,8 +474,6 @@ class ProviderClient:
                 raise
             try:
                 total, ctype, mode = self._plan_resume(response, have)
-                if total is not None and have == total and mode == "done":
-                    return DownloadResult(part, have, ctype, started_at, requests)
                 if content_types and not any(ctype.startswith(t) for t in content_types):
                     raise ProviderBadResponseError(
                         f"{self.provider}'s result is {ctype or 'untyped'}, expected {', '.join(content_types)}.",
@@ -511,8 +509,6 @@ class ProviderClient:
                 total = int(m.group(3)) if m.group(3) != "*" else None
                 return total, ctype, "ab"
             return None, ctype, "wb"  # a range we did not ask for: start over
-        if response.status_code == 416 and have:
-            return have, ctype, "done"
         return (int(length) if length else None), ctype, "wb"
 
     def __enter__(self) -> ProviderClient:

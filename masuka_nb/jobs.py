@@ -374,10 +374,16 @@ class Job:
                 save(rec)
             part = target.with_name(target.name + ".part")
             reporter.restage(f"download {d.role}", 100)
+            shown = [-1]
+
+            def on_bytes(got: int, total: int | None, shown=shown) -> None:
+                pct = int(100 * got / total) if total else 0
+                if pct != shown[0]:  # one event per percent, not per network read
+                    shown[0] = pct
+                    reporter.update(pct, message=f"{got / 1e6:.1f} MB")
+
             try:
-                result = provider.client.download(
-                    d.url, part, content_types=d.content_types,
-                    on_bytes=lambda got, total: reporter.update(int(100 * got / total)) if total else None)
+                result = provider.client.download(d.url, part, content_types=d.content_types, on_bytes=on_bytes)
                 self._check_file(d, part, result.content_type)
             except JobExpiredError as exc:
                 self._fail(exc, "expired")

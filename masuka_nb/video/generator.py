@@ -183,14 +183,21 @@ class VideoGenerator:
 
     def _estimate(self, model: str, plans: list[RoutePlan]) -> _cost.CostEstimate:
         from masuka_nb.config import settings
+        from masuka_nb.secrets import has_secret
+        from masuka_nb.video.providers import provider_class
 
         first = plans[0]
         r = first.route
         canonical, _, _ = resolve_model(model)
+        notes = list(first.notes)
+        for p in plans:
+            missing = [n for n in provider_class(p.route.provider).key_names if not has_secret(n)]
+            if missing:
+                notes.append(f"no {' / '.join(missing)} set: the {p.route.provider} route will be skipped")
         return _cost.CostEstimate(
             model=canonical, provider=r.provider, provider_model=r.model, seconds=first.seconds,
             resolution=first.resolution, aspect_ratio=first.aspect_ratio, usd=first.usd, price_date=r.price_date,
-            price_source=r.price_source, changes=list(first.changes), notes=list(first.notes),
+            price_source=r.price_source, changes=list(first.changes), notes=notes,
             alternatives=[(p.route.provider, p.route.model, p.usd) for p in plans[1:]],
             session_spent_usd=_cost.session_spent(), budget_usd=settings().budget_usd)
 

@@ -94,3 +94,31 @@ def test_breaker_states():
     assert b.allow()
     b.success()
     assert b.state == "closed" and b.allow()
+
+
+def test_download_of_a_complete_part_file_is_not_fetched_again(tmp_path):
+    from masuka_nb.http import ProviderClient
+    from masuka_nb.testing.fakes import FakeRunway
+
+    with FakeRunway() as fake:
+        job = fake.new_job("video", {})
+        part = tmp_path / "clip.mp4.part"
+        part.write_bytes(fake.video)
+        with ProviderClient("runway", fake.base_url) as client:
+            result = client.download(fake.download_url(job), part)
+        assert result.bytes == len(fake.video) and part.read_bytes() == fake.video
+        assert fake.ranges == [f"bytes={len(fake.video)}-"]
+
+
+def test_download_restarts_when_the_server_ignores_range(tmp_path):
+    from masuka_nb.http import ProviderClient
+    from masuka_nb.testing.fakes import FakeRunway
+
+    with FakeRunway() as fake:
+        job = fake.new_job("video", {})
+        part = tmp_path / "clip.mp4.part"
+        part.write_bytes(b"stale bytes from another file")
+        fake.inject("download", status=200, body=fake.video, headers={"Content-Type": "video/mp4"})
+        with ProviderClient("runway", fake.base_url) as client:
+            client.download(fake.download_url(job), part)
+        assert part.read_bytes() == fake.video

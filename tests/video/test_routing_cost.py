@@ -74,9 +74,13 @@ def test_estimate_tells_changes_and_sends_nothing(fakes):
     assert "≈ $0.40" in str(est)
 
 
-def test_fallback_prices_are_listed():
+def test_fallback_prices_are_listed(keys, monkeypatch):
     est = VideoGenerator().estimate("x", model="veo3-pro", duration=8)
     assert est.provider == "cometapi" and est.alternatives[0][0] == "runway"
+    assert not any("will be skipped" in n for n in est.notes)
+    monkeypatch.delenv("COMETAPI_KEY")
+    est = VideoGenerator().estimate("x", model="veo3-pro", duration=8)
+    assert any("no COMETAPI_KEY set" in n for n in est.notes)
 
 
 def test_adjustment_is_warned_before_paying(fakes):
