@@ -39,7 +39,6 @@ class Route:
     price_date: str
     price_source: str
     mode: str | None = None
-    motion: dict[str, Any] | None = None
 
     def cost(self, seconds: int, resolution: str) -> float:
         p = self.price
@@ -66,7 +65,6 @@ class RoutePlan:
     usd: float
     changes: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    motion_value: float | None = None
 
 
 def list_video_models() -> dict[str, str]:
@@ -105,8 +103,8 @@ def resolve_model(model: str) -> tuple[str, list[Route], str | None]:
                                        argument="model", value=model, retryable=False)
     routes = [Route(model_id=mid, provider=r["provider"], route=r["route"], model=r["model"], modes=tuple(r["modes"]),
                     durations=tuple(r["durations"]), sizes=r["sizes"], price=r["price"],
-                    price_date=r["price_date"], price_source=r["price_source"], mode=r.get("mode"),
-                    motion=r.get("motion")) for r in entry["routes"]]
+                    price_date=r["price_date"], price_source=r["price_source"], mode=r.get("mode"))
+              for r in entry["routes"]]
     if prefer:
         routes.sort(key=lambda r: r.provider != prefer)
     return mid, routes, prefer
@@ -188,16 +186,12 @@ def _fit(r: Route, duration: float, resolution: str, aspect: str | None, mode: s
     fitted = asked if asked in ratios else nearest_aspect(asked, ratios)
     if fitted != asked and aspect:
         changes.append(f"aspect ratio {asked} → {fitted} ({r.model} offers {', '.join(ratios)})")
-    motion_value = None
     if motion is not None:
-        if r.motion:
-            lo, hi = r.motion["range"]
-            motion_value = round(lo + motion * (hi - lo), 3)
-            notes.append(f"motion_intensity {motion:g} → {r.motion['param']}={motion_value}")
-        else:
-            notes.append(f"motion_intensity does not apply to {r.provider}:{r.model} (no such control); ignored")
+        # None of the documented contracts has a motion control (Kling's cfg_scale is prompt
+        # adherence, not motion), so the value is reported as not applicable rather than guessed.
+        notes.append(f"motion_intensity does not apply to {r.provider}:{r.model} (no such control); ignored")
     return RoutePlan(route=r, seconds=seconds, resolution=res, aspect_ratio=fitted, size=r.sizes[res][fitted],
-                     mode=mode, usd=r.cost(seconds, res), changes=changes, notes=notes, motion_value=motion_value)
+                     mode=mode, usd=r.cost(seconds, res), changes=changes, notes=notes)
 
 
 def training_price(provider: str, steps: int) -> tuple[float, str, str]:
