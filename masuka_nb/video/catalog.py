@@ -39,6 +39,7 @@ class Route:
     price_date: str
     price_source: str
     mode: str | None = None
+    max_images: int = 1
 
     def cost(self, seconds: int, resolution: str) -> float:
         p = self.price
@@ -103,7 +104,8 @@ def resolve_model(model: str) -> tuple[str, list[Route], str | None]:
                                        argument="model", value=model, retryable=False)
     routes = [Route(model_id=mid, provider=r["provider"], route=r["route"], model=r["model"], modes=tuple(r["modes"]),
                     durations=tuple(r["durations"]), sizes=r["sizes"], price=r["price"],
-                    price_date=r["price_date"], price_source=r["price_source"], mode=r.get("mode"))
+                    price_date=r["price_date"], price_source=r["price_source"], mode=r.get("mode"),
+                    max_images=r.get("max_images", 1))
               for r in entry["routes"]]
     if prefer:
         routes.sort(key=lambda r: r.provider != prefer)
@@ -138,7 +140,7 @@ def nearest_aspect(aspect: str, allowed: list[str]) -> str:
 
 def plan_routes(model: str, *, duration: float, resolution: str, aspect_ratio: str | None,
                 has_image: bool, provider: str | None = None, motion_intensity: float | None = None,
-                strict: bool = False, image_aspect: str | None = None) -> list[RoutePlan]:
+                strict: bool = False, image_aspect: str | None = None, images: int | None = None) -> list[RoutePlan]:
     """Every usable route for the request, in fallback order, each fitted and priced."""
     if duration <= 0:
         raise InvalidRequestError("`duration` must be a positive number of seconds.", argument="duration", value=duration)
@@ -156,6 +158,9 @@ def plan_routes(model: str, *, duration: float, resolution: str, aspect_ratio: s
     for r in routes:
         if mode not in r.modes:
             skipped.append(f"{r.provider}:{r.model} needs an image" if mode == "t2v" else f"{r.provider}:{r.model} is text-only")
+            continue
+        if (images or 0) > r.max_images:
+            skipped.append(f"{r.provider}:{r.model} takes {r.max_images} image, not a first and last frame")
             continue
         plans.append(_fit(r, duration, resolution, aspect_ratio, mode, motion_intensity, image_aspect))
     if not plans:

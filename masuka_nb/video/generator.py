@@ -179,7 +179,8 @@ class VideoGenerator:
         strict = settings().strict if self.strict is None else self.strict
         return plan_routes(model, duration=duration, resolution=resolution, aspect_ratio=aspect,
                            has_image=img is not None, provider=provider, motion_intensity=motion,
-                           strict=strict, image_aspect=img.aspect() if img is not None else None)
+                           strict=strict, image_aspect=img.aspect() if img is not None else None,
+                           images=img.frames if img is not None else 0)
 
     def _estimate(self, model: str, plans: list[RoutePlan]) -> _cost.CostEstimate:
         from masuka_nb.config import settings
@@ -293,7 +294,8 @@ class VideoGenerator:
 def _describe(img: ImageInput | None) -> str | None:
     if img is None:
         return None
-    return img.url or f"local image {img.name} ({len(img.data or b'')} bytes)"
+    first = img.url or f"local image {img.name} ({len(img.data or b'')} bytes)"
+    return first if img.last is None else f"{first} → last frame {_describe(img.last)}"
 
 
 def _wait_all(jobs: list[VideoJob], progress: Any = False) -> list[VideoResult]:

@@ -26,6 +26,11 @@ class ImageInput:
     url: str | None = None
     data: bytes | None = None
     name: str = "image.png"
+    last: ImageInput | None = None  # a last frame (Veo on CometAPI takes first and last)
+
+    @property
+    def frames(self) -> int:
+        return 2 if self.last is not None else 1
 
     @classmethod
     def from_any(cls, image: Any) -> ImageInput | None:
@@ -33,6 +38,13 @@ class ImageInput:
             return None
         if isinstance(image, ImageInput):
             return image
+        if isinstance(image, (tuple, list)):
+            if len(image) != 2:
+                raise InvalidRequestError("`image` as a pair is (first frame, last frame).", argument="image",
+                                          value=f"{len(image)} images")
+            first = cls.from_any(image[0])
+            first.last = cls.from_any(image[1])
+            return first
         if isinstance(image, str) and image.startswith(("http://", "https://")):
             return cls(url=image)
         if isinstance(image, (str, os.PathLike)):

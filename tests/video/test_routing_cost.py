@@ -251,3 +251,16 @@ def test_simulator_results_are_labelled_and_progress_is_reported(fakes):
     stages = [e.stage for e in events]
     assert stages[0] == "submit" and any(s.startswith("download") for s in stages)
     assert events[-1].fraction == 1.0
+
+
+def test_veo_first_and_last_frame(fakes, image):
+    from PIL import Image
+
+    fake = fakes("cometapi")
+    last = Image.new("RGB", (640, 360), (10, 10, 10))
+    result = quiet_generate("a fox", model="veo3-fast", image=(image, last), duration=8)
+    [job] = fake.jobs.values()
+    assert job.input["references"] == 2 and result.provider == "cometapi"
+    with pytest.raises(MasukaError) as info:
+        VideoGenerator().estimate("x", model="gen4_turbo", image=(image, last))
+    assert info.value.code == "INVALID_REQUEST" and "last frame" in str(info.value)

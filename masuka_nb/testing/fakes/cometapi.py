@@ -72,7 +72,7 @@ class FakeCometAPI(FakeProvider):
         else:
             return self.error(500, f"model {model!r} not supported", code="invalid_request")
         job = self.new_job("video", {"model": resolved, "prompt": prompt, "seconds": get.get("seconds", "8"),
-                                     "size": size}, prefix="video_")
+                                     "size": size, "references": len(refs)}, prefix="video_")
         return Response(200, self._video(job))
 
     def _video(self, job) -> dict:

@@ -34,9 +34,10 @@ class CometAPIProvider(Provider):
             if model.startswith("sora"):  # Sora wants the reference at exactly the clip's size
                 w, h = (int(v) for v in plan.size.split("x"))
                 fields.append(("input_reference", ("reference.png", image.fitted(w, h), "image/png")))
-            else:
-                data, mime = image.limited(10 * 1024 * 1024)
-                fields.append(("input_reference", ("reference.jpg" if mime == "image/jpeg" else "reference.png", data, mime)))
+            else:  # Veo: one image (image to video) or two (first and last frame)
+                for i, frame in enumerate(f for f in (image, image.last) if f is not None):
+                    data, mime = frame.limited(10 * 1024 * 1024)
+                    fields.append(("input_reference", (f"frame{i}.{'jpg' if mime == 'image/jpeg' else 'png'}", data, mime)))
         data = self.client.json("POST", "/v1/videos", op="submit", files=fields)
         if not isinstance(data, dict) or not data.get("id"):
             raise self.bad("a video id", data)
