@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import secrets as _secrets
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -141,6 +142,9 @@ def jobs_dir() -> Path:
 
 def save(record: JobRecord) -> None:
     record.updated_at = _now()
+    driver = record.extra.get("driver")
+    if driver and driver.get("pid") == os.getpid():
+        driver["beat"] = record.updated_at
     # Redact the serialised record: a key could hide in a provider reply we keep.
     text = redact(json.dumps(asdict(record), indent=1, sort_keys=True, default=str))
     atomic_write_text(jobs_dir() / f"{record.id}.json", text + "\n")
@@ -211,6 +215,61 @@ def resume_all(*, progress: ProgressCallback | bool | None = False, max_workers:
         return builtins.list(pool.map(run, pending))
 
 
+# ---- who is carrying a job on ------------------------------------------------------------------
+# In this process: one lock and one cancel flag per job id, shared by every Job object for it.
+# Across processes (two notebooks on one Drive): a lease in the record, renewed as it is saved; a
+# lease from a dead process on this host, or one not renewed for LEASE_S, is taken over.
+LEASE_S = 90.0
+HEARTBEAT_S = 20.0
+_local: dict[str, tuple[threading.Lock, threading.Event]] = {}
+_local_lock = threading.Lock()
+
+
+def _local_state(job_id: str) -> tuple[threading.Lock, threading.Event]:
+    with _local_lock:
+        if job_id not in _local:
+            _local[job_id] = (threading.Lock(), threading.Event())
+        return _local[job_id]
+
+
+def _me() -> dict[str, Any]:
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
+
+
+def _claim(record: JobRecord) -> None:
+    """Take the job's lease, or refuse (JOB_ERROR) while another live process holds it."""
+    me = _me()
+    other = record.extra.get("driver")
+    if other and (other.get("host"), other.get("pid")) != (me["host"], me["pid"]):
+        try:
+            age = (datetime.now(timezone.utc) - datetime.fromisoformat(other["beat"])).total_seconds()
+        except (KeyError, TypeError, ValueError):
+            age = LEASE_S
+        alive = _pid_alive(int(other["pid"])) if other.get("host") == me["host"] else True
+        if alive and age < LEASE_S:
+            raise JobError(f"Job {record.id} is being carried on by process {other['pid']} on {other['host']}.",
+                           argument="job", value=record.id,
+                           hint=f"Wait for it there, or try again after {LEASE_S:g} s without news from it.")
+    record.extra["driver"] = {**me, "beat": _now()}
+    save(record)
+
+
+def _release(record: JobRecord) -> None:
+    if (record.extra.get("driver") or {}).get("pid") == os.getpid():
+        record.extra.pop("driver", None)
+        save(record)
+
+
 # ---- a job -------------------------------------------------------------------------------------
 
 
@@ -221,8 +280,8 @@ class Job:
 
     def __init__(self, record: JobRecord) -> None:
         self.record = record
-        self._lock = threading.Lock()  # one waiter at a time; cancel() must not wait for it
-        self._cancelled = threading.Event()
+        # shared by every Job object for this id: one waiter at a time; cancel() must not wait for it
+        self._lock, self._cancelled = _local_state(record.id)
 
     # -- public --
     @property
@@ -258,6 +317,8 @@ class Job:
              cancel: CancelToken | None = None) -> Any:
         """Poll until the provider is done, download the result, finish it; return `result()`."""
         with self._lock:
+            with contextlib.suppress(JobNotFoundError):
+                self.refresh()  # another waiter (thread or process) may have finished it meanwhile
             rec = self.record
             if rec.state == "completed":
                 return self.result()
@@ -269,6 +330,7 @@ class Job:
                                         progress=progress, cancel=cancel)
             provider = self._provider()
             try:
+                _claim(rec)
                 if rec.state in ("submitted", "running"):
                     self._poll_until_done(provider, reporter, timeout)
                 if rec.state == "downloading":
@@ -282,6 +344,10 @@ class Job:
                                      hint=f"`masuka_nb.jobs.get('{rec.id}').wait()` picks it up again.") from None
             finally:
                 provider.close()
+                if self._cancelled.is_set() and rec.state != "cancelled":
+                    rec.state = "cancelled"  # cancel() raced a save of ours: it wins
+                    save(rec)
+                _release(rec)
             reporter.done(rec.state)
             return self.result()
 
@@ -351,7 +417,7 @@ class Job:
                                                    provider=rec.provider, request_id=rec.provider_job_id)
                 self._fail(err, "cancelled" if poll.state == "cancelled" else "failed")
             new_state = "running" if poll.state == "running" else rec.state
-            if changed or new_state != rec.state:
+            if changed or new_state != rec.state or _since(rec.updated_at) > HEARTBEAT_S:
                 rec.state = new_state
                 save(rec)
             if timeout is not None and time.monotonic() - start > timeout:
@@ -381,6 +447,8 @@ class Job:
                 if pct != shown[0]:  # one event per percent, not per network read
                     shown[0] = pct
                     reporter.update(pct, message=f"{got / 1e6:.1f} MB")
+                    if _since(rec.updated_at) > HEARTBEAT_S:
+                        save(rec)  # renews the lease during a long download
 
             try:
                 result = provider.client.download(d.url, part, content_types=d.content_types, on_bytes=on_bytes)
@@ -461,6 +529,13 @@ class Job:
             return
         rec.history_id = saved.id
         save(rec)
+
+
+def _since(stamp: str) -> float:
+    try:
+        return (datetime.now(timezone.utc) - datetime.fromisoformat(stamp)).total_seconds()
+    except ValueError:
+        return 0.0
 
 
 def _timings(rec: JobRecord) -> dict[str, float]:

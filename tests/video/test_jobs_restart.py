@@ -188,3 +188,51 @@ def test_cancel_from_another_thread_stops_a_waiting_job(fakes):
     t.join(timeout=10)
     assert not t.is_alive() and caught and caught[0].code == "CANCELLED"
     assert fake.counts["cancel"] == 1 and jobs.get(job.id).state == "cancelled"
+
+
+def test_a_live_process_holding_the_job_is_respected(fakes):
+    import warnings
+
+    from masuka_nb.jobs import _now
+    from masuka_nb.video.generator import VideoGenerator
+
+    fake = fakes("runway")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job = VideoGenerator().submit("a fox", model="gen4.5", provider="runway")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        import socket
+
+        job.record.extra["driver"] = {"host": socket.gethostname(), "pid": holder.pid, "beat": _now()}
+        save(job.record)
+        with pytest.raises(Exception) as info:
+            jobs.get(job.id).wait()
+        assert info.value.code == "JOB_ERROR" and str(holder.pid) in str(info.value)
+        assert fake.counts["status"] == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    result = jobs.get(job.id).wait()  # its holder died: taken over
+    assert result.path.read_bytes() == fake.video
+    assert "driver" not in jobs.get(job.id).record.extra
+
+
+def test_two_waiters_in_one_process_download_once(fakes):
+    import threading
+    import warnings
+
+    from masuka_nb.video.generator import VideoGenerator
+
+    fake = fakes("runway", complete_after=0.3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job = VideoGenerator().submit("a fox", model="gen4.5", provider="runway")
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(jobs.get(job.id).wait())) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(results) == 2 and results[0].path == results[1].path
+    assert fake.counts["download"] == 1
