@@ -294,5 +294,8 @@ def fill_upload(upload: widgets.FileUpload, files: Sequence[tuple[str, bytes]]) 
         upload.data = [bytes(b) for _, b in files]
         upload._counter += 1
     else:
-        upload.value = tuple({"name": n, "type": "", "size": len(b), "last_modified": 0,
+        from datetime import datetime, timezone
+
+        upload.value = tuple({"name": n, "type": "", "size": len(b),
+                              "last_modified": datetime.fromtimestamp(0, timezone.utc),
                               "content": memoryview(bytes(b))} for n, b in files)

@@ -116,9 +116,9 @@ class GeneratePanel(Panel):
         }
 
     def _generate(self) -> None:
+        kwargs = self.request()  # form errors first: no reason to load torch for a typo
         from masuka_nb.image import generate  # the engine (and torch) load on the first click
 
-        kwargs = self.request()
         self.progress.start(f"loading {kwargs['model']}…")
         try:
             result = generate(**kwargs, progress=self.progress, cancel=self.cancel_token)
