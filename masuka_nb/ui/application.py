@@ -56,7 +56,11 @@ class MasukaApp(widgets.VBox):
         if dark:
             self.add_class("mk-dark")
 
-    def _notify(self, message: str | ErrorInfo, level: str = "info") -> None:
+    def _notify(self, message: str | ErrorInfo, level: str = "info", *, source: Panel | None = None) -> None:
+        """Toast what happened in a tab the user is not looking at (the visible tab shows it inline)."""
+        index = self.tabs.selected_index
+        if source is not None and index is not None and self.panels[index] is source:
+            return
         self.toasts.push(message, level)
 
     def _on_tab_change(self, change: dict[str, Any]) -> None:

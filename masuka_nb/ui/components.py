@@ -87,7 +87,7 @@ class Toasts(widgets.VBox):
         self.messages: list[tuple[str, str]] = []  # (level, html)
         self._html = widgets.HTML("")
         self._dismiss = widgets.Button(description="Dismiss", icon="times",
-                                       layout=widgets.Layout(width="auto", display="none"))
+                                       layout=widgets.Layout(width="auto", align_self="flex-end", display="none"))
         self._dismiss.on_click(self._on_dismiss_click)
         super().__init__([self._html, self._dismiss])
 
@@ -262,7 +262,8 @@ class Panel(widgets.VBox):
         self.notice.show_error(info)
         self._on_failed(info)
         if self._notify is not None:
-            self._notify(ErrorInfo(info.code, f"{self.title}: {info.message}", info.hint, info.level, info.where))
+            self._notify(ErrorInfo(info.code, f"{self.title}: {info.message}", info.hint, info.level, info.where),
+                         source=self)
 
     def _on_failed(self, info: ErrorInfo) -> None:
         """Hook: a subclass resets its progress view and the like."""
@@ -279,7 +280,7 @@ class Panel(widgets.VBox):
     def _say(self, text: str, level: str = "ok") -> None:
         self.notice.show(text, level)
         if self._notify is not None and level in ("ok", "warning"):
-            self._notify(f"{self.title}: {text}", level)
+            self._notify(f"{self.title}: {text}", level, source=self)
 
     def refresh(self) -> None:
         """Hook: re-read state that may have changed in another tab (history, jobs)."""

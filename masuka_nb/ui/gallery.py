@@ -109,12 +109,18 @@ _PLACEHOLDER: dict[str, bytes] = {}
 def _placeholder(kind: str) -> bytes:
     """A flat tile for records without a picture (training, failures)."""
     if kind not in _PLACEHOLDER:
-        from PIL import Image, ImageDraw
+        from PIL import Image, ImageDraw, ImageFont
 
         from masuka_nb.ui.helpers import png_bytes
 
-        img = Image.new("RGB", (240, 160), (58, 52, 92))
-        ImageDraw.Draw(img).text((14, 70), kind.upper(), fill=(225, 220, 255))
+        img = Image.new("RGB", (240, 240), (58, 52, 92))
+        try:
+            font = ImageFont.load_default(size=30)
+        except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+            font = ImageFont.load_default()
+        draw = ImageDraw.Draw(img)
+        left, top, right, bottom = draw.textbbox((0, 0), kind.upper(), font=font)
+        draw.text(((240 - right + left) / 2, (240 - bottom + top) / 2), kind.upper(), fill=(225, 220, 255), font=font)
         _PLACEHOLDER[kind] = png_bytes(img)
     return _PLACEHOLDER[kind]
 

@@ -55,12 +55,12 @@ class LoraPanel(Panel):
                                                   layout=widgets.Layout(width="auto",
                                                                         display="" if in_colab() else "none"))
         self.source = widgets.Text(placeholder="/content/drive/MyDrive/photos · photos.zip · https://…/set.zip",
-                                   description="Folder / zip", style=LABEL_STYLE, layout=wide())
+                                   description="Folder / zip", style=LABEL_STYLE, layout=wide("72%"))
         self.import_path_button = widgets.Button(description="Import path", icon="download",
                                                  layout=widgets.Layout(width="auto"))
         # curate + caption
         self.reference = widgets.Text(placeholder="optional: a reference photo for identity checks",
-                                      description="Reference", style=LABEL_STYLE, layout=wide())
+                                      description="Reference", style=LABEL_STYLE, layout=wide("72%"))
         self.curate_button = widgets.Button(description="Curate", icon="filter", layout=widgets.Layout(width="auto"))
         self.captioner = widgets.Dropdown(options=CAPTIONERS, value="florence-2", description="Captioner",
                                           style=LABEL_STYLE, layout=wide("280px"))
@@ -107,8 +107,8 @@ class LoraPanel(Panel):
                               "files use Colab's uploader, a Drive folder, or a zip path/URL.</div>"),
                  field_row(self.upload, self.import_upload_button, self.colab_upload_button),
                  field_row(self.source, self.import_path_button)),
-            card(section("3 · Curate & caption"), self.reference,
-                 field_row(self.curate_button, self.captioner, self.trigger, self.overwrite, self.caption_button)),
+            card(section("3 · Curate & caption"), field_row(self.reference, self.curate_button),
+                 field_row(self.captioner, self.trigger, self.overwrite, self.caption_button)),
             card(section("4 · Train"), field_row(self.base, self.steps, self.rank),
                  field_row(self.learning_rate, self.resolution),
                  field_row(self.train_button, self.provider, self.cloud_button, self.cancel_button)),

@@ -38,6 +38,9 @@ def test_bad_form_input_is_shown_with_code_and_hint_not_swallowed():
     form.prompt.value = "a lighthouse"
     form.seed.value = "not-a-seed"
     form.generate_button.click()  # ipywidgets would swallow an exception: the panel must show it
+    assert ui.toasts.messages == []  # the visible tab shows it inline; no duplicate toast
+    ui.select("History")
+    form.generate_button.click()
     assert form.last_error is not None and form.last_error.code == "INVALID_REQUEST"
     assert 'data-code="INVALID_REQUEST"' in form.notice.value and "Fix:" not in form.notice.value
     assert "0 to 4294967295" in form.notice.value  # the hint
