@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import Comparison, exit_with, report, time_subprocess  # noqa: E402
+from harness import Comparison, exit_with, report, time_subprocess
 
 ROOT = str(Path(__file__).resolve().parents[1])
 

@@ -43,7 +43,34 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "settings": ("masuka_nb.config", "settings"),
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+# Literal (not computed) so linters and IDEs see it; a test keeps it equal to _LAZY.
+__all__ = [
+    "CancelToken",
+    "CostEstimate",
+    "GenerationResult",
+    "ImageEngine",
+    "MasukaError",
+    "MemoryPlan",
+    "ProgressEvent",
+    "VideoGenerator",
+    "VideoResult",
+    "__version__",
+    "app",
+    "configure",
+    "doctor",
+    "errors",
+    "generate",
+    "get_model",
+    "get_secret",
+    "history",
+    "jobs",
+    "list_models",
+    "lora",
+    "plan",
+    "reproduce",
+    "reset_configuration",
+    "settings",
+]
 
 
 def __getattr__(name: str) -> _Any:

@@ -172,6 +172,11 @@ def configure(**overrides: Any) -> Settings:
                 _overrides.pop(key, None)
             else:
                 _overrides[key] = value
+    if "log_level" in parsed:
+        import logging
+
+        # The package logger's level is set once on first use; a later configure() must still apply.
+        logging.getLogger("masuka_nb").setLevel(parsed["log_level"] or settings().log_level)
     return settings()
 
 

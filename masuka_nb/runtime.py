@@ -160,7 +160,7 @@ def detect() -> RuntimeInfo:
     torch_version = cuda_version = None
     notes: list[str] = []
     try:
-        import torch  # noqa: PLC0415  (heavy: only when asked)
+        import torch
 
         torch_version = torch.__version__
         cuda_version = torch.version.cuda

@@ -90,3 +90,12 @@ def test_describe_lists_every_setting():
     for key in ("home", "cache_dir", "budget_usd"):
         assert key in text
     assert isinstance(masuka_nb.settings().home, Path)
+
+
+def test_configure_log_level_applies_at_once():
+    import logging
+
+    masuka_nb.configure(log_level="debug")
+    assert logging.getLogger("masuka_nb").level == logging.DEBUG
+    masuka_nb.configure(log_level=None)
+    assert logging.getLogger("masuka_nb").level == logging.WARNING

@@ -18,6 +18,7 @@ def test_import_loads_no_heavy_library():
 
 def test_all_is_sorted_and_equals_the_public_names():
     assert masuka_nb.__all__ == sorted(masuka_nb.__all__)
+    assert set(masuka_nb.__all__) == {*masuka_nb._LAZY, "__version__"}
     public = {n for n in dir(masuka_nb) if not n.startswith("_")} | {"__version__"}
     # Importing a submodule anywhere binds it on the package; those are reachable, not public API.
     public -= {n for n in public - set(masuka_nb.__all__)

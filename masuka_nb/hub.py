@@ -1,0 +1,282 @@
+"""Model files: planned downloads, the persistent copy (Drive) and the session copy (local disk).
+
+A `DownloadPlan` says exactly which files of a repo a memory plan needs (allow/ignore patterns) and
+their total size before a byte moves: FLUX repos also carry a 23.8 GB single-file checkpoint that no
+diffusers load needs. Loads prefer the session copy (``cache_dir/models``), then the persistent copy
+(``models_dir``, on Drive when mounted, copied to local disk because Drive reads are slow), then the
+Hub. Every huggingface_hub error is translated here, once, into MASUKA's error tree.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from masuka_nb.errors import (
+    GatedModelError,
+    MasukaError,
+    ModelFilesMissingError,
+    ModelNotFoundError,
+    ProviderUnavailableError,
+)
+from masuka_nb.log import get_logger
+
+if TYPE_CHECKING:
+    from masuka_nb.memory import MemoryPlan
+    from masuka_nb.models.registry import ModelSpec
+
+__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model"]
+
+log = get_logger(__name__)
+
+MARKER = ".masuka_complete.json"
+# Files no diffusers folder load reads: single-file checkpoints at the repo root, other frameworks' weights.
+_ALWAYS_IGNORE = ("*.bin", "*.pt", "*.pth", "*.ckpt", "*.onnx", "*.onnx_data", "*.msgpack", "*.h5", "*.gguf",
+                  "*.jpg", "*.png", "*.gif", "*.md", ".gitattributes")
+_TOP_LEVEL = ("model_index.json", "scheduler/*")
+_TOKENIZER_FOR = {"text_encoder": "tokenizer", "text_encoder_2": "tokenizer_2", "text_encoder_3": "tokenizer_3"}
+
+
+@dataclass(frozen=True)
+class RepoFile:
+    path: str
+    size: int
+
+
+@dataclass(frozen=True)
+class DownloadPlan:
+    """What one load fetches: per repo, the allow/ignore patterns and the files they select."""
+
+    repo: str
+    revision: str
+    allow_patterns: tuple[str, ...]
+    ignore_patterns: tuple[str, ...]
+    files: tuple[RepoFile, ...] = ()  # empty when no listing was available (offline)
+    extra: tuple[DownloadPlan, ...] = field(default=())  # pre-quantized component repos
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(f.size for f in self.files) + sum(p.total_bytes for p in self.extra)
+
+    def selects(self, path: str) -> bool:
+        return _selected(path, self.allow_patterns, self.ignore_patterns)
+
+    def __repr__(self) -> str:
+        gb = self.total_bytes / 1e9
+        parts = [f"DownloadPlan({self.repo}@{self.revision}: {len(self.files)} files, {gb:.2f} GB"]
+        parts += [f"  + {p.repo}: {len(p.files)} files, {p.total_bytes / 1e9:.2f} GB" for p in self.extra]
+        return "\n".join(parts) + ")"
+
+
+def _selected(path: str, allow: Sequence[str], ignore: Sequence[str]) -> bool:
+    if any(fnmatch.fnmatch(path, pat) for pat in ignore):
+        return False
+    return any(fnmatch.fnmatch(path, pat) for pat in allow)
+
+
+def patterns_for(components: Iterable[str]) -> tuple[str, ...]:
+    """Allow patterns for these pipeline components (their folders, tokenizers and the pipeline index)."""
+    allow = list(_TOP_LEVEL)
+    for comp in components:
+        allow += [f"{comp}/*.json", f"{comp}/*.safetensors"]
+        tok = _TOKENIZER_FOR.get(comp)
+        if tok:
+            allow.append(f"{tok}/*")
+    return tuple(dict.fromkeys(allow))
+
+
+def download_plan(
+    model: str | ModelSpec,
+    *,
+    plan: MemoryPlan | None = None,
+    listing: Sequence[RepoFile] | Sequence[tuple[str, int]] | None = None,
+) -> DownloadPlan:
+    """The files `model` needs under `plan` (the planner's choice for this machine when None).
+
+    `listing` is the repo's file list with sizes; None asks the Hub (when online) and otherwise
+    leaves `files` empty: the patterns alone still limit what a download may fetch.
+    """
+    from masuka_nb.memory import plan as make_plan
+    from masuka_nb.models.registry import get_model
+
+    spec = get_model(model)
+    if spec.repo is None:
+        return DownloadPlan(spec.id, "local", (), ())
+    memory_plan = plan or make_plan(spec.id)
+    quantized = set(memory_plan.quantized_components)
+    own = [c.name for c in spec.components if c.name not in quantized]
+    allow = patterns_for(own)
+    files = _as_files(listing) if listing is not None else _list_repo(spec.repo, spec.revision)
+    main = DownloadPlan(spec.repo, spec.revision, allow, _ALWAYS_IGNORE,
+                        tuple(f for f in files if _selected(f.path, allow, _ALWAYS_IGNORE)))
+    extra = []
+    if quantized and memory_plan.quantized_repo:
+        q_allow = patterns_for(sorted(quantized))
+        q_files = _list_repo(memory_plan.quantized_repo, "main") if listing is None else ()
+        extra.append(DownloadPlan(memory_plan.quantized_repo, "main", q_allow, _ALWAYS_IGNORE,
+                                  tuple(f for f in q_files if _selected(f.path, q_allow, _ALWAYS_IGNORE))))
+    return DownloadPlan(main.repo, main.revision, main.allow_patterns, main.ignore_patterns, main.files,
+                        tuple(extra))
+
+
+def _as_files(listing: Sequence[Any]) -> tuple[RepoFile, ...]:
+    return tuple(f if isinstance(f, RepoFile) else RepoFile(str(f[0]), int(f[1])) for f in listing)
+
+
+def load_listing(path: str | Path) -> tuple[RepoFile, ...]:
+    """A recorded repo listing: JSON `{"repo":..., "files": [{"path":..., "size":...}, ...]}`."""
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    return tuple(RepoFile(f["path"], int(f["size"])) for f in data["files"])
+
+
+def _list_repo(repo: str, revision: str) -> tuple[RepoFile, ...]:
+    from masuka_nb.config import settings
+
+    if settings().offline:
+        return ()
+    try:
+        from huggingface_hub import HfApi
+
+        info = HfApi().model_info(repo, revision=revision, files_metadata=True)
+        return tuple(RepoFile(s.rfilename, int(s.size or 0)) for s in info.siblings or ())
+    except Exception as exc:
+        raise hub_error(exc, repo=repo) from exc
+
+
+# ---- the one place hub errors become MASUKA errors ----
+
+def hub_error(exc: BaseException, *, repo: str, model: str | None = None) -> MasukaError:
+    """Translate a huggingface_hub (or network) error about `repo` into MASUKA's tree."""
+    if isinstance(exc, MasukaError):
+        return exc
+    from huggingface_hub import errors as hf
+
+    from masuka_nb.models.registry import MODELS
+
+    spec = next((m for m in MODELS.values() if m.repo == repo), None)
+    licence = spec.licence_url if spec and spec.licence_url else f"https://huggingface.co/{repo}"
+    name = model or (spec.id if spec else repo)
+    if isinstance(exc, hf.GatedRepoError):
+        return GatedModelError(
+            f"{name} is a gated model: the Hub refused {repo} to this account.",
+            argument="model", value=name,
+            hint=f"Accept the licence at {licence} with your Hugging Face account, create a read token at "
+            "https://huggingface.co/settings/tokens and set it as HF_TOKEN (Colab: the key icon → Secrets, "
+            "name HF_TOKEN, notebook access on; elsewhere: the HF_TOKEN environment variable).",
+            licence_url=licence,
+        )
+    if isinstance(exc, (hf.LocalEntryNotFoundError, hf.OfflineModeIsEnabled)):
+        return ModelFilesMissingError(
+            f"The files of {name} ({repo}) are not on this machine and the Hub cannot be reached (offline).",
+            argument="model", value=name,
+            hint="Go online (unset HF_HUB_OFFLINE / MASUKA_OFFLINE) to download them once, or copy them into "
+            "`masuka_nb.settings().models_dir`.",
+        )
+    if isinstance(exc, hf.RepositoryNotFoundError):
+        return ModelNotFoundError(f"The Hub has no repo {repo} (or it is private).", argument="model",
+                                  value=repo, hint="Check the repo id; private repos need HF_TOKEN.")
+    if isinstance(exc, (hf.EntryNotFoundError, hf.RevisionNotFoundError)):
+        return ModelFilesMissingError(f"{repo} has no such file or revision ({exc}).", argument="model",
+                                      value=repo, hint="Check the file name and revision on the repo page.")
+    if isinstance(exc, (hf.HfHubHTTPError, ConnectionError, TimeoutError, OSError)):
+        return ProviderUnavailableError(f"The Hugging Face Hub failed for {repo}: {type(exc).__name__}.",
+                                        argument="model", value=name,
+                                        hint="Try again in a minute; check the network.", provider="huggingface")
+    return ModelFilesMissingError(f"Getting {repo} failed: {type(exc).__name__}: {exc}", argument="model",
+                                  value=name, hint="Check the repo id, the network and HF_TOKEN.")
+
+
+# ---- where the files are ----
+
+def _complete(folder: Path) -> bool:
+    return (folder / MARKER).is_file()
+
+
+def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) -> Path:
+    """A local folder holding everything `dplan` selects: session copy, else Drive copy, else Hub."""
+    from masuka_nb.config import settings
+
+    s = settings()
+    rel = Path(dplan.repo.replace("/", "--")) / dplan.revision
+    session = s.cache_dir / "models" / rel
+    persistent = s.models_dir / rel
+    if _complete(session):
+        return session
+    if _complete(persistent):
+        if persistent.resolve() == session.resolve():
+            return persistent
+        _copy_tree(persistent, session, dplan)
+        return session
+    if s.offline:
+        raise ModelFilesMissingError(
+            f"{spec.id} is not downloaded ({dplan.total_bytes / 1e9:.1f} GB planned) and MASUKA is offline.",
+            argument="model", value=spec.id,
+            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.",
+        )
+    _snapshot(dplan, persistent, progress=progress)
+    if persistent.resolve() != session.resolve():
+        _copy_tree(persistent, session, dplan)
+        return session
+    return persistent
+
+
+def _snapshot(dplan: DownloadPlan, target: Path, *, progress: Any = None) -> None:
+    from huggingface_hub import snapshot_download
+
+    from masuka_nb.progress import ProgressReporter
+    from masuka_nb.storage import atomic_write_json
+
+    reporter = ProgressReporter("download", max(1, dplan.total_bytes), progress=progress)
+    reporter.update(0, message=f"{dplan.repo}: {dplan.total_bytes / 1e9:.2f} GB planned")
+    try:
+        snapshot_download(dplan.repo, revision=dplan.revision, allow_patterns=list(dplan.allow_patterns),
+                          ignore_patterns=list(dplan.ignore_patterns), local_dir=str(target))
+    except Exception as exc:
+        raise hub_error(exc, repo=dplan.repo) from exc
+    atomic_write_json(target / MARKER, {"repo": dplan.repo, "revision": dplan.revision,
+                                        "allow": dplan.allow_patterns, "bytes": dplan.total_bytes})
+    reporter.done(f"{dplan.repo} downloaded")
+
+
+def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
+    from masuka_nb.storage import atomic_write_json
+
+    for file in src.rglob("*"):
+        rel = file.relative_to(src).as_posix()
+        if file.is_file() and rel != MARKER and (not dplan.allow_patterns or dplan.selects(rel)):
+            out = dst / rel
+            if not out.is_file() or out.stat().st_size != file.stat().st_size:
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_name(out.name + ".incomplete")
+                shutil.copyfile(file, tmp)
+                tmp.replace(out)
+    atomic_write_json(dst / MARKER, {"copied_from": str(src)})
+
+
+def fetch_lora_file(repo: str) -> Path:
+    """The LoRA weight file of Hub repo `repo` (the diffusers name first, else the only .safetensors)."""
+    from huggingface_hub import hf_hub_download, list_repo_files
+
+    from masuka_nb.config import settings
+
+    try:
+        return Path(hf_hub_download(repo, "pytorch_lora_weights.safetensors"))
+    except Exception as exc:
+        from huggingface_hub import errors as hf
+
+        if not isinstance(exc, hf.EntryNotFoundError) or settings().offline:
+            raise hub_error(exc, repo=repo) from exc
+    try:
+        names = [n for n in list_repo_files(repo) if n.endswith(".safetensors")]
+        if len(names) != 1:
+            raise ModelFilesMissingError(f"{repo} holds {len(names)} .safetensors files; which one is the LoRA?",
+                                         argument="loras", value=repo,
+                                         hint="Download the file you want and pass its path.")
+        return Path(hf_hub_download(repo, names[0]))
+    except Exception as exc:
+        raise hub_error(exc, repo=repo) from exc

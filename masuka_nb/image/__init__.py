@@ -1,0 +1,44 @@
+"""The image engine: FLUX.1 / SD3.5 generation with memory plans, pipeline reuse, LoRAs and recipes.
+
+    from masuka_nb.image import generate, reproduce, ImageEngine, GenerationResult
+
+Light on import: the names below load their modules (and torch/diffusers) on first use.
+Modules: request (validation), engine (pipelines kept between calls), generate, lora, metadata
+(PNG parameters + JSON recipe), cache (result cache), grid, upscale, shapes (layer shapes for LoRA checks).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["GenerationResult", "ImageEngine", "default_engine", "generate", "make_grid", "reproduce", "upscale"]
+
+_LAZY = {
+    "GenerationResult": "masuka_nb.image.generate",
+    "generate": "masuka_nb.image.generate",
+    "reproduce": "masuka_nb.image.generate",
+    "ImageEngine": "masuka_nb.image.engine",
+    "default_engine": "masuka_nb.image.engine",
+    "make_grid": "masuka_nb.image.grid",
+    "upscale": "masuka_nb.image.upscale",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'masuka_nb.image' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
+if TYPE_CHECKING:
+    from masuka_nb.image.engine import ImageEngine, default_engine
+    from masuka_nb.image.generate import GenerationResult, generate, reproduce
+    from masuka_nb.image.grid import make_grid
+    from masuka_nb.image.upscale import upscale

@@ -1,0 +1,69 @@
+"""Result cache: the same recipe returns the stored images without running the pipeline.
+
+The key hashes everything that decides the pixels: model and revision (or tiny builder version),
+prompt, sizes, steps, guidance, seeds, scheduler, img2img input hash and strength, LoRA file hashes and
+weights, device and dtypes. Entries point at PNGs (the saved outputs, or copies in the local cache when
+`save=False`); a missing or damaged file is a miss, never an error. Turn it off with
+`configure(result_cache=False)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from masuka_nb.log import get_logger
+
+__all__ = ["KEY_FIELDS", "lookup", "recipe_key", "store"]
+
+log = get_logger(__name__)
+
+KEY_FIELDS = ("model", "revision", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seeds",
+              "scheduler", "image_sha256", "strength", "loras", "device", "dtype", "vae_dtype", "quantization",
+              "max_sequence_length")
+
+
+def recipe_key(recipe: dict[str, Any]) -> str:
+    essential = {k: recipe.get(k) for k in KEY_FIELDS}
+    blob = json.dumps(essential, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _entry(key: str) -> Path:
+    from masuka_nb.config import settings
+
+    return settings().cache_dir / "results" / key[:2] / f"{key}.json"
+
+
+def lookup(key: str) -> tuple[list[Any], list[Path]] | None:
+    """The cached images and their paths, or None."""
+    from PIL import Image
+
+    entry = _entry(key)
+    if not entry.is_file():
+        return None
+    try:
+        paths = [Path(p) for p in json.loads(entry.read_text(encoding="utf-8"))["paths"]]
+        images = []
+        for p in paths:
+            with Image.open(p) as im:
+                images.append(im.convert("RGB"))
+    except (OSError, ValueError, KeyError) as exc:
+        log.info("cache.miss_damaged", key=key[:12], error=type(exc).__name__)
+        return None
+    return images, paths
+
+
+def store(key: str, images: list[Any], paths: list[Path], recipe: dict[str, Any]) -> list[Path]:
+    """Remember `images` under `key`; when they were not saved, keep copies in the local cache."""
+    from masuka_nb.image.metadata import write_png
+    from masuka_nb.storage import atomic_write_json
+
+    entry = _entry(key)
+    if not paths:
+        paths = [write_png(im, entry.parent / key / f"{i}.png", recipe=recipe, index=i)
+                 for i, im in enumerate(images)]
+    atomic_write_json(entry, {"paths": [str(p) for p in paths]})
+    return paths

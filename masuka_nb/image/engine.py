@@ -1,0 +1,252 @@
+"""ImageEngine: loads a pipeline once per (model, plan), keeps it between calls, and unloads it on a switch.
+
+`ImageEngine.pipeline(model)` returns the loaded diffusers pipeline itself (power users, side-by-side
+benchmarks); `load_count` counts real loads (tests and benchmarks read it). Loading applies the memory
+plan: dtype, NF4 (pre-quantized repo or BitsAndBytesConfig), VAE in fp32 when fp16 is risky, offload
+(model / group / group-to-disk), optional regional compile, first-block cache and attention backend.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from typing import Any
+
+from masuka_nb.log import get_logger
+from masuka_nb.memory import MemoryPlan
+
+__all__ = ["ImageEngine", "default_engine"]
+
+log = get_logger(__name__)
+
+
+class ImageEngine:
+    """Holds at most one loaded model (and its image-to-image twin, sharing the same weights)."""
+
+    def __init__(self, *, attention_backend: str | None = None) -> None:
+        self.attention_backend = attention_backend
+        self.load_count = 0
+        self._pipe: Any = None
+        self._img2img: Any = None
+        self._key: tuple | None = None
+        self._plan: MemoryPlan | None = None
+        self._lock = threading.RLock()
+
+    # ---- public ----
+
+    @property
+    def loaded_model(self) -> str | None:
+        return self._key[0] if self._key else None
+
+    @property
+    def loaded_plan(self) -> MemoryPlan | None:
+        return self._plan
+
+    def pipeline(self, model: str, *, plan: MemoryPlan | None = None, img2img: bool = False,
+                 progress: Any = None) -> Any:
+        """The loaded diffusers pipeline for `model` (loading it, and unloading another, if needed)."""
+        from masuka_nb.memory import plan as make_plan
+        from masuka_nb.models.registry import get_model
+
+        spec = get_model(model)
+        with self._lock:
+            chosen = plan or (self._plan if self._key and self._key[0] == spec.id else None) \
+                or make_plan(spec.id, gpu=_forced_profile())
+            key = (spec.id, _plan_key(chosen))
+            if key != self._key:
+                self.unload()
+                self._pipe = _load(spec, chosen, attention_backend=self.attention_backend, progress=progress)
+                self._key, self._plan = key, chosen
+                self.load_count += 1
+            if not img2img:
+                return self._pipe
+            if self._img2img is None:
+                import diffusers
+
+                # from_pipe shares every component: no second copy of the weights, no load.
+                self._img2img = getattr(diffusers, spec.img2img_class).from_pipe(self._pipe)
+                self._img2img.set_progress_bar_config(disable=True)
+            return self._img2img
+
+    def unload(self) -> None:
+        """Drop the loaded pipeline and give its memory back (VRAM included)."""
+        with self._lock:
+            if self._pipe is None:
+                return
+            log.info("engine.unload", model=self.loaded_model)
+            self._pipe = self._img2img = None
+            self._key = self._plan = None
+            free_memory()
+
+    def generate(self, prompt: str, **kwargs: Any):
+        """`masuka_nb.generate` on this engine (same arguments)."""
+        from masuka_nb.image.generate import run
+
+        return run(self, prompt, **kwargs)
+
+
+def free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+
+
+def _forced_profile() -> str | None:
+    from masuka_nb.config import settings
+
+    return "cpu" if settings().device == "cpu" else None
+
+
+def _plan_key(plan: MemoryPlan) -> tuple:
+    return (plan.device, plan.dtype, plan.vae_dtype, plan.text_encoder_dtype, plan.quantization,
+            plan.quantized_components, plan.offload, plan.compile, plan.first_block_cache)
+
+
+_default: ImageEngine | None = None
+_default_lock = threading.Lock()
+
+
+def default_engine() -> ImageEngine:
+    """The engine `masuka_nb.generate` uses (one per process)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = ImageEngine()
+        return _default
+
+
+# ---- loading ----
+
+def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progress: Any) -> Any:
+    import diffusers
+    import torch
+
+    from masuka_nb.image.failures import translate
+
+    log.info("engine.load", model=spec.id, plan=plan.label)
+    cls = getattr(diffusers, spec.pipeline_class)
+    dtype = getattr(torch, plan.dtype)
+    try:
+        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        if spec.tiny:
+            from masuka_nb.models.tiny import ensure_tiny
+
+            path = ensure_tiny(spec.id)
+        else:
+            from masuka_nb.hub import download_plan, locate_model
+
+            dplan = download_plan(spec, plan=plan)
+            path = locate_model(spec, dplan, progress=progress)
+            kwargs.update(_quantized_components(spec, plan, dplan, dtype, progress))
+        pipe = cls.from_pretrained(str(path), **kwargs)
+        _place(pipe, plan, dtype)
+        if attention_backend:
+            pipe.transformer.set_attention_backend(attention_backend)
+        if plan.compile:
+            pipe.transformer.compile_repeated_blocks(fullgraph=True)
+        if plan.first_block_cache:
+            from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
+
+            apply_first_block_cache(pipe.transformer, FirstBlockCacheConfig(threshold=plan.first_block_cache))
+        if plan.vae_tiling:
+            pipe.vae.enable_tiling()
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+    except BaseException as exc:
+        free_memory()
+        raise translate(exc, model=spec.id, stage="loading", plan_label=plan.label) from exc
+
+
+def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, progress: Any) -> dict[str, Any]:
+    """NF4 components: from the pre-quantized repo when there is one, else quantized while loading."""
+    if plan.quantization != "nf4":
+        return {}
+    if plan.quantized_repo and dplan.extra:
+        import json
+
+        import diffusers
+        import transformers
+
+        from masuka_nb.hub import locate_model
+
+        qpath = locate_model(spec, dplan.extra[0], progress=progress)
+        index = json.loads((qpath / "model_index.json").read_text()) if (qpath / "model_index.json").is_file() \
+            else {}
+        out = {}
+        for name in plan.quantized_components:
+            library, class_name = index.get(name, ("diffusers" if name == "transformer" else "transformers",
+                                                   _default_class(spec, name)))
+            module = diffusers if library == "diffusers" else transformers
+            out[name] = getattr(module, class_name).from_pretrained(str(qpath), subfolder=name, torch_dtype=dtype)
+        return out
+    from diffusers import PipelineQuantizationConfig
+
+    config = PipelineQuantizationConfig(
+        quant_backend="bitsandbytes_4bit",
+        quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype},
+        components_to_quantize=list(plan.quantized_components),
+    )
+    return {"quantization_config": config}
+
+
+def nf4_config(plan: MemoryPlan) -> Any:
+    """The BitsAndBytesConfig a plan would use for each quantized component (inspectable on a CPU)."""
+    import torch
+    from diffusers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                              bnb_4bit_compute_dtype=getattr(torch, plan.dtype))
+
+
+def _default_class(spec: Any, name: str) -> str:
+    if name == "transformer":
+        return "FluxTransformer2DModel" if spec.family == "flux" else "SD3Transformer2DModel"
+    return "T5EncoderModel"
+
+
+def _place(pipe: Any, plan: MemoryPlan, dtype: Any) -> None:
+    import torch
+
+    if plan.vae_dtype != plan.dtype:
+        _vae_in(pipe.vae, getattr(torch, plan.vae_dtype))
+    if plan.text_encoder_dtype != plan.dtype:
+        for name in ("text_encoder", "text_encoder_2", "text_encoder_3"):
+            enc = getattr(pipe, name, None)
+            if enc is not None and name not in plan.quantized_components:
+                enc.to(getattr(torch, plan.text_encoder_dtype))
+    if plan.device != "cuda":
+        pipe.to("cpu")
+        return
+    if plan.offload == "none":
+        pipe.to("cuda")
+    elif plan.offload == "model":
+        pipe.enable_model_cpu_offload()
+    else:
+        from masuka_nb.config import settings
+
+        extra = {}
+        if plan.offload == "group-to-disk":
+            folder = settings().cache_dir / "offload" / plan.model
+            folder.mkdir(parents=True, exist_ok=True)
+            extra["offload_to_disk_path"] = str(folder)
+        pipe.enable_group_offload(onload_device=torch.device("cuda"), offload_device=torch.device("cpu"),
+                                  offload_type="block_level", num_blocks_per_group=1, use_stream=True, **extra)
+
+
+def _vae_in(vae: Any, dtype: Any) -> None:
+    """Run the VAE in `dtype` (fp32 under an fp16 transformer): cast what goes in, keep the rest as is."""
+    vae.to(dtype)
+    decode, encode = vae.decode, vae.encode
+
+    def decode_as(z, *args, **kwargs):
+        return decode(z.to(dtype), *args, **kwargs)
+
+    def encode_as(x, *args, **kwargs):
+        return encode(x.to(dtype), *args, **kwargs)
+
+    vae.decode, vae.encode = decode_as, encode_as

@@ -1,0 +1,480 @@
+"""`generate` and `reproduce`: a validated request in, images with their recipe out, recorded in the history.
+
+The steps, in order: resolve the model (``auto`` → flux1-schnell with a CUDA GPU, tiny-flux without),
+validate the request, plan memory, check LoRAs, build the recipe, answer from the result cache when
+the recipe was made before, otherwise load (or reuse) the pipeline, run it with a per-step callback
+(progress, preview, cancel), save PNGs atomically with their recipe, record the history. Every failure
+is translated once (`failures.translate`), recorded with its code, and raised as a `MasukaError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, OutOfMemoryError
+from masuka_nb.log import get_logger
+from masuka_nb.memory import MemoryPlan
+
+if TYPE_CHECKING:
+    from masuka_nb.image.engine import ImageEngine
+    from masuka_nb.progress import CancelToken, ProgressCallback
+
+__all__ = ["GenerationResult", "generate", "reproduce", "resolve_model"]
+
+log = get_logger(__name__)
+
+
+@dataclass
+class GenerationResult:
+    """Images and everything about how they were made. `recipe` is enough to make them again."""
+
+    images: list[Any]
+    seeds: list[int]
+    recipe: dict[str, Any]
+    paths: list[Path] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    plan: MemoryPlan | None = None
+    cached: bool = False
+    warnings: list[str] = field(default_factory=list)
+    history_id: str = ""
+
+    @property
+    def image(self) -> Any:
+        return self.images[0]
+
+    def _repr_html_(self) -> str:  # a notebook cell showing a result shows the images
+        import base64
+        import io
+
+        tags = []
+        for im in self.images:
+            buf = io.BytesIO()
+            im.save(buf, format="PNG")
+            data = base64.b64encode(buf.getvalue()).decode()
+            tags.append(f'<img src="data:image/png;base64,{data}" style="max-width:256px;margin:2px">')
+        label = self.recipe.get("label", "")
+        return "".join(tags) + (f"<div><small>{label}</small></div>" if label else "")
+
+
+def resolve_model(model: str | None) -> tuple[str, str | None]:
+    """(model id, note). None → settings().default_model; "auto" → flux1-schnell on CUDA, else tiny-flux."""
+    from masuka_nb.config import settings
+    from masuka_nb.models.registry import get_model
+
+    if model is not None and not isinstance(model, str):
+        raise InvalidRequestError(f"`model` must be a model id, not {type(model).__name__}.", argument="model",
+                                  value=model, hint="e.g. model=\"flux1-schnell\"; `masuka_nb.list_models()`.")
+    name = settings().default_model if model is None else model
+    if name.strip().lower() != "auto":
+        return get_model(name).id, None
+    from masuka_nb.runtime import detect
+
+    if settings().device != "cpu" and detect().has_gpu:
+        return "flux1-schnell", "model auto: flux1-schnell (a CUDA GPU is present)"
+    note = "model auto: tiny-flux, because this machine has no CUDA GPU (the output is noise, for testing)"
+    log.warning("generate.auto_model", model="tiny-flux", reason="no CUDA GPU")
+    return "tiny-flux", note
+
+
+def generate(
+    prompt: str,
+    *,
+    model: str | None = None,
+    negative_prompt: str | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    steps: int | None = None,
+    guidance: float | None = None,
+    seed: int | None = None,
+    num_images: int = 1,
+    loras: Any = (),
+    image: Any = None,
+    strength: float | None = None,
+    plan: MemoryPlan | dict | None = None,
+    progress: ProgressCallback | bool | None = None,
+    cancel: CancelToken | None = None,
+    save: bool = True,
+    previews: bool = False,
+) -> GenerationResult:
+    """Make `num_images` images of `prompt` (image-to-image when `image` is given).
+
+    Defaults come from the model's registry entry. `seed` None picks a random seed (recorded); image
+    i uses seed + i. `loras` items: a path, a LoRA library name, a Hub repo id or an https URL,
+    optionally `(source, weight)`. `plan` overrides the memory plan (a `MemoryPlan`, or a dict of
+    `masuka_nb.plan` keywords such as ``{"offload": "model"}``). `previews=True` adds a small preview
+    image to each progress event. Raises only `MasukaError`s; every call lands in the history.
+    """
+    from masuka_nb.image.engine import default_engine
+
+    return run(default_engine(), prompt, model=model, negative_prompt=negative_prompt, width=width, height=height,
+               steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras, image=image,
+               strength=strength, plan=plan, progress=progress, cancel=cancel, save=save, previews=previews)
+
+
+def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
+              cancel: Any = None) -> GenerationResult:
+    """Make the images of a recipe again (a MASUKA PNG, a recipe .json, a recipe dict or a result).
+
+    The result cache is bypassed: the pipeline really runs, so the images are the same ones only
+    when the model, LoRA files and device are the same.
+    """
+    from masuka_nb.image.engine import default_engine
+    from masuka_nb.image.metadata import read_recipe
+
+    if isinstance(path_or_recipe, GenerationResult):
+        recipe = path_or_recipe.recipe
+    elif isinstance(path_or_recipe, dict):
+        recipe = path_or_recipe
+    elif isinstance(path_or_recipe, (str, Path)):
+        recipe = read_recipe(path_or_recipe)
+    else:
+        raise InvalidRequestError("`reproduce` takes a PNG path, a recipe .json, a recipe dict or a result.",
+                                  argument="path_or_recipe", value=path_or_recipe,
+                                  hint="e.g. masuka_nb.reproduce(result.paths[0])")
+    try:
+        seeds = [int(s) for s in recipe["seeds"]]
+        loras = [(lr["source"], float(lr["weight"])) for lr in recipe.get("loras", [])]
+        image = None
+        if recipe.get("image_sha256"):
+            image = _find_input(recipe)
+        return run(default_engine(), recipe["prompt"], model=recipe["model"],
+                   negative_prompt=recipe.get("negative_prompt"), width=recipe["width"], height=recipe["height"],
+                   steps=recipe["steps"], guidance=recipe["guidance"], seed=seeds[0], num_images=len(seeds),
+                   loras=loras, image=image, strength=recipe.get("strength"), save=save, progress=progress,
+                   cancel=cancel, use_cache=False, seeds=seeds,
+                   plan_overrides=recipe.get("plan_overrides") or None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InvalidRequestError(f"The recipe is incomplete or damaged ({type(exc).__name__}: {exc}).",
+                                  argument="path_or_recipe", value=str(path_or_recipe)[:200],
+                                  hint="Use a PNG or recipe written by masuka_nb.generate.") from exc
+
+
+def _find_input(recipe: dict[str, Any]) -> Any:
+    from PIL import Image
+
+    path = recipe.get("image_path")
+    if path and Path(path).is_file():
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+        if _image_sha256(im) == recipe["image_sha256"]:
+            return im
+    raise InvalidRequestError("The recipe's input image (image-to-image) is not where it was.",
+                              argument="path_or_recipe", value=path,
+                              hint="Call generate(..., image=<the original image>) with the recipe's settings.")
+
+
+def _image_sha256(image: Any) -> str:
+    h = hashlib.sha256(f"{image.size}{image.mode}".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()
+
+
+# ---- the run ----
+
+def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt: Any = None, width: Any = None,
+        height: Any = None, steps: Any = None, guidance: Any = None, seed: Any = None, num_images: Any = 1,
+        loras: Any = (), image: Any = None, strength: Any = None, plan: Any = None, progress: Any = None,
+        cancel: Any = None, save: bool = True, previews: bool = False, use_cache: bool = True,
+        seeds: list[int] | None = None, plan_overrides: dict | None = None) -> GenerationResult:
+    from masuka_nb.image.failures import translate
+
+    t0 = time.perf_counter()
+    state: dict[str, Any] = {"model": model if isinstance(model, str) else "", "prompt": prompt}
+    try:
+        return _run(engine, state, t0, prompt, model=model, negative_prompt=negative_prompt, width=width,
+                    height=height, steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras,
+                    image=image, strength=strength, plan=plan or plan_overrides, progress=progress, cancel=cancel,
+                    save=save, previews=previews, use_cache=use_cache, seeds=seeds)
+    except BaseException as exc:
+        err = translate(exc, model=state.get("model") or str(model), stage="generation",
+                        plan_label=getattr(state.get("plan"), "label", ""))
+        _record_failure(state, err, t0)
+        if err is exc:
+            raise
+        raise err from exc
+
+
+def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, steps, guidance, seed, num_images,
+         loras, image, strength, plan, progress, cancel, save, previews, use_cache, seeds) -> GenerationResult:
+    from masuka_nb.config import settings
+    from masuka_nb.image import cache
+    from masuka_nb.image.lora import resolve_all
+    from masuka_nb.image.request import GenerationRequest
+    from masuka_nb.models.registry import get_model
+
+    if not isinstance(save, bool):
+        raise InvalidRequestError("`save` must be True or False.", argument="save", value=save,
+                                  hint="save=False keeps the images in memory only.")
+    model_id, note = resolve_model(model)
+    state["model"] = model_id
+    spec = get_model(model_id)
+    req = GenerationRequest.build(spec, prompt=prompt, negative_prompt=negative_prompt, width=width,
+                                  height=height, steps=steps, guidance=guidance, seed=seed,
+                                  num_images=num_images, image=image, strength=strength)
+    if seeds is None:
+        first = req.seed if req.seed is not None else secrets.randbelow(2**32 - req.num_images)
+        seeds = [(first + i) % 2**32 for i in range(req.num_images)]
+    mplan, overrides = _plan_for(spec, req, plan)
+    state["plan"] = mplan
+    resolved = resolve_all(loras, model=spec.id)
+    warnings = [note] if note else []
+    recipe = _recipe(spec, req, seeds, resolved, mplan, overrides, note)
+    state["recipe"] = recipe
+    timings = {"validate": time.perf_counter() - t0}
+
+    key = cache.recipe_key(recipe)
+    if use_cache and settings().result_cache:
+        hit = cache.lookup(key)
+        if hit is not None:
+            images, paths = hit
+            timings["total"] = time.perf_counter() - t0
+            rec = _record_ok(spec, recipe, paths, timings, mplan, cached=True)
+            log.info("generate.cache_hit", model=spec.id, key=key[:12])
+            return GenerationResult(images, seeds, recipe, paths, timings, mplan, True, warnings, rec.id)
+
+    t = time.perf_counter()
+    images, mplan, fallback = _run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cancel,
+                                                 previews, recipe, warnings, timings)
+    state["plan"] = mplan
+    timings["generate"] = time.perf_counter() - t - timings.get("load", 0.0)
+    if fallback:
+        recipe["plan"] = mplan.label
+    t = time.perf_counter()
+    paths = _save(images, recipe, req) if save else []
+    if use_cache and settings().result_cache:
+        paths_for_cache = cache.store(key, images, paths, recipe)
+        if not save:
+            recipe["cache_paths"] = [str(p) for p in paths_for_cache]
+    timings["save"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    rec = _record_ok(spec, recipe, paths, timings, mplan, cached=False)
+    return GenerationResult(images, seeds, recipe, paths, timings, mplan, False, warnings, rec.id)
+
+
+def _plan_for(spec, req, plan) -> tuple[MemoryPlan, dict]:
+    from masuka_nb.image.engine import _forced_profile
+    from masuka_nb.memory import plan as make_plan
+
+    if isinstance(plan, MemoryPlan):
+        if plan.model != spec.id:
+            raise InvalidRequestError(f"The plan is for {plan.model}, not {spec.id}.", argument="plan",
+                                      value=plan.label, hint=f"Make one with masuka_nb.plan(\"{spec.id}\").")
+        return plan, {}
+    if plan is not None and not isinstance(plan, dict):
+        raise InvalidRequestError("`plan` must be a MemoryPlan, a dict of plan choices, or None.", argument="plan",
+                                  value=plan, hint="e.g. plan={\"offload\": \"model\"} or masuka_nb.plan(model).")
+    overrides = dict(plan or {})
+    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile"}
+    unknown = set(overrides) - allowed
+    if unknown:
+        raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
+                                  value=overrides, hint=f"Allowed: {', '.join(sorted(allowed))}.")
+    overrides.setdefault("gpu", _forced_profile())
+    mplan = make_plan(spec.id, width=req.width, height=req.height, num_images=req.num_images, **overrides)
+    return mplan, {k: v for k, v in overrides.items() if v is not None and k != "gpu"}
+
+
+def _recipe(spec, req, seeds, resolved, mplan, overrides, note) -> dict[str, Any]:
+    import diffusers
+
+    from masuka_nb._version import __version__
+
+    recipe: dict[str, Any] = {
+        "model": spec.id,
+        "revision": spec.revision if not spec.tiny else f"tiny-builder-v{_tiny_version()}",
+        "prompt": req.prompt,
+        "negative_prompt": req.negative_prompt,
+        "width": req.width,
+        "height": req.height,
+        "steps": req.steps,
+        "guidance": req.guidance,
+        "seeds": list(seeds),
+        "sampler": "Euler",
+        "scheduler": spec.scheduler_label,
+        "max_sequence_length": spec.max_sequence_length,
+        "loras": [lr.as_recipe() for lr in resolved],
+        "strength": req.strength,
+        "image_sha256": _image_sha256(req.image) if req.image is not None else None,
+        "device": mplan.device,
+        "dtype": mplan.dtype,
+        "vae_dtype": mplan.vae_dtype,
+        "quantization": mplan.quantization,
+        "plan": mplan.label,
+        "plan_overrides": overrides,
+        "masuka_version": __version__,
+        "diffusers_version": diffusers.__version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    if spec.tiny:
+        from masuka_nb.models.tiny import TINY_LABEL
+
+        recipe["label"] = TINY_LABEL
+    if note:
+        recipe["auto_model"] = note
+    return recipe
+
+
+def _tiny_version() -> int:
+    from masuka_nb.models.tiny import BUILDER_VERSION
+
+    return BUILDER_VERSION
+
+
+def _run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, recipe, warnings,
+                       timings):
+    """Run once; after an out-of-memory, free everything and run once more on the next lighter plan."""
+    from masuka_nb.image.engine import free_memory
+    from masuka_nb.image.failures import is_out_of_memory, translate
+    from masuka_nb.memory import lighter_plan
+
+    try:
+        return _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings), mplan, False
+    except BaseException as exc:
+        if not is_out_of_memory(exc):
+            raise
+        err = translate(exc, model=spec.id, stage="generation", plan_label=mplan.label)
+        engine.unload()
+        free_memory()
+        lighter = lighter_plan(mplan)
+        if lighter is None:
+            raise err from exc
+        msg = f"Out of memory with {mplan.label}; falling back once to {lighter.label}."
+        log.warning("generate.oom_fallback", model=spec.id, old=mplan.label, new=lighter.label)
+        warnings.append(msg)
+        recipe["fallback"] = msg
+    try:
+        images = _denoise(engine, spec, req, seeds, resolved, lighter, progress, cancel, previews, timings)
+    except BaseException as exc:
+        if is_out_of_memory(exc):
+            engine.unload()
+            raise OutOfMemoryError(f"{spec.id} ran out of memory even with the lighter plan {lighter.label}.",
+                                   argument="plan", value=lighter.label,
+                                   hint="Use a smaller size or fewer images per call.") from exc
+        raise
+    return images, lighter, True
+
+
+def _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings) -> list[Any]:
+    import torch
+
+    from masuka_nb.image.lora import apply_loras
+    from masuka_nb.progress import ProgressReporter
+
+    reporter = ProgressReporter("generate", req.steps, progress=progress, cancel=cancel)
+    reporter.check()
+    before = engine.load_count
+    t = time.perf_counter()
+    pipe = engine.pipeline(spec.id, plan=mplan, img2img=req.image is not None, progress=progress)
+    if engine.load_count != before:
+        timings["load"] = time.perf_counter() - t
+    apply_loras(pipe, resolved)
+    _check_prompt_length(pipe, spec, req)
+    device = "cpu" if mplan.device != "cuda" or mplan.offload != "none" else "cuda"
+    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+    total = int(req.steps * req.strength) if req.image is not None else req.steps
+
+    def on_step(p, step, timestep, kwargs):
+        reporter.total = total
+        preview = _preview(kwargs.get("latents"), spec, req) if previews else None
+        reporter.update(min(step + 1, total), message=f"step {step + 1}/{total}", preview=preview)
+        reporter.check("the generation")
+        return kwargs
+
+    call: dict[str, Any] = dict(prompt=req.prompt, width=req.width, height=req.height,
+                                num_inference_steps=req.steps, guidance_scale=req.guidance,
+                                num_images_per_prompt=req.num_images, generator=generators,
+                                max_sequence_length=spec.max_sequence_length, callback_on_step_end=on_step,
+                                output_type="pil")
+    if req.negative_prompt:
+        call["negative_prompt"] = req.negative_prompt
+    if req.image is not None:
+        call["image"] = req.image.resize((req.width, req.height))
+        call["strength"] = req.strength
+    with torch.inference_mode():
+        images = pipe(**call).images
+    reporter.done(f"{len(images)} image(s)")
+    return list(images)
+
+
+def _check_prompt_length(pipe, spec, req) -> None:
+    """Report the part of a prompt past the main text encoder's limit (it would be cut silently)."""
+    tok = getattr(pipe, "tokenizer_2" if spec.family == "flux" else "tokenizer_3", None)
+    if tok is None:
+        return
+    limit = spec.max_sequence_length
+    ids = tok(req.prompt, add_special_tokens=True).input_ids
+    if len(ids) <= limit:
+        return
+    kept = tok.decode(ids[: limit - 1], skip_special_tokens=True)
+    cut = req.prompt[len(kept):] if req.prompt.startswith(kept) else tok.decode(ids[limit - 1:],
+                                                                                  skip_special_tokens=True)
+    raise InvalidRequestError(
+        f"The prompt is {len(ids)} tokens; {spec.id} reads at most {limit}, so this part would be cut: {cut!r}.",
+        argument="prompt", value=req.prompt,
+        hint="Shorten the prompt (put what matters first), or split the idea across several images.",
+        cut=cut,
+    )
+
+
+def _preview(latents, spec, req) -> Any:
+    """A cheap low-resolution preview: the first three latent channels mapped to RGB (no VAE decode)."""
+    if latents is None:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    lat = latents[0].detach().float().cpu()
+    if spec.family == "flux" and lat.ndim == 2:  # packed (tokens, channels·4): unpack 2×2 patches
+        h, w = req.height // 16, req.width // 16
+        lat = lat.reshape(h, w, -1, 2, 2).permute(2, 0, 3, 1, 4).reshape(-1, h * 2, w * 2)
+    rgb = lat[:3].numpy()
+    rgb = (rgb - rgb.min()) / (np.ptp(rgb) + 1e-6)
+    return Image.fromarray((rgb.transpose(1, 2, 0) * 255).astype("uint8"))
+
+
+def _save(images, recipe, req) -> list[Path]:
+    from masuka_nb.config import settings
+    from masuka_nb.image.metadata import write_png
+    from masuka_nb.storage import safe_name, unique_path
+
+    folder = settings().outputs_dir / datetime.now().strftime("%Y-%m-%d")
+    stamp = datetime.now().strftime("%H%M%S")
+    stem = safe_name(req.prompt, max_len=40)
+    paths = []
+    for i, (im, seed) in enumerate(zip(images, recipe["seeds"])):
+        path = unique_path(folder, f"{stamp}-{stem}-{seed}", ".png")
+        paths.append(write_png(im, path, recipe=recipe, index=i))
+    return paths
+
+
+def _record_ok(spec, recipe, paths, timings, mplan, *, cached: bool):
+    from masuka_nb import history
+
+    return history.record(history.HistoryRecord(
+        kind="image", status="ok", model=spec.id, prompt=recipe["prompt"], recipe=recipe,
+        paths=[str(p) for p in paths], timings=timings, plan=mplan.as_dict(),
+        extra={"cached": cached},
+    ))
+
+
+def _record_failure(state: dict[str, Any], err: MasukaError, t0: float) -> None:
+    from masuka_nb import history
+
+    status = "cancelled" if isinstance(err, CancelledError) else "failed"
+    mplan = state.get("plan")
+    try:
+        history.record(history.HistoryRecord(
+            kind="image", status=status, model=str(state.get("model") or ""),
+            prompt=state["prompt"] if isinstance(state.get("prompt"), str) else repr(state.get("prompt"))[:200],
+            recipe=state.get("recipe") or {}, timings={"total": time.perf_counter() - t0},
+            plan=mplan.as_dict() if isinstance(mplan, MemoryPlan) else None, error=err.to_dict(),
+        ))
+    except MasukaError as exc:  # a full disk must not hide the original error
+        log.warning("history.record_failed", error=str(exc))
+
