@@ -61,6 +61,8 @@ class GeneratePanel(Panel):
         self.loras = widgets.Textarea(placeholder="one per line: my-style:0.8 · a/hub-repo · https://…",
                                       description="LoRAs", style=LABEL_STYLE,
                                       layout=widgets.Layout(width="100%", height="56px"))
+        self.previews = widgets.Checkbox(value=True, description="Live preview", indent=False,
+                                         layout=widgets.Layout(width="auto"))
         self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="magic",
                                               layout=widgets.Layout(width="160px"))
         self.generate_button.add_class("mk-primary")
@@ -69,6 +71,7 @@ class GeneratePanel(Panel):
         self.progress = ProgressView()
         self.gallery = Gallery(empty="Your images appear here.")
         self.details = widgets.HTML("")
+        self.warnings = widgets.HTML("")
         # 3. wiring
         self.model.observe(self._on_model_change, names="value")
         self.generate_button.on_click(self._on_generate_button_click)
@@ -82,10 +85,10 @@ class GeneratePanel(Panel):
             section("Prompt"), self.prompt, self.negative,
             section("Model & settings"), field_row(self.model), self.model_info,
             field_row(self.width, self.height, self.seed), field_row(self.steps, self.guidance),
-            field_row(self.count), self.loras,
+            field_row(self.count, self.previews), self.loras,
             field_row(self.generate_button, self.reuse_seed, self.cancel_button),
         )
-        return [form, self.notice, self.progress, section("Results"), self.gallery, self.details]
+        return [form, self.notice, self.warnings, self.progress, section("Results"), self.gallery, self.details]
 
     # ---- handlers ---------------------------------------------------------------------------------
     def _on_model_change(self, change: dict[str, Any]) -> None:
@@ -119,9 +122,11 @@ class GeneratePanel(Panel):
         kwargs = self.request()  # form errors first: no reason to load torch for a typo
         from masuka_nb.image import generate  # the engine (and torch) load on the first click
 
+        self.warnings.value = ""
         self.progress.start(f"loading {kwargs['model']}…")
         try:
-            result = generate(**kwargs, progress=self.progress, cancel=self.cancel_token)
+            result = generate(**kwargs, progress=self.progress, cancel=self.cancel_token,
+                              previews=bool(self.previews.value))
         except BaseException:
             self.progress.finish("stopped", ok=False)
             raise
@@ -138,15 +143,18 @@ class GeneratePanel(Panel):
             bits = [f"seed {seeds[i]}" if i < len(seeds) else "", f"{img.size[0]}×{img.size[1]}"]
             items.append((img, " · ".join(b for b in bits if b)))
         self.gallery.set_items(items)
-        total = (getattr(result, "timings", None) or {}).get("total_s")
+        total = (getattr(result, "timings", None) or {}).get("total")
         took = f" in {fmt_duration(total)}" if total else ""
-        self.progress.finish(f"{len(items)} image{'s' if len(items) != 1 else ''}{took}")
+        cached = " (from the result cache)" if getattr(result, "cached", False) else ""
+        plural = "s" if len(items) != 1 else ""
+        self.progress.finish(f"{len(items)} image{plural}{took}{cached}")
         where = f" · saved to {paths[0].rsplit('/', 1)[0]}" if paths else ""
-        self._say(f"{len(items)} image{'s' if len(items) != 1 else ''} from {spec.id}{took}{where}")
-        if spec.tiny:
-            from masuka_nb.models.tiny import TINY_LABEL
-
-            self.notice.show(f"{self.notice.text} — {TINY_LABEL}", "warning")
+        self._say(f"{len(items)} image{plural} from {result.recipe.get('model', spec.id)}{took}{cached}{where}")
+        notes = list(getattr(result, "warnings", None) or [])
+        for key in ("auto_model", "label"):
+            if result.recipe.get(key):
+                notes.append(result.recipe[key])
+        self.warnings.value = "".join(f'<div class="mk-notice mk-warning">{esc(n)}</div>' for n in notes)
         self.details.value = _recipe_html(getattr(result, "recipe", None), paths)
 
     def _apply_model_defaults(self, model_id: str) -> None:
@@ -176,7 +184,7 @@ def _recipe_html(recipe: Any, paths: list[str]) -> str:
     rows = []
     if isinstance(recipe, dict):
         for key in ("model", "prompt", "negative_prompt", "steps", "guidance", "width", "height", "seed",
-                    "seeds", "loras", "scheduler"):
+                    "seeds", "loras", "scheduler", "plan", "dtype"):
             if recipe.get(key) not in (None, "", [], ()):
                 rows.append((key, recipe[key]))
     rows += [("file", p) for p in paths[:8]]

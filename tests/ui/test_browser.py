@@ -70,7 +70,7 @@ def voila_url(tmp_path, masuka_home):
     try:
         for _ in range(300):
             try:
-                urllib.request.urlopen(url + "api", timeout=1)  # noqa: S310  (loopback)
+                urllib.request.urlopen(url + "api", timeout=1)
                 break
             except OSError:
                 if proc.poll() is not None:
