@@ -222,8 +222,10 @@ class ErrorInfo:
 
 def error_info(exc: BaseException) -> ErrorInfo:
     """Turn anything a click handler caught into something a person can act on."""
-    if isinstance(exc, (CancelledError, KeyboardInterrupt)):
+    if isinstance(exc, KeyboardInterrupt):
         return ErrorInfo("CANCELLED", "Stopped. Nothing half-finished was kept.", level="warning")
+    if isinstance(exc, CancelledError):  # its message may say how to pick the work up again
+        return ErrorInfo(exc.code, exc.message, exc.hint, level="warning")
     if isinstance(exc, MasukaError):
         where = ""
         if exc.argument is not None:
@@ -279,24 +281,18 @@ class HistoryStats:
 
 
 def _cost_of(rec: Any) -> float:
-    for source in (getattr(rec, "extra", None) or {}, getattr(rec, "recipe", None) or {}):
-        for key in ("cost_usd", "cost", "actual_cost_usd"):
-            value = source.get(key)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-            if isinstance(value, Mapping):  # a CostEstimate serialised as a dict
-                for sub in ("usd", "total_usd", "amount"):
-                    if isinstance(value.get(sub), (int, float)):
-                        return float(value[sub])
-    return 0.0
+    """Money actually charged, as the hosted-jobs engine records it (`extra.cost_usd`; estimates are
+    kept apart as `estimate_usd` and never counted; a failed job is refunded to 0)."""
+    value = (getattr(rec, "extra", None) or {}).get("cost_usd")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
 def history_stats(records: Iterable[Any]) -> HistoryStats:
-    """Counts by kind and status, and the money spent (from `extra`/`recipe` cost fields)."""
+    """Counts by kind and status, and the money spent."""
     records = list(records)
     kinds = Counter(getattr(r, "kind", "?") for r in records)
     statuses = Counter(getattr(r, "status", "?") for r in records)
-    spend = sum(_cost_of(r) for r in records if getattr(r, "status", "") == "ok")
+    spend = sum(_cost_of(r) for r in records)
     last = max((getattr(r, "created_at", "") or "" for r in records), default="")
     return HistoryStats(len(records), dict(kinds), dict(statuses), round(spend, 4), last)
 

@@ -23,19 +23,19 @@ RESOLUTIONS = ("720p", "1080p")
 RATIOS = ("auto", "16:9", "9:16", "1:1")
 
 
-def video_models() -> list[str]:
-    """Model ids from the video engine's catalog (its data), falling back to the documented seed ids."""
+def video_models() -> list[tuple[str, str]]:
+    """(label, id) from the video engine's catalog (its data), unavailable models left out; the
+    documented seed ids when the engine is not installed."""
     try:
-        from masuka_nb import video as engine
+        from masuka_nb.video import list_video_models
     except ImportError:
-        return list(FALLBACK_MODELS)
-    for name in ("list_models", "model_ids"):
-        fn = getattr(engine, name, None)
-        if callable(fn):
-            ids = [getattr(m, "id", m) for m in fn()]
-            if ids:
-                return [str(i) for i in ids]
-    return list(FALLBACK_MODELS)
+        return [(m, m) for m in FALLBACK_MODELS]
+    out = []
+    for mid, title in list_video_models().items():
+        if title.startswith("unavailable"):
+            continue
+        out.append((f"{mid} — {title}" if title and title != mid else mid, mid))
+    return out or [(m, m) for m in FALLBACK_MODELS]
 
 
 class VideoPanel(Panel):
@@ -49,8 +49,9 @@ class VideoPanel(Panel):
         models = video_models()
         self.prompt = widgets.Textarea(placeholder="A slow dolly shot through a neon-lit market in the rain…",
                                        layout=widgets.Layout(width="100%", height="84px"))
-        self.model = widgets.Dropdown(options=models, value="veo3-pro" if "veo3-pro" in models else models[0],
-                                      description="Model", style=LABEL_STYLE, layout=wide("320px"))
+        ids = [mid for _, mid in models]
+        self.model = widgets.Dropdown(options=models, value="veo3-pro" if "veo3-pro" in ids else ids[0],
+                                      description="Model", style=LABEL_STYLE, layout=wide("440px"))
         self.duration = widgets.IntSlider(value=5, min=2, max=12, description="Seconds", style=LABEL_STYLE,
                                           layout=wide("320px"))
         self.resolution = widgets.Dropdown(options=RESOLUTIONS, value="1080p", description="Resolution",
@@ -137,7 +138,8 @@ class VideoPanel(Panel):
         max_cost = float(self.max_cost.value) or None
         self.progress.start("submitting…")
         try:
-            result = self.generator.generate(**self.request(), max_cost=max_cost, progress=self.progress)
+            result = self.generator.generate(**self.request(), max_cost=max_cost, progress=self.progress,
+                                             cancel=self.cancel_token)
         except BaseException:
             self.progress.finish("stopped", ok=False)
             raise
@@ -149,28 +151,33 @@ class VideoPanel(Panel):
     def _resume(self) -> None:
         from masuka_nb import jobs
 
-        resumed = list(jobs.resume_all() or [])
-        finished = 0
-        for job in resumed:
-            self.progress.start(f"resuming {getattr(job, 'id', 'job')}…")
-            outcome = job.wait(progress=self.progress)
-            finished += 1
-            if getattr(outcome, "path", None):
-                self._show(outcome)
+        self.progress.start("resuming unfinished jobs…")
+        # several jobs at once, each on its own thread: progress goes to the table, not the bar
+        resumed = list(jobs.resume_all(progress=False) or [])
         self.refresh()
-        self._say(f"{finished} job{'s' if finished != 1 else ''} resumed" if resumed else "No unfinished jobs.",
-                  "ok" if resumed else "info")
+        if not resumed:
+            self.progress.finish("nothing to resume")
+            self._say("No unfinished jobs.", "info")
+            return
+        done = [j for j in resumed if j.state == "completed"]
+        failed = [j for j in resumed if j.error is not None]
+        for job in done:
+            if job.record.kind == "video":
+                self._show(job.result())
+        self.progress.finish(f"{len(done)} of {len(resumed)} resumed jobs finished", ok=not failed)
+        text = f"{len(done)} of {len(resumed)} resumed job{'s' if len(resumed) != 1 else ''} finished"
+        if failed:
+            text += "; " + "; ".join(f"{j.id}: [{j.error.code}] {j.error.message}" for j in failed[:3])
+        self._say(text, "warning" if failed else "ok")
 
     def _show(self, result: Any) -> None:
         path = Path(str(result.path))
         self.player.value = path.read_bytes()
         self.player.layout.display = ""
-        cost = getattr(result, "cost", None)
-        cost_usd = getattr(cost, "usd", cost) if not isinstance(cost, (int, float)) else cost
-        facts = [("provider", getattr(result, "provider", "")), ("model", getattr(result, "model", "")),
-                 ("seconds", getattr(result, "seconds", "")), ("cost", fmt_money(_number(cost_usd))),
-                 ("file", str(path))]
-        total = (getattr(result, "timings", None) or {}).get("total_s")
+        facts = [("provider", result.provider), ("model", result.model), ("provider model", result.provider_model),
+                 ("seconds", result.seconds), ("cost", fmt_money(_number(result.cost))), ("file", str(path))]
+        facts += [("note", n) for n in result.notes]
+        total = (result.timings or {}).get("total")
         if total:
             facts.append(("took", fmt_duration(total)))
         self.result_info.value = _kv(facts)
@@ -197,24 +204,19 @@ def _kv(rows: list[tuple[str, Any]]) -> str:
 
 
 def _estimate_html(est: Any) -> str:
-    usd = None
-    for name in ("usd", "total_usd", "cost_usd", "amount", "cost"):
-        usd = _number(getattr(est, name, None))
-        if usd is not None:
-            break
-    rows: list[tuple[str, Any]] = [("estimate", fmt_money(usd))]
-    for name in ("provider", "model", "seconds", "resolution"):
-        value = getattr(est, name, None)
-        if value not in (None, ""):
-            rows.append((name, value))
-    notes = []
-    for name in ("notes", "warnings", "changes", "adjustments"):
-        value = getattr(est, name, None)
-        if value:
-            notes += [str(v) for v in (value if isinstance(value, (list, tuple)) else [value])]
-    html = _kv(rows)
-    if notes:
-        html += "".join(f'<div class="mk-notice mk-warning">{esc(n)}</div>' for n in notes)
+    """A `CostEstimate`: the price, the route, what had to change to fit the model, the fallbacks."""
+    rows: list[tuple[str, Any]] = [
+        ("estimate", f"{fmt_money(est.usd)} (price of {est.price_date}: {est.price_source})"),
+        ("route", f"{est.model} on {est.provider} ({est.provider_model})"),
+        ("clip", f"{est.seconds} s · {est.resolution} · {est.aspect_ratio}"),
+    ]
+    rows += [("fallback", f"{p} ({m}) ≈ {fmt_money(u)}") for p, m, u in est.alternatives]
+    if est.budget_usd is not None:
+        rows.append(("session", f"{fmt_money(est.session_spent_usd)} spent of {fmt_money(est.budget_usd)}"))
+    html = f'<div data-testid="mk-estimate">{_kv(rows)}</div>'
+    html += "".join(f'<div class="mk-notice mk-warning"><span class="mk-code">CHANGED</span> {esc(c)}</div>'
+                    for c in est.changes)
+    html += "".join(f'<div class="mk-notice">{esc(n)}</div>' for n in est.notes)
     return html
 
 
@@ -223,12 +225,11 @@ def jobs_table_html(jobs: list[Any], *, limit: int = 20) -> str:
         return '<div class="mk-empty">No hosted jobs yet.</div>'
     rows = []
     for job in jobs[:limit]:
-        cost = getattr(job, "cost_usd", None)
-        if cost is None:
-            cost = getattr(getattr(job, "estimate", None), "usd", None)
-        cells = [getattr(job, "id", ""), getattr(job, "kind", "video"), getattr(job, "provider", ""),
-                 getattr(job, "model", ""), getattr(job, "status", getattr(job, "state", "")),
-                 fmt_money(_number(cost))]
+        rec = job.record
+        cost = rec.cost_usd if rec.cost_usd is not None else rec.estimate_usd
+        label = fmt_money(_number(cost)) + ("" if rec.cost_usd is not None else " (est.)")
+        state = rec.state + (f" · {rec.status_text}" if rec.status_text and not job.done else "")
+        cells = [rec.id, rec.kind, rec.provider, rec.provider_model or rec.model, state, label]
         rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     head = "".join(f"<td><b>{h}</b></td>" for h in ("job", "kind", "provider", "model", "status", "cost"))
     more = f'<div class="mk-muted">…and {len(jobs) - limit} more</div>' if len(jobs) > limit else ""

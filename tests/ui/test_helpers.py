@@ -131,15 +131,15 @@ def test_history_stats_and_titles():
     recs = [
         HistoryRecord("image", "ok", model="tiny-flux", prompt="a lighthouse " * 10, created_at="2026-01-02T00:00:00"),
         HistoryRecord("video", "ok", model="veo3-pro", extra={"cost_usd": 1.25}, created_at="2026-01-03T00:00:00"),
-        HistoryRecord("video", "ok", model="sora-2", recipe={"cost": {"usd": 0.5}}),
-        HistoryRecord("video", "failed", model="sora-2", extra={"cost_usd": 9.0}),
+        HistoryRecord("video", "ok", model="sora-2", extra={"cost_usd": 0.5, "estimate_usd": 0.6}),
+        HistoryRecord("video", "failed", model="sora-2", extra={"cost_usd": 0.0, "estimate_usd": 9.0}),
         HistoryRecord("training", "cancelled"),
     ]
     st = h.history_stats(recs)
     assert st.total == 5
     assert st.by_kind == {"image": 1, "video": 3, "training": 1}
     assert st.by_status == {"ok": 3, "failed": 1, "cancelled": 1}
-    assert st.spend_usd == 1.75  # a failed job is not counted as spend
+    assert st.spend_usd == 1.75  # charges only: estimates and refunded failures are not spend
     assert st.last_at == "2026-01-03T00:00:00"
     title = h.record_title(recs[0], limit=20)
     assert title.startswith("image · tiny-flux · a lighthouse") and title.endswith("…")
