@@ -15,21 +15,14 @@ from typing import Any
 import ipywidgets as widgets
 
 from masuka_nb.runtime import in_colab
-from masuka_nb.storage import safe_name
 from masuka_nb.ui.components import LABEL_STYLE, Gallery, Panel, ProgressView, card, field_row, section, wide
-from masuka_nb.ui.helpers import Upload, esc, fmt_duration, upload_items
+from masuka_nb.ui.helpers import Upload, esc, fmt_duration, fmt_money, upload_items
 
 __all__ = ["LoraPanel"]
 
 CAPTIONERS = ("florence-2", "blip-2")
 TRAIN_BASES = ("flux1-dev", "flux1-schnell", "tiny-flux")
 CLOUD_PROVIDERS = ("fal", "replicate")
-
-
-def _get(obj: Any, key: str, default: Any = None) -> Any:
-    if isinstance(obj, dict):
-        return obj.get(key, default)
-    return getattr(obj, key, default)
 
 
 class LoraPanel(Panel):
@@ -91,6 +84,7 @@ class LoraPanel(Panel):
                                            layout=widgets.Layout(width="auto"))
         self.progress = ProgressView()
         self.train_info = widgets.HTML("")
+        self.train_gallery = Gallery(columns=4, thumb=200, empty="")
         # wiring
         self.open_button.on_click(self._on_open_button_click)
         self.import_upload_button.on_click(self._on_import_upload_button_click)
@@ -112,7 +106,8 @@ class LoraPanel(Panel):
             card(section("4 · Train"), field_row(self.base, self.steps, self.rank),
                  field_row(self.learning_rate, self.resolution),
                  field_row(self.train_button, self.provider, self.cloud_button, self.cancel_button)),
-            self.notice, self.progress, self.report, self.train_info, section("Dataset images"), self.items_gallery,
+            self.notice, self.progress, self.report, self.train_info, self.train_gallery,
+            section("Dataset images"), self.items_gallery,
         ]
         self.children = children
         self._busy_buttons = [self.open_button, self.import_upload_button, self.colab_upload_button,
@@ -146,18 +141,17 @@ class LoraPanel(Panel):
 
     # ---- work ---------------------------------------------------------------------------------------
     def _open(self) -> Any:
-        from masuka_nb.config import settings
         from masuka_nb.lora import Dataset
 
-        name = self.name.value.strip()
-        folder = settings().datasets_dir / name
-        self.dataset = Dataset.load(name) if (folder / "dataset.json").is_file() else Dataset.create(name)
+        self.dataset = Dataset.create(self.name.value.strip())  # opens it when it exists
         self._show_dataset()
-        self._say(f"Dataset {name!r} ready ({len(self.dataset.items)} images).")
+        self._say(f"Dataset {self.dataset.name!r} ready ({len(self.dataset.items)} images).")
         return self.dataset
 
     def _need_dataset(self) -> Any:
-        return self.dataset if self.dataset is not None else self._open()
+        if self.dataset is None or self.dataset.name != self.name.value.strip():
+            return self._open()
+        return self.dataset
 
     def _import_upload(self) -> None:
         uploads = upload_items(self.upload.value)
@@ -175,19 +169,16 @@ class LoraPanel(Panel):
 
     def _import_uploads(self, uploads: list[Upload]) -> None:
         ds = self._need_dataset()
-        with tempfile.TemporaryDirectory(prefix="masuka-upload-") as tmp:
-            paths = []
-            for i, up in enumerate(uploads):
-                # names come from the browser: keep only a safe basename, and keep duplicates apart
-                stem, dot, ext = Path(up.name).name.rpartition(".")
-                target = Path(tmp) / f"{i:03d}-{safe_name(stem or ext)}{dot}{safe_name(ext) if dot else ''}"
-                target.write_bytes(up.content)
-                paths.append(target)
-            zips = [p for p in paths if p.suffix.lower() == ".zip"]
-            reports = [ds.import_zip(str(z)) for z in zips]
-            images = [p for p in paths if p not in zips]
-            if images:
-                reports.append(ds.import_files([str(p) for p in images]))
+        reports = []
+        images = [(u.name, u.content) for u in uploads if not u.name.lower().endswith(".zip")]
+        if images:
+            reports.append(ds.import_files(images))
+        for up in uploads:
+            if up.name.lower().endswith(".zip"):  # the zip reader wants a file: stage it, then forget it
+                with tempfile.TemporaryDirectory(prefix="masuka-upload-") as tmp:
+                    staged = Path(tmp) / "upload.zip"
+                    staged.write_bytes(up.content)
+                    reports.append(ds.import_zip(str(staged)))
         self._show_import(reports)
 
     def _import_path(self) -> None:
@@ -205,40 +196,43 @@ class LoraPanel(Panel):
         self._show_import([report])
 
     def _show_import(self, reports: list[Any]) -> None:
-        self.last_import = reports[-1] if reports else None
-        imported = sum(_count(_get(r, "imported")) for r in reports)
-        skipped = sum(_count(_get(r, "skipped", _get(r, "duplicates"))) for r in reports)
-        rejected = [x for r in reports for x in (_get(r, "rejected") or [])]
-        lines = [f"Imported {imported}, skipped {skipped} duplicate{'s' if skipped != 1 else ''}, "
-                 f"rejected {len(rejected)}."]
+        self.last_import = reports
+        imported = sum(len(r.imported) for r in reports)
+        skipped = sum(len(r.duplicates) for r in reports)
+        rejected = [x for r in reports for x in r.rejected]
         self.report.value = "".join(
-            f'<div class="mk-notice mk-warning"><span class="mk-code">REJECTED</span> {esc(_rejection(x))}</div>'
-            for x in rejected[:20])
+            f'<div class="mk-notice mk-warning"><span class="mk-code">{esc(x.code)}</span> '
+            f"{esc(Path(x.source).name)}: {esc(x.reason)}</div>" for x in rejected[:30])
         self._show_dataset()
-        self._say(lines[0], "ok" if imported or not rejected else "warning")
+        text = (f"Imported {imported}, skipped {skipped} duplicate{'s' if skipped != 1 else ''}, "
+                f"rejected {len(rejected)}.")
+        self._say(text, "ok" if imported or not rejected else "warning")
 
     def _curate(self) -> None:
         ds = self._need_dataset()
-        ref = self.reference.value.strip() or None
-        report = ds.curate(reference_image=ref)
+        self.progress.start("scoring images…")
+        report = ds.curate(reference_image=self.reference.value.strip() or None, progress=self.progress,
+                           cancel=self.cancel_token)
         self.last_curation = report
-        text = _get(report, "summary") or str(report)
-        self.report.value = f'<pre class="mk-notice" style="white-space: pre-wrap">{esc(text)}</pre>'
+        self.progress.finish(f"curated in {fmt_duration(report.seconds)}")
+        self.report.value = f'<pre class="mk-notice" data-testid="mk-curation">{esc(report.summary())}</pre>'
         self._show_dataset()
-        self._say("Curation finished: review the suggestions below.")
+        self._say(f"{len(report.keep)} to keep, {len(report.drop)} to drop: untick or tick images below "
+                  "to overrule.")
 
     def _caption(self) -> None:
         ds = self._need_dataset()
         self.progress.start(f"captioning with {self.captioner.value}…")
-        ds.caption(model=self.captioner.value, trigger_word=self.trigger.value.strip() or None,
-                   overwrite=bool(self.overwrite.value))
-        self.progress.finish("captions written")
+        report = ds.caption(model=self.captioner.value, trigger_word=self.trigger.value.strip() or None,
+                            overwrite=bool(self.overwrite.value), progress=self.progress,
+                            cancel=self.cancel_token)
+        self.progress.finish(f"captions written in {fmt_duration(report.seconds)}")
         self._show_dataset()
-        self._say(f"Captioned {len(ds.items)} images.")
+        tiny = " (tiny offline captioner: the words are random)" if report.tiny else ""
+        self._say(report.summary() + tiny, "warning" if report.tiny else "ok")
 
     def _train_kwargs(self) -> dict[str, Any]:
-        trigger = self.trigger.value.strip()
-        kwargs: dict[str, Any] = {"trigger_word": trigger}
+        kwargs: dict[str, Any] = {"trigger_word": self.trigger.value.strip()}
         for key, box in (("steps", self.steps), ("rank", self.rank), ("resolution", self.resolution)):
             if int(box.value) > 0:
                 kwargs[key] = int(box.value)
@@ -255,53 +249,64 @@ class LoraPanel(Panel):
             run = train(ds, base=self.base.value, **self._train_kwargs(), progress=self.progress,
                         cancel=self.cancel_token)
         except BaseException:
-            self.progress.finish("stopped: the last checkpoint is kept, training resumes from it", ok=False)
+            self.progress.finish("stopped: the last checkpoint is kept; Train again resumes from it", ok=False)
             raise
         self.run = run
-        took = (_get(run, "timings") or {}).get("total_s")
-        self.progress.finish("training finished" + (f" in {fmt_duration(took)}" if took else ""))
-        self.train_info.value = _lora_html(_get(run, "lora_path"))
-        self._say(f"LoRA saved: {_get(run, 'lora_path')}")
+        loss = f", last loss {run.losses[-1]:.4f}" if run.losses else ""
+        self.progress.finish(f"training {run.status} at step {run.step}{loss}")
+        self.train_info.value = _lora_html(run.lora_path, run.kohya_path)
+        pictures = []
+        if run.loss_curve_path.is_file():
+            pictures.append((run.loss_curve_path.read_bytes(), "loss curve"))
+        pictures += [(_thumb_bytes(p), p.stem) for p in run.samples[-8:] if p.is_file()]
+        self.train_gallery.set_items(pictures)
+        self._say(f"LoRA saved: {run.lora_path}")
 
     def _train_cloud(self) -> None:
         from masuka_nb.lora import train_cloud
 
         ds = self._need_dataset()
         kwargs = self._train_kwargs()
-        kwargs.pop("rank", None)
         kwargs.pop("resolution", None)
-        kwargs.pop("learning_rate", None)
         self.progress.start(f"uploading the dataset to {self.provider.value}…")
-        job = train_cloud(ds, provider=self.provider.value, **kwargs)
+        job = train_cloud(ds, provider=self.provider.value, progress=self.progress, **kwargs)
         self.cloud_job = job
-        outcome = job.wait(progress=self.progress)
-        path = _get(outcome, "lora_path") or _get(outcome, "path") or _get(job, "lora_path")
-        self.progress.finish("cloud training finished")
-        self.train_info.value = _lora_html(path)
-        self._say(f"Cloud LoRA saved: {path}")
+        result = job.wait(progress=self.progress)
+        self.progress.finish(f"cloud training finished ({fmt_money(result.cost)})")
+        self.train_info.value = _lora_html(result.lora_path, None, notes=result.notes)
+        self._say(f"Cloud LoRA saved: {result.lora_path}")
 
     def _show_dataset(self) -> None:
         ds = self.dataset
         if ds is None:
             return
-        items = list(ds.items)
-        root = Path(str(_get(ds, "path", _get(ds, "root", "")) or ""))
-        kept = sum(1 for it in items if _get(it, "keep", True))
-        captioned = sum(1 for it in items if _get(it, "caption"))
-        self.dataset_info.value = (
-            f'<span class="mk-chip">{len(items)} images</span><span class="mk-chip">{kept} kept</span>'
-            f'<span class="mk-chip">{captioned} captioned</span><span class="mk-muted">{esc(root)}</span>')
-        gallery = []
-        for it in items[:48]:
-            path = root / str(_get(it, "file", ""))
+        self._show_counts()
+        gallery, toggles = [], []
+        for it in list(ds.items)[:60]:
             try:
-                data = _thumb_bytes(path)
+                data = _thumb_bytes(ds.path_of(it))
             except OSError:
                 continue
-            caption = _get(it, "caption") or "(no caption)"
-            mark = "" if _get(it, "keep", True) else "✗ dropped · "
-            gallery.append((data, mark + caption))
-        self.items_gallery.set_items(gallery)
+            gallery.append((data, it.caption or "(no caption)"))
+            toggles.append(self._keep_toggle(it))
+        self.items_gallery.set_items(gallery, extra=toggles)
+
+    def _keep_toggle(self, item: Any) -> widgets.Checkbox:
+        box = widgets.Checkbox(value=bool(item.keep), description="keep", indent=False)
+
+        def on_change(change: dict[str, Any], stem: str = item.stem) -> None:
+            self.dataset.set_keep(stem, bool(change["new"]))
+            self._show_counts()
+
+        box.observe(on_change, names="value")
+        return box
+
+    def _show_counts(self) -> None:
+        ds = self.dataset
+        captioned = sum(1 for it in ds.items if it.caption)
+        self.dataset_info.value = (
+            f'<span class="mk-chip">{len(ds.items)} images</span><span class="mk-chip">{len(ds.kept)} kept</span>'
+            f'<span class="mk-chip">{captioned} captioned</span><span class="mk-muted">{esc(ds.root)}</span>')
 
 
 def _thumb_bytes(path: Path, side: int = 240) -> bytes:
@@ -314,30 +319,14 @@ def _thumb_bytes(path: Path, side: int = 240) -> bytes:
         return png_bytes(img.convert("RGB"), max_side=side)
 
 
-def _count(value: Any) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value
-    try:
-        return len(value)
-    except TypeError:
-        return 0
-
-
-def _rejection(entry: Any) -> str:
-    if isinstance(entry, (tuple, list)) and len(entry) == 2:
-        return f"{entry[0]}: {entry[1]}"
-    name = _get(entry, "name", _get(entry, "source", _get(entry, "file", "")))
-    reason = _get(entry, "reason", "")
-    return f"{name}: {reason}" if name or reason else str(entry)
-
-
-def _lora_html(path: Any) -> str:
+def _lora_html(path: Any, kohya: Any = None, *, notes: list[str] | None = None) -> str:
     if not path:
         return ""
-    return (f'<div class="mk-notice mk-ok"><span class="mk-code">LORA</span> {esc(path)}<div class="mk-muted">'
-            "Use it in the Image tab's LoRAs box by its folder name or path.</div></div>")
+    extra = f'<div class="mk-muted">kohya/ComfyUI copy: {esc(kohya)}</div>' if kohya else ""
+    extra += "".join(f'<div class="mk-muted">{esc(n)}</div>' for n in notes or [])
+    return (f'<div class="mk-notice mk-ok" data-testid="mk-lora"><span class="mk-code">LORA</span> {esc(path)}'
+            f"{extra}<div class=\"mk-muted\">Use it in the Image tab's LoRAs box by its path or library name."
+            "</div></div>")
 
 
 def _clear_upload(upload: widgets.FileUpload) -> None:
