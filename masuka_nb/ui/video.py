@@ -7,6 +7,7 @@ Jobs are persisted by `masuka_nb.jobs` before they are submitted, so after a run
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -137,16 +138,19 @@ class VideoPanel(Panel):
     def _generate(self) -> None:
         max_cost = float(self.max_cost.value) or None
         self.progress.start("submitting…")
-        try:
-            result = self.generator.generate(**self.request(), max_cost=max_cost, progress=self.progress,
-                                             cancel=self.cancel_token)
-        except BaseException:
-            self.progress.finish("stopped", ok=False)
-            raise
-        finally:
-            self.refresh()
+        # the engine warns (Python warnings) when it adjusts a request; show them here, not as stderr
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result = self.generator.generate(**self.request(), max_cost=max_cost, progress=self.progress,
+                                                 cancel=self.cancel_token)
+            except BaseException:
+                self.progress.finish("stopped", ok=False)
+                raise
+            finally:
+                self.refresh()
         self.result = result
-        self._show(result)
+        self._show(result, notes=[str(w.message) for w in caught])
 
     def _resume(self) -> None:
         from masuka_nb import jobs
@@ -170,13 +174,13 @@ class VideoPanel(Panel):
             text += "; " + "; ".join(f"{j.id}: [{j.error.code}] {j.error.message}" for j in failed[:3])
         self._say(text, "warning" if failed else "ok")
 
-    def _show(self, result: Any) -> None:
+    def _show(self, result: Any, *, notes: list[str] | None = None) -> None:
         path = Path(str(result.path))
         self.player.value = path.read_bytes()
         self.player.layout.display = ""
         facts = [("provider", result.provider), ("model", result.model), ("provider model", result.provider_model),
                  ("seconds", result.seconds), ("cost", fmt_money(_number(result.cost))), ("file", str(path))]
-        facts += [("note", n) for n in result.notes]
+        facts += [("note", n) for n in [*(notes or []), *result.notes]]
         total = (result.timings or {}).get("total")
         if total:
             facts.append(("took", fmt_duration(total)))
