@@ -120,7 +120,9 @@ class GeneratePanel(Panel):
 
     def _generate(self) -> None:
         kwargs = self.request()  # form errors first: no reason to load torch for a typo
-        from masuka_nb.image import generate  # the engine (and torch) load on the first click
+        # the engine (and torch) load on the first click; named by its module because the package
+        # attribute `masuka_nb.image.generate` becomes the submodule once anything imports it
+        from masuka_nb.image.generate import generate
 
         self.warnings.value = ""
         self.progress.start(f"loading {kwargs['model']}…")

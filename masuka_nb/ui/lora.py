@@ -141,7 +141,7 @@ class LoraPanel(Panel):
 
     # ---- work ---------------------------------------------------------------------------------------
     def _open(self) -> Any:
-        from masuka_nb.lora import Dataset
+        from masuka_nb.lora.dataset import Dataset
 
         self.dataset = Dataset.create(self.name.value.strip())  # opens it when it exists
         self._show_dataset()
@@ -241,7 +241,7 @@ class LoraPanel(Panel):
         return kwargs
 
     def _train(self) -> None:
-        from masuka_nb.lora import train
+        from masuka_nb.lora.train import train  # the module path: see generate.py on shadowed names
 
         ds = self._need_dataset()
         self.progress.start(f"preparing {self.base.value} training…")
@@ -263,7 +263,7 @@ class LoraPanel(Panel):
         self._say(f"LoRA saved: {run.lora_path}")
 
     def _train_cloud(self) -> None:
-        from masuka_nb.lora import train_cloud
+        from masuka_nb.lora.cloud import train_cloud
 
         ds = self._need_dataset()
         kwargs = self._train_kwargs()
