@@ -12,7 +12,7 @@ import ipywidgets as widgets
 
 from masuka_nb.models.registry import get_model, list_models
 from masuka_nb.ui.components import LABEL_STYLE, Gallery, Panel, ProgressView, card, field_row, section, wide
-from masuka_nb.ui.helpers import esc, fmt_duration, parse_loras, parse_seed
+from masuka_nb.ui.helpers import engine_api, esc, fmt_duration, parse_loras, parse_seed
 
 __all__ = ["GeneratePanel", "default_image_model"]
 
@@ -120,9 +120,7 @@ class GeneratePanel(Panel):
 
     def _generate(self) -> None:
         kwargs = self.request()  # form errors first: no reason to load torch for a typo
-        # the engine (and torch) load on the first click; named by its module because the package
-        # attribute `masuka_nb.image.generate` becomes the submodule once anything imports it
-        from masuka_nb.image.generate import generate
+        generate = engine_api("masuka_nb.image", "generate")  # the engine (and torch) load on first click
 
         self.warnings.value = ""
         self.progress.start(f"loading {kwargs['model']}…")

@@ -21,6 +21,7 @@ __all__ = [
     "ErrorInfo",
     "HistoryStats",
     "Upload",
+    "engine_api",
     "error_info",
     "esc",
     "fmt_bytes",
@@ -40,6 +41,19 @@ __all__ = [
 def esc(text: object) -> str:
     """HTML-escape after redaction: nothing shown in the app may carry a known secret."""
     return html.escape(redact(text), quote=True)
+
+
+def engine_api(package: str, name: str) -> Any:
+    """`package.name` as the public API defines it. A submodule with the same name as the public function
+    (``masuka_nb.image.generate``) replaces the package attribute once anything imports it; reach through
+    it so the app always calls the function, whichever import happened first."""
+    import importlib
+    import types
+
+    value = getattr(importlib.import_module(package), name)
+    if isinstance(value, types.ModuleType):
+        value = getattr(value, name)
+    return value
 
 
 # ---- formatting -----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import ipywidgets as widgets
 
 from masuka_nb.runtime import in_colab
 from masuka_nb.ui.components import LABEL_STYLE, Gallery, Panel, ProgressView, card, field_row, section, wide
-from masuka_nb.ui.helpers import Upload, esc, fmt_duration, fmt_money, upload_items
+from masuka_nb.ui.helpers import Upload, engine_api, esc, fmt_duration, fmt_money, upload_items
 
 __all__ = ["LoraPanel"]
 
@@ -141,7 +141,7 @@ class LoraPanel(Panel):
 
     # ---- work ---------------------------------------------------------------------------------------
     def _open(self) -> Any:
-        from masuka_nb.lora.dataset import Dataset
+        Dataset = engine_api("masuka_nb.lora", "Dataset")
 
         self.dataset = Dataset.create(self.name.value.strip())  # opens it when it exists
         self._show_dataset()
@@ -241,8 +241,7 @@ class LoraPanel(Panel):
         return kwargs
 
     def _train(self) -> None:
-        from masuka_nb.lora.train import train  # the module path: see generate.py on shadowed names
-
+        train = engine_api("masuka_nb.lora", "train")
         ds = self._need_dataset()
         self.progress.start(f"preparing {self.base.value} training…")
         try:
@@ -263,7 +262,7 @@ class LoraPanel(Panel):
         self._say(f"LoRA saved: {run.lora_path}")
 
     def _train_cloud(self) -> None:
-        from masuka_nb.lora.cloud import train_cloud
+        train_cloud = engine_api("masuka_nb.lora", "train_cloud")
 
         ds = self._need_dataset()
         kwargs = self._train_kwargs()
