@@ -153,6 +153,7 @@ class ProgressView(widgets.VBox):
     def finish(self, text: str = "done", *, ok: bool = True) -> None:
         if ok:
             self.bar.value = 1000
+            self.preview.layout.display = "none"  # the results replace the preview
         self.bar.bar_style = "success" if ok else "warning"
         self._set_status(text)
 

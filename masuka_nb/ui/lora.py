@@ -59,7 +59,8 @@ class LoraPanel(Panel):
                                           style=LABEL_STYLE, layout=wide("280px"))
         self.trigger = widgets.Text(value="", placeholder="e.g. mksubject", description="Trigger word",
                                     style=LABEL_STYLE, layout=wide("280px"))
-        self.overwrite = widgets.Checkbox(value=False, description="Overwrite my captions", indent=False)
+        self.overwrite = widgets.Checkbox(value=False, description="Overwrite my captions", indent=False,
+                                          layout=widgets.Layout(width="auto"))
         self.caption_button = widgets.Button(description="Caption", icon="comment",
                                              layout=widgets.Layout(width="auto"))
         self.report = widgets.HTML("")
@@ -291,7 +292,8 @@ class LoraPanel(Panel):
         self.items_gallery.set_items(gallery, extra=toggles)
 
     def _keep_toggle(self, item: Any) -> widgets.Checkbox:
-        box = widgets.Checkbox(value=bool(item.keep), description="keep", indent=False)
+        box = widgets.Checkbox(value=bool(item.keep), description="keep", indent=False,
+                              layout=widgets.Layout(width="auto"))
 
         def on_change(change: dict[str, Any], stem: str = item.stem) -> None:
             self.dataset.set_keep(stem, bool(change["new"]))

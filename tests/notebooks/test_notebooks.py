@@ -125,7 +125,7 @@ def test_images_notebook_runs_on_tiny_flux(run_notebook, masuka_home):
     assert "tiny-flux" in out  # the history cell lists the run
 
 
-@pytest.mark.skipif(not _has("masuka_nb.lora.train"), reason="the LoRA studio is not merged yet")
+@pytest.mark.skipif(not _has("masuka_nb.lora.dataset"), reason="the LoRA studio is not merged yet")
 def test_lora_notebook_runs_on_tiny_flux(run_notebook, tmp_path):
     from PIL import Image
 

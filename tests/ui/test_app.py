@@ -139,7 +139,7 @@ def test_progress_view_follows_engine_events():
     assert view.status_text.startswith("denoise 4/4 · 100%")
     assert view.preview.layout.display == "" and view.preview.value[:4] == b"\x89PNG"
     view.finish("stopped", ok=False)
-    assert view.bar.bar_style == "warning"
+    assert view.bar.bar_style == "warning" and view.preview.layout.display == ""  # the last preview stays
 
 
 def test_gallery_shows_images_and_bytes():

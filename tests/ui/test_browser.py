@@ -89,6 +89,7 @@ def voila_url(tmp_path, masuka_home):
 def test_app_renders_and_works_in_a_real_browser(voila_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=120_000)  # a busy 2-core machine: building the tiny model can take a while
     shots = Path(os.environ.get("UI_SCREENSHOTS") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as pw:
@@ -113,6 +114,10 @@ def test_app_renders_and_works_in_a_real_browser(voila_url, tmp_path):
             page.get_by_text("Generate", exact=True).click()
             expect(page.locator(".mk-panel .mk-caption", has_text="seed 3")).to_be_visible()
             page.screenshot(path=str(shots / "image-result.png"), full_page=True)
+
+        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Video").click()
+        expect(page.get_by_text("Estimate cost")).to_be_visible()
+        page.screenshot(path=str(shots / "video-light.png"), full_page=True)
 
         page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="History").click()
         expect(page.locator(".mk-caption", has_text="a red lighthouse at dawn")).to_be_visible()

@@ -32,6 +32,7 @@ def test_generate_streams_progress_with_previews_and_fills_the_gallery(masuka_ho
     assert steps[-1] == 2 and steps == sorted(steps)
     assert any(e.preview is not None for e in form.progress.events)
     assert form.progress.bar.value == 1000 and form.progress.preview.value[:4] == b"\x89PNG"
+    assert form.progress.preview.layout.display == "none"  # the gallery replaces the live preview
     # the gallery shows both images with their seeds; the recipe and files are listed
     captions = [c.children[1].value for c in form.gallery.cells]
     assert "seed 5" in captions[0] and "seed 6" in captions[1]
