@@ -35,8 +35,17 @@ def video_models() -> list[tuple[str, str]]:
     for mid, title in list_video_models().items():
         if title.startswith("unavailable"):
             continue
-        out.append((f"{mid} — {title}" if title and title != mid else mid, mid))
+        short = title.split(" (")[0]  # the catalog's titles carry route details: the chip below shows them
+        out.append((f"{mid} — {short}" if short and short != mid else mid, mid))
     return out or [(m, m) for m in FALLBACK_MODELS]
+
+
+def model_title(model_id: str) -> str:
+    try:
+        from masuka_nb.video import list_video_models
+    except ImportError:
+        return ""
+    return list_video_models().get(model_id, "")
 
 
 class VideoPanel(Panel):
@@ -53,6 +62,9 @@ class VideoPanel(Panel):
         ids = [mid for _, mid in models]
         self.model = widgets.Dropdown(options=models, value="veo3-pro" if "veo3-pro" in ids else ids[0],
                                       description="Model", style=LABEL_STYLE, layout=wide("440px"))
+        self.model_info = widgets.HTML("")
+        self.model.observe(self._on_model_change, names="value")
+        self._on_model_change({"new": self.model.value})
         self.duration = widgets.IntSlider(value=5, min=2, max=12, description="Seconds", style=LABEL_STYLE,
                                           layout=wide("320px"))
         self.resolution = widgets.Dropdown(options=RESOLUTIONS, value="1080p", description="Resolution",
@@ -87,7 +99,7 @@ class VideoPanel(Panel):
         self.resume_button.on_click(self._on_resume_button_click)
         form = card(
             section("Prompt"), self.prompt,
-            section("Model & settings"), field_row(self.model, self.resolution, self.ratio),
+            section("Model & settings"), field_row(self.model, self.resolution, self.ratio), self.model_info,
             field_row(self.duration, self.motion), self.image, field_row(self.max_cost),
             field_row(self.estimate_button, self.generate_button, self.cancel_button), self.cost,
         )
@@ -117,6 +129,10 @@ class VideoPanel(Panel):
         }
 
     # ---- handlers ---------------------------------------------------------------------------------
+    def _on_model_change(self, change: dict[str, Any]) -> None:
+        title = model_title(change["new"])
+        self.model_info.value = f'<div class="mk-muted">{esc(title)}</div>' if title else ""
+
     def _on_estimate_button_click(self, _b: widgets.Button) -> None:
         self._run("estimate", self._estimate)
 
