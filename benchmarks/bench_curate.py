@@ -42,6 +42,11 @@ def _dataset():
 
 
 def main() -> None:
+    import torch
+
+    # One thread: on a shared 2-core machine, thread contention makes tiny one-image calls erratically
+    # slow (11–18× "speed-ups"); one thread gives the stable, conservative ratio.
+    torch.set_num_threads(1)
     from masuka_nb.lora.curate import ClipScorer, curate
 
     ds = _dataset()

@@ -138,3 +138,12 @@ def test_all_lists_exactly_the_lazy_names():
     import masuka_nb.lora as lora
 
     assert lora.__all__ == sorted(lora._LAZY)
+
+
+def test_batched_preprocessing_matches_the_clip_processor():
+    scorer = ClipScorer("tiny-clip")
+    images = [photo(k, w, h) for k, (w, h) in enumerate([(256, 300), (301, 257), (320, 320), (999, 333)])]
+    ours = scorer.pixels(images)
+    theirs = scorer.processor(images=images, return_tensors="pt")["pixel_values"]
+    assert ours.shape == theirs.shape
+    assert (ours - theirs).abs().max().item() < 1e-4
