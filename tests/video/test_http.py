@@ -122,3 +122,17 @@ def test_download_restarts_when_the_server_ignores_range(tmp_path):
         with ProviderClient("runway", fake.base_url) as client:
             client.download(fake.download_url(job), part)
         assert part.read_bytes() == fake.video
+
+
+def test_mp4_check_and_first_frame(tmp_path):
+    from masuka_nb.testing.media import tiny_mp4
+    from masuka_nb.video.media import first_frame, is_mp4
+
+    data = tiny_mp4(frames=3, width=48, height=32)
+    good, cut, other = tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "c.mp4"
+    good.write_bytes(data)
+    cut.write_bytes(data[:-7])
+    other.write_bytes(b"<html>not a video</html>")
+    assert is_mp4(good) and not is_mp4(cut) and not is_mp4(other)
+    frame = first_frame(good)
+    assert frame is not None and frame.size == (48, 32)
