@@ -1,7 +1,8 @@
 """Images going to providers (fitted to their sizes and byte limits) and MP4s coming back (checked, first frame).
 
 No video decoder is assumed: an MP4 is checked by its boxes, and the first frame is taken with
-PyAV when it is installed, else straight from the file when its frames are JPEG (Motion JPEG).
+PyAV when it is installed, else with the ffmpeg program (Colab has it), else straight from the
+file when its frames are JPEG (Motion JPEG, as the test fakes make).
 """
 
 from __future__ import annotations
@@ -186,6 +187,9 @@ def first_frame(path: str | os.PathLike[str]):
         pass
     except Exception:
         return None
+    frame = _ffmpeg_frame(path)
+    if frame is not None:
+        return frame
     data = Path(path).read_bytes()
     boxes = mp4_boxes(data)
     try:
@@ -207,4 +211,24 @@ def first_frame(path: str | os.PathLike[str]):
         img.load()
         return img
     except Exception:
+        return None
+
+
+def _ffmpeg_frame(path: str | os.PathLike[str]):
+    """The first frame through the ffmpeg program when there is one (Colab ships it)."""
+    import shutil
+    import subprocess
+
+    exe = shutil.which("ffmpeg")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run([exe, "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe",
+                              "-vcodec", "mjpeg", "-"], capture_output=True, timeout=30, check=True).stdout
+        from PIL import Image
+
+        img = Image.open(io.BytesIO(out))
+        img.load()
+        return img
+    except Exception:  # a missing codec or a broken file: no thumbnail, not a failed job
         return None

@@ -116,3 +116,12 @@ def test_in_process_simulator_for_the_notebook(monkeypatch):
         result = VideoGenerator().generate("a fox", model="sora-2", duration=4)
         assert fakes["cometapi"].counts["submit"] == 1 and result.path.exists()
     assert "COMETAPI_KEY" not in os.environ and "MASUKA_COMETAPI_BASE_URL" not in os.environ
+
+
+def test_kling_simulator_answers_at_its_root_too(fakes, monkeypatch):
+    fake = fakes("kling")
+    monkeypatch.setenv("MASUKA_KLING_BASE_URL", fake.url)  # without Kling's /v1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = VideoGenerator().generate("a fox", model="kling-v2.1", provider="kling")
+    assert result.path.read_bytes() == fake.video

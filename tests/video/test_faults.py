@@ -273,3 +273,17 @@ def test_openai_poll_after_ms_paces_polling(fakes):
     fake = fakes("cometapi", complete_after=0.6, poll_after_ms=200)
     run("cometapi", None)
     assert fake.counts["status"] <= 6  # 0.6 s at the provider's 200 ms pace, not our 20 ms one
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+@pytest.mark.parametrize("status,code", [(429, "PROVIDER_RATE_LIMITED"), (503, "PROVIDER_UNAVAILABLE")])
+def test_outage_while_polling_keeps_the_job_resumable(provider, status, code, fakes, image):
+    fake = fakes(provider)
+    fake.inject("status", status=status, times=100)
+    fail(provider, image, code)
+    rec = only_record()
+    assert rec.state in ("submitted", "running") and rec.provider_job_id
+    fake.clear_faults()
+    [job] = jobs.resume_all()
+    assert job.state == "completed" and job.result().path.read_bytes() == fake.video
+    assert fake.counts["submit"] == 1

@@ -122,3 +122,30 @@ def test_download_restarts_when_the_server_ignores_range(tmp_path):
         with ProviderClient("runway", fake.base_url) as client:
             client.download(fake.download_url(job), part)
         assert part.read_bytes() == fake.video
+
+
+def test_mp4_check_and_first_frame(tmp_path):
+    from masuka_nb.testing.media import tiny_mp4
+    from masuka_nb.video.media import first_frame, is_mp4
+
+    data = tiny_mp4(frames=3, width=48, height=32)
+    good, cut, other = tmp_path / "a.mp4", tmp_path / "b.mp4", tmp_path / "c.mp4"
+    good.write_bytes(data)
+    cut.write_bytes(data[:-7])
+    other.write_bytes(b"<html>not a video</html>")
+    assert is_mp4(good) and not is_mp4(cut) and not is_mp4(other)
+    frame = first_frame(good)
+    assert frame is not None and frame.size == (48, 32)
+
+
+def test_keys_go_only_to_the_provider_host(tmp_path):
+    from masuka_nb.http import ProviderClient
+    from masuka_nb.testing.fakes import FakeRunway
+
+    with FakeRunway() as fake:
+        job = fake.new_job("video", {})
+        cdn_url = fake.download_url(job).replace("127.0.0.1", "localhost")  # same server, another host name
+        with ProviderClient("runway", fake.base_url, headers={"Authorization": "Bearer sk-host-only-123456"}) as client:
+            client.send("GET", f"/v1/tasks/{job.id}", op="poll")
+            client.download(cdn_url, tmp_path / "v.part")
+        assert fake.auth_seen == [(f"/v1/tasks/{job.id}", True), (f"/cdn/{job.id}/video.mp4", False)]

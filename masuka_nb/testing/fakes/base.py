@@ -129,6 +129,7 @@ class FakeProvider:
         self.counts: Counter[str] = Counter()
         self.log: list[tuple[str, str, str]] = []  # (method, path, op)
         self.ranges: list[str] = []
+        self.auth_seen: list[tuple[str, bool]] = []  # (path, carried an Authorization header)
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -292,6 +293,7 @@ def _make_handler(fake: FakeProvider):
             with fake._lock:
                 fake.counts[op] += 1
                 fake.log.append((req.method, req.path, op))
+                fake.auth_seen.append((req.path, "authorization" in req.headers))
             fault = fake.take_fault(op)
             if fault is not None and fault.action in ("http", "malformed", "html", "expire"):
                 return self._send(self._fault_response(fault))

@@ -26,8 +26,10 @@ class FakeKling(FakeProvider):
 
     def routes(self):
         return [
-            ("POST", r"^/v1/videos/(?P<kind>text2video|image2video)$", "submit", self.submit),
-            ("GET", r"^/v1/videos/(?P<kind>text2video|image2video)/(?P<id>[\w-]+)$", "status", self.task),
+            # Kling's base URL ends in /v1; the simulator also answers without it, so a base URL of
+            # just the root (as a notebook may build it) works too.
+            ("POST", r"^(?:/v1)?/videos/(?P<kind>text2video|image2video)$", "submit", self.submit),
+            ("GET", r"^(?:/v1)?/videos/(?P<kind>text2video|image2video)/(?P<id>[\w-]+)$", "status", self.task),
             *self.cdn_routes(),
         ]
 
