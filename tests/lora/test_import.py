@@ -199,3 +199,18 @@ def test_bad_dataset_name():
     with pytest.raises(DatasetError) as err:
         Dataset.create("../etc")
     assert err.value.argument == "name"
+
+
+def test_cloud_trainer_reads_our_dataset_folder():
+    """The hosted-APIs room zips this folder for fal/Replicate: the layout must be what it reads."""
+    from masuka_nb.lora.cloud import build_dataset_zip
+
+    ds = Dataset.create("for-cloud")
+    ds.import_files([(f"p{k}.png", encode(gradient(300, 300, k), "PNG")) for k in range(3)])
+    ds.set_caption(ds.items[0].file, "mk, on the beach")
+    ds.set_keep(ds.items[2].file, False)
+    data, _digest, count = build_dataset_zip(ds)
+    assert count == 2
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        assert zf.read(f"{ds.items[0].stem}.txt").decode() == "mk, on the beach"
+        assert f"{ds.items[2].stem}.png" not in zf.namelist()
