@@ -258,6 +258,8 @@ class _Trainer:
         save_file({k: v.detach().float().cpu().contiguous() for k, v in lora.items()}, str(tmp / "lora.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        if accel.scaler is not None:  # fp16 on a T4: the loss scale is part of the optimizer's state
+            torch.save(accel.scaler.state_dict(), tmp / "scaler.pt")
         rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -284,6 +286,8 @@ class _Trainer:
         set_peft_model_state_dict(unwrapped, sd)
         optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
         scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+        if accel.scaler is not None and (ckpt / "scaler.pt").is_file():
+            accel.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=False))
         rng = torch.load(ckpt / "rng.pt", weights_only=False)
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
@@ -439,7 +443,7 @@ class _Trainer:
                     n_batches_cache.clear()
                     n_batches_cache[epoch] = self._epoch_batches(epoch, shapes)
                 batch = n_batches_cache[epoch][pos]
-                loss = self._step(step, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale,
+                loss = self._step(slot, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale,
                                   accel)
                 if cfg.max_grad_norm:
                     _clip_grad_norm(params, cfg.max_grad_norm, accel)
@@ -518,7 +522,9 @@ class _Trainer:
                     count += 1
         return total / max(count, 1)
 
-    def _step(self, step, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale, accel) -> float:
+    def _step(self, slot, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale, accel) -> float:
+        """One optimisation step's forward and backward. `slot` = step × processes + rank: each rank
+        draws its own noise, and a one-process run is reproducible from (seed, step) alone."""
         import torch
         from diffusers import FluxPipeline
 
@@ -527,7 +533,7 @@ class _Trainer:
         embeds = torch.stack([emb_list[i]["embeds"] for i in batch]).to(device, dtype)
         pooled = torch.stack([emb_list[i]["pooled"] for i in batch]).to(device, dtype)
         b, c, h, w = lat.shape
-        gen = torch.Generator("cpu").manual_seed(cfg.seed * 1_000_003 + step)
+        gen = torch.Generator("cpu").manual_seed(cfg.seed * 1_000_003 + slot)
         noise = torch.randn(lat.shape, generator=gen).to(device)
         u = torch.rand(b, generator=gen).to(device)
         sigma = FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)
