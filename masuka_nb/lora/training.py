@@ -15,6 +15,9 @@ The run, numbered like the diffusers script it follows (`train_dreambooth_lora_f
 
 Noise and timesteps of step k come from a generator seeded by (seed, k) and the data order of an
 epoch from (seed, epoch), so a run resumed from any checkpoint ends where an uninterrupted one would.
+This module holds the public side (`train`, `TrainingRun`, buckets, the loss plot); the loop itself
+is in `masuka_nb.lora.trainer`. A run lives in ``home/training/<name>/`` (run.json, checkpoints/,
+cache/, samples/, loss.json, loss.png); its LoRA is exported to ``loras_dir/<name>/``.
 """
 
 from __future__ import annotations
