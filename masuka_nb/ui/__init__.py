@@ -1,0 +1,39 @@
+"""MASUKA's in-notebook app (ipywidgets). `masuka_nb.app()` builds and shows it.
+
+Importing this package loads no widgets: `app` and the panels resolve on first use, so
+`import masuka_nb.ui.helpers` (pure functions) stays cheap and widget-free.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = ["DashboardPanel", "GeneratePanel", "HistoryPanel", "LoraPanel", "MasukaApp", "VideoPanel", "app"]
+
+_LAZY = {
+    "app": "masuka_nb.ui.application",
+    "MasukaApp": "masuka_nb.ui.application",
+    "GeneratePanel": "masuka_nb.ui.generate",
+    "VideoPanel": "masuka_nb.ui.video",
+    "LoraPanel": "masuka_nb.ui.lora",
+    "HistoryPanel": "masuka_nb.ui.gallery",
+    "DashboardPanel": "masuka_nb.ui.dashboard",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'masuka_nb.ui' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from masuka_nb.ui.application import MasukaApp, app
+    from masuka_nb.ui.dashboard import DashboardPanel
+    from masuka_nb.ui.gallery import HistoryPanel
+    from masuka_nb.ui.generate import GeneratePanel
+    from masuka_nb.ui.lora import LoraPanel
+    from masuka_nb.ui.video import VideoPanel

@@ -1,0 +1,320 @@
+"""Pure helpers for the app: formatting, form parsing, upload normalising, error views, history sums.
+
+No widgets here (and nothing heavy), so every rule the panels follow is a plain function a test can
+call directly, under either ipywidgets version.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from masuka_nb._redact import redact
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+
+__all__ = [
+    "ErrorInfo",
+    "HistoryStats",
+    "Upload",
+    "engine_api",
+    "error_info",
+    "esc",
+    "fmt_bytes",
+    "fmt_duration",
+    "fmt_money",
+    "history_stats",
+    "parse_int",
+    "parse_loras",
+    "parse_seed",
+    "png_bytes",
+    "progress_text",
+    "record_title",
+    "upload_items",
+]
+
+
+def esc(text: object) -> str:
+    """HTML-escape after redaction: nothing shown in the app may carry a known secret."""
+    return html.escape(redact(text), quote=True)
+
+
+def engine_api(package: str, name: str) -> Any:
+    """`package.name` as the public API defines it. A submodule with the same name as the public function
+    (``masuka_nb.image.generate``) replaces the package attribute once anything imports it; reach through
+    it so the app always calls the function, whichever import happened first."""
+    import importlib
+    import types
+
+    value = getattr(importlib.import_module(package), name)
+    if isinstance(value, types.ModuleType):
+        value = getattr(value, name)
+    return value
+
+
+# ---- formatting -----------------------------------------------------------------------------------
+
+def fmt_duration(seconds: float | None) -> str:
+    """`3.2` → "3.2 s", `65` → "1 min 05 s", `3725` → "1 h 02 min"; None or NaN → "–"."""
+    if seconds is None or not isinstance(seconds, (int, float)) or math.isnan(seconds) or seconds < 0:
+        return "–"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    total = round(seconds)
+    if total < 60:
+        return f"{total} s"
+    minutes, sec = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {sec:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def fmt_bytes(n: float | None) -> str:
+    if n is None or n < 0:
+        return "–"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"  # pragma: no cover  (the loop always returns)
+
+
+def fmt_money(usd: float | None) -> str:
+    """US dollars with cents; sub-cent amounts keep three decimals so a $0.004 call is not "$0.00"."""
+    if usd is None or (isinstance(usd, float) and math.isnan(usd)):
+        return "–"
+    if 0 < abs(usd) < 0.01:
+        return f"${usd:.3f}"
+    return f"${usd:,.2f}"
+
+
+def progress_text(stage: str, step: int, total: int, *, eta_s: float | None = None, message: str = "") -> str:
+    """One status line: "denoise 3/8 · 38% · ETA 4.1 s · message"."""
+    parts = [f"{stage} {step}/{total}" if total > 0 else stage]
+    if total > 0:
+        parts.append(f"{min(100, round(100 * step / total))}%")
+    if eta_s is not None and step < total:
+        parts.append(f"ETA {fmt_duration(eta_s)}")
+    if message:
+        parts.append(message)
+    return " · ".join(parts)
+
+
+# ---- form parsing (sliders clamp silently, so free-text fields are checked here) ---------------
+
+def parse_seed(text: str | int | None) -> int | None:
+    """Empty / "random" / -1 → None (the engine picks and records one); else 0 … 2³²−1."""
+    if text is None:
+        return None
+    raw = str(text).strip().lower()
+    if raw in ("", "random", "none", "-1"):
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequestError(
+            f"Seed {text!r} is not a whole number.", argument="seed", value=text,
+            hint="Type a number from 0 to 4294967295, or leave it empty for a random seed.",
+        ) from None
+    if not 0 <= value < 2**32:
+        raise InvalidRequestError(
+            f"Seed {value} is outside 0 … 4294967295.", argument="seed", value=value,
+            hint="Type a number from 0 to 4294967295, or leave it empty for a random seed.",
+        )
+    return value
+
+
+def parse_int(text: str | int | None, *, argument: str, low: int, high: int, allow_empty: bool = True) -> int | None:
+    raw = "" if text is None else str(text).strip()
+    if not raw:
+        if allow_empty:
+            return None
+        raise InvalidRequestError(f"`{argument}` is empty.", argument=argument, value=text,
+                                  hint=f"Type a whole number from {low} to {high}.")
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidRequestError(f"`{argument}` must be a whole number, not {text!r}.", argument=argument,
+                                  value=text, hint=f"Type a whole number from {low} to {high}.") from None
+    if not low <= value <= high:
+        raise InvalidRequestError(f"`{argument}` = {value} is outside {low} … {high}.", argument=argument,
+                                  value=value, hint=f"Type a whole number from {low} to {high}.")
+    return value
+
+
+def parse_loras(text: str) -> list[tuple[str, float]]:
+    """One LoRA per line or comma: "name", "name:0.8", "https://…/x.safetensors @ 0.6".
+
+    The weight separator is " @ " or the last ":" when what follows is a number (so URLs and
+    Windows-free paths with colons survive).
+    """
+    out: list[tuple[str, float]] = []
+    for chunk in text.replace("\n", ",").split(","):
+        item = chunk.strip()
+        if not item:
+            continue
+        source, weight = item, 1.0
+        if " @ " in item:
+            source, _, w = item.rpartition(" @ ")
+            weight = _weight(w, item)
+        elif ":" in item:
+            head, _, tail = item.rpartition(":")
+            try:
+                weight = float(tail)
+                source = head
+            except ValueError:
+                pass  # a URL's colon, not a weight
+        source = source.strip()
+        if not source:
+            raise InvalidRequestError(f"LoRA entry {item!r} has no name.", argument="loras", value=item,
+                                      hint='Write one LoRA per line, e.g. "my-style:0.8".')
+        out.append((source, weight))
+    return out
+
+
+def _weight(text: str, item: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise InvalidRequestError(f"LoRA weight {text!r} in {item!r} is not a number.", argument="loras",
+                                  value=item, hint='Write e.g. "my-style @ 0.8".') from None
+
+
+# ---- uploads (FileUpload.value: dict in ipywidgets 7.7.1, tuple of dicts in 8.x) -----------------
+
+@dataclass(frozen=True)
+class Upload:
+    name: str
+    content: bytes
+
+
+def upload_items(value: Any) -> list[Upload]:
+    """Normalise `FileUpload.value` from either ipywidgets version into `Upload`s."""
+    if not value:
+        return []
+    if isinstance(value, Mapping):  # 7.x: {name: {"metadata": {...}, "content": bytes}}
+        items: Iterable[Any] = (
+            {"name": name, **(entry if isinstance(entry, Mapping) else {"content": entry})}
+            for name, entry in value.items()
+        )
+    else:  # 8.x: ({"name", "type", "size", "last_modified", "content": memoryview}, ...)
+        items = value
+    out = []
+    for entry in items:
+        meta = entry.get("metadata") or {}
+        name = entry.get("name") or meta.get("name") or "upload"
+        out.append(Upload(str(name), bytes(entry.get("content") or b"")))
+    return out
+
+
+# ---- errors -----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What the app shows for a failure: a code badge, a message, a hint, and how serious it is."""
+
+    code: str
+    message: str
+    hint: str = ""
+    level: str = "error"  # "error" | "warning" (cancelled)
+    where: str = ""
+
+    def to_html(self) -> str:
+        hint = f'<div class="mk-hint">{esc(self.hint)}</div>' if self.hint else ""
+        where = f'<div class="mk-where">{esc(self.where)}</div>' if self.where else ""
+        return (
+            f'<div class="mk-notice mk-{self.level}" data-testid="mk-error" data-code="{esc(self.code)}">'
+            f'<span class="mk-code">{esc(self.code)}</span> <span class="mk-msg">{esc(self.message)}</span>'
+            f"{where}{hint}</div>"
+        )
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Turn anything a click handler caught into something a person can act on."""
+    if isinstance(exc, KeyboardInterrupt):
+        return ErrorInfo("CANCELLED", "Stopped. Nothing half-finished was kept.", level="warning")
+    if isinstance(exc, CancelledError):  # its message may say how to pick the work up again
+        return ErrorInfo(exc.code, exc.message, exc.hint, level="warning")
+    if isinstance(exc, MasukaError):
+        where = ""
+        if exc.argument is not None:
+            where = f"`{exc.argument}`" + (f" = {_short(exc.value)}" if exc.has_value else "")
+        return ErrorInfo(exc.code, exc.message, exc.hint, where=where)
+    return ErrorInfo(
+        "UNEXPECTED",
+        f"{type(exc).__name__}: {exc}",
+        "This is a bug in MASUKA or a library it uses. The full traceback is in the log below; "
+        "please include it if you report it.",
+    )
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ---- images -----------------------------------------------------------------------------------------
+
+def png_bytes(image: Any, *, max_side: int | None = None) -> bytes:
+    """PNG bytes of a PIL image (optionally downscaled), for `widgets.Image(value=...)`."""
+    img = image
+    if max_side and max(img.size) > max_side:
+        img = img.copy()
+        img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def upscale_for_display(image: Any, *, min_side: int = 192) -> Any:
+    """Tiny outputs (32–64 px) become unreadable blobs in a gallery: enlarge them with nearest-neighbour
+    so pixels stay honest."""
+    side = min(image.size)
+    if side >= min_side or side <= 0:
+        return image
+    factor = math.ceil(min_side / side)
+    from PIL import Image  # pillow is a core dependency; imported here to keep this module light
+
+    return image.resize((image.size[0] * factor, image.size[1] * factor), Image.NEAREST)
+
+
+# ---- history ----------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HistoryStats:
+    total: int
+    by_kind: dict[str, int] = field(default_factory=dict)
+    by_status: dict[str, int] = field(default_factory=dict)
+    spend_usd: float = 0.0
+    last_at: str = ""
+
+
+def _cost_of(rec: Any) -> float:
+    """Money actually charged, as the hosted-jobs engine records it (`extra.cost_usd`; estimates are
+    kept apart as `estimate_usd` and never counted; a failed job is refunded to 0)."""
+    value = (getattr(rec, "extra", None) or {}).get("cost_usd")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+
+
+def history_stats(records: Iterable[Any]) -> HistoryStats:
+    """Counts by kind and status, and the money spent."""
+    records = list(records)
+    kinds = Counter(getattr(r, "kind", "?") for r in records)
+    statuses = Counter(getattr(r, "status", "?") for r in records)
+    spend = sum(_cost_of(r) for r in records)
+    last = max((getattr(r, "created_at", "") or "" for r in records), default="")
+    return HistoryStats(len(records), dict(kinds), dict(statuses), round(spend, 4), last)
+
+
+def record_title(rec: Any, *, limit: int = 60) -> str:
+    """A one-line label for a history record: "image · tiny-flux · a lighthouse at d…"."""
+    prompt = (getattr(rec, "prompt", "") or "").strip().replace("\n", " ")
+    if len(prompt) > limit:
+        prompt = prompt[: limit - 1] + "…"
+    bits = [getattr(rec, "kind", "?"), getattr(rec, "model", "") or "", prompt]
+    return " · ".join(b for b in bits if b)

@@ -1,0 +1,138 @@
+"""The app in a real browser: Voila serves a notebook that shows `mk.app()`, Debian's Chromium
+(driven by Playwright) clicks through it. Skipped where Chromium, Voila or Playwright is missing.
+
+Set UI_SCREENSHOTS=/some/dir to keep the screenshots (light and dark theme) for a visual check.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium is not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("voila") is None, reason="voila is not installed"),
+    pytest.mark.skipif(importlib.util.find_spec("playwright") is None, reason="playwright is not installed"),
+]
+ROOT = Path(__file__).resolve().parents[2]
+HAS_IMAGE_ENGINE = importlib.util.find_spec("masuka_nb.image") is not None
+
+APP_CODE = """
+import os
+from PIL import Image
+from masuka_nb.history import HistoryRecord, record
+os.makedirs(os.environ["MASUKA_HOME"] + "/outputs", exist_ok=True)
+for i, (prompt, color) in enumerate([("a red lighthouse at dawn", (200, 70, 60)),
+                                     ("teal waves, long exposure", (40, 150, 160))]):
+    path = os.environ["MASUKA_HOME"] + f"/outputs/demo{i}.png"
+    Image.new("RGB", (64, 64), color).save(path)
+    record(HistoryRecord("image", "ok", model="tiny-flux", prompt=prompt, paths=[path],
+                         recipe={"prompt": prompt, "model": "tiny-flux", "steps": 2, "seed": 7 + i}))
+record(HistoryRecord("video", "ok", model="veo3-pro", prompt="a slow dolly shot", extra={"cost_usd": 1.2}))
+import masuka_nb as mk
+ui = mk.app(model="tiny-flux")
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def voila_url(tmp_path, masuka_home):
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(APP_CODE)]
+    path = tmp_path / "app.ipynb"
+    nbformat.write(nb, path)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    log = open(tmp_path / "voila.log", "w")  # noqa: SIM115  (closed below)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "voila", str(path), f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1",
+         "--VoilaConfiguration.file_allowlist=['.*']", "--ServerApp.disable_check_xsrf=True"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        for _ in range(300):
+            try:
+                urllib.request.urlopen(url + "api", timeout=1)
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    raise RuntimeError((tmp_path / "voila.log").read_text()) from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_app_renders_and_works_in_a_real_browser(voila_url, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=120_000)  # a busy 2-core machine: building the tiny model can take a while
+    shots = Path(os.environ.get("UI_SCREENSHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run"])
+        page = browser.new_page(viewport={"width": 1200, "height": 1400})
+        page.set_default_timeout(90_000)
+        page.goto(voila_url)
+        expect(page.locator(".mk-title")).to_have_text("MASUKA")
+        expect(page.get_by_text("Generate", exact=True)).to_be_visible()
+        page.screenshot(path=str(shots / "image-light.png"), full_page=True)
+
+        # a typo in the form: the error appears in the panel with its code and hint
+        page.get_by_placeholder("random").fill("not-a-seed")
+        page.get_by_placeholder("Describe the image", exact=False).fill("a lighthouse at dawn")
+        page.get_by_text("Generate", exact=True).click()
+        expect(page.locator('.mk-panel [data-testid="mk-error"][data-code="INVALID_REQUEST"]')).to_be_visible()
+
+        if HAS_IMAGE_ENGINE:  # the real engine on tiny-flux: images arrive in the gallery
+            page.get_by_placeholder("random").fill("3")
+            page.get_by_text("Generate", exact=True).click()
+            expect(page.locator(".mk-panel .mk-caption", has_text="seed 3")).to_be_visible()
+            page.screenshot(path=str(shots / "image-result.png"), full_page=True)
+
+        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Video").click()
+        expect(page.get_by_text("Estimate cost")).to_be_visible()
+        page.screenshot(path=str(shots / "video-light.png"), full_page=True)
+
+        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="History").click()
+        expect(page.locator(".mk-caption", has_text="a red lighthouse at dawn")).to_be_visible()
+        page.screenshot(path=str(shots / "history-light.png"), full_page=True)
+
+        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Dashboard").click()
+        expect(page.locator('[data-testid="mk-stats"]')).to_contain_text("$1.20")
+        # Colab's dark theme marker: the app must stay readable (light text on dark)
+        page.evaluate("document.documentElement.setAttribute('theme', 'dark');"
+                      "document.body.style.background = '#1e1f24';")
+        color = page.locator(".mk-stat b").first.evaluate("e => getComputedStyle(e).color")
+        assert color == "rgb(232, 234, 240)", color
+        page.screenshot(path=str(shots / "dashboard-dark.png"), full_page=True)
+        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="LoRA").click()
+        page.screenshot(path=str(shots / "lora-dark.png"), full_page=True)
+        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Image").click()
+        page.screenshot(path=str(shots / "image-dark.png"), full_page=True)
+        browser.close()
