@@ -189,7 +189,8 @@ def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt:
     try:
         return _run(engine, state, t0, prompt, model=model, negative_prompt=negative_prompt, width=width,
                     height=height, steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras,
-                    image=image, strength=strength, plan=plan or plan_overrides, progress=progress, cancel=cancel,
+                    image=image, strength=strength, plan=plan if plan is not None else plan_overrides,
+                    progress=progress, cancel=cancel,
                     save=save, previews=previews, use_cache=use_cache, seeds=seeds)
     except (Exception, KeyboardInterrupt) as exc:
         err = translate(exc, model=state.get("model") or str(model), stage="generation",
