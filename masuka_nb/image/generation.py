@@ -260,7 +260,9 @@ def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, st
             recipe["cache_paths"] = [str(p) for p in paths_for_cache]
     timings["save"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
+    t = time.perf_counter()
     rec = _record_ok(spec, recipe, paths, timings, mplan, cached=False)
+    timings = {**timings, "history": time.perf_counter() - t}  # the stored record cannot hold its own write time
     return GenerationResult(images, seeds, recipe, paths, timings, mplan, False, warnings, rec.id)
 
 
