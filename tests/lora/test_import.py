@@ -214,3 +214,12 @@ def test_cloud_trainer_reads_our_dataset_folder():
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert zf.read(f"{ds.items[0].stem}.txt").decode() == "mk, on the beach"
         assert f"{ds.items[2].stem}.png" not in zf.namelist()
+
+
+def test_heic_without_the_plugin_is_rejected_with_the_fix(awkward_corpus, monkeypatch):
+    from masuka_nb.lora import imageio
+
+    monkeypatch.setattr(imageio, "_heif_state", False)  # as on a machine without the `heic` extra
+    report = Dataset.create("no-heif").import_files([("photo.heic", awkward_corpus["photo.heic"])])
+    assert report.rejected[0].code == "heif_unsupported"
+    assert "pillow-heif" in report.rejected[0].reason
