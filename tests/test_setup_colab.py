@@ -95,7 +95,7 @@ def test_masuka_on_colabs_image_installs_only_what_colab_lacks():
     plan = sc.plan_requirements(project.requires_dist(), installed=colab_installed(), project=project.name,
                                 extras=["colab"], environment=LINUX, colab=True)
     assert plan.refused == []
-    assert {n.name for n in plan.to_install} == {"bitsandbytes", "pillow-heif"}
+    assert {n.name for n in plan.to_install} == {"bitsandbytes", "imagehash", "pillow-heif"}
     for name in ("torch", "numpy", "ipywidgets", "diffusers", "transformers", "huggingface-hub"):
         assert plan.get(name).status == "ok", plan.get(name)
 
