@@ -68,14 +68,15 @@ def voila_url(tmp_path, masuka_home):
     )
     url = f"http://127.0.0.1:{port}/"
     try:
-        for _ in range(300):
+        deadline = time.monotonic() + 180  # Voila starts in seconds, but the 2 shared cores may be busy
+        while True:
             try:
-                urllib.request.urlopen(url + "api", timeout=1)
+                urllib.request.urlopen(url + "api", timeout=2)
                 break
             except OSError:
-                if proc.poll() is not None:
-                    raise RuntimeError((tmp_path / "voila.log").read_text()) from None
-                time.sleep(0.1)
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("Voila did not start:\n" + (tmp_path / "voila.log").read_text()) from None
+                time.sleep(0.2)
         yield url
     finally:
         proc.terminate()
