@@ -155,7 +155,7 @@ class LoraPanel(Panel):
         self._run("cloud training", self._train_cloud)
 
     def _on_compare_button_click(self, _b: widgets.Button) -> None:
-        self._run("comparison", self._compare)
+        self._run("comparison", self._render_comparison)
 
     # ---- work ---------------------------------------------------------------------------------------
     def _open(self) -> Any:
@@ -301,7 +301,7 @@ class LoraPanel(Panel):
         if not self.compare_prompt.value and trigger:
             self.compare_prompt.value = f"a photo of {trigger}"
 
-    def _compare(self) -> None:
+    def _render_comparison(self) -> None:
         from masuka_nb.ui.helpers import parse_number_list
 
         lora = self.compare_lora.value.strip()
