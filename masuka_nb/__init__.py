@@ -25,6 +25,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "MemoryPlan": ("masuka_nb.memory", "MemoryPlan"),
     "ProgressEvent": ("masuka_nb.progress", "ProgressEvent"),
     "VideoGenerator": ("masuka_nb.video", "VideoGenerator"),
+    "VideoJob": ("masuka_nb.video", "VideoJob"),
     "VideoResult": ("masuka_nb.video", "VideoResult"),
     "app": ("masuka_nb.ui", "app"),
     "configure": ("masuka_nb.config", "configure"),
@@ -53,6 +54,7 @@ __all__ = [
     "MemoryPlan",
     "ProgressEvent",
     "VideoGenerator",
+    "VideoJob",
     "VideoResult",
     "__version__",
     "app",
@@ -99,4 +101,4 @@ if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy
     from masuka_nb.runtime import doctor
     from masuka_nb.secrets import get_secret
     from masuka_nb.ui import app
-    from masuka_nb.video import CostEstimate, VideoGenerator, VideoResult
+    from masuka_nb.video import CostEstimate, VideoGenerator, VideoJob, VideoResult

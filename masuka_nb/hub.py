@@ -213,10 +213,13 @@ def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) 
         _copy_tree(persistent, session, dplan)
         return session
     if s.offline:
+        gated = (f" It is gated: first accept the licence at {spec.licence_url} and set HF_TOKEN."
+                 if spec.gated else "")
+        size = f"{dplan.total_bytes / 1e9:.1f} GB planned" if dplan.files else "size unknown offline"
         raise ModelFilesMissingError(
-            f"{spec.id} is not downloaded ({dplan.total_bytes / 1e9:.1f} GB planned) and MASUKA is offline.",
+            f"{spec.id} is not downloaded ({size}) and MASUKA is offline.",
             argument="model", value=spec.id,
-            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.",
+            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gated}",
         )
     _snapshot(dplan, persistent, progress=progress)
     if persistent.resolve() != session.resolve():

@@ -3,8 +3,8 @@
     from masuka_nb.image import generate, reproduce, ImageEngine, GenerationResult
 
 Light on import: the names below load their modules (and torch/diffusers) on first use.
-Modules: request (validation), engine (pipelines kept between calls), generate, lora, metadata
-(PNG parameters + JSON recipe), cache (result cache), grid, upscale, shapes (layer shapes for LoRA checks).
+Modules: request (validation), engine (pipelines kept between calls), generation, denoise, lora, metadata
+(PNG parameters + JSON recipe), cache (result cache), grid, upscaling, shapes (layer shapes for LoRA checks).
 """
 
 from __future__ import annotations
@@ -12,16 +12,20 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["GenerationResult", "ImageEngine", "default_engine", "generate", "make_grid", "reproduce", "upscale"]
+__all__ = ["GenerationResult", "ImageEngine", "LoraInfo", "LoraSpec", "default_engine", "generate", "make_grid",
+           "reproduce", "upscale", "validate_lora"]
 
 _LAZY = {
-    "GenerationResult": "masuka_nb.image.generate",
-    "generate": "masuka_nb.image.generate",
-    "reproduce": "masuka_nb.image.generate",
+    "GenerationResult": "masuka_nb.image.generation",
+    "generate": "masuka_nb.image.generation",
+    "reproduce": "masuka_nb.image.generation",
     "ImageEngine": "masuka_nb.image.engine",
     "default_engine": "masuka_nb.image.engine",
     "make_grid": "masuka_nb.image.grid",
-    "upscale": "masuka_nb.image.upscale",
+    "upscale": "masuka_nb.image.upscaling",
+    "LoraInfo": "masuka_nb.image.lora",
+    "LoraSpec": "masuka_nb.image.lora",
+    "validate_lora": "masuka_nb.image.lora",
 }
 
 
@@ -39,6 +43,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:
     from masuka_nb.image.engine import ImageEngine, default_engine
-    from masuka_nb.image.generate import GenerationResult, generate, reproduce
+    from masuka_nb.image.generation import GenerationResult, generate, reproduce
     from masuka_nb.image.grid import make_grid
-    from masuka_nb.image.upscale import upscale
+    from masuka_nb.image.lora import LoraInfo, LoraSpec, validate_lora
+    from masuka_nb.image.upscaling import upscale

@@ -46,6 +46,9 @@ def lookup(key: str) -> tuple[list[Any], list[Path]] | None:
         return None
     try:
         paths = [Path(p) for p in json.loads(entry.read_text(encoding="utf-8"))["paths"]]
+        # Images saved under another MASUKA home (another Drive, a finished test) are not this user's.
+        if not all(_ours(p) for p in paths):
+            return None
         images = []
         for p in paths:
             with Image.open(p) as im:
@@ -54,6 +57,13 @@ def lookup(key: str) -> tuple[list[Any], list[Path]] | None:
         log.info("cache.miss_damaged", key=key[:12], error=type(exc).__name__)
         return None
     return images, paths
+
+
+def _ours(path: Path) -> bool:
+    from masuka_nb.config import settings
+
+    s = settings()
+    return path.is_relative_to(s.outputs_dir) or path.is_relative_to(s.cache_dir / "results")
 
 
 def store(key: str, images: list[Any], paths: list[Path], recipe: dict[str, Any]) -> list[Path]:

@@ -80,7 +80,7 @@ class ImageEngine:
 
     def generate(self, prompt: str, **kwargs: Any):
         """`masuka_nb.generate` on this engine (same arguments)."""
-        from masuka_nb.image.generate import run
+        from masuka_nb.image.generation import run
 
         return run(self, prompt, **kwargs)
 
@@ -104,7 +104,8 @@ def _forced_profile() -> str | None:
 
 def _plan_key(plan: MemoryPlan) -> tuple:
     return (plan.device, plan.dtype, plan.vae_dtype, plan.text_encoder_dtype, plan.quantization,
-            plan.quantized_components, plan.offload, plan.compile, plan.first_block_cache)
+            plan.quantized_components, plan.offload, plan.free_text_encoders, plan.compile, plan.first_block_cache,
+            plan.vae_tiling)
 
 
 _default: ImageEngine | None = None
@@ -129,10 +130,11 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
     from masuka_nb.image.failures import translate
 
     log.info("engine.load", model=spec.id, plan=plan.label)
+    _quiet_loading()
     cls = getattr(diffusers, spec.pipeline_class)
     dtype = getattr(torch, plan.dtype)
     try:
-        kwargs: dict[str, Any] = {"torch_dtype": dtype}
+        kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
         if spec.tiny:
             from masuka_nb.models.tiny import ensure_tiny
 
@@ -155,11 +157,35 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
             apply_first_block_cache(pipe.transformer, FirstBlockCacheConfig(threshold=plan.first_block_cache))
         if plan.vae_tiling:
             pipe.vae.enable_tiling()
+        if plan.device == "cuda":
+            pipe.vae.enable_slicing()  # a batch decodes one image at a time: lower peak, same pixels
         pipe.set_progress_bar_config(disable=True)
         return pipe
-    except BaseException as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         free_memory()
         raise translate(exc, model=spec.id, stage="loading", plan_label=plan.label) from exc
+
+
+def _dtype_kwarg() -> str:
+    """diffusers ≥ 0.42 takes `dtype` (and warns on `torch_dtype`); Colab's 0.39 knows only `torch_dtype`."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
+
+        return "dtype"
+    except ImportError:
+        return "torch_dtype"
+
+
+def _quiet_loading() -> None:
+    """With MASUKA_PROGRESS=off, the libraries' own loading bars go too (the log says what loads)."""
+    from masuka_nb.config import settings
+
+    if settings().progress == "off":
+        import diffusers.utils.logging as dl
+        import transformers.utils.logging as tl
+
+        dl.disable_progress_bar()
+        tl.disable_progress_bar()
 
 
 def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, progress: Any) -> dict[str, Any]:
@@ -182,25 +208,29 @@ def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, p
             library, class_name = index.get(name, ("diffusers" if name == "transformer" else "transformers",
                                                    _default_class(spec, name)))
             module = diffusers if library == "diffusers" else transformers
-            out[name] = getattr(module, class_name).from_pretrained(str(qpath), subfolder=name, torch_dtype=dtype)
+            key = _dtype_kwarg() if library == "diffusers" else "dtype"
+            out[name] = getattr(module, class_name).from_pretrained(str(qpath), subfolder=name, **{key: dtype})
         return out
     from diffusers import PipelineQuantizationConfig
 
-    config = PipelineQuantizationConfig(
-        quant_backend="bitsandbytes_4bit",
-        quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype},
-        components_to_quantize=list(plan.quantized_components),
-    )
+    config = PipelineQuantizationConfig(quant_backend="bitsandbytes_4bit", quant_kwargs=nf4_kwargs(plan),
+                                        components_to_quantize=list(plan.quantized_components))
     return {"quantization_config": config}
 
 
-def nf4_config(plan: MemoryPlan) -> Any:
-    """The BitsAndBytesConfig a plan would use for each quantized component (inspectable on a CPU)."""
+def nf4_kwargs(plan: MemoryPlan) -> dict[str, Any]:
+    """The BitsAndBytesConfig arguments for a plan's NF4 components (bitsandbytes itself needs a GPU)."""
     import torch
+
+    return {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
+            "bnb_4bit_compute_dtype": getattr(torch, plan.dtype), "bnb_4bit_use_double_quant": False}
+
+
+def nf4_config(plan: MemoryPlan) -> Any:
+    """`diffusers.BitsAndBytesConfig` for a plan (constructing it needs the bitsandbytes package)."""
     from diffusers import BitsAndBytesConfig
 
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                              bnb_4bit_compute_dtype=getattr(torch, plan.dtype))
+    return BitsAndBytesConfig(**nf4_kwargs(plan))
 
 
 def _default_class(spec: Any, name: str) -> str:
@@ -222,7 +252,12 @@ def _place(pipe: Any, plan: MemoryPlan, dtype: Any) -> None:
     if plan.device != "cuda":
         pipe.to("cpu")
         return
-    if plan.offload == "none":
+    if plan.offload == "none" and plan.free_text_encoders:
+        # Text encoders wait in RAM and visit the GPU only to encode (generation._encode_then_free).
+        for name, module in pipe.components.items():
+            if isinstance(module, torch.nn.Module) and not name.startswith("text_encoder"):
+                module.to("cuda")
+    elif plan.offload == "none":
         pipe.to("cuda")
     elif plan.offload == "model":
         pipe.enable_model_cpu_offload()

@@ -392,8 +392,9 @@ def validate_lora(path: str | os.PathLike[str], *, model: str) -> LoraInfo:
 def _safe_convert(raw: dict[str, Any], family: str, incompatible) -> dict[str, Any]:
     try:
         return _to_diffusers(raw, family)
-    except (ValueError, KeyError, IndexError, RuntimeError, AttributeError) as exc:
-        # diffusers' converters assume full-size dims; a failure means the layout is not this model's.
+    except Exception as exc:
+        # diffusers' converters assume full-size dims and assert on them (AssertionError, ValueError,
+        # KeyError...): any failure means the file's layout is not this model's.
         raise incompatible(f"diffusers could not convert its keys ({type(exc).__name__}: {exc})") from exc
 
 

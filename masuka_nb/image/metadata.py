@@ -52,7 +52,8 @@ def format_parameters(recipe: dict[str, Any], *, index: int = 0) -> str:
 
 
 def _lora_name(source: str) -> str:
-    name = Path(str(source).rstrip("/")).name
+    path = Path(str(source).rstrip("/"))
+    name = path.parent.name if path.name == "pytorch_lora_weights.safetensors" else path.name
     for suffix in (".safetensors", ".kohya"):
         name = name.removesuffix(suffix)
     return name.replace(":", "_") or "lora"

@@ -76,6 +76,11 @@ class GenerationRequest(BaseModel):
                 )
             if not negative_prompt.strip():
                 negative_prompt = None
+        if image is not None:
+            image = _open_image(image)
+            # Image-to-image keeps the input's size unless told otherwise (rounded to the size multiple).
+            width = _fit_size(image.width, spec) if width is None else width
+            height = _fit_size(image.height, spec) if height is None else height
         w = _int("width", spec.default_width if width is None else width, spec.min_size, spec.max_size)
         h = _int("height", spec.default_height if height is None else height, spec.min_size, spec.max_size)
         for name, value in (("width", w), ("height", h)):
@@ -94,7 +99,6 @@ class GenerationRequest(BaseModel):
             raise InvalidRequestError("`strength` only applies to image-to-image.", argument="strength",
                                       value=strength, hint="Pass `image=` too, or drop `strength`.")
         if image is not None:
-            image = _open_image(image)
             strength = _float("strength", 0.6 if strength is None else strength, 0.0, 1.0)
             if strength == 0.0 or s * strength < 1:
                 raise InvalidRequestError(
@@ -110,6 +114,11 @@ class GenerationRequest(BaseModel):
             field = ".".join(str(p) for p in first["loc"]) or "request"
             raise InvalidRequestError(f"`{field}`: {first['msg']}.", argument=field, value=first.get("input"),
                                       hint="Give a non-empty prompt that describes the image.") from None
+
+
+def _fit_size(pixels: int, spec: ModelSpec) -> int:
+    m = spec.size_multiple
+    return min(spec.max_size, max(spec.min_size, round(pixels / m) * m))
 
 
 def _check_type(name: str, value: Any, typ: type, expected: str) -> None:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from lorafiles import FLUX_ATTN, SD3_LAYERS, SD3_SHAPES, write_kohya_lora, write_peft_lora
+from image_lorafiles import FLUX_ATTN, SD3_LAYERS, SD3_SHAPES, write_kohya_lora, write_peft_lora
 
 
 @pytest.fixture

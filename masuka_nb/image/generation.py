@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, OutOfMemoryError
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
 
@@ -191,7 +191,7 @@ def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt:
                     height=height, steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras,
                     image=image, strength=strength, plan=plan or plan_overrides, progress=progress, cancel=cancel,
                     save=save, previews=previews, use_cache=use_cache, seeds=seeds)
-    except BaseException as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         err = translate(exc, model=state.get("model") or str(model), stage="generation",
                         plan_label=getattr(state.get("plan"), "label", ""))
         _record_failure(state, err, t0)
@@ -204,6 +204,7 @@ def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, st
          loras, image, strength, plan, progress, cancel, save, previews, use_cache, seeds) -> GenerationResult:
     from masuka_nb.config import settings
     from masuka_nb.image import cache
+    from masuka_nb.image.denoise import run_with_fallback
     from masuka_nb.image.lora import resolve_all
     from masuka_nb.image.request import GenerationRequest
     from masuka_nb.models.registry import get_model
@@ -233,13 +234,15 @@ def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, st
         hit = cache.lookup(key)
         if hit is not None:
             images, paths = hit
+            if save and not all(p.is_relative_to(settings().outputs_dir) for p in paths):
+                paths = cache.store(key, images, _save(images, recipe, req), recipe)  # was made with save=False
             timings["total"] = time.perf_counter() - t0
             rec = _record_ok(spec, recipe, paths, timings, mplan, cached=True)
             log.info("generate.cache_hit", model=spec.id, key=key[:12])
             return GenerationResult(images, seeds, recipe, paths, timings, mplan, True, warnings, rec.id)
 
     t = time.perf_counter()
-    images, mplan, fallback = _run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cancel,
+    images, mplan, fallback = run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cancel,
                                                  previews, recipe, warnings, timings)
     state["plan"] = mplan
     timings["generate"] = time.perf_counter() - t - timings.get("load", 0.0)
@@ -270,7 +273,7 @@ def _plan_for(spec, req, plan) -> tuple[MemoryPlan, dict]:
         raise InvalidRequestError("`plan` must be a MemoryPlan, a dict of plan choices, or None.", argument="plan",
                                   value=plan, hint="e.g. plan={\"offload\": \"model\"} or masuka_nb.plan(model).")
     overrides = dict(plan or {})
-    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile"}
+    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile", "first_block_cache"}
     unknown = set(overrides) - allowed
     if unknown:
         raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
@@ -324,118 +327,6 @@ def _tiny_version() -> int:
     from masuka_nb.models.tiny import BUILDER_VERSION
 
     return BUILDER_VERSION
-
-
-def _run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, recipe, warnings,
-                       timings):
-    """Run once; after an out-of-memory, free everything and run once more on the next lighter plan."""
-    from masuka_nb.image.engine import free_memory
-    from masuka_nb.image.failures import is_out_of_memory, translate
-    from masuka_nb.memory import lighter_plan
-
-    try:
-        return _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings), mplan, False
-    except BaseException as exc:
-        if not is_out_of_memory(exc):
-            raise
-        err = translate(exc, model=spec.id, stage="generation", plan_label=mplan.label)
-        engine.unload()
-        free_memory()
-        lighter = lighter_plan(mplan)
-        if lighter is None:
-            raise err from exc
-        msg = f"Out of memory with {mplan.label}; falling back once to {lighter.label}."
-        log.warning("generate.oom_fallback", model=spec.id, old=mplan.label, new=lighter.label)
-        warnings.append(msg)
-        recipe["fallback"] = msg
-    try:
-        images = _denoise(engine, spec, req, seeds, resolved, lighter, progress, cancel, previews, timings)
-    except BaseException as exc:
-        if is_out_of_memory(exc):
-            engine.unload()
-            raise OutOfMemoryError(f"{spec.id} ran out of memory even with the lighter plan {lighter.label}.",
-                                   argument="plan", value=lighter.label,
-                                   hint="Use a smaller size or fewer images per call.") from exc
-        raise
-    return images, lighter, True
-
-
-def _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings) -> list[Any]:
-    import torch
-
-    from masuka_nb.image.lora import apply_loras
-    from masuka_nb.progress import ProgressReporter
-
-    reporter = ProgressReporter("generate", req.steps, progress=progress, cancel=cancel)
-    reporter.check()
-    before = engine.load_count
-    t = time.perf_counter()
-    pipe = engine.pipeline(spec.id, plan=mplan, img2img=req.image is not None, progress=progress)
-    if engine.load_count != before:
-        timings["load"] = time.perf_counter() - t
-    apply_loras(pipe, resolved)
-    _check_prompt_length(pipe, spec, req)
-    device = "cpu" if mplan.device != "cuda" or mplan.offload != "none" else "cuda"
-    generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    total = int(req.steps * req.strength) if req.image is not None else req.steps
-
-    def on_step(p, step, timestep, kwargs):
-        reporter.total = total
-        preview = _preview(kwargs.get("latents"), spec, req) if previews else None
-        reporter.update(min(step + 1, total), message=f"step {step + 1}/{total}", preview=preview)
-        reporter.check("the generation")
-        return kwargs
-
-    call: dict[str, Any] = dict(prompt=req.prompt, width=req.width, height=req.height,
-                                num_inference_steps=req.steps, guidance_scale=req.guidance,
-                                num_images_per_prompt=req.num_images, generator=generators,
-                                max_sequence_length=spec.max_sequence_length, callback_on_step_end=on_step,
-                                output_type="pil")
-    if req.negative_prompt:
-        call["negative_prompt"] = req.negative_prompt
-    if req.image is not None:
-        call["image"] = req.image.resize((req.width, req.height))
-        call["strength"] = req.strength
-    with torch.inference_mode():
-        images = pipe(**call).images
-    reporter.done(f"{len(images)} image(s)")
-    return list(images)
-
-
-def _check_prompt_length(pipe, spec, req) -> None:
-    """Report the part of a prompt past the main text encoder's limit (it would be cut silently)."""
-    tok = getattr(pipe, "tokenizer_2" if spec.family == "flux" else "tokenizer_3", None)
-    if tok is None:
-        return
-    limit = spec.max_sequence_length
-    ids = tok(req.prompt, add_special_tokens=True).input_ids
-    if len(ids) <= limit:
-        return
-    kept = tok.decode(ids[: limit - 1], skip_special_tokens=True)
-    cut = req.prompt[len(kept):] if req.prompt.startswith(kept) else tok.decode(ids[limit - 1:],
-                                                                                  skip_special_tokens=True)
-    raise InvalidRequestError(
-        f"The prompt is {len(ids)} tokens; {spec.id} reads at most {limit}, so this part would be cut: {cut!r}.",
-        argument="prompt", value=req.prompt,
-        hint="Shorten the prompt (put what matters first), or split the idea across several images.",
-        cut=cut,
-    )
-
-
-def _preview(latents, spec, req) -> Any:
-    """A cheap low-resolution preview: the first three latent channels mapped to RGB (no VAE decode)."""
-    if latents is None:
-        return None
-    import numpy as np
-    from PIL import Image
-
-    lat = latents[0].detach().float().cpu()
-    if spec.family == "flux" and lat.ndim == 2:  # packed (tokens, channels·4): unpack 2×2 patches
-        h, w = req.height // 16, req.width // 16
-        lat = lat.reshape(h, w, -1, 2, 2).permute(2, 0, 3, 1, 4).reshape(-1, h * 2, w * 2)
-    rgb = lat[:3].numpy()
-    rgb = (rgb - rgb.min()) / (np.ptp(rgb) + 1e-6)
-    return Image.fromarray((rgb.transpose(1, 2, 0) * 255).astype("uint8"))
 
 
 def _save(images, recipe, req) -> list[Path]:

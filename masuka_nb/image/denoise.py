@@ -1,0 +1,199 @@
+"""Running a validated request through the loaded pipeline: one attempt, and once more on a lighter plan
+after an out-of-memory; per-step progress, previews and cancel; prompts encoded once per batch (and the
+text encoders moved off the GPU first when the plan says so); prompts past the encoder's limit reported.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from masuka_nb.errors import InvalidRequestError, OutOfMemoryError
+from masuka_nb.log import get_logger
+
+__all__ = ["run_with_fallback"]
+
+log = get_logger(__name__)
+
+
+def run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, recipe, warnings,
+                       timings):
+    """Run once; after an out-of-memory, free everything and run once more on the next lighter plan."""
+    from masuka_nb.image.engine import free_memory
+    from masuka_nb.image.failures import is_out_of_memory, translate
+    from masuka_nb.memory import lighter_plan
+
+    try:
+        return _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings), mplan, False
+    except (Exception, KeyboardInterrupt) as exc:
+        if not is_out_of_memory(exc):
+            raise
+        err = translate(exc, model=spec.id, stage="generation", plan_label=mplan.label)
+        engine.unload()
+        free_memory()
+        lighter = lighter_plan(mplan)
+        if lighter is None:
+            raise err from exc
+        msg = f"Out of memory with {mplan.label}; falling back once to {lighter.label}."
+        log.warning("generate.oom_fallback", model=spec.id, old=mplan.label, new=lighter.label)
+        warnings.append(msg)
+        recipe["fallback"] = msg
+    try:
+        images = _denoise(engine, spec, req, seeds, resolved, lighter, progress, cancel, previews, timings)
+    except (Exception, KeyboardInterrupt) as exc:
+        if is_out_of_memory(exc):
+            engine.unload()
+            raise OutOfMemoryError(f"{spec.id} ran out of memory even with the lighter plan {lighter.label}.",
+                                   argument="plan", value=lighter.label,
+                                   hint="Use a smaller size or fewer images per call.") from exc
+        raise
+    return images, lighter, True
+
+
+def _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings) -> list[Any]:
+    from masuka_nb.progress import ProgressReporter
+
+    reporter = ProgressReporter("generate", req.steps, progress=progress, cancel=cancel)
+    reporter.check()
+    # One generation at a time per engine: LoRA state and the loaded pipeline are shared.
+    with engine._lock:
+        return _denoise_locked(engine, spec, req, seeds, resolved, mplan, reporter, progress, previews, timings)
+
+
+def _denoise_locked(engine, spec, req, seeds, resolved, mplan, reporter, progress, previews, timings) -> list[Any]:
+    import torch
+
+    from masuka_nb.image.lora import apply_loras
+
+    before = engine.load_count
+    t = time.perf_counter()
+    pipe = engine.pipeline(spec.id, plan=mplan, img2img=req.image is not None, progress=progress)
+    if engine.load_count != before:
+        timings["load"] = time.perf_counter() - t
+    apply_loras(pipe, resolved)
+    _check_prompt_length(pipe, spec, req)
+    # CPU generators on every device and plan: the same seed gives the same starting noise everywhere.
+    generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+    total = int(req.steps * req.strength) if req.image is not None else req.steps
+
+    def on_step(p, step, timestep, kwargs):
+        reporter.total = total
+        preview = _preview(kwargs.get("latents"), spec, req) if previews else None
+        reporter.update(min(step + 1, total), message=f"step {step + 1}/{total}", preview=preview)
+        reporter.check("the generation")
+        return kwargs
+
+    call: dict[str, Any] = dict(prompt=req.prompt, width=req.width, height=req.height,
+                                num_inference_steps=req.steps, guidance_scale=req.guidance,
+                                num_images_per_prompt=req.num_images, generator=generators,
+                                max_sequence_length=spec.max_sequence_length, callback_on_step_end=on_step,
+                                output_type="pil")
+    if req.negative_prompt:
+        call["negative_prompt"] = req.negative_prompt
+    if req.image is not None:
+        call["image"] = req.image.resize((req.width, req.height))
+        call["strength"] = req.strength
+    with torch.inference_mode():
+        if mplan.free_text_encoders:
+            for key in ("prompt", "negative_prompt"):
+                call.pop(key, None)
+            call.update(_encode_then_free(pipe, spec, req, mplan))
+            with _without_text_encoders(pipe):
+                images = pipe(**call).images
+        else:
+            images = pipe(**call).images
+    reporter.done(f"{len(images)} image(s)")
+    return list(images)
+
+
+_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
+
+
+def _encode_then_free(pipe, spec, req, mplan) -> dict[str, Any]:
+    """Encode the prompt with the text encoders on the GPU, then move them off it before denoising.
+
+    The transformer then never shares VRAM with T5 (≈9.5 GB in bf16): the plan's free-text-encoders step.
+    """
+    import torch
+
+    device = torch.device("cuda" if mplan.device == "cuda" else "cpu")
+    encoders = [getattr(pipe, n) for n in _ENCODERS if getattr(pipe, n, None) is not None]
+    for enc in encoders:
+        enc.to(device)
+    try:
+        if spec.family == "flux":
+            embeds, pooled, _ = pipe.encode_prompt(prompt=req.prompt, prompt_2=None, device=device,
+                                                   num_images_per_prompt=req.num_images,
+                                                   max_sequence_length=spec.max_sequence_length)
+            return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        cfg = req.guidance > 1.0
+        embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
+            prompt=req.prompt, prompt_2=None, prompt_3=None, device=device, num_images_per_prompt=req.num_images,
+            do_classifier_free_guidance=cfg, negative_prompt=req.negative_prompt,
+            max_sequence_length=spec.max_sequence_length)
+        out = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+        if cfg:
+            out.update(negative_prompt_embeds=neg, negative_pooled_prompt_embeds=neg_pooled)
+        return out
+    finally:
+        if device.type == "cuda":
+            for enc in encoders:
+                enc.to("cpu")
+            torch.cuda.empty_cache()
+
+
+class _without_text_encoders:
+    """Detach the text encoders while the pipeline runs on precomputed embeddings, so it picks its
+    execution device from the modules that are on the GPU (the first component would be a CPU encoder)."""
+
+    def __init__(self, pipe) -> None:
+        self.pipe = pipe
+        self.saved: dict[str, Any] = {}
+
+    def __enter__(self):
+        for name in _ENCODERS:
+            if getattr(self.pipe, name, None) is not None:
+                self.saved[name] = getattr(self.pipe, name)
+                setattr(self.pipe, name, None)
+        return self
+
+    def __exit__(self, *exc):
+        for name, module in self.saved.items():
+            setattr(self.pipe, name, module)
+        return False
+
+
+def _check_prompt_length(pipe, spec, req) -> None:
+    """Report the part of a prompt past the main text encoder's limit (it would be cut silently)."""
+    tok = getattr(pipe, "tokenizer_2" if spec.family == "flux" else "tokenizer_3", None)
+    if tok is None:
+        return
+    limit = spec.max_sequence_length
+    ids = tok(req.prompt, add_special_tokens=True).input_ids
+    if len(ids) <= limit:
+        return
+    kept = tok.decode(ids[: limit - 1], skip_special_tokens=True)
+    cut = req.prompt[len(kept):] if req.prompt.startswith(kept) else tok.decode(ids[limit - 1:],
+                                                                                  skip_special_tokens=True)
+    raise InvalidRequestError(
+        f"The prompt is {len(ids)} tokens; {spec.id} reads at most {limit}, so this part would be cut: {cut!r}.",
+        argument="prompt", value=req.prompt,
+        hint="Shorten the prompt (put what matters first), or split the idea across several images.",
+        cut=cut,
+    )
+
+
+def _preview(latents, spec, req) -> Any:
+    """A cheap low-resolution preview: the first three latent channels mapped to RGB (no VAE decode)."""
+    if latents is None:
+        return None
+    import numpy as np
+    from PIL import Image
+
+    lat = latents[0].detach().float().cpu()
+    if spec.family == "flux" and lat.ndim == 2:  # packed (tokens, channels·4): unpack 2×2 patches
+        h, w = req.height // 16, req.width // 16
+        lat = lat.reshape(h, w, -1, 2, 2).permute(2, 0, 3, 1, 4).reshape(-1, h * 2, w * 2)
+    rgb = lat[:3].numpy()
+    rgb = (rgb - rgb.min()) / (np.ptp(rgb) + 1e-6)
+    return Image.fromarray((rgb.transpose(1, 2, 0) * 255).astype("uint8"))

@@ -1,0 +1,333 @@
+"""Curation: which images help a LoRA and which hurt it, as suggestions a user can override.
+
+Per image: exact and near duplicates (pixel hash, perceptual hash), a blur score (variance of the
+Laplacian), resolution and aspect ratio, an aesthetic score (the LAION aesthetic predictor v2 on
+CLIP ViT-L/14 image embeddings) and, with a reference image, identity consistency (CLIP cosine
+similarity). Embeddings are computed in batches. Suggestions go into each item's `keep` flag unless
+the user has already set it (`Dataset.set_keep`), and into `scores` with the reasons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from masuka_nb.errors import DependencyMissingError, InvalidRequestError
+from masuka_nb.log import get_logger
+from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+
+__all__ = ["ClipScorer", "CurationReport", "ItemVerdict", "blur_score", "curate", "dataset_size_advice"]
+
+log = get_logger(__name__)
+
+REAL_CLIP = "openai/clip-vit-large-patch14"
+# The LAION aesthetic predictor v2 (sac+logos+ava1, linear MSE) as mirrored on the Hub.
+REAL_AESTHETIC = ("trl-lib/ddpo-aesthetic-predictor", "aesthetic-model.pth")
+
+
+@dataclass
+class ItemVerdict:
+    file: str
+    keep: bool
+    reasons: list[str] = field(default_factory=list)
+    scores: dict[str, Any] = field(default_factory=dict)
+    overridden: bool = False
+
+
+@dataclass
+class CurationReport:
+    """Per-image verdicts, duplicate groups, statistics and dataset-size advice."""
+
+    verdicts: list[ItemVerdict] = field(default_factory=list)
+    duplicate_groups: list[list[str]] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    advice: list[str] = field(default_factory=list)
+    scorer: str = ""
+    seconds: float = 0.0
+    timings: dict[str, float] = field(default_factory=dict)  # load_s, embed_s (CLIP + aesthetic), hash_s
+
+    @property
+    def keep(self) -> list[str]:
+        return [v.file for v in self.verdicts if v.keep]
+
+    @property
+    def drop(self) -> list[str]:
+        return [v.file for v in self.verdicts if not v.keep]
+
+    def verdict(self, file: str) -> ItemVerdict:
+        for v in self.verdicts:
+            if v.file == file or file in v.file:
+                return v
+        raise KeyError(file)
+
+    def summary(self) -> str:
+        lines = [f"{len(self.keep)} to keep, {len(self.drop)} to drop ({self.scorer})"]
+        lines += [f"  ✗ {v.file}: {'; '.join(v.reasons)}" for v in self.verdicts if not v.keep]
+        lines += [f"  • {a}" for a in self.advice]
+        return "\n".join(lines)
+
+
+def blur_score(gray) -> float:
+    """Variance of a 4-neighbour Laplacian on a grayscale array (higher = sharper)."""
+    import numpy as np
+
+    g = np.asarray(gray, dtype=np.float32)
+    lap = -4 * g[1:-1, 1:-1] + g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:]
+    return float(lap.var())
+
+
+def dataset_size_advice(n: int) -> list[str]:
+    if n == 0:
+        return ["No images to train on: import 15–30 varied photos of the subject."]
+    if n < 8:
+        return [f"{n} images is very few: a character or style LoRA usually needs 15–30 varied images."]
+    if n < 15:
+        return [f"{n} images can work for a simple subject; 15–30 varied images give a sturdier LoRA."]
+    if n <= 50:
+        return [f"{n} images: a good size for a character or object LoRA."]
+    if n <= 200:
+        return [f"{n} images: good for a style LoRA; raise the steps (≈ 40–100 per image in total)."]
+    return [f"{n} images: training sees each image rarely; curate harder or raise the steps a lot."]
+
+
+class ClipScorer:
+    """CLIP image embeddings (L2-normalised) and the LAION aesthetic head, loaded once, batched."""
+
+    def __init__(self, model: str = "clip") -> None:
+        import torch
+        from transformers import AutoProcessor, CLIPVisionModelWithProjection
+
+        from masuka_nb.config import settings
+        from masuka_nb.runtime import detect
+
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.dtype = torch.float16 if self.device == "cuda" else torch.float32
+        tiny = model == "tiny-clip" or (model == "clip" and settings().offline and not detect().has_gpu)
+        self.name = "tiny-clip" if tiny else REAL_CLIP
+        if tiny:
+            from masuka_nb.models.tiny_vision import AestheticMLP, ensure_tiny_vision
+
+            folder = ensure_tiny_vision("tiny-clip")
+            repo = str(folder)
+            from safetensors.torch import load_file
+
+            head_state = load_file(str(folder / "aesthetic" / "model.safetensors"))
+        else:
+            from masuka_nb.models.tiny_vision import AestheticMLP
+
+            repo = REAL_CLIP if model == "clip" else model
+            head_state = self._real_head()
+        self.processor = AutoProcessor.from_pretrained(repo)
+        self.model = CLIPVisionModelWithProjection.from_pretrained(repo, dtype=self.dtype).to(self.device).eval()
+        self.head = None
+        if head_state is not None:
+            self.head = AestheticMLP(self.model.config.projection_dim)
+            self.head.load_state_dict(head_state)
+            self.head = self.head.to(self.device).eval()
+
+    @staticmethod
+    def _real_head():
+        try:
+            import torch
+            from huggingface_hub import hf_hub_download
+
+            path = hf_hub_download(*REAL_AESTHETIC)
+            return torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # the scorer still ranks duplicates, blur and identity without it
+            log.warning("curate.no_aesthetic_head", error=str(exc))
+            return None
+
+    def embed(self, images: list) -> tuple[Any, list[float | None]]:
+        """(embeddings [n, d] float32 on CPU, aesthetic scores) for a batch of PIL images."""
+        import torch
+
+        inputs = self.processor(images=images, return_tensors="pt")
+        pixel_values = inputs["pixel_values"].to(self.device, self.dtype)
+        with torch.inference_mode():
+            emb = self.model(pixel_values=pixel_values).image_embeds.float()
+            emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+            scores = self.head(emb.to(next(self.head.parameters()).dtype)).squeeze(-1).tolist() \
+                if self.head is not None else [None] * len(images)
+        return emb.cpu(), scores
+
+    def close(self) -> None:
+        import gc
+
+        self.model = self.head = None
+        gc.collect()
+
+
+def _load_rgb(path, max_side: int = 512):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((max_side, max_side))
+        return im
+
+
+def _as_image(ref):
+    from PIL import Image
+
+    if isinstance(ref, Image.Image):
+        return ref.convert("RGB")
+    return _load_rgb(ref)
+
+
+def curate(
+    dataset,
+    *,
+    reference_image: Any = None,
+    batch_size: int = 16,
+    near_duplicate_distance: int = 6,
+    min_blur: float = 25.0,
+    min_aesthetic: float = 3.5,
+    min_identity: float = 0.7,
+    min_side: int = 512,
+    scorer: ClipScorer | str | None = "clip",
+    apply: bool = True,
+    progress: ProgressCallback | bool | None = None,
+    cancel: CancelToken | None = None,
+) -> CurationReport:
+    """Score every image of `dataset` and suggest which to keep. With `apply`, write the suggestions
+    into `keep` (except where the user already chose) and the scores into `dataset.json`."""
+    try:
+        import imagehash
+    except ImportError as exc:
+        raise DependencyMissingError("Curation needs `imagehash`.", argument="scorer", hint="pip install imagehash") from exc
+    if batch_size < 1:
+        raise InvalidRequestError("`batch_size` must be at least 1.", argument="batch_size", value=batch_size)
+    start = time.perf_counter()
+    items = list(dataset.items)
+    reporter = ProgressReporter("curate", len(items), progress=progress, cancel=cancel)
+    own_scorer = isinstance(scorer, str)
+    clip = ClipScorer(scorer) if isinstance(scorer, str) else scorer
+    ref_emb = None
+    try:
+        if reference_image is not None and clip is not None:
+            ref_emb = clip.embed([_as_image(reference_image)])[0][0]
+        rows: list[dict[str, Any]] = []
+        timings = {"load_s": 0.0, "embed_s": 0.0, "hash_s": 0.0}
+        for i in range(0, len(items), batch_size):
+            reporter.check("curation")
+            batch = items[i:i + batch_size]
+            t0 = time.perf_counter()
+            images = [_load_rgb(dataset.path_of(it)) for it in batch]
+            t1 = time.perf_counter()
+            embs, aesth = clip.embed(images) if clip is not None else (None, [None] * len(batch))
+            t2 = time.perf_counter()
+            timings["load_s"] += t1 - t0
+            timings["embed_s"] += t2 - t1
+            for j, im in enumerate(images):
+                gray = im.convert("L")
+                row = {
+                    "pixel_md5": hashlib.md5(im.tobytes()).hexdigest(),
+                    "phash": imagehash.phash(im),
+                    "blur": round(blur_score(gray), 2),
+                    "aesthetic": None if aesth[j] is None else round(float(aesth[j]), 3),
+                }
+                if ref_emb is not None:
+                    row["identity"] = round(float(embs[j] @ ref_emb), 4)
+                rows.append(row)
+            timings["hash_s"] += time.perf_counter() - t2
+            reporter.update(min(i + batch_size, len(items)))
+    finally:
+        if own_scorer and clip is not None:
+            clip.close()
+    report = _judge(items, rows, near_duplicate_distance, min_blur, min_aesthetic, min_identity, min_side)
+    report.scorer = clip.name if clip is not None else "none"
+    report.timings = {k: round(v, 4) for k, v in timings.items()}
+    report.seconds = time.perf_counter() - start
+    if apply:
+        for it, v in zip(items, report.verdicts):
+            it.scores.update({k: v.scores[k] for k in v.scores})
+            it.scores["suggest_keep"] = v.keep
+            it.scores["reasons"] = v.reasons
+            if it.scores.get("keep_overridden"):
+                v.overridden = True
+                v.keep = it.keep
+            else:
+                it.keep = v.keep
+        dataset.save()
+    report.advice = dataset_size_advice(sum(v.keep for v in report.verdicts)) + report.advice
+    return report
+
+
+def _judge(items, rows, near, min_blur, min_aesthetic, min_identity, min_side) -> CurationReport:
+    report = CurationReport()
+    verdicts = [ItemVerdict(file=it.file, keep=True,
+                            scores={k: (str(v) if k == "phash" else v) for k, v in r.items() if k != "pixel_md5"})
+                for it, r in zip(items, rows)]
+    # Duplicates: keep the largest image of each group (ties: the first imported).
+    parent = list(range(len(items)))
+
+    def find(a: int) -> int:
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a in range(len(items)):
+        for b in range(a + 1, len(items)):
+            same = rows[a]["pixel_md5"] == rows[b]["pixel_md5"]
+            if same or rows[a]["phash"] - rows[b]["phash"] <= near:
+                parent[find(b)] = find(a)
+    groups: dict[int, list[int]] = {}
+    for idx in range(len(items)):
+        groups.setdefault(find(idx), []).append(idx)
+    for members in groups.values():
+        if len(members) < 2:
+            continue
+        best = max(members, key=lambda k: (items[k].width * items[k].height, -k))
+        report.duplicate_groups.append([items[k].file for k in members])
+        for k in members:
+            if k != best:
+                exact = rows[k]["pixel_md5"] == rows[best]["pixel_md5"]
+                verdicts[k].reasons.append(f"{'exact' if exact else 'near'} duplicate of {items[best].file}")
+    blurs = [r["blur"] for r in rows]
+    median_blur = statistics.median(blurs) if blurs else 0.0
+    for it, r, v in zip(items, rows, verdicts):
+        if r["blur"] < min_blur and r["blur"] < 0.5 * median_blur:
+            v.reasons.append(f"blurry (sharpness {r['blur']:.0f}, dataset median {median_blur:.0f})")
+        if r["aesthetic"] is not None and r["aesthetic"] < min_aesthetic:
+            v.reasons.append(f"low aesthetic score {r['aesthetic']:.2f} < {min_aesthetic}")
+        if "identity" in r and r["identity"] < min_identity:
+            v.reasons.append(f"may not be the same subject (similarity {r['identity']:.2f} < {min_identity})")
+        if min(it.width, it.height) < min_side:
+            v.scores["low_resolution"] = True
+        v.keep = not v.reasons
+    report.verdicts = verdicts
+    report.stats = _stats(items, rows)
+    small = sum(min(i.width, i.height) < min_side for i in items)
+    if small:
+        report.advice.append(f"{small} image(s) have a short side under {min_side} px: they train at a lower "
+                             "resolution bucket (fine for 512 px training, soft at 1024).")
+    return report
+
+
+def _stats(items: Iterable, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    items = list(items)
+    if not items:
+        return {"count": 0}
+    shorts = [min(i.width, i.height) for i in items]
+    aspects = [round(i.width / i.height, 2) for i in items]
+    buckets: dict[str, int] = {}
+    for a in aspects:
+        key = "square" if 0.9 <= a <= 1.1 else ("landscape" if a > 1.1 else "portrait")
+        buckets[key] = buckets.get(key, 0) + 1
+    aest = [r["aesthetic"] for r in rows if r["aesthetic"] is not None]
+    return {
+        "count": len(items),
+        "short_side_min": min(shorts),
+        "short_side_median": statistics.median(shorts),
+        "short_side_max": max(shorts),
+        "aspect_min": min(aspects),
+        "aspect_max": max(aspects),
+        "orientation": buckets,
+        "aesthetic_mean": round(statistics.fmean(aest), 3) if aest else None,
+        "blur_median": statistics.median(r["blur"] for r in rows),
+    }

@@ -1,0 +1,218 @@
+"""Exporting a trained LoRA into the library: PEFT/diffusers file, kohya file, metadata and model card.
+
+Library layout (docs/contracts.md), read by the image engine and written by cloud training too::
+
+    loras_dir/<name>/pytorch_lora_weights.safetensors   diffusers/PEFT keys (transformer.…lora_A.weight)
+    loras_dir/<name>/<name>.kohya.safetensors           kohya keys, for ComfyUI / A1111 / Forge
+    loras_dir/<name>/masuka_lora.json                   name, base_model, trigger_word, steps, rank, source, ...
+    loras_dir/<name>/README.md                          model card
+
+Files are always written with scale 1 (alpha folded into lora_B), so every loader reads them alike.
+The kohya file fuses q/k/v the way BFL's checkpoints do: a rank-3r down matrix and a block-diagonal
+up matrix, which diffusers' kohya converter splits back into the exact per-projection LoRAs.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from masuka_nb.errors import InvalidRequestError, MasukaError
+from masuka_nb.log import get_logger
+from masuka_nb.storage import atomic_write_json, atomic_write_text, ensure_dir
+
+__all__ = ["export_kohya", "export_lora", "peft_to_kohya", "push_to_hub"]
+
+log = get_logger(__name__)
+
+PEFT_FILE = "pytorch_lora_weights.safetensors"
+FULL_FLUX_INNER = 3072
+
+# diffusers module (under transformer_blocks.N.) -> (kohya name, fused group, position in the group)
+_DOUBLE = {
+    "attn.to_q": ("img_attn_qkv", 0), "attn.to_k": ("img_attn_qkv", 1), "attn.to_v": ("img_attn_qkv", 2),
+    "attn.to_out.0": ("img_attn_proj", None),
+    "attn.add_q_proj": ("txt_attn_qkv", 0), "attn.add_k_proj": ("txt_attn_qkv", 1),
+    "attn.add_v_proj": ("txt_attn_qkv", 2), "attn.to_add_out": ("txt_attn_proj", None),
+    "ff.net.0.proj": ("img_mlp_0", None), "ff.net.2": ("img_mlp_2", None),
+    "ff_context.net.0.proj": ("txt_mlp_0", None), "ff_context.net.2": ("txt_mlp_2", None),
+    "norm1.linear": ("img_mod_lin", None), "norm1_context.linear": ("txt_mod_lin", None),
+}
+_SINGLE = {
+    "attn.to_q": ("linear1", 0), "attn.to_k": ("linear1", 1), "attn.to_v": ("linear1", 2),
+    "proj_mlp": ("linear1", 3), "proj_out": ("linear2", None), "norm.linear": ("modulation_lin", None),
+}
+_KEY = re.compile(r"^(?:transformer\.)?(single_transformer_blocks|transformer_blocks)\.(\d+)\.(.+)\.lora_([AB])\.weight$")
+
+
+def peft_to_kohya(state_dict: dict[str, Any], *, single_dims: tuple[int, ...] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """diffusers/PEFT LoRA keys (scale 1) -> kohya keys with `.alpha` (= rank, scale 1). Returns (state, skipped).
+
+    `single_dims` are the split sizes of a single block's fused linear1 (q, k, v, mlp); kohya's layout
+    and diffusers' converter assume full-size FLUX ([3072]*3 + [12288]); other sizes are skipped.
+    """
+    import torch
+
+    groups: dict[tuple[str, int, str], dict[int | None, dict[str, Any]]] = {}
+    skipped: list[str] = []
+    for key, tensor in state_dict.items():
+        m = _KEY.match(key)
+        if not m:
+            skipped.append(key)
+            continue
+        kind, idx, module, ab = m.group(1), int(m.group(2)), m.group(3), m.group(4)
+        table = _DOUBLE if kind == "transformer_blocks" else _SINGLE
+        if module not in table:
+            skipped.append(key)
+            continue
+        name, pos = table[module]
+        groups.setdefault((kind, idx, name), {}).setdefault(pos, {})[ab] = tensor
+    out: dict[str, Any] = {}
+    for (kind, idx, name), parts in groups.items():
+        prefix = f"lora_unet_{'double' if kind == 'transformer_blocks' else 'single'}_blocks_{idx}_{name}"
+        if None in parts:
+            a, b = parts[None]["A"], parts[None]["B"]
+            out[prefix + ".lora_down.weight"] = a.contiguous()
+            out[prefix + ".lora_up.weight"] = b.contiguous()
+            out[prefix + ".alpha"] = torch.tensor(float(a.shape[0]))
+            continue
+        n_split = 4 if name == "linear1" else 3
+        any_part = next(iter(parts.values()))
+        rank, in_dim = any_part["A"].shape
+        if name == "linear1":
+            dims = list(single_dims) if single_dims else None
+            if dims is None or dims[0] != FULL_FLUX_INNER:
+                skipped += [f"{prefix} (single blocks need full-size FLUX dims)"]
+                continue
+        else:
+            dims = [any_part["B"].shape[0]] * 3
+        down = torch.zeros(rank * n_split, in_dim, dtype=any_part["A"].dtype)
+        up = torch.zeros(sum(dims), rank * n_split, dtype=any_part["B"].dtype)
+        row = 0
+        for pos in range(n_split):
+            if pos in parts:
+                down[pos * rank:(pos + 1) * rank] = parts[pos]["A"]
+                up[row:row + dims[pos], pos * rank:(pos + 1) * rank] = parts[pos]["B"]
+            row += dims[pos]
+        out[prefix + ".lora_down.weight"] = down
+        out[prefix + ".lora_up.weight"] = up
+        # Converter scale = alpha / (rank·splits); alpha = that rank keeps scale 1.
+        out[prefix + ".alpha"] = torch.tensor(float(rank * n_split))
+    return out, skipped
+
+
+def _flux_single_dims(state_dict: dict[str, Any]) -> tuple[int, ...] | None:
+    for key, t in state_dict.items():
+        if "single_transformer_blocks" in key and key.endswith("attn.to_q.lora_B.weight"):
+            inner = t.shape[0]
+            return (inner, inner, inner, inner * 4)
+    return None
+
+
+def export_kohya(state_dict: dict[str, Any], path: str | Path, *, metadata: dict[str, str] | None = None) -> tuple[Path, list[str]]:
+    """Write a kohya-format file of a scale-1 PEFT LoRA state dict."""
+    from safetensors.torch import save_file
+
+    kohya, skipped = peft_to_kohya(state_dict, single_dims=_flux_single_dims(state_dict))
+    if not kohya:
+        raise InvalidRequestError("Nothing in this LoRA has a kohya equivalent.", argument="state_dict",
+                                  hint="Train with target_modules='attention' or 'double-blocks'.")
+    path = Path(path)
+    ensure_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.incomplete")
+    save_file({k: v.detach().cpu().contiguous() for k, v in kohya.items()}, str(tmp), metadata=metadata or {})
+    tmp.replace(path)
+    if skipped:
+        log.warning("export.kohya_skipped", count=len(skipped), first=skipped[0])
+    return path, skipped
+
+
+def _model_card(meta: dict[str, Any]) -> str:
+    trigger = meta.get("trigger_word") or ""
+    return f"""---
+base_model: {meta.get('base_repo') or meta.get('base_model')}
+library_name: diffusers
+tags: [flux, lora, text-to-image, masuka]
+instance_prompt: {trigger}
+---
+# {meta['name']}
+
+A FLUX LoRA trained with MASUKA ({meta.get('source', 'local')}).
+
+- base model: `{meta.get('base_model')}`
+- trigger word: `{trigger}`
+- steps: {meta.get('steps')}, rank: {meta.get('rank')}, learning rate: {meta.get('learning_rate')}, resolution: {meta.get('resolution')}
+- dataset hash: `{meta.get('dataset_hash')}` ({meta.get('images')} images)
+
+## Use it
+
+```python
+import masuka_nb as mk
+mk.generate("{trigger} ...", model="{meta.get('base_model')}", loras=["{meta['name']}"])
+```
+
+With diffusers: `pipe.load_lora_weights("{meta['name']}", weight_name="pytorch_lora_weights.safetensors")`.
+`{meta['name']}.kohya.safetensors` is the same LoRA in kohya format (ComfyUI, A1111, Forge).
+"""
+
+
+def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], kohya: bool = True,
+                loras_dir: str | Path | None = None) -> Path:
+    """Write a scale-1 PEFT LoRA (diffusers keys, `transformer.` prefix) into the library; returns its folder."""
+    from diffusers import FluxPipeline
+
+    from masuka_nb.config import settings
+
+    folder = ensure_dir(Path(loras_dir) if loras_dir else settings().loras_dir / name)
+    sd = {(k if k.startswith("transformer.") else f"transformer.{k}"): v.detach().cpu().contiguous()
+          for k, v in state_dict.items()}
+    tmp = ensure_dir(folder / ".incomplete")
+    FluxPipeline.save_lora_weights(str(tmp), transformer_lora_layers={k[len("transformer."):]: v for k, v in sd.items()},
+                                   safe_serialization=True)
+    (tmp / PEFT_FILE).replace(folder / PEFT_FILE)
+    tmp.rmdir()
+    meta = {"name": name, "source": "local", "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **meta}
+    if kohya:
+        st_meta = {"ss_base_model_version": "flux1", "ss_network_dim": str(meta.get("rank")),
+                   "ss_network_alpha": str(meta.get("rank")), "ss_output_name": name,
+                   "modelspec.architecture": "flux-1-dev/lora", "modelspec.title": name,
+                   "masuka": json.dumps({k: v for k, v in meta.items() if isinstance(v, (str, int, float))})}
+        _, skipped = export_kohya(sd, folder / f"{name}.kohya.safetensors", metadata=st_meta)
+        meta["kohya_file"] = f"{name}.kohya.safetensors"
+        if skipped:
+            meta["kohya_skipped"] = skipped[:20]
+    atomic_write_json(folder / "masuka_lora.json", meta)
+    atomic_write_text(folder / "README.md", _model_card(meta))
+    return folder
+
+
+def push_to_hub(lora: str | Path, *, repo_id: str, private: bool = True, token: str | None = None) -> str:
+    """Upload a library LoRA folder (weights, kohya file, card) to the Hugging Face Hub; returns its URL."""
+    from masuka_nb.config import settings
+
+    folder = Path(lora)
+    if not folder.is_dir():
+        folder = settings().loras_dir / str(lora)
+    if not (folder / PEFT_FILE).is_file():
+        raise InvalidRequestError(f"No LoRA at {folder}.", argument="lora", value=str(lora),
+                                  hint="Pass a name in the LoRA library or a folder holding pytorch_lora_weights.safetensors.")
+    if token is None:
+        from masuka_nb.secrets import get_secret
+
+        token = get_secret("HF_TOKEN", purpose="pushing a LoRA to the Hugging Face Hub")
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=[".*"],
+                          commit_message="Upload LoRA trained with MASUKA")
+    except Exception as exc:
+        raise MasukaError(f"Uploading {folder.name} to {repo_id} failed: {exc}.", argument="repo_id", value=repo_id,
+                          hint="Check the token has write access and the network is up.", code="HUB_UPLOAD_FAILED",
+                          ) from exc
+    return f"https://huggingface.co/{repo_id}"

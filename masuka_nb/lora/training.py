@@ -1,0 +1,823 @@
+"""Local FLUX LoRA training (diffusers + peft + accelerate) that survives disconnects.
+
+    run = masuka_nb.lora.train(dataset, trigger_word="mycat")     # resumes by itself after a restart
+    run.lora_path                                                 # the exported PEFT file in the library
+
+The run, numbered like the diffusers script it follows (`train_dreambooth_lora_flux.py`):
+1. plan: recommended values, recipe for this GPU, PLAN_DOES_NOT_FIT before anything loads;
+2. cache: each image is VAE-encoded once into its aspect bucket and each caption text-encoded once;
+   both caches live in the run folder, and the text encoders and VAE encoder are freed before training;
+3. train: LoRA adapters on the (optionally NF4) transformer, flow-matching loss, AdamW (8-bit on a
+   T4), gradient checkpointing, under `accelerate` (one process, or many with `accelerate launch`);
+4. checkpoint every N steps (LoRA, optimizer, scheduler, RNG states, step, data order) to MASUKA's
+   home (Drive when mounted); samples with fixed prompts and seeds; loss data and a loss-curve PNG;
+5. export the LoRA (PEFT + kohya + metadata + card) to the library and record the run in the history.
+
+Noise and timesteps of step k come from a generator seeded by (seed, k) and the data order of an
+epoch from (seed, epoch), so a run resumed from any checkpoint ends where an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, TrainingFailedError
+from masuka_nb.log import get_logger
+from masuka_nb.lora.plan import TARGET_PRESETS, TrainingConfig, TrainingPlan, plan_training
+from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.storage import atomic_write_bytes, atomic_write_json, ensure_dir, read_json
+
+__all__ = ["TrainingRun", "bucket_for", "make_buckets", "train"]
+
+log = get_logger(__name__)
+
+ASPECTS = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)
+FLOW_SHIFT = 3.0  # FLUX.1-dev's static timestep shift
+
+
+def make_buckets(resolution: int, multiple: int) -> list[tuple[int, int]]:
+    """(width, height) buckets of ≈ resolution² pixels, each side a multiple of `multiple`."""
+    out = []
+    for a in ASPECTS:
+        w = max(multiple, round(resolution * math.sqrt(a) / multiple) * multiple)
+        h = max(multiple, round(resolution / math.sqrt(a) / multiple) * multiple)
+        if (w, h) not in out:
+            out.append((w, h))
+    return out
+
+
+def bucket_for(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
+    aspect = math.log(width / height)
+    return min(buckets, key=lambda b: abs(math.log(b[0] / b[1]) - aspect))
+
+
+@dataclass
+class TrainingRun:
+    """A training run in `home/training/<name>/`: status, checkpoints, losses, samples, the exported LoRA."""
+
+    name: str
+    run_dir: Path
+    config: TrainingConfig
+    dataset_root: Path
+    status: str = "new"  # new | running | cancelled | failed | finished
+    step: int = 0
+    lora_path: Path | None = None
+    kohya_path: Path | None = None
+    losses: list[float] = field(default_factory=list)
+    samples: list[Path] = field(default_factory=list)
+    stats: dict[str, Any] = field(default_factory=dict)
+    plan: TrainingPlan | None = None
+
+    @property
+    def loss_curve_path(self) -> Path:
+        return self.run_dir / "loss.png"
+
+    @property
+    def loss_data_path(self) -> Path:
+        return self.run_dir / "loss.json"
+
+    @property
+    def checkpoints(self) -> list[Path]:
+        folder = self.run_dir / "checkpoints"
+        if not folder.is_dir():
+            return []
+        return sorted(p for p in folder.iterdir() if p.name.startswith("step-") and (p / "state.json").is_file())
+
+    @property
+    def latest_checkpoint(self) -> Path | None:
+        cps = self.checkpoints
+        return cps[-1] if cps else None
+
+    @property
+    def finished(self) -> bool:
+        return self.status == "finished"
+
+    def save(self) -> None:
+        atomic_write_json(self.run_dir / "run.json", {
+            "name": self.name, "config": self.config.to_dict(), "dataset_root": str(self.dataset_root),
+            "status": self.status, "step": self.step, "fingerprint": self.config.fingerprint(),
+            "lora_path": str(self.lora_path) if self.lora_path else None,
+            "kohya_path": str(self.kohya_path) if self.kohya_path else None,
+            "samples": [str(p) for p in self.samples], "stats": self.stats,
+        })
+
+    @classmethod
+    def load(cls, name_or_dir: str | os.PathLike[str]) -> TrainingRun:
+        from masuka_nb.config import settings
+
+        run_dir = Path(name_or_dir)
+        if not (run_dir / "run.json").is_file():
+            run_dir = settings().home / "training" / str(name_or_dir)
+        if not (run_dir / "run.json").is_file():
+            raise InvalidRequestError(f"No training run {name_or_dir!r}.", argument="name", value=str(name_or_dir),
+                                      hint="Runs live in MASUKA's home under training/.")
+        d = read_json(run_dir / "run.json")
+        return cls(name=d["name"], run_dir=run_dir, config=TrainingConfig.from_dict(d["config"]),
+                   dataset_root=Path(d["dataset_root"]), status=d.get("status", "new"), step=d.get("step", 0),
+                   lora_path=Path(d["lora_path"]) if d.get("lora_path") else None,
+                   kohya_path=Path(d["kohya_path"]) if d.get("kohya_path") else None,
+                   losses=_read_losses(run_dir), samples=[Path(p) for p in d.get("samples", [])],
+                   stats=d.get("stats", {}))
+
+    def resume(self, *, progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None) -> TrainingRun:
+        """Continue from the latest checkpoint (a finished run is returned as it is)."""
+        if self.finished:
+            return self
+        from masuka_nb.lora.dataset import Dataset
+
+        return _Trainer(self, Dataset(self.dataset_root)).run(progress=progress, cancel=cancel)
+
+    def __repr__(self) -> str:
+        return f"TrainingRun({self.name!r}, status={self.status!r}, step={self.step}/{self.config.steps})"
+
+
+def _read_losses(run_dir: Path) -> list[float]:
+    path = run_dir / "loss.json"
+    if not path.is_file():
+        return []
+    return [row["loss"] for row in read_json(path).get("history", [])]
+
+
+def train(
+    dataset,
+    *,
+    base: str = "flux1-dev",
+    trigger_word: str,
+    steps: int | None = None,
+    rank: int | None = None,
+    learning_rate: float | None = None,
+    resolution: int | None = None,
+    progress: ProgressCallback | bool | None = None,
+    cancel: CancelToken | None = None,
+    name: str | None = None,
+    seed: int = 0,
+    batch_size: int = 1,
+    checkpoint_every: int | None = None,
+    sample_every: int | None = None,
+    sample_prompts: list[str] | None = None,
+    sample_seeds: list[int] | None = None,
+    target_modules: str = "attention",
+    gradient_checkpointing: bool | None = None,
+    gpu: str | None = None,
+    export_kohya: bool = True,
+) -> TrainingRun:
+    """Train a FLUX LoRA on the kept images of `dataset`; values left as None are recommended ones.
+
+    Calling it again with the same arguments resumes an interrupted run (or returns the finished one).
+    """
+    from masuka_nb.lora.dataset import Dataset
+    from masuka_nb.storage import safe_name
+
+    if not isinstance(dataset, Dataset):
+        dataset = Dataset.load(dataset)
+    if not trigger_word or not str(trigger_word).strip():
+        raise InvalidRequestError("`trigger_word` is required: it is the word that calls the LoRA in prompts.",
+                                  argument="trigger_word", value=trigger_word, hint="For example trigger_word='mycat'.")
+    if target_modules not in TARGET_PRESETS:
+        raise InvalidRequestError(f"Unknown `target_modules` preset {target_modules!r}.", argument="target_modules",
+                                  value=target_modules, hint="Use one of: " + ", ".join(TARGET_PRESETS) + ".")
+    if batch_size < 1:
+        raise InvalidRequestError("`batch_size` must be at least 1.", argument="batch_size", value=batch_size)
+    overrides: dict[str, Any] = {"seed": seed, "batch_size": batch_size, "target_modules": target_modules}
+    if sample_prompts is not None:
+        overrides["sample_prompts"] = list(sample_prompts)
+    if sample_seeds is not None:
+        overrides["sample_seeds"] = list(sample_seeds)
+    plan = plan_training(base=base, n_images=len(dataset.kept), trigger_word=trigger_word.strip(), steps=steps,
+                         rank=rank, learning_rate=learning_rate, resolution=resolution, gpu=gpu, **overrides)
+    cfg = plan.config
+    if checkpoint_every is not None:
+        cfg.checkpoint_every = max(1, int(checkpoint_every))
+    if sample_every is not None:
+        cfg.sample_every = max(0, int(sample_every))
+    if gradient_checkpointing is not None:
+        cfg.gradient_checkpointing = bool(gradient_checkpointing)
+    elif plan.config.base.startswith("tiny"):
+        cfg.gradient_checkpointing = False  # nothing to save on a few-MB model
+    if cfg.sample_every and not cfg.sample_prompts:
+        cfg.sample_prompts = [f"a photo of {cfg.trigger_word}"]
+    import hashlib
+
+    dataset_hash = dataset.content_hash()
+    # The same recipe on the same images is the same run (so calling again resumes it); a changed
+    # dataset or recipe is a new run.
+    run_id = hashlib.sha256(f"{cfg.fingerprint()}:{dataset_hash}".encode()).hexdigest()[:6]
+    run_name = name or safe_name(f"{dataset.name}-{cfg.trigger_word}-{run_id}")
+    from masuka_nb.config import settings
+
+    run_dir = settings().home / "training" / run_name
+    if (run_dir / "run.json").is_file():
+        existing = TrainingRun.load(run_dir)
+        if existing.stats.get("dataset_hash") not in (None, dataset_hash) and not existing.finished:
+            raise InvalidRequestError(
+                f"The images or captions of {dataset.name!r} changed since run {run_name!r} started.",
+                argument="dataset", value=dataset.name,
+                hint="Resuming would mix two datasets: pass a new `name` to start a fresh run.")
+        if existing.config.fingerprint() == cfg.fingerprint() and existing.stats.get("dataset_hash") in (
+                None, dataset_hash):
+            existing.config.checkpoint_every, existing.config.sample_every = cfg.checkpoint_every, cfg.sample_every
+            if existing.finished:
+                return existing
+            log.info("train.resume", run=run_name, step=existing.step)
+            existing.plan = plan
+            return _Trainer(existing, dataset).run(progress=progress, cancel=cancel)
+        raise InvalidRequestError(
+            f"A different training run is already called {run_name!r}.", argument="name", value=run_name,
+            hint="Pick another `name`, or delete the old run folder.")
+    run = TrainingRun(name=run_name, run_dir=ensure_dir(run_dir), config=cfg, dataset_root=dataset.root, plan=plan)
+    run.stats["dataset_hash"] = dataset_hash
+    run.save()
+    return _Trainer(run, dataset).run(progress=progress, cancel=cancel)
+
+
+# --------------------------------------------------------------------------------------------------
+class _Trainer:
+    """One attempt at a run: cache, load, train from the latest checkpoint, export."""
+
+    def __init__(self, run: TrainingRun, dataset) -> None:
+        self.run_ = run
+        self.cfg = run.config
+        self.dataset = dataset
+        self.vae_encodes = 0
+        self.text_encodes = 0
+
+    # ---- 1. where the weights come from ----
+    def _source(self) -> tuple[str, str | None, Any]:
+        """(folder or repo for vae/text encoders/scheduler, repo for the transformer, spec)."""
+        from masuka_nb.models.registry import get_model
+
+        spec = get_model(self.cfg.base)
+        if spec.tiny:
+            from masuka_nb.models.tiny import ensure_tiny
+
+            path = str(ensure_tiny(spec.id))
+            return path, path, spec
+        quantized = spec.quantized_repos.get("nf4") if self.cfg.quantization == "nf4" else None
+        return spec.repo, quantized or spec.repo, spec
+
+    def _device(self):
+        import torch
+
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    # ---- 2. caches ----
+    def _items(self) -> list[tuple[Any, str]]:
+        out = []
+        trig = self.cfg.trigger_word
+        for it in self.dataset.kept:
+            cap = it.caption.strip()
+            if not cap:
+                cap = trig
+            elif trig.lower() not in cap.lower():
+                cap = f"{trig}, {cap}"
+            out.append((it, cap))
+        if not out:
+            raise InvalidRequestError("The dataset has no kept images.", argument="dataset", value=self.dataset.name,
+                                      hint="Import images, or set keep=True on some after curation.")
+        return out
+
+    def _cache_latents(self, items, base: str) -> dict[str, Any]:
+        import numpy as np
+        import torch
+        from diffusers import AutoencoderKL
+        from PIL import Image, ImageOps
+        from safetensors.torch import load_file, save_file
+
+        cache = self.run_.run_dir / "cache" / f"latents-{self.cfg.resolution}.safetensors"
+        wanted = {it.sha256 for it, _ in items}
+        if cache.is_file():
+            stored = load_file(str(cache))
+            if wanted <= set(stored):
+                return {k: stored[k] for k in wanted}
+        device = self._device()
+        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32).to(device).eval()
+        scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        buckets = make_buckets(self.cfg.resolution, scale * 2)
+        out = {}
+        try:
+            for it, _ in items:
+                with Image.open(self.dataset.path_of(it)) as im:
+                    im = im.convert("RGB")
+                    size = bucket_for(im.width, im.height, buckets)
+                    im = ImageOps.fit(im, size, method=Image.Resampling.LANCZOS)
+                arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
+                x = torch.from_numpy(arr).permute(2, 0, 1)[None].to(device)
+                with torch.no_grad():
+                    lat = vae.encode(x).latent_dist.mode()
+                self.vae_encodes += 1
+                out[it.sha256] = ((lat - vae.config.shift_factor) * vae.config.scaling_factor)[0].cpu().contiguous()
+        finally:
+            del vae
+            _free_memory()
+        ensure_dir(cache.parent)
+        tmp = cache.with_name(cache.name + ".incomplete")
+        save_file(out, str(tmp))
+        tmp.replace(cache)
+        return out
+
+    def _cache_text(self, prompts: list[str], base: str, max_len: int) -> dict[str, dict[str, Any]]:
+        import torch
+        from diffusers import FluxPipeline
+        from safetensors.torch import load_file, save_file
+
+        cache = self.run_.run_dir / "cache" / "text.safetensors"
+        keys = {p: f"p{i}" for i, p in enumerate(sorted(set(prompts)))}
+        index_path = cache.with_suffix(".json")
+        if cache.is_file() and index_path.is_file() and read_json(index_path) == keys:
+            stored = load_file(str(cache))
+            return {p: {"embeds": stored[k + ".embeds"], "pooled": stored[k + ".pooled"]} for p, k in keys.items()}
+        device = self._device()
+        dtype = torch.float16 if device.type == "cuda" and self.cfg.mixed_precision == "fp16" else (
+            torch.bfloat16 if device.type == "cuda" else torch.float32)
+        pipe = FluxPipeline.from_pretrained(base, transformer=None, vae=None, torch_dtype=dtype)
+        pipe.text_encoder.to(device)
+        pipe.text_encoder_2.to(device)
+        flat = {}
+        try:
+            for prompt, key in keys.items():
+                with torch.no_grad():
+                    embeds, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device,
+                                                           num_images_per_prompt=1, max_sequence_length=max_len)
+                self.text_encodes += 1
+                flat[key + ".embeds"] = embeds[0].float().cpu().contiguous()
+                flat[key + ".pooled"] = pooled[0].float().cpu().contiguous()
+        finally:
+            # Text encoders (T5 ≈ 9.5 GB) leave before the transformer arrives.
+            del pipe
+            _free_memory()
+        ensure_dir(cache.parent)
+        tmp = cache.with_name(cache.name + ".incomplete")
+        save_file(flat, str(tmp))
+        tmp.replace(cache)
+        atomic_write_json(index_path, keys)
+        return {p: {"embeds": flat[k + ".embeds"], "pooled": flat[k + ".pooled"]} for p, k in keys.items()}
+
+    # ---- 3. model ----
+    def _transformer(self, repo: str, subfolder: str = "transformer"):
+        import torch
+        from diffusers import FluxTransformer2DModel
+
+        device = self._device()
+        if self.cfg.quantization == "nf4":
+            if device.type != "cuda":
+                raise TrainingFailedError("NF4 (QLoRA) training needs a CUDA GPU.", argument="quantization",
+                                          value="nf4", hint="Use a GPU runtime, or train in the cloud.")
+            model = FluxTransformer2DModel.from_pretrained(repo, subfolder=subfolder, torch_dtype=torch.float16)
+            from peft import prepare_model_for_kbit_training
+
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=self.cfg.gradient_checkpointing)
+        else:
+            dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.mixed_precision, torch.float32) \
+                if device.type == "cuda" else torch.float32
+            model = FluxTransformer2DModel.from_pretrained(repo, subfolder=subfolder, torch_dtype=dtype)
+        model.requires_grad_(False)
+        if self.cfg.gradient_checkpointing:
+            model.enable_gradient_checkpointing()
+        return model.to(device)
+
+    def _add_lora(self, model) -> list:
+        import torch
+        from peft import LoraConfig
+
+        targets = TARGET_PRESETS[self.cfg.target_modules]
+        target: Any = targets[0] if len(targets) == 1 and "\\" in targets[0] else list(targets)
+        torch.manual_seed(self.cfg.seed)  # LoRA init is part of the run's recipe
+        model.add_adapter(LoraConfig(r=self.cfg.rank, lora_alpha=self.cfg.lora_alpha, init_lora_weights="gaussian",
+                                     target_modules=target, lora_dropout=0.0))
+        params = [p for p in model.parameters() if p.requires_grad]
+        for p in params:  # LoRA weights train in fp32 even over an fp16/bf16 base (as diffusers' script does)
+            p.data = p.data.float()
+        return params
+
+    def _optimizer(self, params):
+        import torch
+
+        if self.cfg.optimizer == "adamw8bit":
+            try:
+                import bitsandbytes as bnb
+            except ImportError as exc:
+                from masuka_nb.errors import DependencyMissingError
+
+                raise DependencyMissingError("8-bit AdamW needs bitsandbytes.", argument="optimizer",
+                                             value="adamw8bit", hint="pip install 'masuka-nb[train]'") from exc
+            return bnb.optim.AdamW8bit(params, lr=self.cfg.learning_rate, weight_decay=1e-4)
+        return torch.optim.AdamW(params, lr=self.cfg.learning_rate, weight_decay=1e-4, eps=1e-8)
+
+    # ---- data order ----
+    def _epoch_batches(self, epoch: int, shapes: list[tuple[int, ...]]) -> list[list[int]]:
+        """Batches of indices with one bucket (latent shape) each, shuffled by (seed, epoch)."""
+        rng = random.Random(self.cfg.seed * 1_000_003 + epoch)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, s in enumerate(shapes):
+            by_shape.setdefault(s, []).append(i)
+        batches = []
+        for shape in sorted(by_shape):
+            idx = by_shape[shape][:]
+            rng.shuffle(idx)
+            batches += [idx[k:k + self.cfg.batch_size] for k in range(0, len(idx), self.cfg.batch_size)]
+        rng.shuffle(batches)
+        return batches
+
+    # ---- 4. checkpoints ----
+    def _save_checkpoint(self, step: int, model, optimizer, scheduler, accel, data_order, losses) -> Path:
+        import numpy as np
+        import torch
+        from peft.utils import get_peft_model_state_dict
+        from safetensors.torch import save_file
+
+        folder = ensure_dir(self.run_.run_dir / "checkpoints")
+        final = folder / f"step-{step:07d}"
+        tmp = folder / f".step-{step:07d}.incomplete"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        lora = get_peft_model_state_dict(accel.unwrap_model(model))
+        save_file({k: v.detach().float().cpu().contiguous() for k, v in lora.items()}, str(tmp / "lora.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        torch.save(rng, tmp / "rng.pt")
+        atomic_write_json(tmp / "state.json", {"step": step, "data_order": data_order, "losses": losses,
+                                               "fingerprint": self.cfg.fingerprint()})
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in self.run_.checkpoints[:-max(1, self.cfg.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+        log.info("train.checkpoint", run=self.run_.name, step=step)
+        return final
+
+    def _load_checkpoint(self, ckpt: Path, model, optimizer, scheduler, accel) -> dict[str, Any]:
+        import numpy as np
+        import torch
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        state = read_json(ckpt / "state.json")
+        unwrapped = accel.unwrap_model(model)
+        sd = load_file(str(ckpt / "lora.safetensors"))
+        set_peft_model_state_dict(unwrapped, sd)
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+        rng = torch.load(ckpt / "rng.pt", weights_only=False)
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        return state
+
+    # ---- samples and loss curve ----
+    def _samples(self, step, model, accel, base, sample_text) -> list[Path]:
+        import torch
+        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
+
+        device = self._device()
+        vae = AutoencoderKL.from_pretrained(base, subfolder="vae").to(device)
+        pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(base, subfolder="scheduler"),
+                            vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                            transformer=accel.unwrap_model(model))
+        pipe.set_progress_bar_config(disable=True)
+        out = []
+        folder = ensure_dir(self.run_.run_dir / "samples")
+        dtype = next(model.parameters()).dtype
+        for pi, prompt in enumerate(self.cfg.sample_prompts):
+            emb = sample_text[prompt]
+            for seed in self.cfg.sample_seeds:
+                with torch.no_grad():
+                    image = pipe(prompt_embeds=emb["embeds"][None].to(device, dtype),
+                                 pooled_prompt_embeds=emb["pooled"][None].to(device, dtype),
+                                 height=self.cfg.resolution, width=self.cfg.resolution,
+                                 num_inference_steps=self.cfg.sample_steps, guidance_scale=3.5,
+                                 generator=torch.Generator("cpu").manual_seed(seed)).images[0]
+                path = folder / f"step-{step:07d}-p{pi}-s{seed}.png"
+                import io
+
+                buf = io.BytesIO()
+                image.save(buf, format="PNG")
+                atomic_write_bytes(path, buf.getvalue())
+                out.append(path)
+        del pipe, vae
+        return out
+
+    def _write_loss(self, history: list[dict[str, float]], *, plot: bool = True) -> None:
+        atomic_write_json(self.run_.loss_data_path, {"history": history})
+        if plot:
+            atomic_write_bytes(self.run_.loss_curve_path, loss_curve_png([h["loss"] for h in history]))
+
+    # ---- the run ----
+    def run(self, *, progress: ProgressCallback | bool | None, cancel: CancelToken | None) -> TrainingRun:
+        try:
+            return self._run(progress, cancel)
+        except (CancelledError, KeyboardInterrupt) as exc:
+            self.run_.status = "cancelled"
+            self.run_.save()
+            _record(self.run_, "cancelled")
+            if isinstance(exc, CancelledError):
+                exc.hint = f"The checkpoint at step {self.run_.step} is kept: `run.resume()` continues from it."
+                exc.details["run"] = self.run_.name
+                raise
+            raise CancelledError(f"Training {self.run_.name} was interrupted at step {self.run_.step}.",
+                                 argument="cancel", hint="`TrainingRun.load(name).resume()` continues from the "
+                                 "last checkpoint.", run=self.run_.name) from exc
+        except MasukaError:
+            self.run_.status = "failed"
+            self.run_.save()
+            raise
+        except Exception as exc:
+            self.run_.status = "failed"
+            self.run_.save()
+            msg = str(exc)
+            if "out of memory" in msg.lower():
+                from masuka_nb.errors import OutOfMemoryError
+
+                raise OutOfMemoryError(f"Training ran out of GPU memory: {msg[:200]}.", argument="resolution",
+                                       value=self.cfg.resolution, hint="Lower `resolution` or `rank`, then "
+                                       "resume; or train in the cloud.") from exc
+            raise TrainingFailedError(f"Training {self.run_.name} failed at step {self.run_.step}: "
+                                      f"{type(exc).__name__}: {msg[:300]}", argument="dataset",
+                                      hint="The last checkpoint is kept; fix the cause and `resume()`.") from exc
+
+    def _run(self, progress, cancel) -> TrainingRun:
+        import torch
+        from accelerate import Accelerator
+        from diffusers.optimization import get_scheduler
+
+        cfg, run = self.cfg, self.run_
+        cuda = torch.cuda.is_available()
+        accel = Accelerator(mixed_precision=cfg.mixed_precision if cuda else "no", cpu=not cuda)
+        items = self._items()
+        t0 = time.perf_counter()
+        with accel.main_process_first():  # rank 0 builds/downloads and caches; the others then read
+            base, transformer_repo, spec = self._source()
+            latents = self._cache_latents(items, base)
+            prompts = [cap for _, cap in items] + list(cfg.sample_prompts)
+            text = self._cache_text(prompts, base, spec.max_sequence_length)
+        run.stats.update(vae_encodes=run.stats.get("vae_encodes", 0) + self.vae_encodes,
+                         text_encodes=run.stats.get("text_encodes", 0) + self.text_encodes,
+                         cache_s=round(time.perf_counter() - t0, 3), images=len(items))
+        lat_list = [latents[it.sha256] for it, _ in items]
+        emb_list = [text[cap] for _, cap in items]
+        shapes = [tuple(t.shape) for t in lat_list]
+
+        model = self._transformer(transformer_repo)
+        params = self._add_lora(model)
+        optimizer = self._optimizer(params)
+        scheduler = get_scheduler("constant_with_warmup", optimizer=optimizer, num_warmup_steps=cfg.warmup_steps,
+                                  num_training_steps=cfg.steps)
+        if accel.num_processes > 1 or accel.mixed_precision == "fp16":
+            model, optimizer, scheduler = accel.prepare(model, optimizer, scheduler)
+        else:
+            # One process and no grad scaler: accelerate's optimizer/scheduler wrappers would only add
+            # per-step bookkeeping, so only the model goes through prepare (device placement).
+            model = accel.prepare(model)
+        history: list[dict[str, float]] = []
+        start = 0
+        ckpt = run.latest_checkpoint
+        if ckpt is not None:
+            state = self._load_checkpoint(ckpt, model, optimizer, scheduler, accel)
+            start = int(state["step"])
+            history = state.get("losses", [])
+            run.stats["resumed_from"] = start
+        run.step, run.status = start, "running"
+        run.save()
+
+        device = accel.device
+        dtype = next(p for p in model.parameters() if not p.requires_grad).dtype
+        guidance_embeds = bool(accel.unwrap_model(model).config.guidance_embeds)
+        vae_scale = 2 ** (len(_vae_config(base)["block_out_channels"]) - 1)
+        world, rank_ = accel.num_processes, accel.process_index
+        reporter = ProgressReporter("train", cfg.steps - start, progress=progress, cancel=cancel)
+        eval_args = (lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale, accel)
+        if "eval_loss_start" not in run.stats and start == 0 and cfg.eval_loss:
+            run.stats["eval_loss_start"] = self._eval_loss(*eval_args)
+        model.train()
+        loop_start = time.perf_counter()
+        n_batches_cache: dict[int, list[list[int]]] = {}
+        n = len(self._epoch_batches(0, shapes))  # batches per epoch depend on the buckets only
+        step = start
+        try:
+            for step in range(start, cfg.steps):
+                reporter.check(f"training {run.name}")
+                slot = step * world + rank_
+                epoch, pos = divmod(slot, n)
+                if epoch not in n_batches_cache:
+                    n_batches_cache.clear()
+                    n_batches_cache[epoch] = self._epoch_batches(epoch, shapes)
+                batch = n_batches_cache[epoch][pos]
+                loss = self._step(step, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale,
+                                  accel)
+                if cfg.max_grad_norm:
+                    _clip_grad_norm(params, cfg.max_grad_norm, accel)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                done = step + 1
+                history.append({"step": done, "loss": loss, "lr": scheduler.get_last_lr()[0]})
+                run.step = done
+                reporter.update(done - start, message=f"step {done}/{cfg.steps} loss {loss:.4f}", loss=loss,
+                                global_step=done)
+                if accel.is_main_process:
+                    if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                        self._save_checkpoint(done, model, optimizer, scheduler, accel, n_batches_cache[epoch], history)
+                        self._write_loss(history, plot=False)  # the plot is drawn at the end (and on cancel)
+                        run.save()
+                    if cfg.sample_every and done % cfg.sample_every == 0:
+                        run.samples += self._samples(done, model, accel, base, text)
+        except (CancelledError, KeyboardInterrupt):
+            if accel.is_main_process and run.step > 0 and (run.latest_checkpoint is None or
+                                                           not run.latest_checkpoint.name.endswith(f"{run.step:07d}")):
+                epoch_now = max(n_batches_cache) if n_batches_cache else 0
+                self._save_checkpoint(run.step, model, optimizer, scheduler, accel,
+                                      n_batches_cache.get(epoch_now, []), history)
+                self._write_loss(history)
+            raise
+        loop_s = time.perf_counter() - loop_start
+        run.stats.update(processes=world, train_s=round(loop_s, 3), steps_per_s=round((cfg.steps - start) / loop_s, 3) if loop_s else None)
+        if cfg.eval_loss:
+            run.stats["eval_loss_end"] = self._eval_loss(*eval_args)
+        accel.wait_for_everyone()
+        if accel.is_main_process:
+            self._write_loss(history)
+            run.losses = [h["loss"] for h in history]
+            self._export(model, accel, spec)
+            if cfg.sample_every and cfg.steps % cfg.sample_every:
+                run.samples += self._samples(cfg.steps, model, accel, base, text)
+            run.status = "finished"
+            run.save()
+            _record(run, "ok")
+        accel.wait_for_everyone()
+        reporter.done()
+        del model, optimizer
+        _free_memory()
+        if not accel.is_main_process:  # the other ranks report what the main one exported
+            return TrainingRun.load(run.run_dir)
+        return run
+
+    def _eval_loss(self, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale, accel) -> float:
+        """Loss on fixed noise and timesteps for every training image: unlike the per-step loss, it
+        is comparable between two moments of a run (it falls when the LoRA learns the set)."""
+        import torch
+        from diffusers import FluxPipeline
+
+        gen = torch.Generator("cpu").manual_seed(self.cfg.seed + 424242)
+        total, count = 0.0, 0
+        with torch.no_grad():
+            for lat, emb in zip(lat_list, emb_list):
+                for sigma_value in (0.25, 0.5, 0.75):
+                    x = lat[None].to(device, torch.float32)
+                    b, c, h, w = x.shape
+                    noise = torch.randn(x.shape, generator=gen).to(device)
+                    sigma = torch.full((1,), sigma_value, device=device)
+                    noisy = (1 - sigma_value) * x + sigma_value * noise
+                    packed = FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype)
+                    img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
+                    txt_ids = torch.zeros(emb["embeds"].shape[0], 3, device=device, dtype=dtype)
+                    guidance = torch.full((1,), self.cfg.guidance, device=device) if guidance_embeds else None
+                    with accel.autocast():
+                        pred = model(hidden_states=packed, timestep=sigma.to(dtype), guidance=guidance,
+                                     pooled_projections=emb["pooled"][None].to(device, dtype),
+                                     encoder_hidden_states=emb["embeds"][None].to(device, dtype),
+                                     txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
+                    pred = FluxPipeline._unpack_latents(pred, h * vae_scale, w * vae_scale, vae_scale)
+                    total += float(torch.nn.functional.mse_loss(pred.float(), (noise - x).float()))
+                    count += 1
+        return total / max(count, 1)
+
+    def _step(self, step, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale, accel) -> float:
+        import torch
+        from diffusers import FluxPipeline
+
+        cfg = self.cfg
+        lat = torch.stack([lat_list[i] for i in batch]).to(device, torch.float32)
+        embeds = torch.stack([emb_list[i]["embeds"] for i in batch]).to(device, dtype)
+        pooled = torch.stack([emb_list[i]["pooled"] for i in batch]).to(device, dtype)
+        b, c, h, w = lat.shape
+        gen = torch.Generator("cpu").manual_seed(cfg.seed * 1_000_003 + step)
+        noise = torch.randn(lat.shape, generator=gen).to(device)
+        u = torch.rand(b, generator=gen).to(device)
+        sigma = FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)
+        s = sigma.view(b, 1, 1, 1)
+        noisy = (1 - s) * lat + s * noise
+        packed = FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype)
+        img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
+        txt_ids = torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype)
+        guidance = torch.full((b,), cfg.guidance, device=device, dtype=torch.float32) if guidance_embeds else None
+        with accel.autocast():
+            pred = model(hidden_states=packed, timestep=sigma.to(dtype), guidance=guidance, pooled_projections=pooled,
+                         encoder_hidden_states=embeds, txt_ids=txt_ids, img_ids=img_ids, return_dict=False)[0]
+        pred = FluxPipeline._unpack_latents(pred, h * vae_scale, w * vae_scale, vae_scale)
+        loss = torch.nn.functional.mse_loss(pred.float(), (noise - lat).float())
+        accel.backward(loss)
+        return float(loss.detach())
+
+    # ---- 5. export ----
+    def _export(self, model, accel, spec) -> None:
+        from peft.utils import get_peft_model_state_dict
+
+        from masuka_nb.lora.export import PEFT_FILE, export_lora
+
+        cfg, run = self.cfg, self.run_
+        sd = get_peft_model_state_dict(accel.unwrap_model(model))
+        scale = cfg.lora_alpha / cfg.rank
+        sd = {k: (v.float() * scale if ".lora_B." in k else v.float()) for k, v in sd.items()}
+        meta = {"base_model": spec.id, "base_repo": spec.repo, "trigger_word": cfg.trigger_word, "steps": cfg.steps,
+                "rank": cfg.rank, "learning_rate": cfg.learning_rate, "resolution": cfg.resolution,
+                "dataset_hash": run.stats.get("dataset_hash") or self.dataset.content_hash(),
+                "images": run.stats.get("images"), "seed": cfg.seed, "run": run.name,
+                "target_modules": cfg.target_modules, "final_loss": run.losses[-1] if run.losses else None}
+        folder = export_lora(sd, name=run.name, meta=meta, kohya=True)
+        run.lora_path = folder / PEFT_FILE
+        kohya = folder / f"{run.name}.kohya.safetensors"
+        run.kohya_path = kohya if kohya.is_file() else None
+        with contextlib.suppress(ImportError):
+            from masuka_nb.image.lora import validate_lora  # the image engine's own check, once it exists
+
+            validate_lora(run.lora_path, model=spec.id)
+
+
+def _clip_grad_norm(params: list, max_norm: float, accel) -> None:
+    """Clip the LoRA gradients' total norm to `max_norm` with one fused pass (foreach ops)."""
+    import torch
+
+    if accel.scaler is not None:  # fp16: gradients must be unscaled first, which accelerate does
+        accel.clip_grad_norm_(params, max_norm)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
+    torch._foreach_mul_(grads, coef)
+
+
+def _vae_config(base: str) -> dict[str, Any]:
+    path = Path(base) / "vae" / "config.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    from diffusers import AutoencoderKL
+
+    return dict(AutoencoderKL.load_config(base, subfolder="vae"))
+
+
+def _free_memory() -> None:
+    gc.collect()
+    with contextlib.suppress(ImportError):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _record(run: TrainingRun, status: str) -> None:
+    from masuka_nb.history import HistoryRecord, record
+
+    record(HistoryRecord(kind="training", status=status, model=run.config.base, prompt=run.config.trigger_word,
+                         recipe=run.config.to_dict(), paths=[str(p) for p in (run.lora_path, run.kohya_path) if p],
+                         timings={k: v for k, v in run.stats.items() if k.endswith("_s") and v is not None},
+                         extra={"run": run.name, "step": run.step, "dataset": str(run.dataset_root)}))
+
+
+def loss_curve_png(losses: list[float], *, width: int = 640, height: int = 320) -> bytes:
+    """A small line plot of the loss (raw and smoothed), drawn with Pillow so training needs no matplotlib."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(img)
+    left, right, top, bottom = 50, width - 10, 20, height - 30
+    d.rectangle([left, top, right, bottom], outline=(180, 180, 180))
+    d.text((left, 4), "training loss", fill=(0, 0, 0))
+    if losses:
+        lo, hi = min(losses), max(losses)
+        span = (hi - lo) or 1.0
+        d.text((4, top), f"{hi:.3g}", fill=(90, 90, 90))
+        d.text((4, bottom - 10), f"{lo:.3g}", fill=(90, 90, 90))
+        d.text((right - 60, bottom + 8), f"step {len(losses)}", fill=(90, 90, 90))
+
+        def pts(values):
+            n = max(1, len(values) - 1)
+            return [(left + (right - left) * i / n, bottom - (bottom - top) * (v - lo) / span) for i, v in enumerate(values)]
+
+        if len(losses) > 1:
+            d.line(pts(losses), fill=(170, 190, 230), width=1)
+            ema, smooth = losses[0], []
+            for v in losses:
+                ema = 0.9 * ema + 0.1 * v
+                smooth.append(ema)
+            d.line(pts(smooth), fill=(20, 60, 200), width=2)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

@@ -1,0 +1,69 @@
+"""Runway's own API: `/v1/image_to_video`, `/v1/text_to_video`, `/v1/tasks/{id}` (GET, DELETE)."""
+
+from __future__ import annotations
+
+from masuka_nb.testing.fakes.base import FakeProvider, Request, Response
+from masuka_nb.testing.fakes.cometapi import _runway_task
+
+GEN4_RATIOS = {"1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672"}
+VEO_RATIOS = {"1280:720", "720:1280", "1080:1920", "1920:1080"}
+I2V = {"gen4_turbo", "gen4.5", "veo3.1", "veo3.1_fast"}
+T2V = {"gen4.5", "veo3", "veo3.1", "veo3.1_fast"}
+
+
+class FakeRunway(FakeProvider):
+    name = "runway"
+
+    def routes(self):
+        return [
+            ("POST", r"^/v1/(?P<kind>image_to_video|text_to_video)$", "submit", self.submit),
+            ("GET", r"^/v1/tasks/(?P<id>[\w-]+)$", "status", self.task),
+            ("DELETE", r"^/v1/tasks/(?P<id>[\w-]+)$", "cancel", self.cancel),
+            *self.cdn_routes(),
+        ]
+
+    def error(self, status: int, message: str, *, kind: str = "") -> Response:
+        return Response(status, {"error": message})
+
+    def policy_error(self) -> Response:
+        return Response(422, {"error": "Your prompt did not pass our content moderation (safety) check.",
+                              "code": "SAFETY.INPUT.TEXT"})
+
+    def submit(self, req: Request) -> Response:
+        if req.headers.get("x-runway-version") != "2024-11-06":
+            return self.error(400, "Invalid or missing X-Runway-Version header")
+        body = req.json() or {}
+        model, kind = body.get("model"), req.match["kind"]
+        if model not in (I2V if kind == "image_to_video" else T2V):
+            return self.error(400, "Invalid parameter 'model'")
+        if kind == "image_to_video":
+            img = body.get("promptImage")
+            if not isinstance(img, str) or not (img.startswith("https://") or img.startswith("data:image/")):
+                return self.error(400, "Invalid parameter 'promptImage'")
+            if img.startswith("data:") and len(img) > 5 * 1024 * 1024 * 4 // 3 + 64:
+                return self.error(400, "Invalid parameter 'promptImage': data URI over 5 MB")
+        ratios = VEO_RATIOS if model.startswith("veo") else GEN4_RATIOS
+        if body.get("ratio") not in ratios:
+            return self.error(400, "Invalid parameter 'ratio'")
+        durations = {4, 6, 8} if model.startswith("veo") else set(range(2, 11)) if model == "gen4.5" else {5, 10}
+        if body.get("duration") not in durations:
+            return self.error(400, "Invalid parameter 'duration'")
+        if not body.get("promptText") and model != "gen4_turbo":
+            return self.error(400, "Invalid parameter 'promptText'")
+        if len(body.get("promptText", "")) > 1000:
+            return self.error(400, "Invalid parameter 'promptText'")
+        job = self.new_job("video", body)
+        return Response(200, {"id": job.id})
+
+    def task(self, req: Request) -> Response:
+        job = self.jobs.get(req.match["id"])
+        if job is None:
+            return self.error(404, "Task not found")
+        return Response(200, _runway_task(self, job))
+
+    def cancel(self, req: Request) -> Response:
+        job = self.jobs.get(req.match["id"])
+        if job is None:
+            return self.error(404, "Task not found")
+        job.cancelled = True
+        return Response(204, None)

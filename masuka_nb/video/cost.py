@@ -1,0 +1,87 @@
+"""Cost estimates, the per-call `max_cost` and the session budget (``settings().budget_usd``).
+
+Every paid call is priced before it is sent. The session's spend counts each accepted job at its
+estimate (providers do not return a bill per job); a job that fails at the provider is refunded.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from masuka_nb.errors import BudgetExceededError
+
+__all__ = ["CostEstimate", "charge", "check_budget", "refund", "session_spent"]
+
+_lock = threading.Lock()
+_spent = 0.0
+
+
+@dataclass
+class CostEstimate:
+    """What a request will cost on its first route, what changed to fit it, and the fallbacks' prices."""
+
+    model: str
+    provider: str
+    provider_model: str
+    seconds: int
+    resolution: str
+    aspect_ratio: str
+    usd: float
+    price_date: str
+    price_source: str
+    changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    alternatives: list[tuple[str, str, float]] = field(default_factory=list)
+    session_spent_usd: float = 0.0
+    budget_usd: float | None = None
+
+    def __str__(self) -> str:
+        lines = [f"{self.model} on {self.provider} ({self.provider_model}): {self.seconds} s at {self.resolution} "
+                 f"{self.aspect_ratio} ≈ ${self.usd:.2f} (price of {self.price_date}: {self.price_source})"]
+        lines += [f"  changed: {c}" for c in self.changes]
+        lines += [f"  note: {n}" for n in self.notes]
+        lines += [f"  fallback: {p} ({m}) ≈ ${u:.2f}" for p, m, u in self.alternatives]
+        if self.budget_usd is not None:
+            lines.append(f"  session: ${self.session_spent_usd:.2f} spent of ${self.budget_usd:.2f}")
+        return "\n".join(lines)
+
+
+def session_spent() -> float:
+    with _lock:
+        return _spent
+
+
+def check_budget(usd: float, *, max_cost: float | None, what: str) -> None:
+    """Refuse (BUDGET_EXCEEDED) before anything is paid when `usd` breaks `max_cost` or the session budget."""
+    from masuka_nb.config import settings
+
+    if max_cost is not None and usd > max_cost:
+        raise BudgetExceededError(f"{what} is estimated at ${usd:.2f}, above max_cost=${max_cost:.2f}.",
+                                  argument="max_cost", value=max_cost,
+                                  hint="Raise `max_cost`, shorten the clip or choose a cheaper model (see `.estimate(...)`).")
+    budget = settings().budget_usd
+    if budget is not None and session_spent() + usd > budget:
+        raise BudgetExceededError(
+            f"{what} (≈ ${usd:.2f}) would take this session to ${session_spent() + usd:.2f}, over its budget of ${budget:.2f}.",
+            argument="budget_usd", value=budget,
+            hint="Raise it with `masuka_nb.configure(budget_usd=...)` (or MASUKA_BUDGET_USD).")
+
+
+def charge(usd: float | None) -> None:
+    global _spent
+    with _lock:
+        _spent += usd or 0.0
+
+
+def refund(usd: float | None) -> None:
+    global _spent
+    with _lock:
+        _spent = max(0.0, _spent - (usd or 0.0))
+
+
+def reset_session() -> None:
+    """Forget this session's spend (tests; a new notebook session starts at zero anyway)."""
+    global _spent
+    with _lock:
+        _spent = 0.0

@@ -1,0 +1,308 @@
+"""The front door for hosted video: price it, fit it, submit it once, wait, download, record it.
+
+    gen = masuka_nb.VideoGenerator()
+    gen.estimate("a fox in the snow", model="sora-2", duration=8)     # nothing is sent
+    result = gen.generate("a fox in the snow", model="sora-2", duration=8, max_cost=1.0)
+    result.path, result.cost, result.provider
+
+Routing: the model's routes in catalog order (or only `provider=`), skipping providers whose
+circuit breaker is open or whose key is missing. A route is abandoned for the next only while
+no provider may have accepted the job; a content-policy refusal is reported, never retried elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from masuka_nb.errors import (
+    MasukaError,
+    ProviderRejectedContentError,
+    ProviderUnavailableError,
+    SecretMissingError,
+)
+from masuka_nb.http import breaker_for
+from masuka_nb.jobs import Download, Job, JobRecord, _now, save
+from masuka_nb.log import get_logger
+from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.video import cost as _cost
+from masuka_nb.video.catalog import RoutePlan, plan_routes, resolve_model
+from masuka_nb.video.media import ImageInput, first_frame, is_mp4
+
+__all__ = ["AdjustedRequestWarning", "VideoGenerator", "VideoJob", "VideoResult"]
+
+log = get_logger(__name__)
+
+
+class AdjustedRequestWarning(UserWarning):
+    """A request was changed to fit its model (duration, resolution, aspect): shown before paying."""
+
+
+@dataclass
+class VideoResult:
+    """A finished clip: where it is, who made it, what it cost, how long it took."""
+
+    path: Path
+    provider: str
+    model: str
+    seconds: int
+    cost: float | None
+    timings: dict[str, float] = field(default_factory=dict)
+    provider_model: str = ""
+    thumbnail: Path | None = None
+    job_id: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def _repr_html_(self) -> str:  # a player in the notebook
+        return f'<video src="{self.path}" controls width="480"></video><br>{self.model} via {self.provider}'
+
+
+class VideoJob(Job):
+    """A hosted video job (see `masuka_nb.jobs.Job`); `wait()` returns a `VideoResult`."""
+
+    needs_download = True
+
+    def _target_path(self, d: Download) -> Path:
+        from masuka_nb.config import settings
+        from masuka_nb.storage import safe_name
+
+        rec = self.record
+        stem = f"{rec.created_at[:10]}-{safe_name(rec.prompt, max_len=40)}-{rec.id}"
+        return settings().outputs_dir / "videos" / (stem + (".mp4" if d.role == "video" else f".{d.role}{d.suffix}"))
+
+    def _check_file(self, d: Download, part: Path, content_type: str) -> None:
+        if d.role == "video" and not is_mp4(part):
+            part.unlink(missing_ok=True)  # a bad file is dropped so the next try starts clean
+            from masuka_nb.errors import ProviderBadResponseError
+
+            raise ProviderBadResponseError(f"{self.record.provider}'s result is not a complete MP4 ({content_type}).",
+                                           provider=self.record.provider, request_id=self.record.provider_job_id,
+                                           hint="Run `.wait()` again to download it afresh.")
+
+    def _finish(self) -> None:
+        rec = self.record
+        if "thumbnail" in rec.paths or "video" not in rec.paths:
+            return
+        frame = first_frame(rec.paths["video"])
+        if frame is not None:
+            from masuka_nb.storage import atomic_open
+
+            thumb = Path(rec.paths["video"]).with_suffix(".jpg")
+            frame.thumbnail((320, 320))
+            with atomic_open(thumb, "wb") as fh:
+                frame.convert("RGB").save(fh, format="JPEG", quality=85)
+            rec.paths["thumbnail"] = str(thumb)
+
+    def _fail(self, err: MasukaError, state: str) -> None:
+        _cost.refund(self.record.estimate_usd)  # providers do not bill failed jobs
+        self.record.cost_usd = 0.0
+        super()._fail(err, state)
+
+    def _history_fields(self) -> dict[str, Any]:
+        rec = self.record
+        return {"extra": {"cost_usd": rec.cost_usd, "estimate_usd": rec.estimate_usd, "notes": rec.notes,
+                          "thumbnail": rec.paths.get("thumbnail"), "seconds": rec.request.get("seconds")}}
+
+    def result(self) -> VideoResult:
+        from masuka_nb.jobs import _timings
+
+        rec = self.record
+        if rec.state != "completed":
+            raise self._stored_error()
+        thumb = rec.paths.get("thumbnail")
+        return VideoResult(path=Path(rec.paths["video"]), provider=rec.provider, model=rec.model,
+                           seconds=int(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=_timings(rec),
+                           provider_model=rec.provider_model, thumbnail=Path(thumb) if thumb else None,
+                           job_id=rec.id, notes=list(rec.notes))
+
+
+class VideoGenerator:
+    """Hosted text/image-to-video with cost checks, fallback routing and resumable jobs.
+
+    `base_urls` maps provider -> base URL (the offline simulator, a proxy); `poll_interval`
+    overrides each provider's polling pace (MASUKA_POLL_INTERVAL does too); `strict` refuses a
+    request that would have to change to fit its model (default: `settings().strict`).
+    """
+
+    def __init__(self, *, base_urls: dict[str, str] | None = None, poll_interval: float | None = None,
+                 strict: bool | None = None) -> None:
+        self.base_urls = dict(base_urls or {})
+        self.poll_interval = poll_interval
+        self.strict = strict
+
+    # -- public --
+    def estimate(self, prompt: str = "", *, duration: float = 5, resolution: str = "1080p", model: str = "veo3-pro",
+                 motion_intensity: float = 0.7, image: Any = None, aspect_ratio: str | None = None,
+                 provider: str | None = None, max_cost: float | None = None) -> _cost.CostEstimate:
+        """What `generate` would send and pay, with every change it would make. Sends nothing."""
+        plans = self._plans(model, duration, resolution, motion_intensity, image, aspect_ratio, provider)
+        return self._estimate(model, plans)
+
+    def submit(self, prompt: str, *, duration: float = 5, resolution: str = "1080p", model: str = "veo3-pro",
+               motion_intensity: float = 0.7, image: Any = None, aspect_ratio: str | None = None,
+               provider: str | None = None, max_cost: float | None = None,
+               progress: ProgressCallback | bool | None = None) -> VideoJob:
+        """Check the cost, then submit once (falling back while nothing is accepted); returns at once."""
+        if not isinstance(prompt, str) or not prompt.strip():
+            from masuka_nb.errors import InvalidRequestError
+
+            raise InvalidRequestError("`prompt` must be a non-empty string.", argument="prompt", value=prompt)
+        img = ImageInput.from_any(image)
+        plans = self._plans(model, duration, resolution, motion_intensity, img, aspect_ratio, provider)
+        est = self._estimate(model, plans)
+        _cost.check_budget(est.usd, max_cost=max_cost, what=f"This {est.seconds} s {est.model} clip")
+        self._tell(est)
+        reporter = ProgressReporter("submit", 1, progress=progress)
+        job = self._route(prompt, model, plans, img, max_cost)
+        reporter.done(f"submitted to {job.provider} as job {job.id} (≈ ${job.record.estimate_usd or 0:.2f})")
+        return job
+
+    def generate(self, prompt: str, *, duration: float = 5, resolution: str = "1080p", model: str = "veo3-pro",
+                 motion_intensity: float = 0.7, image: Any = None, aspect_ratio: str | None = None,
+                 provider: str | None = None, max_cost: float | None = None,
+                 progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None) -> VideoResult:
+        """Make a clip and return it downloaded (see `submit` and `VideoJob.wait`)."""
+        job = self.submit(prompt, duration=duration, resolution=resolution, model=model,
+                          motion_intensity=motion_intensity, image=image, aspect_ratio=aspect_ratio,
+                          provider=provider, max_cost=max_cost, progress=progress)
+        return job.wait(progress=progress, cancel=cancel)
+
+    # -- steps --
+    def _plans(self, model, duration, resolution, motion, image, aspect, provider) -> list[RoutePlan]:
+        from masuka_nb.config import settings
+
+        img = ImageInput.from_any(image)
+        strict = settings().strict if self.strict is None else self.strict
+        return plan_routes(model, duration=duration, resolution=resolution, aspect_ratio=aspect,
+                           has_image=img is not None, provider=provider, motion_intensity=motion,
+                           strict=strict, image_aspect=img.aspect() if img is not None else None,
+                           images=img.frames if img is not None else 0)
+
+    def _estimate(self, model: str, plans: list[RoutePlan]) -> _cost.CostEstimate:
+        from masuka_nb.config import settings
+        from masuka_nb.secrets import has_secret
+        from masuka_nb.video.providers import provider_class
+
+        first = plans[0]
+        r = first.route
+        canonical, _, _ = resolve_model(model)
+        notes = list(first.notes)
+        for p in plans:
+            missing = [n for n in provider_class(p.route.provider).key_names if not has_secret(n)]
+            if missing:
+                notes.append(f"no {' / '.join(missing)} set: the {p.route.provider} route will be skipped")
+        return _cost.CostEstimate(
+            model=canonical, provider=r.provider, provider_model=r.model, seconds=first.seconds,
+            resolution=first.resolution, aspect_ratio=first.aspect_ratio, usd=first.usd, price_date=r.price_date,
+            price_source=r.price_source, changes=list(first.changes), notes=notes,
+            alternatives=[(p.route.provider, p.route.model, p.usd) for p in plans[1:]],
+            session_spent_usd=_cost.session_spent(), budget_usd=settings().budget_usd)
+
+    @staticmethod
+    def _tell(est: _cost.CostEstimate) -> None:
+        for change in est.changes:
+            log.warning("video.request_adjusted", model=est.model, change=change)
+            warnings.warn(f"{est.model}: {change}", AdjustedRequestWarning, stacklevel=4)
+
+    def _interval(self, provider_cls) -> float:
+        if self.poll_interval is not None:
+            return self.poll_interval
+        env = os.environ.get("MASUKA_POLL_INTERVAL")
+        return float(env) if env else provider_cls.default_poll_interval
+
+    def _route(self, prompt: str, model: str, plans: list[RoutePlan], img: ImageInput | None,
+               max_cost: float | None) -> VideoJob:
+        from masuka_nb.video.providers import get_provider, provider_class
+
+        canonical, _, _ = resolve_model(model)
+        first = plans[0]
+        rec = JobRecord.new("video", first.route.provider, model=canonical, prompt=prompt)
+        last_error: MasukaError | None = None
+        for plan in plans:
+            r = plan.route
+            if plan.usd > first.usd:  # a dearer fallback must still respect the caller's limits
+                try:
+                    _cost.check_budget(plan.usd, max_cost=max_cost, what=f"Fallback {r.provider}:{r.model}")
+                except MasukaError as exc:
+                    rec.attempts.append({"provider": r.provider, "skipped": exc.code})
+                    last_error = last_error or exc
+                    continue
+            try:
+                provider = get_provider(r.provider, base_url=self.base_urls.get(r.provider))
+            except SecretMissingError as exc:
+                rec.attempts.append({"provider": r.provider, "skipped": exc.code})
+                last_error = exc
+                continue
+            if not breaker_for(r.provider).allow():
+                provider.close()
+                rec.attempts.append({"provider": r.provider, "skipped": "circuit open"})
+                last_error = ProviderUnavailableError(f"{r.provider} is failing repeatedly; skipped for now.",
+                                                      provider=r.provider,
+                                                      hint="It is tried again after a cool-down; or pick another provider.")
+                continue
+            rec.provider, rec.provider_model, rec.route = r.provider, r.model, r.route
+            rec.base_url = provider.base_url
+            rec.estimate_usd = plan.usd
+            rec.notes = plan.changes + plan.notes
+            if urlsplit(provider.base_url).hostname in ("127.0.0.1", "localhost", "::1"):
+                rec.notes.append(f"SIMULATOR: made by the offline {r.provider} simulator at {provider.base_url}, "
+                                 "not by the real service (the clip is a test pattern)")
+            rec.poll_interval = self._interval(provider_class(r.provider))
+            rec.request = {"seconds": plan.seconds, "resolution": plan.resolution, "aspect_ratio": plan.aspect_ratio,
+                           "size": plan.size, "mode": plan.mode, "image": _describe(img),
+                           "price_date": r.price_date, "price_source": r.price_source}
+            rec.state = "submitting"
+            rec.error = None
+            save(rec)  # before the request leaves: a crash from here on is never resubmitted
+            try:
+                provider.submit_video(rec, plan, img)
+            except MasukaError as exc:
+                provider.close()
+                maybe = bool(exc.details.get("maybe_accepted"))
+                rec.attempts.append({"provider": r.provider, "error": exc.code, "maybe_accepted": maybe})
+                rec.state = "unknown" if maybe else "failed"
+                rec.error = exc.to_dict()
+                rec.error["details"] = {k: str(v) for k, v in exc.details.items()}
+                save(rec)
+                if maybe or isinstance(exc, ProviderRejectedContentError):
+                    VideoJob(rec)._record_history("failed")
+                    raise
+                log.warning("video.fallback", provider=r.provider, code=exc.code)
+                last_error = exc
+                continue
+            provider.close()
+            rec.state = "submitted"
+            rec.submitted_at = _now()
+            save(rec)
+            _cost.charge(plan.usd)
+            log.info("video.submitted", job=rec.id, provider=r.provider, model=r.model, usd=plan.usd)
+            return VideoJob(rec)
+        if rec.state == "submitting":  # nothing was sent at all
+            rec.state = "failed"
+        if last_error is not None:
+            rec.error = last_error.to_dict()
+        save(rec)
+        VideoJob(rec)._record_history("failed")
+        assert last_error is not None
+        raise last_error
+
+
+def _describe(img: ImageInput | None) -> str | None:
+    if img is None:
+        return None
+    first = img.url or f"local image {img.name} ({len(img.data or b'')} bytes)"
+    return first if img.last is None else f"{first} → last frame {_describe(img.last)}"
+
+
+def _wait_all(jobs: list[VideoJob], progress: Any = False) -> list[VideoResult]:
+    """Wait for several jobs at once (threads: the waiting is all network)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
+        return list(pool.map(lambda j: j.wait(progress=progress), jobs))
+
+

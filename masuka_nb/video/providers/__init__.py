@@ -1,0 +1,37 @@
+"""One module per hosted API. `get_provider(name)` builds a client for it (keys from Colab Secrets / env)."""
+
+from __future__ import annotations
+
+import importlib
+
+from masuka_nb.errors import InvalidRequestError
+
+__all__ = ["PROVIDERS", "UNAVAILABLE", "get_provider"]
+
+PROVIDERS = {
+    "cometapi": "masuka_nb.video.providers.cometapi:CometAPIProvider",
+    "runway": "masuka_nb.video.providers.runway:RunwayProvider",
+    "kling": "masuka_nb.video.providers.kling:KlingProvider",
+    "fal": "masuka_nb.video.providers.fal:FalProvider",
+    "replicate": "masuka_nb.video.providers.replicate:ReplicateProvider",
+}
+UNAVAILABLE = {
+    "haiper": "Haiper's model was sold in 2025 and its API shows no sign of working; MASUKA does not call it.",
+}
+
+
+def provider_class(name: str):
+    if name in UNAVAILABLE:
+        from masuka_nb.errors import ProviderUnavailableError
+
+        raise ProviderUnavailableError(f"`{name}` is unavailable: {UNAVAILABLE[name]}", argument="provider", value=name,
+                                       retryable=False)
+    if name not in PROVIDERS:
+        raise InvalidRequestError(f"No provider `{name}`.", argument="provider", value=name,
+                                  hint="Providers: " + ", ".join(PROVIDERS) + ".")
+    module, cls = PROVIDERS[name].split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def get_provider(name: str, *, base_url: str | None = None, key: str | None = None):
+    return provider_class(name)(base_url=base_url, key=key)

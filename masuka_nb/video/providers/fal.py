@@ -1,0 +1,151 @@
+"""fal.ai's queue (`queue.fal.run`): Kling on fal, LoRA training, and any other fal app.
+
+Submit `POST /{owner}/{app}[/{path}]`; follow the `status_url` / `response_url` / `cancel_url` it
+returns (they leave the sub-path out). Files go up through fal's storage: `initiate` then `PUT`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from masuka_nb.errors import JobFailedError, ProviderRejectedContentError
+from masuka_nb.http import is_policy
+from masuka_nb.jobs import Download, JobRecord, Poll
+from masuka_nb.video.providers.base import MP4_TYPES, Provider, base_url_for
+
+_STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "succeeded"}
+DATA_URI_LIMIT = 8 * 1024 * 1024
+
+
+class FalProvider(Provider):
+    name = "fal"
+    key_names = ("FAL_KEY",)
+    default_base_url = "https://queue.fal.run"
+    default_poll_interval = 3.0
+    fal_proxy_rules = True
+
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Key {self._keys[0]}"}
+
+    # -- generic --
+    def submit_app(self, record: JobRecord, app: str, payload: dict[str, Any]) -> None:
+        data = self.client.json("POST", f"/{app.strip('/')}", op="submit", json=payload)
+        if not isinstance(data, dict) or not data.get("request_id"):
+            raise self.bad("a request id", data)
+        record.provider_job_id = str(data["request_id"])
+        base = "/".join(app.strip("/").split("/")[:2])
+        rid = record.provider_job_id
+        record.extra.update({
+            "app": app,
+            "status_url": data.get("status_url") or f"{self.base_url}/{base}/requests/{rid}/status",
+            "response_url": data.get("response_url") or f"{self.base_url}/{base}/requests/{rid}",
+            "cancel_url": data.get("cancel_url") or f"{self.base_url}/{base}/requests/{rid}/cancel",
+        })
+
+    def submit_video(self, record: JobRecord, plan: Any, image: Any) -> None:
+        payload: dict[str, Any] = {"prompt": record.prompt, "duration": str(plan.seconds)}
+        if image is not None:
+            payload["image_url"] = image.url or self.upload_bytes(*image.limited(DATA_URI_LIMIT), name="image.jpg")
+        if "text-to-video" in plan.route.model:
+            payload["aspect_ratio"] = plan.size
+        self.submit_app(record, plan.route.model, payload)
+
+    def poll(self, record: JobRecord) -> Poll:
+        body = self.client.json("GET", record.extra["status_url"] + "?logs=1", op="poll")
+        if not isinstance(body, dict) or "status" not in body:
+            raise self.bad("a status", body)
+        status = str(body["status"])
+        state = _STATES.get(status, "running")
+        logs = [str(entry.get("message", entry)) if isinstance(entry, dict) else str(entry) for entry in body.get("logs") or []]
+        progress = _progress_from_logs(logs)
+        if state == "succeeded" and body.get("error"):
+            reason = str(body["error"])
+            etype = str(body.get("error_type", ""))
+            cls = ProviderRejectedContentError if is_policy(etype + " " + reason) else JobFailedError
+            return Poll(state="failed", error=cls(f"fal reports request {record.provider_job_id} failed: {reason}",
+                                                  provider=self.name, request_id=record.provider_job_id), logs=logs)
+        outputs: dict[str, Any] = {}
+        if state == "succeeded":
+            outputs = self.client.json("GET", record.extra["response_url"], op="poll")
+            if not isinstance(outputs, dict):
+                raise self.bad("a result object", outputs)
+        pos = body.get("queue_position")
+        return Poll(state=state, progress=progress, message=status.lower() + (f" (#{pos} in queue)" if pos is not None else ""),
+                    outputs=outputs, logs=logs, wait=self.asked_wait())
+
+    def downloads(self, record: JobRecord) -> list[Download]:
+        out = record.outputs
+        if record.kind == "training":
+            lora = (out.get("diffusers_lora_file") or {}).get("url")
+            return [Download("lora", lora, ".safetensors", ())] if lora else []
+        video = (out.get("video") or {}).get("url") if isinstance(out.get("video"), dict) else None
+        if record.kind == "video":
+            return [Download("video", video, ".mp4", MP4_TYPES)] if video else []
+        return []  # a generic app: its JSON output is the result
+
+    def cancel(self, record: JobRecord) -> bool:
+        self.client.send("PUT", record.extra["cancel_url"], op="cancel", expect_json=False)
+        return True
+
+    # -- storage --
+    def upload_bytes(self, data: bytes, content_type: str, *, name: str) -> str:
+        """Put bytes on fal's storage; return the URL apps can read."""
+        storage = base_url_for("fal_storage", "https://rest.alpha.fal.ai").rstrip("/")
+        if os.environ.get("MASUKA_FAL_BASE_URL") and not os.environ.get("MASUKA_FAL_STORAGE_BASE_URL"):
+            storage = self.base_url  # the simulator serves storage on the same root
+        init = self.client.json("POST", f"{storage}/storage/upload/initiate?storage_type=fal-cdn-v3", op="upload",
+                                json={"content_type": content_type, "file_name": name},
+                                headers=self.auth_headers())
+        if not isinstance(init, dict) or not init.get("upload_url") or not init.get("file_url"):
+            raise self.bad("an upload URL", init)
+        # A presigned URL: no key goes with it.
+        self.client.send("PUT", init["upload_url"], op="upload", expect_json=False, content=data,
+                         headers={"Content-Type": content_type})
+        return str(init["file_url"])
+
+
+def _progress_from_logs(logs: list[str]) -> float | None:
+    import re
+
+    for line in reversed(logs):
+        m = re.search(r"(\d{1,3})%", line)
+        if m:
+            return min(1.0, int(m.group(1)) / 100.0)
+    return None
+
+
+def run_app(app: str, arguments: dict[str, Any], *, wait: bool = True, max_cost: float | None = None,
+            estimate_usd: float | None = None, base_url: str | None = None, poll_interval: float | None = None,
+            progress: Any = None) -> Any:
+    """Run any fal app through the queue as a resumable job; return its JSON output (or the job when `wait=False`).
+
+    fal does not price arbitrary apps up front: pass `estimate_usd` (from the app's page) to have
+    `max_cost` and the session budget checked before it is sent.
+    """
+    from masuka_nb.jobs import Job, _now, save
+    from masuka_nb.video import cost as _cost
+
+    if estimate_usd is not None:
+        _cost.check_budget(estimate_usd, max_cost=max_cost, what=f"fal app {app}")
+    provider = FalProvider(base_url=base_url)
+    rec = JobRecord.new("app", "fal", model=app, provider_model=app, prompt=str(arguments.get("prompt", "")))
+    rec.base_url, rec.estimate_usd = provider.base_url, estimate_usd
+    rec.poll_interval = poll_interval if poll_interval is not None else float(
+        os.environ.get("MASUKA_POLL_INTERVAL") or provider.default_poll_interval)
+    rec.request = {"arguments": arguments}
+    save(rec)
+    try:
+        provider.submit_app(rec, app, arguments)
+    except Exception as exc:
+        rec.state = "unknown" if getattr(exc, "details", {}).get("maybe_accepted") else "failed"
+        rec.error = exc.to_dict() if hasattr(exc, "to_dict") else {"message": str(exc)}
+        save(rec)
+        raise
+    finally:
+        provider.close()
+    rec.state, rec.submitted_at = "submitted", _now()
+    save(rec)
+    _cost.charge(estimate_usd)
+    job = Job(rec)
+    return job.wait(progress=progress) if wait else job

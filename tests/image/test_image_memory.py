@@ -1,0 +1,146 @@
+"""The memory planner: estimates beside the published reference points (±20 %), a plan for every model on every
+runtime profile, overrides, refusals naming the nearest plan that fits, and the out-of-memory fallback order."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+import masuka_nb as mk
+from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
+from masuka_nb.memory import MemoryPlan, candidates, component_gb, lighter_plan
+from masuka_nb.models.registry import MODELS, get_model
+from masuka_nb.runtime import PROFILES
+
+GB_PER_GIB = 1024**3 / 1e9
+
+# ../shared/reference/memory.md, FLUX.1-dev at 1024² (quantization-backends blog on an H100, and the
+# diffusers offloading benchmark). (what, plan choices, field, published value)
+PIPELINE_REFERENCES = [
+    ("bf16 after load", {}, "after_load_vram_gb", 31.45),
+    ("bf16 peak", {}, "peak_vram_gb", 36.17),
+    ("bnb NF4 after load", {"quantization": "nf4"}, "after_load_vram_gb", 12.58),
+    ("bnb NF4 peak", {"quantization": "nf4"}, "peak_vram_gb", 17.28),
+    ("no offload GPU", {"offload": "none"}, "peak_vram_gb", 33.85),
+    ("no offload RAM", {"offload": "none"}, "ram_gb", 1.8),
+    ("model offload GPU", {"offload": "model"}, "peak_vram_gb", 22.64),
+    ("model offload RAM", {"offload": "model"}, "ram_gb", 35.5),
+    ("group offload GPU", {"offload": "group", "free_text_encoders": False}, "peak_vram_gb", 11.68),
+    ("group offload RAM", {"offload": "group", "free_text_encoders": False}, "ram_gb", 36.4),
+    ("group offload to disk GPU", {"offload": "group-to-disk", "free_text_encoders": False}, "peak_vram_gb", 11.68),
+    ("group offload to disk RAM", {"offload": "group-to-disk", "free_text_encoders": False}, "ram_gb", 2.8),
+]
+
+# Component sizes in GB (10⁹ bytes) from the same file: (model, component, dtype, nf4, published GB)
+COMPONENT_REFERENCES = [
+    ("flux1-dev", "transformer", "bfloat16", False, 23.8),
+    ("flux1-dev", "transformer", "bfloat16", True, 6.7),
+    ("flux1-dev", "text_encoder_2", "bfloat16", False, 9.5),
+    ("flux1-dev", "text_encoder_2", "float16", False, 11.5),
+    ("flux1-dev", "text_encoder_2", "bfloat16", True, 2.9),
+    ("flux1-dev", "text_encoder", "bfloat16", False, 0.25),
+    ("flux1-dev", "vae", "bfloat16", False, 0.17),
+    ("sd35-large", "transformer", "bfloat16", False, 16.1),
+    ("sd35-large", "transformer", "bfloat16", True, 4.5),
+    ("sd35-large", "text_encoder_2", "bfloat16", False, 1.39),
+    ("sd35-medium", "transformer", "bfloat16", False, 4.75),
+]
+
+
+@pytest.mark.parametrize(("what", "choices", "field", "published"), PIPELINE_REFERENCES,
+                         ids=[r[0] for r in PIPELINE_REFERENCES])
+def test_pipeline_estimates_match_published_measurements(what, choices, field, published):
+    plan = mk.plan("flux1-dev", gpu="h100", **choices)
+    estimate = getattr(plan, field)
+    assert abs(estimate - published) / published <= 0.20, f"{what}: estimate {estimate:.2f} vs {published}"
+
+
+@pytest.mark.parametrize(("model", "component", "dtype", "nf4", "published"), COMPONENT_REFERENCES)
+def test_component_sizes_match_published_figures(model, component, dtype, nf4, published):
+    spec = get_model(model)
+    plan = replace(mk.plan(model, gpu="h100"), dtype=dtype, text_encoder_dtype=dtype, vae_dtype=dtype,
+                   quantized_components=(component,) if nf4 else (), quantization="nf4" if nf4 else "none")
+    estimate = component_gb(spec, component, plan) * GB_PER_GIB
+    assert abs(estimate - published) / published <= 0.20, f"{estimate:.2f} GB vs {published} GB"
+
+
+@pytest.mark.parametrize("profile", list(PROFILES))
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_model_on_every_profile_plans_or_names_the_nearest_fit(model, profile):
+    spec = get_model(model)
+    prof = PROFILES[profile]
+    try:
+        plan = mk.plan(model, gpu=profile)
+    except PlanDoesNotFitError as err:
+        assert profile == "cpu" and not spec.tiny
+        assert "Nearest plan that fits" in str(err) and err.details["nearest"]
+        return
+    assert plan.fits
+    assert plan.peak_vram_gb <= prof.vram_gb or plan.device == "cpu"
+    if prof.is_cuda:
+        assert plan.dtype == ("bfloat16" if prof.compute_capability >= (8, 0) else "float16")
+        if plan.dtype == "float16":
+            assert plan.vae_dtype == "float32"
+    assert "why" in repr(plan) and "peak VRAM" in repr(plan)
+
+
+def test_free_colab_t4_runs_flux_as_nf4_with_text_encoders_freed():
+    plan = mk.plan("flux1-dev", gpu="t4")
+    assert (plan.dtype, plan.vae_dtype, plan.quantization) == ("float16", "float32", "nf4")
+    assert plan.quantized_repo == "diffusers/FLUX.1-dev-bnb-4bit"
+    assert set(plan.quantized_components) == {"transformer", "text_encoder_2"}
+    assert plan.free_text_encoders
+    assert max(plan.ram_gb, plan.load_ram_gb) <= 12.7
+
+
+def test_big_gpus_run_bf16_without_tricks():
+    for profile in ("a100-40", "a100-80", "h100"):
+        plan = mk.plan("flux1-dev", gpu=profile)
+        assert (plan.dtype, plan.quantization, plan.offload) == ("bfloat16", "none", "none")
+
+
+def test_forcing_a_plan_that_does_not_fit_names_the_one_that_does():
+    with pytest.raises(PlanDoesNotFitError) as err:
+        mk.plan("flux1-dev", gpu="t4", quantization="none", offload="none")
+    assert err.value.code == "PLAN_DOES_NOT_FIT"
+    assert "nf4" in err.value.details["nearest"]
+    # Model offload needs the whole pipeline in RAM: fine on a high-RAM runtime, refused on free Colab.
+    assert mk.plan("sd35-medium", gpu="t4-highram", offload="model").offload == "model"
+    with pytest.raises(PlanDoesNotFitError):
+        mk.plan("flux1-dev", gpu="l4", ram_gb=12.7, offload="model", quantization="none")
+
+
+def test_ram_override_and_bad_choices():
+    assert mk.plan("flux1-dev", gpu="l4", ram_gb=200).ram_available_gb == 200
+    for kwargs in ({"offload": "sideways"}, {"dtype": "int3"}, {"quantization": "nf2"}, {"ram_gb": -1}):
+        with pytest.raises(InvalidRequestError):
+            mk.plan("flux1-dev", gpu="l4", **kwargs)
+    with pytest.raises(InvalidRequestError):
+        mk.plan("flux1-dev", gpu="tpu")
+
+
+def test_lighter_plans_need_less_vram_until_there_are_none():
+    plan = mk.plan("flux1-dev", gpu="a100-40")
+    seen = [plan]
+    while (nxt := lighter_plan(seen[-1])) is not None:
+        assert nxt.peak_vram_gb < seen[-1].peak_vram_gb and nxt.fits
+        assert "fallback after running out of memory" in nxt.reasons[-1]
+        seen.append(nxt)
+    assert len(seen) >= 2
+
+
+def test_candidates_are_ordered_and_cpu_uses_float32_for_tiny_models():
+    cands = candidates(get_model("flux1-schnell"), PROFILES["l4"])
+    assert cands[0].quantization == "none" and cands[0].offload == "none"
+    tiny = mk.plan("tiny-sd3", gpu="cpu")
+    assert isinstance(tiny, MemoryPlan) and tiny.dtype == "float32" and tiny.device == "cpu"
+
+
+def test_nf4_quantization_arguments_are_what_a_gpu_load_would_use():
+    from masuka_nb.image.engine import nf4_kwargs
+
+    kwargs = nf4_kwargs(mk.plan("flux1-dev", gpu="t4"))
+    assert kwargs["load_in_4bit"] and kwargs["bnb_4bit_quant_type"] == "nf4"
+    assert str(kwargs["bnb_4bit_compute_dtype"]) == "torch.float16"
+    assert str(nf4_kwargs(mk.plan("flux1-dev", gpu="l4"))["bnb_4bit_compute_dtype"]) == "torch.bfloat16"

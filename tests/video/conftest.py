@@ -1,0 +1,63 @@
+"""Fakes on loopback, short timings and canary keys for the hosted-API tests."""
+
+from __future__ import annotations
+
+import pytest
+from video_helpers import KEY_NAMES
+
+from masuka_nb.testing.canary import make_canary
+from masuka_nb.testing.fakes import FAKES
+
+
+@pytest.fixture(autouse=True)
+def fast_http(monkeypatch):
+    from masuka_nb.http import reset_breakers
+    from masuka_nb.video import cost
+
+    monkeypatch.setenv("MASUKA_POLL_INTERVAL", "0.02")
+    monkeypatch.setenv("MASUKA_HTTP_BACKOFF", "0.01")
+    monkeypatch.setenv("MASUKA_HTTP_BACKOFF_MAX", "0.05")
+    monkeypatch.setenv("MASUKA_HTTP_TIMEOUT", "0.5")
+    monkeypatch.setenv("MASUKA_HTTP_RETRIES", "4")
+    monkeypatch.setenv("MASUKA_JOB_NOT_FOUND_GRACE", "0.3")
+    reset_breakers()
+    cost.reset_session()
+    yield
+    reset_breakers()
+    cost.reset_session()
+
+
+@pytest.fixture
+def keys(monkeypatch) -> dict[str, str]:
+    """A fresh canary key per provider (Kling: access and secret), set in the environment."""
+    out = {}
+    for provider, names in KEY_NAMES.items():
+        for name in names:
+            out[name] = make_canary(f"sk-{provider}")
+            monkeypatch.setenv(name, out[name])
+    return out
+
+
+@pytest.fixture
+def fakes(keys, monkeypatch):
+    """`fakes("runway", complete_after=0.1)` starts that fake (accepting only the canary key) and points MASUKA at it."""
+    started = []
+
+    def start(provider: str, **kwargs):
+        names = KEY_NAMES[provider]
+        key = ":".join(keys[n] for n in names)
+        fake = FAKES[provider](key=key, **{"complete_after": 0.1, **kwargs}).start()
+        monkeypatch.setenv(f"MASUKA_{provider.upper()}_BASE_URL", fake.base_url)
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()
+
+
+@pytest.fixture
+def image():
+    from PIL import Image
+
+    return Image.new("RGB", (640, 360), (200, 120, 40))
