@@ -114,43 +114,54 @@ def test_app_renders_and_works_in_a_real_browser(voila_url, tmp_path):
             "--disable-sync", "--no-first-run"])
         page = browser.new_page(viewport={"width": 1200, "height": 1400})
         page.set_default_timeout(90_000)
-        page.goto(voila_url)
-        expect(page.locator(".mk-title")).to_have_text("MASUKA")
-        expect(page.get_by_text("Generate", exact=True)).to_be_visible()
-        page.screenshot(path=str(shots / "image-light.png"), full_page=True)
+        try:
+            _click_through(page, expect, voila_url, shots)
+        except Exception:
+            # keep what the browser showed, to tell a slow machine from a broken page
+            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+            (tmp_path / "failure.html").write_text(page.content(), encoding="utf-8")
+            raise
+        finally:
+            browser.close()
 
-        # a typo in the form: the error appears in the panel with its code and hint
-        page.get_by_placeholder("random").fill("not-a-seed")
-        page.get_by_placeholder("Describe the image", exact=False).fill("a lighthouse at dawn")
+
+def _click_through(page, expect, voila_url: str, shots: Path) -> None:
+    page.goto(voila_url)
+    expect(page.locator(".mk-title")).to_have_text("MASUKA")
+    expect(page.get_by_text("Generate", exact=True)).to_be_visible()
+    page.screenshot(path=str(shots / "image-light.png"), full_page=True)
+
+    # a typo in the form: the error appears in the panel with its code and hint
+    page.get_by_placeholder("random").fill("not-a-seed")
+    page.get_by_placeholder("Describe the image", exact=False).fill("a lighthouse at dawn")
+    page.get_by_text("Generate", exact=True).click()
+    expect(page.locator('.mk-panel [data-testid="mk-error"][data-code="INVALID_REQUEST"]')).to_be_visible()
+
+    if HAS_IMAGE_ENGINE:  # the real engine on tiny-flux: images arrive in the gallery
+        page.get_by_placeholder("random").fill("3")
         page.get_by_text("Generate", exact=True).click()
-        expect(page.locator('.mk-panel [data-testid="mk-error"][data-code="INVALID_REQUEST"]')).to_be_visible()
+        expect(page.locator(".mk-panel .mk-caption", has_text="seed 3")).to_be_visible()
+        page.screenshot(path=str(shots / "image-result.png"), full_page=True)
 
-        if HAS_IMAGE_ENGINE:  # the real engine on tiny-flux: images arrive in the gallery
-            page.get_by_placeholder("random").fill("3")
-            page.get_by_text("Generate", exact=True).click()
-            expect(page.locator(".mk-panel .mk-caption", has_text="seed 3")).to_be_visible()
-            page.screenshot(path=str(shots / "image-result.png"), full_page=True)
+    page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Video").click()
+    expect(page.get_by_text("Estimate cost")).to_be_visible()
+    page.screenshot(path=str(shots / "video-light.png"), full_page=True)
 
-        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Video").click()
-        expect(page.get_by_text("Estimate cost")).to_be_visible()
-        page.screenshot(path=str(shots / "video-light.png"), full_page=True)
+    page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="History").click()
+    expect(page.locator(".mk-caption", has_text="a red lighthouse at dawn")).to_be_visible()
+    page.screenshot(path=str(shots / "history-light.png"), full_page=True)
 
-        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="History").click()
-        expect(page.locator(".mk-caption", has_text="a red lighthouse at dawn")).to_be_visible()
-        page.screenshot(path=str(shots / "history-light.png"), full_page=True)
-
-        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Dashboard").click()
-        expect(page.locator('[data-testid="mk-stats"]')).to_contain_text("$1.20")
-        # Colab's dark theme marker: the app must stay readable (light text on dark)
-        page.evaluate("document.documentElement.setAttribute('theme', 'dark');"
-                      "document.body.style.background = '#1e1f24';")
-        color = page.locator(".mk-stat b").first.evaluate("e => getComputedStyle(e).color")
-        assert color == "rgb(232, 234, 240)", color
-        page.screenshot(path=str(shots / "dashboard-dark.png"), full_page=True)
-        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="LoRA").click()
-        if HAS_LORA:
-            expect(page.locator(".mk-chip", has_text="2 images")).to_be_visible()
-        page.screenshot(path=str(shots / "lora-dark.png"), full_page=True)
-        page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Image").click()
-        page.screenshot(path=str(shots / "image-dark.png"), full_page=True)
-        browser.close()
+    page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Dashboard").click()
+    expect(page.locator('[data-testid="mk-stats"]')).to_contain_text("$1.20")
+    # Colab's dark theme marker: the app must stay readable (light text on dark)
+    page.evaluate("document.documentElement.setAttribute('theme', 'dark');"
+                  "document.body.style.background = '#1e1f24';")
+    color = page.locator(".mk-stat b").first.evaluate("e => getComputedStyle(e).color")
+    assert color == "rgb(232, 234, 240)", color
+    page.screenshot(path=str(shots / "dashboard-dark.png"), full_page=True)
+    page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="LoRA").click()
+    if HAS_LORA:
+        expect(page.locator(".mk-chip", has_text="2 images")).to_be_visible()
+    page.screenshot(path=str(shots / "lora-dark.png"), full_page=True)
+    page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text="Image").click()
+    page.screenshot(path=str(shots / "image-dark.png"), full_page=True)
