@@ -234,16 +234,31 @@ def _snapshot(dplan: DownloadPlan, target: Path, *, progress: Any = None) -> Non
     from masuka_nb.progress import ProgressReporter
     from masuka_nb.storage import atomic_write_json
 
-    reporter = ProgressReporter("download", max(1, dplan.total_bytes), progress=progress)
+    reporter = ProgressReporter("download", max(1, len(dplan.files)), progress=progress)
     reporter.update(0, message=f"{dplan.repo}: {dplan.total_bytes / 1e9:.2f} GB planned")
     try:
         snapshot_download(dplan.repo, revision=dplan.revision, allow_patterns=list(dplan.allow_patterns),
-                          ignore_patterns=list(dplan.ignore_patterns), local_dir=str(target))
+                          ignore_patterns=list(dplan.ignore_patterns), local_dir=str(target),
+                          tqdm_class=_files_bar(reporter, dplan.repo))
     except Exception as exc:
         raise hub_error(exc, repo=dplan.repo) from exc
     atomic_write_json(target / MARKER, {"repo": dplan.repo, "revision": dplan.revision,
                                         "allow": dplan.allow_patterns, "bytes": dplan.total_bytes})
     reporter.done(f"{dplan.repo} downloaded")
+
+
+def _files_bar(reporter: Any, repo: str) -> type:
+    """The Hub's "files fetched" bar, also reported as MASUKA progress events (widgets, logs, tests)."""
+    from tqdm.auto import tqdm
+
+    class FilesBar(tqdm):
+        def update(self, n: float | None = 1) -> bool | None:
+            shown = super().update(n)
+            reporter.total = int(self.total or reporter.total)
+            reporter.update(int(self.n), message=f"{repo}: {int(self.n)}/{reporter.total} files")
+            return shown
+
+    return FilesBar
 
 
 def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:

@@ -10,6 +10,7 @@ Units: "GB" in plans are GiB (2³⁰ bytes), as torch and the published benchmar
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -108,11 +109,20 @@ class MemoryPlan:
         return "\n".join(lines)
 
 
+@functools.lru_cache(maxsize=1)
+def _this_machine() -> GpuProfile:
+    """This machine as a profile. Its GPU and total RAM do not change while the process lives
+    (a Colab runtime change restarts it), so it is looked at once."""
+    from masuka_nb.runtime import detect
+
+    return detect().as_profile()
+
+
 def _profile(gpu: str | GpuProfile | None, ram_gb: float | None) -> GpuProfile:
-    from masuka_nb.runtime import GpuProfile, detect, profile
+    from masuka_nb.runtime import GpuProfile, profile
 
     if gpu is None:
-        prof = detect().as_profile()
+        prof = _this_machine()
     elif isinstance(gpu, GpuProfile):
         prof = gpu
     else:

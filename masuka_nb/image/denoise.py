@@ -169,6 +169,8 @@ def _check_prompt_length(pipe, spec, req) -> None:
     if tok is None:
         return
     limit = spec.max_sequence_length
+    if len(req.prompt.encode("utf-8")) + 2 <= limit:
+        return  # every token covers at least one byte (byte fallback), so it cannot be past the limit
     ids = tok(req.prompt, add_special_tokens=True).input_ids
     if len(ids) <= limit:
         return

@@ -70,12 +70,13 @@ def resolve_model(model: str | None) -> tuple[str, str | None]:
     if model is not None and not isinstance(model, str):
         raise InvalidRequestError(f"`model` must be a model id, not {type(model).__name__}.", argument="model",
                                   value=model, hint="e.g. model=\"flux1-schnell\"; `masuka_nb.list_models()`.")
-    name = settings().default_model if model is None else model
+    s = settings()
+    name = s.default_model if model is None else model
     if name.strip().lower() != "auto":
         return get_model(name).id, None
     from masuka_nb.runtime import detect
 
-    if settings().device != "cpu" and detect().has_gpu:
+    if s.device != "cpu" and detect().has_gpu:
         return "flux1-schnell", "model auto: flux1-schnell (a CUDA GPU is present)"
     note = "model auto: tiny-flux, because this machine has no CUDA GPU (the output is noise, for testing)"
     log.warning("generate.auto_model", model="tiny-flux", reason="no CUDA GPU")
@@ -189,7 +190,8 @@ def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt:
     try:
         return _run(engine, state, t0, prompt, model=model, negative_prompt=negative_prompt, width=width,
                     height=height, steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras,
-                    image=image, strength=strength, plan=plan or plan_overrides, progress=progress, cancel=cancel,
+                    image=image, strength=strength, plan=plan if plan is not None else plan_overrides,
+                    progress=progress, cancel=cancel,
                     save=save, previews=previews, use_cache=use_cache, seeds=seeds)
     except (Exception, KeyboardInterrupt) as exc:
         err = translate(exc, model=state.get("model") or str(model), stage="generation",
@@ -221,7 +223,8 @@ def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, st
     if seeds is None:
         first = req.seed if req.seed is not None else secrets.randbelow(2**32 - req.num_images)
         seeds = [(first + i) % 2**32 for i in range(req.num_images)]
-    mplan, overrides = _plan_for(spec, req, plan)
+    current = settings()
+    mplan, overrides = _plan_for(spec, req, plan, current)
     state["plan"] = mplan
     resolved = resolve_all(loras, model=spec.id)
     warnings = [note] if note else []
@@ -229,12 +232,13 @@ def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, st
     state["recipe"] = recipe
     timings = {"validate": time.perf_counter() - t0}
 
-    key = cache.recipe_key(recipe)
-    if use_cache and settings().result_cache:
+    use_cache = use_cache and current.result_cache
+    key = cache.recipe_key(recipe) if use_cache else ""
+    if use_cache:
         hit = cache.lookup(key)
         if hit is not None:
             images, paths = hit
-            if save and not all(p.is_relative_to(settings().outputs_dir) for p in paths):
+            if save and not all(p.is_relative_to(current.outputs_dir) for p in paths):
                 paths = cache.store(key, images, _save(images, recipe, req), recipe)  # was made with save=False
             timings["total"] = time.perf_counter() - t0
             rec = _record_ok(spec, recipe, paths, timings, mplan, cached=True)
@@ -250,18 +254,19 @@ def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, st
         recipe["plan"] = mplan.label
     t = time.perf_counter()
     paths = _save(images, recipe, req) if save else []
-    if use_cache and settings().result_cache:
+    if use_cache:
         paths_for_cache = cache.store(key, images, paths, recipe)
         if not save:
             recipe["cache_paths"] = [str(p) for p in paths_for_cache]
     timings["save"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t0
+    t = time.perf_counter()
     rec = _record_ok(spec, recipe, paths, timings, mplan, cached=False)
+    timings = {**timings, "history": time.perf_counter() - t}  # the stored record cannot hold its own write time
     return GenerationResult(images, seeds, recipe, paths, timings, mplan, False, warnings, rec.id)
 
 
-def _plan_for(spec, req, plan) -> tuple[MemoryPlan, dict]:
-    from masuka_nb.image.engine import _forced_profile
+def _plan_for(spec, req, plan, current) -> tuple[MemoryPlan, dict]:
     from masuka_nb.memory import plan as make_plan
 
     if isinstance(plan, MemoryPlan):
@@ -278,7 +283,7 @@ def _plan_for(spec, req, plan) -> tuple[MemoryPlan, dict]:
     if unknown:
         raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
                                   value=overrides, hint=f"Allowed: {', '.join(sorted(allowed))}.")
-    overrides.setdefault("gpu", _forced_profile())
+    overrides.setdefault("gpu", "cpu" if current.device == "cpu" else None)
     mplan = make_plan(spec.id, width=req.width, height=req.height, num_images=req.num_images, **overrides)
     return mplan, {k: v for k, v in overrides.items() if v is not None and k != "gpu"}
 

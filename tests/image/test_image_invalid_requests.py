@@ -43,7 +43,7 @@ invalid_change = st.one_of(
     st.one_of(st.text(min_size=1, max_size=8), st.integers()).map(lambda v: {"model": f"nope-{v}"}),
     st.one_of(junk, st.just([("style", "loud")]), st.just([("/no/such/file.safetensors", 1.0)])).filter(
         lambda v: v not in (None, [], {}, ())).map(lambda v: {"loras": v}),
-    st.one_of(st.integers(), st.text(min_size=1, max_size=4), st.just({"speed": "max"}),
+    st.one_of(st.integers(), st.just(0), st.just(""), st.text(min_size=1, max_size=4), st.just({"speed": "max"}),
               st.just({"offload": "sideways"})).map(lambda v: {"plan": v}),
     st.one_of(st.integers(), st.text(min_size=1, max_size=4).map(lambda s: f"/nonexistent/{s}.png")).map(
         lambda v: {"image": v}),
