@@ -42,6 +42,8 @@ class HistoryPanel(Panel):
         self.count = widgets.HTML("")
         self.gallery = Gallery(thumb=180, empty="Nothing recorded yet: make something in another tab.")
         self.detail = widgets.HTML("")
+        self.player = widgets.Video(format="mp4", autoplay=False, controls=True,
+                                    layout=widgets.Layout(width="480px", display="none"))
         self.use_button = widgets.Button(description="Use in Image tab", icon="edit",
                                          layout=widgets.Layout(width="auto", display="none"))
         self.refresh_button.on_click(self._on_refresh_button_click)
@@ -51,7 +53,7 @@ class HistoryPanel(Panel):
             w.observe(self._on_filter_change, names="value")
         self.text.observe(self._on_filter_change, names="value")
         filters = card(field_row(self.kind, self.status, self.text, self.refresh_button), self.count)
-        self.children = [filters, self.notice, self.gallery, self.more_button, card(self.detail, self.use_button)]
+        self.children = [filters, self.notice, self.gallery, self.more_button, card(self.detail, self.player, self.use_button)]
         self.refresh()
 
     def _on_refresh_button_click(self, _b: widgets.Button) -> None:
@@ -95,6 +97,12 @@ class HistoryPanel(Panel):
         body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows if v not in ("", None))
         self.detail.value = f'<table class="mk-kv" data-testid="mk-record">{body}</table>'
         self.use_button.layout.display = "" if rec.kind == "image" and self._on_use_recipe else "none"
+        clip = next((Path(p) for p in rec.paths if str(p).lower().endswith(".mp4") and Path(p).is_file()), None)
+        if clip is not None and rec.kind == "video":
+            self.player.value = clip.read_bytes()
+            self.player.layout.display = ""
+        else:
+            self.player.layout.display = "none"
 
 
 def _caption(rec: HistoryRecord) -> str:

@@ -61,6 +61,12 @@ class GeneratePanel(Panel):
         self.loras = widgets.Textarea(placeholder="one per line: my-style:0.8 · a/hub-repo · https://…",
                                       description="LoRAs", style=LABEL_STYLE,
                                       layout=widgets.Layout(width="100%", height="56px"))
+        self.init_image = widgets.Text(placeholder="optional: a start image (path) for image-to-image",
+                                       description="Start image", style=LABEL_STYLE, layout=wide("72%"))
+        self.strength = widgets.FloatSlider(value=0.6, min=0.05, max=1.0, step=0.05, description="Strength",
+                                            style=LABEL_STYLE, layout=wide("320px"))
+        self.use_last = widgets.Button(description="Use last result", icon="level-up",
+                                       layout=widgets.Layout(width="auto"))
         self.previews = widgets.Checkbox(value=True, description="Live preview", indent=False,
                                          layout=widgets.Layout(width="auto"))
         self.generate_button = widgets.Button(description="Generate", button_style="primary", icon="magic",
@@ -76,6 +82,7 @@ class GeneratePanel(Panel):
         self.model.observe(self._on_model_change, names="value")
         self.generate_button.on_click(self._on_generate_button_click)
         self.reuse_seed.on_click(self._on_reuse_seed_click)
+        self.use_last.on_click(self._on_use_last_click)
         self.children = self._layout()
         self._busy_buttons = [self.generate_button, self.reuse_seed]
         self._apply_model_defaults(self.model.value)
@@ -86,6 +93,7 @@ class GeneratePanel(Panel):
             section("Model & settings"), field_row(self.model), self.model_info,
             field_row(self.width, self.height, self.seed), field_row(self.steps, self.guidance),
             field_row(self.count, self.previews), self.loras,
+            field_row(self.init_image, self.use_last), field_row(self.strength),
             field_row(self.generate_button, self.reuse_seed, self.cancel_button),
         )
         return [form, self.notice, self.warnings, self.progress, section("Results"), self.gallery, self.details]
@@ -101,11 +109,19 @@ class GeneratePanel(Panel):
         if self.result is not None and getattr(self.result, "seeds", None):
             self.seed.value = str(self.result.seeds[0])
 
+    def _on_use_last_click(self, _button: widgets.Button) -> None:
+        paths = getattr(self.result, "paths", None) or []
+        if paths:
+            self.init_image.value = str(paths[0])
+
     # ---- work ---------------------------------------------------------------------------------------
     def request(self) -> dict[str, Any]:
         """The keyword arguments the form stands for (checked here where widgets cannot check)."""
         spec = get_model(self.model.value)
+        start = self.init_image.value.strip()
+        img2img = {"image": start, "strength": float(self.strength.value)} if start else {}
         return {
+            **img2img,
             "prompt": self.prompt.value,
             "model": spec.id,
             "negative_prompt": self.negative.value.strip() or None,

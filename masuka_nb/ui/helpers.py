@@ -30,6 +30,7 @@ __all__ = [
     "history_stats",
     "parse_int",
     "parse_loras",
+    "parse_number_list",
     "parse_seed",
     "png_bytes",
     "progress_text",
@@ -145,6 +146,21 @@ def parse_int(text: str | int | None, *, argument: str, low: int, high: int, all
         raise InvalidRequestError(f"`{argument}` = {value} is outside {low} … {high}.", argument=argument,
                                   value=value, hint=f"Type a whole number from {low} to {high}.")
     return value
+
+
+def parse_number_list(text: str, *, argument: str, integer: bool = False) -> list[float]:
+    """ "1, 2 3" → [1.0, 2.0, 3.0]; at least one number."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    try:
+        values = [float(int(p)) if integer else float(p) for p in parts]
+    except ValueError:
+        raise InvalidRequestError(f"`{argument}` must be numbers separated by commas, not {text!r}.",
+                                  argument=argument, value=text,
+                                  hint="e.g. 1, 2" if integer else "e.g. 0.7, 1.0") from None
+    if not values:
+        raise InvalidRequestError(f"`{argument}` is empty.", argument=argument, value=text,
+                                  hint="Give at least one value, e.g. 1" if integer else "e.g. 1.0")
+    return values
 
 
 def parse_loras(text: str) -> list[tuple[str, float]]:

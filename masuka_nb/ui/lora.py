@@ -16,7 +16,7 @@ import ipywidgets as widgets
 
 from masuka_nb.runtime import in_colab
 from masuka_nb.ui.components import LABEL_STYLE, Gallery, Panel, ProgressView, card, field_row, section, wide
-from masuka_nb.ui.helpers import Upload, engine_api, esc, fmt_duration, fmt_money, upload_items
+from masuka_nb.ui.helpers import Upload, engine_api, esc, fmt_duration, fmt_money, png_bytes, upload_items
 
 __all__ = ["LoraPanel"]
 
@@ -83,6 +83,17 @@ class LoraPanel(Panel):
                                          style=LABEL_STYLE, layout=wide("220px"))
         self.cloud_button = widgets.Button(description="Train in the cloud", icon="cloud",
                                            layout=widgets.Layout(width="auto"))
+        self.compare_lora = widgets.Text(placeholder="a LoRA path or library name (filled in after training)",
+                                         description="LoRA", style=LABEL_STYLE, layout=wide("72%"))
+        self.compare_prompt = widgets.Text(placeholder="e.g. a photo of mksubject in a sunlit garden",
+                                           description="Prompt", style=LABEL_STYLE, layout=wide("72%"))
+        self.compare_seeds = widgets.Text(value="1, 2", description="Seeds", style=LABEL_STYLE, layout=wide("220px"))
+        self.compare_weights = widgets.Text(value="0.7, 1.0", description="Weights", style=LABEL_STYLE,
+                                            layout=wide("220px"))
+        self.compare_button = widgets.Button(description="Compare with base", icon="th",
+                                             layout=widgets.Layout(width="auto"))
+        self.comparison: Any = None
+        self.compare_image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%", display="none"))
         self.progress = ProgressView()
         self.train_info = widgets.HTML("")
         self.train_gallery = Gallery(columns=4, thumb=200, empty="")
@@ -95,6 +106,7 @@ class LoraPanel(Panel):
         self.caption_button.on_click(self._on_caption_button_click)
         self.train_button.on_click(self._on_train_button_click)
         self.cloud_button.on_click(self._on_cloud_button_click)
+        self.compare_button.on_click(self._on_compare_button_click)
         children = [
             card(section("1 · Dataset"), field_row(self.name, self.open_button), self.dataset_info),
             card(section("2 · Add photos"),
@@ -107,13 +119,15 @@ class LoraPanel(Panel):
             card(section("4 · Train"), field_row(self.base, self.steps, self.rank),
                  field_row(self.learning_rate, self.resolution),
                  field_row(self.train_button, self.provider, self.cloud_button, self.cancel_button)),
-            self.notice, self.progress, self.report, self.train_info, self.train_gallery,
+            card(section("5 · Compare"), self.compare_lora, self.compare_prompt,
+                 field_row(self.compare_seeds, self.compare_weights, self.compare_button)),
+            self.notice, self.progress, self.report, self.train_info, self.train_gallery, self.compare_image,
             section("Dataset images"), self.items_gallery,
         ]
         self.children = children
         self._busy_buttons = [self.open_button, self.import_upload_button, self.colab_upload_button,
                               self.import_path_button, self.curate_button, self.caption_button, self.train_button,
-                              self.cloud_button]
+                              self.cloud_button, self.compare_button]
 
     # ---- handlers ---------------------------------------------------------------------------------
     def _on_open_button_click(self, _b: widgets.Button) -> None:
@@ -139,6 +153,9 @@ class LoraPanel(Panel):
 
     def _on_cloud_button_click(self, _b: widgets.Button) -> None:
         self._run("cloud training", self._train_cloud)
+
+    def _on_compare_button_click(self, _b: widgets.Button) -> None:
+        self._run("comparison", self._render_comparison)
 
     # ---- work ---------------------------------------------------------------------------------------
     def _open(self) -> Any:
@@ -260,6 +277,7 @@ class LoraPanel(Panel):
             pictures.append((run.loss_curve_path.read_bytes(), "loss curve"))
         pictures += [(_thumb_bytes(p), p.stem) for p in run.samples[-8:] if p.is_file()]
         self.train_gallery.set_items(pictures)
+        self._after_training(run.lora_path)
         self._say(f"LoRA saved: {run.lora_path}")
 
     def _train_cloud(self) -> None:
@@ -274,7 +292,31 @@ class LoraPanel(Panel):
         result = job.wait(progress=self.progress)
         self.progress.finish(f"cloud training finished ({fmt_money(result.cost)})")
         self.train_info.value = _lora_html(result.lora_path, None, notes=result.notes)
+        self._after_training(result.lora_path)
         self._say(f"Cloud LoRA saved: {result.lora_path}")
+
+    def _after_training(self, lora_path: Any) -> None:
+        self.compare_lora.value = str(lora_path or "")
+        trigger = self.trigger.value.strip()
+        if not self.compare_prompt.value and trigger:
+            self.compare_prompt.value = f"a photo of {trigger}"
+
+    def _render_comparison(self) -> None:
+        from masuka_nb.ui.helpers import parse_number_list
+
+        lora = self.compare_lora.value.strip()
+        prompt = self.compare_prompt.value.strip()
+        seeds = [int(v) for v in parse_number_list(self.compare_seeds.value, argument="seeds", integer=True)]
+        weights = parse_number_list(self.compare_weights.value, argument="weights")
+        compare = engine_api("masuka_nb.lora", "compare")
+        self.progress.start("rendering the comparison grid…")
+        result = compare([lora] if lora else [], prompts=[prompt] if prompt else [], seeds=seeds, weights=weights,
+                         progress=self.progress, cancel=self.cancel_token)
+        self.comparison = result
+        self.compare_image.value = png_bytes(result.grid)
+        self.compare_image.layout.display = ""
+        self.progress.finish(f"{len(result.cells)} images compared in {fmt_duration(result.seconds)}")
+        self._say(f"Comparison saved: {result.path}" if result.path else "Comparison ready.")
 
     def _show_dataset(self) -> None:
         ds = self.dataset
@@ -287,20 +329,29 @@ class LoraPanel(Panel):
                 data = _thumb_bytes(ds.path_of(it))
             except OSError:
                 continue
-            gallery.append((data, it.caption or "(no caption)"))
+            gallery.append((data, f"{it.width}×{it.height} · {Path(it.source).name or it.file}"))
             toggles.append(self._keep_toggle(it))
         self.items_gallery.set_items(gallery, extra=toggles)
 
-    def _keep_toggle(self, item: Any) -> widgets.Checkbox:
+    def _keep_toggle(self, item: Any) -> widgets.VBox:
+        """Per image: keep/drop and the caption, both saved to the dataset as soon as they change
+        (a caption typed here is the user's: captioning never overwrites it unless asked)."""
         box = widgets.Checkbox(value=bool(item.keep), description="keep", indent=False,
                               layout=widgets.Layout(width="auto"))
+        text = widgets.Textarea(value=item.caption, placeholder="caption", continuous_update=False,
+                                layout=widgets.Layout(width="100%", height="52px"))
 
-        def on_change(change: dict[str, Any], stem: str = item.stem) -> None:
+        def on_keep(change: dict[str, Any], stem: str = item.stem) -> None:
             self.dataset.set_keep(stem, bool(change["new"]))
             self._show_counts()
 
-        box.observe(on_change, names="value")
-        return box
+        def on_caption(change: dict[str, Any], stem: str = item.stem) -> None:
+            self.dataset.set_caption(stem, change["new"])
+            self._show_counts()
+
+        box.observe(on_keep, names="value")
+        text.observe(on_caption, names="value")
+        return widgets.VBox([box, text])
 
     def _show_counts(self) -> None:
         ds = self.dataset
@@ -312,8 +363,6 @@ class LoraPanel(Panel):
 
 def _thumb_bytes(path: Path, side: int = 240) -> bytes:
     from PIL import Image
-
-    from masuka_nb.ui.helpers import png_bytes
 
     with Image.open(path) as img:
         img.load()

@@ -170,3 +170,21 @@ def test_background_mode_shows_cancel_and_reports_errors_from_the_thread():
     form.wait(10)
     assert form.last_error is not None and form.last_error.code == "INVALID_REQUEST"
     assert form.cancel_button.layout.display == "none" and not form.busy
+
+
+def test_panels_override_no_widget_internals():
+    """A panel method named like an ipywidgets internal (`_compare`, `_repr_keys`…) breaks repr and sync
+    in one version or the other: keep our names apart."""
+    from masuka_nb.ui import components, dashboard, gallery, generate, lora, video
+    from masuka_nb.ui.application import MasukaApp
+
+    widget_names = set(dir(widgets.VBox)) | set(dir(widgets.HTML))
+    classes = [components.Panel, components.Notice, components.Toasts, components.ProgressView, components.Gallery,
+               generate.GeneratePanel, lora.LoraPanel, video.VideoPanel, gallery.HistoryPanel,
+               dashboard.DashboardPanel, MasukaApp]
+    for cls in classes:
+        clashes = {name for name, value in vars(cls).items() if callable(value) and name in widget_names
+                   and not name.startswith("__")}
+        assert not clashes, (cls.__name__, clashes)
+    ui = mk.app(display=False)
+    assert "MasukaApp" in repr(ui) and "LoraPanel" in repr(ui.lora)

@@ -68,6 +68,14 @@ def test_parse_int():
         h.parse_int("", argument="steps", low=1, high=10, allow_empty=False)
 
 
+def test_parse_number_list():
+    assert h.parse_number_list("1, 2 3", argument="seeds", integer=True) == [1.0, 2.0, 3.0]
+    assert h.parse_number_list("0.5,1", argument="weights") == [0.5, 1.0]
+    for bad in ("", "1.5", "x"):
+        with pytest.raises(InvalidRequestError):
+            h.parse_number_list(bad, argument="seeds", integer=True)
+
+
 def test_parse_loras():
     text = "style-a\nstyle-b:0.6, https://host/x.safetensors @ 0.5\nhttps://host/y.safetensors\n\nrepo/name:-0.25"
     assert h.parse_loras(text) == [

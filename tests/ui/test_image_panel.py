@@ -48,6 +48,21 @@ def test_generate_streams_progress_with_previews_and_fills_the_gallery(masuka_ho
     assert ui.history.gallery.cells[0].children[0].value[:4] == b"\x89PNG"
 
 
+def test_image_to_image_from_the_last_result(masuka_home):
+    _ui, form = _form(seed="9")
+    form.generate_button.click()
+    first = form.result
+    form.use_last.click()
+    assert form.init_image.value == str(first.paths[0])
+    form.strength.value = 0.5
+    form.generate_button.click()
+    assert form.last_error is None, form.last_error
+    assert form.result.recipe["strength"] == 0.5 and form.result.recipe["image_sha256"]
+    form.init_image.value = str(masuka_home / "missing.png")
+    form.generate_button.click()
+    assert form.last_error is not None and form.last_error.code != "UNEXPECTED", form.last_error
+
+
 def test_engine_errors_show_code_message_and_hint(masuka_home):
     _ui, form = _form(model="tiny-sd3")
     form.width.value = 40  # not a multiple of 16: the engine refuses, the panel shows why

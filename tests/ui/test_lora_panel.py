@@ -69,7 +69,7 @@ def test_folder_import_curate_keep_override_and_caption(tmp_path):
     assert panel.last_error is None, panel.last_error
     assert panel.last_curation is not None and "to keep" in panel.report.value
     # the user overrules one verdict with its checkbox: saved in dataset.json at once
-    toggle = panel.items_gallery.cells[0].children[2]
+    toggle, caption_box = panel.items_gallery.cells[0].children[2].children
     first = panel.dataset.items[0]
     toggle.value = not first.keep
     assert mk.lora.Dataset.load("dog").items[0].keep == toggle.value
@@ -78,7 +78,13 @@ def test_folder_import_curate_keep_override_and_caption(tmp_path):
     assert panel.last_error is None, panel.last_error
     items = mk.lora.Dataset.load("dog").items
     assert all(it.caption.startswith("mkdog") for it in items)
-    assert "mkdog" in panel.items_gallery.cells[0].children[1].value
+    caption_box = panel.items_gallery.cells[0].children[2].children[1]
+    assert caption_box.value.startswith("mkdog")
+    # a caption typed by the user is saved at once and survives re-captioning
+    caption_box.value = "mkdog, my own words"
+    assert mk.lora.Dataset.load("dog").items[0].caption == "mkdog, my own words"
+    panel.caption_button.click()
+    assert mk.lora.Dataset.load("dog").items[0].caption == "mkdog, my own words"
 
 
 def test_train_on_tiny_flux_shows_the_lora_and_loss(tmp_path):
@@ -96,6 +102,16 @@ def test_train_on_tiny_flux_shows_the_lora_and_loss(tmp_path):
     assert run.lora_path is not None and run.lora_path.is_file()
     assert str(run.lora_path) in panel.train_info.value and 'data-testid="mk-lora"' in panel.train_info.value
     assert any(e.stage for e in panel.progress.events) and panel.progress.bar.value == 1000
+    # the new LoRA is ready to compare against the base model
+    assert panel.compare_lora.value == str(run.lora_path) and "mktok" in panel.compare_prompt.value
+    panel.compare_seeds.value = "1"
+    panel.compare_weights.value = "1.0"
+    panel.compare_button.click()
+    assert panel.last_error is None, panel.last_error
+    assert panel.comparison.cells and panel.compare_image.value[:4] == b"\x89PNG"
+    panel.compare_seeds.value = "one"
+    panel.compare_button.click()
+    assert panel.last_error.code == "INVALID_REQUEST" and panel.last_error.hint
 
 
 def test_training_without_a_trigger_word_or_dataset_images_says_why():

@@ -54,6 +54,10 @@ def test_estimate_then_generate_plays_the_clip_and_records_it(comet):
     assert "completed" in panel.jobs_html.value
     rec = query(kind="video")[0]
     assert rec.status == "ok" and rec.extra["cost_usd"] == pytest.approx(est.usd)
+    ui.select("History")  # the clip is in the history, with its thumbnail and a player
+    assert ui.history.records[0].kind == "video"
+    ui.history.select(ui.history.records[0])
+    assert ui.history.player.value == result.path.read_bytes() and ui.history.player.layout.display == ""
     ui.dashboard.refresh_button.click()
     assert f"${est.usd:.2f}" in ui.dashboard.stats_html.value
     assert KEY not in panel.jobs_html.value + panel.result_info.value + panel.notice.value
