@@ -9,10 +9,9 @@ Importing this package loads no torch, diffusers, transformers or ipywidgets: ev
 below is resolved on first use (PEP 562), so the first cell of a notebook runs in milliseconds.
 """
 
-import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
 
+from masuka_nb._lazy import attach as _attach
 from masuka_nb._version import __version__
 
 # public name -> (module, attribute); attribute None means the module itself.
@@ -75,19 +74,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _Any:
-    try:
-        module_name, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'masuka_nb' has no attribute {name!r}") from None
-    module = _importlib.import_module(module_name)
-    value = module if attr is None else getattr(module, attr)
-    globals()[name] = value  # later look-ups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _attach(globals(), _LAZY)
 
 
 if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy

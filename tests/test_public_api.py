@@ -38,3 +38,39 @@ def test_unknown_attribute_is_an_attribute_error():
         assert "no_such_thing" in str(exc)
     else:
         raise AssertionError("expected AttributeError")
+
+
+LAZY_PACKAGES = ["masuka_nb", "masuka_nb.image", "masuka_nb.video", "masuka_nb.lora", "masuka_nb.ui"]
+
+
+def test_no_submodule_shadows_a_public_name():
+    """Importing `pkg.x` binds the module `x` on `pkg`: a submodule named like a public function would
+    replace that function for everyone once anything imports it."""
+    import importlib
+
+    from masuka_nb._lazy import resolve
+
+    for package in LAZY_PACKAGES:
+        pkg = importlib.import_module(package)
+        folder = Path(pkg.__file__).parent
+        for name, target in pkg._LAZY.items():
+            _, attr = resolve(target, name)
+            if attr is None:  # the export *is* the module
+                continue
+            assert not (folder / f"{name}.py").exists() and not (folder / name / "__init__.py").exists(), (
+                f"{package}.{name} is both a public name and a submodule")
+
+
+def test_public_names_survive_importing_every_submodule():
+    code = (
+        "import importlib, pkgutil, types, masuka_nb\n"
+        "for m in pkgutil.walk_packages(masuka_nb.__path__, 'masuka_nb.'):\n"
+        "    if '.testing.fakes.__main__' in m.name or m.name.endswith('__main__'): continue\n"
+        "    importlib.import_module(m.name)\n"
+        "for pkg in %r:\n"
+        "    p = importlib.import_module(pkg)\n"
+        "    for n, t in p._LAZY.items():\n"
+        "        v = getattr(p, n)\n"
+        "        assert isinstance(v, types.ModuleType) == (not isinstance(t, str) and t[1] is None), (pkg, n)\n"
+    ).replace("%r", repr(LAZY_PACKAGES))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

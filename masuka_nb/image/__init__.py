@@ -9,8 +9,9 @@ Modules: request (validation), engine (pipelines kept between calls), generation
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from masuka_nb._lazy import attach
 
 __all__ = ["GenerationResult", "ImageEngine", "LoraInfo", "LoraSpec", "default_engine", "generate", "make_grid",
            "reproduce", "upscale", "validate_lora"]
@@ -29,16 +30,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'masuka_nb.image' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = attach(globals(), _LAZY)
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
 
 
 if TYPE_CHECKING:

@@ -11,9 +11,9 @@
 Names resolve on first use, so `import masuka_nb.lora` loads no torch.
 """
 
-import importlib as _importlib
 from typing import TYPE_CHECKING as _TYPE_CHECKING
-from typing import Any as _Any
+
+from masuka_nb._lazy import attach as _attach
 
 _LAZY: dict[str, tuple[str, str]] = {
     "CaptionReport": ("masuka_nb.lora.caption", "CaptionReport"),
@@ -56,18 +56,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> _Any:
-    try:
-        module_name, attr = _LAZY[name]
-    except KeyError:
-        raise AttributeError(f"module 'masuka_nb.lora' has no attribute {name!r}") from None
-    value = getattr(_importlib.import_module(module_name), attr)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = _attach(globals(), _LAZY)
 
 
 if _TYPE_CHECKING:

@@ -6,8 +6,9 @@ Importing this package loads no widgets: `app` and the panels resolve on first u
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from masuka_nb._lazy import attach
 
 __all__ = ["DashboardPanel", "GeneratePanel", "HistoryPanel", "LoraPanel", "MasukaApp", "VideoPanel", "app"]
 
@@ -22,12 +23,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'masuka_nb.ui' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = attach(globals(), _LAZY)
 
 
 if TYPE_CHECKING:

@@ -45,16 +45,11 @@ def esc(text: object) -> str:
 
 
 def engine_api(package: str, name: str) -> Any:
-    """`package.name` as the public API defines it. A submodule with the same name as the public function
-    (``masuka_nb.image.generate``) replaces the package attribute once anything imports it; reach through
-    it so the app always calls the function, whichever import happened first."""
+    """`package.name` resolved when a panel needs it, so building the app imports no engine.
+    (No submodule shares a public function's name: tests/test_public_api.py keeps it so.)"""
     import importlib
-    import types
 
-    value = getattr(importlib.import_module(package), name)
-    if isinstance(value, types.ModuleType):
-        value = getattr(value, name)
-    return value
+    return getattr(importlib.import_module(package), name)
 
 
 # ---- formatting -----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ Light on purpose: the names resolve on first use, so `import masuka_nb.video` lo
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from masuka_nb._lazy import attach
 
 __all__ = ["CostEstimate", "VideoGenerator", "VideoJob", "VideoResult", "list_video_models"]
 
@@ -19,16 +20,8 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module 'masuka_nb.video' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_LAZY[name]), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = attach(globals(), _LAZY)
 
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
 
 
 if TYPE_CHECKING:

@@ -151,25 +151,3 @@ def test_history_stats_and_titles():
     assert st.last_at == "2026-01-03T00:00:00"
     title = h.record_title(recs[0], limit=20)
     assert title.startswith("image · tiny-flux · a lighthouse") and title.endswith("…")
-
-
-def test_engine_api_reaches_through_a_shadowing_submodule(tmp_path, monkeypatch):
-    # a package shaped like masuka_nb.image: a lazy public `run` living in a submodule `run.py`
-    pkg = tmp_path / "shadowpkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text(
-        "import importlib\n"
-        "def __getattr__(name):\n"
-        "    value = getattr(importlib.import_module('shadowpkg.run'), name)\n"
-        "    globals()[name] = value\n"
-        "    return value\n")
-    (pkg / "run.py").write_text("def run():\n    return 'the function'\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    import importlib
-
-    importlib.import_module("shadowpkg.run")  # someone imported the submodule first
-    import shadowpkg
-
-    assert not callable(shadowpkg.run)  # the trap: the package attribute is now the module
-    assert h.engine_api("shadowpkg", "run")() == "the function"
-    assert h.engine_api("masuka_nb.history", "query") is importlib.import_module("masuka_nb.history").query
