@@ -583,7 +583,7 @@ def fetch_source(source: str | None, *, into: Path | None = None) -> Path:
         if (here / "pyproject.toml").is_file():
             return here
         raise SetupError("setup_colab.py is not inside a MASUKA checkout.",
-                         hint="Pass --from PATH_OR_GIT_URL (e.g. --from https://github.com/OWNER/REPO).")
+                         hint="Pass --from PATH_OR_GIT_URL (e.g. --from https://github.com/masuka-ai/masuka).")
     if not _is_git(source):
         path = Path(source).expanduser()
         if not (path / "pyproject.toml").is_file():

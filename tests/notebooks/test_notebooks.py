@@ -74,7 +74,7 @@ def test_colab_shape_badge_form_drive_setup(name):
     nb = _read(name)
     first = nb.cells[0]
     assert first.cell_type == "markdown"
-    badge = f"https://colab.research.google.com/github/OWNER/masuka/blob/main/notebooks/{name}"
+    badge = f"https://colab.research.google.com/github/masuka-ai/masuka/blob/main/notebooks/{name}"
     assert badge in first.source and "colab-badge.svg" in first.source
     tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(tagged) == 1 and "#@param" in tagged[0].source and "#@title" in tagged[0].source
