@@ -222,6 +222,7 @@ class VideoGenerator:
         first = plans[0]
         rec = JobRecord.new("video", first.route.provider, model=canonical, prompt=prompt)
         last_error: MasukaError | None = None
+        missing_keys: list[str] = []  # every key a route lacked, so the error names them all
         for plan in plans:
             r = plan.route
             if plan.usd > first.usd:  # a dearer fallback must still respect the caller's limits
@@ -235,7 +236,12 @@ class VideoGenerator:
                 provider = get_provider(r.provider, base_url=self.base_urls.get(r.provider))
             except SecretMissingError as exc:
                 rec.attempts.append({"provider": r.provider, "skipped": exc.code})
-                last_error = exc
+                missing_keys.append(f"{exc.value} ({r.provider})")
+                last_error = exc if len(missing_keys) == 1 else SecretMissingError(
+                    f"No API key for any route of `{canonical}`: " + ", ".join(missing_keys) + ".",
+                    argument="model", value=canonical,
+                    hint="Add any one of these keys in Colab's Secrets panel (key icon, notebook access on) "
+                         "or as an environment variable; or pick a `provider=` whose key you have.")
                 continue
             if not breaker_for(r.provider).allow():
                 provider.close()

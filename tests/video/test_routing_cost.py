@@ -264,3 +264,15 @@ def test_veo_first_and_last_frame(fakes, image):
     with pytest.raises(MasukaError) as info:
         VideoGenerator().estimate("x", model="gen4_turbo", image=(image, last))
     assert info.value.code == "INVALID_REQUEST" and "last frame" in str(info.value)
+
+
+def test_missing_keys_for_every_route_are_all_named(monkeypatch):
+    for name in ("COMETAPI_KEY", "RUNWAYML_API_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(MasukaError) as info:
+        quiet_generate("waves", model="veo3-pro", duration=8)
+    err = info.value
+    assert err.code == "SECRET_MISSING"
+    assert "COMETAPI_KEY (cometapi)" in str(err) and "RUNWAYML_API_SECRET (runway)" in str(err)
+    records = jobs.list()
+    assert records and all(j.state == "failed" for j in records)  # nothing was sent, nothing is pending
