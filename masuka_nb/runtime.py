@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-__all__ = ["PROFILES", "GpuProfile", "RuntimeInfo", "detect", "doctor", "drive_root", "in_colab", "profile"]
+__all__ = ["PROFILES", "GpuProfile", "RuntimeInfo", "detect", "doctor", "drive_root", "in_colab", "meaning", "profile"]
 
 DRIVE_MOUNT = Path("/content/drive")
 
@@ -193,7 +193,7 @@ def detect() -> RuntimeInfo:
     )
 
 
-def _meaning(info: RuntimeInfo) -> list[str]:
+def meaning(info: RuntimeInfo) -> list[str]:
     """What this runtime means for MASUKA, in a user's words."""
     if not info.has_gpu:
         return [
@@ -237,7 +237,7 @@ def doctor() -> RuntimeInfo:
     lines = ["MASUKA doctor", "-" * 40]
     lines += [f"{k:<{width}}  {v}" for k, v in rows]
     lines.append("")
-    lines += ["• " + m for m in _meaning(info)]
+    lines += ["• " + m for m in meaning(info)]
     # doctor is the one place that is a report for a person, so it writes to stdout on purpose.
     sys.stdout.write("\n".join(lines) + "\n")
     return info

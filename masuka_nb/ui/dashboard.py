@@ -61,12 +61,12 @@ class DashboardPanel(Panel):
     def refresh(self) -> None:
         from masuka_nb.config import settings
         from masuka_nb.history import history
-        from masuka_nb.runtime import _meaning, detect
+        from masuka_nb.runtime import detect, meaning
 
         self.info = info = detect()
         s = settings()
-        meaning = "".join(f'<div class="mk-muted">• {esc(m)}</div>' for m in _meaning(info))
-        self.runtime_html.value = f'<div data-testid="mk-runtime">{chips_html(runtime_chips(info))}</div>{meaning}'
+        notes = "".join(f'<div class="mk-muted">• {esc(m)}</div>' for m in meaning(info))
+        self.runtime_html.value = f'<div data-testid="mk-runtime">{chips_html(runtime_chips(info))}</div>{notes}'
         rows = [("home", s.home), ("outputs", s.outputs_dir), ("LoRAs", s.loras_dir), ("models", s.models_dir)]
         self.paths_html.value = '<table class="mk-kv">' + "".join(
             f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows) + "</table>"
