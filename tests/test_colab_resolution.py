@@ -314,7 +314,7 @@ def test_setup_colab_on_colabs_image_would_install_only_what_colab_lacks(colab_i
     assert result.returncode == 0, result.stdout + result.stderr
     assert "runtime   Google Colab" in result.stdout
     planned = re.findall(r"^install   (\S+)", result.stdout, re.M)
-    assert sorted(planned) == ["bitsandbytes>=0.45", "pillow-heif>=0.18"]
+    assert sorted(planned) == ["bitsandbytes>=0.45", "imagehash>=4.3", "pillow-heif>=0.18"]
     would = re.search(r"^Would install (.*)$", result.stdout, re.M)
     assert would, result.stdout
     assert sorted(canonical(p.rsplit("-", 1)[0]) for p in would.group(1).split()) == ["bitsandbytes", "pillow-heif"]
