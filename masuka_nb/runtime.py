@@ -7,13 +7,18 @@ plans for (T4, L4, A100, H100, CPU) as data: the memory planner and its tests re
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 import shutil
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-__all__ = ["PROFILES", "GpuProfile", "RuntimeInfo", "detect", "doctor", "drive_root", "in_colab", "meaning", "profile"]
+__all__ = [
+    "PROFILES", "GpuProfile", "RuntimeInfo", "detect", "doctor", "drive_root", "free_memory", "in_colab", "meaning",
+    "profile",
+]
 
 DRIVE_MOUNT = Path("/content/drive")
 
@@ -22,6 +27,17 @@ def in_colab() -> bool:
     """True inside a Colab kernel. The `google.colab` package can be pip-installed anywhere, so
     importability is not proof: the module being loaded, or Colab's release tag, is."""
     return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+
+
+def free_memory() -> None:
+    """Give memory back after dropping a model: collect Python garbage, then return PyTorch's cached
+    CUDA blocks to the driver so the next model (or another process) can use them."""
+    gc.collect()
+    with contextlib.suppress(ImportError):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def drive_root() -> Path | None:

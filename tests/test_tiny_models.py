@@ -51,3 +51,50 @@ def test_rebuilt_weights_are_identical(tmp_path, monkeypatch):
         a, b = load_file(first / rel), load_file(second / rel)
         assert a.keys() == b.keys()
         assert all(np.array_equal(a[k], b[k]) for k in a)
+
+
+_RACER = r"""
+import os, sys
+rank = int(sys.argv[1])
+if sys.argv[2] == "dist":
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=sys.argv[3], rank=rank, world_size=2)
+    if rank == 0:  # let rank 1 reach the empty cache first: the order in which the bug showed
+        import time
+        time.sleep(3)
+from diffusers import DiffusionPipeline
+from masuka_nb.models.tiny import ensure_tiny
+path = ensure_tiny("tiny-flux")
+assert list((path / "text_encoder").glob("*.safetensors")), "text_encoder without weights"
+pipe = DiffusionPipeline.from_pretrained(path)
+assert pipe.text_encoder is not None and pipe.transformer is not None
+print("loaded", path)
+"""
+
+
+@pytest.mark.parametrize("mode", ["plain", "dist"])
+def test_two_processes_build_the_same_tiny_model_at_once(tmp_path, mode):
+    """Both start on an empty cache; both must get a complete folder. Under torch.distributed,
+    transformers saves weights on rank 0 only, so a folder built by rank 1 lacked text_encoder weights."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        init = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    cache = tmp_path / "fresh-cache"
+    env = {**os.environ, "MASUKA_CACHE_DIR": str(cache)}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _RACER, str(rank), mode, init], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for rank in (1, 0)
+    ]
+    outs = [p.communicate(timeout=240) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+        assert "loaded" in out
+    folder = cache / "tiny" / "tiny-flux-v1"
+    assert (folder / MARKER).is_file()
+    assert list((folder / "text_encoder").glob("*.safetensors"))
+    assert [p.name for p in (cache / "tiny").iterdir() if p.is_dir()] == ["tiny-flux-v1"]

@@ -8,12 +8,12 @@ plan: dtype, NF4 (pre-quantized repo or BitsAndBytesConfig), VAE in fp32 when fp
 
 from __future__ import annotations
 
-import gc
 import threading
 from typing import Any
 
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
+from masuka_nb.runtime import free_memory
 
 __all__ = ["ImageEngine", "default_engine"]
 
@@ -83,17 +83,6 @@ class ImageEngine:
         from masuka_nb.image.generation import run
 
         return run(self, prompt, **kwargs)
-
-
-def free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
 
 
 def _forced_profile() -> str | None:

@@ -8,15 +8,14 @@ needs that memory for training). Without a GPU and offline, the tiny random capt
 
 from __future__ import annotations
 
-import gc
 import time
 import weakref
 from dataclasses import dataclass, field
-from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.runtime import free_memory
 from masuka_nb.storage import atomic_write_text
 
 __all__ = ["CAPTIONERS", "CaptionReport", "caption_dataset", "with_trigger"]
@@ -114,18 +113,6 @@ def _generate(family: str, model, processor, dtype, images: list, task: str, max
     return [t.strip() for t in processor.batch_decode(out, skip_special_tokens=True)]
 
 
-def _free(*objs: Any) -> None:
-    del objs
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-
-
 def caption_dataset(
     dataset,
     *,
@@ -181,7 +168,7 @@ def caption_dataset(
             reporter.update(min(i + batch_size, len(todo)), message=f"{len(report.captioned)} captioned")
     finally:
         del captioner, processor
-        _free()
+        free_memory()
     report.seconds = time.perf_counter() - start
     from masuka_nb.history import HistoryRecord, record
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.image.grid import make_grid  # also re-exported: it used to live here
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 
@@ -75,25 +76,6 @@ def resolve_lora(source: str | Path) -> tuple[Path, str, dict[str, Any]]:
     meta_path = folder / "masuka_lora.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return file, meta.get("name") or file.stem, meta
-
-
-def make_grid(images: list[list[Any]], *, row_labels: list[str], col_labels: list[str], pad: int = 4):
-    """A labelled grid of PIL images: rows × columns, labels on the left and on top."""
-    from PIL import Image, ImageDraw
-
-    cw = max(im.width for row in images for im in row)
-    ch = max(im.height for row in images for im in row)
-    left = 8 + 7 * max((len(s) for s in row_labels), default=0)
-    top = 22
-    grid = Image.new("RGB", (left + len(col_labels) * (cw + pad), top + len(row_labels) * (ch + pad)), "white")
-    draw = ImageDraw.Draw(grid)
-    for j, label in enumerate(col_labels):
-        draw.text((left + j * (cw + pad) + 2, 4), label[: max(4, cw // 6)], fill=(0, 0, 0))
-    for i, row in enumerate(images):
-        draw.text((4, top + i * (ch + pad) + ch // 2 - 5), row_labels[i], fill=(0, 0, 0))
-        for j, im in enumerate(row):
-            grid.paste(im, (left + j * (cw + pad), top + i * (ch + pad)))
-    return grid
 
 
 def compare(
@@ -153,7 +135,7 @@ def compare(
                 done += 1
                 reporter.update(done)
         grid_rows.append(row_images)
-    row_labels = ["base" if f is None else f"{n} ×{w:g}" for f, n, w in rows]
+    row_labels = ["base" if f is None else f"{n} x{w:g}" for f, n, w in rows]
     col_labels = [f"{p[:24]} · {s}" for p in prompts for s in seeds]
     grid = make_grid(grid_rows, row_labels=row_labels, col_labels=col_labels)
     result = Comparison(grid=grid, cells=cells, model=spec.id, seconds=time.perf_counter() - start)

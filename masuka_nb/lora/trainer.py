@@ -9,7 +9,6 @@ where an uninterrupted one would. Only rank 0 writes checkpoints, samples and th
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
 import random
@@ -23,6 +22,7 @@ from masuka_nb.log import get_logger
 from masuka_nb.lora.plan import TARGET_PRESETS
 from masuka_nb.lora.training import FLOW_SHIFT, TrainingRun, _record, bucket_for, loss_curve_png, make_buckets
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.runtime import free_memory
 from masuka_nb.storage import atomic_write_bytes, atomic_write_json, ensure_dir, read_json
 
 log = get_logger(__name__)
@@ -120,7 +120,7 @@ class _Trainer:
                 out[it.sha256] = ((lat - vae.config.shift_factor) * vae.config.scaling_factor)[0].cpu().contiguous()
         finally:
             del vae
-            _free_memory()
+            free_memory()
         ensure_dir(cache.parent)
         tmp = cache.with_name(cache.name + ".incomplete")
         save_file(out, str(tmp))
@@ -164,7 +164,7 @@ class _Trainer:
         finally:
             # Text encoders (T5 ≈ 9.5 GB) leave before the transformer arrives.
             del pipe
-            _free_memory()
+            free_memory()
         ensure_dir(cache.parent)
         tmp = cache.with_name(cache.name + ".incomplete")
         save_file(flat, str(tmp))
@@ -487,7 +487,7 @@ class _Trainer:
         accel.wait_for_everyone()
         reporter.done()
         del model, optimizer
-        _free_memory()
+        free_memory()
         if not accel.is_main_process:  # the other ranks report what the main one exported
             return TrainingRun.load(run.run_dir)
         return run
@@ -600,10 +600,3 @@ def _vae_config(base: str) -> dict[str, Any]:
     return dict(AutoencoderKL.load_config(base, subfolder="vae"))
 
 
-def _free_memory() -> None:
-    gc.collect()
-    with contextlib.suppress(ImportError):
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()

@@ -15,12 +15,16 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import tempfile
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from masuka_nb.log import get_logger
 
-__all__ = ["TINY_LABEL", "build_tiny", "ensure_tiny", "tiny_clip_tokenizer"]
+__all__ = ["TINY_LABEL", "build_folder_atomically", "build_tiny", "ensure_tiny", "tiny_clip_tokenizer"]
 
 log = get_logger(__name__)
 
@@ -223,29 +227,125 @@ def tiny_dir(model_id: str) -> Path:
     return settings().cache_dir / "tiny" / f"{model_id}-v{BUILDER_VERSION}"
 
 
-def ensure_tiny(model_id: str) -> Path:
-    """The folder of tiny model `model_id`, built and saved there first if needed. Safe under races:
-    the folder is built beside its final place and renamed in one step."""
-    target = tiny_dir(model_id)
+def _distributed_rank() -> int:
+    """This process's torch.distributed rank, 0 when torch is not loaded or no process group is up."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return 0
+    dist = getattr(torch, "distributed", None)
+    try:
+        if dist is not None and dist.is_available() and dist.is_initialized():
+            return int(dist.get_rank())
+    except (RuntimeError, ValueError):
+        pass
+    return 0
+
+
+@contextlib.contextmanager
+def _exclusive(lock_path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on `lock_path` (POSIX flock). Where locking is unavailable (Windows, some
+    network or FUSE mounts) the body runs unlocked: the marker checks below still hold."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_path, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        except OSError:
+            yield
+            return
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def build_folder_atomically(target: Path, write: Callable[[Path], None], marker: dict[str, Any]) -> Path:
+    """Make `target` by calling `write(tmp)` on a fresh folder beside it, then renaming that folder into
+    place with `marker` (as MARKER) inside. A folder without the marker is never used.
+
+    Safe for concurrent callers: builders take turns under a lock file, and whoever gets it second finds
+    the marker and returns without building. A marker-less leftover (a crash mid-build) is removed only
+    while holding the lock, so no caller can delete a folder another one has just put in place. The
+    rename itself cannot be the guard: on Linux a directory renames onto an *empty* directory, and
+    fails onto a non-empty one."""
+    target = Path(target)
     if (target / MARKER).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    pipe = build_tiny(model_id)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
-        pipe.save_pretrained(tmp, safe_serialization=True)
-        (tmp / MARKER).write_text(
-            json.dumps({"model": model_id, "builder_version": BUILDER_VERSION, "label": TINY_LABEL}, indent=1)
-        )
+    with _exclusive(target.parent / f".{target.name}.lock"):
+        if (target / MARKER).is_file():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            os.replace(tmp, target)
-        except OSError:
-            # Another process finished first (target exists and is not empty): keep theirs.
-            if not (target / MARKER).is_file():
+            write(tmp)
+            (tmp / MARKER).write_text(json.dumps(marker, indent=1))
+            if target.exists() and not (target / MARKER).is_file():
                 shutil.rmtree(target, ignore_errors=True)
+            try:
                 os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
+            except OSError:
+                # Only reachable without a working lock: another builder placed its folder first.
+                if not (target / MARKER).is_file():
+                    raise
+        finally:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(tmp)
+    return target
+
+
+def _wait_for_marker(target: Path, *, model_id: str, timeout: float = 900.0) -> Path:
+    deadline = time.monotonic() + timeout
+    while not (target / MARKER).is_file():
+        if time.monotonic() > deadline:
+            from masuka_nb.errors import ModelNotFoundError
+
+            raise ModelNotFoundError(
+                f"Waited {timeout:.0f} s for rank 0 to build tiny model `{model_id}` in {target.parent}.",
+                argument="model",
+                value=model_id,
+                hint="Call ensure_tiny() on rank 0 (or before starting the ranks) so the folder exists; "
+                "other ranks cannot build it because transformers writes weights on rank 0 only.",
+            )
+        time.sleep(0.2)
+    return target
+
+
+def _check_weights(folder: Path) -> None:
+    """Every component that has a config also has its weights (guards against a save that silently
+    skipped some, as transformers does on a distributed rank other than 0)."""
+    missing = [
+        sub.name for sub in sorted(folder.iterdir())
+        if sub.is_dir() and (sub / "config.json").is_file() and not any(sub.glob("*.safetensors"))
+    ]
+    if missing:
+        from masuka_nb.errors import ModelNotFoundError
+
+        raise ModelNotFoundError(
+            f"Saving the tiny model left {', '.join(missing)} without weights.",
+            argument="model",
+            value=folder.name,
+            hint="Build tiny models outside torch.distributed or on rank 0.",
+        )
+
+
+def ensure_tiny(model_id: str) -> Path:
+    """The folder of tiny model `model_id`, built and saved there first if needed. Safe under races
+    (see `build_folder_atomically`). Under torch.distributed only rank 0 builds (transformers' save
+    writes no weights on other ranks); the other ranks wait for its marker."""
+    target = tiny_dir(model_id)
+    if (target / MARKER).is_file():
+        return target
+    if _distributed_rank() != 0:
+        return _wait_for_marker(target, model_id=model_id)
+
+    def write(tmp: Path) -> None:
+        build_tiny(model_id).save_pretrained(tmp, safe_serialization=True)
+        _check_weights(tmp)
+
+    marker = {"model": model_id, "builder_version": BUILDER_VERSION, "label": TINY_LABEL}
+    build_folder_atomically(target, write, marker)
     log.info("tiny.built", model=model_id, path=str(target))
     return target

@@ -14,11 +14,6 @@ scores are noise: they exist so every code path runs on a CPU in seconds.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 from masuka_nb.log import get_logger
@@ -195,14 +190,15 @@ def tiny_vision_dir(model_id: str) -> Path:
 
 
 def ensure_tiny_vision(model_id: str) -> Path:
-    """The folder of tiny vision model `model_id`, built first if needed (race-safe rename)."""
+    """The folder of tiny vision model `model_id`, built first if needed (see `build_folder_atomically`)."""
+    from masuka_nb.models.tiny import build_folder_atomically
+
     target = tiny_vision_dir(model_id)
     if (target / MARKER).is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    built = build_tiny_vision(model_id)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def write(tmp: Path) -> None:
+        built = build_tiny_vision(model_id)
         model, processor = built[0], built[1]
         model.save_pretrained(tmp, safe_serialization=True)
         processor.save_pretrained(tmp)
@@ -212,15 +208,7 @@ def ensure_tiny_vision(model_id: str) -> Path:
             (tmp / "aesthetic").mkdir()
             save_file({k: v.contiguous() for k, v in built[2].state_dict().items()},
                       str(tmp / "aesthetic" / "model.safetensors"))
-        (tmp / MARKER).write_text(json.dumps({"model": model_id, "builder_version": BUILDER_VERSION}, indent=1))
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / MARKER).is_file():
-                shutil.rmtree(target, ignore_errors=True)
-                os.replace(tmp, target)
-    finally:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
+
+    build_folder_atomically(target, write, {"model": model_id, "builder_version": BUILDER_VERSION})
     log.info("tiny_vision.built", model=model_id, path=str(target))
     return target

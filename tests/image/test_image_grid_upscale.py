@@ -32,10 +32,28 @@ def test_grid_labels_are_drawn_under_each_cell():
     assert (strip < 128).any()  # dark text in the label strip
 
 
+def test_grid_row_and_column_headers_sit_left_and_on_top():
+    plain = make_grid(colours(4), cols=2, gap=0)
+    headed = make_grid([colours(4)[:2], colours(4)[2:]], gap=0, row_labels=["base", "mk ×1"],
+                       col_labels=["sofa · 1", "snow · 2"], label_height=12)
+    left, top = headed.width - plain.width, headed.height - plain.height
+    assert left > 0 and top == 16
+    pixels = np.asarray(headed)
+    assert (pixels[:top, left:] < 128).any()  # column labels in the top strip
+    assert (pixels[top:, :left] < 128).any()  # row labels in the left column
+    assert headed.getpixel((left + 5, top + 5)) == plain.getpixel((5, 5))  # cells shift by the headers
+    assert headed.getpixel((left + 25, top + 15)) == plain.getpixel((25, 15))
+    only_rows = make_grid(colours(2), cols=1, gap=0, row_labels=["a", "b"])
+    assert only_rows.height == 20 and only_rows.width > 20
+
+
 def test_grid_refuses_bad_input():
     for kwargs in ({"images": []}, {"images": colours(3), "rows": 1, "cols": 2},
                    {"images": colours(2), "labels": ["one"]}, {"images": ["not an image"]},
-                   {"images": colours(2), "cols": 0}):
+                   {"images": colours(2), "cols": 0},
+                   {"images": colours(4), "cols": 2, "row_labels": ["one"]},
+                   {"images": colours(4), "cols": 2, "col_labels": ["a", "b", "c"]},
+                   {"images": [colours(2), colours(1)]}):
         with pytest.raises(InvalidRequestError):
             make_grid(**kwargs)
 
