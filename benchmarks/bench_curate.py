@@ -7,16 +7,13 @@ same images, measured alternately in one run). The whole-curation ratio is print
 from __future__ import annotations
 
 import io
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("MASUKA_PROGRESS", "off")
-os.environ.setdefault("MASUKA_HOME", tempfile.mkdtemp(prefix="bench-curate-"))
+from harness import isolate
+
+isolate("bench-curate")
 
 import numpy as np
 from harness import Comparison, exit_with, report

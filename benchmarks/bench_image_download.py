@@ -9,21 +9,16 @@ tokenizers from the original.
 
 from __future__ import annotations
 
-import atexit
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["MASUKA_HOME"] = tempfile.mkdtemp(prefix="masuka-bench-")
-atexit.register(shutil.rmtree, os.environ["MASUKA_HOME"], True)
+from harness import isolate
 
-from harness import exit_with, report  # noqa: E402
+isolate("bench-image-download")
+
+from harness import exit_with, report
 
 GOAL = 0.6
 

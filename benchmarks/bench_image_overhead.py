@@ -14,23 +14,17 @@ with torch on one thread; the ratio of medians and the CPU-time ratio are printe
 from __future__ import annotations
 
 import argparse
-import atexit
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["MASUKA_HOME"] = tempfile.mkdtemp(prefix="masuka-bench-")
-atexit.register(shutil.rmtree, os.environ["MASUKA_HOME"], True)
-os.environ["MASUKA_PROGRESS"] = "off"
+from harness import isolate
 
-from harness import Comparison, exit_with, report  # noqa: E402
+isolate("bench-image-overhead")
+
+from harness import Comparison, exit_with, report
 
 GOAL = 1.05
 

@@ -10,24 +10,15 @@
 from __future__ import annotations
 
 import argparse
-import atexit
-import os
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ["MASUKA_HOME"] = tempfile.mkdtemp(prefix="masuka-bench-")
-atexit.register(shutil.rmtree, os.environ["MASUKA_HOME"], True)
-os.environ["MASUKA_PROGRESS"] = "off"
-# A fresh local cache too: results cached by an earlier run must not answer the first call.
-os.environ["MASUKA_CACHE_DIR"] = tempfile.mkdtemp(prefix="masuka-bench-cache-")
-atexit.register(shutil.rmtree, os.environ["MASUKA_CACHE_DIR"], True)
+from harness import isolate
 
-from harness import compare, exit_with, report  # noqa: E402
+isolate("bench-image-reuse-cache", fresh_cache=True)
+
+from harness import compare, exit_with, report
 
 
 def main() -> None:

@@ -7,16 +7,13 @@ tiny-flux runs of 1 and 5 epochs, and during a resume that finds the cache on di
 from __future__ import annotations
 
 import io
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("MASUKA_PROGRESS", "off")
-os.environ.setdefault("MASUKA_HOME", tempfile.mkdtemp(prefix="bench-cache-"))
+from harness import isolate
+
+isolate("bench-latent-cache")
 
 import numpy as np
 from harness import exit_with, report

@@ -22,6 +22,25 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def isolate(prefix: str, *, fresh_cache: bool = False) -> Path:
+    """Before importing masuka_nb: run offline, quietly, against this checkout, in a throwaway MASUKA
+    home (and, with `fresh_cache`, a throwaway local cache so nothing cached earlier answers a call)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ["MASUKA_PROGRESS"] = "off"
+    keys = ["MASUKA_HOME"] + (["MASUKA_CACHE_DIR"] if fresh_cache else [])
+    for key in keys:
+        os.environ[key] = tempfile.mkdtemp(prefix=f"{prefix}-{key.lower()}-")
+        atexit.register(shutil.rmtree, os.environ[key], True)
+    return Path(os.environ["MASUKA_HOME"])
 
 
 @dataclass
