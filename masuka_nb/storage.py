@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from masuka_nb.errors import StorageError
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_text", "ensure_dir",
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_safetensors", "atomic_write_text", "ensure_dir",
            "file_sha256", "read_json", "safe_name", "unique_path"]
 
 
@@ -75,6 +75,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_safetensors(path: str | os.PathLike[str], tensors: dict[str, Any],
+                             metadata: dict[str, str] | None = None) -> Path:
+    """A safetensors file of torch tensors, written like every other file here (temp sibling, fsync, rename)."""
+    from safetensors.torch import save
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata or None)
+    return atomic_write_bytes(path, data)
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -22,7 +22,7 @@ from typing import Any
 
 from masuka_nb.errors import InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
-from masuka_nb.storage import atomic_write_json, atomic_write_text, ensure_dir
+from masuka_nb.storage import atomic_write_json, atomic_write_safetensors, atomic_write_text, ensure_dir
 
 __all__ = ["export_kohya", "export_lora", "peft_to_kohya", "push_to_hub"]
 
@@ -114,17 +114,12 @@ def _flux_single_dims(state_dict: dict[str, Any]) -> tuple[int, ...] | None:
 
 def export_kohya(state_dict: dict[str, Any], path: str | Path, *, metadata: dict[str, str] | None = None) -> tuple[Path, list[str]]:
     """Write a kohya-format file of a scale-1 PEFT LoRA state dict."""
-    from safetensors.torch import save_file
 
     kohya, skipped = peft_to_kohya(state_dict, single_dims=_flux_single_dims(state_dict))
     if not kohya:
         raise InvalidRequestError("Nothing in this LoRA has a kohya equivalent.", argument="state_dict",
                                   hint="Train with target_modules='attention' or 'double-blocks'.")
-    path = Path(path)
-    ensure_dir(path.parent)
-    tmp = path.with_name(f".{path.name}.incomplete")
-    save_file({k: v.detach().cpu().contiguous() for k, v in kohya.items()}, str(tmp), metadata=metadata or {})
-    tmp.replace(path)
+    path = atomic_write_safetensors(path, kohya, metadata)
     if skipped:
         log.warning("export.kohya_skipped", count=len(skipped), first=skipped[0])
     return path, skipped

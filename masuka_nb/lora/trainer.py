@@ -23,7 +23,13 @@ from masuka_nb.lora.plan import TARGET_PRESETS
 from masuka_nb.lora.training import FLOW_SHIFT, TrainingRun, _record, bucket_for, loss_curve_png, make_buckets
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.runtime import free_memory
-from masuka_nb.storage import atomic_write_bytes, atomic_write_json, ensure_dir, read_json
+from masuka_nb.storage import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_safetensors,
+    ensure_dir,
+    read_json,
+)
 
 log = get_logger(__name__)
 
@@ -93,7 +99,7 @@ class _Trainer:
         import torch
         from diffusers import AutoencoderKL
         from PIL import Image, ImageOps
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file
 
         cache = self.run_.run_dir / "cache" / f"latents-{self.cfg.resolution}.safetensors"
         wanted = {it.sha256 for it, _ in items}
@@ -121,16 +127,13 @@ class _Trainer:
         finally:
             del vae
             free_memory()
-        ensure_dir(cache.parent)
-        tmp = cache.with_name(cache.name + ".incomplete")
-        save_file(out, str(tmp))
-        tmp.replace(cache)
+        atomic_write_safetensors(cache, out)
         return out
 
     def _cache_text(self, prompts: list[str], base: str, max_len: int) -> dict[str, dict[str, Any]]:
         import torch
         from diffusers import FluxPipeline
-        from safetensors.torch import load_file, save_file
+        from safetensors.torch import load_file
 
         cache = self.run_.run_dir / "cache" / "text.safetensors"
         keys = {p: f"p{i}" for i, p in enumerate(sorted(set(prompts)))}
@@ -165,10 +168,7 @@ class _Trainer:
             # Text encoders (T5 ≈ 9.5 GB) leave before the transformer arrives.
             del pipe
             free_memory()
-        ensure_dir(cache.parent)
-        tmp = cache.with_name(cache.name + ".incomplete")
-        save_file(flat, str(tmp))
-        tmp.replace(cache)
+        atomic_write_safetensors(cache, flat)
         atomic_write_json(index_path, keys)
         return {p: {"embeds": flat[k + ".embeds"], "pooled": flat[k + ".pooled"]} for p, k in keys.items()}
 
