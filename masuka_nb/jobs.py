@@ -27,6 +27,7 @@ import secrets as _secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -148,6 +149,35 @@ def save(record: JobRecord) -> None:
     # Redact the serialised record: a key could hide in a provider reply we keep.
     text = redact(json.dumps(asdict(record), indent=1, sort_keys=True, default=str))
     atomic_write_text(jobs_dir() / f"{record.id}.json", text + "\n")
+
+
+def poll_interval(provider: Any, override: float | None = None) -> float:
+    """How often a job polls: the caller's value, else MASUKA_POLL_INTERVAL, else the provider's own pace."""
+    if override is not None:
+        return override
+    env = os.environ.get("MASUKA_POLL_INTERVAL")
+    return float(env) if env else float(provider.default_poll_interval)
+
+
+def submit_recorded(record: JobRecord, send: Callable[[], Any], *, usd: float | None) -> None:
+    """The paid-submit protocol, in one place: the record is saved as `submitting` before `send()` lets the
+    request leave; then it is `submitted` and the estimate is charged to the session budget. A MasukaError
+    marks it `unknown` when the provider may have accepted it (never resubmitted) or `failed`, saves the
+    error and re-raises. Anything else leaves it `submitting`, which a resume treats as unknown."""
+    from masuka_nb.video import cost as _cost
+
+    record.state, record.error = "submitting", None
+    save(record)
+    try:
+        send()
+    except MasukaError as exc:
+        record.state = "unknown" if exc.details.get("maybe_accepted") else "failed"
+        record.error = exc.to_dict()
+        save(record)
+        raise
+    record.state, record.submitted_at = "submitted", _now()
+    save(record)
+    _cost.charge(usd)
 
 
 def load(job_id: str) -> JobRecord:

@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import DatasetError, InvalidRequestError, MasukaError, ProviderBadResponseError
-from masuka_nb.jobs import Download, Job, JobRecord, _now, save
+from masuka_nb.jobs import Download, Job, JobRecord, submit_recorded
+from masuka_nb.jobs import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import ProgressCallback
 from masuka_nb.storage import atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
@@ -149,13 +150,12 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
         rec = JobRecord.new("training", provider, model=base, prompt=trigger_word,
                             provider_model=FAL_TRAINER if provider == "fal" else REPLICATE_TRAINER)
         rec.base_url, rec.estimate_usd = client.base_url, usd
-        rec.poll_interval = poll_interval if poll_interval is not None else float(
-            os.environ.get("MASUKA_POLL_INTERVAL") or client.default_poll_interval)
+        rec.poll_interval = jobs_poll_interval(client, poll_interval)
         rec.request = {"name": lora_name, "steps": steps, "trigger_word": trigger_word, "rank": rank,
                        "dataset": str(root), "dataset_hash": dataset_hash, "images": count,
                        "learning_rate": learning_rate, "price_date": price_date, "price_source": price_source}
-        save(rec)  # before the paid request leaves
-        try:
+
+        def send() -> None:
             if provider == "fal":
                 payload: dict[str, Any] = {"images_data_url": url, "trigger_word": trigger_word, "steps": steps,
                                            "create_masks": True, "is_style": is_style,
@@ -170,17 +170,14 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
                 if learning_rate is not None:
                     payload["learning_rate"] = learning_rate
                 client.submit_training(rec, REPLICATE_TRAINER, dest, payload)
-        except MasukaError as exc:
-            rec.state = "unknown" if exc.details.get("maybe_accepted") else "failed"
-            rec.error = exc.to_dict()
-            save(rec)
+
+        try:
+            submit_recorded(rec, send, usd=usd)
+        except MasukaError:
             CloudTrainingJob(rec)._record_history("failed")
             raise
     finally:
         client.close()
-    rec.state, rec.submitted_at = "submitted", _now()
-    save(rec)
-    _cost.charge(usd)
     log.info("lora.cloud_submitted", job=rec.id, provider=provider, steps=steps, usd=usd)
     return CloudTrainingJob(rec)
 

@@ -12,7 +12,7 @@ no provider may have accepted the job; a content-policy refusal is reported, nev
 
 from __future__ import annotations
 
-import os
+import functools
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +26,8 @@ from masuka_nb.errors import (
     SecretMissingError,
 )
 from masuka_nb.http import breaker_for
-from masuka_nb.jobs import Download, Job, JobRecord, _now, save
+from masuka_nb.jobs import Download, Job, JobRecord, save, submit_recorded
+from masuka_nb.jobs import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.video import cost as _cost
@@ -208,12 +209,6 @@ class VideoGenerator:
             log.warning("video.request_adjusted", model=est.model, change=change)
             warnings.warn(f"{est.model}: {change}", AdjustedRequestWarning, stacklevel=4)
 
-    def _interval(self, provider_cls) -> float:
-        if self.poll_interval is not None:
-            return self.poll_interval
-        env = os.environ.get("MASUKA_POLL_INTERVAL")
-        return float(env) if env else provider_cls.default_poll_interval
-
     def _route(self, prompt: str, model: str, plans: list[RoutePlan], img: ImageInput | None,
                max_cost: float | None) -> VideoJob:
         from masuka_nb.video.providers import get_provider, provider_class
@@ -257,21 +252,16 @@ class VideoGenerator:
             if urlsplit(provider.base_url).hostname in ("127.0.0.1", "localhost", "::1"):
                 rec.notes.append(f"SIMULATOR: made by the offline {r.provider} simulator at {provider.base_url}, "
                                  "not by the real service (the clip is a test pattern)")
-            rec.poll_interval = self._interval(provider_class(r.provider))
+            rec.poll_interval = jobs_poll_interval(provider_class(r.provider), self.poll_interval)
             rec.request = {"seconds": plan.seconds, "resolution": plan.resolution, "aspect_ratio": plan.aspect_ratio,
                            "size": plan.size, "mode": plan.mode, "image": _describe(img),
                            "price_date": r.price_date, "price_source": r.price_source}
-            rec.state = "submitting"
-            rec.error = None
-            save(rec)  # before the request leaves: a crash from here on is never resubmitted
-            try:
-                provider.submit_video(rec, plan, img)
+            try:  # the record is saved before the request leaves: a crash from here on is never resubmitted
+                submit_recorded(rec, functools.partial(provider.submit_video, rec, plan, img), usd=plan.usd)
             except MasukaError as exc:
                 provider.close()
                 maybe = bool(exc.details.get("maybe_accepted"))
                 rec.attempts.append({"provider": r.provider, "error": exc.code, "maybe_accepted": maybe})
-                rec.state = "unknown" if maybe else "failed"
-                rec.error = exc.to_dict()
                 rec.error["details"] = {k: str(v) for k, v in exc.details.items()}
                 save(rec)
                 if maybe or isinstance(exc, ProviderRejectedContentError):
@@ -281,10 +271,6 @@ class VideoGenerator:
                 last_error = exc
                 continue
             provider.close()
-            rec.state = "submitted"
-            rec.submitted_at = _now()
-            save(rec)
-            _cost.charge(plan.usd)
             log.info("video.submitted", job=rec.id, provider=r.provider, model=r.model, usd=plan.usd)
             return VideoJob(rec)
         if rec.state == "submitting":  # nothing was sent at all

@@ -123,7 +123,8 @@ def run_app(app: str, arguments: dict[str, Any], *, wait: bool = True, max_cost:
     fal does not price arbitrary apps up front: pass `estimate_usd` (from the app's page) to have
     `max_cost` and the session budget checked before it is sent.
     """
-    from masuka_nb.jobs import Job, _now, save
+    from masuka_nb.jobs import Job, submit_recorded
+    from masuka_nb.jobs import poll_interval as jobs_poll_interval
     from masuka_nb.video import cost as _cost
 
     if estimate_usd is not None:
@@ -131,21 +132,11 @@ def run_app(app: str, arguments: dict[str, Any], *, wait: bool = True, max_cost:
     provider = FalProvider(base_url=base_url)
     rec = JobRecord.new("app", "fal", model=app, provider_model=app, prompt=str(arguments.get("prompt", "")))
     rec.base_url, rec.estimate_usd = provider.base_url, estimate_usd
-    rec.poll_interval = poll_interval if poll_interval is not None else float(
-        os.environ.get("MASUKA_POLL_INTERVAL") or provider.default_poll_interval)
+    rec.poll_interval = jobs_poll_interval(provider, poll_interval)
     rec.request = {"arguments": arguments}
-    save(rec)
     try:
-        provider.submit_app(rec, app, arguments)
-    except Exception as exc:
-        rec.state = "unknown" if getattr(exc, "details", {}).get("maybe_accepted") else "failed"
-        rec.error = exc.to_dict() if hasattr(exc, "to_dict") else {"message": str(exc)}
-        save(rec)
-        raise
+        submit_recorded(rec, lambda: provider.submit_app(rec, app, arguments), usd=estimate_usd)
     finally:
         provider.close()
-    rec.state, rec.submitted_at = "submitted", _now()
-    save(rec)
-    _cost.charge(estimate_usd)
     job = Job(rec)
     return job.wait(progress=progress) if wait else job
