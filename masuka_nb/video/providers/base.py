@@ -5,8 +5,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError, ProviderBadResponseError
-from masuka_nb.http import ProviderClient, parse_retry_after
+from masuka_nb.errors import (
+    InvalidRequestError,
+    JobFailedError,
+    MasukaError,
+    ProviderBadResponseError,
+    ProviderRejectedContentError,
+)
+from masuka_nb.http import ProviderClient, is_policy, parse_retry_after
 from masuka_nb.jobs import Download, JobRecord, Poll
 from masuka_nb.secrets import get_secret
 
@@ -55,6 +61,13 @@ class Provider:
     def cancel(self, record: JobRecord) -> bool:
         """Ask the provider to stop; False when it offers no way to."""
         return False
+
+    def job_failed(self, record: JobRecord, reason: str, *, what: str = "job", signals: str = "") -> MasukaError:
+        """The error for a job the provider reports failed: a content-policy refusal when the reason (or the
+        provider's error type/code in `signals`) says so — never retried elsewhere — else JOB_FAILED."""
+        cls = ProviderRejectedContentError if is_policy(f"{reason} {signals}") else JobFailedError
+        return cls(f"{self.name} reports {what} {record.provider_job_id} failed: {reason}", provider=self.name,
+                   request_id=record.provider_job_id)
 
     def close(self) -> None:
         self.client.close()

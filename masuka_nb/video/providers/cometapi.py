@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka_nb.errors import JobFailedError, ProviderRejectedContentError
-from masuka_nb.http import is_policy
 from masuka_nb.jobs import Download, JobRecord, Poll
 from masuka_nb.video.providers.base import MP4_TYPES, Provider
 from masuka_nb.video.providers.runway import RUNWAY_VERSION, parse_runway_task, runway_body
@@ -70,9 +68,7 @@ class CometAPIProvider(Provider):
         if state == "failed":
             e = body.get("error") or {}
             reason = str(e.get("message") or e or "no reason given")
-            cls = ProviderRejectedContentError if is_policy(reason + " " + str(e.get("code", ""))) else JobFailedError
-            err = cls(f"cometapi reports video {record.provider_job_id} failed: {reason}", provider=self.name,
-                      request_id=record.provider_job_id)
+            err = self.job_failed(record, reason, what="video", signals=str(e.get("code", "")))
         progress = body.get("progress")
         return Poll(state=state, progress=progress / 100.0 if isinstance(progress, (int, float)) else None,
                     message=str(body["status"]), outputs={"id": body.get("id"), "expires_at": body.get("expires_at")},

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from masuka_nb.errors import JobFailedError, ProviderRejectedContentError
-from masuka_nb.http import is_policy
 from masuka_nb.jobs import Download, JobRecord, Poll
 from masuka_nb.video.providers.base import MP4_TYPES, Provider, base_url_for
 
@@ -62,9 +60,7 @@ class FalProvider(Provider):
         if state == "succeeded" and body.get("error"):
             reason = str(body["error"])
             etype = str(body.get("error_type", ""))
-            cls = ProviderRejectedContentError if is_policy(etype + " " + reason) else JobFailedError
-            return Poll(state="failed", error=cls(f"fal reports request {record.provider_job_id} failed: {reason}",
-                                                  provider=self.name, request_id=record.provider_job_id), logs=logs)
+            return Poll(state="failed", error=self.job_failed(record, reason, what="request", signals=etype), logs=logs)
         outputs: dict[str, Any] = {}
         if state == "succeeded":
             outputs = self.client.json("GET", record.extra["response_url"], op="poll")

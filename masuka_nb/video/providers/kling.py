@@ -89,9 +89,7 @@ class KlingProvider(Provider):
         err = None
         if state == "failed":
             reason = str(data.get("task_status_msg") or "no reason given")
-            cls = ProviderRejectedContentError if is_policy(reason) else JobFailedError
-            err = cls(f"kling reports task {record.provider_job_id} failed: {reason}", provider=self.name,
-                      request_id=record.provider_job_id)
+            err = self.job_failed(record, reason, what="task")
         videos = (data.get("task_result") or {}).get("videos") or []
         return Poll(state=state, message=status, outputs={"urls": [v.get("url") for v in videos if v.get("url")]},
                     error=err, wait=self.asked_wait())

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from masuka_nb.errors import JobFailedError, ProviderRejectedContentError, ProviderUnavailableError
-from masuka_nb.http import is_policy
+from masuka_nb.errors import ProviderUnavailableError
 from masuka_nb.jobs import Download, JobRecord, Poll
 from masuka_nb.video.providers.base import MP4_TYPES, Provider
 
@@ -91,9 +90,7 @@ class ReplicateProvider(Provider):
         err = None
         if state == "failed":
             reason = str(body.get("error") or "no reason given")
-            cls = ProviderRejectedContentError if is_policy(reason) else JobFailedError
-            err = cls(f"replicate reports {record.provider_job_id} failed: {reason}", provider=self.name,
-                      request_id=record.provider_job_id)
+            err = self.job_failed(record, reason, what="prediction" if record.kind != "training" else "training")
         progress = None
         for line in reversed(logs):
             m = re.search(r"(\d{1,3})%\|", line) or re.search(r"(\d{1,3})%", line)
