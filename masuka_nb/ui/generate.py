@@ -18,15 +18,11 @@ __all__ = ["GeneratePanel", "default_image_model"]
 
 
 def default_image_model() -> str:
-    """The configured default, else FLUX.1-schnell on a GPU and tiny-flux without one."""
-    from masuka_nb.config import settings
+    """The model `generate(model=None)` would use: the configured default, else FLUX.1-schnell on a GPU
+    and tiny-flux without one (the engine's own rule, so the form never disagrees with it)."""
+    from masuka_nb.image.generation import resolve_model
 
-    configured = settings().default_model
-    if configured != "auto":
-        return configured
-    from masuka_nb.runtime import detect
-
-    return "flux1-schnell" if detect().has_gpu else "tiny-flux"
+    return resolve_model(None)[0]
 
 
 class GeneratePanel(Panel):
