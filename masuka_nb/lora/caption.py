@@ -63,15 +63,14 @@ def with_trigger(caption: str, trigger_word: str | None) -> str:
 
 def _resolve(model: str) -> tuple[str, str, bool]:
     """(family, repo or folder, tiny) for a captioner name. Without a GPU and offline: the tiny twin."""
-    from masuka_nb.config import settings
-    from masuka_nb.runtime import detect
+    from masuka_nb.runtime import use_embedded_models
 
     key = model.strip().lower()
     if key not in CAPTIONERS:
         raise InvalidRequestError(f"Unknown captioner `{model}`.", argument="model", value=model,
                                   hint="Use one of: " + ", ".join(CAPTIONERS) + ".")
     family, repo = CAPTIONERS[key]
-    if not repo.startswith("tiny-") and settings().offline and not detect().has_gpu:
+    if not repo.startswith("tiny-") and use_embedded_models():
         log.warning("caption.tiny_fallback", model=model, reason="offline without a GPU")
         repo = f"tiny-{family}"
     tiny = repo.startswith("tiny-")

@@ -101,12 +101,11 @@ class ClipScorer:
         import torch
         from transformers import AutoProcessor, CLIPVisionModelWithProjection
 
-        from masuka_nb.config import settings
-        from masuka_nb.runtime import detect
+        from masuka_nb.runtime import use_embedded_models
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dtype = torch.float16 if self.device == "cuda" else torch.float32
-        tiny = model == "tiny-clip" or (model == "clip" and settings().offline and not detect().has_gpu)
+        tiny = model == "tiny-clip" or (model == "clip" and use_embedded_models())
         self.name = "tiny-clip" if tiny else REAL_CLIP
         if tiny:
             from masuka_nb.models.tiny_vision import AestheticMLP, ensure_tiny_vision
