@@ -26,7 +26,6 @@ __all__ = [
     "in_colab",
     "meaning",
     "profile",
-    "use_embedded_models",
 ]
 
 DRIVE_MOUNT = Path("/content/drive")
@@ -216,13 +215,6 @@ def detect() -> RuntimeInfo:
         cuda_version=cuda_version,
         notes=tuple(notes),
     )
-
-
-def use_embedded_models() -> bool:
-    """True where the real captioners/scorers cannot be had (offline, no GPU): their tiny twins stand in."""
-    from masuka_nb.config import settings
-
-    return settings().offline and not detect().has_gpu
 
 
 def meaning(info: RuntimeInfo) -> list[str]:

@@ -117,6 +117,7 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
     import torch
 
     from masuka_nb.image.failures import translate
+    from masuka_nb.quiet import quiet_third_party
 
     log.info("engine.load", model=spec.id, plan=plan.label)
     _quiet_loading()
@@ -134,7 +135,8 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
             dplan = download_plan(spec, plan=plan)
             path = locate_model(spec, dplan, progress=progress)
             kwargs.update(_quantized_components(spec, plan, dplan, dtype, progress))
-        pipe = cls.from_pretrained(str(path), **kwargs)
+        with quiet_third_party():  # its loading bars and notices; MASUKA's one bar covers the task
+            pipe = cls.from_pretrained(str(path), **kwargs)
         _place(pipe, plan, dtype)
         if attention_backend:
             pipe.transformer.set_attention_backend(attention_backend)

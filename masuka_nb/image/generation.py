@@ -79,7 +79,7 @@ def resolve_model(model: str | None) -> tuple[str, str | None]:
     if s.device != "cpu" and detect().has_gpu:
         return "flux1-schnell", "model auto: flux1-schnell (a CUDA GPU is present)"
     note = "model auto: tiny-flux, because this machine has no CUDA GPU (the output is noise, for testing)"
-    log.warning("generate.auto_model", model="tiny-flux", reason="no CUDA GPU")
+    log.info("generate.auto_model", model="tiny-flux", reason="no CUDA GPU")  # the recipe says so too
     return "tiny-flux", note
 
 

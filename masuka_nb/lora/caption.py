@@ -62,16 +62,16 @@ def with_trigger(caption: str, trigger_word: str | None) -> str:
 
 
 def _resolve(model: str) -> tuple[str, str, bool]:
-    """(family, repo or folder, tiny) for a captioner name. Without a GPU and offline: the tiny twin."""
-    from masuka_nb.runtime import use_embedded_models
+    """(family, repo or folder, tiny) for a captioner name. Without a GPU and without the Hub: the tiny twin."""
+    from masuka_nb.models.embedded import use_embedded_models
 
     key = model.strip().lower()
     if key not in CAPTIONERS:
         raise InvalidRequestError(f"Unknown captioner `{model}`.", argument="model", value=model,
                                   hint="Use one of: " + ", ".join(CAPTIONERS) + ".")
     family, repo = CAPTIONERS[key]
-    if not repo.startswith("tiny-") and use_embedded_models():
-        log.warning("caption.tiny_fallback", model=model, reason="offline without a GPU")
+    if not repo.startswith("tiny-") and use_embedded_models(engine="caption"):
+        log.info("caption.tiny_fallback", model=model, reason="no GPU and no Hub")
         repo = f"tiny-{family}"
     tiny = repo.startswith("tiny-")
     if tiny:
@@ -81,18 +81,24 @@ def _resolve(model: str) -> tuple[str, str, bool]:
     return family, repo, tiny
 
 
-def _load(family: str, repo: str):
+def _load(family: str, repo: str, model_name: str):
     import torch
     from transformers import AutoProcessor
 
+    from masuka_nb.models.embedded import local_only_kwargs
+
+    local = local_only_kwargs(model=model_name, repo=repo, files="the captioner's weights")
     cuda = torch.cuda.is_available()
     dtype = torch.float16 if cuda else torch.float32
     if family == "florence-2":
         from transformers import Florence2ForConditionalGeneration as cls
     else:
         from transformers import Blip2ForConditionalGeneration as cls
-    processor = AutoProcessor.from_pretrained(repo)
-    model = cls.from_pretrained(repo, dtype=dtype).eval()
+    from masuka_nb.quiet import quiet_third_party
+
+    with quiet_third_party():
+        processor = AutoProcessor.from_pretrained(repo, **local)
+        model = cls.from_pretrained(repo, dtype=dtype, **local).eval()
     if cuda:
         model = model.to("cuda")
     _loaded[:] = [weakref.ref(model)]
@@ -148,7 +154,7 @@ def caption_dataset(
         return report
     start = time.perf_counter()
     reporter = ProgressReporter("caption", len(todo), progress=progress, cancel=cancel)
-    captioner, processor, dtype = _load(family, repo)
+    captioner, processor, dtype = _load(family, repo, model)
     try:
         for i in range(0, len(todo), batch_size):
             reporter.check("captioning")

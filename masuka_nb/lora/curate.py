@@ -101,17 +101,19 @@ class ClipScorer:
         import torch
         from transformers import AutoProcessor, CLIPVisionModelWithProjection
 
-        from masuka_nb.runtime import use_embedded_models
+        from masuka_nb.models.embedded import local_only_kwargs, use_embedded_models
+        from masuka_nb.quiet import quiet_third_party
 
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dtype = torch.float16 if self.device == "cuda" else torch.float32
-        tiny = model == "tiny-clip" or (model == "clip" and use_embedded_models())
+        tiny = model == "tiny-clip" or (model == "clip" and use_embedded_models(engine="curate"))
         self.name = "tiny-clip" if tiny else REAL_CLIP
         if tiny:
             from masuka_nb.models.tiny_vision import AestheticMLP, ensure_tiny_vision
 
             folder = ensure_tiny_vision("tiny-clip")
             repo = str(folder)
+            local: dict[str, bool] = {}
             from safetensors.torch import load_file
 
             head_state = load_file(str(folder / "aesthetic" / "model.safetensors"))
@@ -119,9 +121,12 @@ class ClipScorer:
             from masuka_nb.models.tiny_vision import AestheticMLP
 
             repo = REAL_CLIP if model == "clip" else model
-            head_state = self._real_head()
-        self.processor = AutoProcessor.from_pretrained(repo)
-        self.model = CLIPVisionModelWithProjection.from_pretrained(repo, dtype=self.dtype).to(self.device).eval()
+            local = local_only_kwargs(model=model, repo=repo, files="the CLIP scorer's weights")
+            head_state = self._real_head(local_only=bool(local))
+        with quiet_third_party():
+            self.processor = AutoProcessor.from_pretrained(repo, **local)
+            self.model = CLIPVisionModelWithProjection.from_pretrained(repo, dtype=self.dtype, **local)
+        self.model = self.model.to(self.device).eval()
         self.head = None
         if head_state is not None:
             self.head = AestheticMLP(self.model.config.projection_dim)
@@ -129,15 +134,16 @@ class ClipScorer:
             self.head = self.head.to(self.device).eval()
 
     @staticmethod
-    def _real_head():
+    def _real_head(*, local_only: bool = False):
         try:
             import torch
             from huggingface_hub import hf_hub_download
 
-            path = hf_hub_download(*REAL_AESTHETIC)
+            path = hf_hub_download(*REAL_AESTHETIC, local_files_only=local_only)
             return torch.load(path, map_location="cpu", weights_only=True)
         except Exception as exc:  # the scorer still ranks duplicates, blur and identity without it
-            log.warning("curate.no_aesthetic_head", error=str(exc))
+            log.warning("curate.no_aesthetic_head", repo=REAL_AESTHETIC[0], error=type(exc).__name__,
+                        effect="no aesthetic scores; duplicates, blur and identity are still checked")
             return None
 
     def pixels(self, images: list):

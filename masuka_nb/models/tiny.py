@@ -342,7 +342,10 @@ def ensure_tiny(model_id: str) -> Path:
         return _wait_for_marker(target, model_id=model_id)
 
     def write(tmp: Path) -> None:
-        build_tiny(model_id).save_pretrained(tmp, safe_serialization=True)
+        from masuka_nb.quiet import quiet_third_party
+
+        with quiet_third_party():
+            build_tiny(model_id).save_pretrained(tmp, safe_serialization=True)
         _check_weights(tmp)
 
     marker = {"model": model_id, "builder_version": BUILDER_VERSION, "label": TINY_LABEL}

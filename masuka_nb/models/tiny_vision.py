@@ -198,10 +198,13 @@ def ensure_tiny_vision(model_id: str) -> Path:
         return target
 
     def write(tmp: Path) -> None:
-        built = build_tiny_vision(model_id)
-        model, processor = built[0], built[1]
-        model.save_pretrained(tmp, safe_serialization=True)
-        processor.save_pretrained(tmp)
+        from masuka_nb.quiet import quiet_third_party
+
+        with quiet_third_party():
+            built = build_tiny_vision(model_id)
+            model, processor = built[0], built[1]
+            model.save_pretrained(tmp, safe_serialization=True)
+            processor.save_pretrained(tmp)
         if len(built) > 2:
             from safetensors.torch import save_file
 

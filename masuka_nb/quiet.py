@@ -1,0 +1,88 @@
+"""Third-party noise, filtered at our boundary: only around the calls MASUKA makes, never globally.
+
+Notices that say nothing a user can act on — transformers' "requires torchvision … falling back",
+diffusers' `torch_dtype` FutureWarning raised by our own call, CLIP's "sequence was truncated", the
+libraries' own loading bars (MASUKA's one bar per task covers loading) — are dropped while one of
+our loads or runs is inside `quiet_third_party()`. Everything else passes through untouched, and
+the libraries' logging levels and bars are put back as they were when the block ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import warnings
+from collections.abc import Iterator
+
+__all__ = ["NOISE", "NoiseFilter", "quiet_third_party"]
+
+# Messages (regular expressions, searched) that carry nothing for a MASUKA user.
+NOISE: tuple[str, ...] = (
+    r"requires? (the )?torchvision",
+    r"torchvision.*(not (installed|available)|falling back)",
+    r"falling back to .*(pil|slow)",
+    r"`torch_dtype` is deprecated",
+    r"torch_dtype.*deprecated",
+    r"truncated because CLIP can only handle",
+    r"sequence length is longer than the specified maximum sequence length",
+    r"Token indices sequence length is longer",
+    r"use_fast",
+    r"slow image processor",
+    r"Keyword arguments .* are not expected by .* and will be ignored",
+)
+_PATTERN = re.compile("|".join(f"(?:{p})" for p in NOISE), re.IGNORECASE | re.DOTALL)
+_LOGGERS = ("transformers", "diffusers", "huggingface_hub")
+
+
+class NoiseFilter(logging.Filter):
+    """Drops third-party log records whose message is known noise."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a malformed record is not ours to judge
+            return True
+        return not _PATTERN.search(text)
+
+
+def _bars_off() -> list:
+    """Turn the libraries' own progress bars off; return how to put each back."""
+    undo = []
+    for module, enabled, disable, enable in (
+        ("transformers.utils.logging", "is_progress_bar_enabled", "disable_progress_bar", "enable_progress_bar"),
+        ("diffusers.utils.logging", "is_progress_bar_enabled", "disable_progress_bar", "enable_progress_bar"),
+    ):
+        try:
+            mod = __import__(module, fromlist=[disable])
+        except ImportError:
+            continue
+        if getattr(mod, enabled)():
+            getattr(mod, disable)()
+            undo.append(getattr(mod, enable))
+    return undo
+
+
+@contextlib.contextmanager
+def quiet_third_party(*, bars: bool = True) -> Iterator[None]:
+    """Inside the block: known third-party noise is dropped (warnings and log records); with `bars`,
+    the libraries' loading bars are off. Nothing else changes, and everything is restored after."""
+    noise = NoiseFilter()
+    loggers = [logging.getLogger(name) for name in _LOGGERS]
+    with warnings.catch_warnings():
+        for pattern in NOISE:
+            warnings.filterwarnings("ignore", message=f"(?is).*{pattern}")
+        for logger in loggers:
+            logger.addFilter(noise)
+            for handler in logger.handlers:
+                handler.addFilter(noise)
+        undo = _bars_off() if bars else []
+        try:
+            yield
+        finally:
+            for enable in undo:
+                enable()
+            for logger in loggers:
+                logger.removeFilter(noise)
+                for handler in logger.handlers:
+                    handler.removeFilter(noise)
