@@ -136,9 +136,10 @@ def load_listing(path: str | Path) -> tuple[RepoFile, ...]:
 
 def _list_repo(repo: str, revision: str) -> tuple[RepoFile, ...]:
     from masuka_nb.config import settings
+    from masuka_nb.models.embedded import hub_reachable
 
-    if settings().offline:
-        return ()
+    if settings().offline or not hub_reachable():
+        return ()  # no listing: the patterns still bound the download; locate_model says what is missing
     try:
         from huggingface_hub import HfApi
 
@@ -221,6 +222,11 @@ def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) 
             argument="model", value=spec.id,
             hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gated}",
         )
+    from masuka_nb.models.embedded import require_hub
+
+    files = (f"{len(dplan.files)} files ({dplan.total_bytes / 1e9:.1f} GB)" if dplan.files
+             else "the files matching " + ", ".join(dplan.allow_patterns[:4]) + (" …" if len(dplan.allow_patterns) > 4 else ""))
+    require_hub(model=spec.id, repo=dplan.repo, files=files)
     _snapshot(dplan, persistent, progress=progress)
     if persistent.resolve() != session.resolve():
         _copy_tree(persistent, session, dplan)
@@ -281,7 +287,13 @@ def fetch_lora_file(repo: str) -> Path:
     from huggingface_hub import hf_hub_download, list_repo_files
 
     from masuka_nb.config import settings
+    from masuka_nb.models.embedded import hub_reachable, require_hub
 
+    if settings().offline or not hub_reachable():
+        try:  # a LoRA fetched before is still in the local Hub cache
+            return Path(hf_hub_download(repo, "pytorch_lora_weights.safetensors", local_files_only=True))
+        except Exception:
+            require_hub(model=repo, repo=repo, files="its LoRA file", argument="loras")
     try:
         return Path(hf_hub_download(repo, "pytorch_lora_weights.safetensors"))
     except Exception as exc:

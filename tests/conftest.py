@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 
-# Before anything imports huggingface_hub: no test may reach a hub.
-os.environ["HF_HUB_OFFLINE"] = "1"
+# No process-wide HF_HUB_OFFLINE: the suite runs as a user's machine without a hub does (the
+# network unreachable, the variable unset), so MASUKA's own probe has to notice. Telemetry is off.
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
-os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
@@ -53,5 +52,13 @@ def masuka_home(tmp_path, tiny_cache, monkeypatch) -> Path:
     monkeypatch.setenv("MASUKA_DRIVE_ROOT", str(tmp_path / "no-drive"))
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     reset_configuration()
+    _reset_hub_probe()
     yield home
     reset_configuration()
+    _reset_hub_probe()
+
+
+def _reset_hub_probe() -> None:
+    from masuka_nb.models.embedded import reset_probe
+
+    reset_probe()

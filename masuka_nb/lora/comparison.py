@@ -101,11 +101,18 @@ def compare(
     if isinstance(loras, (str, Path)):
         loras = [loras]
     resolved = [resolve_lora(src) for src in loras]
+    chosen = model is not None
     if model is None:
-        model = next((m.get("base_model") for _, _, m in resolved if m.get("base_model")), None) or "flux1-dev"
+        named = next((m.get("base_model") for _, _, m in resolved if m.get("base_model")), None)
+        chosen = named is not None
+        model = named or "flux1-dev"
+    from masuka_nb.models.embedded import use_embedded_models
     from masuka_nb.models.registry import get_model
 
     spec = get_model(model)
+    if not chosen and not spec.tiny and use_embedded_models(engine="compare"):
+        log.info("compare.tiny_fallback", model=spec.id)
+        spec = get_model("tiny-flux")
     steps = steps or spec.default_steps
     width = width or spec.default_width
     height = height or spec.default_height

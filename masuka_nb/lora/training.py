@@ -158,6 +158,16 @@ def _read_losses(run_dir: Path) -> list[float]:
     return [row["loss"] for row in read_json(path).get("history", [])]
 
 
+def _embedded_base(base: str, gpu: str | None) -> tuple[str, str]:
+    """Without a GPU and without the Hub (and no `gpu` profile asked for), tiny-flux stands in for `base`."""
+    from masuka_nb.models.embedded import EMBEDDED_NOTE, use_embedded_models
+
+    if gpu is not None or str(base).startswith("tiny") or not use_embedded_models(engine="train"):
+        return base, ""
+    log.info("train.tiny_fallback", base=base)
+    return "tiny-flux", f"base tiny-flux instead of {base}: {EMBEDDED_NOTE}"
+
+
 def train(
     dataset,
     *,
@@ -203,8 +213,11 @@ def train(
         overrides["sample_prompts"] = list(sample_prompts)
     if sample_seeds is not None:
         overrides["sample_seeds"] = list(sample_seeds)
+    base, fallback_note = _embedded_base(base, gpu)
     plan = plan_training(base=base, n_images=len(dataset.kept), trigger_word=trigger_word.strip(), steps=steps,
                          rank=rank, learning_rate=learning_rate, resolution=resolution, gpu=gpu, **overrides)
+    if fallback_note:
+        plan.notes.insert(0, fallback_note)
     cfg = plan.config
     if (cfg.quantization or cfg.mixed_precision != "no") and not _cuda_available():
         from masuka_nb.errors import PlanDoesNotFitError
