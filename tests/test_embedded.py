@@ -20,7 +20,7 @@ from masuka_nb.models import embedded
 class _Hub(http.server.BaseHTTPRequestHandler):
     hits: list[str] = []
 
-    def do_HEAD(self):  # noqa: N802 (http.server's naming)
+    def do_HEAD(self):
         _Hub.hits.append(self.path)
         self.send_response(200)
         self.end_headers()
