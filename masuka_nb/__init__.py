@@ -40,6 +40,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "plan": ("masuka_nb.memory", "plan"),
     "reproduce": ("masuka_nb.image", "reproduce"),
     "reset_configuration": ("masuka_nb.config", "reset_configuration"),
+    "secrets": ("masuka_nb.secrets", None),
     "settings": ("masuka_nb.config", "settings"),
 }
 
@@ -70,6 +71,7 @@ __all__ = [
     "plan",
     "reproduce",
     "reset_configuration",
+    "secrets",
     "settings",
 ]
 
@@ -78,7 +80,7 @@ __getattr__, __dir__ = _attach(globals(), _LAZY)
 
 
 if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy
-    from masuka_nb import errors, history, jobs, lora
+    from masuka_nb import errors, history, jobs, lora, secrets
     from masuka_nb.config import configure, reset_configuration, settings
     from masuka_nb.errors import MasukaError
     from masuka_nb.image import GenerationResult, ImageEngine, generate, reproduce

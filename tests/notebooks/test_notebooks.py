@@ -1,29 +1,27 @@
 """The notebooks: committed stripped and lint-clean, shaped for Colab (badge, form, Drive, setup), and
-executed end to end with papermill on the tiny models and a loopback provider simulator."""
+executed top to bottom in a Colab rehearsal (`masuka_nb.testing.colab`) on their default parameters:
+only sizes and steps are made small. Drive is mounted, setup runs its Colab branch (installing into the
+rehearsal's kernel venv), keys come from the stand-in Secrets, video goes to a loopback simulator."""
 
 from __future__ import annotations
 
-import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import nbformat
+import papermill
 import pytest
+
+import masuka_nb
+from masuka_nb.testing.canary import find_canary
+from masuka_nb.testing.colab import ColabRehearsal
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOKS = ROOT / "notebooks"
 NAMES = ["MASUKA.ipynb", "01_images.ipynb", "02_lora.ipynb", "03_video.ipynb"]
 CANARY = "sk-canary-nb-5d2e7a91c4b8f036"
-
-papermill = pytest.importorskip("papermill")
-
-
-def _has(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _read(name: str) -> nbformat.NotebookNode:
@@ -36,6 +34,7 @@ def _source(nb) -> str:
 
 @pytest.fixture
 def run_notebook(tmp_path, monkeypatch):
+    """Outside Colab (a plain Jupyter kernel), with Drive and setup switched off."""
     monkeypatch.setenv("PYTHONPATH", f"{ROOT}")
     monkeypatch.setenv("MPLBACKEND", "Agg")
 
@@ -49,9 +48,47 @@ def run_notebook(tmp_path, monkeypatch):
     return run
 
 
+@pytest.fixture
+def colab(tmp_path, monkeypatch):
+    """A Colab rehearsal with this checkout where Colab's setup cell would have cloned it. MASUKA_HOME
+    is unset, so the home lands on the (stand-in) Drive as it does on Colab."""
+    rehearsal = ColabRehearsal(tmp_path / "colab")
+    monkeypatch.delenv("MASUKA_HOME", raising=False)
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    (tmp_path / "user-home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "user-home"))
+
+    def run(name: str, **parameters):
+        rehearsal.prepare(checkout=ROOT)
+        for key, value in rehearsal.env().items():
+            monkeypatch.setenv(key, value)
+        out = tmp_path / f"colab-{name}"
+        papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters, cwd=str(rehearsal.content),
+                                   kernel_name=rehearsal.kernel_name, progress_bar=False, execution_timeout=300)
+        nb = nbformat.read(out, as_version=4)
+        assert "output.enable_custom_widget_manager" not in [c["api"] for c in rehearsal.calls()]
+        return nb, out.read_text(encoding="utf-8")
+
+    rehearsal.run = run
+    return rehearsal
+
+
 def _stdout(nb) -> str:
     return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                   if o.get("output_type") == "stream")
+                   if o.get("output_type") == "stream" and o.get("name") == "stdout")
+
+
+def _stderr(nb) -> str:
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                   if o.get("output_type") == "stream" and o.get("name") == "stderr")
+
+
+def _setup_ran_its_colab_branch(nb, colab) -> None:
+    out = _stdout(nb)
+    assert "Mounted at /content/drive" in out
+    assert "MASUKA setup summary" in out and "Google Colab" in out
+    assert [c["api"] for c in colab.calls()][:1] == ["drive.mount"]
 
 
 # ---- static checks -----------------------------------------------------------------------------
@@ -63,6 +100,13 @@ def test_notebooks_are_committed_without_outputs():
         nb = _read(name)
         assert all(not c.get("outputs") and c.get("execution_count") is None
                    for c in nb.cells if c.cell_type == "code"), name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_mk_name_a_notebook_uses_is_public(name):
+    used = set(re.findall(r"\bmk\.([A-Za-z_]\w*)", _source(_read(name))))
+    assert used, name
+    assert used <= set(masuka_nb.__all__), sorted(used - set(masuka_nb.__all__))
 
 
 def test_notebooks_lint_clean():
@@ -90,83 +134,82 @@ def test_colab_shape_badge_form_drive_setup(name):
     assert nb.metadata.kernelspec.name == "python3"
 
 
-# ---- execution ---------------------------------------------------------------------------------
+# ---- execution: the default path, in the Colab rehearsal -------------------------------------------
 
-def test_app_notebook_builds_the_app_and_generates(run_notebook, tmp_path):
-    params = {"SETUP": "check" if (ROOT / "setup_colab.py").is_file() else "skip"}
-    nb, _text = run_notebook("MASUKA.ipynb", **params)
+@pytest.mark.slow
+def test_app_notebook_on_its_defaults_in_colab(colab):
+    nb, _text = colab.run("MASUKA.ipynb")
+    _setup_ran_its_colab_branch(nb, colab)
     views = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
              if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
     assert views, "the app cell displayed no widget"
-    if params["SETUP"] == "check":
-        assert "MASUKA setup summary" in _stdout(nb)
-    # drive the app the notebook built, in its own kernel
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "f = ui.image\nf.prompt.value = 'a lighthouse'\nf.width.value = f.height.value = 32\n"
-        "f.steps.value = 1\nf.generate_button.click()\n"
-        "assert f.last_error is None and len(f.result.images) == 1, f.last_error\nprint('app-generated', f.result.paths[0])"))
-    path = tmp_path / "driven.ipynb"
-    nbformat.write(nb, path)
-    out = tmp_path / "driven-out.ipynb"
-    papermill.execute_notebook(str(path), str(out), cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False,
-                               execution_timeout=120)
-    assert "app-generated" in _stdout(nbformat.read(out, as_version=4))
+    assert (colab.drive_root / "MASUKA").is_dir()  # the home is on Drive
 
 
-@pytest.mark.skipif(not _has("masuka_nb.image"), reason="the image engine is not merged yet")
-def test_images_notebook_runs_on_tiny_flux(run_notebook, masuka_home):
-    nb, _ = run_notebook("01_images.ipynb", MODEL="tiny-flux", WIDTH=32, HEIGHT=32, STEPS=2, SEED=3, NUM_IMAGES=2)
+@pytest.mark.slow
+def test_images_notebook_on_its_defaults_in_colab_model_auto(colab):
+    nb, _ = colab.run("01_images.ipynb", WIDTH=32, HEIGHT=32, STEPS=2)
+    _setup_ran_its_colab_branch(nb, colab)
     out = _stdout(nb)
-    assert "seed 3:" in out and "seed 4:" in out
+    assert "model auto: tiny-flux" in out  # the engine's rule, said by the notebook
+    assert re.search(r"seed \d+: ", out)
     assert "identical image from the recipe: True" in out
-    assert len(list((masuka_home / "outputs").rglob("*.png"))) == 2
+    assert len(list((colab.drive_root / "MASUKA" / "outputs").rglob("*.png"))) == 1
     assert "tiny-flux" in out  # the history cell lists the run
+    assert "Traceback" not in _stderr(nb) and "generate.auto_model" not in _stderr(nb)
 
 
-@pytest.mark.skipif(not _has("masuka_nb.lora.dataset"), reason="the LoRA studio is not merged yet")
-def test_lora_notebook_runs_on_tiny_flux(run_notebook, tmp_path):
+@pytest.mark.slow
+def test_lora_notebook_on_its_defaults_in_colab_with_an_upload(colab):
     from PIL import Image
 
-    photos = tmp_path / "photos"
-    photos.mkdir()
+    from tests.lora.helpers import encode
+
+    uploads = {}
     for i, color in enumerate([(210, 40, 40), (40, 210, 40), (40, 40, 210)]):
         img = Image.new("RGB", (320, 320), color)
         for x in range(0, 320, 20):
             img.putpixel((x, x), (255, 255, 255))
-        img.save(photos / f"p{i}.png")
-    nb, _ = run_notebook("02_lora.ipynb", DATASET="nb-set", SOURCE=str(photos), TRIGGER="mktok", BASE="tiny-flux",
-                         TRAIN_WHERE="here", STEPS=2, RANK=4, RESOLUTION=64, COMPARE_PROMPT="mktok on a sofa",
-                         COMPARE_STEPS=1)
+        uploads[f"p{i}.png"] = encode(img, "PNG")
+    colab.uploads = uploads
+    # SOURCE empty: Colab's uploader; BASE flux1-dev and florence-2: the tiny twins stand in by themselves
+    nb, _ = colab.run("02_lora.ipynb", STEPS=2, RESOLUTION=64, COMPARE_STEPS=1)
+    _setup_ran_its_colab_branch(nb, colab)
     out = _stdout(nb)
-    assert "3 imported" in out and "mktok" in out
+    assert "files.upload" in [c["api"] for c in colab.calls()]
+    assert "3 imported" in out and "mksubject" in out
     lora = [line for line in out.splitlines() if "LoRA:" in line]
     assert lora and Path(lora[-1].split("LoRA:")[-1].strip()).is_file()
     images = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert images, "neither the loss curve nor the comparison grid was shown"
+    assert "Traceback" not in _stderr(nb) and "couldn't connect" not in _stderr(nb).lower()
 
 
-@pytest.mark.skipif(not _has("masuka_nb.testing.fakes"), reason="the hosted-API simulators are not merged yet")
-def test_video_notebook_runs_against_the_simulator_and_leaks_no_key(run_notebook, monkeypatch, masuka_home):
+@pytest.mark.slow
+def test_video_notebook_secrets_branch_in_colab_leaks_no_key(colab, monkeypatch):
     from masuka_nb.testing.fakes import FakeCometAPI
 
-    monkeypatch.setenv("COMETAPI_KEY", CANARY)  # a real-looking key that must never be written anywhere
+    monkeypatch.delenv("COMETAPI_KEY", raising=False)
     monkeypatch.setenv("MASUKA_POLL_INTERVAL", "0.05")
+    colab.secrets = {"COMETAPI_KEY": CANARY}  # the key only in (stand-in) Colab Secrets
+    colab.no_access = {"RUNWAYML_API_SECRET"}
     with FakeCometAPI(key=CANARY, complete_after=0.2) as fake:
-        nb, text = run_notebook("03_video.ipynb", MODEL="veo3-fast", DURATION=8, SIMULATOR="cometapi",
-                                SIMULATOR_URL=fake.base_url, MAX_COST=5.0)
+        monkeypatch.setenv("MASUKA_COMETAPI_BASE_URL", fake.base_url)
+        nb, text = colab.run("03_video.ipynb")  # SIMULATOR empty: the Secrets branch
         assert fake.counts["submit"] == 1
+    _setup_ran_its_colab_branch(nb, colab)
     out = _stdout(nb)
+    assert "Keys found: COMETAPI_KEY" in out
     assert "veo3-fast" in out and "via cometapi" in out
-    mp4s = list((masuka_home / "outputs").rglob("*.mp4"))
-    assert len(mp4s) == 1
-    assert any("video/mp4" in o.get("data", {}).get("text/html", "") or "<video" in o.get("data", {}).get("text/html", "")
-               for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
-    _assert_no_canary(text, masuka_home)
+    assert len(list((colab.drive_root / "MASUKA" / "outputs").rglob("*.mp4"))) == 1
+    asked = [c.get("key") for c in colab.calls() if c["api"] == "userdata.get"]
+    assert "COMETAPI_KEY" in asked and "RUNWAYML_API_SECRET" in asked
+    assert find_canary(CANARY, [colab.drive_root, colab.content], texts=[text]) == []
 
+
+# ---- outside Colab ------------------------------------------------------------------------------
 
 def test_simulator_path_starts_its_own_fake(run_notebook, monkeypatch, masuka_home):
-    if not _has("masuka_nb.testing.fakes"):
-        pytest.skip("the hosted-API simulators are not merged yet")
     monkeypatch.setenv("MASUKA_POLL_INTERVAL", "0.05")
     monkeypatch.delenv("COMETAPI_KEY", raising=False)
     nb, _ = run_notebook("03_video.ipynb", MODEL="sora-2", DURATION=4, RESOLUTION="720p", SIMULATOR="cometapi",
@@ -174,23 +217,3 @@ def test_simulator_path_starts_its_own_fake(run_notebook, monkeypatch, masuka_ho
     out = _stdout(nb)
     assert "Using the cometapi simulator" in out and "via cometapi" in out
     assert list((masuka_home / "outputs").rglob("*.mp4"))
-
-
-def _assert_no_canary(notebook_text: str, home: Path) -> None:
-    """The key must not appear in the saved notebook (outputs included) or anywhere under MASUKA's home,
-    as written or encoded (the hosted-APIs room's scanner when present, else the same scan inline)."""
-    if _has("masuka_nb.testing.canary"):
-        from masuka_nb.testing.canary import find_canary
-
-        assert find_canary(CANARY, [home], texts=[notebook_text]) == []
-        return
-    import base64
-    from urllib.parse import quote
-
-    forms = [CANARY, quote(CANARY, safe=""), base64.b64encode(CANARY.encode()).decode()[:-4],
-             CANARY.replace("-", "\\u002d")]
-    assert not [f for f in forms if f in notebook_text]
-    for path in home.rglob("*"):
-        if path.is_file():
-            data = path.read_bytes()
-            assert not [f for f in forms if f.encode() in data], path
