@@ -1,6 +1,7 @@
 """`python -m masuka_nb` / `masuka`: the command line for a fresh machine and for CI.
 
-    masuka demo      generate images with the embedded default model and say where they went
+    masuka demo      two prompts × two seeds with the default model (tiny-flux on a CPU): where each image went,
+                     and which came from the result cache
     masuka doctor    what this runtime can do
     masuka models    the model registry
 """
@@ -13,22 +14,31 @@ import sys
 
 def _demo(args: argparse.Namespace) -> int:
     import masuka_nb as mk
+    from masuka_nb.image.generation import resolve_model
 
-    model = args.model
-    if model == "auto":
-        info = mk.doctor() if args.verbose else __import__("masuka_nb.runtime", fromlist=["detect"]).detect()
-        model = "tiny-flux" if not info.has_gpu else "flux1-schnell"
+    if args.verbose:
+        mk.doctor()
+    model, note = resolve_model(args.model)  # the engine's own "auto" rule
+    if note:
+        sys.stdout.write(note + "\n")
     prompts = args.prompt or ["a lighthouse on a cliff at dawn, oil painting", "a red fox in fresh snow, photo"]
+    made = cached = 0
     for prompt in prompts:
         result = mk.generate(prompt, model=model, num_images=args.num_images, seed=args.seed, steps=args.steps)
+        tag = "  (cached: same recipe as an earlier run, not generated again)" if result.cached else ""
         for path, seed in zip(result.paths, result.seeds):
-            sys.stdout.write(f"{model}  seed={seed}  {path}\n")
+            sys.stdout.write(f"{model}  seed={seed}  {path}{tag}\n")
+        cached += len(result.paths) if result.cached else 0
+        made += 0 if result.cached else len(result.paths)
     spec = mk.get_model(model)
     if spec.tiny:
         from masuka_nb.models.tiny import TINY_LABEL
 
         sys.stdout.write(f"Note: {TINY_LABEL}.\n")
-    sys.stdout.write(f"Images written to {mk.settings().outputs_dir}\n")
+    summary = f"{made} image(s) generated"
+    if cached:
+        summary += f", {cached} answered from the result cache (MASUKA_RESULT_CACHE=0 or new seeds make new ones)"
+    sys.stdout.write(f"{summary}; written to {mk.settings().outputs_dir}\n")
     return 0
 
 

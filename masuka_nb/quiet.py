@@ -30,6 +30,7 @@ NOISE: tuple[str, ...] = (
     r"use_fast",
     r"slow image processor",
     r"Keyword arguments .* are not expected by .* and will be ignored",
+    r"No LoRA keys associated to \w+ found with the prefix",
 )
 _PATTERN = re.compile("|".join(f"(?:{p})" for p in NOISE), re.IGNORECASE | re.DOTALL)
 _LOGGERS = ("transformers", "diffusers", "huggingface_hub")
@@ -44,6 +45,18 @@ class NoiseFilter(logging.Filter):
         except Exception:  # a malformed record is not ours to judge
             return True
         return not _PATTERN.search(text)
+
+
+def _library_loggers_ready() -> None:
+    """transformers and diffusers add their stderr handler when their logging module is first imported;
+    a record emitted by an import inside the block would otherwise find no filter on it."""
+    import importlib
+
+    for module in ("transformers.utils.logging", "diffusers.utils.logging"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
 
 
 def _bars_off() -> list:
@@ -68,6 +81,7 @@ def quiet_third_party(*, bars: bool = True) -> Iterator[None]:
     """Inside the block: known third-party noise is dropped (warnings and log records); with `bars`,
     the libraries' loading bars are off. Nothing else changes, and everything is restored after."""
     noise = NoiseFilter()
+    _library_loggers_ready()  # their handlers exist before the filter goes on them
     loggers = [logging.getLogger(name) for name in _LOGGERS]
     with warnings.catch_warnings():
         for pattern in NOISE:

@@ -93,7 +93,9 @@ def _denoise_locked(engine, spec, req, seeds, resolved, mplan, reporter, progres
     if req.image is not None:
         call["image"] = req.image.resize((req.width, req.height))
         call["strength"] = req.strength
-    with torch.inference_mode():
+    from masuka_nb.quiet import quiet_third_party
+
+    with torch.inference_mode(), quiet_third_party(bars=False):  # CLIP's truncation notices
         if mplan.free_text_encoders:
             for key in ("prompt", "negative_prompt"):
                 call.pop(key, None)

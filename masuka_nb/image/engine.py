@@ -121,7 +121,8 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
 
     log.info("engine.load", model=spec.id, plan=plan.label)
     _quiet_loading()
-    cls = getattr(diffusers, spec.pipeline_class)
+    with quiet_third_party():  # the first pipeline access imports transformers, with its notices
+        cls = getattr(diffusers, spec.pipeline_class)
     dtype = getattr(torch, plan.dtype)
     try:
         kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}

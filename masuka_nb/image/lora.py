@@ -23,6 +23,7 @@ from typing import Any
 
 from masuka_nb.errors import InvalidRequestError, LoraIncompatibleError, ModelFilesMissingError
 from masuka_nb.log import get_logger
+from masuka_nb.quiet import quiet_third_party
 
 __all__ = [
     "LoraInfo",
@@ -455,7 +456,8 @@ def apply_loras(pipe: Any, loras: Sequence[ResolvedLora]) -> None:
             loaded.pop(name)
     for name, lr in wanted.items():
         if name not in loaded:
-            pipe.load_lora_weights(str(lr.path), adapter_name=name)
+            with quiet_third_party():  # "No LoRA keys associated to CLIPTextModel …": expected for Flux LoRAs
+                pipe.load_lora_weights(str(lr.path), adapter_name=name)
             loaded[name] = lr
     pipe.set_adapters(list(wanted), adapter_weights=[lr.weight for lr in wanted.values()])
     pipe.transformer._masuka_loras = loaded

@@ -386,7 +386,9 @@ class _Trainer:
         accel = Accelerator(mixed_precision=cfg.mixed_precision if cuda else "no", cpu=not cuda)
         items = self._items()
         t0 = time.perf_counter()
-        with accel.main_process_first():  # rank 0 builds/downloads and caches; the others then read
+        from masuka_nb.quiet import quiet_third_party
+
+        with accel.main_process_first(), quiet_third_party():  # rank 0 builds/downloads and caches; the others then read
             base, transformer_repo, spec = self._source()
             latents = self._cache_latents(items, base)
             prompts = [cap for _, cap in items] + list(cfg.sample_prompts)
@@ -398,7 +400,8 @@ class _Trainer:
         emb_list = [text[cap] for _, cap in items]
         shapes = [tuple(t.shape) for t in lat_list]
 
-        model = self._transformer(transformer_repo)
+        with quiet_third_party():
+            model = self._transformer(transformer_repo)
         params = self._add_lora(model)
         optimizer = self._optimizer(params)
         scheduler = get_scheduler("constant_with_warmup", optimizer=optimizer, num_warmup_steps=cfg.warmup_steps,
