@@ -33,3 +33,34 @@ def test_notebooks_link_to_the_same_slug():
         text = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
         slugs = set(re.findall(r"github(?:\.com)?/([\w.-]+/masuka)\b", text))
         assert slugs <= {REPOSITORY}, (path.name, slugs)
+
+
+def _cpu_snippet() -> str:
+    section = README.split("### On a CPU, with no hub and no keys", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_cpu_snippet_runs_as_written_with_no_hub_and_no_flag(tmp_path, masuka_home):
+    """import → curate → caption → train → generate, verbatim, in a fresh interpreter with HF_HUB_OFFLINE unset."""
+    import os
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    for i, color in enumerate([(200, 30, 30), (30, 200, 30), (30, 30, 200)]):
+        im = Image.new("RGB", (256, 256), color)
+        for x in range(0, 256, 16):
+            im.putpixel((x, (x * (i + 1)) % 256), (255, 255, 255))
+        im.save(tmp_path / "photos" / f"p{i}.png")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["PYTHONPATH"] = str(ROOT)
+    done = subprocess.run([sys.executable, "-c", _cpu_snippet()], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "tiny-clip" in done.stdout and "tiny-florence-2" in done.stdout and "model auto: tiny-flux" in done.stdout
+    assert len(list((masuka_home / "outputs").rglob("*.png"))) == 1
+    for raw in ("Traceback", "OSError", "couldn't connect", "huggingface.co", "Retrying", "FutureWarning",
+                "requires torchvision", "Loading pipeline components"):
+        assert raw not in done.stderr, (raw, done.stderr[-2000:])
