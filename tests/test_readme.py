@@ -17,7 +17,10 @@ def test_readme_starts_with_exactly_two_commands():
     assert "masuka_nb demo" in first_block[0]
     assert first_block[1] == "python3 -m pytest"
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "python3 -m pytest" in ci  # CI runs the README's test command
+    # CI runs the README's commands verbatim (read from the README), inside a fresh venv it creates
+    assert 'python3 -m venv "$VENV"' in ci and '. "$VENV/bin/activate"' in ci
+    assert 'open("README.md"' in ci and '"${README_COMMANDS[0]}"' in ci and '"${README_COMMANDS[1]}"' in ci
+    assert "unset HF_HUB_OFFLINE" in ci
 
 
 def test_every_notebook_has_a_badge_with_the_one_slug():

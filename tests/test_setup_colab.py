@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import setup_colab as sc
+from masuka_nb.testing.colab import see_packages_of_this_interpreter
 
 ROOT = Path(__file__).resolve().parents[1]
 FREEZE = Path(__file__).parent / "data" / "colab" / "pip-freeze.gpu.txt"
@@ -237,32 +238,13 @@ def test_check_only_clones_a_git_source(tmp_path):
 # ---------------------------------------------------------------------------------------------- the script
 
 
-def see_this_interpreters_packages(venv: Path) -> None:
-    """Make a child venv see the packages of the interpreter running the tests, wherever they are.
-
-    `--system-site-packages` only reaches the *base* interpreter's site-packages: run from inside a venv
-    (as the README's commands are, by a new user), the child would miss that venv's torch and setup would
-    refuse. A `.pth` in the child that calls `site.addsitedir` on each of our site folders adds them after
-    the child's own (so its installs still win) and processes their `.pth` files (editable installs).
-    """
-    import site
-    import sysconfig
-
-    ours = [p for p in dict.fromkeys([*site.getsitepackages(), sysconfig.get_paths()["purelib"],
-                                      sysconfig.get_paths()["platlib"]]) if Path(p).is_dir()]
-    child = subprocess.run([str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                           capture_output=True, text=True, check=True).stdout.strip()
-    lines = [f"import site; site.addsitedir({p!r})" for p in ours]
-    (Path(child) / "_parent_interpreter.pth").write_text("\n".join(lines) + "\n")
-
-
 @pytest.fixture
 def venv_python(tmp_path) -> Path:
     """A venv that sees this interpreter's packages (so nothing is downloaded) and keeps installs to itself."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
     if sys.prefix != sys.base_prefix:  # we are in a venv: its packages are not the base's
-        see_this_interpreters_packages(venv)
+        see_packages_of_this_interpreter(venv)
     return venv / "bin" / "python"
 
 
