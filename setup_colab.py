@@ -143,7 +143,7 @@ def protected(name: str) -> bool:
 
 @dataclass(frozen=True)
 class RuntimeReport:
-    """Where setup runs. Sizes in GB; None when they cannot be read."""
+    """Where setup runs. Sizes in GiB (2**30 bytes, as `masuka_nb.doctor()` shows them); None when unreadable."""
 
     colab: bool
     python: str
@@ -159,14 +159,14 @@ class RuntimeReport:
     def lines(self) -> list[str]:
         gpu = "none (CPU only)"
         if self.gpu:
-            gpu = self.gpu + (f", {self.vram_gb:.1f} GB" if self.vram_gb else "")
+            gpu = self.gpu + (f", {self.vram_gb:.1f} GiB" if self.vram_gb else "")
             gpu += f", compute capability {self.compute_capability}" if self.compute_capability else ""
-        ram = "unknown" if self.ram_gb is None else f"{self.ram_gb:.1f} GB ({self.ram_available_gb or 0:.1f} GB free)"
+        ram = "unknown" if self.ram_gb is None else f"{self.ram_gb:.1f} GiB ({self.ram_available_gb or 0:.1f} GiB free)"
         return [
             f"runtime   {'Google Colab' if self.colab else 'not Colab'}, Python {self.python} ({self.executable})",
             f"gpu       {gpu}",
             f"ram       {ram}",
-            f"disk      {self.disk_free_gb:.1f} GB free",
+            f"disk      {self.disk_free_gb:.1f} GiB free",
             f"drive     {'mounted at ' + str(drive_root()) if self.drive_mounted else 'not mounted'}",
         ]
 
@@ -239,7 +239,7 @@ def detect_runtime() -> RuntimeReport:
         compute_capability=cap,
         ram_gb=ram,
         ram_available_gb=available,
-        disk_free_gb=shutil.disk_usage(where).free / 1e9,
+        disk_free_gb=shutil.disk_usage(where).free / 1024**3,
         drive_mounted=drive_mounted(),
     )
 
@@ -735,7 +735,7 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
         if rt.colab and not rt.gpu:
             say("note      no GPU: Runtime > Change runtime type > T4 GPU (MASUKA falls back to tiny models)")
         if rt.disk_free_gb < 20:
-            say(f"note      only {rt.disk_free_gb:.0f} GB free disk: FLUX downloads need about 20-35 GB")
+            say(f"note      only {rt.disk_free_gb:.0f} GiB free disk: FLUX downloads need about 20-35 GB")
 
     if args.drive and not args.dry_run:
         mount_drive()  # before anything is installed: a setup that cannot reach Drive should stop early

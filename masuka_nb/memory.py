@@ -353,13 +353,29 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
                 elsewhere.append(ok[0])
         nearest = (elsewhere[0].label if elsewhere else "none") + \
             (f"; on this machine: tiny-{spec.family} (offline test model)" if not spec.tiny else "")
+    forced = "choices forced by the caller" in chosen.reasons
+    ram = max(chosen.ram_gb, chosen.load_ram_gb)
+    if chosen.device == "cpu" and chosen.vram_available_gb <= 0:
+        # No GPU here: VRAM figures and GPU plans say nothing useful; say what it would take, and where.
+        gpu_plan = nearest.split(";")[0]
+        return PlanDoesNotFitError(
+            f"{spec.id} cannot run on this CPU-only machine: without a GPU it needs ≈{ram:.1f} GB RAM "
+            f"({chosen.dtype}), and this machine has {chosen.ram_available_gb:.1f} GB (even with enough RAM, "
+            "a real model on a CPU takes minutes per image).",
+            argument="model", value=spec.id,
+            hint=f"Use a GPU runtime (Colab: Runtime > Change runtime type > T4 GPU), where it runs as "
+                 f"{gpu_plan}; or model='tiny-{spec.family}' to try the whole pipeline here (noise, labelled so)"
+                 + ("; or drop the plan overrides." if forced else "."),
+            nearest=nearest,
+        )
     return PlanDoesNotFitError(
-        f"{chosen.label} needs ≈{chosen.peak_vram_gb:.1f} GB VRAM and ≈{max(chosen.ram_gb, chosen.load_ram_gb):.1f}"
+        f"{chosen.label} needs ≈{chosen.peak_vram_gb:.1f} GB VRAM and ≈{ram:.1f}"
         f" GB RAM; {chosen.profile} has {chosen.vram_available_gb:.1f} GB VRAM and "
         f"{chosen.ram_available_gb:.1f} GB RAM. Nearest plan that fits: {nearest}.",
         argument="plan",
         value=chosen.label,
-        hint="Let MASUKA choose (no overrides), use a smaller size, or a bigger runtime.",
+        hint=("Let MASUKA choose (no overrides), use a smaller size, or a bigger runtime." if forced
+              else "Use a smaller size or a bigger runtime."),
         nearest=nearest,
     )
 

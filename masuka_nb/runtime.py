@@ -221,8 +221,9 @@ def meaning(info: RuntimeInfo) -> list[str]:
     """What this runtime means for MASUKA, in a user's words."""
     if not info.has_gpu:
         return [
-            "No GPU: images use the embedded tiny models (noise, labelled so) unless you pick a real model "
-            "and accept CPU speed; video and cloud training run on hosted APIs as usual.",
+            "No GPU: images, captions and training use the embedded tiny models (noise, labelled so); a real "
+            "image model needs a GPU runtime (on a CPU it needs ≈36 GB RAM and minutes per image). Video and "
+            "cloud training run on hosted APIs as usual.",
         ]
     p = info.as_profile()
     lines = []
@@ -231,7 +232,7 @@ def meaning(info: RuntimeInfo) -> list[str]:
     else:
         lines.append(f"{info.gpu_name}: bf16 hardware; FLUX and SD3.5 run in bf16.")
     if info.ram_gb < 20:
-        lines.append(f"{info.ram_gb:.1f} GB RAM: MASUKA loads pre-quantized weights and frees text encoders "
+        lines.append(f"{info.ram_gb:.1f} GiB RAM: MASUKA loads pre-quantized weights and frees text encoders "
                      "after encoding so the session does not crash.")
     if p.vram_gb >= 39:
         lines.append("Enough VRAM for bf16 LoRA training and optional torch.compile.")
@@ -249,11 +250,11 @@ def doctor() -> RuntimeInfo:
         ("Python", info.python),
         ("torch", f"{info.torch_version or 'not installed'}" + (f" (CUDA {info.cuda_version})" if info.cuda_version else "")),
         ("GPU", f"{info.gpu_name} ×{info.gpu_count}" if info.has_gpu else "none"),
-        ("VRAM", f"{info.vram_gb:.1f} GB" if info.has_gpu else "-"),
+        ("VRAM", f"{info.vram_gb:.1f} GiB" if info.has_gpu else "-"),
         ("compute capability", ".".join(map(str, info.compute_capability)) if info.compute_capability else "-"),
         ("bf16 (hardware)", "yes" if info.bf16 else "no"),
-        ("RAM", f"{info.ram_gb:.1f} GB"),
-        ("free disk", f"{info.disk_free_gb:.1f} GB"),
+        ("RAM", f"{info.ram_gb:.1f} GiB"),
+        ("free disk", f"{info.disk_free_gb:.1f} GiB"),
         ("Drive mounted", "yes" if info.drive_mounted else "no"),
         ("MASUKA home", str(s.home)),
     ]

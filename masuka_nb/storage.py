@@ -13,6 +13,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -49,6 +50,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
     ensure_dir(target.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".incomplete", dir=target.parent)
     try:
+        # mkstemp makes 0600 files; results get what any other new file gets (0666 less the umask),
+        # so PNGs, LoRAs and history read like the videos beside them.
+        with contextlib.suppress(OSError):  # Drive's FUSE mount may refuse chmod; the file is still written
+            os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as fh:
             yield fh
             fh.flush()
@@ -59,6 +64,20 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+_umask_cache: list[int] = []
+_UMASK_LOCK = threading.Lock()
+
+
+def _umask() -> int:
+    """The process umask, read once (reading it means setting and restoring it, so not on every write)."""
+    with _UMASK_LOCK:
+        if not _umask_cache:
+            mask = os.umask(0o022)
+            os.umask(mask)
+            _umask_cache.append(mask)
+    return _umask_cache[0]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

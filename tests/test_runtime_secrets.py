@@ -60,3 +60,13 @@ def test_secrets_are_redacted_from_logs(monkeypatch, caplog):
     assert caplog.records, "the record was not emitted"
     assert "key_canary_abcdef123456" not in caplog.text
     assert "provider.call" in caplog.text and "***" in caplog.text
+
+
+def test_doctor_labels_binary_sizes_as_gib(capsys):
+    from masuka_nb.runtime import doctor
+
+    doctor()
+    out = capsys.readouterr().out
+    ram = next(line for line in out.splitlines() if line.startswith("RAM"))
+    disk = next(line for line in out.splitlines() if line.startswith("free disk"))
+    assert ram.endswith("GiB") and disk.endswith("GiB")

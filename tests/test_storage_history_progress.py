@@ -63,3 +63,61 @@ def test_progress_reporter_sends_events_with_eta_and_honours_cancel():
     with pytest.raises(CancelledError) as info:
         rep.check()
     assert "stop button" in str(info.value)
+
+
+def test_written_files_get_the_usual_permissions_not_mkstemps_0600(tmp_path):
+    import os
+    import stat
+
+    from masuka_nb.storage import _umask, atomic_write_bytes
+
+    path = atomic_write_bytes(tmp_path / "image.png", b"png")
+    plain = tmp_path / "plain.mp4"
+    plain.write_bytes(b"mp4")  # how a video download (or any ordinary open()) lands
+    assert stat.S_IMODE(os.stat(path).st_mode) == stat.S_IMODE(os.stat(plain).st_mode) == 0o666 & ~_umask()
+
+
+def test_tqdm_sink_shows_one_bar_per_task_without_rates():
+    import io
+
+    from masuka_nb.progress import ProgressEvent, TqdmSink
+
+    stream = io.StringIO()
+    sink = TqdmSink(file=stream, mininterval=0)
+    sink(ProgressEvent("load", 0, 1, "tiny-flux"))
+    sink(ProgressEvent("generate", 1, 4))
+    sink(ProgressEvent("generate", 4, 4, "step 4/4"))
+    sink(ProgressEvent("generate", 4, 4, "1 image(s)"))  # the engine's closing `done` event
+    text = stream.getvalue()
+    assert "it/s" not in text and "s/it" not in text
+    assert text.count("\n") <= 1  # one bar, redrawn in place, closed once
+    assert "generate" in text and "4/4" in text
+
+
+def test_outside_a_terminal_progress_is_whole_lines():
+    import io
+
+    from masuka_nb.progress import LineSink, ProgressReporter
+
+    stream = io.StringIO()
+    reporter = ProgressReporter("train", 100, progress=LineSink(stream))
+    for step in range(1, 101):
+        reporter.update(step, message=f"step {step}")
+    reporter.done("done")
+    lines = stream.getvalue().splitlines(keepends=True)
+    assert all(line.endswith("\n") and line.startswith("train: ") for line in lines)
+    assert 4 <= len(lines) <= 5  # the quarters and the end, not one per step
+    assert "100/100" in lines[-1] and "it/s" not in stream.getvalue()
+
+
+def test_the_default_sink_is_line_based_when_stderr_is_not_a_terminal(monkeypatch):
+    import io
+
+    from masuka_nb import progress
+
+    monkeypatch.setenv("MASUKA_PROGRESS", "auto")
+    from masuka_nb.config import reset_configuration
+
+    reset_configuration()
+    monkeypatch.setattr("sys.stderr", io.StringIO())
+    assert isinstance(progress._default_sink(), progress.LineSink)
