@@ -104,6 +104,22 @@ def _cmyk_to_rgb(img):
     return img.convert("RGB")
 
 
+EPS_NEEDS_GHOSTSCRIPT = (
+    "EPS is PostScript, which Pillow draws with Ghostscript, and Ghostscript is not installed here: install it "
+    "(Colab or Debian/Ubuntu: `!apt-get install -y ghostscript`; macOS: `brew install ghostscript`; "
+    "https://ghostscript.com/releases/) and import again, or export the picture as PNG or JPEG"
+)
+
+
+def _psd_layers_readable(img) -> bool:
+    """Reading a PSD's layer table can fail on odd files; the composite is still the image we want."""
+    try:
+        img.layers  # noqa: B018 (a cached property that parses the layer table)
+        return True
+    except Exception:
+        return False
+
+
 def decode_image(
     data: bytes,
     name: str = "",
@@ -132,10 +148,21 @@ def decode_image(
                 )
             fmt = img.format or "unknown"
             notes: list[str] = []
-            if getattr(img, "n_frames", 1) > 1:
+            if fmt == "PSD":
+                # Photoshop: the image as opened is the flattened composite; its "frames" are the layers,
+                # numbered from 1, so seek(0) would fail ("attempt to seek outside sequence").
+                layers = len(img.layers) if _psd_layers_readable(img) else 0
+                if layers > 1:
+                    notes.append(f"layered PSD ({layers} layers): the flattened composite used")
+            elif getattr(img, "n_frames", 1) > 1:
                 img.seek(0)
                 notes.append(f"animated ({img.n_frames} frames): first frame used")
-            img.load()
+            try:
+                img.load()
+            except OSError as exc:
+                if fmt == "EPS" and "ghostscript" in str(exc).lower():
+                    raise ImageRejected("eps_needs_ghostscript", EPS_NEEDS_GHOSTSCRIPT) from exc
+                raise
             orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
             if orientation not in (None, 1):
                 img = ImageOps.exif_transpose(img)

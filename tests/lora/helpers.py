@@ -41,3 +41,32 @@ def photo(k: int, w: int = 320, h: int = 320) -> Image.Image:
     coarse = Image.fromarray(rng.integers(0, 255, (5, 5, 3), dtype=np.uint8)).resize((w, h), Image.Resampling.BICUBIC)
     grain = rng.integers(-30, 30, (h, w, 3))
     return Image.fromarray(np.clip(np.asarray(coarse, dtype=np.int32) + grain, 0, 255).astype(np.uint8))
+
+
+def layered_psd(width: int = 300, height: int = 280, colors=((200, 40, 40), (40, 40, 200))) -> bytes:
+    """A valid multi-layer RGB Photoshop file, written from the format spec: one full-size layer per
+    colour (raw channel data) and the flattened composite (the last colour)."""
+    import struct
+
+    def layer_record(name: bytes) -> bytes:
+        rec = struct.pack(">iiii", 0, 0, height, width) + struct.pack(">H", 3)
+        for channel in (0, 1, 2):
+            rec += struct.pack(">hI", channel, 2 + width * height)
+        rec += b"8BIMnorm" + bytes([255, 0, 0, 0])
+        padded = bytes([len(name)]) + name
+        padded += b"\0" * (-len(padded) % 4)
+        extra = struct.pack(">II", 0, 0) + padded
+        return rec + struct.pack(">I", len(extra)) + extra
+
+    records = b"".join(layer_record(f"layer {i}".encode()) for i in range(len(colors)))
+    pixels = b""
+    for color in colors:
+        for value in color:
+            pixels += struct.pack(">H", 0) + bytes([value]) * (width * height)
+    layer_info = struct.pack(">h", len(colors)) + records + pixels
+    layer_info += b"\0" * (len(layer_info) % 2)
+    layer_section = struct.pack(">I", len(layer_info)) + layer_info + struct.pack(">I", 0)
+    header = b"8BPS" + struct.pack(">H", 1) + b"\0" * 6 + struct.pack(">HIIHH", 3, height, width, 8, 3)
+    composite = struct.pack(">H", 0) + b"".join(bytes([v]) * (width * height) for v in colors[-1])
+    return header + struct.pack(">I", 0) + struct.pack(">I", 0) + struct.pack(">I", len(layer_section)) + \
+        layer_section + composite

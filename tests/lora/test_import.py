@@ -223,3 +223,37 @@ def test_heic_without_the_plugin_is_rejected_with_the_fix(awkward_corpus, monkey
     report = Dataset.create("no-heif").import_files([("photo.heic", awkward_corpus["photo.heic"])])
     assert report.rejected[0].code == "heif_unsupported"
     assert "pillow-heif" in report.rejected[0].reason
+
+
+def test_a_layered_psd_imports_as_its_flattened_composite():
+    from tests.lora.helpers import layered_psd
+
+    ds = Dataset.create("psd")
+    report = ds.import_files([("poster.psd", layered_psd(colors=((200, 40, 40), (40, 40, 200))))])
+    assert len(report.imported) == 1, report.summary()
+    with Image.open(ds.path_of(ds.items[0])) as im:
+        assert im.size == (300, 280) and im.convert("RGB").getpixel((10, 10)) == (40, 40, 200)
+
+
+EPS = b"""%!PS-Adobe-3.0 EPSF-3.0
+%%BoundingBox: 0 0 300 300
+%%EndComments
+newpath 0 0 moveto 300 0 lineto 300 300 lineto 0 300 lineto closepath 0.5 setgray fill
+showpage
+%%EOF
+"""
+
+
+def test_eps_without_ghostscript_says_what_is_missing_not_damaged():
+    import shutil
+
+    from masuka_nb.lora.imageio import ImageRejected, decode_image
+
+    if shutil.which("gs"):
+        assert decode_image(EPS, "drawing.eps").image.size[0] >= 256
+        return
+    with pytest.raises(ImageRejected) as err:
+        decode_image(EPS, "drawing.eps")
+    assert err.value.code == "eps_needs_ghostscript"
+    assert "Ghostscript" in err.value.reason and "apt-get install -y ghostscript" in err.value.reason
+    assert "damaged" not in err.value.reason
