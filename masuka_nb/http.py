@@ -133,8 +133,10 @@ def parse_retry_after(headers: httpx.Headers | dict[str, str], *, now: float | N
 class CircuitBreaker:
     """Opens after `threshold` retryable failures in a row; after `cooldown` s lets one probe through."""
 
-    def __init__(self, name: str, *, threshold: int = 5, cooldown: float = 30.0) -> None:
+    def __init__(self, name: str, *, threshold: int = 5, cooldown: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
+        self.clock = clock  # injectable: tests step a fake clock instead of sleeping
         self.threshold = threshold
         self.cooldown = cooldown
         self._failures = 0
@@ -147,14 +149,14 @@ class CircuitBreaker:
         with self._lock:
             if self._opened_at is None:
                 return "closed"
-            return "half-open" if time.monotonic() - self._opened_at >= self.cooldown else "open"
+            return "half-open" if self.clock() - self._opened_at >= self.cooldown else "open"
 
     def allow(self) -> bool:
         """May a new submit go to this provider now? (Half-open: exactly one probe at a time.)"""
         with self._lock:
             if self._opened_at is None:
                 return True
-            if time.monotonic() - self._opened_at < self.cooldown or self._probing:
+            if self.clock() - self._opened_at < self.cooldown or self._probing:
                 return False
             self._probing = True
             return True
@@ -171,7 +173,7 @@ class CircuitBreaker:
             if self._probing or self._failures >= self.threshold:
                 if self._opened_at is None or self._probing:
                     log.warning("http.circuit_open", provider=self.name, failures=self._failures)
-                self._opened_at = time.monotonic()
+                self._opened_at = self.clock()
                 self._probing = False
 
 

@@ -79,18 +79,34 @@ def test_secret_in_a_provider_reply_is_redacted():
     assert key not in str(err) and key not in repr(err.to_dict()) and "***" in str(err)
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand: breaker timing without sleeps (robust on a loaded machine)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 def test_breaker_states():
-    b = CircuitBreaker("x", threshold=2, cooldown=0.05)
+    clock = FakeClock()
+    b = CircuitBreaker("x", threshold=2, cooldown=30.0, clock=clock)
     assert b.allow()
     b.failure()
     assert b.state == "closed"
     b.failure()
     assert b.state == "open" and not b.allow()
-    time.sleep(0.06)
+    clock.advance(29.9)
+    assert b.state == "open" and not b.allow()
+    clock.advance(0.2)
     assert b.allow() and not b.allow()  # one probe at a time
     b.failure()
     assert b.state == "open"
-    time.sleep(0.06)
+    clock.advance(30.0)
     assert b.allow()
     b.success()
     assert b.state == "closed" and b.allow()

@@ -165,12 +165,13 @@ def test_no_fallback_after_policy_refusal_or_possible_acceptance(fault, fakes):
 
 
 def test_circuit_breaker_opens_then_probes(fakes, monkeypatch):
-    import time
 
     from masuka_nb.http import breaker_for
 
     monkeypatch.setenv("MASUKA_BREAKER_THRESHOLD", "3")
-    monkeypatch.setenv("MASUKA_BREAKER_COOLDOWN", "0.5")
+    monkeypatch.setenv("MASUKA_BREAKER_COOLDOWN", "30")
+    now = [1000.0]
+    breaker_for("cometapi").clock = lambda: now[0]  # the cooldown passes when the test says so
     comet, runway = fakes("cometapi"), fakes("runway")
     comet.inject("submit", status=503, times=4)
     gen = VideoGenerator()
@@ -182,7 +183,7 @@ def test_circuit_breaker_opens_then_probes(fakes, monkeypatch):
         assert gen.submit("a fox", model="veo3-pro", duration=8).provider == "runway"
     assert comet.counts["submit"] == seen  # skipped while open
     assert runway.counts["submit"] == 2
-    time.sleep(0.55)
+    now[0] += 30.1
     result = quiet_generate("a fox", model="veo3-pro", duration=8)  # one probe; comet is healthy again
     assert result.provider == "cometapi" and breaker_for("cometapi").state == "closed"
 
