@@ -3,9 +3,12 @@ and a second run says its images came from the result cache instead of passing t
 
 from __future__ import annotations
 
+import pytest
+
 from masuka_nb.__main__ import main
 
 
+@pytest.mark.slow
 def test_demo_makes_four_images_then_says_cached(capsys, masuka_home):
     assert main(["demo", "--steps", "1"]) == 0
     first = capsys.readouterr().out

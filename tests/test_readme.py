@@ -4,6 +4,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from masuka_nb._version import REPOSITORY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,6 +45,7 @@ def _cpu_snippet() -> str:
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
 
 
+@pytest.mark.slow
 def test_the_cpu_snippet_runs_as_written_with_no_hub_and_no_flag(tmp_path, masuka_home):
     """import → curate → caption → train → generate, verbatim, in a fresh interpreter with HF_HUB_OFFLINE unset."""
     import os

@@ -263,6 +263,7 @@ def script(python: Path, checkout: Path, *args: str, env: dict | None = None) ->
                           text=True, timeout=300, env=env or os.environ.copy())
 
 
+@pytest.mark.slow
 def test_script_installs_only_masuka_itself_then_a_second_run_installs_nothing(venv_python, tmp_path):
     checkout = copy_checkout(tmp_path / "checkout")
     version = sc.read_project(checkout).version
@@ -300,6 +301,7 @@ def test_script_installs_only_masuka_itself_then_a_second_run_installs_nothing(v
     assert f"self      masuka-nb {version} outdated" in edited.stdout
 
 
+@pytest.mark.slow
 def test_script_puts_home_on_a_mounted_drive_and_keeps_hf_cache_local(venv_python, tmp_path):
     checkout = copy_checkout(tmp_path / "checkout")
     drive = tmp_path / "drive" / "MyDrive"

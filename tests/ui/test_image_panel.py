@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import pytest
-
 import masuka_nb as mk
 from masuka_nb.history import query
-
-pytest.importorskip("masuka_nb.image")
 
 
 def _form(**values):

@@ -6,13 +6,10 @@ from __future__ import annotations
 import io
 import zipfile
 
-import pytest
 from PIL import Image
 
 import masuka_nb as mk
 from masuka_nb.ui.components import fill_upload
-
-pytest.importorskip("masuka_nb.lora.dataset")
 
 
 def _png(color, size=(320, 288)) -> bytes:

@@ -6,9 +6,7 @@ import pytest
 
 import masuka_nb as mk
 from masuka_nb.history import query
-
-fakes = pytest.importorskip("masuka_nb.testing.fakes")
-pytest.importorskip("masuka_nb.video")
+from masuka_nb.testing import fakes
 
 KEY = "sk-ui-canary-7f3a9c2e51"
 
