@@ -4,17 +4,22 @@
     log = get_logger(__name__)
     log.info("model.loaded", model="flux1-dev", seconds=12.3)   # -> "model.loaded model=flux1-dev seconds=12.3"
 
-Library code never prints; the notebook decides what to show (handlers, level via MASUKA_LOG_LEVEL).
+Library code never prints. What a user sees: warnings (MASUKA's own, each said once per process, as
+``MASUKA warning: <event> key=value``); events below WARNING only when the `log_level` setting
+(``MASUKA_LOG_LEVEL`` / ``configure(log_level="INFO")``) asks for them. When the application has its own
+logging set up (handlers on the root logger), MASUKA's records go there instead, unchanged.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
+import threading
 from typing import Any
 
 from masuka_nb._redact import redact
 
-__all__ = ["RedactingFilter", "get_logger"]
+__all__ = ["RedactingFilter", "UserHandler", "get_logger"]
 
 ROOT = "masuka_nb"
 
@@ -55,6 +60,31 @@ class EventLogger(logging.LoggerAdapter):
         self._log_event(logging.ERROR, event % args if args else event, fields, exc_info)
 
 
+class UserHandler(logging.Handler):
+    """MASUKA's own output for people: to the current `sys.stderr`, a warning with the same text only once,
+    and silent when the application configured the root logger itself (its handlers get the records)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: set[str] = set()
+        self._lock_said = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if logging.getLogger().handlers:
+            return
+        text = record.getMessage()
+        if record.levelno >= logging.WARNING:
+            with self._lock_said:
+                if text in self._said:
+                    return
+                self._said.add(text)
+        label = "MASUKA" if record.levelno < logging.WARNING else f"MASUKA {record.levelname.lower()}"
+        try:
+            sys.stderr.write(f"{label}: {text}\n")
+        except Exception:  # a closed stream must not break the engine that logged
+            self.handleError(record)
+
+
 _configured = False
 
 
@@ -65,6 +95,8 @@ def _configure_root() -> None:
     root = logging.getLogger(ROOT)
     if not any(isinstance(f, RedactingFilter) for f in root.filters):
         root.addFilter(RedactingFilter())
+    if not any(isinstance(h, UserHandler) for h in root.handlers):
+        root.addHandler(UserHandler())
     from masuka_nb.config import settings
 
     try:
