@@ -9,6 +9,7 @@ the built-in it resembles, so generic ``except ValueError`` / ``except FileNotFo
     ├── InvalidRequestError              INVALID_REQUEST            (ValueError)
     │   └── LoraIncompatibleError        LORA_INCOMPATIBLE
     ├── ModelNotFoundError               MODEL_NOT_FOUND            (LookupError)
+    │   └── ModelRetiredError            MODEL_RETIRED
     ├── GatedModelError                  GATED_MODEL                (PermissionError)
     ├── ModelFilesMissingError           MODEL_FILES_MISSING        (FileNotFoundError)
     ├── PlanDoesNotFitError              PLAN_DOES_NOT_FIT          (MemoryError)
@@ -60,6 +61,7 @@ __all__ = [
     "MasukaError",
     "ModelFilesMissingError",
     "ModelNotFoundError",
+    "ModelRetiredError",
     "OutOfMemoryError",
     "PlanDoesNotFitError",
     "ProviderAuthError",
@@ -168,6 +170,13 @@ class ModelNotFoundError(MasukaError, LookupError):
 
     def __str__(self) -> str:  # LookupError/KeyError quirks: always our own text
         return MasukaError.__str__(self)
+
+
+class ModelRetiredError(ModelNotFoundError):
+    """The vendor retired the model; the message names the date and the nearest live models."""
+
+    code = "MODEL_RETIRED"
+    default_hint = "Pick one of the live models named in the message."
 
 
 class GatedModelError(MasukaError, PermissionError):

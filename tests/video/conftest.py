@@ -11,8 +11,8 @@ from masuka_nb.testing.fakes import FAKES
 
 @pytest.fixture(autouse=True)
 def fast_http(monkeypatch):
-    from masuka_nb.http import reset_breakers
-    from masuka_nb.video import cost
+    from masuka_nb.hosted import pricing as cost
+    from masuka_nb.hosted.http import reset_breakers
 
     monkeypatch.setenv("MASUKA_POLL_INTERVAL", "0.02")
     monkeypatch.setenv("MASUKA_HTTP_BACKOFF", "0.01")

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from masuka_nb import history, jobs
-from masuka_nb.jobs import JobRecord, save
+from masuka_nb.hosted.runner import JobRecord, save
 from masuka_nb.testing.media import tiny_mp4
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -193,7 +193,7 @@ def test_cancel_from_another_thread_stops_a_waiting_job(fakes):
 def test_a_live_process_holding_the_job_is_respected(fakes):
     import warnings
 
-    from masuka_nb.jobs import _now
+    from masuka_nb.hosted.runner import _now
     from masuka_nb.video.generator import VideoGenerator
 
     fake = fakes("runway")

@@ -63,7 +63,9 @@ class FakeKling(FakeProvider):
         body = req.json() or {}
         if not body.get("model_name") or not body.get("prompt"):
             return self.error(400, "model_name and prompt are required")
-        if body.get("duration") not in ("5", "10") or body.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
+        # Kling 3 takes 3-15 s; earlier models 5 or 10 (https://app.klingai.com/global/dev/document-api, 2026-12-01).
+        durations = {str(n) for n in range(3, 16)} if str(body.get("model_name", "")).startswith("kling-v3") else {"5", "10"}
+        if body.get("duration") not in durations or body.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
             return self.error(400, "invalid duration or aspect_ratio")
         if body.get("mode", "std") not in ("std", "pro"):
             return self.error(400, "invalid mode")
