@@ -178,9 +178,12 @@ def _as_number(kind: type, *, minimum: float, allow_none: bool = False, what: st
         if isinstance(raw, bool):
             raise _bad(key, raw, expected)
         try:
-            value = kind(float(raw)) if kind is int and float(raw).is_integer() else kind(raw)
+            number = float(raw)
         except (TypeError, ValueError):
             raise _bad(key, raw, expected) from None
+        if kind is int and not number.is_integer():
+            raise _bad(key, raw, expected)
+        value = int(number) if kind is int else number
         if value != value or value < minimum or value == float("inf"):
             raise _bad(key, raw, expected)
         return value

@@ -19,6 +19,7 @@ import pytest
 from masuka_nb import history, jobs
 from masuka_nb.hosted.runner import JobRecord, save
 from masuka_nb.testing.media import tiny_mp4
+from video_helpers import fast_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +37,7 @@ print(json.dumps([[j.id, j.state, j.record.paths.get("video")] for j in done]))
 
 
 def child(code: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, **fast_env(), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

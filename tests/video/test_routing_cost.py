@@ -172,8 +172,7 @@ def test_circuit_breaker_opens_then_probes(fakes, monkeypatch):
 
     from masuka_nb.hosted.http import breaker_for
 
-    monkeypatch.setenv("MASUKA_BREAKER_THRESHOLD", "3")
-    monkeypatch.setenv("MASUKA_BREAKER_COOLDOWN", "0.5")
+    masuka_nb.configure(breaker_threshold=3, breaker_cooldown=0.5)
     comet, runway = fakes("cometapi"), fakes("runway")
     comet.inject("submit", status=503, times=4)
     gen = VideoGenerator()
