@@ -11,10 +11,9 @@ from masuka_nb.testing.fakes import FAKES
 
 @pytest.fixture(autouse=True)
 def fast_http(monkeypatch):
+    import masuka_nb
     from masuka_nb.hosted import pricing as cost
     from masuka_nb.hosted.http import reset_breakers
-
-    import masuka_nb
 
     masuka_nb.configure(**FAST)
     reset_breakers()

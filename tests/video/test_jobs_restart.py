@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from video_helpers import fast_env
 
 from masuka_nb import history, jobs
 from masuka_nb.hosted.runner import JobRecord, save
 from masuka_nb.testing.media import tiny_mp4
-from video_helpers import fast_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
