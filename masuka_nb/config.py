@@ -99,6 +99,8 @@ class Settings:
     kling_base_url: str | None
     replicate_base_url: str | None
     runway_base_url: str | None
+    gcs_endpoint_url: str | None
+    s3_endpoint_url: str | None
 
     @property
     def http(self) -> HttpTiming:
@@ -239,6 +241,8 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "breaker_threshold": _as_number(int, minimum=1, what="failures"),
     "breaker_cooldown": _as_number(float, minimum=0),
     **{f"{name}_base_url": _as_url for name in PROVIDER_URLS},
+    "gcs_endpoint_url": _as_url,
+    "s3_endpoint_url": _as_url,
 }
 KEYS = tuple(sorted(_PARSERS))
 
@@ -350,6 +354,8 @@ def settings() -> Settings:
             "breaker_threshold": 5,
             "breaker_cooldown": 30.0,
             **{f"{name}_base_url": None for name in PROVIDER_URLS},
+            "gcs_endpoint_url": None,  # gs:// elsewhere (an emulator); None: Google Cloud Storage
+            "s3_endpoint_url": None,  # s3:// elsewhere (MinIO, R2, a local server); None: AWS
         }
         for key, default in defaults.items():
             raw = _raw(key)

@@ -22,6 +22,7 @@ the built-in it resembles, so generic ``except ValueError`` / ``except FileNotFo
     ├── DatasetError                     DATASET_INVALID            (ValueError)
     ├── StorageError                     STORAGE_FAILED             (OSError)
     ├── BudgetExceededError              BUDGET_EXCEEDED            (ValueError)
+    ├── DownloadError                    DOWNLOAD_FAILED            (ConnectionError)
     ├── ProviderError                    PROVIDER_ERROR             (ConnectionError)
     │   ├── ProviderAuthError            PROVIDER_AUTH
     │   ├── ProviderRateLimitedError     PROVIDER_RATE_LIMITED
@@ -50,6 +51,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DependencyMissingError",
+    "DownloadError",
     "GatedModelError",
     "GenerationFailedError",
     "InvalidRequestError",
@@ -248,6 +250,12 @@ class ProviderError(MasukaError, ConnectionError):
 
     def __str__(self) -> str:
         return MasukaError.__str__(self)
+
+
+class DownloadError(MasukaError, ConnectionError):
+    """A plain URL (a LoRA, a dataset zip) could not be fetched whole; a rerun resumes it."""
+
+    code = "DOWNLOAD_FAILED"
 
 
 class ProviderAuthError(ProviderError):

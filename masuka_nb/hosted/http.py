@@ -345,6 +345,7 @@ class ProviderClient:
     policy: RetryPolicy = field(default_factory=RetryPolicy.from_settings)
     auth_header: Callable[[], dict[str, str]] | None = None  # fresh headers per request (Kling's JWT)
     fal_proxy_rules: bool = False
+    follow_redirects: bool = False  # providers never redirect on purpose; plain file URLs (the downloader) may
     cancel: Any = None  # a CancelToken: every retry wait wakes for it (the runner sets it per wait())
     cancel_event: threading.Event | None = None  # the job's own cancel flag, likewise
 
@@ -354,7 +355,7 @@ class ProviderClient:
         self._client = httpx.Client(
             verify=_ssl_context(),
             timeout=httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout),
-            follow_redirects=False,
+            follow_redirects=self.follow_redirects,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
         self.last_headers: httpx.Headers = httpx.Headers()
