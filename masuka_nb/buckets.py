@@ -242,6 +242,7 @@ def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "data
             remote = f"{base}/{rel}"
             try:
                 fs.put_file(str(path), remote)  # one object, written whole
+                fs.invalidate_cache(remote)  # the listing at the start may have seen an older object
                 got = fs.info(remote).get("size")
             except Exception as exc:
                 raise _storage_error(destination, exc, doing="upload to", argument="destination") from exc
