@@ -1,4 +1,8 @@
-"""fal.ai's queue (`/{owner}/{app}[/{path}]`, `.../requests/{id}[/status|/cancel]`) and storage upload."""
+"""fal.ai's queue (`/{owner}/{app}[/{path}]`, `.../requests/{id}[/status|/cancel]`) and storage upload.
+
+Reference: https://docs.fal.ai/model-endpoints/queue (checked 2026-12-01); the answers' fields are listed in
+`masuka_nb.testing.fakes.contracts`.
+"""
 
 from __future__ import annotations
 
@@ -120,11 +124,12 @@ class FakeFal(FakeProvider):
             return Response(404, {"detail": "Request not found"})
         phase, progress = job.phase()
         logs = [{"message": f"step {int(progress * 100)}%", "level": "INFO"}] if req.query.get("logs") == ["1"] else []
+        base = f"{self.url}/{req.match['owner']}/{req.match['app']}/requests/{job.id}"
         if phase == "queued":
-            return Response(202, {"status": "IN_QUEUE", "queue_position": 1, "response_url": ""})
+            return Response(202, {"status": "IN_QUEUE", "queue_position": 1, "response_url": base})
         if phase == "running":
-            return Response(202, {"status": "IN_PROGRESS", "logs": logs})
-        out = {"status": "COMPLETED", "logs": logs, "metrics": {"inference_time": job.duration}}
+            return Response(202, {"status": "IN_PROGRESS", "logs": logs, "response_url": base})
+        out = {"status": "COMPLETED", "logs": logs, "metrics": {"inference_time": job.duration}, "response_url": base}
         if job.outcome == "policy":
             out.update(error="Output flagged by the content checker", error_type="content_policy_violation")
         elif job.outcome != "ok" or phase == "cancelled":

@@ -1,4 +1,8 @@
-"""Kling's official API under `/v1`: JWT (HS256) auth, `/videos/text2video|image2video` and their polls."""
+"""Kling's official API under `/v1`: JWT (HS256) auth, `/videos/text2video|image2video` and their polls.
+
+Reference: https://app.klingai.com/global/dev/document-api (checked 2026-12-01; field shapes agree with
+third-party transcriptions). The answers' fields are listed in `masuka_nb.testing.fakes.contracts`.
+"""
 
 from __future__ import annotations
 
@@ -75,6 +79,7 @@ class FakeKling(FakeProvider):
                 return self.error(400, "image must be a URL or bare base64")
         job = self.new_job(req.match["kind"], body)
         now = int(time.time() * 1000)
+        job.extra["created_ms"] = now
         return Response(200, {"code": 0, "message": "SUCCEED", "request_id": f"kreq-{job.id}",
                               "data": {"task_id": job.id, "task_status": "submitted", "created_at": now, "updated_at": now}})
 
@@ -84,7 +89,9 @@ class FakeKling(FakeProvider):
             return self.error(404, "task not found")
         phase, _ = job.phase()
         status = {"queued": "submitted", "running": "processing", "done": "succeed", "cancelled": "failed"}[phase]
-        data = {"task_id": job.id, "task_status": status, "task_status_msg": "", "created_at": 0, "updated_at": 0,
+        made = int(job.extra.get("created_ms") or time.time() * 1000)
+        data = {"task_id": job.id, "task_status": status, "task_status_msg": "", "created_at": made,
+                "updated_at": int(time.time() * 1000),
                 "task_info": {"external_task_id": job.input.get("external_task_id")}}
         if phase == "done" and job.outcome != "ok":
             data["task_status"] = "failed"
