@@ -1,8 +1,8 @@
 """The front door for hosted video: price it, fit it, submit it once, wait, download, record it.
 
     gen = masuka_nb.VideoGenerator()
-    gen.estimate("a fox in the snow", model="sora-2", duration=8)     # nothing is sent
-    result = gen.generate("a fox in the snow", model="sora-2", duration=8, max_cost=1.0)
+    gen.estimate("a fox in the snow")                                 # Veo 3.1 Fast, its own 8 s; nothing is sent
+    result = gen.generate("a fox in the snow", model="kling-v3", seconds=10, max_cost=1.0)
     result.path, result.cost, result.provider
 
 Routing: the model's routes in catalog order (or only `provider=`), skipping providers whose
