@@ -10,8 +10,8 @@ AWS_SECRET_ACCESS_KEY, else boto's usual chain). The `gcs_endpoint_url` / `s3_en
 them elsewhere (an emulator, MinIO, R2).
 
 `sync` is incremental by content hash and safe to interrupt: each file is one object written whole
-(an object store never shows half an upload), and the manifest at ``<destination>/.masuka-sync.json``
-records a file only after its upload is checked. A rerun after a kill re-sends only what the manifest
+(an object store never shows half an upload), files go up in concurrent batches, and the manifest at
+``<destination>/.masuka-sync.json`` records a batch only after every upload in it is checked. A rerun after a kill re-sends only what the manifest
 lacks, or what the bucket no longer holds at the recorded size.
 """
 
@@ -203,7 +203,7 @@ def _local_files(what: tuple[str, ...]) -> list[tuple[str, Path]]:
 
 def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "datasets", "history"),
          progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None,
-         flush_every: int = 10) -> SyncReport:
+         batch: int = 16) -> SyncReport:
     """Mirror MASUKA's home (the folders in `what`) to a bucket; incremental, resumable, safe to interrupt."""
     what = tuple(what)
     bad = [w for w in what if w not in SYNCABLE]
@@ -230,6 +230,36 @@ def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "data
         except Exception as exc:
             raise _storage_error(destination, exc, doing="write the manifest to", argument="destination") from exc
 
+    pending: list[tuple[int, str, Path, int, str]] = []
+
+    def send() -> None:
+        """Upload the pending files at once (fsspec runs them concurrently), check each size, then record them."""
+        nonlocal dirty
+        if not pending:
+            return
+        remotes = [f"{base}/{rel}" for _, rel, _, _, _ in pending]
+        try:
+            fs.put([str(path) for _, _, path, _, _ in pending], remotes)  # each one object, written whole
+            sizes: dict[str, Any] = {}
+            for folder in sorted({r.rsplit("/", 1)[0] for r in remotes}):
+                fs.invalidate_cache(folder)  # the listing at the start may have seen older objects
+                sizes.update({e["name"].rstrip("/"): e.get("size") for e in fs.ls(folder, detail=True)})
+        except Exception as exc:
+            raise _storage_error(destination, exc, doing="upload to", argument="destination") from exc
+        for (_, rel, _, size, sha), remote in zip(pending, remotes):
+            if sizes.get(remote) != size:
+                raise StorageError(f"{destination}/{rel} holds {sizes.get(remote)} bytes after the upload, not {size}.",
+                                   argument="destination", value=destination, hint="Run the sync again.")
+            recorded[rel] = {"sha256": sha, "size": size}
+        dirty += len(pending)
+        flush()  # recorded before it is reported: a progress event means the files are safely there
+        dirty = 0
+        for n, rel, _, size, _ in pending:
+            report.uploaded.append(rel)
+            report.bytes_uploaded += size
+            reporter.update(n + 1, message=rel)
+        pending.clear()
+
     try:
         for n, (rel, path) in enumerate(files):
             reporter.check("the sync")
@@ -239,24 +269,10 @@ def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "data
                 report.unchanged.append(rel)
                 reporter.update(n + 1, message=rel)
                 continue
-            remote = f"{base}/{rel}"
-            try:
-                fs.put_file(str(path), remote)  # one object, written whole
-                fs.invalidate_cache(remote)  # the listing at the start may have seen an older object
-                got = fs.info(remote).get("size")
-            except Exception as exc:
-                raise _storage_error(destination, exc, doing="upload to", argument="destination") from exc
-            if got != size:
-                raise StorageError(f"{destination}/{rel} holds {got} bytes after the upload, not {size}.",
-                                   argument="destination", value=destination, hint="Run the sync again.")
-            recorded[rel] = {"sha256": sha, "size": size}
-            report.uploaded.append(rel)
-            report.bytes_uploaded += size
-            reporter.update(n + 1, message=rel)
-            dirty += 1
-            if dirty >= flush_every:
-                flush()
-                dirty = 0
+            pending.append((n, rel, path, size, sha))
+            if len(pending) >= batch:
+                send()
+        send()
     finally:
         if dirty:  # whatever was checked so far is kept, even on a cancel or an error
             with contextlib.suppress(MasukaError):
