@@ -114,6 +114,8 @@ class Route:
             table = p["per_second"]
             rate = table.get(resolution, max(table.values()))
             return round(rate * seconds, 4)
+        if "per_clip" in p:
+            return round(p["per_clip"], 4)
         if "base_usd" in p:
             extra = max(0, seconds - p["base_seconds"]) * p["extra_per_second"]
             return round(p["base_usd"] + extra, 4)

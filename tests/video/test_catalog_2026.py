@@ -184,3 +184,21 @@ def test_a_cancel_during_a_60_s_retry_after_returns_within_a_second(fakes):
     assert not thread.is_alive() and time.monotonic() - cancelled_at < 1.0
     assert caught and getattr(caught[0], "code", "") == "CANCELLED"
     assert jobs.get(job.id).state in ("submitted", "running")  # still resumable: nothing lost
+
+
+def test_a_motion_control_is_mapped_where_the_provider_has_one(fakes):
+    """SVD on fal has `motion_bucket_id` (1-255): motion_intensity 0..1 maps onto it; unset, nothing is sent."""
+    fake = fakes("fal")
+    gen = VideoGenerator()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = gen.estimate("a rocket", model="svd-1.1", image="https://example.com/rocket.png", motion_intensity=0.5)
+        assert est.usd == pytest.approx(0.075) and not est.notes
+        gen.generate("a rocket", model="svd-1.1", image="https://example.com/rocket.png", motion_intensity=0.5)
+        gen.generate("a rocket", model="svd-1.1", image="https://example.com/rocket.png", motion_intensity=1.0)
+        gen.generate("a rocket", model="svd-1.1", image="https://example.com/rocket.png")
+    sent = [j.input for j in fake.jobs.values()]
+    assert [s.get("motion_bucket_id") for s in sent] == [128, 255, None]
+    assert all(s["fps"] == 6 and "prompt" not in s and "duration" not in s for s in sent)  # 25 frames ≈ 4 s
+    # strict mode accepts a control the model has
+    VideoGenerator(strict=True).estimate("a rocket", model="svd-1.1", image="https://example.com/r.png", motion_intensity=0.2)

@@ -41,7 +41,12 @@ class FalProvider(Provider):
         })
 
     def submit_video(self, record: JobRecord, plan: Any, image: Any) -> None:
-        payload: dict[str, Any] = {"prompt": record.prompt, "duration": str(plan.seconds)}
+        if plan.route.model == "fal-ai/stable-video":
+            # SVD takes no prompt or duration: 25 frames, so the length is the frame rate (fps = 25 / seconds).
+            payload: dict[str, Any] = {"fps": max(1, round(25 / plan.seconds))}
+        else:
+            payload = {"prompt": record.prompt, "duration": str(plan.seconds)}
+        payload.update(plan.controls)  # mapped controls (motion_intensity → motion_bucket_id)
         if image is not None:
             payload["image_url"] = image.url or self.upload_bytes(*image.limited(DATA_URI_LIMIT), name="image.jpg")
         if "text-to-video" in plan.route.model:

@@ -105,6 +105,15 @@ class FakeFal(FakeProvider):
                 return Response(422, {"detail": [{"loc": ["body", m], "msg": "Field required", "type": "missing"} for m in missing]
                                       or [{"loc": ["body", "duration"], "msg": "must be '5' or '10'", "type": "enum"}]})
             kind = "video"
+        elif full == "fal-ai/stable-video":  # image_url required; motion_bucket_id 1-255; fps 1-25; no prompt
+            bucket, fps = body.get("motion_bucket_id", 127), body.get("fps", 25)
+            bad = [k for k, ok in (("image_url", bool(body.get("image_url"))),
+                                   ("motion_bucket_id", isinstance(bucket, int) and 1 <= bucket <= 255),
+                                   ("fps", isinstance(fps, int) and 1 <= fps <= 25)) if not ok]
+            if bad:
+                return Response(422, {"detail": [{"loc": ["body", k], "msg": "invalid value", "type": "value_error"}
+                                                 for k in bad]})
+            kind = "video"
         else:
             kind = "app"
         job = self.new_job(kind, body)
