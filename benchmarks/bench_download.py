@@ -21,7 +21,7 @@ SIZE = 50 * 1024 * 1024
 def main() -> None:
     import httpx
 
-    from masuka_nb.http import ProviderClient
+    from masuka_nb.hosted.http import ProviderClient
     from masuka_nb.testing.fakes import FakeRunway
     from masuka_nb.testing.media import tiny_mp4
     from masuka_nb.video.media import is_mp4

@@ -39,7 +39,7 @@ def main() -> None:
         # writes (before and after the request) and one round trip, which 20 threads overlap.
         with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=JOBS) as pool:
             warnings.simplefilter("ignore")
-            jobs = list(pool.map(lambda i: gen.submit(f"clip {i}", model="gen4.5", provider="runway", duration=5,
+            jobs = list(pool.map(lambda i: gen.submit(f"clip {i}", model="gen4.5", provider="runway", seconds=5,
                                                        resolution="720p"), range(JOBS)))
         results = _wait_all(jobs)
         wall = time.perf_counter() - start

@@ -28,7 +28,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "VideoResult": ("masuka_nb.video", "VideoResult"),
     "app": ("masuka_nb.ui", "app"),
     "configure": ("masuka_nb.config", "configure"),
-    "doctor": ("masuka_nb.runtime", "doctor"),
+    "doctor": ("masuka_nb.checkup", "doctor"),
     "errors": ("masuka_nb.errors", None),
     "generate": ("masuka_nb.image", "generate"),
     "get_model": ("masuka_nb.models.registry", "get_model"),
@@ -81,13 +81,13 @@ __getattr__, __dir__ = _attach(globals(), _LAZY)
 
 if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy
     from masuka_nb import errors, history, jobs, lora, secrets
+    from masuka_nb.checkup import doctor
     from masuka_nb.config import configure, reset_configuration, settings
     from masuka_nb.errors import MasukaError
     from masuka_nb.image import GenerationResult, ImageEngine, generate, reproduce
     from masuka_nb.memory import MemoryPlan, plan
     from masuka_nb.models.registry import get_model, list_models
     from masuka_nb.progress import CancelToken, ProgressEvent
-    from masuka_nb.runtime import doctor
     from masuka_nb.secrets import get_secret
     from masuka_nb.ui import app
     from masuka_nb.video import CostEstimate, VideoGenerator, VideoJob, VideoResult

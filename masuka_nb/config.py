@@ -8,6 +8,11 @@ Home defaults to ``/content/drive/MyDrive/MASUKA`` when Drive is mounted in Cola
 ``/content/masuka`` in Colab, else ``~/masuka``. Every folder under it can be set on its own.
 The local cache (tiny models, session copies of model files) never defaults to Drive: Drive is slow
 and has no symlinks, so only the persistent copies live there.
+
+This is the one settings table: every ``MASUKA_*`` variable MASUKA reads is a field here, parsed by
+the same strict parsers (a malformed value is an ``INVALID_SETTING`` error naming the variable), listed
+by ``settings().describe()`` and settable with ``configure()``. Hosted-API timing travels as one small
+value object, ``settings().http`` (an `HttpTiming`, in the style of ``httpx.Timeout``).
 """
 
 from __future__ import annotations
@@ -22,13 +27,41 @@ from typing import Any
 
 from masuka_nb.errors import ConfigError
 
-__all__ = ["Settings", "configure", "reset_configuration", "settings"]
+__all__ = ["HttpTiming", "Settings", "configure", "reset_configuration", "settings"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PROGRESS_MODES = ("auto", "tqdm", "off")
+DRIVE_ROOT = Path("/content/drive/MyDrive")
+
+
+@dataclass(frozen=True)
+class HttpTiming:
+    """How hosted-API calls are timed: one value object, like ``httpx.Timeout``.
+
+        HttpTiming()                          # 30 s per read, 5 tries, backoff 0.5 s doubling to 20 s
+        HttpTiming(timeout=5, retries=2)      # impatient
+        masuka_nb.configure(http_timeout=60)  # the same through the settings table
+
+    `connect` is the connect timeout (never above `timeout`); `backoff` × 2^n with full jitter, capped
+    at `backoff_max`, spaces retries; a provider's Retry-After longer than `max_retry_after` is not waited.
+    """
+
+    timeout: float = 30.0
+    retries: int = 5
+    backoff: float = 0.5
+    backoff_max: float = 20.0
+    connect: float = 10.0
+    max_retry_after: float = 120.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "connect", min(self.connect, self.timeout))
+
+
+# Provider base URLs that may be pointed elsewhere (the offline simulator, a proxy).
+PROVIDER_URLS = ("cometapi", "fal", "fal_storage", "kling", "replicate", "runway")
 
 
 @dataclass(frozen=True)
@@ -51,10 +84,39 @@ class Settings:
     budget_usd: float | None
     strict: bool
     default_model: str
+    drive_root: Path
+    http_timeout: float
+    http_retries: int
+    http_backoff: float
+    http_backoff_max: float
+    poll_interval: float | None
+    job_not_found_grace: float
+    breaker_threshold: int
+    breaker_cooldown: float
+    cometapi_base_url: str | None
+    fal_base_url: str | None
+    fal_storage_base_url: str | None
+    kling_base_url: str | None
+    replicate_base_url: str | None
+    runway_base_url: str | None
+    gcs_endpoint_url: str | None
+    s3_endpoint_url: str | None
+
+    @property
+    def http(self) -> HttpTiming:
+        """The hosted-API timing as one value object."""
+        return HttpTiming(timeout=self.http_timeout, retries=self.http_retries, backoff=self.http_backoff,
+                          backoff_max=self.http_backoff_max)
+
+    def base_url(self, provider: str) -> str | None:
+        """The base URL set for `provider` (`MASUKA_<PROVIDER>_BASE_URL`), or None for its own."""
+        return getattr(self, f"{provider}_base_url", None)
 
     def describe(self) -> str:
+        """Every setting, its value and the environment variable that sets it, one per line."""
         width = max(len(f.name) for f in fields(self))
-        return "\n".join(f"{f.name:<{width}}  {getattr(self, f.name)}" for f in fields(self))
+        return "\n".join(f"{f.name:<{width}}  {getattr(self, f.name)!s:<40}  MASUKA_{f.name.upper()}"
+                         for f in fields(self))
 
 
 # ---- parsing helpers: each takes (key, raw) and returns the typed value or raises ConfigError ----
@@ -109,6 +171,40 @@ def _as_budget(key: str, raw: Any) -> float | None:
     return value
 
 
+def _as_number(kind: type, *, minimum: float, allow_none: bool = False, what: str = "seconds"):
+    def parse(key: str, raw: Any) -> Any:
+        if allow_none and (raw is None or (isinstance(raw, str) and raw.strip().lower() in ("", "none", "auto"))):
+            return None
+        expected = f"{'a whole number' if kind is int else 'a number'} of {what} ≥ {minimum:g}" + (
+            " (or None for the provider's own)" if allow_none else "")
+        if isinstance(raw, bool):
+            raise _bad(key, raw, expected)
+        try:
+            number = float(raw)
+        except (TypeError, ValueError):
+            raise _bad(key, raw, expected) from None
+        if kind is int and not number.is_integer():
+            raise _bad(key, raw, expected)
+        value = int(number) if kind is int else number
+        if value != value or value < minimum or value == float("inf"):
+            raise _bad(key, raw, expected)
+        return value
+
+    return parse
+
+
+def _as_url(key: str, raw: Any) -> str | None:
+    text = str(raw).strip() if raw is not None else ""
+    if not text:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise _bad(key, raw, "an http(s) URL such as 'http://127.0.0.1:8000'")
+    return text.rstrip("/")
+
+
 def _as_model(key: str, raw: Any) -> str:
     text = str(raw).strip()
     if text == "auto":
@@ -135,6 +231,18 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "budget_usd": _as_budget,
     "strict": _as_bool,
     "default_model": _as_model,
+    "drive_root": _as_path,
+    "http_timeout": _as_number(float, minimum=0.01),
+    "http_retries": _as_number(int, minimum=1, what="attempts"),
+    "http_backoff": _as_number(float, minimum=0),
+    "http_backoff_max": _as_number(float, minimum=0),
+    "poll_interval": _as_number(float, minimum=0, allow_none=True),
+    "job_not_found_grace": _as_number(float, minimum=0),
+    "breaker_threshold": _as_number(int, minimum=1, what="failures"),
+    "breaker_cooldown": _as_number(float, minimum=0),
+    **{f"{name}_base_url": _as_url for name in PROVIDER_URLS},
+    "gcs_endpoint_url": _as_url,
+    "s3_endpoint_url": _as_url,
 }
 KEYS = tuple(sorted(_PARSERS))
 
@@ -186,10 +294,10 @@ def reset_configuration() -> None:
         _overrides.clear()
 
 
-def _default_home() -> Path:
-    from masuka_nb import runtime  # stdlib-only module
+def _default_home(drive_root: Path) -> Path:
+    from masuka_nb import runtime  # a pure probe: it reads no settings
 
-    drive = runtime.drive_root()
+    drive = runtime.drive_root(drive_root)
     if drive is not None:
         return drive / "MASUKA"
     if runtime.in_colab():
@@ -215,8 +323,9 @@ def _raw(key: str) -> Any:
 def settings() -> Settings:
     """Resolve every setting now. Raises `ConfigError` naming the variable if one is malformed."""
     with _lock:
-        home = _raw("home") or _default_home().resolve()
-        values: dict[str, Any] = {"home": home}
+        drive_root = _raw("drive_root") or DRIVE_ROOT
+        home = _raw("home") or _default_home(drive_root).resolve()
+        values: dict[str, Any] = {"home": home, "drive_root": drive_root}
         for key, sub in (
             ("outputs_dir", "outputs"),
             ("history_dir", "history"),
@@ -236,6 +345,17 @@ def settings() -> Settings:
             "budget_usd": None,
             "strict": False,
             "default_model": "auto",
+            "http_timeout": HttpTiming.timeout,
+            "http_retries": HttpTiming.retries,
+            "http_backoff": HttpTiming.backoff,
+            "http_backoff_max": HttpTiming.backoff_max,
+            "poll_interval": None,
+            "job_not_found_grace": 10.0,
+            "breaker_threshold": 5,
+            "breaker_cooldown": 30.0,
+            **{f"{name}_base_url": None for name in PROVIDER_URLS},
+            "gcs_endpoint_url": None,  # gs:// elsewhere (an emulator); None: Google Cloud Storage
+            "s3_endpoint_url": None,  # s3:// elsewhere (MinIO, R2, a local server); None: AWS
         }
         for key, default in defaults.items():
             raw = _raw(key)

@@ -9,6 +9,7 @@ the built-in it resembles, so generic ``except ValueError`` / ``except FileNotFo
     ├── InvalidRequestError              INVALID_REQUEST            (ValueError)
     │   └── LoraIncompatibleError        LORA_INCOMPATIBLE
     ├── ModelNotFoundError               MODEL_NOT_FOUND            (LookupError)
+    │   └── ModelRetiredError            MODEL_RETIRED
     ├── GatedModelError                  GATED_MODEL                (PermissionError)
     ├── ModelFilesMissingError           MODEL_FILES_MISSING        (FileNotFoundError)
     ├── PlanDoesNotFitError              PLAN_DOES_NOT_FIT          (MemoryError)
@@ -21,6 +22,7 @@ the built-in it resembles, so generic ``except ValueError`` / ``except FileNotFo
     ├── DatasetError                     DATASET_INVALID            (ValueError)
     ├── StorageError                     STORAGE_FAILED             (OSError)
     ├── BudgetExceededError              BUDGET_EXCEEDED            (ValueError)
+    ├── DownloadError                    DOWNLOAD_FAILED            (ConnectionError)
     ├── ProviderError                    PROVIDER_ERROR             (ConnectionError)
     │   ├── ProviderAuthError            PROVIDER_AUTH
     │   ├── ProviderRateLimitedError     PROVIDER_RATE_LIMITED
@@ -49,6 +51,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DependencyMissingError",
+    "DownloadError",
     "GatedModelError",
     "GenerationFailedError",
     "InvalidRequestError",
@@ -60,6 +63,7 @@ __all__ = [
     "MasukaError",
     "ModelFilesMissingError",
     "ModelNotFoundError",
+    "ModelRetiredError",
     "OutOfMemoryError",
     "PlanDoesNotFitError",
     "ProviderAuthError",
@@ -170,6 +174,13 @@ class ModelNotFoundError(MasukaError, LookupError):
         return MasukaError.__str__(self)
 
 
+class ModelRetiredError(ModelNotFoundError):
+    """The vendor retired the model; the message names the date and the nearest live models."""
+
+    code = "MODEL_RETIRED"
+    default_hint = "Pick one of the live models named in the message."
+
+
 class GatedModelError(MasukaError, PermissionError):
     code = "GATED_MODEL"
 
@@ -239,6 +250,12 @@ class ProviderError(MasukaError, ConnectionError):
 
     def __str__(self) -> str:
         return MasukaError.__str__(self)
+
+
+class DownloadError(MasukaError, ConnectionError):
+    """A plain URL (a LoRA, a dataset zip) could not be fetched whole; a rerun resumes it."""
+
+    code = "DOWNLOAD_FAILED"
 
 
 class ProviderAuthError(ProviderError):

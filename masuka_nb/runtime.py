@@ -20,7 +20,6 @@ __all__ = [
     "GpuProfile",
     "RuntimeInfo",
     "detect",
-    "doctor",
     "drive_root",
     "free_memory",
     "in_colab",
@@ -48,9 +47,9 @@ def free_memory() -> None:
             torch.cuda.empty_cache()
 
 
-def drive_root() -> Path | None:
-    """`/content/drive/MyDrive` when Google Drive is mounted there, else None."""
-    root = Path(os.environ.get("MASUKA_DRIVE_ROOT", str(DRIVE_MOUNT / "MyDrive")))
+def drive_root(root: Path | None = None) -> Path | None:
+    """`root` (default `/content/drive/MyDrive`; the `drive_root` setting) when Drive is mounted there, else None."""
+    root = Path(root) if root is not None else DRIVE_MOUNT / "MyDrive"
     try:
         return root if root.is_dir() else None
     except OSError:
@@ -237,32 +236,3 @@ def meaning(info: RuntimeInfo) -> list[str]:
     if p.vram_gb >= 39:
         lines.append("Enough VRAM for bf16 LoRA training and optional torch.compile.")
     return lines
-
-
-def doctor() -> RuntimeInfo:
-    """Print this runtime as a table, with what it means for MASUKA, and return it."""
-    from masuka_nb.config import settings
-
-    info = detect()
-    s = settings()
-    rows = [
-        ("Colab", "yes" if info.colab else "no"),
-        ("Python", info.python),
-        ("torch", f"{info.torch_version or 'not installed'}" + (f" (CUDA {info.cuda_version})" if info.cuda_version else "")),
-        ("GPU", f"{info.gpu_name} ×{info.gpu_count}" if info.has_gpu else "none"),
-        ("VRAM", f"{info.vram_gb:.1f} GiB" if info.has_gpu else "-"),
-        ("compute capability", ".".join(map(str, info.compute_capability)) if info.compute_capability else "-"),
-        ("bf16 (hardware)", "yes" if info.bf16 else "no"),
-        ("RAM", f"{info.ram_gb:.1f} GiB"),
-        ("free disk", f"{info.disk_free_gb:.1f} GiB"),
-        ("Drive mounted", "yes" if info.drive_mounted else "no"),
-        ("MASUKA home", str(s.home)),
-    ]
-    width = max(len(k) for k, _ in rows)
-    lines = ["MASUKA doctor", "-" * 40]
-    lines += [f"{k:<{width}}  {v}" for k, v in rows]
-    lines.append("")
-    lines += ["• " + m for m in meaning(info)]
-    # doctor is the one place that is a report for a person, so it writes to stdout on purpose.
-    sys.stdout.write("\n".join(lines) + "\n")
-    return info

@@ -1,4 +1,4 @@
-"""Atomic writes to local disk or the Drive mount.
+"""Atomic writes to local disk or the Drive mount; reading from and mirroring to gs:// and s3:// buckets.
 
 Write to a temporary file in the target folder, flush and fsync, then `os.replace` it into place:
 a reader (or a crash) sees the old file or the new one, never half of one. Drive's FUSE mount
@@ -136,3 +136,24 @@ def unique_path(folder: str | os.PathLike[str], stem: str, suffix: str) -> Path:
         candidate = base / f"{stem}-{n}{suffix}"
         n += 1
     return candidate
+
+
+# ---- cloud buckets (gs://, s3://): the work is in `masuka_nb.buckets`, loaded only when used ----
+
+__all__ += ["is_bucket_url", "sync"]
+
+
+def is_bucket_url(path: Any) -> bool:
+    """True for ``gs://...`` and ``s3://...`` (read wherever MASUKA takes a path)."""
+    return isinstance(path, str) and path.startswith(("gs://", "gcs://", "s3://"))
+
+
+def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "datasets", "history"),
+         progress: Any = None, cancel: Any = None) -> Any:
+    """Mirror MASUKA's home to a bucket: incremental by content hash, resumable, safe to interrupt.
+
+        masuka_nb.storage.sync("gs://my-bucket/masuka")   # returns a `masuka_nb.buckets.SyncReport`
+    """
+    from masuka_nb.buckets import sync as _sync
+
+    return _sync(destination, what=what, progress=progress, cancel=cancel)

@@ -63,7 +63,7 @@ def test_secrets_are_redacted_from_logs(monkeypatch, caplog):
 
 
 def test_doctor_labels_binary_sizes_as_gib(capsys):
-    from masuka_nb.runtime import doctor
+    from masuka_nb.checkup import doctor
 
     doctor()
     out = capsys.readouterr().out

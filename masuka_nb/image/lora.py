@@ -149,7 +149,7 @@ def resolve_lora(source: str) -> Path:
     from masuka_nb.config import settings
 
     text = str(source).strip()
-    if text.startswith(("https://", "http://")):
+    if text.startswith(("https://", "http://", "gs://", "gcs://", "s3://")):
         return _download_url(text)
     path = Path(text).expanduser()
     if path.is_file():
@@ -176,12 +176,18 @@ def resolve_lora(source: str) -> Path:
     )
 
 
-def _download_url(url: str) -> Path:
-    """Download once into the local cache (named by the URL's hash) and reuse it afterwards."""
-    import httpx
+MAX_LORA_BYTES = 4 * 1024**3  # the largest FLUX LoRAs are ~1.3 GB; anything bigger is not a LoRA
 
+
+def _download_url(url: str) -> Path:
+    """Download once into the local cache (named by the URL's hash) and reuse it afterwards.
+
+    Through the one downloader (`masuka_nb.hosted.download`): resumable, size-capped, renamed into place
+    only when whole; http(s), gs:// and s3:// alike.
+    """
     from masuka_nb.config import settings
-    from masuka_nb.storage import atomic_open
+    from masuka_nb.errors import DownloadError
+    from masuka_nb.hosted.download import download, public_url
 
     name = Path(url.split("?")[0]).name or "lora.safetensors"
     if not name.endswith(".safetensors"):
@@ -190,22 +196,13 @@ def _download_url(url: str) -> Path:
     if target.is_file():
         return target
     if settings().offline:
-        raise ModelFilesMissingError(f"The LoRA at {url} is not downloaded and MASUKA is offline.",
-                                     argument="loras", value=url, hint="Go online once, or pass a local file.")
+        raise ModelFilesMissingError(f"The LoRA at {public_url(url)} is not downloaded and MASUKA is offline.",
+                                     argument="loras", value=public_url(url), hint="Go online once, or pass a local file.")
     try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)) as resp:
-            resp.raise_for_status()
-            with atomic_open(target, "wb") as fh:
-                for chunk in resp.iter_bytes(1 << 20):
-                    fh.write(chunk)
-    except httpx.HTTPStatusError as exc:
-        raise ModelFilesMissingError(f"Downloading the LoRA failed with HTTP {exc.response.status_code}.",
-                                     argument="loras", value=url,
-                                     hint="Check the URL; private files need a URL that includes access.") from exc
-    except httpx.HTTPError as exc:
-        raise ModelFilesMissingError(f"Downloading the LoRA failed: {type(exc).__name__}.", argument="loras",
-                                     value=url, hint="Check the network and the URL, then try again.") from exc
-    return target
+        return download(url, target, max_bytes=MAX_LORA_BYTES, argument="loras")
+    except DownloadError as exc:  # for a LoRA source, "not there" is the error the rest of this room raises
+        raise ModelFilesMissingError(exc.message, argument="loras", value=public_url(url), hint=exc.hint,
+                                     status=exc.details.get("status")) from exc
 
 
 # ---- reading and checking ----

@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import DatasetError, InvalidRequestError, MasukaError, ProviderBadResponseError
-from masuka_nb.jobs import Download, Job, JobRecord, submit_recorded
-from masuka_nb.jobs import poll_interval as jobs_poll_interval
+from masuka_nb.hosted.runner import Download, Job, JobRecord, submit_recorded
+from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import ProgressCallback
 from masuka_nb.storage import atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
@@ -126,9 +126,9 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
     `destination` is Replicate's `owner/model` for the weights (default: `<you>/masuka-<name>`, made
     private when missing).
     """
-    from masuka_nb.video import cost as _cost
-    from masuka_nb.video.catalog import training_price
-    from masuka_nb.video.providers import get_provider
+    from masuka_nb.hosted import pricing as _cost
+    from masuka_nb.hosted.catalog import training_price
+    from masuka_nb.hosted.providers import get_provider
 
     if provider not in MIN_IMAGES:
         raise InvalidRequestError(f"Cloud training runs on fal or replicate, not `{provider}`.", argument="provider",
@@ -189,6 +189,7 @@ class CloudTrainingJob(Job):
     """A cloud training job (see `masuka_nb.jobs.Job`); `wait()` returns a `CloudTrainingResult`."""
 
     needs_download = True
+    kind = "training"
 
     def _folder(self) -> Path:
         from masuka_nb.config import settings

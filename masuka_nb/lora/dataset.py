@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from masuka_nb.errors import DatasetError, ProviderError
+from masuka_nb.errors import DatasetError, MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.lora.imageio import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageRejected, decode_image
 from masuka_nb.storage import atomic_write_bytes, atomic_write_json, atomic_write_text, ensure_dir, read_json
@@ -330,8 +330,13 @@ class Dataset:
                 caption = side.read_text(encoding="utf-8") if side.is_file() else None
                 yield str(path), data, caption
 
-    def import_folder(self, path: str | os.PathLike[str], *, recursive: bool = True) -> ImportReport:
-        """Import every file of a folder whose extension is an image one (others are listed as rejected)."""
+    def import_folder(self, path: str | os.PathLike[str], *, recursive: bool = True,
+                      max_file_bytes: int = 64 * 1024**2) -> ImportReport:
+        """Import every file of a folder (or of a gs:// / s3:// bucket folder) whose extension is an image one."""
+        from masuka_nb.storage import is_bucket_url
+
+        if is_bucket_url(path):
+            return self._import_stream(_bucket_entries(str(path), recursive=recursive, max_bytes=max_file_bytes))
         folder = Path(path)
         if not folder.is_dir():
             raise DatasetError(f"{folder} is not a folder.", argument="path", value=str(path),
@@ -341,10 +346,12 @@ class Dataset:
         return self._import_stream(self._entries(images))
 
     def import_zip(self, path_or_url: str | os.PathLike[str], *, limits: ZipLimits = ZipLimits()) -> ImportReport:
-        """Import the images of a zip file or of a zip at an http(s) URL, read safely in memory."""
+        """Import the images of a zip file, or of a zip at an http(s), gs:// or s3:// URL, read safely in memory."""
         text = str(path_or_url)
-        if text.startswith(("http://", "https://")):
-            data = _download(text, limits.max_download_bytes)
+        if text.startswith(("http://", "https://", "gs://", "gcs://", "s3://")):
+            from masuka_nb.hosted.download import download_bytes
+
+            data = download_bytes(text, max_bytes=limits.max_download_bytes, argument="path_or_url")
             return self._import_stream(_zip_entries(io.BytesIO(data), text, limits))
         path = Path(path_or_url)
         if not path.is_file():
@@ -439,23 +446,20 @@ def _zip_entries(fh: Any, label: str, limits: ZipLimits) -> Iterator[tuple[str, 
             yield source, data, captions.get(str(base.with_suffix("")))
 
 
-def _download(url: str, max_bytes: int) -> bytes:
-    import httpx
+def _bucket_entries(url: str, *, recursive: bool, max_bytes: int) -> Iterator[tuple[str, bytes | Exception, str | None]]:
+    """(name, bytes or the error, caption) for each image under a bucket folder; `name.txt` beside it is its caption."""
+    from masuka_nb.buckets import list_files, read_bytes
 
-    try:
-        with httpx.stream("GET", url, follow_redirects=True, timeout=httpx.Timeout(30.0, read=120.0)) as resp:
-            if resp.status_code >= 400:
-                raise ProviderError(f"Downloading {url} failed with HTTP {resp.status_code}.", argument="path_or_url",
-                                    value=url, hint="Check that the link is public and has not expired.",
-                                    status=resp.status_code)
-            chunks, size = [], 0
-            for chunk in resp.iter_bytes():
-                size += len(chunk)
-                if size > max_bytes:
-                    raise DatasetError(f"{url} is larger than {max_bytes} bytes.", argument="path_or_url",
-                                       value=url, hint="Split the archive or raise ZipLimits.max_download_bytes.")
-                chunks.append(chunk)
-            return b"".join(chunks)
-    except httpx.HTTPError as exc:
-        raise ProviderError(f"Downloading {url} failed: {exc}.", argument="path_or_url", value=url,
-                            hint="Check the URL and the network.") from exc
+    prefix = url.rstrip("/") + "/"
+    files = [f for f in list_files(url, argument="path") if recursive or "/" not in f[len(prefix):]]
+    names = set(files)
+    for f in files:
+        if f.endswith(".txt") or f.rsplit("/", 1)[-1].startswith("."):
+            continue
+        try:
+            data: bytes | Exception = read_bytes(f, max_bytes=max_bytes, argument="path")
+        except MasukaError as exc:
+            data = exc
+        side = f.rsplit(".", 1)[0] + ".txt"
+        caption = read_bytes(side, max_bytes=1 << 20, argument="path").decode("utf-8", "replace") if side in names else None
+        yield f, data, caption

@@ -9,14 +9,15 @@ from typing import TYPE_CHECKING
 
 from masuka_nb._lazy import attach
 
-__all__ = ["CostEstimate", "VideoGenerator", "VideoJob", "VideoResult", "list_video_models"]
+__all__ = ["CostEstimate", "VideoGenerator", "VideoJob", "VideoRequest", "VideoResult", "list_video_models"]
 
 _LAZY = {
-    "CostEstimate": "masuka_nb.video.cost",
+    "CostEstimate": "masuka_nb.hosted.pricing",
     "VideoGenerator": "masuka_nb.video.generator",
     "VideoJob": "masuka_nb.video.generator",
+    "VideoRequest": "masuka_nb.video.request",
     "VideoResult": "masuka_nb.video.generator",
-    "list_video_models": "masuka_nb.video.catalog",
+    "list_video_models": "masuka_nb.hosted.catalog",
 }
 
 
@@ -25,6 +26,7 @@ __getattr__, __dir__ = attach(globals(), _LAZY)
 
 
 if TYPE_CHECKING:
-    from masuka_nb.video.catalog import list_video_models
-    from masuka_nb.video.cost import CostEstimate
+    from masuka_nb.hosted.catalog import list_video_models
+    from masuka_nb.hosted.pricing import CostEstimate
     from masuka_nb.video.generator import VideoGenerator, VideoJob, VideoResult
+    from masuka_nb.video.request import VideoRequest

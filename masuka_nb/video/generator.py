@@ -1,8 +1,8 @@
 """The front door for hosted video: price it, fit it, submit it once, wait, download, record it.
 
     gen = masuka_nb.VideoGenerator()
-    gen.estimate("a fox in the snow", model="sora-2", duration=8)     # nothing is sent
-    result = gen.generate("a fox in the snow", model="sora-2", duration=8, max_cost=1.0)
+    gen.estimate("a fox in the snow")                                 # Veo 3.1 Fast, its own 8 s; nothing is sent
+    result = gen.generate("a fox in the snow", model="kling-v3", seconds=10, max_cost=1.0)
     result.path, result.cost, result.provider
 
 Routing: the model's routes in catalog order (or only `provider=`), skipping providers whose
@@ -21,26 +21,37 @@ from urllib.parse import urlsplit
 
 from masuka_nb.errors import (
     MasukaError,
+    ModelNotFoundError,
     ProviderRejectedContentError,
     ProviderUnavailableError,
     SecretMissingError,
 )
-from masuka_nb.http import breaker_for
-from masuka_nb.jobs import Download, Job, JobRecord, save, submit_recorded
-from masuka_nb.jobs import poll_interval as jobs_poll_interval
+from masuka_nb.hosted import pricing as _cost
+from masuka_nb.hosted.catalog import RoutePlan, model_info, plan_routes, retired_error
+from masuka_nb.hosted.http import breaker_for
+from masuka_nb.hosted.runner import Download, Job, JobRecord, save, submit_recorded
+from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
-from masuka_nb.video import cost as _cost
-from masuka_nb.video.catalog import RoutePlan, plan_routes, resolve_model
 from masuka_nb.video.media import ImageInput, first_frame, is_mp4
+from masuka_nb.video.request import DEFAULT_MODEL, VideoRequest
 
-__all__ = ["AdjustedRequestWarning", "VideoGenerator", "VideoJob", "VideoResult"]
+__all__ = ["AdjustedRequestWarning", "IgnoredControlWarning", "RetiredModelWarning", "VideoGenerator", "VideoJob",
+           "VideoRequest", "VideoResult"]
 
 log = get_logger(__name__)
 
 
 class AdjustedRequestWarning(UserWarning):
-    """A request was changed to fit its model (duration, resolution, aspect): shown before paying."""
+    """A request was changed to fit its model (seconds, resolution, aspect): shown before paying."""
+
+
+class IgnoredControlWarning(UserWarning):
+    """The user set a control (motion intensity) the chosen route does not have: it is ignored."""
+
+
+class RetiredModelWarning(UserWarning):
+    """The model was retired by its vendor; a reseller still serves it, for now."""
 
 
 @dataclass
@@ -66,6 +77,7 @@ class VideoJob(Job):
     """A hosted video job (see `masuka_nb.jobs.Job`); `wait()` returns a `VideoResult`."""
 
     needs_download = True
+    kind = "video"
 
     def _target_path(self, d: Download) -> Path:
         from masuka_nb.config import settings
@@ -109,7 +121,7 @@ class VideoJob(Job):
                           "thumbnail": rec.paths.get("thumbnail"), "seconds": rec.request.get("seconds")}}
 
     def result(self) -> VideoResult:
-        from masuka_nb.jobs import _timings
+        from masuka_nb.hosted.runner import _timings
 
         rec = self.record
         if rec.state != "completed":
@@ -122,11 +134,14 @@ class VideoJob(Job):
 
 
 class VideoGenerator:
-    """Hosted text/image-to-video with cost checks, fallback routing and resumable jobs.
+    """Hosted text/image/video-to-video with cost checks, fallback routing and resumable jobs.
 
     `base_urls` maps provider -> base URL (the offline simulator, a proxy); `poll_interval`
-    overrides each provider's polling pace (MASUKA_POLL_INTERVAL does too); `strict` refuses a
-    request that would have to change to fit its model (default: `settings().strict`).
+    overrides each provider's polling pace (the `poll_interval` setting does too); `strict` refuses a
+    request that would have to change to fit its model, a control it lacks, or a retired model
+    (default: `settings().strict`). Every method takes the same `VideoRequest` fields (or one
+    `VideoRequest` in place of the prompt); `seconds`, `resolution` and `aspect_ratio` default to the
+    chosen model's own, so `generate("waves at night")` is sent exactly as asked.
     """
 
     def __init__(self, *, base_urls: dict[str, str] | None = None, poll_interval: float | None = None,
@@ -136,68 +151,81 @@ class VideoGenerator:
         self.strict = strict
 
     # -- public --
-    def estimate(self, prompt: str = "", *, duration: float = 5, resolution: str = "1080p", model: str = "veo3-pro",
-                 motion_intensity: float = 0.7, image: Any = None, aspect_ratio: str | None = None,
-                 provider: str | None = None, max_cost: float | None = None) -> _cost.CostEstimate:
+    def estimate(self, prompt: str | VideoRequest = "", *, model: str = DEFAULT_MODEL, seconds: float | None = None,
+                 resolution: str | None = None, aspect_ratio: str | None = None, image: Any = None,
+                 video: str | None = None, motion_intensity: float | None = None, provider: str | None = None,
+                 max_cost: float | None = None, duration: float | None = None) -> _cost.CostEstimate:
         """What `generate` would send and pay, with every change it would make. Sends nothing."""
-        plans = self._plans(model, duration, resolution, motion_intensity, image, aspect_ratio, provider)
-        return self._estimate(model, plans)
+        req = VideoRequest.build(prompt, model=model, seconds=seconds, resolution=resolution,
+                                 aspect_ratio=aspect_ratio, image=image, video=video,
+                                 motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
+                                 duration=duration)
+        return self._estimate(req, self._plans(req, ImageInput.from_any(req.image)))
 
-    def submit(self, prompt: str, *, duration: float = 5, resolution: str = "1080p", model: str = "veo3-pro",
-               motion_intensity: float = 0.7, image: Any = None, aspect_ratio: str | None = None,
-               provider: str | None = None, max_cost: float | None = None,
-               progress: ProgressCallback | bool | None = None) -> VideoJob:
+    def submit(self, prompt: str | VideoRequest, *, model: str = DEFAULT_MODEL, seconds: float | None = None,
+               resolution: str | None = None, aspect_ratio: str | None = None, image: Any = None,
+               video: str | None = None, motion_intensity: float | None = None, provider: str | None = None,
+               max_cost: float | None = None, progress: ProgressCallback | bool | None = None,
+               duration: float | None = None) -> VideoJob:
         """Check the cost, then submit once (falling back while nothing is accepted); returns at once."""
-        if not isinstance(prompt, str) or not prompt.strip():
+        req = VideoRequest.build(prompt, model=model, seconds=seconds, resolution=resolution,
+                                 aspect_ratio=aspect_ratio, image=image, video=video,
+                                 motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
+                                 duration=duration)
+        if not req.prompt.strip():
             from masuka_nb.errors import InvalidRequestError
 
-            raise InvalidRequestError("`prompt` must be a non-empty string.", argument="prompt", value=prompt)
-        img = ImageInput.from_any(image)
-        plans = self._plans(model, duration, resolution, motion_intensity, img, aspect_ratio, provider)
-        est = self._estimate(model, plans)
-        _cost.check_budget(est.usd, max_cost=max_cost, what=f"This {est.seconds} s {est.model} clip")
+            raise InvalidRequestError("`prompt` must be a non-empty string.", argument="prompt", value=req.prompt)
+        img = ImageInput.from_any(req.image)
+        plans = self._plans(req, img)
+        est = self._estimate(req, plans)
+        _cost.check_budget(est.usd, max_cost=req.max_cost, what=f"This {est.seconds} s {est.model} clip")
         self._tell(est)
         reporter = ProgressReporter("submit", 1, progress=progress)
-        job = self._route(prompt, model, plans, img, max_cost)
+        job = self._route(req, plans, img)
         reporter.done(f"submitted to {job.provider} as job {job.id} (≈ ${job.record.estimate_usd or 0:.2f})")
         return job
 
-    def generate(self, prompt: str, *, duration: float = 5, resolution: str = "1080p", model: str = "veo3-pro",
-                 motion_intensity: float = 0.7, image: Any = None, aspect_ratio: str | None = None,
-                 provider: str | None = None, max_cost: float | None = None,
-                 progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None) -> VideoResult:
+    def generate(self, prompt: str | VideoRequest, *, model: str = DEFAULT_MODEL, seconds: float | None = None,
+                 resolution: str | None = None, aspect_ratio: str | None = None, image: Any = None,
+                 video: str | None = None, motion_intensity: float | None = None, provider: str | None = None,
+                 max_cost: float | None = None, progress: ProgressCallback | bool | None = None,
+                 cancel: CancelToken | None = None, duration: float | None = None) -> VideoResult:
         """Make a clip and return it downloaded (see `submit` and `VideoJob.wait`)."""
-        job = self.submit(prompt, duration=duration, resolution=resolution, model=model,
-                          motion_intensity=motion_intensity, image=image, aspect_ratio=aspect_ratio,
-                          provider=provider, max_cost=max_cost, progress=progress)
+        job = self.submit(prompt, model=model, seconds=seconds, resolution=resolution, aspect_ratio=aspect_ratio,
+                          image=image, video=video, motion_intensity=motion_intensity, provider=provider,
+                          max_cost=max_cost, progress=progress, duration=duration)
         return job.wait(progress=progress, cancel=cancel)
 
     # -- steps --
-    def _plans(self, model, duration, resolution, motion, image, aspect, provider) -> list[RoutePlan]:
+    def _plans(self, req: VideoRequest, img: ImageInput | None) -> list[RoutePlan]:
         from masuka_nb.config import settings
 
-        img = ImageInput.from_any(image)
         strict = settings().strict if self.strict is None else self.strict
-        return plan_routes(model, duration=duration, resolution=resolution, aspect_ratio=aspect,
-                           has_image=img is not None, provider=provider, motion_intensity=motion,
-                           strict=strict, image_aspect=img.aspect() if img is not None else None,
+        mode = "v2v" if req.video else "i2v" if img is not None else "t2v"
+        return plan_routes(req.model, seconds=req.seconds, resolution=req.resolution,
+                           aspect_ratio=req.aspect_ratio, mode=mode, provider=req.provider,
+                           motion_intensity=req.motion_intensity, strict=strict,
+                           image_aspect=img.aspect() if img is not None else None,
                            images=img.frames if img is not None else 0)
 
-    def _estimate(self, model: str, plans: list[RoutePlan]) -> _cost.CostEstimate:
+    def _estimate(self, req: VideoRequest, plans: list[RoutePlan]) -> _cost.CostEstimate:
         from masuka_nb.config import settings
+        from masuka_nb.hosted.providers import provider_class
         from masuka_nb.secrets import has_secret
-        from masuka_nb.video.providers import provider_class
 
         first = plans[0]
         r = first.route
-        canonical, _, _ = resolve_model(model)
+        info = model_info(req.model)
         notes = list(first.notes)
+        if info.retired is not None:
+            notes.insert(0, info.retired.sentence(req.model))
         for p in plans:
             missing = [n for n in provider_class(p.route.provider).key_names if not has_secret(n)]
             if missing:
                 notes.append(f"no {' / '.join(missing)} set: the {p.route.provider} route will be skipped")
         return _cost.CostEstimate(
-            model=canonical, provider=r.provider, provider_model=r.model, seconds=first.seconds,
+            model=info.id, provider=r.provider, provider_model=r.model, seconds=first.seconds,
             resolution=first.resolution, aspect_ratio=first.aspect_ratio, usd=first.usd, price_date=r.price_date,
             price_source=r.price_source, changes=list(first.changes), notes=notes,
             alternatives=[(p.route.provider, p.route.model, p.usd) for p in plans[1:]],
@@ -205,17 +233,25 @@ class VideoGenerator:
 
     @staticmethod
     def _tell(est: _cost.CostEstimate) -> None:
+        """Warn once per request, before paying: what was changed, and what the user set that is ignored."""
         for change in est.changes:
-            log.warning("video.request_adjusted", model=est.model, change=change)
+            log.info("video.request_adjusted", model=est.model, change=change)
             warnings.warn(f"{est.model}: {change}", AdjustedRequestWarning, stacklevel=4)
+        for note in est.notes:
+            if "is ignored" in note:
+                log.info("video.control_ignored", model=est.model, note=note)
+                warnings.warn(f"{est.model}: {note}", IgnoredControlWarning, stacklevel=4)
+            elif "was retired by" in note:
+                log.info("video.model_retired", model=est.model)
+                warnings.warn(note, RetiredModelWarning, stacklevel=4)
 
-    def _route(self, prompt: str, model: str, plans: list[RoutePlan], img: ImageInput | None,
-               max_cost: float | None) -> VideoJob:
-        from masuka_nb.video.providers import get_provider, provider_class
+    def _route(self, req: VideoRequest, plans: list[RoutePlan], img: ImageInput | None) -> VideoJob:
+        from masuka_nb.hosted.providers import get_provider, provider_class
 
-        canonical, _, _ = resolve_model(model)
+        info = model_info(req.model)
+        canonical, max_cost = info.id, req.max_cost
         first = plans[0]
-        rec = JobRecord.new("video", first.route.provider, model=canonical, prompt=prompt)
+        rec = JobRecord.new("video", first.route.provider, model=canonical, prompt=req.prompt)
         last_error: MasukaError | None = None
         missing_keys: list[str] = []  # every key a route lacked, so the error names them all
         for plan in plans:
@@ -254,12 +290,17 @@ class VideoGenerator:
                                  "not by the real service (the clip is a test pattern)")
             rec.poll_interval = jobs_poll_interval(provider_class(r.provider), self.poll_interval)
             rec.request = {"seconds": plan.seconds, "resolution": plan.resolution, "aspect_ratio": plan.aspect_ratio,
-                           "size": plan.size, "mode": plan.mode, "image": _describe(img),
+                           "size": plan.size, "mode": plan.mode, "image": _describe(img), "video": req.video,
+                           "controls": plan.controls,
                            "price_date": r.price_date, "price_source": r.price_source}
             try:  # the record is saved before the request leaves: a crash from here on is never resubmitted
                 submit_recorded(rec, functools.partial(provider.submit_video, rec, plan, img), usd=plan.usd)
             except MasukaError as exc:
                 provider.close()
+                if info.retired is not None and isinstance(exc, ModelNotFoundError):
+                    # The reseller no longer answers for a model its vendor retired: say so plainly.
+                    exc = retired_error(req.model, info, why=f"{r.provider} no longer serves it ({exc.message}).")
+                    rec.error = exc.to_dict()
                 maybe = bool(exc.details.get("maybe_accepted"))
                 rec.attempts.append({"provider": r.provider, "error": exc.code, "maybe_accepted": maybe})
                 rec.error["details"] = {k: str(v) for k, v in exc.details.items()}

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from masuka_nb.errors import DatasetError, ProviderError
+from masuka_nb.errors import DatasetError, DownloadError
 from masuka_nb.lora import Dataset
 from tests.lora.helpers import encode, gradient
 
@@ -173,8 +173,9 @@ def test_import_zip_from_url(zip_server):
     ds = Dataset.create("remote")
     report = ds.import_zip(f"{zip_server}/set.zip")
     assert len(report.imported) == 3 and not report.rejected
-    with pytest.raises(ProviderError) as err:
+    with pytest.raises(DownloadError) as err:  # a plain URL is a download, not a provider
         ds.import_zip(f"{zip_server}/missing.zip")
+    assert err.value.code == "DOWNLOAD_FAILED" and err.value.argument == "path_or_url"
     assert err.value.details["status"] == 404
 
 

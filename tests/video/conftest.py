@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from video_helpers import KEY_NAMES
+from video_helpers import FAST, KEY_NAMES
 
 from masuka_nb.testing.canary import make_canary
 from masuka_nb.testing.fakes import FAKES
@@ -11,15 +11,11 @@ from masuka_nb.testing.fakes import FAKES
 
 @pytest.fixture(autouse=True)
 def fast_http(monkeypatch):
-    from masuka_nb.http import reset_breakers
-    from masuka_nb.video import cost
+    import masuka_nb
+    from masuka_nb.hosted import pricing as cost
+    from masuka_nb.hosted.http import reset_breakers
 
-    monkeypatch.setenv("MASUKA_POLL_INTERVAL", "0.02")
-    monkeypatch.setenv("MASUKA_HTTP_BACKOFF", "0.01")
-    monkeypatch.setenv("MASUKA_HTTP_BACKOFF_MAX", "0.05")
-    monkeypatch.setenv("MASUKA_HTTP_TIMEOUT", "0.5")
-    monkeypatch.setenv("MASUKA_HTTP_RETRIES", "4")
-    monkeypatch.setenv("MASUKA_JOB_NOT_FOUND_GRACE", "0.3")
+    masuka_nb.configure(**FAST)
     reset_breakers()
     cost.reset_session()
     yield

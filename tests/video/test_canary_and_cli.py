@@ -113,7 +113,7 @@ def test_in_process_simulator_for_the_notebook(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     with simulator("cometapi", complete_after=0.1) as fakes, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = VideoGenerator().generate("a fox", model="sora-2", duration=4)
+        result = VideoGenerator().generate("a fox", model="sora-2", seconds=4)
         assert fakes["cometapi"].counts["submit"] == 1 and result.path.exists()
     assert "COMETAPI_KEY" not in os.environ and "MASUKA_COMETAPI_BASE_URL" not in os.environ
 

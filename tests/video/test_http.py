@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from masuka_nb.http import CircuitBreaker, RetryPolicy, error_from_response, parse_retry_after
+from masuka_nb.hosted.http import CircuitBreaker, RetryPolicy, error_from_response, parse_retry_after
 from masuka_nb.secrets import register_secret
 
 
@@ -113,7 +113,7 @@ def test_breaker_states():
 
 
 def test_download_of_a_complete_part_file_is_not_fetched_again(tmp_path):
-    from masuka_nb.http import ProviderClient
+    from masuka_nb.hosted.http import ProviderClient
     from masuka_nb.testing.fakes import FakeRunway
 
     with FakeRunway() as fake:
@@ -127,7 +127,7 @@ def test_download_of_a_complete_part_file_is_not_fetched_again(tmp_path):
 
 
 def test_download_restarts_when_the_server_ignores_range(tmp_path):
-    from masuka_nb.http import ProviderClient
+    from masuka_nb.hosted.http import ProviderClient
     from masuka_nb.testing.fakes import FakeRunway
 
     with FakeRunway() as fake:
@@ -155,7 +155,7 @@ def test_mp4_check_and_first_frame(tmp_path):
 
 
 def test_keys_go_only_to_the_provider_host(tmp_path):
-    from masuka_nb.http import ProviderClient
+    from masuka_nb.hosted.http import ProviderClient
     from masuka_nb.testing.fakes import FakeRunway
 
     with FakeRunway() as fake:

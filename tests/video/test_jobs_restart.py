@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 import pytest
+from video_helpers import fast_env
 
 from masuka_nb import history, jobs
-from masuka_nb.jobs import JobRecord, save
+from masuka_nb.hosted.runner import JobRecord, save
 from masuka_nb.testing.media import tiny_mp4
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,7 +37,7 @@ print(json.dumps([[j.id, j.state, j.record.paths.get("video")] for j in done]))
 
 
 def child(code: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {**os.environ, **fast_env(), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     return subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -193,7 +194,7 @@ def test_cancel_from_another_thread_stops_a_waiting_job(fakes):
 def test_a_live_process_holding_the_job_is_respected(fakes):
     import warnings
 
-    from masuka_nb.jobs import _now
+    from masuka_nb.hosted.runner import _now
     from masuka_nb.video.generator import VideoGenerator
 
     fake = fakes("runway")

@@ -9,7 +9,7 @@ import pytest
 import masuka_nb
 from masuka_nb import jobs
 from masuka_nb.errors import MasukaError
-from masuka_nb.video.catalog import (
+from masuka_nb.hosted.catalog import (
     catalog,
     nearest_aspect,
     nearest_duration,
@@ -29,6 +29,8 @@ def test_every_route_has_a_dated_sourced_price():
     for mid, entry in catalog()["models"].items():
         for r in entry.get("routes", []):
             assert r["price"] and r["price_date"] and r["price_source"], (mid, r["provider"])
+            # sources are public addresses, never paths inside this repository
+            assert "https://" in r["price_source"] and "shared/" not in r["price_source"], (mid, r["provider"])
     _, routes, _ = resolve_model("veo3-pro")
     assert [r.provider for r in routes] == ["cometapi", "runway"]
 
@@ -37,7 +39,8 @@ def test_seed_ids_map_to_real_models():
     assert resolve_model("sora-2-hd")[0] == "sora-2-pro"
     assert resolve_model("runway-gen4")[0] == "gen4_turbo"
     mid, routes, prefer = resolve_model("veo3.1")
-    assert mid == "veo3-pro" and prefer == "runway" and routes[0].provider == "runway"
+    assert mid == "veo-3.1" and prefer == "runway" and routes[0].provider == "runway"
+    assert resolve_model("veo3-pro")[0] == "veo-3.1" and resolve_model("veo3-fast")[0] == "veo-3.1-fast"
 
 
 def test_haiper_is_listed_unavailable_with_reason():
@@ -64,53 +67,53 @@ def test_nearest_choices():
 
 def test_estimate_tells_changes_and_sends_nothing(fakes):
     fake = fakes("cometapi")
-    est = VideoGenerator().estimate("x", model="sora-2", duration=5, resolution="1080p")
+    est = VideoGenerator().estimate("x", model="sora-2", seconds=5, resolution="1080p", motion_intensity=0.7)
     assert est.seconds == 4 and est.resolution == "720p" and est.usd == pytest.approx(0.40)
     assert any("duration 5 s → 4 s" in c for c in est.changes)
     assert any("1080p → 720p" in c for c in est.changes)
-    assert any("motion_intensity does not apply" in n for n in est.notes)
-    assert est.price_date and "CometAPI" in est.price_source
+    assert any("motion_intensity=0.7 is ignored" in n for n in est.notes)
+    assert est.price_date and "cometapi.com" in est.price_source
     assert sum(fake.counts.values()) == 0
     assert "≈ $0.40" in str(est)
 
 
 def test_fallback_prices_are_listed(keys, monkeypatch):
-    est = VideoGenerator().estimate("x", model="veo3-pro", duration=8)
+    est = VideoGenerator().estimate("x", model="veo3-pro", seconds=8)
     assert est.provider == "cometapi" and est.alternatives[0][0] == "runway"
     assert not any("will be skipped" in n for n in est.notes)
     monkeypatch.delenv("COMETAPI_KEY")
-    est = VideoGenerator().estimate("x", model="veo3-pro", duration=8)
+    est = VideoGenerator().estimate("x", model="veo3-pro", seconds=8)
     assert any("no COMETAPI_KEY set" in n for n in est.notes)
 
 
 def test_adjustment_is_warned_before_paying(fakes):
     fakes("cometapi")
     with pytest.warns(AdjustedRequestWarning, match="duration 5 s"):
-        VideoGenerator().submit("a fox", model="sora-2", duration=5, resolution="720p")
+        VideoGenerator().submit("a fox", model="sora-2", seconds=5, resolution="720p")
 
 
 def test_strict_refuses_a_changed_request(fakes):
     fake = fakes("cometapi")
     with pytest.raises(MasukaError) as info:
-        VideoGenerator(strict=True).generate("a fox", model="sora-2", duration=5)
+        VideoGenerator(strict=True).generate("a fox", model="veo-3.1-fast", seconds=5)
     assert info.value.code == "INVALID_REQUEST" and sum(fake.counts.values()) == 0
     masuka_nb.configure(strict=True)
     with pytest.raises(MasukaError):
-        VideoGenerator().generate("a fox", model="sora-2", duration=5, resolution="720p")
-    result = VideoGenerator().generate("a fox", model="sora-2", duration=8, resolution="720p")
+        VideoGenerator().generate("a fox", model="veo-3.1-fast", resolution="720p")
+    result = VideoGenerator().generate("a fox", model="veo-3.1-fast", seconds=8, resolution="1080p")
     assert result.seconds == 8
 
 
 def test_image_only_route_needs_an_image():
     with pytest.raises(MasukaError) as info:
         VideoGenerator().estimate("x", model="gen4_turbo")
-    assert info.value.code == "INVALID_REQUEST" and "needs an image" in str(info.value)
+    assert info.value.code == "INVALID_REQUEST" and "takes image to video, not text to video" in str(info.value)
 
 
 def test_max_cost_refuses_before_anything_is_sent(fakes):
     fake = fakes("cometapi")
     with pytest.raises(MasukaError) as info:
-        VideoGenerator().generate("a fox", model="sora-2-pro", duration=12, resolution="1024p", max_cost=1.0)
+        VideoGenerator().generate("a fox", model="sora-2-pro", seconds=12, resolution="1024p", max_cost=1.0)
     assert info.value.code == "BUDGET_EXCEEDED" and info.value.argument == "max_cost"
     assert sum(fake.counts.values()) == 0 and jobs.list() == []
 
@@ -118,29 +121,29 @@ def test_max_cost_refuses_before_anything_is_sent(fakes):
 def test_session_budget(fakes):
     fake = fakes("cometapi")
     masuka_nb.configure(budget_usd=0.5)
-    quiet_generate("a fox", model="sora-2", duration=4)
+    quiet_generate("a fox", model="sora-2", seconds=4)
     with pytest.raises(MasukaError) as info:
-        quiet_generate("a fox", model="sora-2", duration=4)
+        quiet_generate("a fox", model="sora-2", seconds=4)
     assert info.value.code == "BUDGET_EXCEEDED" and info.value.argument == "budget_usd"
     assert fake.counts["submit"] == 1
 
 
 def test_failed_job_is_refunded(fakes):
-    from masuka_nb.video import cost
+    from masuka_nb.hosted import pricing as cost
 
     fake = fakes("cometapi")
     fake.inject("outcome", action="fail")
     with pytest.raises(MasukaError):
-        quiet_generate("a fox", model="sora-2", duration=4)
+        quiet_generate("a fox", model="sora-2", seconds=4)
     assert cost.session_spent() == 0.0
-    quiet_generate("a fox", model="sora-2", duration=4)
+    quiet_generate("a fox", model="sora-2", seconds=4)
     assert cost.session_spent() == pytest.approx(0.40)
 
 
 def test_fallback_while_nothing_was_accepted(fakes):
     comet, runway = fakes("cometapi"), fakes("runway")
     comet.inject("submit", status=503, times=100)
-    result = quiet_generate("a fox", model="veo3-pro", duration=8)
+    result = quiet_generate("a fox", model="veo3-pro", seconds=8)
     assert result.provider == "runway" and result.path.read_bytes() == runway.video
     assert not comet.jobs and runway.counts["submit"] == 1
     rec = jobs.get(result.job_id).record
@@ -151,7 +154,7 @@ def test_missing_key_falls_back(fakes, monkeypatch):
     fakes("cometapi")
     runway = fakes("runway")
     monkeypatch.delenv("COMETAPI_KEY")
-    result = quiet_generate("a fox", model="veo3-pro", duration=8)
+    result = quiet_generate("a fox", model="veo3-pro", seconds=8)
     assert result.provider == "runway" and runway.counts["submit"] == 1
 
 
@@ -160,16 +163,14 @@ def test_no_fallback_after_policy_refusal_or_possible_acceptance(fault, fakes):
     comet, runway = fakes("cometapi"), fakes("runway")
     comet.inject("submit", **fault)
     with pytest.raises(MasukaError):
-        quiet_generate("a fox", model="veo3-pro", duration=8)
+        quiet_generate("a fox", model="veo3-pro", seconds=8)
     assert runway.counts["submit"] == 0 and comet.counts["submit"] == 1
 
 
-def test_circuit_breaker_opens_then_probes(fakes, monkeypatch):
+def test_circuit_breaker_opens_then_probes(fakes):
+    from masuka_nb.hosted.http import breaker_for
 
-    from masuka_nb.http import breaker_for
-
-    monkeypatch.setenv("MASUKA_BREAKER_THRESHOLD", "3")
-    monkeypatch.setenv("MASUKA_BREAKER_COOLDOWN", "30")
+    masuka_nb.configure(breaker_threshold=3, breaker_cooldown=30)
     now = [1000.0]
     breaker_for("cometapi").clock = lambda: now[0]  # the cooldown passes when the test says so
     comet, runway = fakes("cometapi"), fakes("runway")
@@ -177,29 +178,29 @@ def test_circuit_breaker_opens_then_probes(fakes, monkeypatch):
     gen = VideoGenerator()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert gen.submit("a fox", model="veo3-pro", duration=8).provider == "runway"
+        assert gen.submit("a fox", model="veo3-pro", seconds=8).provider == "runway"
         assert breaker_for("cometapi").state == "open"
         seen = comet.counts["submit"]
-        assert gen.submit("a fox", model="veo3-pro", duration=8).provider == "runway"
+        assert gen.submit("a fox", model="veo3-pro", seconds=8).provider == "runway"
     assert comet.counts["submit"] == seen  # skipped while open
     assert runway.counts["submit"] == 2
     now[0] += 30.1
-    result = quiet_generate("a fox", model="veo3-pro", duration=8)  # one probe; comet is healthy again
+    result = quiet_generate("a fox", model="veo3-pro", seconds=8)  # one probe; comet is healthy again
     assert result.provider == "cometapi" and breaker_for("cometapi").state == "closed"
 
 
 def test_provider_filter(fakes):
     fakes("runway")
-    result = quiet_generate("a fox", model="veo3-pro", provider="runway", duration=6)
+    result = quiet_generate("a fox", model="veo3-pro", provider="runway", seconds=6)
     assert result.provider == "runway" and result.seconds == 6
     with pytest.raises(MasukaError) as info:
-        VideoGenerator().estimate("x", model="sora-2", provider="runway")
+        VideoGenerator().estimate("x", model="gen4.5", provider="cometapi")
     assert info.value.code == "INVALID_REQUEST"
 
 
 def test_sora_image_reference_is_sent_at_the_clip_size(fakes, image):
     fake = fakes("cometapi")
-    result = quiet_generate("a fox", model="sora-2", image=image, duration=4, aspect_ratio="9:16")
+    result = quiet_generate("a fox", model="sora-2", image=image, seconds=4, aspect_ratio="9:16")
     assert result.path.exists() and fake.counts["submit"] == 1  # the fake refuses a reference of another size
 
 
@@ -233,7 +234,7 @@ def test_large_local_image_fits_the_data_uri_limit(fakes, tmp_path):
 
 
 def test_fal_generic_app_runner(fakes):
-    from masuka_nb.video.providers.fal import run_app
+    from masuka_nb.hosted.providers.fal import run_app
 
     fake = fakes("fal")
     out = run_app("fal-ai/flux-lora", {"prompt": "a fox", "num_images": 1})
@@ -259,7 +260,7 @@ def test_veo_first_and_last_frame(fakes, image):
 
     fake = fakes("cometapi")
     last = Image.new("RGB", (640, 360), (10, 10, 10))
-    result = quiet_generate("a fox", model="veo3-fast", image=(image, last), duration=8)
+    result = quiet_generate("a fox", model="veo3-fast", image=(image, last), seconds=8)
     [job] = fake.jobs.values()
     assert job.input["references"] == 2 and result.provider == "cometapi"
     with pytest.raises(MasukaError) as info:
@@ -271,7 +272,7 @@ def test_missing_keys_for_every_route_are_all_named(monkeypatch):
     for name in ("COMETAPI_KEY", "RUNWAYML_API_SECRET"):
         monkeypatch.delenv(name, raising=False)
     with pytest.raises(MasukaError) as info:
-        quiet_generate("waves", model="veo3-pro", duration=8)
+        quiet_generate("waves", model="veo3-pro", seconds=8)
     err = info.value
     assert err.code == "SECRET_MISSING"
     assert "COMETAPI_KEY (cometapi)" in str(err) and "RUNWAYML_API_SECRET (runway)" in str(err)

@@ -50,7 +50,7 @@ def simulator(*providers: str, complete_after: float = 3.0) -> Iterator[dict[str
     any); everything is restored on exit. Results made this way carry a "SIMULATOR" note.
 
         with simulator() as fakes:
-            VideoGenerator().generate("a fox", model="sora-2")
+            VideoGenerator().generate("a fox")
     """
     chosen = providers or tuple(FAKES)
     saved = {k: os.environ.get(k) for p in chosen for k in (f"MASUKA_{p.upper()}_BASE_URL", *KEY_ENV[p])}

@@ -1,4 +1,10 @@
-"""CometAPI: `/v1/videos` (Sora 2 / Veo 3, multipart) and `/runwayml/v1` (Runway, both task shapes)."""
+"""CometAPI: `/v1/videos` (Sora 2 / Veo 3.1, multipart) and `/runwayml/v1` (Runway, both task shapes).
+
+References, checked 2026-12-01: the OpenAI-style video object https://platform.openai.com/docs/api-reference/videos
+(as CometAPI serves it, https://apidoc.cometapi.com/), Runway's task object https://docs.dev.runwayml.com/api/.
+`retired=` makes models answer as CometAPI does for a model it no longer routes (503, code `model_not_found`;
+the envelope is CometAPI's documented error object, the code is the one-api family's, unverified).
+"""
 
 from __future__ import annotations
 
@@ -17,8 +23,9 @@ class FakeCometAPI(FakeProvider):
     name = "cometapi"
 
     def __init__(self, *, runway_shape: str = "plain", task_not_exist_for: float = 0.0,
-                 poll_after_ms: int | None = None, **kw) -> None:
+                 poll_after_ms: int | None = None, retired: tuple[str, ...] = (), **kw) -> None:
         super().__init__(**kw)
+        self.retired = set(retired)
         self.poll_after_ms = poll_after_ms
         self.runway_shape = runway_shape
         self.task_not_exist_for = task_not_exist_for
@@ -51,6 +58,9 @@ class FakeCometAPI(FakeProvider):
         refs = form.get("input_reference", [])
         if not prompt:
             return self.error(400, "prompt is required", code="invalid_request")
+        if model in self.retired:
+            return self.error(503, f"No available channel for model {model} under group default",
+                              kind="new_api_error", code="model_not_found")
         if model in SORA_MODELS:
             if get.get("seconds", "4") not in ("4", "8", "12"):
                 return self.error(400, f"invalid seconds {get.get('seconds')!r}", code="invalid_request")

@@ -1,4 +1,8 @@
-"""fal.ai's queue (`/{owner}/{app}[/{path}]`, `.../requests/{id}[/status|/cancel]`) and storage upload."""
+"""fal.ai's queue (`/{owner}/{app}[/{path}]`, `.../requests/{id}[/status|/cancel]`) and storage upload.
+
+Reference: https://docs.fal.ai/model-endpoints/queue (checked 2026-12-01); the answers' fields are listed in
+`masuka_nb.testing.fakes.contracts`.
+"""
 
 from __future__ import annotations
 
@@ -101,6 +105,15 @@ class FakeFal(FakeProvider):
                 return Response(422, {"detail": [{"loc": ["body", m], "msg": "Field required", "type": "missing"} for m in missing]
                                       or [{"loc": ["body", "duration"], "msg": "must be '5' or '10'", "type": "enum"}]})
             kind = "video"
+        elif full == "fal-ai/stable-video":  # image_url required; motion_bucket_id 1-255; fps 1-25; no prompt
+            bucket, fps = body.get("motion_bucket_id", 127), body.get("fps", 25)
+            bad = [k for k, ok in (("image_url", bool(body.get("image_url"))),
+                                   ("motion_bucket_id", isinstance(bucket, int) and 1 <= bucket <= 255),
+                                   ("fps", isinstance(fps, int) and 1 <= fps <= 25)) if not ok]
+            if bad:
+                return Response(422, {"detail": [{"loc": ["body", k], "msg": "invalid value", "type": "value_error"}
+                                                 for k in bad]})
+            kind = "video"
         else:
             kind = "app"
         job = self.new_job(kind, body)
@@ -120,11 +133,12 @@ class FakeFal(FakeProvider):
             return Response(404, {"detail": "Request not found"})
         phase, progress = job.phase()
         logs = [{"message": f"step {int(progress * 100)}%", "level": "INFO"}] if req.query.get("logs") == ["1"] else []
+        base = f"{self.url}/{req.match['owner']}/{req.match['app']}/requests/{job.id}"
         if phase == "queued":
-            return Response(202, {"status": "IN_QUEUE", "queue_position": 1, "response_url": ""})
+            return Response(202, {"status": "IN_QUEUE", "queue_position": 1, "response_url": base})
         if phase == "running":
-            return Response(202, {"status": "IN_PROGRESS", "logs": logs})
-        out = {"status": "COMPLETED", "logs": logs, "metrics": {"inference_time": job.duration}}
+            return Response(202, {"status": "IN_PROGRESS", "logs": logs, "response_url": base})
+        out = {"status": "COMPLETED", "logs": logs, "metrics": {"inference_time": job.duration}, "response_url": base}
         if job.outcome == "policy":
             out.update(error="Output flagged by the content checker", error_type="content_policy_violation")
         elif job.outcome != "ok" or phase == "cancelled":

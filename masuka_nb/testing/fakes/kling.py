@@ -1,4 +1,8 @@
-"""Kling's official API under `/v1`: JWT (HS256) auth, `/videos/text2video|image2video` and their polls."""
+"""Kling's official API under `/v1`: JWT (HS256) auth, `/videos/text2video|image2video` and their polls.
+
+Reference: https://app.klingai.com/global/dev/document-api (checked 2026-12-01; field shapes agree with
+third-party transcriptions). The answers' fields are listed in `masuka_nb.testing.fakes.contracts`.
+"""
 
 from __future__ import annotations
 
@@ -63,7 +67,9 @@ class FakeKling(FakeProvider):
         body = req.json() or {}
         if not body.get("model_name") or not body.get("prompt"):
             return self.error(400, "model_name and prompt are required")
-        if body.get("duration") not in ("5", "10") or body.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
+        # Kling 3 takes 3-15 s; earlier models 5 or 10 (https://app.klingai.com/global/dev/document-api, 2026-12-01).
+        durations = {str(n) for n in range(3, 16)} if str(body.get("model_name", "")).startswith("kling-v3") else {"5", "10"}
+        if body.get("duration") not in durations or body.get("aspect_ratio") not in ("16:9", "9:16", "1:1"):
             return self.error(400, "invalid duration or aspect_ratio")
         if body.get("mode", "std") not in ("std", "pro"):
             return self.error(400, "invalid mode")
@@ -73,6 +79,7 @@ class FakeKling(FakeProvider):
                 return self.error(400, "image must be a URL or bare base64")
         job = self.new_job(req.match["kind"], body)
         now = int(time.time() * 1000)
+        job.extra["created_ms"] = now
         return Response(200, {"code": 0, "message": "SUCCEED", "request_id": f"kreq-{job.id}",
                               "data": {"task_id": job.id, "task_status": "submitted", "created_at": now, "updated_at": now}})
 
@@ -82,7 +89,9 @@ class FakeKling(FakeProvider):
             return self.error(404, "task not found")
         phase, _ = job.phase()
         status = {"queued": "submitted", "running": "processing", "done": "succeed", "cancelled": "failed"}[phase]
-        data = {"task_id": job.id, "task_status": status, "task_status_msg": "", "created_at": 0, "updated_at": 0,
+        made = int(job.extra.get("created_ms") or time.time() * 1000)
+        data = {"task_id": job.id, "task_status": status, "task_status_msg": "", "created_at": made,
+                "updated_at": int(time.time() * 1000),
                 "task_info": {"external_task_id": job.input.get("external_task_id")}}
         if phase == "done" and job.outcome != "ok":
             data["task_status"] = "failed"

@@ -1,8 +1,14 @@
-"""Replicate: predictions, trainings (destination must exist), models, account and the files API."""
+"""Replicate: predictions, trainings (destination must exist), models, account and the files API.
+
+Every answer is the full documented object (https://replicate.com/docs/reference/http, checked 2026-12-01);
+`masuka_nb.testing.fakes.contracts` lists the fields and `tests/video/test_contracts.py` checks them.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
+import time
 
 from masuka_nb.testing.fakes.base import FakeProvider, Request, Response
 from masuka_nb.testing.fakes.fal import zip_problems
@@ -19,6 +25,7 @@ class FakeReplicate(FakeProvider):
     def __init__(self, **kw) -> None:
         super().__init__(**kw)
         self.models: set[str] = {TRAINER}
+        self.visibility: dict[str, str] = {}
 
     def routes(self):
         return [
@@ -48,7 +55,8 @@ class FakeReplicate(FakeProvider):
                               "status": 422})
 
     def account(self, req: Request) -> Response:
-        return Response(200, {"type": "user", "username": self.username, "name": "Tester"})
+        return Response(200, {"type": "user", "username": self.username, "name": "Tester",
+                              "github_url": f"https://github.com/{self.username}"})
 
     def upload(self, req: Request) -> Response:
         parts = req.form().get("content")
@@ -57,7 +65,11 @@ class FakeReplicate(FakeProvider):
         name, data = parts[0]
         fid = secrets.token_hex(8)
         self.files[fid] = (data, "application/zip" if (name or "").endswith(".zip") else "application/octet-stream")
-        return Response(201, {"id": fid, "name": name, "size": len(data),
+        ctype = self.files[fid][1]
+        return Response(201, {"id": fid, "name": name or "file", "content_type": ctype, "size": len(data),
+                              "etag": hashlib.md5(data).hexdigest(),
+                              "checksums": {"sha256": hashlib.sha256(data).hexdigest(), "md5": hashlib.md5(data).hexdigest()},
+                              "metadata": {}, "created_at": _stamp(), "expires_at": _stamp(86400),
                               "urls": {"get": f"{self.url}/files/{fid}/{name or 'file'}"}})
 
     def create_model(self, req: Request) -> Response:
@@ -65,28 +77,46 @@ class FakeReplicate(FakeProvider):
         if not body.get("owner") or not body.get("name") or body.get("visibility") not in ("public", "private"):
             return self.error(400, "owner, name and visibility are required")
         self.models.add(f"{body['owner']}/{body['name']}")
-        return Response(201, {"owner": body["owner"], "name": body["name"], "visibility": body["visibility"]})
+        self.visibility[f"{body['owner']}/{body['name']}"] = body["visibility"]
+        return Response(201, self._model(body["owner"], body["name"], with_version=False,
+                                         description=body.get("description")))
+
+    def _model(self, owner: str, name: str, *, with_version: bool, description: str | None = None) -> dict:
+        full = f"{owner}/{name}"
+        version = None
+        if with_version:
+            version = {"id": TRAINER_VERSION if full == TRAINER else hashlib.sha256(full.encode()).hexdigest(),
+                       "created_at": "2026-11-01T00:00:00.000000Z", "cog_version": "0.14.0",
+                       "openapi_schema": {"openapi": "3.0.2", "components": {"schemas": {"Input": {"type": "object"}}}}}
+        return {"url": f"https://replicate.com/{full}", "owner": owner, "name": name, "description": description,
+                "visibility": self.visibility.get(full, "public"), "github_url": None, "paper_url": None,
+                "license_url": None, "run_count": 0 if full != TRAINER else 123456, "cover_image_url": None,
+                "default_example": None, "latest_version": version}
 
     def get_model(self, req: Request) -> Response:
         full = f"{req.match['owner']}/{req.match['name']}"
         if full not in self.models:
             return self.error(404, "Not found.")
-        return Response(200, {"owner": req.match["owner"], "name": req.match["name"],
-                              "latest_version": {"id": TRAINER_VERSION if full == TRAINER else secrets.token_hex(32)}})
+        return Response(200, self._model(req.match["owner"], req.match["name"], with_version=True))
 
     def _prediction(self, job, coll: str) -> dict:
         phase, progress = job.phase()
         status = {"queued": "starting", "running": "processing", "done": "succeeded", "cancelled": "canceled"}[phase]
         out = {"id": job.id, "model": job.extra.get("model", ""), "version": job.extra.get("version", ""),
                "input": job.input, "logs": f"flux_train_replicate: {int(progress * 100)}%|##" if phase != "queued" else "",
-               "error": None, "status": status, "created_at": "2026-11-25T00:00:00Z", "output": None,
-               "urls": {"get": f"{self.url}/v1/{coll}/{job.id}", "cancel": f"{self.url}/v1/{coll}/{job.id}/cancel"}}
+               "error": None, "status": status, "created_at": "2026-11-25T00:00:00.000000Z", "output": None,
+               "started_at": "2026-11-25T00:00:01.000000Z" if phase != "queued" else None, "completed_at": None,
+               "metrics": None,
+               "urls": {"get": f"{self.url}/v1/{coll}/{job.id}", "cancel": f"{self.url}/v1/{coll}/{job.id}/cancel",
+                        "web": f"https://replicate.com/p/{job.id}"}}
+        if coll == "predictions":
+            out["data_removed"] = False
         if phase == "done" and job.outcome != "ok":
             out.update(status="failed", error="NSFW content detected. Try a different prompt." if job.outcome == "policy"
                        else "CUDA error: an illegal memory access was encountered")
         elif phase == "done":
-            out["completed_at"] = "2026-11-25T00:00:10Z"
-            out["metrics"] = {"predict_time": job.duration}
+            out["completed_at"] = "2026-11-25T00:00:10.000000Z"
+            out["metrics"] = {"predict_time": job.duration, "total_time": job.duration + 1.0}
             if coll == "trainings":
                 out["output"] = {"version": f"{job.extra['destination']}:{secrets.token_hex(32)}",
                                  "weights": self.download_url(job, "trained_model.tar")}
@@ -140,3 +170,7 @@ class FakeReplicate(FakeProvider):
         return Response(200, self._prediction(job, req.match["coll"]))
 
 
+
+
+def _stamp(offset: float = 0.0) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(time.time() + offset))

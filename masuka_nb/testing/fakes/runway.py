@@ -1,4 +1,7 @@
-"""Runway's own API: `/v1/image_to_video`, `/v1/text_to_video`, `/v1/tasks/{id}` (GET, DELETE)."""
+"""Runway's own API: `/v1/image_to_video`, `/v1/text_to_video`, `/v1/video_to_video`, `/v1/tasks/{id}` (GET, DELETE).
+
+Reference: https://docs.dev.runwayml.com/api/ (API version 2024-11-06), checked 2026-12-01.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ class FakeRunway(FakeProvider):
     def routes(self):
         return [
             ("POST", r"^/v1/(?P<kind>image_to_video|text_to_video)$", "submit", self.submit),
+            ("POST", r"^/v1/video_to_video$", "submit", self.submit_v2v),
             ("GET", r"^/v1/tasks/(?P<id>[\w-]+)$", "status", self.task),
             ("DELETE", r"^/v1/tasks/(?P<id>[\w-]+)$", "cancel", self.cancel),
             *self.cdn_routes(),
@@ -52,6 +56,22 @@ class FakeRunway(FakeProvider):
             return self.error(400, "Invalid parameter 'promptText'")
         if len(body.get("promptText", "")) > 1000:
             return self.error(400, "Invalid parameter 'promptText'")
+        job = self.new_job("video", body)
+        return Response(200, {"id": job.id})
+
+    def submit_v2v(self, req: Request) -> Response:
+        """Aleph: `videoUri` (HTTPS URL or data URI), `promptText` (required), `ratio`; no `duration`."""
+        if req.headers.get("x-runway-version") != "2024-11-06":
+            return self.error(400, "Invalid or missing X-Runway-Version header")
+        body = req.json() or {}
+        if body.get("model") != "gen4_aleph":
+            return self.error(400, "Invalid parameter 'model'")
+        uri = body.get("videoUri")
+        if not isinstance(uri, str) or not (uri.startswith("https://") or uri.startswith("http://")
+                                            or uri.startswith("data:video/")):
+            return self.error(400, "Invalid parameter 'videoUri'")
+        if body.get("ratio") not in GEN4_RATIOS or not body.get("promptText") or "duration" in body:
+            return self.error(400, "Invalid parameter " + ("'duration'" if "duration" in body else "'ratio'"))
         job = self.new_job("video", body)
         return Response(200, {"id": job.id})
 

@@ -6,11 +6,10 @@ returns (they leave the sub-path out). Files go up through fal's storage: `initi
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from masuka_nb.jobs import Download, JobRecord, Poll
-from masuka_nb.video.providers.base import MP4_TYPES, Provider, base_url_for
+from masuka_nb.hosted.providers.base import MP4_TYPES, Provider, base_url_for
+from masuka_nb.hosted.store import Download, JobRecord, Poll
 
 _STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "succeeded"}
 DATA_URI_LIMIT = 8 * 1024 * 1024
@@ -42,7 +41,12 @@ class FalProvider(Provider):
         })
 
     def submit_video(self, record: JobRecord, plan: Any, image: Any) -> None:
-        payload: dict[str, Any] = {"prompt": record.prompt, "duration": str(plan.seconds)}
+        if plan.route.model == "fal-ai/stable-video":
+            # SVD takes no prompt or duration: 25 frames, so the length is the frame rate (fps = 25 / seconds).
+            payload: dict[str, Any] = {"fps": max(1, round(25 / plan.seconds))}
+        else:
+            payload = {"prompt": record.prompt, "duration": str(plan.seconds)}
+        payload.update(plan.controls)  # mapped controls (motion_intensity → motion_bucket_id)
         if image is not None:
             payload["image_url"] = image.url or self.upload_bytes(*image.limited(DATA_URI_LIMIT), name="image.jpg")
         if "text-to-video" in plan.route.model:
@@ -88,7 +92,10 @@ class FalProvider(Provider):
     def upload_bytes(self, data: bytes, content_type: str, *, name: str) -> str:
         """Put bytes on fal's storage; return the URL apps can read."""
         storage = base_url_for("fal_storage", "https://rest.alpha.fal.ai").rstrip("/")
-        if os.environ.get("MASUKA_FAL_BASE_URL") and not os.environ.get("MASUKA_FAL_STORAGE_BASE_URL"):
+        from masuka_nb.config import settings
+
+        configured = settings()
+        if configured.fal_base_url and not configured.fal_storage_base_url:
             storage = self.base_url  # the simulator serves storage on the same root
         init = self.client.json("POST", f"{storage}/storage/upload/initiate?storage_type=fal-cdn-v3", op="upload",
                                 json={"content_type": content_type, "file_name": name},
@@ -119,9 +126,9 @@ def run_app(app: str, arguments: dict[str, Any], *, wait: bool = True, max_cost:
     fal does not price arbitrary apps up front: pass `estimate_usd` (from the app's page) to have
     `max_cost` and the session budget checked before it is sent.
     """
-    from masuka_nb.jobs import Job, submit_recorded
-    from masuka_nb.jobs import poll_interval as jobs_poll_interval
-    from masuka_nb.video import cost as _cost
+    from masuka_nb.hosted import pricing as _cost
+    from masuka_nb.hosted.runner import Job, submit_recorded
+    from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 
     if estimate_usd is not None:
         _cost.check_budget(estimate_usd, max_cost=max_cost, what=f"fal app {app}")

@@ -15,15 +15,15 @@
 
 Every failure leaves as a `MasukaError` carrying the provider's own reason and request id; the
 registered secrets are blanked out of messages and log lines (see `masuka_nb._redact`).
-Timing knobs come from ``MASUKA_HTTP_TIMEOUT``, ``MASUKA_HTTP_RETRIES``, ``MASUKA_HTTP_BACKOFF``,
-``MASUKA_HTTP_BACKOFF_MAX`` (tests make them short).
+Timing comes from the settings table (``settings().http``: `http_timeout`, `http_retries`,
+`http_backoff`, `http_backoff_max`; the breaker from `breaker_threshold`/`breaker_cooldown`). Every
+sleep here (backoff, Retry-After) wakes for the client's `cancel` token within ~50 ms.
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
-import os
 import random
 import re
 import threading
@@ -38,10 +38,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from masuka_nb.errors import (
+    CancelledError,
     InvalidRequestError,
     JobExpiredError,
     JobNotFoundError,
     MasukaError,
+    ModelNotFoundError,
     ProviderAuthError,
     ProviderBadResponseError,
     ProviderRateLimitedError,
@@ -60,6 +62,7 @@ __all__ = [
     "error_from_response",
     "parse_retry_after",
     "reset_breakers",
+    "wait_or_cancel",
 ]
 
 log = get_logger(__name__)
@@ -71,11 +74,20 @@ SUBMIT_SAFE_STATUSES = {408, 429, 503}
 POLICY_WORDS = ("content_policy", "content policy", "moderation", "safety", "nsfw", "policy_violation")
 
 
-def _env_float(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, default))
-    except ValueError:
-        return default
+def wait_or_cancel(seconds: float, cancel: Any = None, *, also: threading.Event | None = None,
+                   what: str = "the wait") -> None:
+    """Sleep `seconds`, waking within ~50 ms when `cancel` (a CancelToken) or the `also` event is set, then
+    raise CANCELLED. Every wait in the hosted layer goes through here: none outlives a cancel."""
+    deadline = time.monotonic() + max(0.0, seconds)
+    while True:
+        if cancel is not None:
+            cancel.raise_if_cancelled(what)
+        if also is not None and also.is_set():
+            raise CancelledError(f"{what} was cancelled.", argument="cancel", value=True)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.05, left))
 
 
 @dataclass(frozen=True)
@@ -90,15 +102,14 @@ class RetryPolicy:
     connect_timeout: float = 10.0
 
     @classmethod
-    def from_env(cls) -> RetryPolicy:
-        timeout = _env_float("MASUKA_HTTP_TIMEOUT", 30.0)
-        return cls(
-            max_attempts=max(1, int(_env_float("MASUKA_HTTP_RETRIES", 5))),
-            base_delay=_env_float("MASUKA_HTTP_BACKOFF", 0.5),
-            max_delay=_env_float("MASUKA_HTTP_BACKOFF_MAX", 20.0),
-            timeout=timeout,
-            connect_timeout=min(10.0, timeout),
-        )
+    def from_settings(cls) -> RetryPolicy:
+        from masuka_nb.config import settings
+
+        t = settings().http
+        return cls(max_attempts=t.retries, base_delay=t.backoff, max_delay=t.backoff_max,
+                   max_retry_after=t.max_retry_after, timeout=t.timeout, connect_timeout=t.connect)
+
+    from_env = from_settings  # the settings table reads the environment
 
     def backoff(self, attempt: int) -> float:
         """Full jitter: uniform in [0, min(cap, base·2^attempt)] (spreads many clients apart)."""
@@ -184,11 +195,11 @@ _breakers_lock = threading.Lock()
 def breaker_for(provider: str) -> CircuitBreaker:
     with _breakers_lock:
         if provider not in _breakers:
-            _breakers[provider] = CircuitBreaker(
-                provider,
-                threshold=int(_env_float("MASUKA_BREAKER_THRESHOLD", 5)),
-                cooldown=_env_float("MASUKA_BREAKER_COOLDOWN", 30.0),
-            )
+            from masuka_nb.config import settings
+
+            s = settings()
+            _breakers[provider] = CircuitBreaker(provider, threshold=s.breaker_threshold,
+                                                 cooldown=s.breaker_cooldown)
         return _breakers[provider]
 
 
@@ -268,6 +279,9 @@ def error_from_response(provider: str, response: httpx.Response, *, op: str = "g
         return ProviderAuthError(msg, argument="api_key", hint=f"Check the {provider} API key (and that it has credit).", **common)
     if is_policy(kind) or is_policy(fal_type) or (status in (400, 422) and is_policy(reason)):
         return ProviderRejectedContentError(msg, argument="prompt", hint="Change the prompt or the image: the provider's content policy refused it.", **common)
+    if "model_not_found" in kind or "model_not_found" in reason:
+        return ModelNotFoundError(msg, argument="model", hint=f"{provider} does not serve this model (any more).",
+                                  retryable=False, **common)
     if status == 429:
         return ProviderRateLimitedError(msg, hint="Wait a little (or check the account's daily limit) and try again.", **common)
     if op == "download" and status in (403, 404, 410):
@@ -330,9 +344,12 @@ class ProviderClient:
     provider: str
     base_url: str
     headers: dict[str, str] = field(default_factory=dict)
-    policy: RetryPolicy = field(default_factory=RetryPolicy.from_env)
+    policy: RetryPolicy = field(default_factory=RetryPolicy.from_settings)
     auth_header: Callable[[], dict[str, str]] | None = None  # fresh headers per request (Kling's JWT)
     fal_proxy_rules: bool = False
+    follow_redirects: bool = False  # providers never redirect on purpose; plain file URLs (the downloader) may
+    cancel: Any = None  # a CancelToken: every retry wait wakes for it (the runner sets it per wait())
+    cancel_event: threading.Event | None = None  # the job's own cancel flag, likewise
 
     def __post_init__(self) -> None:
         self.base_url = self.base_url.rstrip("/")
@@ -340,7 +357,7 @@ class ProviderClient:
         self._client = httpx.Client(
             verify=_ssl_context(),
             timeout=httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout),
-            follow_redirects=False,
+            follow_redirects=self.follow_redirects,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
         self.last_headers: httpx.Headers = httpx.Headers()
@@ -386,7 +403,10 @@ class ProviderClient:
                 raise err
             log.info("http.retry", provider=self.provider, op=op, code=err.code,
                      status=err.details.get("status"), attempt=attempt, delay=round(delay, 3))
-            time.sleep(delay)
+            self.sleep(delay, what=f"Waiting to retry {self.provider} {op}")
+
+    def sleep(self, seconds: float, *, what: str = "the wait") -> None:
+        wait_or_cancel(seconds, self.cancel, also=self.cancel_event, what=what)
 
     def _may_retry(self, err: MasukaError, op: str) -> bool:
         if not _retryable(err):
@@ -490,7 +510,7 @@ class ProviderClient:
                                 on_bytes(got, total)
                 except (httpx.TransportError, httpx.StreamError) as exc:
                     log.info("http.download_broken", provider=self.provider, have=part.stat().st_size, error=type(exc).__name__)
-                    time.sleep(self.policy.backoff(attempt))
+                    self.sleep(self.policy.backoff(attempt), what=f"Resuming the {self.provider} download")
                     continue
             finally:
                 response.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from masuka_nb.errors import (
@@ -12,8 +11,8 @@ from masuka_nb.errors import (
     ProviderBadResponseError,
     ProviderRejectedContentError,
 )
-from masuka_nb.http import ProviderClient, is_policy, parse_retry_after
-from masuka_nb.jobs import Download, JobRecord, Poll
+from masuka_nb.hosted.http import ProviderClient, is_policy, parse_retry_after
+from masuka_nb.hosted.store import Download, JobRecord, Poll
 from masuka_nb.secrets import get_secret
 
 __all__ = ["Provider", "base_url_for"]
@@ -22,8 +21,10 @@ MP4_TYPES = ("video/", "application/octet-stream", "binary/octet-stream")
 
 
 def base_url_for(name: str, default: str) -> str:
-    """`MASUKA_<NAME>_BASE_URL` when set (tests and the offline simulator), else the provider's own."""
-    return os.environ.get(f"MASUKA_{name.upper()}_BASE_URL") or default
+    """The `<name>_base_url` setting (MASUKA_<NAME>_BASE_URL: tests, the offline simulator), else the provider's own."""
+    from masuka_nb.config import settings
+
+    return settings().base_url(name) or default
 
 
 class Provider:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka_nb.jobs import Download, JobRecord, Poll
-from masuka_nb.video.providers.base import MP4_TYPES, Provider
-from masuka_nb.video.providers.runway import RUNWAY_VERSION, parse_runway_task, runway_body
+from masuka_nb.hosted.providers.base import MP4_TYPES, Provider
+from masuka_nb.hosted.providers.runway import RUNWAY_VERSION, parse_runway_task, runway_body
+from masuka_nb.hosted.store import Download, JobRecord, Poll
 
 _STATES = {"queued": "queued", "in_progress": "running", "processing": "running", "completed": "succeeded",
            "failed": "failed", "cancelled": "cancelled"}

@@ -9,11 +9,11 @@ from masuka_nb.errors import InvalidRequestError
 __all__ = ["PROVIDERS", "UNAVAILABLE", "get_provider"]
 
 PROVIDERS = {
-    "cometapi": "masuka_nb.video.providers.cometapi:CometAPIProvider",
-    "runway": "masuka_nb.video.providers.runway:RunwayProvider",
-    "kling": "masuka_nb.video.providers.kling:KlingProvider",
-    "fal": "masuka_nb.video.providers.fal:FalProvider",
-    "replicate": "masuka_nb.video.providers.replicate:ReplicateProvider",
+    "cometapi": "masuka_nb.hosted.providers.cometapi:CometAPIProvider",
+    "runway": "masuka_nb.hosted.providers.runway:RunwayProvider",
+    "kling": "masuka_nb.hosted.providers.kling:KlingProvider",
+    "fal": "masuka_nb.hosted.providers.fal:FalProvider",
+    "replicate": "masuka_nb.hosted.providers.replicate:ReplicateProvider",
 }
 UNAVAILABLE = {
     "haiper": "Haiper's model was sold in 2025 and its API shows no sign of working; MASUKA does not call it.",

@@ -6,8 +6,8 @@ import re
 from typing import Any
 
 from masuka_nb.errors import ProviderUnavailableError
-from masuka_nb.jobs import Download, JobRecord, Poll
-from masuka_nb.video.providers.base import MP4_TYPES, Provider
+from masuka_nb.hosted.providers.base import MP4_TYPES, Provider
+from masuka_nb.hosted.store import Download, JobRecord, Poll
 
 _STATES = {"starting": "queued", "processing": "running", "succeeded": "succeeded", "failed": "failed",
            "canceled": "cancelled", "cancelled": "cancelled"}

@@ -14,10 +14,10 @@ import time
 from typing import Any
 
 from masuka_nb.errors import JobFailedError, ProviderRejectedContentError
-from masuka_nb.http import is_policy
-from masuka_nb.jobs import Download, JobRecord, Poll
+from masuka_nb.hosted.http import is_policy
+from masuka_nb.hosted.providers.base import MP4_TYPES, Provider
+from masuka_nb.hosted.store import Download, JobRecord, Poll
 from masuka_nb.secrets import register_secret
-from masuka_nb.video.providers.base import MP4_TYPES, Provider
 
 _STATES = {"submitted": "queued", "processing": "running", "succeed": "succeeded", "failed": "failed"}
 IMAGE_LIMIT = 10 * 1024 * 1024

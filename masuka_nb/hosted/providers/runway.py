@@ -1,12 +1,13 @@
-"""Runway's API directly: `/v1/image_to_video`, `/v1/text_to_video`, `/v1/tasks/{id}` (version 2024-11-06)."""
+"""Runway's API directly: `/v1/image_to_video`, `/v1/text_to_video`, `/v1/video_to_video` (Aleph), `/v1/tasks/{id}`
+(version 2024-11-06; https://docs.dev.runwayml.com/api/)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from masuka_nb.errors import JobFailedError, ProviderRejectedContentError
-from masuka_nb.jobs import Download, JobRecord, Poll
-from masuka_nb.video.providers.base import MP4_TYPES, Provider
+from masuka_nb.hosted.providers.base import MP4_TYPES, Provider
+from masuka_nb.hosted.store import Download, JobRecord, Poll
 
 RUNWAY_VERSION = "2024-11-06"
 _STATES = {"PENDING": "queued", "THROTTLED": "queued", "QUEUED": "queued", "RUNNING": "running",
@@ -63,8 +64,13 @@ class RunwayProvider(Provider):
         return {"Authorization": f"Bearer {self._keys[0]}", "X-Runway-Version": RUNWAY_VERSION}
 
     def submit_video(self, record: JobRecord, plan: Any, image: Any) -> None:
-        path = "/v1/image_to_video" if image is not None else "/v1/text_to_video"
-        body = runway_body(plan, record.prompt, image, text_limit=1000)
+        if plan.mode == "v2v":  # Aleph: the clip's length follows the input video, so no duration is sent
+            path = "/v1/video_to_video"
+            body = {"model": plan.route.model, "promptText": record.prompt[:1000], "ratio": plan.size,
+                    "videoUri": record.request["video"]}
+        else:
+            path = "/v1/image_to_video" if image is not None else "/v1/text_to_video"
+            body = runway_body(plan, record.prompt, image, text_limit=1000)
         data = self.client.json("POST", path, op="submit", json=body)
         if not isinstance(data, dict) or not data.get("id"):
             raise self.bad("a task id", data)

@@ -1,0 +1,96 @@
+"""One request for hosted video, shared by `estimate`, `submit` and `generate`.
+
+    VideoRequest(prompt="waves at night")                       # the model's own seconds/resolution
+    VideoRequest(prompt="a fox", model="kling-v3", seconds=12)  # Kling 3 makes 3-15 s
+
+`seconds`, `resolution` and `aspect_ratio` left as None take the chosen model's defaults (see
+`masuka_nb.hosted.catalog.model_info`), so a request that names nothing is sent exactly as asked.
+`motion_intensity` is None unless the user sets it: then it is mapped where a route has a motion
+control, warned about once where it has none, and refused in strict mode.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from masuka_nb.errors import InvalidRequestError
+
+__all__ = ["DEFAULT_MODEL", "VideoRequest"]
+
+# A live model, cheap for what it makes (8 s at 1080p with audio): see the catalog for its sources.
+DEFAULT_MODEL = "veo-3.1-fast"
+MAX_PROMPT_CHARS = 5000
+
+
+class VideoRequest(BaseModel):
+    """What to make. Every field has the default a notebook call gets; `build(...)` checks the values."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True, extra="forbid")
+
+    prompt: str = ""
+    model: str = DEFAULT_MODEL
+    seconds: float | None = None
+    resolution: str | None = None
+    aspect_ratio: str | None = None
+    image: Any = None
+    video: str | None = None
+    motion_intensity: float | None = None
+    provider: str | None = None
+    max_cost: float | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, v: str) -> str:
+        if len(v) > MAX_PROMPT_CHARS:
+            raise ValueError(f"the prompt has {len(v)} characters (limit {MAX_PROMPT_CHARS})")
+        return v
+
+    @field_validator("seconds", "max_cost")
+    @classmethod
+    def _positive(cls, v: float | None) -> float | None:
+        if v is not None and not v > 0:
+            raise ValueError("must be a positive number")
+        return v
+
+    @field_validator("motion_intensity")
+    @classmethod
+    def _unit(cls, v: float | None) -> float | None:
+        if v is not None and not 0 <= v <= 1:
+            raise ValueError("must be between 0 and 1")
+        return v
+
+    @field_validator("video")
+    @classmethod
+    def _video(cls, v: str | None) -> str | None:
+        if v is not None and not (v.startswith("https://") or v.startswith("http://")):
+            raise ValueError("must be an http(s) URL of the clip (the provider fetches it)")
+        return v
+
+    @classmethod
+    def build(cls, prompt: Any = "", *, duration: Any = None, **fields: Any) -> VideoRequest:
+        """A checked request from keyword arguments; `duration` is the old name of `seconds`."""
+        if isinstance(prompt, VideoRequest):  # a whole request: the keyword defaults do not apply
+            return prompt
+        if duration is not None:
+            if fields.get("seconds") is not None and fields["seconds"] != duration:
+                raise InvalidRequestError("Give `seconds` or its old name `duration`, not both.", argument="duration",
+                                          value=duration, hint=f"Use seconds={fields['seconds']!r} alone.")
+            fields["seconds"] = duration
+        try:
+            return cls(prompt=prompt, **fields)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            name = str(first["loc"][0]) if first.get("loc") else "request"
+            value = fields.get(name, prompt if name == "prompt" else None)
+            raise InvalidRequestError(f"`{name}` cannot be {value!r}: {first['msg']}.", argument=name, value=value,
+                                      hint=_HINTS.get(name, "See `help(masuka_nb.video.VideoRequest)`.")) from None
+
+
+_HINTS = {
+    "seconds": "Leave it unset for the model's own length, or give a positive number of seconds.",
+    "motion_intensity": "Give a number from 0 (still) to 1 (lively), or leave it unset.",
+    "video": "Give the clip as an https:// URL the provider can fetch.",
+    "prompt": "Describe the clip in under 5000 characters.",
+}

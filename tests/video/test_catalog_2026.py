@@ -1,0 +1,204 @@
+"""The catalog as it stands in December 2026, and a front door that sends exactly what was asked.
+
+Defaults come from the chosen model, so the default call and the README's examples are never
+adjusted; Sora 2 (retired by OpenAI on 2026-09-24) works through CometAPI with a warning while
+CometAPI answers for it, and is a MODEL_RETIRED error naming the date and live models when it does
+not; a control the model lacks is refused in strict mode, warned once when set, silent when unset.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+import masuka_nb
+from masuka_nb import jobs
+from masuka_nb.errors import MasukaError
+from masuka_nb.hosted.catalog import catalog, model_info, resolve_model
+from masuka_nb.progress import CancelToken
+from masuka_nb.video import VideoGenerator
+from masuka_nb.video.generator import IgnoredControlWarning, RetiredModelWarning
+from masuka_nb.video.request import DEFAULT_MODEL, VideoRequest
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+
+
+def test_every_model_is_dated_and_sourced_by_public_urls():
+    for mid, entry in catalog()["models"].items():
+        if "alias_of" in entry:
+            assert entry["alias_of"] in catalog()["models"], mid
+            continue
+        assert entry["checked"].startswith("2026-12"), mid
+        assert entry["sources"] and all(u.startswith("https://") for u in entry["sources"]), mid
+
+
+@pytest.mark.parametrize(("model", "seconds", "resolution"), [
+    ("veo-3.1", 8, "1080p"), ("veo-3.1-fast", 8, "1080p"), ("gen4.5", 5, "720p"), ("gen4_turbo", 5, "720p"),
+    ("gen4_aleph", 5, "720p"), ("kling-v3", 5, "720p")])
+def test_live_models_and_their_own_defaults(model, seconds, resolution):
+    info = model_info(model)
+    assert (info.seconds, info.resolution, info.retired) == (seconds, resolution, None)
+
+
+def test_veo_31_is_8_s_at_720p_or_1080p_with_audio_and_kling_3_takes_3_to_15_s():
+    for model in ("veo-3.1", "veo-3.1-fast"):
+        assert model_info(model).audio
+        sizes = {res for r in resolve_model(model)[1] for res in r.sizes}
+        assert sizes == {"720p", "1080p"} and all(8 in r.durations for r in resolve_model(model)[1])
+    assert resolve_model("kling-v3")[1][0].durations == tuple(range(3, 16))
+    assert resolve_model("gen4_aleph")[1][0].modes == ("v2v",)
+
+
+def test_seed_names_keep_resolving():
+    assert {m: resolve_model(m)[0] for m in ("sora-2-hd", "veo3-pro", "veo3-fast", "runway-gen4")} == {
+        "sora-2-hd": "sora-2-pro", "veo3-pro": "veo-3.1", "veo3-fast": "veo-3.1-fast", "runway-gen4": "gen4_turbo"}
+
+
+def test_the_default_call_sends_what_was_asked_with_no_warning(fakes):
+    fake = fakes("cometapi")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any adjustment, ignored-control or retirement warning fails the test
+        result = VideoGenerator().generate("waves at night")
+    assert result.model == DEFAULT_MODEL and result.seconds == 8 and result.path.is_file()
+    assert fake.counts["submit"] == 1
+    rec = jobs.get(result.job_id).record
+    assert rec.request["seconds"] == 8 and rec.request["resolution"] == "1080p" and rec.notes[-1].startswith("SIMULATOR")
+    assert not [n for n in rec.notes if not n.startswith("SIMULATOR")]
+
+
+def test_every_readme_video_example_is_sent_unadjusted(fakes):
+    fakes("cometapi"), fakes("kling")
+    calls = re.findall(r"video\.(estimate|generate)\((\"[^\n]*?)\)\)?\s*(?:#.*)?$", README, re.M)
+    calls += [("generate", a) for a in re.findall(r"VideoGenerator\(\)\.generate\((.*?)\)\.path", README)]
+    assert calls, "the README has video examples"
+    gen = VideoGenerator()
+    for verb, args in calls:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            out = eval(f"gen.{verb}({args})", {"gen": gen})  # the README's own text, as a user would run it
+        if verb == "estimate":
+            assert out.changes == [] and not [n for n in out.notes if "ignored" in n or "retired" in n]
+
+
+def test_sora_2_works_through_cometapi_with_one_visible_warning(fakes):
+    fakes("cometapi")
+    with pytest.warns(RetiredModelWarning, match="2026-09-24") as seen:
+        result = VideoGenerator().generate("a fox", model="sora-2", seconds=4)
+    assert result.provider == "cometapi" and result.path.is_file()
+    assert len([w for w in seen if w.category is RetiredModelWarning]) == 1
+    est = VideoGenerator().estimate("a fox", model="sora-2")
+    assert any("retired by OpenAI on 2026-09-24" in n for n in est.notes)
+    assert "retired by OpenAI on 2026-09-24" in masuka_nb.video.list_video_models()["sora-2"]
+
+
+def test_sora_2_is_model_retired_when_cometapi_no_longer_answers_for_it(fakes):
+    fake = fakes("cometapi", retired=("sora-2", "sora-2-pro"))
+    with pytest.raises(MasukaError) as info, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        VideoGenerator().generate("a fox", model="sora-2", seconds=4)
+    err = info.value
+    assert err.code == "MODEL_RETIRED" and err.argument == "model" and err.value == "sora-2"
+    assert "2026-09-24" in str(err) and "veo-3.1" in str(err) and "veo-3.1" in err.hint
+    assert fake.counts["submit"] == 1  # asked once, not retried: the answer will not change
+    assert [j.state for j in jobs.list()] == ["failed"]
+
+
+def test_sora_2_in_strict_mode_or_elsewhere_is_model_retired_before_anything_is_sent(fakes):
+    fake = fakes("cometapi")
+    for gen, kw in ((VideoGenerator(strict=True), {}), (VideoGenerator(), {"provider": "runway"})):
+        with pytest.raises(MasukaError) as info:
+            gen.estimate("a fox", model="sora-2-hd", **kw)
+        assert info.value.code == "MODEL_RETIRED" and "gen4.5" in str(info.value)
+    assert sum(fake.counts.values()) == 0
+
+
+def test_motion_intensity_silent_when_unset_warned_once_when_set_refused_when_strict(fakes):
+    fake = fakes("runway")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = VideoGenerator().estimate("a fox", model="gen4.5")
+    assert not any("motion" in n for n in est.notes)
+    with pytest.warns(IgnoredControlWarning) as seen:
+        VideoGenerator().submit("a fox", model="gen4.5", motion_intensity=0.7)
+    assert len([w for w in seen if w.category is IgnoredControlWarning]) == 1
+    with pytest.raises(MasukaError) as info:
+        VideoGenerator(strict=True).submit("a fox", model="gen4.5", motion_intensity=0.7)
+    assert info.value.code == "INVALID_REQUEST" and info.value.argument == "motion_intensity"
+    assert fake.counts["submit"] == 1
+
+
+def test_one_request_model_for_estimate_submit_and_generate(fakes):
+    fake = fakes("kling")
+    req = VideoRequest(prompt="a fox in the snow", model="kling-v3", seconds=12)
+    gen = VideoGenerator()
+    assert gen.estimate(req).seconds == 12
+    result = gen.generate(req)
+    assert result.seconds == 12 and fake.jobs[next(iter(fake.jobs))].input["duration"] == "12"
+    # `duration` is the old name of `seconds`; giving both differently is refused
+    assert gen.estimate("x", model="kling-v3", duration=7).seconds == 7
+    with pytest.raises(MasukaError) as info:
+        gen.estimate("x", model="kling-v3", duration=7, seconds=8)
+    assert info.value.argument == "duration"
+
+
+def test_aleph_restyles_a_clip_video_to_video(fakes):
+    fake = fakes("runway")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = VideoGenerator().generate("claymation style", model="gen4_aleph", video="https://example.com/clip.mp4")
+    assert result.path.is_file()
+    body = next(iter(fake.jobs.values())).input
+    assert body["videoUri"] == "https://example.com/clip.mp4" and body["model"] == "gen4_aleph"
+    with pytest.raises(MasukaError) as info:
+        VideoGenerator().estimate("x", model="gen4_aleph")
+    assert info.value.argument == "video"
+
+
+def test_a_cancel_during_a_60_s_retry_after_returns_within_a_second(fakes):
+    fake = fakes("runway", complete_after=30)
+    job = VideoGenerator().submit("a fox", model="gen4.5")
+    fake.inject("status", status=429, body={"error": "Too many requests"}, headers={"Retry-After": "60"}, times=5)
+    token = CancelToken()
+    caught: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            job.wait(cancel=token)
+        except BaseException as exc:
+            caught.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while fake.counts["status"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # now inside the 60 s wait the provider asked for
+    cancelled_at = time.monotonic()
+    token.cancel()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - cancelled_at < 1.0
+    assert caught and getattr(caught[0], "code", "") == "CANCELLED"
+    assert jobs.get(job.id).state in ("submitted", "running")  # still resumable: nothing lost
+
+
+def test_a_motion_control_is_mapped_where_the_provider_has_one(fakes):
+    """SVD on fal has `motion_bucket_id` (1-255): motion_intensity 0..1 maps onto it; unset, nothing is sent."""
+    fake = fakes("fal")
+    gen = VideoGenerator()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        est = gen.estimate("a rocket", model="svd-1.1", image="https://example.com/rocket.png", motion_intensity=0.5)
+        assert est.usd == pytest.approx(0.075) and not est.notes
+        gen.generate("a rocket", model="svd-1.1", image="https://example.com/rocket.png", motion_intensity=0.5)
+        gen.generate("a rocket", model="svd-1.1", image="https://example.com/rocket.png", motion_intensity=1.0)
+        gen.generate("a rocket", model="svd-1.1", image="https://example.com/rocket.png")
+    sent = [j.input for j in fake.jobs.values()]
+    assert [s.get("motion_bucket_id") for s in sent] == [128, 255, None]
+    assert all(s["fps"] == 6 and "prompt" not in s and "duration" not in s for s in sent)  # 25 frames ≈ 4 s
+    # strict mode accepts a control the model has
+    VideoGenerator(strict=True).estimate("a rocket", model="svd-1.1", image="https://example.com/r.png", motion_intensity=0.2)
