@@ -193,7 +193,7 @@ class ProgressView(widgets.VBox):
     def finish(self, text: str = "done", *, ok: bool = True) -> None:
         if ok:
             self.bar.value = 1000
-        self.preview.layout.display = "none"  # the results (or the error) replace the preview
+            self.preview.layout.display = "none"  # the results replace the preview (a failure keeps its last one)
         self.bar.bar_style = "success" if ok else "warning"
         elapsed = self.elapsed_s
         self._set_status(text + (f" · {fmt_duration(elapsed)} elapsed" if elapsed is not None else ""))

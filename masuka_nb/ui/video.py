@@ -63,10 +63,11 @@ def model_controls(model_id: str) -> ModelControls:
         _, routes, _ = resolve_model(model_id)
     except Exception:  # no engine, or a model the catalog refuses: offer the generic controls
         return ModelControls((4, 5, 6, 8, 10), RESOLUTIONS, RATIOS[1:], True, True)
-    durations = sorted({d for r in routes for d in r.durations})
-    resolutions = sorted({res for r in routes for res in r.sizes}, key=lambda x: (len(x), x))
-    ratios = sorted({ratio for r in routes for table in r.sizes.values() for ratio in table})
-    modes = {m for r in routes for m in r.modes}
+    first = routes[0]  # the route an estimate picks: offer what it takes, so nothing is silently changed
+    durations = sorted(first.durations)
+    resolutions = sorted(first.sizes, key=lambda x: (len(x), x))
+    ratios = sorted({ratio for table in first.sizes.values() for ratio in table})
+    modes = set(first.modes)
     return ModelControls(tuple(durations), tuple(resolutions), tuple(ratios), "t2v" in modes, "i2v" in modes)
 
 
@@ -262,7 +263,9 @@ class VideoPanel(Panel):
         request = self.request()
         est = self.generator.estimate(**request)
         self.estimate_result = est
-        if est.usd and not _simulated(self.generator) and self._confirmed != self._key():
+        over_budget = max_cost is not None and est.usd > max_cost  # the engine refuses it before paying
+        if est.usd and not over_budget and not _simulated(self.generator, est.provider) \
+                and self._confirmed != self._key():
             # a paid run asks once; the same request confirmed goes straight through next time
             self.confirm_html.value = (f'<div class="mk-notice mk-warning" data-testid="mk-confirm">This run costs '
                                        f"<b>{esc(fmt_money(est.usd))}</b> on {esc(est.provider)}. "
@@ -334,10 +337,21 @@ class VideoPanel(Panel):
         self.jobs_html.value = jobs_table_html(list(jobs.list()))
 
 
-def _simulated(generator: Any) -> bool:
-    """True when every provider the generator talks to is a loopback simulator (nothing is paid)."""
-    urls = list((getattr(generator, "base_urls", None) or {}).values())
-    return bool(urls) and all(str(u).startswith(("http://127.0.0.1", "http://localhost")) for u in urls)
+def _simulated(generator: Any, provider: str) -> bool:
+    """True when `provider` is answered by a loopback simulator (nothing is paid): the engine's own
+    rule for labelling a clip SIMULATOR."""
+    from urllib.parse import urlsplit
+
+    url = (getattr(generator, "base_urls", None) or {}).get(provider)
+    if not url:
+        try:
+            from masuka_nb.video.providers import provider_class
+            from masuka_nb.video.providers.base import base_url_for
+
+            url = base_url_for(provider, provider_class(provider).default_base_url)
+        except Exception:  # an unknown provider: treat it as paid
+            return False
+    return urlsplit(str(url)).hostname in ("127.0.0.1", "localhost", "::1")
 
 
 def _cost_badge(est: Any) -> str:
