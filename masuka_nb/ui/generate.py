@@ -372,6 +372,8 @@ class GeneratePanel(Panel):
         if path:
             Path(path).unlink(missing_ok=True)
             forget_path(getattr(result, "history_id", ""), path)
+            if self.init_image.value.strip() == path:  # a start image that no longer exists
+                self.init_image.value = ""
         del result.images[index]
         if index < len(result.paths):
             del result.paths[index]

@@ -429,11 +429,11 @@ class LoraPanel(Panel):
         chart_image(chart, self.loss_image)
 
     def _train(self) -> None:
+        kwargs = self._train_kwargs()  # field errors first: no reason to load torch for a typo
         train = engine_api("masuka_nb.lora", "train")
         ds = self._need_dataset()
         if not ds.kept:
             raise _no_kept()
-        kwargs = self._train_kwargs()
         self.clear_training()
         self.started()
         self.progress.start(f"preparing {self.base.value} training…")

@@ -135,6 +135,7 @@ class VideoPanel(Panel):
         self.model.observe(self._on_model_change, names="value")
         for box in (self.duration, self.resolution, self.ratio, self.image):
             box.observe(self._on_form_change, names="value")
+        self.prompt.observe(self._on_prompt_change, names="value")
         self.estimate_button.on_click(self._on_estimate_button_click)
         self.generate_button.on_click(self._on_generate_button_click)
         self.confirm_button.on_click(self._on_confirm_button_click)
@@ -207,6 +208,12 @@ class VideoPanel(Panel):
                                   "optional: image path or https URL (image-to-video)" if c.image else
                                   "this model makes video from text only")
         self._on_form_change({})
+
+    def _on_prompt_change(self, _change: dict[str, Any]) -> None:
+        """A changed request needs a new yes (the price does not depend on the words)."""
+        self._confirmed = None
+        self.confirm_button.layout.display = "none"
+        self.confirm_html.value = ""
 
     def _on_form_change(self, _change: dict[str, Any]) -> None:
         """The cost follows the form: a quick local estimate (no network), shown next to the prompt."""
