@@ -148,8 +148,8 @@ def test_cancel_is_visible_in_both_run_modes_and_explains_colabs_stop_button(mas
         ui, form = _image_form(seed=str(31 + background))
         ui.background = form.background = background
         seen = []  # what the user sees while the real engine reports progress
-        form.progress.bar.observe(lambda _c: seen.append((form.cancel_button.layout.display, form.stop_hint.value)),
-                                  names="value")
+        form.progress.bar.observe(lambda _c, f=form, seen=seen: seen.append((f.cancel_button.layout.display,
+                                                                             f.stop_hint.value)), names="value")
         form.generate_button.click()
         form.wait(120)
         assert form.last_error is None, form.last_error
