@@ -77,7 +77,11 @@ def bar_chart(labels: Sequence[str], values: Sequence[float], *, title: str = ""
     top = max([float(v) for v in values] + [0.0])
     for y, v in zip(ys, values):
         ax.text(float(v) + top * 0.02, y, fmt_fn(v), va="center", fontsize=8, color="#8a90a0")
-    ax.set_xlim(0, top * 1.25 or 1)
+    ax.set_xlim(0, top * 1.3 or 1)
+    if all(float(v).is_integer() for v in values):  # counts: whole-number ticks only
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     _labels(ax, title, ylabel, "")
     return _png(fig, width, height)
 

@@ -221,7 +221,7 @@ def _thumbnail(rec: HistoryRecord) -> bytes:
             draw.ellipse([c - 34, c - 34, c + 34, c + 34], fill=(20, 20, 28))
             draw.polygon([(c - 11, c - 18), (c - 11, c + 18), (c + 20, c)], fill=(255, 255, 255))
         elif count > 1 and rec.kind != "comparison":
-            _badge(draw, f"×{count}")
+            _badge(draw, f"{count} images")
         elif rec.kind == "comparison":
             _badge(draw, "grid")
         return png_bytes(tile)

@@ -382,8 +382,9 @@ def clip_fallback_html(path: Path, data: bytes, poster: Any = None) -> str:
         b64 = base64.b64encode(Path(str(poster)).read_bytes()).decode()
         poster_html = f'<img class="mk-poster" alt="first frame" src="data:image/jpeg;base64,{b64}">'
     return (f'<div class="mk-clip-fallback" data-testid="mk-clip">{link}'
-            f'<div class="mk-cannot-play">{poster_html}<div class="mk-muted">If the player stays black, this '
-            "browser cannot decode the clip: download it and open it in a video player.</div></div></div>")
+            '<details class="mk-cannot-play"><summary class="mk-muted">The player stays black?</summary>'
+            f"{poster_html}<div class=\"mk-muted\">This browser cannot decode the clip: download it and open it "
+            "in a video player (VLC plays every format the providers send).</div></details></div>")
 
 
 def _number(value: Any) -> float | None:
