@@ -411,13 +411,31 @@ class LoraPanel(Panel):
         return kwargs
 
     def _train_progress(self, event: Any) -> None:
-        """The ProgressView, plus the loss curve redrawn as it grows (every few steps)."""
+        """The ProgressView, plus the loss curve redrawn as it grows and the samples as they are
+        written (checked every few steps)."""
         self.progress(event)
         loss = (event.data or {}).get("loss")
         if isinstance(loss, (int, float)):
             self.losses.append(float(loss))
             if len(self.losses) in (2, 5) or len(self.losses) % 10 == 0 or event.step >= event.total:
                 self._draw_loss(self.losses)
+                self._show_new_samples()
+
+    _train_started: float = 0.0
+
+    def _show_new_samples(self) -> None:
+        """Sample images the trainer wrote since this run started (under home/training/*/samples)."""
+        from masuka_nb.config import settings
+
+        root = settings().home / "training"
+        try:
+            fresh = sorted((p for p in root.glob("*/samples/*.png") if p.stat().st_mtime >= self._train_started),
+                           key=lambda p: p.stat().st_mtime)
+        except OSError:
+            return
+        shown = [cap for _, cap in self.train_gallery.items]
+        if fresh and [p.stem.replace("-", " ") for p in fresh[-8:]] != shown:
+            self.train_gallery.set_items([(_thumb_bytes(p, side=320), p.stem.replace("-", " ")) for p in fresh[-8:]])
 
     def _draw_loss(self, losses: list[float]) -> None:
         if len(losses) < 2:
@@ -436,6 +454,9 @@ class LoraPanel(Panel):
             raise _no_kept()
         self.clear_training()
         self.started()
+        import time
+
+        self._train_started = time.time() - 1  # file times have coarse resolution on some mounts
         self.progress.start(f"preparing {self.base.value} training…")
         try:
             run = train(ds, base=self.base.value, **kwargs, progress=self._train_progress,

@@ -372,3 +372,20 @@ def test_the_simulators_clips_are_h264():
     data = tiny_mp4(frames=4, width=64, height=48)
     assert b"avc1" in data and b"avcC" in data and b"mp4v" not in data  # H.264, not Motion-JPEG
     assert data.index(b"moov") < data.index(b"mdat")  # +faststart: plays while downloading
+
+
+def test_upscale_and_variations_make_new_images_from_the_open_one(masuka_home):
+    _ui, form = _image_form(seed="41")
+    form.generate_button.click()
+    assert form.last_error is None, form.last_error
+    small = form.result.images[0].size
+    form.open_result(0)
+    form.view.buttons["upscale"].click()
+    assert form.last_error is None, form.last_error
+    assert form.result.images[-1].size == (2 * small[0], 2 * small[1]) and form.result.paths[-1].is_file()
+    assert form.view.index == len(form.result.images) - 1  # the new one is the one in view
+    form.open_result(0)
+    form.view.buttons["variations"].click()
+    assert form.last_error is None, form.last_error
+    assert len(form.result.images) == 4 and form.result.recipe.get("strength") == 0.5  # image-to-image of it
+    assert len(form.gallery.cells) == 4
