@@ -1,5 +1,6 @@
 """The app in a real browser: Voila serves a notebook that shows `mk.app()`, Debian's Chromium
-(driven by Playwright) clicks through every tab, wide (1400 px) and narrow (420 px), light and dark.
+(driven by Playwright) clicks through every tab, wide (1400 px) and narrow (420 px), light and dark;
+then the same notebook runs in JupyterLab (its own light and dark themes).
 
 It checks what a person sees: every <select> has its chevron; a form error is shown at the field;
 after Generate the newest result is inside the viewport; after a second run nothing of the first
@@ -11,6 +12,7 @@ Where Chromium, Voila or Playwright is missing it skips, except under CI (`CI` s
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -26,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 MISSING = [what for what, ok in (("Debian chromium (/usr/bin/chromium)", Path(CHROMIUM).exists()),
                                  ("voila", importlib.util.find_spec("voila") is not None),
+                                 ("jupyterlab", importlib.util.find_spec("jupyterlab") is not None),
                                  ("playwright", importlib.util.find_spec("playwright") is not None)) if not ok]
 pytestmark = [
     # Voila 0.5 with ipywidgets 7.7.1 (even with jupyterlab_widgets 1.1.1) rendered no widgets here (403s on
@@ -84,39 +87,39 @@ def shots() -> Path:
     return folder
 
 
-@pytest.fixture
-def voila_url(tmp_path, masuka_home):
+def _require_tools() -> None:
     if MISSING:
         message = "the browser test needs " + ", ".join(MISSING)
         if os.environ.get("CI"):
-            pytest.fail(message + " (CI is set: install them, e.g. `apt-get install chromium`, pip `voila playwright`)")
+            pytest.fail(message + " (CI is set: install them: `apt-get install chromium`; pip: voila, jupyterlab, "
+                        "playwright — the dev extra)")
         pytest.skip(message)
+
+
+@contextlib.contextmanager
+def _serve(tmp_path, argv: list[str], port: int):
+    """Start a server (Voila, JupyterLab) on `port` from a notebook of APP_CODE; yield once it listens."""
     import nbformat
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(APP_CODE)]
-    path = tmp_path / "app.ipynb"
-    nbformat.write(nb, path)
-    port = _free_port()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, tmp_path / "app.ipynb")
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    log = open(tmp_path / "voila.log", "w")  # noqa: SIM115  (closed below)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "voila", str(path), f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1",
-         "--VoilaConfiguration.file_allowlist=['.*']", "--ServerApp.disable_check_xsrf=True", "--show_tracebacks=True"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}/"
+    log_path = tmp_path / f"server-{port}.log"
+    log = open(log_path, "w")  # noqa: SIM115  (closed below)
+    proc = subprocess.Popen([sys.executable, "-m", *argv], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 180  # Voila starts in seconds, but the 2 shared cores may be busy
+        deadline = time.monotonic() + 180  # servers start in seconds, but the 2 shared cores may be busy
         while True:
             try:  # a TCP connect, not a GET: GET / would make Voila run the notebook in a kernel
                 socket.create_connection(("127.0.0.1", port), timeout=2).close()
                 break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("Voila did not start:\n" + (tmp_path / "voila.log").read_text()) from None
+                    raise RuntimeError(f"{argv[0]} did not start:\n" + log_path.read_text()) from None
                 time.sleep(0.2)
-        yield url
+        yield
     finally:
         proc.terminate()
         try:
@@ -126,22 +129,95 @@ def voila_url(tmp_path, masuka_home):
         log.close()
 
 
+@pytest.fixture
+def voila_url(tmp_path, masuka_home):
+    _require_tools()
+    port = _free_port()
+    with _serve(tmp_path, ["voila", "app.ipynb", f"--port={port}", "--no-browser", "--Voila.ip=127.0.0.1",
+                           "--VoilaConfiguration.file_allowlist=['.*']", "--ServerApp.disable_check_xsrf=True",
+                           "--show_tracebacks=True"], port):
+        yield f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture
+def lab_url(tmp_path, masuka_home):
+    _require_tools()
+    port = _free_port()
+    with _serve(tmp_path, ["jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+                           "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
+                           f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
+                           "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                           "--ServerApp.open_browser=False", "--ServerApp.allow_root=True"], port):
+        yield f"http://127.0.0.1:{port}/lab/tree/app.ipynb"
+
+
+def _browser(pw, *, width: int = 1400, height: int = 1000):
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
+    page = browser.new_page(viewport={"width": width, "height": height})
+    page.set_default_timeout(120_000)
+    return browser, page
+
+
 def test_app_renders_and_works_in_a_real_browser(voila_url, tmp_path, shots):
     from playwright.sync_api import expect, sync_playwright
 
     expect.set_options(timeout=120_000)  # a busy 2-core machine: building the tiny model can take a while
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run", "--autoplay-policy=no-user-gesture-required"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
+        browser, page = _browser(pw)
         try:
             _click_through(page, expect, voila_url, shots)
         except Exception:
             # keep what the browser showed, to tell a slow machine from a broken page
             page.screenshot(path=str(shots / "failure.png"), full_page=True)
             (shots / "failure.html").write_text(page.content(), encoding="utf-8")
+            raise
+        finally:
+            browser.close()
+
+
+def test_app_in_jupyterlab_light_and_dark(lab_url, shots):
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+    from playwright.sync_api import expect, sync_playwright
+
+    expect.set_options(timeout=120_000)
+    with sync_playwright() as pw:
+        browser, page = _browser(pw)
+        try:
+            page.goto(lab_url)
+            page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell")
+            page.locator(".jp-Notebook").first.wait_for()
+            select = page.locator(".jp-Dialog button", has_text="Select")  # "Select Kernel" for a new notebook
+            try:
+                select.wait_for(timeout=15_000)
+                select.click()
+            except PlaywrightTimeout:
+                pass
+            # run the notebook as a user would (Run ▸ Run All Cells), once the kernel is up
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
+            # (not awaited: the command's promise settles only when every cell has run)
+            page.evaluate("() => { window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
+            expect(page.locator(".mk-app .mk-title")).to_have_text("MASUKA")
+            expect(page.locator(".mk-app")).to_have_count(1)  # shown once
+            _check_chevrons(page, some=True)
+            _check_tab_labels(page)
+            page.get_by_placeholder("Describe the image", exact=False).fill("a lighthouse at dawn")
+            page.get_by_placeholder("random").fill("8")
+            page.locator(".mk-app button", has_text="Generate").first.click()
+            expect(page.locator(".mk-live .mk-caption", has_text="seed 8")).to_be_visible()
+            assert _in_viewport(page, page.locator(".mk-live .mk-large").first), "the newest result is out of view"
+            _shoot_every_tab(page, shots, "lab-light")
+            page.evaluate("() => { window.jupyterapp.commands.execute('apputils:change-theme', "
+                          "{theme: 'JupyterLab Dark'}); }")
+            page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'")
+            page.wait_for_timeout(500)
+            color = page.locator(".mk-app .mk-title").evaluate("e => getComputedStyle(e).color")
+            assert color == "rgb(232, 234, 240)", color  # JupyterLab's dark theme is followed
+            _shoot_every_tab(page, shots, "lab-dark")
+        except Exception:
+            page.screenshot(path=str(shots / "failure-lab.png"))
+            (shots / "failure-lab.html").write_text(page.content(), encoding="utf-8")
             raise
         finally:
             browser.close()
