@@ -194,6 +194,9 @@ def test_app_in_jupyterlab_light_and_dark(lab_url, shots):
                 select.click()
             except PlaywrightTimeout:
                 pass
+            no_news = page.locator(".jp-toast-button", has_text="No")  # JupyterLab's "official news?" toast
+            if no_news.count():
+                no_news.first.click()
             # run the notebook as a user would (Run ▸ Run All Cells), once the kernel is up
             page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for()
             # (not awaited: the command's promise settles only when every cell has run)

@@ -389,3 +389,23 @@ def test_upscale_and_variations_make_new_images_from_the_open_one(masuka_home):
     assert form.last_error is None, form.last_error
     assert len(form.result.images) == 4 and form.result.recipe.get("strength") == 0.5  # image-to-image of it
     assert len(form.gallery.cells) == 4
+
+
+def test_gpu_facts_come_from_nvidia_smi_and_the_plan_is_said_for_that_gpu(tmp_path, monkeypatch):
+    """A stand-in `nvidia-smi` program on PATH (what a T4 runtime answers): no torch is asked."""
+    from masuka_nb.runtime import detect_quick
+    from masuka_nb.ui.generate import default_image_model, plan_text
+
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text("#!/bin/sh\necho 'Tesla T4, 15360, 7.5'\n")
+    smi.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{smi.parent}:{__import__('os').environ['PATH']}")
+    info = detect_quick()
+    assert (info.gpu_name, info.vram_gb, info.compute_capability, info.bf16) == ("Tesla T4", 15.0, (7, 5), False)
+    mk.configure(default_model="auto")
+    assert default_image_model(info) == "flux1-schnell"  # the engine's own auto rule, fed the probe
+    text = plan_text("flux1-schnell", info)
+    assert text.startswith("on this Tesla T4: ") and "as NF4 in fp16" in text and "GB VRAM peak" in text
+    ui = mk.app(display=False)
+    assert "Tesla T4 · 15 GB" in ui.header.value and "fp16 (no bf16)" in ui.header.value
