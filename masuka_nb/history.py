@@ -20,7 +20,7 @@ from typing import Any
 from masuka_nb._redact import redact
 from masuka_nb.storage import atomic_write_text
 
-__all__ = ["History", "HistoryRecord", "get", "history", "query", "record"]
+__all__ = ["History", "HistoryRecord", "forget_path", "get", "history", "query", "record"]
 
 KINDS = ("image", "video", "training", "comparison", "caption")
 
@@ -122,6 +122,20 @@ class History:
         return None
 
 
+    def forget_path(self, record_id: str, path: str) -> HistoryRecord | None:
+        """Drop `path` from a record (its file was deleted); a record left with no file and no other
+        content goes too. Returns the record as kept, or None."""
+        for file in self.root.glob(f"*/{record_id}.json") if record_id else ():
+            rec = HistoryRecord(**json.loads(file.read_text(encoding="utf-8")))
+            rec.paths = [p for p in rec.paths if str(p) != str(path)]
+            if not rec.paths and rec.kind in ("image", "comparison"):
+                file.unlink(missing_ok=True)
+                return None
+            atomic_write_text(file, rec.to_json())
+            return rec
+        return None
+
+
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
@@ -144,3 +158,7 @@ def query(**filters: Any) -> list[HistoryRecord]:
 
 def get(record_id: str) -> HistoryRecord | None:
     return history().get(record_id)
+
+
+def forget_path(record_id: str, path: str) -> HistoryRecord | None:
+    return history().forget_path(record_id, path)

@@ -20,6 +20,7 @@ __all__ = [
     "GpuProfile",
     "RuntimeInfo",
     "detect",
+    "detect_quick",
     "drive_root",
     "free_memory",
     "in_colab",
@@ -213,6 +214,61 @@ def detect() -> RuntimeInfo:
         torch_version=torch_version,
         cuda_version=cuda_version,
         notes=tuple(notes),
+    )
+
+
+def _nvidia_smi() -> tuple[str, float, tuple[int, int] | None, int] | None:
+    """(name, VRAM GB, compute capability, count) of GPU 0 from `nvidia-smi`, or None (no driver,
+    no GPU, or a driver too old to answer). Milliseconds, and no torch."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    import subprocess
+
+    try:
+        out = subprocess.run([exe, "--query-gpu=name,memory.total,compute_cap", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = [ln for ln in out.splitlines() if ln.strip()]
+    if not lines:
+        return None
+    name, mem, cap = ([p.strip() for p in lines[0].split(",")] + ["", "", ""])[:3]
+    try:
+        vram = float(mem) / 1024
+    except ValueError:
+        vram = 0.0
+    try:
+        major, minor = cap.split(".")
+        cc: tuple[int, int] | None = (int(major), int(minor))
+    except ValueError:
+        cc = None
+    return name, vram, cc, len(lines)
+
+
+def detect_quick() -> RuntimeInfo:
+    """`detect()` without importing torch: the GPU comes from `nvidia-smi` (what the app's header and
+    form need at start; torch loads with the first piece of work). `torch_version` stays None."""
+    gpu = _nvidia_smi()
+    home = Path.home()
+    try:
+        disk = shutil.disk_usage("/content" if Path("/content").is_dir() else home).free / 1024**3
+    except OSError:
+        disk = 0.0
+    name, vram, cc, count = gpu if gpu is not None else (None, 0.0, None, 0)
+    return RuntimeInfo(
+        colab=in_colab(),
+        python=".".join(map(str, sys.version_info[:3])),
+        gpu_name=name,
+        vram_gb=round(vram, 1),
+        compute_capability=cc,
+        gpu_count=count,
+        ram_gb=round(_ram_gb(), 1),
+        disk_free_gb=round(disk, 1),
+        drive_mounted=drive_root() is not None,
+        torch_version=None,
+        cuda_version=None,
+        notes=("GPU facts from nvidia-smi",),
     )
 
 

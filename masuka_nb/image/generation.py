@@ -62,8 +62,11 @@ class GenerationResult:
         return "".join(tags) + (f"<div><small>{label}</small></div>" if label else "")
 
 
-def resolve_model(model: str | None) -> tuple[str, str | None]:
-    """(model id, note). None → settings().default_model; "auto" → flux1-schnell on CUDA, else tiny-flux."""
+def resolve_model(model: str | None, *, runtime: Any = None) -> tuple[str, str | None]:
+    """(model id, note). None → settings().default_model; "auto" → flux1-schnell on CUDA, else tiny-flux.
+
+    `runtime` (a `RuntimeInfo`) answers "is there a GPU" without `detect()` (which imports torch):
+    the app passes `detect_quick()` and shows the note itself, so nothing is logged then."""
     from masuka_nb.config import settings
     from masuka_nb.models.registry import get_model
 
@@ -76,10 +79,12 @@ def resolve_model(model: str | None) -> tuple[str, str | None]:
         return get_model(name).id, None
     from masuka_nb.runtime import detect
 
-    if s.device != "cpu" and detect().has_gpu:
+    info = runtime if runtime is not None else detect()
+    if s.device != "cpu" and info.has_gpu:
         return "flux1-schnell", "model auto: flux1-schnell (a CUDA GPU is present)"
     note = "model auto: tiny-flux, because this machine has no CUDA GPU (the output is noise, for testing)"
-    log.info("generate.auto_model", model="tiny-flux", reason="no CUDA GPU")  # the recipe says so too
+    if runtime is None:
+        log.info("generate.auto_model", model="tiny-flux", reason="no CUDA GPU")  # the recipe says so too
     return "tiny-flux", note
 
 

@@ -1,15 +1,20 @@
-"""Small, real media files made in code: an MP4 of JPEG frames, a safetensors file, a tar.
+"""Small, real media files made in code: an H.264 MP4, a safetensors file, a tar.
 
-The MP4 is an ISO base-media file with one Motion-JPEG video track ('mp4v', object type 0x6C):
-ffmpeg plays it and MASUKA can take its first frame without a video decoder.
+The MP4 is what a provider sends: H.264 (yuv420p, `+faststart`) in an ISO base-media file, encoded by
+the ffmpeg that imageio-ffmpeg ships (Colab's image has it), so browsers play the simulator's clips.
+Motion-JPEG MP4s (what this module wrote before) are rejected by Chromium with
+DEMUXER_ERROR_NO_SUPPORTED_STREAMS.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import struct
+import subprocess
 import tarfile
+import tempfile
 from functools import lru_cache
 
 __all__ = ["safetensors_bytes", "tar_with", "tiny_mp4"]
@@ -19,61 +24,41 @@ def _box(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", 8 + len(payload)) + kind + payload
 
 
-def _full(kind: bytes, payload: bytes, version: int = 0, flags: int = 0) -> bytes:
-    return _box(kind, struct.pack(">I", (version << 24) | flags) + payload)
-
-
-def _desc(tag: int, payload: bytes) -> bytes:
-    return bytes([tag, len(payload)]) + payload
-
-
 def _frames(n: int, width: int, height: int) -> list[bytes]:
+    """Raw RGB frames: a moving yellow bar on a shifting blue, so a player visibly plays."""
     from PIL import Image, ImageDraw
 
     out = []
     for i in range(n):
-        img = Image.new("RGB", (width, height), (20 + 30 * i % 200, 80, 160))
-        ImageDraw.Draw(img).rectangle([i * 4 % width, 8, i * 4 % width + 12, 20], fill=(250, 220, 40))
-        buf = io.BytesIO()
-        img.save(buf, format="JPEG", quality=80)
-        out.append(buf.getvalue())
+        img = Image.new("RGB", (width, height), ((20 + 30 * i) % 200, 80, 160))
+        x = i * 4 % width
+        ImageDraw.Draw(img).rectangle([x, height // 6, x + max(4, width // 5), height // 6 + max(4, height // 4)],
+                                      fill=(250, 220, 40))
+        out.append(img.tobytes())
     return out
 
 
 @lru_cache(maxsize=8)
 def tiny_mp4(frames: int = 8, width: int = 64, height: int = 48, fps: int = 8, pad_to: int = 0) -> bytes:
-    """A valid MP4 of `frames` JPEG frames; `pad_to` grows it with a `free` box (for download tests)."""
-    samples = _frames(frames, width, height)
-    ftyp = _box(b"ftyp", b"isom" + struct.pack(">I", 512) + b"isomiso2mp41")
-    mdat_payload = b"".join(samples)
-    mdat = _box(b"mdat", mdat_payload)
-    first_offset = len(ftyp) + 8
-    timescale, delta = fps * 100, 100
-    duration = frames * delta
-    matrix = struct.pack(">9I", 0x10000, 0, 0, 0, 0x10000, 0, 0, 0, 0x40000000)
-    mvhd = _full(b"mvhd", struct.pack(">IIII", 0, 0, timescale, duration) + struct.pack(">IH", 0x10000, 0x100)
-                 + b"\0" * 10 + matrix + b"\0" * 24 + struct.pack(">I", 2))
-    tkhd = _full(b"tkhd", struct.pack(">IIIII", 0, 0, 1, 0, duration) + b"\0" * 8 + struct.pack(">HHHH", 0, 0, 0, 0)
-                 + matrix + struct.pack(">II", width << 16, height << 16), flags=3)
-    mdhd = _full(b"mdhd", struct.pack(">IIIIHH", 0, 0, timescale, duration, 0x55C4, 0))
-    hdlr = _full(b"hdlr", struct.pack(">I", 0) + b"vide" + b"\0" * 12 + b"VideoHandler\0")
-    vmhd = _full(b"vmhd", b"\0" * 8, flags=1)
-    dinf = _box(b"dinf", _full(b"dref", struct.pack(">I", 1) + _full(b"url ", b"", flags=1)))
-    dec = _desc(0x04, bytes([0x6C, 0x11]) + b"\0\0\0" + struct.pack(">II", 0, 0))
-    esds = _full(b"esds", _desc(0x03, struct.pack(">HB", 1, 0) + dec + _desc(0x06, b"\x02")))
-    entry = (b"\0" * 6 + struct.pack(">H", 1) + b"\0" * 16 + struct.pack(">HH", width, height)
-             + struct.pack(">II", 0x480000, 0x480000) + b"\0" * 4 + struct.pack(">H", 1) + b"\0" * 32
-             + struct.pack(">Hh", 0x18, -1) + esds)
-    stsd = _full(b"stsd", struct.pack(">I", 1) + _box(b"mp4v", entry))
-    stts = _full(b"stts", struct.pack(">III", 1, frames, delta))
-    stsc = _full(b"stsc", struct.pack(">IIII", 1, 1, frames, 1))
-    stsz = _full(b"stsz", struct.pack(">II", 0, frames) + b"".join(struct.pack(">I", len(s)) for s in samples))
-    stco = _full(b"stco", struct.pack(">II", 1, first_offset))
-    stbl = _box(b"stbl", stsd + stts + stsc + stsz + stco)
-    minf = _box(b"minf", vmhd + dinf + stbl)
-    trak = _box(b"trak", tkhd + _box(b"mdia", mdhd + hdlr + minf))
-    moov = _box(b"moov", mvhd + trak)
-    data = ftyp + mdat + moov
+    """A valid H.264 MP4 of `frames` frames (even sizes); `pad_to` grows it with a trailing `free`
+    box (for download tests)."""
+    import imageio_ffmpeg
+
+    if width % 2 or height % 2:
+        raise ValueError(f"H.264 (yuv420p) needs even sizes, not {width}×{height}")
+    fd, name = tempfile.mkstemp(suffix=".mp4", prefix="masuka-clip-")
+    os.close(fd)
+    try:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-v", "error", "-f", "rawvideo", "-pix_fmt", "rgb24",
+               "-s", f"{width}x{height}", "-r", str(fps), "-i", "-", "-an", "-c:v", "libx264",
+               "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-profile:v", "baseline", "-movflags", "+faststart",
+               "-threads", "1", name]
+        subprocess.run(cmd, input=b"".join(_frames(frames, width, height)), check=True, capture_output=True,
+                       timeout=120)
+        with open(name, "rb") as fh:
+            data = fh.read()
+    finally:
+        os.unlink(name)
     if pad_to > len(data) + 8:
         data += _box(b"free", b"\0" * (pad_to - len(data) - 8))
     return data

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 from masuka_nb._lazy import attach
 
-__all__ = ["DashboardPanel", "GeneratePanel", "HistoryPanel", "LoraPanel", "MasukaApp", "VideoPanel", "app"]
+__all__ = ["DashboardPanel", "GeneratePanel", "HistoryPanel", "LoraPanel", "MasukaApp", "SettingsPanel", "VideoPanel",
+           "app"]
 
 _LAZY = {
     "app": "masuka_nb.ui.application",
@@ -20,6 +21,7 @@ _LAZY = {
     "LoraPanel": "masuka_nb.ui.lora",
     "HistoryPanel": "masuka_nb.ui.gallery",
     "DashboardPanel": "masuka_nb.ui.dashboard",
+    "SettingsPanel": "masuka_nb.ui.settings",
 }
 
 
@@ -32,4 +34,5 @@ if TYPE_CHECKING:
     from masuka_nb.ui.gallery import HistoryPanel
     from masuka_nb.ui.generate import GeneratePanel
     from masuka_nb.ui.lora import LoraPanel
+    from masuka_nb.ui.settings import SettingsPanel
     from masuka_nb.ui.video import VideoPanel

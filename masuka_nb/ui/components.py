@@ -9,6 +9,7 @@ there and shown in the panel with its code, message and hint.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import Any
@@ -18,9 +19,18 @@ import ipywidgets as widgets
 from masuka_nb.errors import MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressEvent
-from masuka_nb.ui.helpers import ErrorInfo, error_info, esc, png_bytes, progress_text, upscale_for_display
+from masuka_nb.ui.helpers import (
+    ErrorInfo,
+    error_info,
+    esc,
+    fmt_duration,
+    png_bytes,
+    progress_text,
+    upscale_for_display,
+)
 
-__all__ = ["Gallery", "Notice", "Panel", "ProgressView", "Toasts", "field_row", "fill_upload", "section", "theme_widget"]
+__all__ = ["Gallery", "Notice", "Panel", "ProgressView", "Toasts", "field_row", "fill_upload", "section", "split",
+           "theme_widget"]
 
 log = get_logger(__name__)
 
@@ -44,16 +54,39 @@ def card(*children: widgets.Widget, **layout: Any) -> widgets.VBox:
     return box
 
 
+def chart_image(chart: Any, image: widgets.Image | None = None) -> widgets.Image:
+    """Show a `charts.Chart` at the size it was drawn for (never stretched; narrower screens shrink it)."""
+    image = image or widgets.Image(format="png")
+    image.value = chart.png
+    image.layout.width = f"{chart.width}px"
+    image.layout.max_width = "100%"
+    image.layout.height = "auto"
+    image.layout.display = ""
+    image.add_class("mk-chart")
+    return image
+
+
 def field_row(*children: widgets.Widget) -> widgets.HBox:
     return widgets.HBox(list(children), layout=widgets.Layout(flex_flow="row wrap", align_items="center",
                                                                grid_gap="8px"))
 
 
 def wide(width: str = "100%") -> widgets.Layout:
-    return widgets.Layout(width=width)
+    """A field that takes `width` on a wide screen and never more than its card on a narrow one."""
+    return widgets.Layout(width=width, max_width="100%")
 
 
-LABEL_STYLE = {"description_width": "110px"}
+def split(form: widgets.Widget, live: widgets.Widget) -> widgets.Box:
+    """Form and live result side by side on a wide screen; stacked on a narrow one, where the live
+    column comes first once a run has started (`mk-has-run`, set by `Panel._run`). Both in CSS."""
+    form.add_class("mk-form-col")
+    live.add_class("mk-live-col")
+    box = widgets.Box([form, live], layout=widgets.Layout(width="100%"))
+    box.add_class("mk-split")
+    return box
+
+
+LABEL_STYLE = {"description_width": "96px"}
 
 
 class Notice(widgets.HTML):
@@ -118,7 +151,9 @@ class ProgressView(widgets.VBox):
     kernel sends as they happen, so the bar moves while the work runs inside the click callback.
     """
 
-    def __init__(self, *, preview_size: int = 192) -> None:
+    def __init__(self, *, preview_size: int = 192, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._started: float | None = None
         self.bar = widgets.IntProgress(value=0, min=0, max=1000, layout=widgets.Layout(width="100%"))
         self.status = widgets.HTML('<span class="mk-status"></span>')
         self.preview = widgets.Image(format="png", layout=widgets.Layout(
@@ -133,7 +168,7 @@ class ProgressView(widgets.VBox):
         self.layout.display = ""
         self.bar.value = round(1000 * event.fraction)
         self._set_status(progress_text(event.stage, event.step, event.total, eta_s=event.eta_s,
-                                       message=event.message))
+                                       message=event.message, elapsed_s=self.elapsed_s))
         if event.preview is not None:
             try:
                 img = upscale_for_display(event.preview, min_side=self._preview_size)
@@ -142,7 +177,12 @@ class ProgressView(widgets.VBox):
             except (AttributeError, OSError, ValueError) as exc:  # a preview must never stop the run
                 log.debug("ui.preview_failed", error=str(exc))
 
+    @property
+    def elapsed_s(self) -> float | None:
+        return None if self._started is None else max(0.0, self._clock() - self._started)
+
     def start(self, text: str = "starting…") -> None:
+        self._started = self._clock()
         self.events = []
         self.layout.display = ""
         self.bar.value = 0
@@ -153,9 +193,20 @@ class ProgressView(widgets.VBox):
     def finish(self, text: str = "done", *, ok: bool = True) -> None:
         if ok:
             self.bar.value = 1000
-            self.preview.layout.display = "none"  # the results replace the preview
+            self.preview.layout.display = "none"  # the results replace the preview (a failure keeps its last one)
         self.bar.bar_style = "success" if ok else "warning"
-        self._set_status(text)
+        elapsed = self.elapsed_s
+        self._set_status(text + (f" · {fmt_duration(elapsed)} elapsed" if elapsed is not None else ""))
+        self._started = None
+
+    def reset(self) -> None:
+        """Hide everything from the last run."""
+        self.events = []
+        self._started = None
+        self.bar.value = 0
+        self.preview.layout.display = "none"
+        self.layout.display = "none"
+        self._set_status("")
 
     @property
     def status_text(self) -> str:
@@ -198,6 +249,11 @@ class Gallery(widgets.VBox):
         return widgets.VBox(children, layout=widgets.Layout(width="100%"))
 
 
+INVALID_CLASS = "mk-invalid"
+FOREGROUND_STOP = ("Runs in this cell: to stop, press the cell's stop button (■) in Colab, or Interrupt the kernel "
+                   "in Jupyter. The run stops cleanly at the next step.")
+
+
 class Panel(widgets.VBox):
     """Base of every tab. Subclasses build their form, then call `self._run(what, fn)` from handlers.
 
@@ -218,8 +274,13 @@ class Panel(widgets.VBox):
         self._thread: threading.Thread | None = None
         self.notice = Notice()
         self.cancel_button = widgets.Button(description="Cancel", icon="stop", button_style="danger",
+                                            tooltip="Stop at the next step" if background else FOREGROUND_STOP,
                                             layout=widgets.Layout(width="auto", display="none"))
         self.cancel_button.on_click(self._on_cancel_button_click)
+        self.stop_hint = widgets.HTML("")
+        self.fields: dict[str, widgets.Widget] = {}  # argument name → the widget that sets it (errors mark it)
+        self.marked: list[widgets.Widget] = []
+        self.split_box: widgets.Box | None = None
         super().__init__([])
         self.add_class("mk-panel")
 
@@ -232,10 +293,14 @@ class Panel(widgets.VBox):
         self.last_error = None
         self.cancel_token.reset()
         self.notice.clear()
+        self.unmark_fields()
         for b in self._busy_buttons:
             b.disabled = True
+        self._set_locked(True)
+        self.cancel_button.layout.display = ""
+        if not self.background:  # the kernel is busy: the button cannot be clicked, so say what stops it
+            self.stop_hint.value = f'<div class="mk-muted mk-stop-hint">{esc(FOREGROUND_STOP)}</div>'
         if self.background:
-            self.cancel_button.layout.display = ""
             self._thread = threading.Thread(target=self._guarded, args=(what, fn), name=f"masuka-{what}",
                                             daemon=True)
             self._thread.start()
@@ -255,12 +320,18 @@ class Panel(widgets.VBox):
             self.busy = False
             for b in self._busy_buttons:
                 b.disabled = False
+            self._set_locked(False)
             self.cancel_button.layout.display = "none"
+            self.stop_hint.value = ""
+            self._after_run()
 
     def _fail(self, what: str, exc: BaseException) -> None:
         info = error_info(exc)
         self.last_error = info
         self.notice.show_error(info)
+        argument = getattr(exc, "argument", None)
+        if isinstance(exc, MasukaError) and argument in self.fields:
+            self.mark_field(argument, info.message)
         self._on_failed(info)
         if self._notify is not None:
             self._notify(ErrorInfo(info.code, f"{self.title}: {info.message}", info.hint, info.level, info.where),
@@ -268,6 +339,34 @@ class Panel(widgets.VBox):
 
     def _on_failed(self, info: ErrorInfo) -> None:
         """Hook: a subclass resets its progress view and the like."""
+
+    def _set_locked(self, locked: bool) -> None:
+        """Hook: a subclass locks the inputs a run depends on (a dataset while it trains)."""
+
+    def _after_run(self) -> None:
+        """Hook: a subclass re-checks what its buttons may do (e.g. Train needs kept images)."""
+
+    # ---- errors at the field ------------------------------------------------------------------------
+    def mark_field(self, argument: str, message: str = "") -> None:
+        box = self.fields.get(argument)
+        if box is None:
+            return
+        box.add_class(INVALID_CLASS)
+        if hasattr(box, "tooltip"):
+            box.tooltip = message
+        self.marked.append(box)
+
+    def unmark_fields(self) -> None:
+        for box in self.marked:
+            box.remove_class(INVALID_CLASS)
+            if hasattr(box, "tooltip"):
+                box.tooltip = ""
+        self.marked = []
+
+    def started(self) -> None:
+        """A run has begun: on a narrow screen the live column moves above the form."""
+        if self.split_box is not None and "mk-has-run" not in self.split_box._dom_classes:
+            self.split_box.add_class("mk-has-run")
 
     def wait(self, timeout: float | None = None) -> None:
         """Block until background work ends (tests, scripts)."""

@@ -1,5 +1,10 @@
-"""The Dashboard tab: this runtime (GPU, RAM, disk, Drive), where MASUKA keeps things, what has been
-made (history counts), what has been spent against the budget, and the hosted jobs."""
+"""The Dashboard tab: what has been made (counts, success rate, time per model), what went wrong
+(errors by code), what has been spent (per provider, over time, against the budget), and the
+hosted jobs. Small charts drawn by matplotlib at the size they are shown. The runtime chips live in
+the app's header (one place); the Settings tab has the runtime in full.
+
+Nothing here runs when the app is built: the tab reads the history when it is opened.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from masuka_nb.ui.components import Panel, card, field_row, section
-from masuka_nb.ui.helpers import esc, fmt_money, history_stats
+from masuka_nb.ui.components import Panel, card, chart_image, field_row, section
+from masuka_nb.ui.helpers import esc, fmt_duration, fmt_money, history_stats
 
 __all__ = ["DashboardPanel", "runtime_chips"]
 
@@ -37,23 +42,30 @@ class DashboardPanel(Panel):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.info: Any = None
         self.stats: Any = None
-        self.runtime_html = widgets.HTML("")
-        self.paths_html = widgets.HTML("")
-        self.stats_html = widgets.HTML("")
+        self.stats_html = widgets.HTML('<div class="mk-empty">Open this tab to read the history.</div>')
+        self.time_chart = widgets.Image(format="png", layout=widgets.Layout(display="none"))
+        self.errors_chart = widgets.Image(format="png", layout=widgets.Layout(display="none"))
+        self.provider_chart = widgets.Image(format="png", layout=widgets.Layout(display="none"))
+        self.day_chart = widgets.Image(format="png", layout=widgets.Layout(display="none"))
+        self.errors_html = widgets.HTML("")
+        self.spend_html = widgets.HTML("")
         self.jobs_html = widgets.HTML("")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh", layout=widgets.Layout(width="auto"))
         self.refresh_button.on_click(self._on_refresh_button_click)
+        charts = widgets.Box([card(section("Time per model"), self.time_chart),
+                              card(section("Errors by code"), self.errors_chart, self.errors_html),
+                              card(section("Spend per provider"), self.provider_chart, self.spend_html),
+                              card(section("Spend over time"), self.day_chart)])
+        charts.add_class("mk-tiles")
         self.children = [
             field_row(self.refresh_button),
-            card(section("Runtime"), self.runtime_html, self.paths_html),
             card(section("Made so far"), self.stats_html),
+            charts,
             card(section("Hosted jobs"), self.jobs_html),
             self.notice,
         ]
         self._busy_buttons = [self.refresh_button]
-        self._run("refresh", self.refresh)
 
     def _on_refresh_button_click(self, _b: widgets.Button) -> None:
         self._run("refresh", self.refresh)
@@ -61,23 +73,39 @@ class DashboardPanel(Panel):
     def refresh(self) -> None:
         from masuka_nb.config import settings
         from masuka_nb.history import history
-        from masuka_nb.runtime import detect, meaning
-
-        self.info = info = detect()
         s = settings()
-        notes = "".join(f'<div class="mk-muted">• {esc(m)}</div>' for m in meaning(info))
-        self.runtime_html.value = f'<div data-testid="mk-runtime">{chips_html(runtime_chips(info))}</div>{notes}'
-        rows = [("home", s.home), ("outputs", s.outputs_dir), ("LoRAs", s.loras_dir), ("models", s.models_dir)]
-        self.paths_html.value = '<table class="mk-kv">' + "".join(
-            f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows) + "</table>"
         self.stats = st = history_stats(history().all())
         budget = f" of {fmt_money(s.budget_usd)} budget" if s.budget_usd is not None else ""
-        tiles = [(str(st.total), "records")]
-        tiles += [(str(st.by_kind.get(k, 0)), k) for k in ("image", "video", "training")]
+        rate = "–" if st.success_rate is None else f"{100 * st.success_rate:.0f}%"
+        tiles = [(str(st.total), "records"), (rate, "succeeded")]
+        tiles += [(str(st.images), "images")]
+        tiles += [(str(st.by_kind.get(k, 0)), label) for k, label in (("video", "videos"), ("training", "trainings"),
+                                                                      ("comparison", "comparisons"))]
         tiles += [(str(st.by_status.get("failed", 0)), "failed"), (fmt_money(st.spend_usd), "spent" + budget)]
         self.stats_html.value = '<div data-testid="mk-stats">' + "".join(
             f'<div class="mk-stat"><b>{esc(v)}</b><span>{esc(label)}</span></div>' for v, label in tiles) + "</div>"
+        self._chart(self.time_chart, st.seconds_by_model, "mean seconds per run", lambda v: fmt_duration(v))
+        self._chart(self.errors_chart, st.errors_by_code, "failed runs", lambda v: f"{v:g}")
+        self._chart(self.provider_chart, st.spend_by_provider, "USD", fmt_money)
+        days = dict(list(st.spend_by_day.items())[-14:])
+        self._chart(self.day_chart, {d[5:]: v for d, v in days.items()}, "USD per day (last 14)", fmt_money)
+        self.errors_html.value = "" if st.errors_by_code else '<div class="mk-empty">No failures.</div>'
+        self.spend_html.value = "" if st.spend_by_provider else '<div class="mk-empty">Nothing spent yet.</div>'
         self.jobs_html.value = _jobs_summary()
+
+    @staticmethod
+    def _chart(image: widgets.Image, data: dict[str, float], label: str, fmt: Any) -> None:
+        if not data:
+            image.layout.display = "none"
+            image.value = b""
+            return
+        from masuka_nb.ui.charts import bar_chart
+
+        height = 70 + 26 * min(len(data), 8)
+        items = list(data.items())[:8]
+        chart = bar_chart([k for k, _ in items], [v for _, v in items], ylabel=label, width=340, height=height,
+                          fmt_fn=fmt)
+        chart_image(chart, image)
 
 
 def _jobs_summary() -> str:

@@ -1,7 +1,11 @@
-"""The History tab: everything MASUKA made (images, videos, trainings, comparisons), searchable, with
-thumbnails, each record's recipe, and "Use in Image tab" to start again from a recipe.
+"""The History tab: everything MASUKA made (images, videos, trainings, comparisons), searchable.
 
-It reads `masuka_nb.history` only; it never writes to it.
+One tile per record with a real thumbnail: a batch shows its first image with a count badge (all of
+them in the details), a comparison its grid, a video its poster frame with a play mark. Details open
+beside the tiles (below them on a narrow screen): key fields first, the raw recipe collapsed, every
+image of a batch, the player for a video, and "Use in Image tab" to start again from a recipe.
+
+It reads `masuka_nb.history` only; it never writes to it. The tab reads the history when opened.
 """
 
 from __future__ import annotations
@@ -13,8 +17,8 @@ from typing import Any
 import ipywidgets as widgets
 
 from masuka_nb.history import KINDS, HistoryRecord, query
-from masuka_nb.ui.components import LABEL_STYLE, Gallery, Panel, card, field_row, wide
-from masuka_nb.ui.helpers import esc, record_title
+from masuka_nb.ui.components import LABEL_STYLE, Gallery, Panel, card, field_row, section, split, wide
+from masuka_nb.ui.helpers import esc, fmt_duration, fmt_money, fmt_number, record_title
 
 __all__ = ["HistoryPanel"]
 
@@ -40,10 +44,11 @@ class HistoryPanel(Panel):
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh", layout=widgets.Layout(width="auto"))
         self.more_button = widgets.Button(description="Show more", layout=widgets.Layout(width="auto", display="none"))
         self.count = widgets.HTML("")
-        self.gallery = Gallery(thumb=180, empty="Nothing recorded yet: make something in another tab.")
-        self.detail = widgets.HTML("")
+        self.gallery = Gallery(thumb=160, empty="Nothing recorded yet: make something in another tab.")
+        self.detail = widgets.HTML('<div class="mk-empty">Pick a record to see it here.</div>')
+        self.detail_images = Gallery(thumb=120, empty="")
         self.player = widgets.Video(format="mp4", autoplay=False, controls=True,
-                                    layout=widgets.Layout(width="480px", display="none"))
+                                    layout=widgets.Layout(width="100%", display="none"))
         self.use_button = widgets.Button(description="Use in Image tab", icon="edit",
                                          layout=widgets.Layout(width="auto", display="none"))
         self.refresh_button.on_click(self._on_refresh_button_click)
@@ -52,9 +57,14 @@ class HistoryPanel(Panel):
         for w in (self.kind, self.status):
             w.observe(self._on_filter_change, names="value")
         self.text.observe(self._on_filter_change, names="value")
+        self.fields = {"kind": self.kind, "status": self.status, "text": self.text}
         filters = card(field_row(self.kind, self.status, self.text, self.refresh_button), self.count)
-        self.children = [filters, self.notice, self.gallery, self.more_button, card(self.detail, self.player, self.use_button)]
-        self.refresh()
+        tiles = widgets.VBox([filters, self.notice, self.gallery, self.more_button], layout=widgets.Layout(width="100%"))
+        details = card(section("Details"), self.player, self.detail_images, self.use_button, self.detail)
+        details.add_class("mk-live")
+        self.split_box = split(tiles, details)
+        self.children = [self.split_box]
+        self.loaded = False
 
     def _on_refresh_button_click(self, _b: widgets.Button) -> None:
         self._run("refresh", self.refresh)
@@ -83,26 +93,58 @@ class HistoryPanel(Panel):
             buttons.append(button)
         self.gallery.set_items(items, extra=buttons)
         self.count.value = f'<span class="mk-muted">{len(self.records)} shown</span>'
-        if self.selected is None and self.records:
+        self.loaded = True
+        if self.records and (self.selected is None or self.selected.id not in {r.id for r in self.records}):
             self.select(self.records[0])
 
     def select(self, rec: HistoryRecord) -> None:
         self.selected = rec
-        rows = [("kind", rec.kind), ("status", rec.status), ("when", rec.created_at), ("model", rec.model),
-                ("prompt", rec.prompt)]
-        rows += [(k, v) for k, v in sorted((rec.recipe or {}).items()) if k not in ("prompt", "model")]
-        if rec.error:
-            rows.append(("error", f"[{rec.error.get('code')}] {rec.error.get('message')}"))
-        rows += [("file", p) for p in rec.paths[:8]]
-        body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows if v not in ("", None))
-        self.detail.value = f'<table class="mk-kv" data-testid="mk-record">{body}</table>'
+        self.detail.value = record_html(rec)
         self.use_button.layout.display = "" if rec.kind == "image" and self._on_use_recipe else "none"
+        images = [p for p in rec.paths if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file()]
+        if rec.kind == "video":
+            images = []  # the poster is the player's
+        self.detail_images.set_items([(_file_png(p, 240), Path(p).name) for p in images[:24]]
+                                     if len(images) > 1 or rec.kind == "comparison" else [])
         clip = next((Path(p) for p in rec.paths if str(p).lower().endswith(".mp4") and Path(p).is_file()), None)
         if clip is not None and rec.kind == "video":
             self.player.value = clip.read_bytes()
             self.player.layout.display = ""
         else:
+            self.player.value = b""
             self.player.layout.display = "none"
+
+
+KEY_FIELDS = (("status", "status"), ("when", "when"), ("model", "model"), ("prompt", "prompt"), ("seed", "seed"),
+              ("seeds", "seeds"), ("size", "size"), ("steps", "steps"), ("guidance", "guidance"),
+              ("seconds", "clip seconds"), ("provider", "provider"), ("took", "took"), ("cost", "cost"))
+
+
+def record_html(rec: HistoryRecord) -> str:
+    """Key fields first, in words and human numbers; the error if any; files; the raw recipe collapsed."""
+    recipe = rec.recipe or {}
+    total = next((v for k, v in (rec.timings or {}).items() if k in ("total", "compare_s", "total_s")), None)
+    cost = (rec.extra or {}).get("cost_usd")
+    view = {**recipe, "status": rec.status, "when": (rec.created_at or "")[:19].replace("T", " "),
+            "model": rec.model or recipe.get("model"), "prompt": rec.prompt,
+            "took": fmt_duration(total) if isinstance(total, (int, float)) else None,
+            "cost": fmt_money(cost) if isinstance(cost, (int, float)) else None}
+    if recipe.get("width") and recipe.get("height"):
+        view["size"] = f"{recipe['width']}×{recipe['height']}"
+    if recipe.get("duration") and "seconds" not in recipe:
+        view["seconds"] = recipe["duration"]
+    rows = [(label, fmt_number(view[k])) for k, label in KEY_FIELDS if view.get(k) not in (None, "", [], ())]
+    if rec.error:
+        rows.append(("error", f"[{rec.error.get('code')}] {rec.error.get('message')}"))
+    files = [p for p in rec.paths if p]
+    rows += [("file", p) for p in files[:4]]
+    if len(files) > 4:
+        rows.append(("", f"…and {len(files) - 4} more files"))
+    body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
+    raw = "".join(f"<tr><td>{esc(k)}</td><td>{esc(fmt_number(v))}</td></tr>" for k, v in sorted(recipe.items()))
+    title = f'<div class="mk-record-title">{esc(rec.kind)} · {esc(rec.model)}</div>'
+    return (f'{title}<table class="mk-kv" data-testid="mk-record">{body}</table>'
+            f'<details><summary class="mk-muted">Raw recipe</summary><table class="mk-kv">{raw}</table></details>')
 
 
 def _caption(rec: HistoryRecord) -> str:
@@ -115,37 +157,89 @@ _PLACEHOLDER: dict[str, bytes] = {}
 
 
 def _placeholder(kind: str) -> bytes:
-    """A flat tile for records without a picture (training, failures)."""
+    """A quiet tile for records without a picture (training, failures)."""
     if kind not in _PLACEHOLDER:
-        from PIL import Image, ImageDraw, ImageFont
+        from PIL import Image, ImageDraw
 
         from masuka_nb.ui.helpers import png_bytes
 
-        img = Image.new("RGB", (240, 240), (58, 52, 92))
-        try:
-            font = ImageFont.load_default(size=30)
-        except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
-            font = ImageFont.load_default()
+        img = Image.new("RGB", (TILE, TILE), (38, 40, 48))
+        font = _font(34)
         draw = ImageDraw.Draw(img)
         left, top, right, bottom = draw.textbbox((0, 0), kind.upper(), font=font)
-        draw.text(((240 - right + left) / 2, (240 - bottom + top) / 2), kind.upper(), fill=(225, 220, 255), font=font)
+        draw.text(((TILE - right + left) / 2 - left, (TILE - bottom + top) / 2 - top), kind.upper(),
+                  fill=(160, 167, 184), font=font)
         _PLACEHOLDER[kind] = png_bytes(img)
     return _PLACEHOLDER[kind]
 
 
+def _images_of(rec: HistoryRecord) -> list[str]:
+    """The record's pictures: its image files, else a thumbnail it names (a video's poster frame)."""
+    files = [str(p) for p in rec.paths if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file()]
+    extra = [str(v) for k, v in (rec.extra or {}).items() if "thumb" in k and isinstance(v, str) and Path(v).is_file()]
+    return files + extra
+
+
+def _file_png(path: str, side: int) -> bytes:
+    from PIL import Image
+
+    from masuka_nb.ui.helpers import png_bytes, upscale_for_display
+
+    with Image.open(path) as img:
+        img.load()
+        return png_bytes(upscale_for_display(img.convert("RGB"), min_side=side), max_side=side * 2)
+
+
+TILE = 320  # thumbnails are square tiles: a batch, a grid and a 16:9 clip line up in the grid
+
+
 def _thumbnail(rec: HistoryRecord) -> bytes:
-    candidates = [*rec.paths, *[str(v) for k, v in (rec.extra or {}).items() if "thumb" in k and v]]
-    for p in candidates:
-        path = Path(p)
-        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
-            try:
-                from PIL import Image
+    """A square tile: the picture fitted on a neutral ground, a count badge for a batch, a play mark
+    for a video; a labelled placeholder when the record has no picture."""
+    from PIL import Image, ImageDraw
 
-                from masuka_nb.ui.helpers import png_bytes, upscale_for_display
+    from masuka_nb.ui.helpers import png_bytes
 
-                with Image.open(path) as img:
-                    img.load()
-                    return png_bytes(upscale_for_display(img.convert("RGB"), min_side=180), max_side=360)
-            except OSError:
-                continue
+    pictures = _images_of(rec)
+    for p in pictures:
+        try:
+            with Image.open(p) as img:
+                img.load()
+                picture = img.convert("RGB")
+        except OSError:
+            continue
+        scale = TILE / max(picture.size)
+        resample = Image.NEAREST if scale >= 2 else Image.LANCZOS  # tiny outputs stay honest pixels
+        picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
+                                 resample)
+        tile = Image.new("RGB", (TILE, TILE), (38, 40, 48))
+        tile.paste(picture, ((TILE - picture.width) // 2, (TILE - picture.height) // 2))
+        draw = ImageDraw.Draw(tile)
+        count = len([q for q in rec.paths if Path(q).suffix.lower() in IMAGE_SUFFIXES])
+        if rec.kind == "video":
+            c = TILE // 2
+            draw.ellipse([c - 34, c - 34, c + 34, c + 34], fill=(20, 20, 28))
+            draw.polygon([(c - 11, c - 18), (c - 11, c + 18), (c + 20, c)], fill=(255, 255, 255))
+        elif count > 1 and rec.kind != "comparison":
+            _badge(draw, f"{count} images")
+        elif rec.kind == "comparison":
+            _badge(draw, "grid")
+        return png_bytes(tile)
     return _placeholder(rec.kind if rec.status == "ok" else rec.status)
+
+
+def _badge(draw: Any, text: str) -> None:
+    font = _font(26)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 20, bottom - top + 12
+    draw.rounded_rectangle([TILE - w - 10, 10, TILE - 10, 10 + h], radius=h // 2, fill=(109, 74, 255))
+    draw.text((TILE - w - 10 + 10 - left, 10 + 6 - top), text, fill=(255, 255, 255), font=font)
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has one fixed-size bitmap font
+        return ImageFont.load_default()

@@ -27,6 +27,7 @@ __all__ = [
     "fmt_bytes",
     "fmt_duration",
     "fmt_money",
+    "fmt_number",
     "history_stats",
     "parse_int",
     "parse_loras",
@@ -89,13 +90,35 @@ def fmt_money(usd: float | None) -> str:
     return f"${usd:,.2f}"
 
 
-def progress_text(stage: str, step: int, total: int, *, eta_s: float | None = None, message: str = "") -> str:
-    """One status line: "denoise 3/8 · 38% · ETA 4.1 s · message"."""
+def fmt_number(value: Any) -> str:
+    """A number as a person writes it: 3.5000000000000004 → "3.5", 0.30000001 → "0.3", 7 → "7",
+    1e-4 → "0.0001"; lists item by item; anything else as text."""
+    if isinstance(value, bool) or value is None:
+        return "" if value is None else ("yes" if value else "no")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        text = f"{value:.6g}"
+        if "e" in text:
+            text = f"{value:.8f}".rstrip("0").rstrip(".")
+        return text
+    if isinstance(value, (list, tuple)):
+        return ", ".join(fmt_number(v) for v in value)
+    return str(value)
+
+
+def progress_text(stage: str, step: int, total: int, *, eta_s: float | None = None, message: str = "",
+                  elapsed_s: float | None = None) -> str:
+    """One status line: "denoise 3/8 · 38% · ETA 4.1 s · 2.0 s elapsed · message"."""
     parts = [f"{stage} {step}/{total}" if total > 0 else stage]
     if total > 0:
         parts.append(f"{min(100, round(100 * step / total))}%")
     if eta_s is not None and step < total:
         parts.append(f"ETA {fmt_duration(eta_s)}")
+    if elapsed_s is not None:
+        parts.append(f"{fmt_duration(elapsed_s)} elapsed")
     if message:
         parts.append(message)
     return " · ".join(parts)
@@ -303,6 +326,12 @@ class HistoryStats:
     by_status: dict[str, int] = field(default_factory=dict)
     spend_usd: float = 0.0
     last_at: str = ""
+    images: int = 0  # image files (a batch of 4 is 4; a record without a file is none)
+    success_rate: float | None = None  # ok / (ok + failed); cancelled runs are the user's choice
+    seconds_by_model: dict[str, float] = field(default_factory=dict)  # mean seconds per successful run
+    errors_by_code: dict[str, int] = field(default_factory=dict)
+    spend_by_provider: dict[str, float] = field(default_factory=dict)
+    spend_by_day: dict[str, float] = field(default_factory=dict)  # "YYYY-MM-DD" → USD, oldest first
 
 
 def _cost_of(rec: Any) -> float:
@@ -312,14 +341,54 @@ def _cost_of(rec: Any) -> float:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
+def _seconds_of(rec: Any) -> float | None:
+    timings = getattr(rec, "timings", None) or {}
+    for key in ("total", "total_s", "compare_s", "seconds", "train_s"):
+        value = timings.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+            return float(value)
+    return None
+
+
+IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
 def history_stats(records: Iterable[Any]) -> HistoryStats:
-    """Counts by kind and status, and the money spent."""
+    """Counts by kind and status, success rate, mean time per model, errors by code, and the money
+    spent per provider and per day."""
     records = list(records)
     kinds = Counter(getattr(r, "kind", "?") for r in records)
     statuses = Counter(getattr(r, "status", "?") for r in records)
     spend = sum(_cost_of(r) for r in records)
     last = max((getattr(r, "created_at", "") or "" for r in records), default="")
-    return HistoryStats(len(records), dict(kinds), dict(statuses), round(spend, 4), last)
+    ok, failed = statuses.get("ok", 0), statuses.get("failed", 0)
+    times: dict[str, list[float]] = {}
+    errors: Counter[str] = Counter()
+    providers: dict[str, float] = {}
+    days: dict[str, float] = {}
+    images = 0
+    for r in records:
+        if getattr(r, "kind", "") == "image":
+            images += sum(1 for p in getattr(r, "paths", []) or [] if str(p).lower().endswith(IMAGE_FILE_SUFFIXES))
+        if getattr(r, "status", "") == "ok":
+            sec = _seconds_of(r)
+            if sec is not None:
+                times.setdefault(getattr(r, "model", "") or "?", []).append(sec)
+        err = getattr(r, "error", None)
+        if getattr(r, "status", "") == "failed":
+            errors[(err or {}).get("code") or "UNKNOWN"] += 1
+        cost = _cost_of(r)
+        if cost:
+            provider = (getattr(r, "recipe", None) or {}).get("provider") or getattr(r, "model", "") or "?"
+            providers[provider] = round(providers.get(provider, 0.0) + cost, 4)
+            day = (getattr(r, "created_at", "") or "")[:10] or "?"
+            days[day] = round(days.get(day, 0.0) + cost, 4)
+    return HistoryStats(
+        len(records), dict(kinds), dict(statuses), round(spend, 4), last, images,
+        ok / (ok + failed) if ok + failed else None,
+        {m: sum(v) / len(v) for m, v in sorted(times.items())},
+        dict(errors.most_common()), dict(sorted(providers.items(), key=lambda kv: -kv[1])), dict(sorted(days.items())),
+    )
 
 
 def record_title(rec: Any, *, limit: int = 60) -> str:

@@ -221,7 +221,12 @@ def _ffmpeg_frame(path: str | os.PathLike[str]):
 
     exe = shutil.which("ffmpeg")
     if exe is None:
-        return None
+        try:  # imageio-ffmpeg (on Colab's image) carries its own ffmpeg program
+            import imageio_ffmpeg
+
+            exe = imageio_ffmpeg.get_ffmpeg_exe()
+        except (ImportError, RuntimeError):
+            return None
     try:
         out = subprocess.run([exe, "-v", "error", "-i", str(path), "-frames:v", "1", "-f", "image2pipe",
                               "-vcodec", "mjpeg", "-"], capture_output=True, timeout=30, check=True).stdout

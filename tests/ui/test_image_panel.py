@@ -32,7 +32,7 @@ def test_generate_streams_progress_with_previews_and_fills_the_gallery(masuka_ho
     # the gallery shows both images with their seeds; the recipe and files are listed
     captions = [c.children[1].value for c in form.gallery.cells]
     assert "seed 5" in captions[0] and "seed 6" in captions[1]
-    assert str(result.paths[0]) in form.details.value
+    assert str(result.paths[0]) in form.view.recipe_html.value  # the first image opens large with its recipe
     assert form.notice.level == "ok" and "2 images from tiny-flux" in form.notice.text
     assert "noise" in form.warnings.value  # tiny models are labelled as such
     # "Reuse last seed" puts it back in the form; the History tab sees the new record

@@ -106,6 +106,17 @@ def test_train_on_tiny_flux_shows_the_lora_and_loss(tmp_path):
     panel.compare_button.click()
     assert panel.last_error is None, panel.last_error
     assert panel.comparison.cells and panel.compare_image.value[:4] == b"\x89PNG"
+    # the grid at its native size (never stretched), its rows and columns named in words
+    assert panel.compare_image.layout.width == f"{panel.comparison.grid.size[0]}px"
+    assert "row 1: base model" in panel.compare_legend.value and "seed 1" in panel.compare_legend.value
+    # the loss curve is drawn for the size it is shown at
+    assert panel.loss_image.layout.display == "" and panel.loss_image.layout.width == "480px"
+    assert Image.open(io.BytesIO(panel.loss_image.value)).size == (960, 440)
+    # training again clears what belonged to the last run (its comparison above all)
+    panel.train_button.click()
+    assert panel.last_error is None, panel.last_error
+    assert panel.compare_image.layout.display == "none" and panel.compare_legend.value == ""
+    assert str(run.lora_path) in panel.train_info.value
     panel.compare_seeds.value = "one"
     panel.compare_button.click()
     assert panel.last_error.code == "INVALID_REQUEST" and panel.last_error.hint
