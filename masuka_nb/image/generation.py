@@ -30,6 +30,9 @@ __all__ = ["GenerationResult", "generate", "reproduce", "resolve_model"]
 
 log = get_logger(__name__)
 
+# Recipe entries that describe how a prompt was made (style presets, a batch template), kept by `reproduce`.
+CARRIED = ("presets", "template")
+
 
 @dataclass
 class GenerationResult:
@@ -150,7 +153,8 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
                    steps=recipe["steps"], guidance=recipe["guidance"], seed=seeds[0], num_images=len(seeds),
                    loras=loras, image=image, strength=recipe.get("strength"), save=save, progress=progress,
                    cancel=cancel, use_cache=False, seeds=seeds,
-                   plan_overrides=recipe.get("plan_overrides") or None)
+                   plan_overrides=recipe.get("plan_overrides") or None,
+                   recipe_extra={k: recipe[k] for k in CARRIED if recipe.get(k)} or None)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequestError(f"The recipe is incomplete or damaged ({type(exc).__name__}: {exc}).",
                                   argument="path_or_recipe", value=str(path_or_recipe)[:200],
@@ -184,15 +188,16 @@ def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt:
         loras: Any = (), image: Any = None, strength: Any = None, plan: Any = None, progress: Any = None,
         cancel: Any = None, save: bool = True, previews: bool = False, use_cache: bool = True,
         seeds: list[int] | None = None, plan_overrides: dict | None = None,
-        prompt_cache: PromptCache | None = None) -> GenerationResult:
+        prompt_cache: PromptCache | None = None, recipe_extra: dict[str, Any] | None = None,
+        record: bool = True) -> GenerationResult:
     """One generation on `engine`: prepare the job (validate, plan, recipe), then execute it."""
     job = GenerationJob(engine=engine, prompt=prompt, model=model if isinstance(model, str) else "",
                         progress=progress, cancel=cancel, previews=previews, save=save, use_cache=use_cache,
-                        prompt_cache=prompt_cache)
+                        prompt_cache=prompt_cache, record=record)
     try:
         prepare(job, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
                 guidance=guidance, seed=seed, num_images=num_images, loras=loras, image=image, strength=strength,
-                plan=plan if plan is not None else plan_overrides, seeds=seeds)
+                plan=plan if plan is not None else plan_overrides, seeds=seeds, recipe_extra=recipe_extra)
         return execute(job)
     except (Exception, KeyboardInterrupt) as exc:
         err = fail(job, exc, model=str(model))
@@ -207,7 +212,8 @@ def fail(job: GenerationJob, exc: BaseException, *, model: str = "") -> MasukaEr
 
     err = translate(exc, model=job.model or model, stage="generation",
                     plan_label=getattr(job.plan, "label", ""))
-    _record_failure(job, err)
+    if job.record:
+        _record_failure(job, err)
     return err
 
 
@@ -261,9 +267,10 @@ def execute(job: GenerationJob) -> GenerationResult:
             if job.save and not all(p.is_relative_to(settings().outputs_dir) for p in paths):
                 paths = cache.store(key, images, _save(images, recipe, req), recipe)  # was made with save=False
             timings["total"] = job.elapsed()
-            rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=True)
+            rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=True) if job.record else None
             log.info("generate.cache_hit", model=spec.id, key=key[:12])
-            return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, True, job.warnings, rec.id)
+            return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, True, job.warnings,
+                                    rec.id if rec else "")
 
     t = time.perf_counter()
     images, fallback = run_with_fallback(job)
@@ -279,9 +286,10 @@ def execute(job: GenerationJob) -> GenerationResult:
     timings["save"] = time.perf_counter() - t
     timings["total"] = job.elapsed()
     t = time.perf_counter()
-    rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=False)
+    rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=False) if job.record else None
     timings = {**timings, "history": time.perf_counter() - t}  # the stored record cannot hold its own write time
-    return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, False, job.warnings, rec.id)
+    return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, False, job.warnings,
+                            rec.id if rec else "")
 
 
 def _plan_for(spec, req, plan, current) -> tuple[MemoryPlan, dict]:

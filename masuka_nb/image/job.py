@@ -69,6 +69,7 @@ class GenerationJob:
     save: bool = True
     use_cache: bool = True
     prompt_cache: PromptCache | None = None  # shared by the items of a batch; None: encode inside the pipeline
+    record: bool = True  # False: the caller (a grid, a tiled upscale) records one entry for the whole of it
     stage: str = "generate"  # the progress stage name (a batch reports its own stage over all items)
     started: float = field(default_factory=time.perf_counter)
 
