@@ -83,6 +83,7 @@ class BatchResult:
     history_id: str = ""
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
+    prompt_reuses: int = 0  # items whose prompt embeddings came from an earlier item (encoded once)
 
     @property
     def images(self) -> list[Any]:
@@ -272,9 +273,9 @@ def batch(
     todo = [it for it in plan.items if not it.resumed]
     if state is not None:
         todo = todo[state.process_index::state.num_processes]
-    status, error = "ok", None
+    status, error, reuses = "ok", None, 0
     try:
-        _run_items(plan, todo, engine or default_engine(), save=save, progress=progress, cancel=cancel)
+        reuses = _run_items(plan, todo, engine or default_engine(), save=save, progress=progress, cancel=cancel)
     except (Exception, KeyboardInterrupt) as exc:
         error = exc if isinstance(exc, MasukaError) else None
         status = "cancelled" if isinstance(exc, (CancelledError, KeyboardInterrupt)) else "failed"
@@ -290,12 +291,12 @@ def batch(
     rec_id = ""
     if state is None or state.is_main_process:
         rec_id = _record_batch(plan, est, seconds, status, error)
-    return BatchResult(plan.id, plan.items, plan.model, est, seconds, rec_id, status)
+    return BatchResult(plan.id, plan.items, plan.model, est, seconds, rec_id, status, prompt_reuses=reuses)
 
 
 # ---- running ----
 
-def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, progress: Any, cancel: Any) -> None:
+def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, progress: Any, cancel: Any) -> int:
     from masuka_nb.image.generation import run
     from masuka_nb.image.job import PromptCache
     from masuka_nb.progress import ProgressReporter
@@ -325,6 +326,7 @@ def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, p
         it.history_id = result.history_id
         reporter.update(offset + plan.steps, message=f"image {k + 1}/{len(todo)}", item=it.index)
     reporter.done(f"{len(todo)} image(s)")
+    return cache.hits
 
 
 def _finished(batch_id: str) -> dict[int, dict[str, Any]]:
