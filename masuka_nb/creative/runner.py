@@ -423,3 +423,6 @@ def _human(seconds: float) -> str:
     if seconds < 5400:
         return f"{seconds / 60:.0f} min"
     return f"{seconds / 3600:.1f} h"
+
+
+batch.estimate = estimate  # `mk.batch.estimate(...)`: the size and time of a batch before it runs
