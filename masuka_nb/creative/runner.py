@@ -248,6 +248,7 @@ def batch(
     save: bool = True,
     progress: Any = None,
     cancel: Any = None,
+    chunk: int = 4,
     engine: Any = None,
 ) -> BatchResult:
     """Make every prompt × seed of a batch; returns them in order. See the module docstring.
@@ -256,9 +257,15 @@ def batch(
     template) or a `.txt` prompt file. `seeds` None gives one seed per prompt, derived from the batch (so a
     rerun is the same batch and resumes). `presets`: names, Presets or (name, weight) pairs (mixed).
     `mode="random"` with `count=` picks from each template instead of taking every combination.
+    `chunk`: up to this many seeds of one prompt share one pipeline call (same images, less overhead);
+    chunk=1 runs every image on its own.
     """
     from masuka_nb.image.engine import default_engine
+    from masuka_nb.image.request import MAX_IMAGES
 
+    if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_IMAGES:
+        raise InvalidRequestError(f"`chunk` must be a whole number from 1 to {MAX_IMAGES}.", argument="chunk",
+                                  value=chunk, hint="chunk=4 puts up to four seeds of a prompt in one call.")
     t0 = time.perf_counter()
     plan = plan_items(prompts_or_template, model=model, seeds=seeds, presets=presets, loras=loras,
                       negative_prompt=negative_prompt, width=width, height=height, steps=steps, guidance=guidance,
@@ -275,7 +282,8 @@ def batch(
         todo = todo[state.process_index::state.num_processes]
     status, error, reuses = "ok", None, 0
     try:
-        reuses = _run_items(plan, todo, engine or default_engine(), save=save, progress=progress, cancel=cancel)
+        reuses = _run_items(plan, todo, engine or default_engine(), save=save, progress=progress, cancel=cancel,
+                            chunk=chunk)
     except (Exception, KeyboardInterrupt) as exc:
         error = exc if isinstance(exc, MasukaError) else None
         status = "cancelled" if isinstance(exc, (CancelledError, KeyboardInterrupt)) else "failed"
@@ -296,37 +304,73 @@ def batch(
 
 # ---- running ----
 
-def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, progress: Any, cancel: Any) -> int:
+def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, progress: Any, cancel: Any,
+               chunk: int) -> int:
+    """Make the items, several seeds of one prompt per pipeline call; one history record per image."""
     from masuka_nb.image.generation import run
     from masuka_nb.image.job import PromptCache
     from masuka_nb.progress import ProgressReporter
 
-    total = len(todo) * plan.steps
+    groups = _groups(plan, todo, chunk)
+    total = len(groups) * plan.steps
     reporter = ProgressReporter("batch", total, progress=progress, cancel=cancel)
     cache = PromptCache()
-    for k, it in enumerate(todo):
+    made = 0
+    for k, group in enumerate(groups):
         reporter.check("the batch")
-        offset = k * plan.steps
+        offset, first = k * plan.steps, group[0]
+        label = f"images {made + 1}-{made + len(group)} of {len(todo)}" if len(group) > 1 else \
+            f"image {made + 1} of {len(todo)}"
 
-        def step(event, offset=offset, k=k, index=it.index):
-            reporter.update(min(offset + event.step, total), message=f"image {k + 1}/{len(todo)}",
-                            item=index)
+        def step(event, offset=offset, label=label):
+            reporter.update(min(offset + event.step, total), message=label)
 
-        extra = plan.per_item[it.index]
-        recipe_extra = {"batch": {"id": plan.id, "index": it.index, "of": len(plan.items)}}
+        extra = plan.per_item[first.index]
+        recipe_extra: dict[str, Any] = {"batch": {"id": plan.id, "index": first.index, "of": len(plan.items)}}
         if plan.presets:
             recipe_extra["presets"] = plan.presets
         if plan.template:
             recipe_extra["template"] = plan.template
-        result = run(engine, it.prompt, model=plan.model, negative_prompt=extra["negative_prompt"],
-                     seed=it.seed, num_images=1, loras=extra["loras"], save=save, progress=step, cancel=cancel,
-                     prompt_cache=cache, recipe_extra=recipe_extra, **extra["settings"])
-        it.image = result.images[0]
-        it.path = result.paths[0] if result.paths else None
-        it.history_id = result.history_id
-        reporter.update(offset + plan.steps, message=f"image {k + 1}/{len(todo)}", item=it.index)
+        result = run(engine, first.prompt, model=plan.model, negative_prompt=extra["negative_prompt"],
+                     seeds=[it.seed for it in group], num_images=len(group), loras=extra["loras"], save=save,
+                     progress=step, cancel=cancel, prompt_cache=cache, recipe_extra=recipe_extra, record=False,
+                     **extra["settings"])
+        for i, it in enumerate(group):
+            it.image = result.images[i]
+            it.path = result.paths[i] if result.paths else None
+            it.history_id = _record_item(plan, it, result, i)
+        made += len(group)
+        reporter.update(offset + plan.steps, message=label)
     reporter.done(f"{len(todo)} image(s)")
     return cache.hits
+
+
+def _groups(plan: _Plan, todo: list[BatchItem], chunk: int) -> list[list[BatchItem]]:
+    """Neighbouring items with the same prompt and settings, up to `chunk` at a time."""
+    groups: list[list[BatchItem]] = []
+    for it in todo:
+        last = groups[-1] if groups else None
+        if last and len(last) < chunk and last[0].prompt == it.prompt \
+                and plan.per_item[last[0].index] == plan.per_item[it.index]:
+            last.append(it)
+        else:
+            groups.append([it])
+    return groups
+
+
+def _record_item(plan: _Plan, it: BatchItem, result: Any, i: int) -> str:
+    """The image's own history record: its seed, and the batch id and index that a resume looks for."""
+    from masuka_nb import history
+
+    recipe = {**result.recipe, "seeds": [it.seed], "batch": {"id": plan.id, "index": it.index,
+                                                             "of": len(plan.items)}}
+    rec = history.record(history.HistoryRecord(
+        kind="image", status="ok", model=plan.model, prompt=it.prompt, recipe=recipe,
+        paths=[str(it.path)] if it.path else [], timings={k: v / len(result.images) for k, v in
+                                                          result.timings.items()},
+        plan=result.plan.as_dict() if result.plan is not None else None,
+        extra={"cached": result.cached, "batch_call_images": len(result.images)}))
+    return rec.id
 
 
 def _finished(batch_id: str) -> dict[int, dict[str, Any]]:

@@ -105,19 +105,24 @@ def _denoise_locked(job: GenerationJob, reporter: Any) -> list[Any]:
         call["strength"] = req.strength
     with torch.inference_mode():
         if mplan.free_text_encoders:
-            for key in ("prompt", "negative_prompt"):
-                call.pop(key, None)
-            call.update(_cached(job, lambda: _encode_then_free(pipe, spec, req, mplan)))
+            _use_embeds(call, _cached(job, lambda: _encode_then_free(pipe, spec, req, mplan)))
             with _without_text_encoders(pipe):
                 images = pipe(**call).images
         else:
             if job.prompt_cache is not None:
-                for key in ("prompt", "negative_prompt"):
-                    call.pop(key, None)
-                call.update(_cached(job, lambda: _encode(pipe, spec, req, pipe._execution_device)))
+                _use_embeds(call, _cached(job, lambda: _encode(pipe, spec, req, pipe._execution_device)))
             images = pipe(**call).images
     reporter.done(f"{len(images)} image(s)")
     return list(images)
+
+
+def _use_embeds(call: dict[str, Any], embeds: dict[str, Any]) -> None:
+    """Call the pipeline on precomputed embeddings instead of text. They already hold one copy per image,
+    and a pipeline given embeddings takes their batch as the prompt count, so it must not repeat them."""
+    for key in ("prompt", "negative_prompt"):
+        call.pop(key, None)
+    call.update(embeds)
+    call["num_images_per_prompt"] = 1
 
 
 def _cached(job: GenerationJob, encode: Any) -> dict[str, Any]:
