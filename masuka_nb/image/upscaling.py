@@ -92,9 +92,11 @@ def upscale(
                 loras=[(lr["source"], lr["weight"]) for lr in recipe.get("loras", [])], progress=progress,
                 cancel=cancel)
     if not tile or (w <= tile and h <= tile):
-        from masuka_nb.image.generation import generate
+        from masuka_nb.image.engine import default_engine
+        from masuka_nb.image.generation import run
 
-        return generate(prompt, image=big, width=w, height=h, save=save, **args)
+        return run(default_engine(), prompt, image=big, width=w, height=h, save=save,
+                   recipe_extra={"upscale": {**about, "tiles": 1}}, **args)
     return _tiled_refine(big, prompt, args, tile, overlap, about, save)
 
 
