@@ -20,3 +20,14 @@ def test_compare_is_one_grid_with_one_record(flux_lora):
     assert query(kind="image") == [] and rec.paths == [str(res.path)] and rec.model == "tiny-flux"
     assert rec.recipe["weights"] == [0.5, 1.0] and rec.recipe["prompts"] == ["a lamp", "a cup"]
     assert rec.recipe["labels"]["y"] == ["base", f"{flux_lora.stem} x0.5", f"{flux_lora.stem} x1"]
+
+
+def test_a_lora_weight_axis_scales_the_given_loras(flux_lora):
+    import masuka_nb as mk
+
+    g = mk.grid("a lamp", x=("lora_weight", [0.0, 0.5, 1.0]), loras=[(flux_lora, 1.0)], model="tiny-flux", seed=2,
+                width=32, height=32, steps=2, progress=False, save=False)
+    weights = [c.recipe["loras"][0]["weight"] for c in g.cells]
+    assert weights == [0.0, 0.5, 1.0] and g.labels["x"] == ["lora_weight: 0", "lora_weight: 0.5", "lora_weight: 1"]
+    zero, half, full = (np.asarray(c.image, dtype=float) for c in g.cells)
+    assert np.abs(full - zero).mean() > np.abs(half - zero).mean() > 0
