@@ -27,21 +27,26 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "VideoJob": ("masuka_nb.video", "VideoJob"),
     "VideoResult": ("masuka_nb.video", "VideoResult"),
     "app": ("masuka_nb.ui", "app"),
+    "batch": ("masuka_nb.creative.runner", "batch"),
     "configure": ("masuka_nb.config", "configure"),
     "doctor": ("masuka_nb.checkup", "doctor"),
     "errors": ("masuka_nb.errors", None),
     "generate": ("masuka_nb.image", "generate"),
     "get_model": ("masuka_nb.models.registry", "get_model"),
     "get_secret": ("masuka_nb.secrets", "get_secret"),
+    "grid": ("masuka_nb.creative.grids", "grid"),
     "history": ("masuka_nb.history", None),
     "jobs": ("masuka_nb.jobs", None),
     "list_models": ("masuka_nb.models.registry", "list_models"),
     "lora": ("masuka_nb.lora", None),
     "plan": ("masuka_nb.memory", "plan"),
+    "presets": ("masuka_nb.creative.presets", None),
     "reproduce": ("masuka_nb.image", "reproduce"),
     "reset_configuration": ("masuka_nb.config", "reset_configuration"),
     "secrets": ("masuka_nb.secrets", None),
     "settings": ("masuka_nb.config", "settings"),
+    "to_video": ("masuka_nb.creative.clips", "to_video"),
+    "upscale": ("masuka_nb.image.upscaling", "upscale"),
 }
 
 # Literal (not computed) so linters and IDEs see it; a test keeps it equal to _LAZY.
@@ -58,21 +63,26 @@ __all__ = [
     "VideoResult",
     "__version__",
     "app",
+    "batch",
     "configure",
     "doctor",
     "errors",
     "generate",
     "get_model",
     "get_secret",
+    "grid",
     "history",
     "jobs",
     "list_models",
     "lora",
     "plan",
+    "presets",
     "reproduce",
     "reset_configuration",
     "secrets",
     "settings",
+    "to_video",
+    "upscale",
 ]
 
 
@@ -83,8 +93,13 @@ if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy
     from masuka_nb import errors, history, jobs, lora, secrets
     from masuka_nb.checkup import doctor
     from masuka_nb.config import configure, reset_configuration, settings
+    from masuka_nb.creative import presets
+    from masuka_nb.creative.clips import to_video
+    from masuka_nb.creative.grids import grid
+    from masuka_nb.creative.runner import batch
     from masuka_nb.errors import MasukaError
     from masuka_nb.image import GenerationResult, ImageEngine, generate, reproduce
+    from masuka_nb.image.upscaling import upscale
     from masuka_nb.memory import MemoryPlan, plan
     from masuka_nb.models.registry import get_model, list_models
     from masuka_nb.progress import CancelToken, ProgressEvent

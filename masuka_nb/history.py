@@ -22,7 +22,7 @@ from masuka_nb.storage import atomic_write_text
 
 __all__ = ["History", "HistoryRecord", "forget_path", "get", "history", "query", "record"]
 
-KINDS = ("image", "video", "training", "comparison", "caption")
+KINDS = ("image", "video", "training", "comparison", "caption", "batch", "grid", "upscale")
 
 
 @dataclass

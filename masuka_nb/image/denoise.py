@@ -6,40 +6,49 @@ text encoders moved off the GPU first when the plan says so); prompts past the e
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from masuka_nb.errors import InvalidRequestError, OutOfMemoryError
 from masuka_nb.log import get_logger
+
+if TYPE_CHECKING:
+    from masuka_nb.image.job import GenerationJob
 
 __all__ = ["run_with_fallback"]
 
 log = get_logger(__name__)
 
 
-def run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, recipe, warnings,
-                       timings):
-    """Run once; after an out-of-memory, free everything and run once more on the next lighter plan."""
-    from masuka_nb.image.engine import free_memory
+def run_with_fallback(job: GenerationJob) -> tuple[list[Any], bool]:
+    """Run once; after an out-of-memory, free everything and run once more on the next lighter plan.
+
+    Returns the images and whether the fallback was taken (`job.plan` is then the lighter plan).
+    """
     from masuka_nb.image.failures import is_out_of_memory, translate
     from masuka_nb.memory import lighter_plan
+    from masuka_nb.runtime import free_memory
 
+    spec, mplan, engine = job.spec, job.plan, job.engine
     try:
-        return _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings), mplan, False
+        return _denoise(job), False
     except (Exception, KeyboardInterrupt) as exc:
         if not is_out_of_memory(exc):
             raise
         err = translate(exc, model=spec.id, stage="generation", plan_label=mplan.label)
         engine.unload()
         free_memory()
+        if job.prompt_cache is not None:
+            job.prompt_cache.clear()  # its tensors live on the device that just ran out
         lighter = lighter_plan(mplan)
         if lighter is None:
             raise err from exc
         msg = f"Out of memory with {mplan.label}; falling back once to {lighter.label}."
         log.warning("generate.oom_fallback", model=spec.id, old=mplan.label, new=lighter.label)
-        warnings.append(msg)
-        recipe["fallback"] = msg
+        job.warnings.append(msg)
+        job.recipe["fallback"] = msg
+    job.plan = lighter
     try:
-        images = _denoise(engine, spec, req, seeds, resolved, lighter, progress, cancel, previews, timings)
+        images = _denoise(job)
     except (Exception, KeyboardInterrupt) as exc:
         if is_out_of_memory(exc):
             engine.unload()
@@ -47,38 +56,39 @@ def run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cance
                                    argument="plan", value=lighter.label,
                                    hint="Use a smaller size or fewer images per call.") from exc
         raise
-    return images, lighter, True
+    return images, True
 
 
-def _denoise(engine, spec, req, seeds, resolved, mplan, progress, cancel, previews, timings) -> list[Any]:
+def _denoise(job: GenerationJob) -> list[Any]:
     from masuka_nb.progress import ProgressReporter
 
-    reporter = ProgressReporter("generate", req.steps, progress=progress, cancel=cancel)
+    reporter = ProgressReporter(job.stage, job.request.steps, progress=job.progress, cancel=job.cancel)
     reporter.check()
     # One generation at a time per engine: LoRA state and the loaded pipeline are shared.
-    with engine._lock:
-        return _denoise_locked(engine, spec, req, seeds, resolved, mplan, reporter, progress, previews, timings)
+    with job.engine._lock:
+        return _denoise_locked(job, reporter)
 
 
-def _denoise_locked(engine, spec, req, seeds, resolved, mplan, reporter, progress, previews, timings) -> list[Any]:
+def _denoise_locked(job: GenerationJob, reporter: Any) -> list[Any]:
     import torch
 
     from masuka_nb.image.lora import apply_loras
 
+    engine, spec, req, mplan = job.engine, job.spec, job.request, job.plan
     before = engine.load_count
     t = time.perf_counter()
-    pipe = engine.pipeline(spec.id, plan=mplan, img2img=req.image is not None, progress=progress)
+    pipe = engine.pipeline(spec.id, plan=mplan, img2img=req.image is not None, progress=job.progress)
     if engine.load_count != before:
-        timings["load"] = time.perf_counter() - t
-    apply_loras(pipe, resolved)
+        job.timings["load"] = time.perf_counter() - t
+    apply_loras(pipe, job.loras)
     _check_prompt_length(pipe, spec, req)
     # CPU generators on every device and plan: the same seed gives the same starting noise everywhere.
-    generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
+    generators = [torch.Generator(device="cpu").manual_seed(s) for s in job.seeds]
     total = int(req.steps * req.strength) if req.image is not None else req.steps
 
     def on_step(p, step, timestep, kwargs):
         reporter.total = total
-        preview = _preview(kwargs.get("latents"), spec, req) if previews else None
+        preview = _preview(kwargs.get("latents"), spec, req) if job.previews else None
         reporter.update(min(step + 1, total), message=f"step {step + 1}/{total}", preview=preview)
         reporter.check("the generation")
         return kwargs
@@ -97,15 +107,38 @@ def _denoise_locked(engine, spec, req, seeds, resolved, mplan, reporter, progres
 
     with torch.inference_mode(), quiet_third_party(bars=False):  # CLIP's truncation notices
         if mplan.free_text_encoders:
-            for key in ("prompt", "negative_prompt"):
-                call.pop(key, None)
-            call.update(_encode_then_free(pipe, spec, req, mplan))
+            _use_embeds(call, _cached(job, lambda: _encode_then_free(pipe, spec, req, mplan)))
             with _without_text_encoders(pipe):
                 images = pipe(**call).images
         else:
+            if job.prompt_cache is not None:
+                _use_embeds(call, _cached(job, lambda: _encode(pipe, spec, req, pipe._execution_device)))
             images = pipe(**call).images
     reporter.done(f"{len(images)} image(s)")
     return list(images)
+
+
+def _use_embeds(call: dict[str, Any], embeds: dict[str, Any]) -> None:
+    """Call the pipeline on precomputed embeddings instead of text. They already hold one copy per image,
+    and a pipeline given embeddings takes their batch as the prompt count, so it must not repeat them."""
+    for key in ("prompt", "negative_prompt"):
+        call.pop(key, None)
+    call.update(embeds)
+    call["num_images_per_prompt"] = 1
+
+
+def _cached(job: GenerationJob, encode: Any) -> dict[str, Any]:
+    """The prompt's embeddings from the job's prompt cache, encoding them on a miss (or with no cache)."""
+    if job.prompt_cache is None:
+        return encode()
+    req = job.request
+    key = (job.spec.id, req.prompt, req.negative_prompt, req.num_images, req.guidance > 1.0,
+           tuple((lr["source"], lr["weight"]) for lr in job.recipe.get("loras", [])))
+    found = job.prompt_cache.get(key)
+    if found is None:
+        found = encode()
+        job.prompt_cache.put(key, found)
+    return found
 
 
 _ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")
@@ -123,25 +156,30 @@ def _encode_then_free(pipe, spec, req, mplan) -> dict[str, Any]:
     for enc in encoders:
         enc.to(device)
     try:
-        if spec.family == "flux":
-            embeds, pooled, _ = pipe.encode_prompt(prompt=req.prompt, prompt_2=None, device=device,
-                                                   num_images_per_prompt=req.num_images,
-                                                   max_sequence_length=spec.max_sequence_length)
-            return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-        cfg = req.guidance > 1.0
-        embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
-            prompt=req.prompt, prompt_2=None, prompt_3=None, device=device, num_images_per_prompt=req.num_images,
-            do_classifier_free_guidance=cfg, negative_prompt=req.negative_prompt,
-            max_sequence_length=spec.max_sequence_length)
-        out = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
-        if cfg:
-            out.update(negative_prompt_embeds=neg, negative_pooled_prompt_embeds=neg_pooled)
-        return out
+        return _encode(pipe, spec, req, device)
     finally:
         if device.type == "cuda":
             for enc in encoders:
                 enc.to("cpu")
             torch.cuda.empty_cache()
+
+
+def _encode(pipe, spec, req, device) -> dict[str, Any]:
+    """The pipeline's own `encode_prompt`, as the keyword arguments its `__call__` takes instead of text."""
+    if spec.family == "flux":
+        embeds, pooled, _ = pipe.encode_prompt(prompt=req.prompt, prompt_2=None, device=device,
+                                               num_images_per_prompt=req.num_images,
+                                               max_sequence_length=spec.max_sequence_length)
+        return {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+    cfg = req.guidance > 1.0
+    embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
+        prompt=req.prompt, prompt_2=None, prompt_3=None, device=device, num_images_per_prompt=req.num_images,
+        do_classifier_free_guidance=cfg, negative_prompt=req.negative_prompt,
+        max_sequence_length=spec.max_sequence_length)
+    out = {"prompt_embeds": embeds, "pooled_prompt_embeds": pooled}
+    if cfg:
+        out.update(negative_prompt_embeds=neg, negative_pooled_prompt_embeds=neg_pooled)
+    return out
 
 
 class _without_text_encoders:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+from masuka_nb.image.job import GenerationJob, PromptCache
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
 
@@ -28,6 +29,9 @@ if TYPE_CHECKING:
 __all__ = ["GenerationResult", "generate", "reproduce", "resolve_model"]
 
 log = get_logger(__name__)
+
+# Recipe entries that describe how a prompt was made (style presets, a batch template), kept by `reproduce`.
+CARRIED = ("presets", "template")
 
 
 @dataclass
@@ -154,7 +158,8 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
                    steps=recipe["steps"], guidance=recipe["guidance"], seed=seeds[0], num_images=len(seeds),
                    loras=loras, image=image, strength=recipe.get("strength"), save=save, progress=progress,
                    cancel=cancel, use_cache=False, seeds=seeds,
-                   plan_overrides=recipe.get("plan_overrides") or None)
+                   plan_overrides=recipe.get("plan_overrides") or None,
+                   recipe_extra={k: recipe[k] for k in CARRIED if recipe.get(k)} or None)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequestError(f"The recipe is incomplete or damaged ({type(exc).__name__}: {exc}).",
                                   argument="path_or_recipe", value=str(path_or_recipe)[:200],
@@ -187,88 +192,109 @@ def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt:
         height: Any = None, steps: Any = None, guidance: Any = None, seed: Any = None, num_images: Any = 1,
         loras: Any = (), image: Any = None, strength: Any = None, plan: Any = None, progress: Any = None,
         cancel: Any = None, save: bool = True, previews: bool = False, use_cache: bool = True,
-        seeds: list[int] | None = None, plan_overrides: dict | None = None) -> GenerationResult:
-    from masuka_nb.image.failures import translate
-
-    t0 = time.perf_counter()
-    state: dict[str, Any] = {"model": model if isinstance(model, str) else "", "prompt": prompt}
+        seeds: list[int] | None = None, plan_overrides: dict | None = None,
+        prompt_cache: PromptCache | None = None, recipe_extra: dict[str, Any] | None = None,
+        record: bool = True) -> GenerationResult:
+    """One generation on `engine`: prepare the job (validate, plan, recipe), then execute it."""
+    job = GenerationJob(engine=engine, prompt=prompt, model=model if isinstance(model, str) else "",
+                        progress=progress, cancel=cancel, previews=previews, save=save, use_cache=use_cache,
+                        prompt_cache=prompt_cache, record=record)
     try:
-        return _run(engine, state, t0, prompt, model=model, negative_prompt=negative_prompt, width=width,
-                    height=height, steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras,
-                    image=image, strength=strength, plan=plan if plan is not None else plan_overrides,
-                    progress=progress, cancel=cancel,
-                    save=save, previews=previews, use_cache=use_cache, seeds=seeds)
+        prepare(job, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+                guidance=guidance, seed=seed, num_images=num_images, loras=loras, image=image, strength=strength,
+                plan=plan if plan is not None else plan_overrides, seeds=seeds, recipe_extra=recipe_extra)
+        return execute(job)
     except (Exception, KeyboardInterrupt) as exc:
-        err = translate(exc, model=state.get("model") or str(model), stage="generation",
-                        plan_label=getattr(state.get("plan"), "label", ""))
-        _record_failure(state, err, t0)
+        err = fail(job, exc, model=str(model))
         if err is exc:
             raise
         raise err from exc
 
 
-def _run(engine, state, t0, prompt, *, model, negative_prompt, width, height, steps, guidance, seed, num_images,
-         loras, image, strength, plan, progress, cancel, save, previews, use_cache, seeds) -> GenerationResult:
+def fail(job: GenerationJob, exc: BaseException, *, model: str = "") -> MasukaError:
+    """`exc` as a MasukaError, recorded in the history as this job's failure (or cancellation)."""
+    from masuka_nb.image.failures import translate
+
+    err = translate(exc, model=job.model or model, stage="generation",
+                    plan_label=getattr(job.plan, "label", ""))
+    if job.record:
+        _record_failure(job, err)
+    return err
+
+
+def prepare(job: GenerationJob, *, model: Any = None, negative_prompt: Any = None, width: Any = None,
+            height: Any = None, steps: Any = None, guidance: Any = None, seed: Any = None, num_images: Any = 1,
+            loras: Any = (), image: Any = None, strength: Any = None, plan: Any = None,
+            seeds: list[int] | None = None, recipe_extra: dict[str, Any] | None = None) -> GenerationJob:
+    """Fill `job` from loose arguments: resolve the model, validate, pick seeds, plan memory, build the recipe."""
     from masuka_nb.config import settings
-    from masuka_nb.image import cache
-    from masuka_nb.image.denoise import run_with_fallback
     from masuka_nb.image.lora import resolve_all
     from masuka_nb.image.request import GenerationRequest
     from masuka_nb.models.registry import get_model
 
-    if not isinstance(save, bool):
-        raise InvalidRequestError("`save` must be True or False.", argument="save", value=save,
+    if not isinstance(job.save, bool):
+        raise InvalidRequestError("`save` must be True or False.", argument="save", value=job.save,
                                   hint="save=False keeps the images in memory only.")
     model_id, note = resolve_model(model)
-    state["model"] = model_id
-    spec = get_model(model_id)
-    req = GenerationRequest.build(spec, prompt=prompt, negative_prompt=negative_prompt, width=width,
-                                  height=height, steps=steps, guidance=guidance, seed=seed,
-                                  num_images=num_images, image=image, strength=strength)
+    job.model = model_id
+    job.spec = spec = get_model(model_id)
+    job.request = req = GenerationRequest.build(spec, prompt=job.prompt, negative_prompt=negative_prompt,
+                                                width=width, height=height, steps=steps, guidance=guidance,
+                                                seed=seed, num_images=num_images, image=image, strength=strength)
     if seeds is None:
         first = req.seed if req.seed is not None else secrets.randbelow(2**32 - req.num_images)
         seeds = [(first + i) % 2**32 for i in range(req.num_images)]
+    job.seeds = list(seeds)
     current = settings()
-    mplan, overrides = _plan_for(spec, req, plan, current)
-    state["plan"] = mplan
-    resolved = resolve_all(loras, model=spec.id)
-    warnings = [note] if note else []
-    recipe = _recipe(spec, req, seeds, resolved, mplan, overrides, note)
-    state["recipe"] = recipe
-    timings = {"validate": time.perf_counter() - t0}
+    job.plan, job.plan_overrides = _plan_for(spec, req, plan, current)
+    job.loras = resolve_all(loras, model=spec.id)
+    job.warnings = [note] if note else []
+    job.recipe = _recipe(spec, req, job.seeds, job.loras, job.plan, job.plan_overrides, note)
+    if recipe_extra:
+        job.recipe.update(recipe_extra)
+    job.use_cache = job.use_cache and current.result_cache
+    job.timings["validate"] = job.elapsed()
+    return job
 
-    use_cache = use_cache and current.result_cache
-    key = cache.recipe_key(recipe) if use_cache else ""
-    if use_cache:
+
+def execute(job: GenerationJob) -> GenerationResult:
+    """Run a prepared job: answer from the result cache, or denoise; save the PNGs; record the history."""
+    from masuka_nb.config import settings
+    from masuka_nb.image import cache
+    from masuka_nb.image.denoise import run_with_fallback
+
+    spec, req, recipe, timings = job.spec, job.request, job.recipe, job.timings
+    key = cache.recipe_key(recipe) if job.use_cache else ""
+    if job.use_cache:
         hit = cache.lookup(key)
         if hit is not None:
             images, paths = hit
-            if save and not all(p.is_relative_to(current.outputs_dir) for p in paths):
+            if job.save and not all(p.is_relative_to(settings().outputs_dir) for p in paths):
                 paths = cache.store(key, images, _save(images, recipe, req), recipe)  # was made with save=False
-            timings["total"] = time.perf_counter() - t0
-            rec = _record_ok(spec, recipe, paths, timings, mplan, cached=True)
+            timings["total"] = job.elapsed()
+            rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=True) if job.record else None
             log.info("generate.cache_hit", model=spec.id, key=key[:12])
-            return GenerationResult(images, seeds, recipe, paths, timings, mplan, True, warnings, rec.id)
+            return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, True, job.warnings,
+                                    rec.id if rec else "")
 
     t = time.perf_counter()
-    images, mplan, fallback = run_with_fallback(engine, spec, req, seeds, resolved, mplan, progress, cancel,
-                                                 previews, recipe, warnings, timings)
-    state["plan"] = mplan
+    images, fallback = run_with_fallback(job)
     timings["generate"] = time.perf_counter() - t - timings.get("load", 0.0)
     if fallback:
-        recipe["plan"] = mplan.label
+        recipe["plan"] = job.plan.label
     t = time.perf_counter()
-    paths = _save(images, recipe, req) if save else []
-    if use_cache:
+    paths = _save(images, recipe, req) if job.save else []
+    if job.use_cache:
         paths_for_cache = cache.store(key, images, paths, recipe)
-        if not save:
+        if not job.save:
             recipe["cache_paths"] = [str(p) for p in paths_for_cache]
     timings["save"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
+    timings["total"] = job.elapsed()
     t = time.perf_counter()
-    rec = _record_ok(spec, recipe, paths, timings, mplan, cached=False)
+    rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=False) if job.record else None
     timings = {**timings, "history": time.perf_counter() - t}  # the stored record cannot hold its own write time
-    return GenerationResult(images, seeds, recipe, paths, timings, mplan, False, warnings, rec.id)
+    return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, False, job.warnings,
+                            rec.id if rec else "")
 
 
 def _plan_for(spec, req, plan, current) -> tuple[MemoryPlan, dict]:
@@ -364,18 +390,16 @@ def _record_ok(spec, recipe, paths, timings, mplan, *, cached: bool):
     ))
 
 
-def _record_failure(state: dict[str, Any], err: MasukaError, t0: float) -> None:
+def _record_failure(job: GenerationJob, err: MasukaError) -> None:
     from masuka_nb import history
 
     status = "cancelled" if isinstance(err, CancelledError) else "failed"
-    mplan = state.get("plan")
     try:
         history.record(history.HistoryRecord(
-            kind="image", status=status, model=str(state.get("model") or ""),
-            prompt=state["prompt"] if isinstance(state.get("prompt"), str) else repr(state.get("prompt"))[:200],
-            recipe=state.get("recipe") or {}, timings={"total": time.perf_counter() - t0},
-            plan=mplan.as_dict() if isinstance(mplan, MemoryPlan) else None, error=err.to_dict(),
+            kind="image", status=status, model=str(job.model or ""),
+            prompt=job.prompt if isinstance(job.prompt, str) else repr(job.prompt)[:200],
+            recipe=job.recipe or {}, timings={"total": job.elapsed()},
+            plan=job.plan.as_dict() if isinstance(job.plan, MemoryPlan) else None, error=err.to_dict(),
         ))
     except MasukaError as exc:  # a full disk must not hide the original error
         log.warning("history.record_failed", error=str(exc))
-

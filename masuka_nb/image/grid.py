@@ -23,6 +23,8 @@ def make_grid(
     label_height: int | None = None,
     row_labels: Sequence[str] | None = None,
     col_labels: Sequence[str] | None = None,
+    font_size: int | None = None,
+    min_cell: int | None = None,
 ) -> Any:
     """One PIL image holding `images` in a grid (row by row). `labels` go under each cell.
 
@@ -31,8 +33,12 @@ def make_grid(
     a list of rows (lists of images, all the same length), which sets `rows` and `cols`.
     `row_labels` (one per row) go in a header column on the left, `col_labels` (one per column) in a
     header strip on top: the layout of a comparison, where each row and column means one thing.
+
+    Text stays readable at any cell size: the font scales with the cells (`font_size` None: about 1/14 of a
+    cell's height, 12 px at least), column headers wrap onto several lines instead of being cut, and
+    `min_cell` scales up cells smaller than that many pixels (nearest-neighbour, so pixels stay visible).
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     images = list(images)
     if images and all(isinstance(row, (list, tuple)) for row in images):
@@ -70,35 +76,86 @@ def make_grid(
             raise InvalidRequestError(f"{len(header)} {name} for {count} {name[:3]}s.", argument=name,
                                       value=len(header), hint=f"Give one label per {name[:3]} (empty strings are fine).")
     cw, ch = cell_size or images[0].size
-    font = ImageFont.load_default()
-    lh = 0 if not labels else (label_height if label_height is not None else 14)
+    if min_cell and min(cw, ch) < min_cell:
+        scale = math.ceil(min_cell / min(cw, ch))
+        cw, ch = cw * scale, ch * scale
+    if font_size is None:  # an explicit strip height sets the text size; else the cells do
+        font_size = max(8, label_height - 2) if label_height is not None else max(12, min(72, round(ch / 14)))
+    font = _font(font_size)
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    line_h = _line_height(measure, font)
+    lh = 0 if not labels else (label_height if label_height is not None else line_h + 4)
     left = 0 if not row_labels else 8 + math.ceil(max(measure.textlength(str(t), font=font) for t in row_labels))
-    top = 0 if not col_labels else (label_height if label_height is not None else 14) + 4
+    header_lines = [] if not col_labels else (
+        [[_fit(measure, str(t), font, cw - 4)] for t in col_labels] if label_height is not None
+        else [_wrap(measure, str(t), font, cw - 4) for t in col_labels])
+    top = 0 if not col_labels else (label_height if label_height is not None
+                                    else max(len(lines) for lines in header_lines) * line_h + 2) + 4
     width = left + cols * cw + (cols + 1) * gap
     height = top + rows * (ch + lh) + (rows + 1) * gap
     sheet = Image.new("RGB", (width, height), background)
     draw = ImageDraw.Draw(sheet)
-    for c, text in enumerate(col_labels or ()):
-        if text:
-            x = left + gap + c * (cw + gap)
-            draw.text((x + 2, 2), _fit(draw, str(text), font, cw - 4), fill=(0, 0, 0), font=font)
+    for c, lines in enumerate(header_lines):
+        x = left + gap + c * (cw + gap)
+        for k, text in enumerate(lines):
+            if text:
+                draw.text((x + 2, 2 + k * line_h), text, fill=(0, 0, 0), font=font)
     for r, text in enumerate(row_labels or ()):
         if text:
             y = top + gap + r * (ch + lh + gap)
-            draw.text((4, y + ch // 2 - 5), str(text), fill=(0, 0, 0), font=font)
+            draw.text((4, y + ch // 2 - line_h // 2), str(text), fill=(0, 0, 0), font=font)
     for i, im in enumerate(images):
         r, c = divmod(i, cols)
         x = left + gap + c * (cw + gap)
         y = top + gap + r * (ch + lh + gap)
         cell = im.convert("RGB")
         if cell.size != (cw, ch):
-            cell = cell.copy()
-            cell.thumbnail((cw, ch))
+            if cell.width * ch == cell.height * cw and cell.width < cw:  # scaled up for readability
+                cell = cell.resize((cw, ch), Image.Resampling.NEAREST)
+            else:
+                cell = cell.copy()
+                cell.thumbnail((cw, ch))
         sheet.paste(cell, (x + (cw - cell.width) // 2, y + (ch - cell.height) // 2))
         if labels and labels[i]:
             draw.text((x + 2, y + ch + 1), _fit(draw, str(labels[i]), font, cw - 4), fill=(0, 0, 0), font=font)
     return sheet
+
+
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    try:
+        return ImageFont.load_default(size=size)  # Pillow ≥ 10.1 with FreeType: a scalable font
+    except (TypeError, AttributeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def _line_height(draw: Any, font: Any) -> int:
+    box = draw.textbbox((0, 0), "Ag|", font=font)
+    return max(10, box[3] - min(0, box[1]) + 2)
+
+
+def _wrap(draw: Any, text: str, font: Any, width: int) -> list[str]:
+    """Words onto lines no wider than `width` (a word too long on its own is broken, never dropped)."""
+    lines, cur = [], ""
+    for word in text.split():
+        trial = f"{cur} {word}" if cur else word
+        if draw.textlength(trial, font=font) <= width:
+            cur = trial
+            continue
+        if cur:
+            lines.append(cur)
+        cur = ""
+        while draw.textlength(word, font=font) > width and len(word) > 1:
+            k = len(word)
+            while k > 1 and draw.textlength(word[:k], font=font) > width:
+                k -= 1
+            lines.append(word[:k])
+            word = word[k:]
+        cur = word
+    if cur:
+        lines.append(cur)
+    return lines or [""]
 
 
 def _fit(draw: Any, text: str, font: Any, width: int) -> str:

@@ -5,24 +5,23 @@ a difference between two cells in a column is the LoRA's doing alone. The grid i
 `outputs_dir/comparisons/` and recorded in the history (kind "comparison").
 
 Images come from the image engine (`masuka_nb.generate`): one pipeline stays loaded for the whole
-grid, adapters are swapped between rows, and each cell is the engine's own recipe (reproducible).
+grid, adapters are swapped between rows, and each cell is the engine's own recipe (reproducible). The grid
+itself is `masuka_nb.grid` (a "lora" row axis × a prompt·seed column axis), recorded once with its image.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
 from masuka_nb.image.grid import make_grid  # also re-exported: it used to live here
 from masuka_nb.log import get_logger
-from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.progress import CancelToken, ProgressCallback
 
 __all__ = ["Cell", "Comparison", "compare", "make_grid", "resolve_lora"]
 
@@ -119,48 +118,21 @@ def compare(
     guidance = spec.default_guidance if guidance is None else guidance
     rows: list[tuple[str | None, str | None, float]] = [(None, None, 0.0)] if include_base else []
     rows += [(str(f), n, float(w)) for f, n, _ in resolved for w in weights]
-    total = len(rows) * len(prompts) * len(seeds)
-    reporter = ProgressReporter("compare", total, progress=progress, cancel=cancel)
-    start = time.perf_counter()
-    from masuka_nb.image import generate
+    if not rows:
+        raise InvalidRequestError("Nothing to compare: no LoRA given and include_base=False.", argument="loras",
+                                  value=[], hint="Pass at least one LoRA, or include_base=True.")
+    from masuka_nb.creative.grids import grid
 
-    cells: list[Cell] = []
-    grid_rows: list[list[Any]] = []
-    done = 0
-    for file, label, weight in rows:
-        row_images = []
-        for prompt in prompts:
-            for seed in seeds:
-                reporter.check("the comparison")
-                # The image engine keeps one pipeline loaded and swaps adapters between rows.
-                result = generate(prompt, model=spec.id, width=width, height=height, steps=steps, guidance=guidance,
-                                  seed=int(seed), loras=[(file, weight)] if file else (), save=False,
-                                  progress=False, cancel=cancel)
-                image = result.images[0]
-                cells.append(Cell(label, weight if file else 0.0, prompt, int(seed), image))
-                row_images.append(image)
-                done += 1
-                reporter.update(done)
-        grid_rows.append(row_images)
-    row_labels = ["base" if f is None else f"{n} x{w:g}" for f, n, w in rows]
-    col_labels = [f"{p[:24]} · {s}" for p in prompts for s in seeds]
-    grid = make_grid(grid_rows, row_labels=row_labels, col_labels=col_labels)
-    result = Comparison(grid=grid, cells=cells, model=spec.id, seconds=time.perf_counter() - start)
-    if save:
-        result.path = _save(result, loras=[n for _, n, _ in resolved], prompts=list(prompts), seeds=list(seeds),
-                            weights=list(weights))
-    return result
-
-
-def _save(result: Comparison, **recipe: Any) -> Path:
-    from masuka_nb.config import settings
-    from masuka_nb.history import HistoryRecord, record
-    from masuka_nb.storage import atomic_write_bytes
-
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
-    path = settings().outputs_dir / "comparisons" / f"compare-{stamp}.png"
-    atomic_write_bytes(path, result._repr_png_())
-    record(HistoryRecord(kind="comparison", status="ok", model=result.model, prompt=" | ".join(recipe["prompts"]),
-                         recipe={**recipe, "model": result.model}, paths=[str(path)],
-                         timings={"compare_s": round(result.seconds, 3)}))
-    return path
+    # One grid: rows are (LoRA, weight), columns prompt × seed; the grid is the one history record.
+    columns = [{"prompt": p, "seed": int(s)} for p in prompts for s in seeds]
+    out = grid(" | ".join(prompts), model=spec.id, width=width, height=height, steps=steps, guidance=guidance,
+               x=("params", columns, [f"{c['prompt'][:24]} · {c['seed']}" for c in columns]),
+               y=("lora", [None if f is None else (f, w) for f, _, w in rows],
+                  ["base" if f is None else f"{n} x{w:g}" for f, n, w in rows]),
+               save=save, record=save, kind="comparison", min_cell=0, progress=progress, cancel=cancel,
+               recipe_extra={"loras": [n for _, n, _ in resolved], "prompts": list(prompts),
+                             "seeds": [int(s) for s in seeds], "weights": [float(w) for w in weights]})
+    names = {f: n for f, n, _ in rows}
+    cells = [Cell(names[c.y[0]] if c.y else None, float(c.y[1]) if c.y else 0.0, c.x["prompt"], c.x["seed"],
+                  c.image) for c in out.cells]
+    return Comparison(grid=out.image, cells=cells, path=out.path, model=spec.id, seconds=out.seconds)
