@@ -29,6 +29,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "app": ("masuka_nb.ui", "app"),
     "configure": ("masuka_nb.config", "configure"),
     "doctor": ("masuka_nb.runtime", "doctor"),
+    "edit": ("masuka_nb.image.edit", "edit"),
     "errors": ("masuka_nb.errors", None),
     "generate": ("masuka_nb.image", "generate"),
     "get_model": ("masuka_nb.models.registry", "get_model"),
@@ -59,6 +60,7 @@ __all__ = [
     "app",
     "configure",
     "doctor",
+    "edit",
     "errors",
     "generate",
     "get_model",
@@ -82,6 +84,7 @@ if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy
     from masuka_nb.config import configure, reset_configuration, settings
     from masuka_nb.errors import MasukaError
     from masuka_nb.image import GenerationResult, ImageEngine, generate, reproduce
+    from masuka_nb.image.edit import edit
     from masuka_nb.memory import MemoryPlan, plan
     from masuka_nb.models.registry import get_model, list_models
     from masuka_nb.progress import CancelToken, ProgressEvent
