@@ -424,7 +424,8 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
         for prof in PROFILES.values():
             if not prof.is_cuda:
                 continue
-            ok = [c for c in candidates(spec, prof) if c.fits]
+            ok = [c for c in candidates(spec, prof, width=chosen.width, height=chosen.height,
+                                        num_images=chosen.num_images, num_frames=chosen.num_frames) if c.fits]
             if ok:
                 elsewhere.append(ok[0])
         nearest = (elsewhere[0].label if elsewhere else "none") + \

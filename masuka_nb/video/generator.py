@@ -121,6 +121,13 @@ class VideoJob(Job):
                            job_id=rec.id, notes=list(rec.notes))
 
 
+def _is_local(model: str) -> bool:
+    """A registry video model (Wan, tiny-wan) runs on this machine instead of a hosted API."""
+    from masuka_nb.video.local import is_local_model
+
+    return is_local_model(model)
+
+
 class VideoGenerator:
     """Hosted text/image-to-video with cost checks, fallback routing and resumable jobs.
 
@@ -140,6 +147,11 @@ class VideoGenerator:
                  motion_intensity: float = 0.7, image: Any = None, aspect_ratio: str | None = None,
                  provider: str | None = None, max_cost: float | None = None) -> _cost.CostEstimate:
         """What `generate` would send and pay, with every change it would make. Sends nothing."""
+        if _is_local(model):  # local open-weight video: masuka_nb/video/local.py (issue 12)
+            from masuka_nb.video.local import estimate_local
+
+            return estimate_local(model, duration=duration, resolution=resolution, image=image,
+                                  aspect_ratio=aspect_ratio)
         plans = self._plans(model, duration, resolution, motion_intensity, image, aspect_ratio, provider)
         return self._estimate(model, plans)
 
@@ -167,6 +179,11 @@ class VideoGenerator:
                  provider: str | None = None, max_cost: float | None = None,
                  progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None) -> VideoResult:
         """Make a clip and return it downloaded (see `submit` and `VideoJob.wait`)."""
+        if _is_local(model):  # local open-weight video: masuka_nb/video/local.py (issue 12)
+            from masuka_nb.video.local import generate_from_front_door
+
+            return generate_from_front_door(prompt, model=model, duration=duration, resolution=resolution,
+                                            image=image, aspect_ratio=aspect_ratio, progress=progress, cancel=cancel)
         job = self.submit(prompt, duration=duration, resolution=resolution, model=model,
                           motion_intensity=motion_intensity, image=image, aspect_ratio=aspect_ratio,
                           provider=provider, max_cost=max_cost, progress=progress)

@@ -23,7 +23,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import CancelledError, DependencyMissingError, InvalidRequestError, MasukaError
+from masuka_nb.errors import (
+    CancelledError,
+    DependencyMissingError,
+    InvalidRequestError,
+    MasukaError,
+    PlanDoesNotFitError,
+)
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
 from masuka_nb.video.generator import VideoResult
@@ -393,7 +399,7 @@ def _load(spec: Any, mplan: MemoryPlan) -> Any:
 
     log.info("video.load", model=spec.id, plan=mplan.label)
     dtype = getattr(torch, mplan.dtype)
-    kwargs: dict[str, Any] = {"torch_dtype": dtype}
+    kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
     if spec.tiny:
         from masuka_nb.models.tiny import ensure_tiny
 
@@ -415,6 +421,16 @@ def _load(spec: Any, mplan: MemoryPlan) -> Any:
     apply_speed(pipe, mplan)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def _dtype_kwarg() -> str:
+    """diffusers ≥ 0.42 takes `dtype` (and warns on `torch_dtype`); Colab's 0.39 knows only `torch_dtype`."""
+    try:
+        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
+
+        return "dtype"
+    except ImportError:
+        return "torch_dtype"
 
 
 def _place(pipe: Any, mplan: MemoryPlan) -> None:
@@ -464,7 +480,10 @@ def write_mp4(frames: list[Any], path: Path, *, fps: int) -> Path:
                                          ffmpeg_log_level="error")
     try:
         writer.send(None)
-        for frame in frames:
+        for i, frame in enumerate(frames):
+            if frame.size != (width, height):
+                raise InvalidRequestError(f"Frame {i} is {frame.size[0]}×{frame.size[1]}, not {width}×{height}.",
+                                          argument="frames", value=i, hint="Every frame of a clip has one size.")
             writer.send(np.ascontiguousarray(np.asarray(frame.convert("RGB"), dtype=np.uint8)))
         writer.close()
         os.replace(tmp, path)
@@ -523,3 +542,72 @@ def _record(state: dict[str, Any], t0: float, *, paths: list[Path] | None = None
     except MasukaError as exc:  # a full disk must not hide the clip or the original error
         log.warning("history.record_failed", error=str(exc))
         return None
+
+
+# ---- the VideoGenerator front door (hosted and local video share one entry point) ----
+
+@dataclass(frozen=True)
+class _Shape:
+    width: int
+    height: int
+    num_frames: int
+    changes: tuple[str, ...]
+
+
+def _shape(spec: Any, *, duration: float, resolution: str | None, aspect_ratio: str | None) -> _Shape:
+    """A hosted-style request (seconds, "480p", "16:9") as the model's own frames and published size."""
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or duration <= 0:
+        raise InvalidRequestError(f"`duration` must be a positive number of seconds (got {duration!r}).",
+                                  argument="duration", value=duration, hint="e.g. duration=5")
+    changes = []
+    frames = int(round(duration * spec.fps)) // spec.frame_multiple * spec.frame_multiple + 1
+    if frames > spec.max_frames:
+        frames = spec.max_frames
+        changes.append(f"duration {duration:g} s → {frames / spec.fps:.1f} s ({frames} frames, the model's most)")
+    portrait = bool(aspect_ratio) and str(aspect_ratio).strip() in ("9:16", "3:4", "2:3")
+    sizes = [s for s in spec.sizes if (s[0] < s[1]) == portrait] or list(spec.sizes)
+    wanted = int(str(resolution or "").lower().rstrip("p") or 0) if str(resolution or "").lower().rstrip("p").isdigit() \
+        else 0
+    by_short_side = sorted(sizes, key=lambda s: min(s))
+    pick = [s for s in by_short_side if min(s) <= wanted] if wanted else by_short_side[:1]
+    w, h = (pick[-1] if pick else by_short_side[0])
+    if wanted and min(w, h) != wanted:
+        changes.append(f"resolution {resolution} → {w}×{h} (the sizes {spec.id} was trained for)")
+    return _Shape(w, h, frames, tuple(changes))
+
+
+def estimate_local(model: str, *, duration: float = 5, resolution: str | None = None, image: Any = None,
+                   aspect_ratio: str | None = None) -> Any:
+    """A `CostEstimate` for a local model: $0, with the memory plan it would run under in its notes."""
+    from masuka_nb.config import settings
+    from masuka_nb.memory import plan as make_plan
+    from masuka_nb.models.registry import get_model
+    from masuka_nb.video.cost import CostEstimate
+
+    spec = get_model(model)
+    shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
+    try:
+        plan_note = make_plan(spec.id, gpu="cpu" if settings().device == "cpu" else None, width=shape.width,
+                              height=shape.height, num_frames=shape.num_frames).label
+    except PlanDoesNotFitError as exc:  # an estimate says so instead of refusing
+        plan_note = f"does not fit this machine; nearest plan that fits: {exc.details.get('nearest')}"
+    return CostEstimate(model=spec.id, provider="local", provider_model=spec.repo or spec.id,
+                        seconds=round(shape.num_frames / spec.fps), resolution=f"{shape.width}x{shape.height}",
+                        aspect_ratio=f"{shape.width}:{shape.height}", usd=0.0,
+                        price_date=datetime.now(timezone.utc).date().isoformat(),
+                        price_source="runs on this machine (" + COST_LABEL + ")", changes=list(shape.changes),
+                        notes=[plan_note, f"licence: {spec.licence}"])
+
+
+def generate_from_front_door(prompt: str, *, model: str, duration: float = 5, resolution: str | None = None,
+                             image: Any = None, aspect_ratio: str | None = None, progress: Any = None,
+                             cancel: Any = None, seed: int | None = None) -> LocalVideoResult:
+    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size."""
+    from masuka_nb.models.registry import get_model
+
+    spec = get_model(model)
+    shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
+    result = generate_local(prompt, model=spec.id, image=image, width=shape.width, height=shape.height,
+                            num_frames=shape.num_frames, seed=seed, progress=progress, cancel=cancel)
+    result.notes.extend(shape.changes)
+    return result
