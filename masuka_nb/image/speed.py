@@ -33,13 +33,46 @@ def apply_speed(pipe: Any, plan: Any) -> None:
     if plan.first_block_cache:
         from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
 
+        wrap = not _pipeline_sets_cache_context(pipe)
         for model in denoisers(pipe):
+            if _block_count(model) < 2:  # the cache needs a first block and at least one to skip (tiny-sd3)
+                log.warning("speed.first_block_cache_skipped", model=type(model).__name__, reason="one block")
+                continue
             apply_first_block_cache(model, FirstBlockCacheConfig(threshold=float(plan.first_block_cache)))
-        log.info("speed.first_block_cache", threshold=plan.first_block_cache)
+            if wrap:
+                _in_cache_context(model)
+        log.info("speed.first_block_cache", threshold=plan.first_block_cache, wrapped=wrap)
     if plan.compile:
         for model in denoisers(pipe):
             model.compile_repeated_blocks(fullgraph=True)
         log.info("speed.regional_compile")
+
+
+def _block_count(model: Any) -> int:
+    return sum(len(getattr(model, n, None) or ()) for n in ("transformer_blocks", "single_transformer_blocks", "blocks"))
+
+
+def _pipeline_sets_cache_context(pipe: Any) -> bool:
+    """Whether the pipeline names each denoiser call (`transformer.cache_context("cond")`), as the cache
+    hooks need. FluxPipeline, Flux2KleinPipeline and the Wan pipelines do; Kontext, Fill and SD3 do not."""
+    import inspect
+
+    try:
+        return "cache_context" in inspect.getsource(type(pipe).__call__)
+    except (OSError, TypeError):
+        return False
+
+
+def _in_cache_context(model: Any) -> None:
+    """Run each call of `model` inside `cache_context("cond")`: these pipelines make one denoiser call per
+    step (CFG, when any, is batched into it), which is exactly the "cond" branch of the pipelines that do."""
+    forward = model.forward
+
+    def forward_in_context(*args: Any, **kwargs: Any) -> Any:
+        with model.cache_context("cond"):
+            return forward(*args, **kwargs)
+
+    model.forward = forward_in_context
 
 
 @dataclass

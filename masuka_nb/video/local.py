@@ -560,7 +560,7 @@ def _shape(spec: Any, *, duration: float, resolution: str | None, aspect_ratio: 
         raise InvalidRequestError(f"`duration` must be a positive number of seconds (got {duration!r}).",
                                   argument="duration", value=duration, hint="e.g. duration=5")
     changes = []
-    frames = int(round(duration * spec.fps)) // spec.frame_multiple * spec.frame_multiple + 1
+    frames = round(duration * spec.fps) // spec.frame_multiple * spec.frame_multiple + 1
     if frames > spec.max_frames:
         frames = spec.max_frames
         changes.append(f"duration {duration:g} s → {frames / spec.fps:.1f} s ({frames} frames, the model's most)")
