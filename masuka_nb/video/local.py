@@ -327,12 +327,20 @@ def _denoise(spec: Any, req: _Request, mplan: MemoryPlan, reporter: Any, timings
         if req.image is not None:
             call["image"] = req.image
         with torch.inference_mode():
-            call.update(_prompt_inputs(pipe, req, mplan))
-            frames = pipe(**call).frames[0]
+            call.update(_prompt_inputs(pipe, req, mplan, spec.max_sequence_length))
+            if "prompt_embeds" in call:
+                # The pipeline picks its device from its modules: hide the text encoder waiting on the CPU.
+                encoder, pipe.text_encoder = pipe.text_encoder, None
+                try:
+                    frames = pipe(**call).frames[0]
+                finally:
+                    pipe.text_encoder = encoder
+            else:
+                frames = pipe(**call).frames[0]
     return list(frames)
 
 
-def _prompt_inputs(pipe: Any, req: _Request, mplan: MemoryPlan) -> dict[str, Any]:
+def _prompt_inputs(pipe: Any, req: _Request, mplan: MemoryPlan, max_sequence_length: int) -> dict[str, Any]:
     """The prompt, or (when the plan frees the text encoder) its embeddings, encoded before the
     transformer needs the VRAM, with the encoder moved back to the CPU."""
     if not mplan.free_text_encoders or mplan.device != "cuda":
@@ -345,7 +353,8 @@ def _prompt_inputs(pipe: Any, req: _Request, mplan: MemoryPlan) -> dict[str, Any
     try:
         embeds, negative = pipe.encode_prompt(prompt=req.prompt, negative_prompt=req.negative_prompt,
                                               do_classifier_free_guidance=req.guidance > 1.0,
-                                              num_videos_per_prompt=1, device=torch.device("cuda"))
+                                              num_videos_per_prompt=1, device=torch.device("cuda"),
+                                              max_sequence_length=max_sequence_length)
     finally:
         if mplan.offload == "none":
             enc.to("cpu")
