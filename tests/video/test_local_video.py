@@ -98,3 +98,24 @@ def test_write_mp4_leaves_nothing_when_a_frame_is_bad(tmp_path):
     with pytest.raises(InvalidRequestError):
         write_mp4(frames, tmp_path / "clip.mp4", fps=8)
     assert not list(tmp_path.iterdir())
+
+
+def test_the_video_tab_runs_a_local_model_end_to_end_once_listed():
+    """What the lead wires: the tab lists the registry's video models. With tiny-wan in the list, the tab's
+    own buttons estimate ($0) and generate through VideoGenerator, and the player gets the MP4."""
+    pytest.importorskip("ipywidgets")
+    ui = mk.app(display=False)
+    panel = ui.video
+    panel.model.options = [*panel.model.options, ("tiny-wan — local, $0", "tiny-wan")]
+    panel.model.value = "tiny-wan"
+    panel.prompt.value = "waves at night"
+    panel.duration.value = 2
+    panel.estimate_button.click()
+    assert panel.last_error is None, panel.last_error
+    assert panel.estimate_result.usd == 0.0
+    panel.generate_button.click()
+    assert panel.last_error is None, panel.last_error
+    clip = panel.result
+    assert isinstance(clip, LocalVideoResult) and clip.num_frames == 17
+    assert panel.player.value == clip.path.read_bytes()
+    assert "local, $0" in panel.result_info.value
