@@ -97,3 +97,23 @@ def test_pyproject_admits_colabs_diffusers_and_needs_what_the_new_pipelines_need
     text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert '"diffusers>=0.37,<1"' in text  # Flux2KleinPipeline arrived in 0.37; Colab has 0.39
     assert "imageio-ffmpeg" in text and "ftfy" in text
+
+
+def test_flux2_klein_loads_a_peft_lora_through_generate(tmp_path):
+    import torch
+    from diffusers import DiffusionPipeline, Flux2KleinPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    pipe = DiffusionPipeline.from_pretrained(ensure_tiny("tiny-flux2-klein"))
+    pipe.transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v"]))
+    g = torch.Generator().manual_seed(0)
+    state = {k: (torch.randn(v.shape, generator=g) if "lora_B" in k else v)  # B = 0 would be a no-op
+             for k, v in get_peft_model_state_dict(pipe.transformer).items()}
+    Flux2KleinPipeline.save_lora_weights(tmp_path, transformer_lora_layers=state)
+    lora = tmp_path / "pytorch_lora_weights.safetensors"
+    plain = mk.generate("a fox", model="tiny-flux2-klein", seed=1, steps=2, save=False)
+    styled = mk.generate("a fox", model="tiny-flux2-klein", seed=1, steps=2, save=False, loras=[lora])
+    again = mk.generate("a fox", model="tiny-flux2-klein", seed=1, steps=2, save=False)
+    assert not np.array_equal(np.asarray(plain.images[0]), np.asarray(styled.images[0]))
+    assert np.array_equal(np.asarray(plain.images[0]), np.asarray(again.images[0]))  # unloaded after use
+    assert styled.recipe["loras"][0]["sha256"]
