@@ -94,7 +94,8 @@ def test_plans_for_the_new_models_on_a_free_t4():
     assert max(wan.ram_gb, wan.load_ram_gb) <= 12.7 * 0.92
     kontext = mk.plan("flux1-kontext-dev", gpu="t4")
     assert kontext.fits and kontext.quantization == "nf4"
-    assert kontext.quantized_repo == "diffusers/FLUX.1-Kontext-dev-bnb-4bit"
+    assert kontext.quantized_repo is None  # quantized while loading (BitsAndBytesConfig)
+    assert max(kontext.ram_gb, kontext.load_ram_gb) <= 12.7 * 0.92
     klein = mk.plan("flux2-klein", gpu="t4")
     assert klein.fits and klein.dtype == "float16"
     for gpu in ("l4", "a100-40", "h100"):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -241,11 +240,8 @@ def _plan_for(spec, req, plan) -> tuple[MemoryPlan, dict]:
         raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
                                   value=overrides, hint=f"Allowed: {', '.join(sorted(allowed))}.")
     overrides.setdefault("gpu", "cpu" if settings().device == "cpu" else None)
-    # Kontext reads the input image as a second set of tokens: plan for twice the pixels.
-    scale = 2 if spec.task == "edit" else 1
-    mplan = make_plan(spec.id, width=req["width"] * scale, height=req["height"], num_images=req["num_images"],
-                      **overrides)
-    mplan = replace(mplan, width=req["width"], height=req["height"])
+    # (The planner counts Kontext's second set of image tokens itself.)
+    mplan = make_plan(spec.id, width=req["width"], height=req["height"], num_images=req["num_images"], **overrides)
     return mplan, {k: v for k, v in overrides.items() if v is not None and k != "gpu"}
 
 

@@ -274,7 +274,7 @@ MODELS: dict[str, ModelSpec] = {
             max_sequence_length=512,
             components=(ComponentSpec("transformer", "transformer", 11.90), _T5_FLUX, _CLIP_L, _VAE),
             uses_guidance_embedding=True,
-            quantized_repos={"nf4": "diffusers/FLUX.1-Kontext-dev-bnb-4bit"},
+            # No pre-quantized Kontext repo confirmed on the Hub (2026-12): NF4 is made while loading.
             gated=True,
             licence=_FLUX_DEV_LICENCE,
             licence_url="https://huggingface.co/black-forest-labs/FLUX.1-Kontext-dev",
