@@ -203,8 +203,6 @@ def _activations_gb(spec: ModelSpec, plan: MemoryPlan) -> float:
         scale = (spec.component("transformer").params_b / 1.3) ** 0.5
         decode = ACTIVATIONS_GB_1MP * pixels * min(frames, VIDEO_DECODE_FRAMES)
         return decode + VIDEO_TOKEN_GB_PER_1K * tokens / 1000 * scale * plan.num_images
-    if spec.task == "edit":
-        pixels *= 2  # Kontext reads the input image as a second set of tokens beside the output's
     cfg = 2 if spec.supports_negative_prompt and spec.default_guidance > 1 else 1
     batch = 1 + 0.5 * (plan.num_images * cfg - 1)
     scale = (spec.component("transformer").params_b / 11.9) ** 0.5
@@ -302,6 +300,9 @@ def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: 
         reasons = [dtype_why, why]
         if vae_dtype == "float32":
             reasons.append("VAE decodes in fp32: fp16 VAE decodes can overflow, and it costs only ≈0.3 GB")
+        if spec.task == "edit":
+            reasons.append("Kontext also attends over the input image's tokens; with no published Kontext peak to "
+                           "check it against, the estimate is FLUX.1-dev's at the output size")
         p = estimate(spec, replace(base, reasons=tuple(reasons), **changes))
         out.append(p)
     return out

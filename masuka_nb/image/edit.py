@@ -240,7 +240,6 @@ def _plan_for(spec, req, plan) -> tuple[MemoryPlan, dict]:
         raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
                                   value=overrides, hint=f"Allowed: {', '.join(sorted(allowed))}.")
     overrides.setdefault("gpu", "cpu" if settings().device == "cpu" else None)
-    # (The planner counts Kontext's second set of image tokens itself.)
     mplan = make_plan(spec.id, width=req["width"], height=req["height"], num_images=req["num_images"], **overrides)
     return mplan, {k: v for k, v in overrides.items() if v is not None and k != "gpu"}
 
