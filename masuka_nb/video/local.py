@@ -187,6 +187,10 @@ def generate_local(
                     height=height, num_frames=num_frames, fps=fps, steps=steps, guidance=guidance, seed=seed,
                     plan=plan, progress=progress, cancel=cancel)
     except (Exception, KeyboardInterrupt) as exc:
+        from masuka_nb.image.failures import is_out_of_memory
+
+        if is_out_of_memory(exc):
+            unload()  # a half-run pipeline would keep the VRAM the next, smaller, clip needs
         err = translate(exc, model=state["model"], stage="video", plan_label=getattr(state.get("plan"), "label", ""))
         _record(state, t0, error=err)
         if err is exc:
