@@ -139,7 +139,16 @@ class MemoryPlan:
             f"  fits         {'yes' if self.fits else 'NO'}",
         ]
         lines += [f"  why          {r}" for r in self.reasons]
+        lines += [f"  published    {line}" for line in self.published()]
         return "\n".join(lines)
+
+    def published(self) -> list[str]:
+        """The published figures for this model (memory_figures.py), to read the estimates against."""
+        from masuka_nb.memory_figures import FIGURES
+
+        unit = {"fits": "fits in"}
+        return [f"{f.name}: {unit.get(f.kind, '')}{' ' if f.kind in unit else ''}{f.value:g} GB "
+                f"({f.role}, {f.source}, read {f.read})" for f in FIGURES if f.model == self.model]
 
 
 @functools.lru_cache(maxsize=1)

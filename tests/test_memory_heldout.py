@@ -100,6 +100,10 @@ def test_plans_for_the_new_models_on_a_free_t4():
     assert klein.fits and klein.dtype == "float16"
     for gpu in ("l4", "a100-40", "h100"):
         assert mk.plan("flux2-klein", gpu=gpu).quantization == "none"
+    # Each plan shows the published figures to read its estimate against, with their sources.
+    assert "8.19 GB (held-out, https://github.com/Wan-Video/Wan2.1" in repr(wan)
+    assert "fits in 13 GB" in repr(klein)
+    assert kontext.published() == [] and "no published Kontext peak" in repr(kontext)
 
 
 def test_a_video_that_does_not_fit_names_fewer_frames_or_a_smaller_size():
