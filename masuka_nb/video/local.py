@@ -34,7 +34,8 @@ from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
 from masuka_nb.video.generator import VideoResult
 
-__all__ = ["COST_LABEL", "LocalVideoResult", "generate_local", "is_local_model", "read_mp4", "unload", "write_mp4"]
+__all__ = ["COST_LABEL", "LocalVideoResult", "generate_local", "is_local_model", "read_mp4", "reproduce_local", "unload",
+           "write_mp4"]
 
 log = get_logger(__name__)
 
@@ -196,6 +197,40 @@ def generate_local(
         if err is exc:
             raise
         raise err from exc
+
+
+def reproduce_local(recipe: dict[str, Any] | LocalVideoResult | str, *, image: Any = None, progress: Any = None,
+                    cancel: Any = None) -> LocalVideoResult:
+    """Make a local clip again from its recipe (a dict, a result, or a history id): same frames on the same
+    device. Image-to-video recipes need the same `image` (checked against the recipe's SHA-256)."""
+    from masuka_nb import history
+
+    if isinstance(recipe, LocalVideoResult):
+        recipe = recipe.recipe
+    elif isinstance(recipe, str):
+        found = [r for r in history.query(kind="video") if r.id == recipe]
+        if not found:
+            raise InvalidRequestError(f"No video with history id {recipe!r}.", argument="recipe", value=recipe,
+                                      hint="masuka_nb.history.query(kind=\"video\") lists them.")
+        recipe = found[0].recipe
+    if not isinstance(recipe, dict) or recipe.get("kind") != "video" or recipe.get("provider") != "local":
+        raise InvalidRequestError("`recipe` must be a local video recipe.", argument="recipe", value=str(recipe)[:200],
+                                  hint="Use LocalVideoResult.recipe or a history id of a local clip.")
+    wanted = recipe.get("image_sha256")
+    given = _image_sha256(_open_image(image).resize((recipe["width"], recipe["height"]))) if image is not None else None
+    if wanted and given != wanted:
+        raise InvalidRequestError("This image-to-video recipe needs its original image.", argument="image",
+                                  value=None if image is None else str(image)[:200],
+                                  hint="Pass image=<the image the clip was made from>.")
+    try:
+        return generate_local(recipe["prompt"], model=recipe["model"], image=image,
+                              negative_prompt=recipe.get("negative_prompt"), width=recipe["width"],
+                              height=recipe["height"], num_frames=recipe["num_frames"], fps=recipe["fps"],
+                              steps=recipe["steps"], guidance=recipe["guidance"], seed=recipe["seed"],
+                              plan=recipe.get("plan_overrides") or None, progress=progress, cancel=cancel)
+    except KeyError as exc:
+        raise InvalidRequestError(f"The recipe lacks {exc}.", argument="recipe", value=str(recipe)[:200],
+                                  hint="Use a recipe written by generate_local.") from exc
 
 
 def _run(state, t0, prompt, *, model, image, negative_prompt, width, height, num_frames, fps, steps, guidance,

@@ -119,3 +119,25 @@ def test_the_video_tab_runs_a_local_model_end_to_end_once_listed():
     assert isinstance(clip, LocalVideoResult) and clip.num_frames == 17
     assert panel.player.value == clip.path.read_bytes()
     assert "local, $0" in panel.result_info.value
+
+
+def _frames(path):
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    next(reader)
+    return [bytes(f) for f in reader]
+
+
+def test_a_clip_is_made_again_from_its_recipe_or_history_id():
+    from masuka_nb.video.local import reproduce_local
+
+    clip = generate_local("a fox running", model="tiny-wan", num_frames=9, steps=2, seed=21, plan={"speed": "fast"})
+    again = reproduce_local(clip.history_id)
+    assert again.recipe["seed"] == 21 and again.plan.speed == "fast" and again.path != clip.path
+    assert _frames(again.path) == _frames(clip.path)
+    still = Image.fromarray((np.random.default_rng(5).random((32, 32, 3)) * 255).astype("uint8"))
+    moving = generate_local("rain", model="tiny-wan-i2v", image=still, num_frames=5, steps=2, seed=3)
+    with pytest.raises(InvalidRequestError):
+        reproduce_local(moving.recipe)  # needs its image
+    assert _frames(reproduce_local(moving, image=still).path) == _frames(moving.path)
