@@ -39,7 +39,7 @@ SPEED_FAST = ("first-block cache at 0.08: ≈1.55× on FLUX.1-dev 1024²/28 step
               "loss of fine detail, per https://github.com/chengzeyi/ParaAttention (\"up to 2x\") and the diffusers "
               "cache docs https://huggingface.co/docs/diffusers/main/en/optimization/cache (figures read 2026-12)")
 SPEED_COMPILE = ("regional torch.compile of the repeated blocks: full-compile speed with 8–10× less compile time, "
-                 "https://huggingface.co/docs/diffusers/main/en/optimization/fp16#regional-compilation (2026-12)")
+                 "https://docs.pytorch.org/tutorials/recipes/regional_compilation.html (read 2026-12)")
 
 # ---- calibration: each constant names the "fit" figure(s) of memory_figures.py it comes from ----
 BASE_RAM_GB = 1.8  # python + torch + CUDA libraries: fit "flux1-dev no offload RAM" (1.8 GB)
