@@ -274,8 +274,13 @@ def _build_flux2_klein():
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 16), layers_per_block=1,
         latent_channels=4, norm_num_groups=8, use_quant_conv=False, use_post_quant_conv=False,
     ).eval()
-    return Flux2KleinPipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder,
-                              tokenizer=tokenizer, transformer=transformer, is_distilled=True)
+    import inspect
+
+    parts = dict(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                 transformer=transformer)
+    if "is_distilled" in inspect.signature(Flux2KleinPipeline.__init__).parameters:  # a later diffusers argument
+        parts["is_distilled"] = True
+    return Flux2KleinPipeline(**parts)
 
 
 def _wan_parts(*, expand_timesteps: bool = False) -> dict[str, Any]:
