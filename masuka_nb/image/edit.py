@@ -55,7 +55,8 @@ def edit(
     """Edit `image` as `instruction` says (Kontext), or repaint the white part of `mask` (Fill).
 
     `model` None picks flux1-kontext-dev (no mask) or flux1-fill-dev (a mask) on a CUDA GPU, and their
-    tiny twins elsewhere. `image` and `mask`: a path or a PIL image (the mask: white = change, black =
+    tiny twins elsewhere. `image`: a path, a PIL image or a `GenerationResult` (its first image); `mask`: a
+    path or a PIL image (the mask: white = change, black =
     keep; same size as the image). Returns a `GenerationResult` whose recipe `masuka_nb.reproduce`
     replays. Raises only `MasukaError`s; every call lands in the history (kind "edit").
     """
@@ -209,6 +210,8 @@ def _open(value: Any, arg: str, *, mode: str) -> Any:
         return None
     from PIL import Image, UnidentifiedImageError
 
+    if arg == "image" and getattr(value, "images", None):  # a GenerationResult: "Edit" on any result
+        value = value.images[0]
     if hasattr(value, "convert"):
         return value.convert(mode)
     try:

@@ -54,6 +54,15 @@ def test_fill_edit_with_a_mask_reproduces_from_the_recipe_dict():
     assert not np.array_equal(_px(res.images[0]), _px(other.images[0]))
 
 
+def test_edit_takes_a_result_so_any_result_can_be_edited():
+    made = mk.generate("a lighthouse", model="tiny-flux", seed=3, steps=2, save=False)
+    res = mk.edit(made, "make it night", seed=4, steps=2, save=False)
+    assert res.recipe["image_sha256"] != res.recipe.get("mask_sha256")
+    assert res.images[0].size == made.images[0].size
+    again = mk.reproduce(res.recipe)
+    assert np.array_equal(_px(res.images[0]), _px(again.images[0]))
+
+
 def test_a_recipe_whose_input_image_is_gone_says_so(masuka_home):
     res = mk.edit(_photo(), "make it night", seed=1, steps=2, save=False)
     for p in (masuka_home / "outputs" / "edits" / "inputs").iterdir():
