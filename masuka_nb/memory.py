@@ -52,8 +52,11 @@ VIDEO_DECODE_FRAMES = 4
 VIDEO_TOKEN_GB_PER_1K = 0.03  # bf16 q/k/v/out + FFN intermediates of a 1.3B DiT per 1,000 tokens
 NF4_BYTES_PER_PARAM = {"transformer": 0.5625, "text_encoder": 0.61}  # ≈4.5 bit; embeddings stay 16 bit
 # bitsandbytes pipelines measured ≈3 GiB above their weights after load (unquantized norms/embeddings
-# in 16 bit, dequantisation workspace): fit "flux1-dev bnb NF4 after load" (12.58 GB).
+# in 16 bit, dequantisation workspace): fit "flux1-dev bnb NF4 after load" (12.58 GB), where 8.9 GiB of
+# NF4 weights (transformer + T5) were on the GPU. It is counted per GiB of NF4 weights *on the GPU at the
+# time*, so a plan that frees the NF4 text encoder before denoising carries only the transformer's share.
 QUANT_OVERHEAD_GB = 3.0
+QUANT_OVERHEAD_PER_NF4_GB = QUANT_OVERHEAD_GB / 8.94
 # Components this big are worth NF4; smaller ones (Wan 2.1's 1.3B transformer) lose more quality than
 # they save memory, so they stay in 16 bit.
 NF4_MIN_PARAMS_B = 2.0
@@ -227,24 +230,31 @@ def estimate(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
     encoders = sum(sizes[c.name] for c in spec.text_encoders)
     others = total - transformer - encoders
     act = _activations_gb(spec, plan)
-    overhead = QUANT_OVERHEAD_GB * min(1.0, transformer / 5.0) if plan.quantization != "none" else 0.0
+    nf4 = {name: sizes[name] for name in plan.quantized_components if name in sizes}
+    nf4_encoders = sum(gb for name, gb in nf4.items() if name != "transformer")
+    ov_transformer = QUANT_OVERHEAD_PER_NF4_GB * nf4.get("transformer", 0.0)
+    ov_encoders = QUANT_OVERHEAD_PER_NF4_GB * nf4_encoders
+    overhead = ov_transformer + ov_encoders
     if plan.device != "cuda":
         ram = BASE_RAM_GB + total + act
         return replace(plan, weights_gb=total, after_load_vram_gb=0.0, peak_vram_gb=0.0, ram_gb=ram,
                        load_ram_gb=ram)
     blocks = spec.component("transformer").params_b * 1e9 * _bytes_per_param(plan.dtype) / GIB / 30
     denoise = None
-    if plan.offload == "none":
-        resident = total if not plan.free_text_encoders else max(encoders + others, transformer + others)
-        vram = resident + overhead + act
-        denoise = (transformer + others if plan.free_text_encoders else total) + overhead + act
-        ram = BASE_RAM_GB + (encoders if plan.free_text_encoders else 0.0)
+    if plan.offload == "none" and plan.free_text_encoders:
+        # Encoders and transformer take turns on the GPU (the VAE stays); activations counted in both phases.
+        denoise = transformer + others + ov_transformer + act
+        vram = max(encoders + others + ov_encoders + act, denoise)
+        ram = BASE_RAM_GB + encoders
+    elif plan.offload == "none":
+        vram = denoise = total + overhead + act
+        ram = BASE_RAM_GB
     elif plan.offload == "model":
         # Components visit the GPU one at a time (each text encoder on its own); activations peak with
         # the transformer (denoising) and the VAE (decoding), not while a text encoder runs.
         biggest_encoder = max((sizes[c.name] for c in spec.text_encoders), default=0.0)
-        denoise = max(transformer, others) + overhead + act
-        vram = max(biggest_encoder + overhead, denoise)
+        denoise = max(transformer + ov_transformer, others) + act
+        vram = max(biggest_encoder + ov_encoders, denoise)
         ram = BASE_RAM_GB + total
     elif plan.offload == "group":
         vram = encoders + others + STREAM_BLOCKS * blocks + overhead + act
