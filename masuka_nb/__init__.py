@@ -30,6 +30,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "batch": ("masuka_nb.creative.runner", "batch"),
     "configure": ("masuka_nb.config", "configure"),
     "doctor": ("masuka_nb.checkup", "doctor"),
+    "edit": ("masuka_nb.image.edit", "edit"),
     "errors": ("masuka_nb.errors", None),
     "generate": ("masuka_nb.image", "generate"),
     "get_model": ("masuka_nb.models.registry", "get_model"),
@@ -66,6 +67,7 @@ __all__ = [
     "batch",
     "configure",
     "doctor",
+    "edit",
     "errors",
     "generate",
     "get_model",
@@ -99,6 +101,7 @@ if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy
     from masuka_nb.creative.runner import batch
     from masuka_nb.errors import MasukaError
     from masuka_nb.image import GenerationResult, ImageEngine, generate, reproduce
+    from masuka_nb.image.edit import edit
     from masuka_nb.image.upscaling import upscale
     from masuka_nb.memory import MemoryPlan, plan
     from masuka_nb.models.registry import get_model, list_models

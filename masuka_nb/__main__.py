@@ -45,9 +45,9 @@ def _demo(args: argparse.Namespace) -> int:
 def _models(_: argparse.Namespace) -> int:
     import masuka_nb as mk
 
-    for m in mk.list_models():
+    for m in mk.list_models(task=None):  # every task: images, edits, video
         gate = " (gated)" if m.gated else ""
-        sys.stdout.write(f"{m.id:<18} {m.title}{gate} — {m.description}\n")
+        sys.stdout.write(f"{m.id:<18} {m.task:<15} {m.title}{gate} — {m.description}\n")
     return 0
 
 

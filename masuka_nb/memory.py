@@ -2,8 +2,14 @@
 
 `plan(model, gpu=..., ram_gb=...)` walks candidate plans from best quality/speed to lightest and returns
 the first whose estimated peak VRAM and RAM fit the runtime, with the reasons. Estimates come from
-component parameter counts (the registry) and the calibration constants below, which are checked
-against the published measurements in ../shared/reference/memory.md by a test (±20 %).
+component parameter counts (the registry) and the calibration constants below. Each constant is
+fitted to the published figures marked "fit" in `masuka_nb.memory_figures`; the figures marked
+"held-out" are never used for fitting, only for checking (tests and benchmarks/bench_planner_heldout.py).
+Peak VRAM is bounded one-sidedly: never more than 5 % under a published peak (an under-estimate
+crashes a Colab runtime; an over-estimate only picks a lighter plan).
+
+`speed="fast"` adds a first-block cache (diffusers.hooks) and, on GPUs that gain from it, regional
+compilation; the plan's words say what it trades (see SPEED_FAST).
 
 Units: "GB" in plans are GiB (2³⁰ bytes), as torch and the published benchmarks report them.
 """
@@ -20,20 +26,40 @@ if TYPE_CHECKING:
     from masuka_nb.models.registry import ModelSpec
     from masuka_nb.runtime import GpuProfile
 
-__all__ = ["OFFLOADS", "MemoryPlan", "candidates", "component_gb", "estimate", "lighter_plan", "plan"]
+__all__ = ["OFFLOADS", "SPEEDS", "MemoryPlan", "candidates", "component_gb", "estimate", "lighter_plan", "plan"]
 
 GIB = 1024**3
 OFFLOADS = ("none", "model", "group", "group-to-disk")
 QUANTIZATIONS = ("none", "nf4")
 DTYPES = ("bfloat16", "float16", "float32")
+SPEEDS = ("off", "fast")
+# speed="fast": first-block cache at this residual-change threshold (diffusers.hooks.FirstBlockCacheConfig).
+FAST_CACHE_THRESHOLD = 0.08
+SPEED_FAST = ("first-block cache at 0.08: ≈1.55× on FLUX.1-dev 1024²/28 steps (L40; 0.12 gives ≈1.9×) with a small "
+              "loss of fine detail, per https://github.com/chengzeyi/ParaAttention (\"up to 2x\") and the diffusers "
+              "cache docs https://huggingface.co/docs/diffusers/main/en/optimization/cache (figures read 2026-12)")
+SPEED_COMPILE = ("regional torch.compile of the repeated blocks: full-compile speed with 8–10× less compile time, "
+                 "https://docs.pytorch.org/tutorials/recipes/regional_compilation.html (read 2026-12)")
 
-# ---- calibration (see the reference table test) ----
-BASE_RAM_GB = 1.8  # python + torch + CUDA libraries, measured with no offload
-ACTIVATIONS_GB_1MP = 2.5  # FLUX transformer forward + VAE decode at 1024², batch 1
+# ---- calibration: each constant names the "fit" figure(s) of memory_figures.py it comes from ----
+BASE_RAM_GB = 1.8  # python + torch + CUDA libraries: fit "flux1-dev no offload RAM" (1.8 GB)
+# FLUX transformer forward + VAE decode at 1024², batch 1: fit "flux1-dev bf16 peak" − "bf16 after load"
+# (36.17 − 31.45 GB, quantization-backends blog). It was 2.5, which under-estimated NF4 peaks by 14 %.
+ACTIVATIONS_GB_1MP = 4.7
+# Video: Wan's VAE decodes one latent frame (4 video frames) at a time, so the decode peak scales with
+# 4 frames' pixels, not the clip's; the transformer's own activations grow with its tokens.
+VIDEO_DECODE_FRAMES = 4
+VIDEO_TOKEN_GB_PER_1K = 0.03  # bf16 q/k/v/out + FFN intermediates of a 1.3B DiT per 1,000 tokens
 NF4_BYTES_PER_PARAM = {"transformer": 0.5625, "text_encoder": 0.61}  # ≈4.5 bit; embeddings stay 16 bit
 # bitsandbytes pipelines measured ≈3 GiB above their weights after load (unquantized norms/embeddings
-# in 16 bit, dequantisation workspace): both published bnb rows (NF4, 8-bit) show it.
+# in 16 bit, dequantisation workspace): fit "flux1-dev bnb NF4 after load" (12.58 GB), where 8.9 GiB of
+# NF4 weights (transformer + T5) were on the GPU. It is counted per GiB of NF4 weights *on the GPU at the
+# time*, so a plan that frees the NF4 text encoder before denoising carries only the transformer's share.
 QUANT_OVERHEAD_GB = 3.0
+QUANT_OVERHEAD_PER_NF4_GB = QUANT_OVERHEAD_GB / 8.94
+# Components this big are worth NF4; smaller ones (Wan 2.1's 1.3B transformer) lose more quality than
+# they save memory, so they stay in 16 bit.
+NF4_MIN_PARAMS_B = 2.0
 STREAM_BLOCKS = 2  # group offload with streams keeps the current and the prefetched block on the GPU
 FIT_MARGIN = 0.92  # leave room for the CUDA context and fragmentation
 
@@ -59,9 +85,12 @@ class MemoryPlan:
     width: int = 1024
     height: int = 1024
     num_images: int = 1
+    num_frames: int = 0  # video models: frames per clip
+    speed: str = "off"
     weights_gb: float = 0.0
     after_load_vram_gb: float = 0.0
     peak_vram_gb: float = 0.0
+    denoise_vram_gb: float = 0.0  # peak once the prompt is encoded (what a run with CPU text encoders sees)
     ram_gb: float = 0.0  # steady state during generation
     load_ram_gb: float = 0.0  # while loading (weights pass through RAM)
     vram_available_gb: float = 0.0
@@ -82,6 +111,10 @@ class MemoryPlan:
             bits.append(f"offload={self.offload}")
         if self.free_text_encoders:
             bits.append("free-text-encoders")
+        if self.speed != "off":
+            bits.append(f"speed={self.speed}")
+        if self.num_frames:
+            bits.append(f"{self.num_frames} frames at {self.width}×{self.height}")
         return f"{self.model} on {self.profile}: " + ", ".join(bits)
 
     def as_dict(self) -> dict:
@@ -99,6 +132,9 @@ class MemoryPlan:
                if self.quantization != "none" else ""),
             f"  offload      {self.offload}; text encoders "
             + ("freed after encoding" if self.free_text_encoders else "kept"),
+            f"  speed        {self.speed}"
+            + (f" (first-block cache {self.first_block_cache:g}" + (", regional compile" if self.compile else "") + ")"
+               if self.first_block_cache else ""),
             f"  peak VRAM    ≈{self.peak_vram_gb:.1f} GB of {self.vram_available_gb:.1f} GB"
             if self.device == "cuda" else "  peak VRAM    - (CPU)",
             f"  RAM          ≈{self.ram_gb:.1f} GB running, ≈{self.load_ram_gb:.1f} GB while loading, "
@@ -106,7 +142,16 @@ class MemoryPlan:
             f"  fits         {'yes' if self.fits else 'NO'}",
         ]
         lines += [f"  why          {r}" for r in self.reasons]
+        lines += [f"  published    {line}" for line in self.published()]
         return "\n".join(lines)
+
+    def published(self) -> list[str]:
+        """The published figures for this model (memory_figures.py), to read the estimates against."""
+        from masuka_nb.memory_figures import FIGURES
+
+        unit = {"fits": "fits in"}
+        return [f"{f.name}: {unit.get(f.kind, '')}{' ' if f.kind in unit else ''}{f.value:g} GB "
+                f"({f.role}, {f.source}, read {f.read})" for f in FIGURES if f.model == self.model]
 
 
 @functools.lru_cache(maxsize=1)
@@ -163,6 +208,13 @@ def _component_gb(spec: ModelSpec, name: str, plan: MemoryPlan) -> float:
 
 def _activations_gb(spec: ModelSpec, plan: MemoryPlan) -> float:
     pixels = plan.width * plan.height / 1024**2
+    if spec.is_video:
+        frames = max(plan.num_frames, 1)
+        spatial = 8 * 2 * (2 if spec.size_multiple == 32 else 1)  # VAE × patch (Wan 2.2's VAE is 16×)
+        tokens = ((frames - 1) // 4 + 1) * (plan.width // spatial) * (plan.height // spatial)
+        scale = (spec.component("transformer").params_b / 1.3) ** 0.5
+        decode = ACTIVATIONS_GB_1MP * pixels * min(frames, VIDEO_DECODE_FRAMES)
+        return decode + VIDEO_TOKEN_GB_PER_1K * tokens / 1000 * scale * plan.num_images
     cfg = 2 if spec.supports_negative_prompt and spec.default_guidance > 1 else 1
     batch = 1 + 0.5 * (plan.num_images * cfg - 1)
     scale = (spec.component("transformer").params_b / 11.9) ** 0.5
@@ -178,19 +230,31 @@ def estimate(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
     encoders = sum(sizes[c.name] for c in spec.text_encoders)
     others = total - transformer - encoders
     act = _activations_gb(spec, plan)
-    overhead = QUANT_OVERHEAD_GB * min(1.0, transformer / 5.0) if plan.quantization != "none" else 0.0
+    nf4 = {name: sizes[name] for name in plan.quantized_components if name in sizes}
+    nf4_encoders = sum(gb for name, gb in nf4.items() if name != "transformer")
+    ov_transformer = QUANT_OVERHEAD_PER_NF4_GB * nf4.get("transformer", 0.0)
+    ov_encoders = QUANT_OVERHEAD_PER_NF4_GB * nf4_encoders
+    overhead = ov_transformer + ov_encoders
     if plan.device != "cuda":
         ram = BASE_RAM_GB + total + act
         return replace(plan, weights_gb=total, after_load_vram_gb=0.0, peak_vram_gb=0.0, ram_gb=ram,
                        load_ram_gb=ram)
     blocks = spec.component("transformer").params_b * 1e9 * _bytes_per_param(plan.dtype) / GIB / 30
-    if plan.offload == "none":
-        resident = total if not plan.free_text_encoders else max(encoders + others, transformer + others)
-        vram = resident + overhead + act
-        ram = BASE_RAM_GB + (encoders if plan.free_text_encoders else 0.0)
+    denoise = None
+    if plan.offload == "none" and plan.free_text_encoders:
+        # Encoders and transformer take turns on the GPU (the VAE stays); activations counted in both phases.
+        denoise = transformer + others + ov_transformer + act
+        vram = max(encoders + others + ov_encoders + act, denoise)
+        ram = BASE_RAM_GB + encoders
+    elif plan.offload == "none":
+        vram = denoise = total + overhead + act
+        ram = BASE_RAM_GB
     elif plan.offload == "model":
-        # Components visit the GPU one at a time (each text encoder on its own).
-        vram = max(sizes.values()) + overhead + act
+        # Components visit the GPU one at a time (each text encoder on its own); activations peak with
+        # the transformer (denoising) and the VAE (decoding), not while a text encoder runs.
+        biggest_encoder = max((sizes[c.name] for c in spec.text_encoders), default=0.0)
+        denoise = max(transformer + ov_transformer, others) + act
+        vram = max(biggest_encoder + ov_encoders, denoise)
         ram = BASE_RAM_GB + total
     elif plan.offload == "group":
         vram = encoders + others + STREAM_BLOCKS * blocks + overhead + act
@@ -198,18 +262,23 @@ def estimate(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
     else:  # group-to-disk: blocks come from local disk; RAM holds only what is in flight
         vram = encoders + others + STREAM_BLOCKS * blocks + overhead + act
         ram = BASE_RAM_GB + STREAM_BLOCKS * blocks
-    if plan.free_text_encoders and plan.offload != "none":
+    if plan.free_text_encoders and plan.offload in ("group", "group-to-disk"):
         vram = max(vram - encoders, encoders + others)
+    if denoise is None:
+        denoise = vram - (encoders if plan.free_text_encoders else 0.0)
     # Loading streams one shard (≤ ≈9.3 GiB) at a time through RAM before it reaches the GPU.
     load_ram = BASE_RAM_GB + min(max(sizes.values()), 9.3) + (ram - BASE_RAM_GB)
     return replace(plan, weights_gb=total, after_load_vram_gb=vram - act, peak_vram_gb=vram, ram_gb=ram,
-                   load_ram_gb=load_ram)
+                   load_ram_gb=load_ram, denoise_vram_gb=min(denoise, vram))
 
 
 def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: int = 1024,
-               num_images: int = 1) -> list[MemoryPlan]:
+               num_images: int = 1, num_frames: int = 0) -> list[MemoryPlan]:
     """Every plan MASUKA would consider for `spec` on `prof`, best first (estimated, fit or not)."""
+    if spec.is_video and not num_frames:
+        num_frames = spec.default_frames
     common = dict(model=spec.id, profile=prof.name, width=width, height=height, num_images=num_images,
+                  num_frames=num_frames if spec.is_video else 0,
                   vram_available_gb=prof.vram_gb, ram_available_gb=prof.ram_gb)
     if not prof.is_cuda:
         # Tiny models in float32 reproduce bit for bit; real ones in bf16 halve the RAM they need.
@@ -226,7 +295,7 @@ def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: 
     te_dtype = dtype
     base = MemoryPlan(device="cuda", dtype=dtype, vae_dtype=vae_dtype, text_encoder_dtype=te_dtype,
                       vae_tiling=width * height > 1536 * 1536, **common)
-    big = [c.name for c in spec.components if c.role != "vae" and c.params_b >= 1.0]
+    big = [c.name for c in spec.components if c.role != "vae" and c.params_b >= NF4_MIN_PARAMS_B]
     nf4_repo = spec.quantized_repos.get("nf4")
     nf4 = dict(quantization="nf4", quantized_components=tuple(big), quantized_repo=nf4_repo)
     steps = [
@@ -250,6 +319,9 @@ def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: 
         reasons = [dtype_why, why]
         if vae_dtype == "float32":
             reasons.append("VAE decodes in fp32: fp16 VAE decodes can overflow, and it costs only ≈0.3 GB")
+        if spec.task == "edit":
+            reasons.append("Kontext also attends over the input image's tokens; with no published Kontext peak to "
+                           "check it against, the estimate is FLUX.1-dev's at the output size")
         p = estimate(spec, replace(base, reasons=tuple(reasons), **changes))
         out.append(p)
     return out
@@ -266,15 +338,19 @@ def plan(
     free_text_encoders: bool | None = None,
     compile: bool = False,
     first_block_cache: float | None = None,
+    speed: str = "off",
     width: int | None = None,
     height: int | None = None,
     num_images: int = 1,
+    num_frames: int | None = None,
 ) -> MemoryPlan:
     """The plan for `model` on `gpu` (a profile name such as "t4", "l4", "a100-40", "h100", "cpu";
     None = this machine) with `ram_gb` of system RAM (None = the profile's).
 
     Each choice can be forced; a forced plan that does not fit raises `PlanDoesNotFitError` naming the
-    nearest plan that does. Without overrides the best plan that fits is returned.
+    nearest plan that does (for video: fewer frames, a smaller size, or a hosted model). Without
+    overrides the best plan that fits is returned. `speed="fast"` turns on a first-block cache (and
+    regional compile on bf16 GPUs without group offload); `num_frames` is for video models.
     """
     from masuka_nb.models.registry import get_model
 
@@ -283,9 +359,11 @@ def plan(
     _check_choice("dtype", dtype, DTYPES)
     _check_choice("quantization", quantization, QUANTIZATIONS)
     _check_choice("offload", offload, OFFLOADS)
+    _check_choice("speed", speed, SPEEDS)
     w = width or spec.default_width
     h = height or spec.default_height
-    cands = candidates(spec, prof, width=w, height=h, num_images=num_images)
+    frames = (num_frames or spec.default_frames) if spec.is_video else 0
+    cands = candidates(spec, prof, width=w, height=h, num_images=num_images, num_frames=frames)
     fitting = [c for c in cands if c.fits]
     forced = {k: v for k, v in dict(quantization=quantization, offload=offload,
                                     free_text_encoders=free_text_encoders).items() if v is not None}
@@ -295,23 +373,40 @@ def plan(
         chosen = fitting[0] if fitting else cands[-1]
     if not chosen.fits:
         raise _does_not_fit(spec, chosen, fitting)
+    return _with_speed(spec, prof, chosen, compile=compile, first_block_cache=first_block_cache, speed=speed)
+
+
+def _with_speed(spec: ModelSpec, prof: GpuProfile, chosen: MemoryPlan, *, compile: bool,
+                first_block_cache: float | None, speed: str) -> MemoryPlan:
+    """Add the opt-in speed choices to a plan that fits, with their trade-offs in its words."""
     if compile:
         if chosen.device != "cuda" or chosen.offload in ("group", "group-to-disk"):
             raise InvalidRequestError("`compile` needs a CUDA GPU and no group offload.", argument="compile",
                                       value=compile, hint="Use compile=True on an A100/H100/L4 plan.")
         chosen = replace(chosen, compile=True, reasons=(*chosen.reasons,
                          "regional torch.compile of the repeated transformer blocks (opt-in)"))
+    if first_block_cache is None and speed == "fast":
+        first_block_cache = FAST_CACHE_THRESHOLD
     if first_block_cache is not None:
         if isinstance(first_block_cache, bool) or not isinstance(first_block_cache, (int, float)) \
-                or not 0 < first_block_cache <= 0.5 or chosen.device != "cuda":
+                or not 0 < first_block_cache <= 0.5 or (chosen.device != "cuda" and not spec.tiny):
             raise InvalidRequestError("`first_block_cache` is a threshold in (0, 0.5] and needs a CUDA GPU.",
                                       argument="first_block_cache", value=first_block_cache,
                                       hint="0.08 gives ≈1.5× on FLUX-dev at a small quality cost; 0.12 ≈1.9×.")
-        chosen = replace(chosen, first_block_cache=float(first_block_cache), reasons=(*chosen.reasons,
-                         f"first-block cache at threshold {first_block_cache:g} (opt-in speed-up)"))
+        why = SPEED_FAST if speed == "fast" and first_block_cache == FAST_CACHE_THRESHOLD else \
+            f"first-block cache at threshold {first_block_cache:g} (opt-in speed-up)"
+        chosen = replace(chosen, first_block_cache=float(first_block_cache), reasons=(*chosen.reasons, why))
+    if speed == "fast":
+        gains = chosen.device == "cuda" and prof.bf16 and chosen.offload not in ("group", "group-to-disk")
+        if gains and not chosen.compile:
+            chosen = replace(chosen, compile=True, reasons=(*chosen.reasons, SPEED_COMPILE))
+        elif not gains and chosen.device == "cuda":
+            chosen = replace(chosen, reasons=(*chosen.reasons, "no regional compile here: compile gains little on "
+                             "pre-Ampere GPUs (no bf16 kernels) and cannot trace through group offload"))
+        chosen = replace(chosen, speed="fast")
     elif chosen.device == "cuda" and prof.vram_gb >= 39 and not spec.tiny:
         chosen = replace(chosen, reasons=(*chosen.reasons,
-                         "first-block cache available: plan(..., first_block_cache=0.08) for ≈1.5× speed"))
+                         "speed mode available: plan(..., speed=\"fast\") for ≈1.5× with a first-block cache"))
     return chosen
 
 
@@ -329,8 +424,9 @@ def _forced(spec: ModelSpec, cands: list[MemoryPlan], forced: dict, dtype: str |
             break
     else:
         q = forced.get("quantization", template.quantization)
-        nf4 = {"quantized_components": tuple(c.name for c in spec.components
-                                             if c.role != "vae" and c.params_b >= 1.0)} if q == "nf4" else {}
+        nf4 = ({"quantized_components": tuple(c.name for c in spec.components
+                                             if c.role != "vae" and c.params_b >= NF4_MIN_PARAMS_B)}
+               if q == "nf4" else {})
         template = replace(template, **forced, **nf4)
     if dtype:
         template = replace(template, dtype=dtype, text_encoder_dtype=dtype,
@@ -343,16 +439,21 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
 
     if fitting:
         nearest = fitting[0].label
+    elif spec.is_video and (smaller := _smaller_video_plan(spec, chosen)) is not None:
+        nearest = smaller.label
     else:
         elsewhere = []
         for prof in PROFILES.values():
             if not prof.is_cuda:
                 continue
-            ok = [c for c in candidates(spec, prof) if c.fits]
+            ok = [c for c in candidates(spec, prof, width=chosen.width, height=chosen.height,
+                                        num_images=chosen.num_images, num_frames=chosen.num_frames) if c.fits]
             if ok:
                 elsewhere.append(ok[0])
         nearest = (elsewhere[0].label if elsewhere else "none") + \
             (f"; on this machine: tiny-{spec.family} (offline test model)" if not spec.tiny else "")
+        if spec.is_video:
+            nearest += "; or a hosted model: VideoGenerator().generate(..., model=\"veo3-fast\")"
     forced = "choices forced by the caller" in chosen.reasons
     ram = max(chosen.ram_gb, chosen.load_ram_gb)
     if chosen.device == "cpu" and chosen.vram_available_gb <= 0:
@@ -380,6 +481,24 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
     )
 
 
+def _smaller_video_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | None:
+    """The biggest clip that fits this runtime: fewer frames first (same look), then a smaller published size."""
+    from masuka_nb.runtime import GpuProfile
+
+    prof = GpuProfile(chosen.profile, chosen.vram_available_gb, chosen.ram_available_gb,
+                      (8, 0) if chosen.dtype == "bfloat16" else (7, 5))
+    smaller = sorted((s for s in spec.sizes if s[0] * s[1] < chosen.width * chosen.height), key=lambda s: -s[0] * s[1])
+    sizes = [(chosen.width, chosen.height), *smaller]
+    for w, h in sizes:
+        frames = chosen.num_frames
+        while frames >= 5:
+            ok = [c for c in candidates(spec, prof, width=w, height=h, num_frames=frames) if c.fits]
+            if ok:
+                return ok[0]
+            frames = ((frames - 1) // 2) // 4 * 4 + 1
+    return None
+
+
 def lighter_plan(current: MemoryPlan) -> MemoryPlan | None:
     """The next plan after `current` that needs less VRAM (the fallback after a CUDA out-of-memory)."""
     from masuka_nb.models.registry import get_model
@@ -389,7 +508,8 @@ def lighter_plan(current: MemoryPlan) -> MemoryPlan | None:
     prof = PROFILES.get(current.profile) or GpuProfile(current.profile, current.vram_available_gb,
                                                        current.ram_available_gb, (8, 0))
     prof = replace(prof, vram_gb=current.vram_available_gb, ram_gb=current.ram_available_gb)
-    for cand in candidates(spec, prof, width=current.width, height=current.height, num_images=current.num_images):
+    for cand in candidates(spec, prof, width=current.width, height=current.height, num_images=current.num_images,
+                           num_frames=current.num_frames):
         if cand.peak_vram_gb < current.peak_vram_gb * 0.9 and cand.fits:
             return replace(cand, reasons=(*cand.reasons, f"fallback after running out of memory with {current.label}"))
     return None

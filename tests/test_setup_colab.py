@@ -96,7 +96,7 @@ def test_masuka_on_colabs_image_installs_only_what_colab_lacks():
     plan = sc.plan_requirements(project.requires_dist(), installed=colab_installed(), project=project.name,
                                 extras=["colab"], environment=LINUX, colab=True)
     assert plan.refused == []
-    assert {n.name for n in plan.to_install} == {"bitsandbytes", "imagehash", "pillow-heif"}
+    assert {n.name for n in plan.to_install} == {"bitsandbytes", "imagehash", "pillow-heif", "ftfy"}  # ftfy: Wan image-to-video
     for name in ("torch", "numpy", "ipywidgets", "diffusers", "transformers", "huggingface-hub"):
         assert plan.get(name).status == "ok", plan.get(name)
 
@@ -153,7 +153,7 @@ def test_project_is_read_from_pyproject_without_importing_it():
 
     assert (project.name, project.version) == ("masuka-nb", __version__)
     lines = project.requires_dist()
-    assert 'masuka-nb[heic,train]; extra == "colab"' in lines
+    assert 'masuka-nb[heic,train,video]; extra == "colab"' in lines
     assert 'bitsandbytes>=0.45; (platform_system == "Linux") and extra == "train"' in lines
     with pytest.raises(sc.SetupError, match=r"No pyproject\.toml"):
         sc.read_project(ROOT / "tests")

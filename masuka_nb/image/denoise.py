@@ -166,6 +166,10 @@ def _encode_then_free(pipe, spec, req, mplan) -> dict[str, Any]:
 
 def _encode(pipe, spec, req, device) -> dict[str, Any]:
     """The pipeline's own `encode_prompt`, as the keyword arguments its `__call__` takes instead of text."""
+    if spec.family == "flux2":  # FLUX.2 [klein]: one Qwen3 encoder, no pooled embedding (issue 12)
+        embeds, _ = pipe.encode_prompt(prompt=req.prompt, device=device, num_images_per_prompt=req.num_images,
+                                       max_sequence_length=spec.max_sequence_length)
+        return {"prompt_embeds": embeds}
     if spec.family == "flux":
         embeds, pooled, _ = pipe.encode_prompt(prompt=req.prompt, prompt_2=None, device=device,
                                                num_images_per_prompt=req.num_images,

@@ -94,7 +94,7 @@ def _forced_profile() -> str | None:
 def _plan_key(plan: MemoryPlan) -> tuple:
     return (plan.device, plan.dtype, plan.vae_dtype, plan.text_encoder_dtype, plan.quantization,
             plan.quantized_components, plan.offload, plan.free_text_encoders, plan.compile, plan.first_block_cache,
-            plan.vae_tiling)
+            plan.vae_tiling, plan.speed)
 
 
 _default: ImageEngine | None = None
@@ -141,12 +141,9 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
         _place(pipe, plan, dtype)
         if attention_backend:
             pipe.transformer.set_attention_backend(attention_backend)
-        if plan.compile:
-            pipe.transformer.compile_repeated_blocks(fullgraph=True)
-        if plan.first_block_cache:
-            from diffusers.hooks import FirstBlockCacheConfig, apply_first_block_cache
+        from masuka_nb.image.speed import apply_speed
 
-            apply_first_block_cache(pipe.transformer, FirstBlockCacheConfig(threshold=plan.first_block_cache))
+        apply_speed(pipe, plan)  # speed mode: first-block cache, regional compile (image/speed.py)
         if plan.vae_tiling:
             pipe.vae.enable_tiling()
         if plan.device == "cuda":

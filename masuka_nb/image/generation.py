@@ -147,6 +147,10 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
         raise InvalidRequestError("`reproduce` takes a PNG path, a recipe .json, a recipe dict or a result.",
                                   argument="path_or_recipe", value=path_or_recipe,
                                   hint="e.g. masuka_nb.reproduce(result.paths[0])")
+    if isinstance(recipe, dict) and recipe.get("kind") == "edit":  # masuka_nb.edit's recipes (image/edit.py)
+        from masuka_nb.image.edit import reproduce_edit
+
+        return reproduce_edit(recipe, save=save, progress=progress, cancel=cancel)
     try:
         seeds = [int(s) for s in recipe["seeds"]]
         loras = [(lr["source"], float(lr["weight"])) for lr in recipe.get("loras", [])]
@@ -309,7 +313,8 @@ def _plan_for(spec, req, plan, current) -> tuple[MemoryPlan, dict]:
         raise InvalidRequestError("`plan` must be a MemoryPlan, a dict of plan choices, or None.", argument="plan",
                                   value=plan, hint="e.g. plan={\"offload\": \"model\"} or masuka_nb.plan(model).")
     overrides = dict(plan or {})
-    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile", "first_block_cache"}
+    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile", "first_block_cache",
+               "speed"}
     unknown = set(overrides) - allowed
     if unknown:
         raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",

@@ -252,9 +252,10 @@ def _library_metadata(path: Path) -> dict[str, Any]:
 
 def _to_diffusers(state: dict[str, Any], family: str) -> dict[str, Any]:
     """Diffusers' own converters (kohya/xlabs → PEFT keys); plain PEFT files pass through."""
-    from diffusers import FluxPipeline, StableDiffusion3Pipeline
+    import diffusers
 
-    cls = FluxPipeline if family == "flux" else StableDiffusion3Pipeline
+    cls = getattr(diffusers, {"flux": "FluxPipeline", "flux2": "Flux2KleinPipeline"}.get(family,
+                                                                                     "StableDiffusion3Pipeline"))
     converted = cls.lora_state_dict(dict(state))
     if isinstance(converted, tuple):
         converted = converted[0]

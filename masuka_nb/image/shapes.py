@@ -40,6 +40,13 @@ _SD35_LARGE = dict(
 TRANSFORMER_CONFIGS: dict[str, dict] = {
     "flux1-dev": {**_FLUX, "guidance_embeds": True},
     "flux1-schnell": {**_FLUX, "guidance_embeds": False},
+    "flux1-kontext-dev": {**_FLUX, "guidance_embeds": True},
+    # Fill reads the masked image's latents and the packed mask as extra input channels (64 + 64 + 256).
+    "flux1-fill-dev": {**_FLUX, "in_channels": 384, "out_channels": 64, "guidance_embeds": True},
+    # FLUX.2 [klein] 4B: 5 double and 20 single blocks, 3072 wide; reads 3 Qwen3-4B layers (3 × 2560).
+    "flux2-klein": dict(attention_head_dim=128, in_channels=128, joint_attention_dim=7680, num_attention_heads=24,
+                        num_layers=5, num_single_layers=20, patch_size=1, axes_dims_rope=[32, 32, 32, 32],
+                        timestep_guidance_channels=256, guidance_embeds=False),
     "sd35-large": _SD35_LARGE,
     "sd35-large-turbo": _SD35_LARGE,
     "sd35-medium": dict(
@@ -84,6 +91,8 @@ def linear_shapes(model_id: str) -> dict[str, tuple[int, int]]:
         from diffusers import SD3Transformer2DModel as cls
 
         config.update(pos_embed_max_size=4, sample_size=4)
+    elif spec.family == "flux2":
+        from diffusers import Flux2Transformer2DModel as cls
     else:
         from diffusers import FluxTransformer2DModel as cls
     with init_empty_weights():

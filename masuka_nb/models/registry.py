@@ -1,8 +1,11 @@
-"""The image models MASUKA knows, as data. Adding a model is adding an entry to `MODELS`.
+"""The models MASUKA runs locally, as data. Adding a model is adding an entry to `MODELS`.
 
-Component parameter counts come from ../shared/reference/memory.md (published figures); the memory
-planner turns them into bytes per dtype. Defaults (steps, guidance, size, sequence length) are the
-model authors' recommendations as published on their model cards.
+Component parameter counts are published figures (model cards; the memory planner's tests check
+them against the repositories' real file sizes); the memory planner turns them into bytes per dtype.
+Defaults (steps, guidance, size, frames, sequence length) are the model authors' recommendations as
+published on their model cards. `task` says which engine runs a model: "text-to-image" (generate),
+"edit" / "fill" (masuka_nb.edit), "text-to-video" / "image-to-video" (masuka_nb.video.local).
+`min_diffusers` is the first diffusers release with the pipeline class (Colab ships 0.39).
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass, field
 
-from masuka_nb.errors import ModelNotFoundError
+from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
 
-__all__ = ["MODELS", "ComponentSpec", "ModelSpec", "get_model", "list_models"]
+__all__ = ["MODELS", "TASKS", "ComponentSpec", "ModelSpec", "get_model", "list_models"]
 
 
 @dataclass(frozen=True)
@@ -20,7 +23,7 @@ class ComponentSpec:
     """One pipeline component: its folder in the repo, its role and its size in billions of parameters."""
 
     name: str
-    role: str  # "transformer" | "text_encoder" | "vae"
+    role: str  # "transformer" | "text_encoder" | "vae" | "image_encoder"
     params_b: float
     # transformers keeps T5's `wo` layers in fp32 when loading in fp16: extra GB on top of 2 bytes/param.
     fp16_extra_gb: float = 0.0
@@ -53,6 +56,20 @@ class ModelSpec:
     tiny: bool = False
     scheduler_label: str = "Euler (flow matching)"
     description: str = ""
+    task: str = "text-to-image"  # | "edit" | "fill" | "text-to-video" | "image-to-video"
+    min_diffusers: str = "0.32"
+    supports_lora: bool = True
+    # video only: the frame counts, rates and sizes the model was trained for
+    default_frames: int = 0
+    max_frames: int = 0
+    frame_multiple: int = 4  # Wan: num_frames = 4·k + 1
+    fps: int = 0
+    sizes: tuple[tuple[int, int], ...] = ()  # (width, height) the authors publish
+    published_url: str = ""  # where the defaults and sizes above were read
+
+    @property
+    def is_video(self) -> bool:
+        return self.task.endswith("-to-video")
 
     @property
     def params_b(self) -> float:
@@ -76,6 +93,18 @@ _SD3_TEXT = (
     _CLIP_L,
     ComponentSpec("text_encoder_2", "text_encoder", 0.695),
     ComponentSpec("text_encoder_3", "text_encoder", 4.76, fp16_extra_gb=2.0),
+)
+
+_UMT5 = ComponentSpec("text_encoder", "text_encoder", 5.68, fp16_extra_gb=2.0)  # umt5-xxl encoder
+_WAN21_VAE = ComponentSpec("vae", "vae", 0.127)
+_WAN22_VAE = ComponentSpec("vae", "vae", 0.70)  # Wan2.2 high-compression VAE (16×16×4)
+_QWEN3_4B = ComponentSpec("text_encoder", "text_encoder", 4.02)
+_FLUX2_VAE = ComponentSpec("vae", "vae", 0.084)
+_WAN_LICENCE_URL = "https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
+_TINY_PARTS = (
+    ComponentSpec("transformer", "transformer", 0.0001),
+    ComponentSpec("text_encoder", "text_encoder", 0.00005),
+    ComponentSpec("vae", "vae", 0.00005),
 )
 
 _FLUX_DEV_LICENCE = "FLUX.1 [dev] Non-Commercial License"
@@ -231,6 +260,242 @@ MODELS: dict[str, ModelSpec] = {
             tiny=True,
             description="A few-MB SD3-shaped model built in code: runs anywhere, outputs noise.",
         ),
+        ModelSpec(
+            id="flux1-kontext-dev",
+            family="flux",
+            title="FLUX.1 Kontext [dev]",
+            repo="black-forest-labs/FLUX.1-Kontext-dev",
+            pipeline_class="FluxKontextPipeline",
+            img2img_class="FluxKontextPipeline",
+            default_steps=28,
+            default_guidance=2.5,
+            default_width=1024,
+            default_height=1024,
+            max_sequence_length=512,
+            components=(ComponentSpec("transformer", "transformer", 11.90), _T5_FLUX, _CLIP_L, _VAE),
+            uses_guidance_embedding=True,
+            # No pre-quantized Kontext repo confirmed on the Hub (2026-12): NF4 is made while loading.
+            gated=True,
+            licence=_FLUX_DEV_LICENCE,
+            licence_url="https://huggingface.co/black-forest-labs/FLUX.1-Kontext-dev",
+            description="Instruction edits of an image (\"make it night\", \"same person, new pose\").",
+            task="edit",
+            min_diffusers="0.34",
+            published_url="https://huggingface.co/black-forest-labs/FLUX.1-Kontext-dev",
+        ),
+        ModelSpec(
+            id="flux1-fill-dev",
+            family="flux",
+            title="FLUX.1 Fill [dev]",
+            repo="black-forest-labs/FLUX.1-Fill-dev",
+            pipeline_class="FluxFillPipeline",
+            img2img_class="FluxFillPipeline",
+            default_steps=50,
+            default_guidance=30.0,
+            default_width=1024,
+            default_height=1024,
+            max_sequence_length=512,
+            components=(ComponentSpec("transformer", "transformer", 11.90), _T5_FLUX, _CLIP_L, _VAE),
+            uses_guidance_embedding=True,
+            gated=True,
+            licence=_FLUX_DEV_LICENCE,
+            licence_url="https://huggingface.co/black-forest-labs/FLUX.1-Fill-dev",
+            description="Inpainting and outpainting: white in the mask is repainted from the prompt.",
+            task="fill",
+            min_diffusers="0.32",
+            published_url="https://huggingface.co/black-forest-labs/FLUX.1-Fill-dev",
+        ),
+        ModelSpec(
+            id="flux2-klein",
+            family="flux2",
+            title="FLUX.2 [klein] 4B",
+            repo="black-forest-labs/FLUX.2-klein-4B",
+            pipeline_class="Flux2KleinPipeline",
+            img2img_class="Flux2KleinPipeline",
+            default_steps=4,
+            default_guidance=1.0,
+            default_width=1024,
+            default_height=1024,
+            max_sequence_length=512,
+            components=(ComponentSpec("transformer", "transformer", 4.0), _QWEN3_4B, _FLUX2_VAE),
+            licence="Apache-2.0",
+            licence_url="https://huggingface.co/black-forest-labs/FLUX.2-klein-4B",
+            description="FLUX.2's small step-distilled model: 4 steps, Apache-2.0, fits ~13 GB.",
+            min_diffusers="0.37",
+            published_url="https://huggingface.co/black-forest-labs/FLUX.2-klein-4B",
+        ),
+        ModelSpec(
+            id="wan2.1-t2v-1.3b",
+            family="wan",
+            title="Wan 2.1 text-to-video 1.3B",
+            repo="Wan-AI/Wan2.1-T2V-1.3B-Diffusers",
+            pipeline_class="WanPipeline",
+            img2img_class="WanPipeline",
+            default_steps=50,
+            default_guidance=5.0,
+            default_width=832,
+            default_height=480,
+            max_sequence_length=512,
+            components=(ComponentSpec("transformer", "transformer", 1.3), _UMT5, _WAN21_VAE),
+            min_size=256,
+            max_size=1280,
+            supports_negative_prompt=True,
+            licence="Apache-2.0",
+            licence_url=_WAN_LICENCE_URL,
+            description="Text-to-video at 480p; ≈8.2 GB VRAM published; the free-T4 video model.",
+            task="text-to-video",
+            min_diffusers="0.33",
+            default_frames=81,
+            max_frames=81,
+            fps=16,
+            sizes=((832, 480), (480, 832)),
+            scheduler_label="UniPC (flow matching)",
+            published_url="https://github.com/Wan-Video/Wan2.1",
+        ),
+        ModelSpec(
+            id="wan2.2-ti2v-5b",
+            family="wan",
+            title="Wan 2.2 text/image-to-video 5B",
+            repo="Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            pipeline_class="WanPipeline",
+            img2img_class="WanImageToVideoPipeline",
+            default_steps=50,
+            default_guidance=5.0,
+            default_width=1280,
+            default_height=704,
+            max_sequence_length=512,
+            components=(ComponentSpec("transformer", "transformer", 5.0), _UMT5, _WAN22_VAE),
+            min_size=256,
+            max_size=1280,
+            size_multiple=32,
+            supports_negative_prompt=True,
+            licence="Apache-2.0",
+            licence_url="https://huggingface.co/Wan-AI/Wan2.2-TI2V-5B-Diffusers",
+            description="720p text- or image-to-video at 24 fps; with offload on a T4.",
+            task="image-to-video",
+            min_diffusers="0.35",
+            default_frames=121,
+            max_frames=121,
+            fps=24,
+            sizes=((1280, 704), (704, 1280), (832, 480), (480, 832)),
+            scheduler_label="UniPC (flow matching)",
+            published_url="https://github.com/Wan-Video/Wan2.2",
+        ),
+        ModelSpec(
+            id="tiny-flux-kontext",
+            family="flux",
+            title="tiny-flux-kontext (random weights, offline)",
+            repo=None,
+            pipeline_class="FluxKontextPipeline",
+            img2img_class="FluxKontextPipeline",
+            default_steps=4,
+            default_guidance=2.5,
+            default_width=64,
+            default_height=64,
+            max_sequence_length=128,
+            components=_TINY_PARTS,
+            min_size=32,
+            max_size=512,
+            uses_guidance_embedding=True,
+            licence="Apache-2.0",
+            tiny=True,
+            description="FLUX Kontext-shaped model built in code: edits run anywhere, outputs noise.",
+            task="edit",
+            min_diffusers="0.34",
+        ),
+        ModelSpec(
+            id="tiny-flux-fill",
+            family="flux",
+            title="tiny-flux-fill (random weights, offline)",
+            repo=None,
+            pipeline_class="FluxFillPipeline",
+            img2img_class="FluxFillPipeline",
+            default_steps=4,
+            default_guidance=30.0,
+            default_width=64,
+            default_height=64,
+            max_sequence_length=128,
+            components=_TINY_PARTS,
+            min_size=32,
+            max_size=512,
+            uses_guidance_embedding=True,
+            licence="Apache-2.0",
+            tiny=True,
+            description="FLUX Fill-shaped model built in code: inpainting runs anywhere, outputs noise.",
+            task="fill",
+        ),
+        ModelSpec(
+            id="tiny-flux2-klein",
+            family="flux2",
+            title="tiny-flux2-klein (random weights, offline)",
+            repo=None,
+            pipeline_class="Flux2KleinPipeline",
+            img2img_class="Flux2KleinPipeline",
+            default_steps=4,
+            default_guidance=1.0,
+            default_width=64,
+            default_height=64,
+            max_sequence_length=64,
+            components=_TINY_PARTS,
+            min_size=32,
+            max_size=512,
+            licence="Apache-2.0",
+            tiny=True,
+            description="FLUX.2 [klein]-shaped model built in code: runs anywhere, outputs noise.",
+            min_diffusers="0.37",
+        ),
+        ModelSpec(
+            id="tiny-wan",
+            family="wan",
+            title="tiny-wan (random weights, offline)",
+            repo=None,
+            pipeline_class="WanPipeline",
+            img2img_class="WanPipeline",  # text-to-video only (tiny-wan-i2v animates images)
+            default_steps=3,
+            default_guidance=5.0,
+            default_width=32,
+            default_height=32,
+            max_sequence_length=32,
+            components=_TINY_PARTS,
+            min_size=16,
+            max_size=128,
+            supports_negative_prompt=True,
+            licence="Apache-2.0",
+            tiny=True,
+            description="Wan-shaped video model built in code: an MP4 of noise, anywhere.",
+            task="text-to-video",
+            min_diffusers="0.33",
+            default_frames=9,
+            max_frames=33,
+            fps=8,
+            sizes=((32, 32), (48, 32), (32, 48)),
+        ),
+        ModelSpec(
+            id="tiny-wan-i2v",
+            family="wan",
+            title="tiny-wan-i2v (random weights, offline)",
+            repo=None,
+            pipeline_class="WanImageToVideoPipeline",
+            img2img_class="WanImageToVideoPipeline",
+            default_steps=3,
+            default_guidance=5.0,
+            default_width=32,
+            default_height=32,
+            max_sequence_length=32,
+            components=_TINY_PARTS,
+            min_size=16,
+            max_size=128,
+            supports_negative_prompt=True,
+            licence="Apache-2.0",
+            tiny=True,
+            description="Wan 2.2 TI2V-shaped image-to-video model built in code: an MP4 of noise.",
+            task="image-to-video",
+            min_diffusers="0.35",
+            default_frames=9,
+            max_frames=33,
+            fps=8,
+            sizes=((32, 32), (48, 32), (32, 48)),
+        ),
     )
 }
 
@@ -248,7 +513,22 @@ ALIASES = {
     "stabilityai/stable-diffusion-3.5-large": "sd35-large",
     "stabilityai/stable-diffusion-3.5-medium": "sd35-medium",
     "stabilityai/stable-diffusion-3.5-large-turbo": "sd35-large-turbo",
+    "flux-kontext": "flux1-kontext-dev",
+    "flux.1-kontext-dev": "flux1-kontext-dev",
+    "black-forest-labs/flux.1-kontext-dev": "flux1-kontext-dev",
+    "flux-fill": "flux1-fill-dev",
+    "flux.1-fill-dev": "flux1-fill-dev",
+    "black-forest-labs/flux.1-fill-dev": "flux1-fill-dev",
+    "flux2-klein-4b": "flux2-klein",
+    "flux.2-klein-4b": "flux2-klein",
+    "black-forest-labs/flux.2-klein-4b": "flux2-klein",
+    "wan2.1": "wan2.1-t2v-1.3b",
+    "wan-ai/wan2.1-t2v-1.3b-diffusers": "wan2.1-t2v-1.3b",
+    "wan2.2-ti2v": "wan2.2-ti2v-5b",
+    "wan-ai/wan2.2-ti2v-5b-diffusers": "wan2.2-ti2v-5b",
 }
+
+TASKS = ("text-to-image", "edit", "fill", "text-to-video", "image-to-video")
 
 
 def get_model(model_id: str) -> ModelSpec:
@@ -271,5 +551,12 @@ def get_model(model_id: str) -> ModelSpec:
     )
 
 
-def list_models(*, include_tiny: bool = True) -> list[ModelSpec]:
-    return [m for m in MODELS.values() if include_tiny or not m.tiny]
+def list_models(*, include_tiny: bool = True, task: str | None = "text-to-image") -> list[ModelSpec]:
+    """The registry's models for `task` (default: the text-to-image ones `generate` runs; None: all).
+
+    Edit models ("edit", "fill") are for `masuka_nb.edit`; video ones ("text-to-video",
+    "image-to-video") for `masuka_nb.video.local` and `VideoGenerator`."""
+    if task is not None and task not in TASKS:
+        raise InvalidRequestError(f"`task` cannot be {task!r}.", argument="task", value=task,
+                                  hint=f"Use one of: {', '.join(TASKS)}, or None for every model.")
+    return [m for m in MODELS.values() if (include_tiny or not m.tiny) and (task is None or m.task == task)]

@@ -1,4 +1,5 @@
-"""Tiny FLUX- and SD3-shaped pipelines built from configs in code, with fixed seeds and no Hub.
+"""Tiny FLUX-, SD3-, FLUX Kontext/Fill-, FLUX.2 [klein]- and Wan-shaped pipelines built from configs in
+code, with fixed seeds and no Hub.
 
 They are saved once as real diffusers folders under ``cache_dir/tiny/<id>-v<N>`` and loaded through
 the same `from_pretrained` path as the real models (with HF_HUB_OFFLINE=1). They are the embedded
@@ -83,10 +84,10 @@ def _clip_config(projection_dim: int | None = None):
     return CLIPTextConfig(**kwargs)
 
 
-def _t5_encoder():
-    from transformers import T5Config, T5EncoderModel
+def _t5_encoder(*, umt5: bool = False):
+    from transformers import T5Config, T5EncoderModel, UMT5Config, UMT5EncoderModel
 
-    cfg = T5Config(
+    cfg = (UMT5Config if umt5 else T5Config)(
         vocab_size=384,  # ByT5: 3 specials + 256 bytes + 125 extra ids
         d_model=32,
         d_kv=8,
@@ -99,7 +100,7 @@ def _t5_encoder():
         decoder_start_token_id=0,
         dropout_rate=0.0,
     )
-    return T5EncoderModel(cfg).eval()
+    return (UMT5EncoderModel if umt5 else T5EncoderModel)(cfg).eval()
 
 
 def _vae():
@@ -201,7 +202,125 @@ def _build_sd3():
     )
 
 
-_BUILDERS = {"tiny-flux": _build_flux, "tiny-sd3": _build_sd3}
+def _flux_parts(*, in_channels: int = 16, out_channels: int | None = None) -> dict[str, Any]:
+    """The tiny FLUX.1 components (shared by Kontext, which reads the image as extra tokens, and Fill,
+    whose transformer takes the masked image and the mask as extra input channels)."""
+    from diffusers import FlowMatchEulerDiscreteScheduler, FluxTransformer2DModel
+    from transformers import ByT5Tokenizer, CLIPTextModel
+
+    _seeded(0)
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=in_channels, out_channels=out_channels, num_layers=1, num_single_layers=1,
+        attention_head_dim=16, num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32,
+        axes_dims_rope=[4, 4, 8], guidance_embeds=True,
+    ).eval()
+    _seeded(1)
+    text_encoder = CLIPTextModel(_clip_config()).eval()
+    _seeded(2)
+    text_encoder_2 = _t5_encoder()
+    _seeded(3)
+    return dict(scheduler=FlowMatchEulerDiscreteScheduler(), vae=_vae(), text_encoder=text_encoder,
+                tokenizer=tiny_clip_tokenizer(), text_encoder_2=text_encoder_2,
+                tokenizer_2=ByT5Tokenizer(model_max_length=512), transformer=transformer)
+
+
+def _build_flux_kontext():
+    from diffusers import FluxKontextPipeline
+
+    return FluxKontextPipeline(**_flux_parts(), image_encoder=None, feature_extractor=None)
+
+
+def _build_flux_fill():
+    from diffusers import FluxFillPipeline
+
+    # 16 packed latent channels + 16 of the masked image + the mask packed at VAE scale: 2·2 pixels × 2×2 patch.
+    return FluxFillPipeline(**_flux_parts(in_channels=48, out_channels=16))
+
+
+# Qwen3's chat template reduced to what Flux2KleinPipeline asks of it: one user turn, then the answer cue.
+_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|startoftext|>{{ m['role'] }}\n{{ m['content'] }}<|endoftext|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|startoftext|>assistant\n{% endif %}"
+)
+
+
+def _build_flux2_klein():
+    from diffusers import (
+        AutoencoderKLFlux2,
+        FlowMatchEulerDiscreteScheduler,
+        Flux2KleinPipeline,
+        Flux2Transformer2DModel,
+    )
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    _seeded(0)
+    transformer = Flux2Transformer2DModel(
+        patch_size=1, in_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=48, timestep_guidance_channels=256,
+        axes_dims_rope=[4, 4, 4, 4], guidance_embeds=False,
+    ).eval()
+    _seeded(1)
+    # 28 layers so the pipeline's default read-out layers (9, 18, 27) exist; 16 wide, so still tiny.
+    text_encoder = Qwen3ForCausalLM(Qwen3Config(
+        intermediate_size=16, hidden_size=16, num_hidden_layers=28, num_attention_heads=2, num_key_value_heads=2,
+        head_dim=8, vocab_size=514, max_position_embeddings=512, bos_token_id=512, eos_token_id=513,
+        pad_token_id=513, tie_word_embeddings=True,
+    )).eval()
+    tokenizer = tiny_clip_tokenizer(model_max_length=512)
+    tokenizer.chat_template = _CHAT_TEMPLATE
+    _seeded(2)
+    vae = AutoencoderKLFlux2(
+        sample_size=32, in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=4, norm_num_groups=8, use_quant_conv=False, use_post_quant_conv=False,
+    ).eval()
+    import inspect
+
+    parts = dict(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae, text_encoder=text_encoder, tokenizer=tokenizer,
+                 transformer=transformer)
+    if "is_distilled" in inspect.signature(Flux2KleinPipeline.__init__).parameters:  # a later diffusers argument
+        parts["is_distilled"] = True
+    return Flux2KleinPipeline(**parts)
+
+
+def _wan_parts(*, expand_timesteps: bool = False) -> dict[str, Any]:
+    """Wan components after diffusers' own pipeline test: a 3D VAE (4× in time, 8× in space) and a
+    (1, 2, 2)-patch transformer reading a tiny T5 encoder."""
+    from diffusers import AutoencoderKLWan, FlowMatchEulerDiscreteScheduler, WanTransformer3DModel
+    from transformers import ByT5Tokenizer
+
+    _seeded(0)
+    vae = AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                           temperal_downsample=[False, True, True]).eval()
+    _seeded(1)
+    text_encoder = _t5_encoder(umt5=True)  # Wan reads umt5-xxl
+    _seeded(2)
+    transformer = WanTransformer3DModel(
+        patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16, out_channels=16,
+        text_dim=32, freq_dim=256, ffn_dim=32, num_layers=2, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", rope_max_seq_len=32,
+    ).eval()
+    return dict(tokenizer=ByT5Tokenizer(model_max_length=512), text_encoder=text_encoder, vae=vae,
+                scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0), transformer=transformer,
+                transformer_2=None, expand_timesteps=expand_timesteps)
+
+
+def _build_wan():
+    from diffusers import WanPipeline
+
+    return WanPipeline(**_wan_parts())
+
+
+def _build_wan_i2v():
+    from diffusers import WanImageToVideoPipeline
+
+    # Wan 2.2 TI2V style: the image's latents stand in for the first frame (no CLIP image encoder).
+    return WanImageToVideoPipeline(**_wan_parts(expand_timesteps=True), image_processor=None, image_encoder=None)
+
+
+_BUILDERS = {"tiny-flux": _build_flux, "tiny-sd3": _build_sd3, "tiny-flux-kontext": _build_flux_kontext,
+             "tiny-flux-fill": _build_flux_fill, "tiny-flux2-klein": _build_flux2_klein, "tiny-wan": _build_wan,
+             "tiny-wan-i2v": _build_wan_i2v}
 
 
 def build_tiny(model_id: str):

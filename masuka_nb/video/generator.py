@@ -133,6 +133,13 @@ class VideoJob(Job):
                            job_id=rec.id, notes=list(rec.notes))
 
 
+def _is_local(model: str) -> bool:
+    """A registry video model (Wan, tiny-wan) runs on this machine instead of a hosted API."""
+    from masuka_nb.video.local import is_local_model
+
+    return is_local_model(model)
+
+
 class VideoGenerator:
     """Hosted text/image/video-to-video with cost checks, fallback routing and resumable jobs.
 
@@ -160,6 +167,11 @@ class VideoGenerator:
                                  aspect_ratio=aspect_ratio, image=image, video=video,
                                  motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
                                  duration=duration)
+        if _is_local(req.model):  # local open-weight video: masuka_nb/video/local.py
+            from masuka_nb.video.local import estimate_local
+
+            return estimate_local(req.model, duration=req.seconds or 5, resolution=req.resolution,
+                                  image=req.image, aspect_ratio=req.aspect_ratio)
         return self._estimate(req, self._plans(req, ImageInput.from_any(req.image)))
 
     def submit(self, prompt: str | VideoRequest, *, model: str = DEFAULT_MODEL, seconds: float | None = None,
@@ -192,9 +204,17 @@ class VideoGenerator:
                  max_cost: float | None = None, progress: ProgressCallback | bool | None = None,
                  cancel: CancelToken | None = None, duration: float | None = None) -> VideoResult:
         """Make a clip and return it downloaded (see `submit` and `VideoJob.wait`)."""
-        job = self.submit(prompt, model=model, seconds=seconds, resolution=resolution, aspect_ratio=aspect_ratio,
-                          image=image, video=video, motion_intensity=motion_intensity, provider=provider,
-                          max_cost=max_cost, progress=progress, duration=duration)
+        req = VideoRequest.build(prompt, model=model, seconds=seconds, resolution=resolution,
+                                 aspect_ratio=aspect_ratio, image=image, video=video,
+                                 motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
+                                 duration=duration)
+        if _is_local(req.model):  # local open-weight video: masuka_nb/video/local.py
+            from masuka_nb.video.local import generate_from_front_door
+
+            return generate_from_front_door(req.prompt, model=req.model, duration=req.seconds or 5,
+                                            resolution=req.resolution, image=req.image,
+                                            aspect_ratio=req.aspect_ratio, progress=progress, cancel=cancel)
+        job = self.submit(req, progress=progress)
         return job.wait(progress=progress, cancel=cancel)
 
     # -- steps --

@@ -1,5 +1,6 @@
-"""The memory planner: estimates beside the published reference points (±20 %), a plan for every model on every
-runtime profile, overrides, refusals naming the nearest plan that fits, and the out-of-memory fallback order."""
+"""The memory planner: component sizes beside published figures, a plan for every model on every runtime
+profile, overrides, refusals naming the nearest plan that fits, and the out-of-memory fallback order.
+(Pipeline estimates against fitting and held-out published figures: tests/test_memory_heldout.py.)"""
 
 from __future__ import annotations
 
@@ -15,23 +16,6 @@ from masuka_nb.runtime import PROFILES
 
 GB_PER_GIB = 1024**3 / 1e9
 
-# ../shared/reference/memory.md, FLUX.1-dev at 1024² (quantization-backends blog on an H100, and the
-# diffusers offloading benchmark). (what, plan choices, field, published value)
-PIPELINE_REFERENCES = [
-    ("bf16 after load", {}, "after_load_vram_gb", 31.45),
-    ("bf16 peak", {}, "peak_vram_gb", 36.17),
-    ("bnb NF4 after load", {"quantization": "nf4"}, "after_load_vram_gb", 12.58),
-    ("bnb NF4 peak", {"quantization": "nf4"}, "peak_vram_gb", 17.28),
-    ("no offload GPU", {"offload": "none"}, "peak_vram_gb", 33.85),
-    ("no offload RAM", {"offload": "none"}, "ram_gb", 1.8),
-    ("model offload GPU", {"offload": "model"}, "peak_vram_gb", 22.64),
-    ("model offload RAM", {"offload": "model"}, "ram_gb", 35.5),
-    ("group offload GPU", {"offload": "group", "free_text_encoders": False}, "peak_vram_gb", 11.68),
-    ("group offload RAM", {"offload": "group", "free_text_encoders": False}, "ram_gb", 36.4),
-    ("group offload to disk GPU", {"offload": "group-to-disk", "free_text_encoders": False}, "peak_vram_gb", 11.68),
-    ("group offload to disk RAM", {"offload": "group-to-disk", "free_text_encoders": False}, "ram_gb", 2.8),
-]
-
 # Component sizes in GB (10⁹ bytes) from the same file: (model, component, dtype, nf4, published GB)
 COMPONENT_REFERENCES = [
     ("flux1-dev", "transformer", "bfloat16", False, 23.8),
@@ -46,14 +30,6 @@ COMPONENT_REFERENCES = [
     ("sd35-large", "text_encoder_2", "bfloat16", False, 1.39),
     ("sd35-medium", "transformer", "bfloat16", False, 4.75),
 ]
-
-
-@pytest.mark.parametrize(("what", "choices", "field", "published"), PIPELINE_REFERENCES,
-                         ids=[r[0] for r in PIPELINE_REFERENCES])
-def test_pipeline_estimates_match_published_measurements(what, choices, field, published):
-    plan = mk.plan("flux1-dev", gpu="h100", **choices)
-    estimate = getattr(plan, field)
-    assert abs(estimate - published) / published <= 0.20, f"{what}: estimate {estimate:.2f} vs {published}"
 
 
 @pytest.mark.parametrize(("model", "component", "dtype", "nf4", "published"), COMPONENT_REFERENCES)
@@ -73,10 +49,16 @@ def test_every_model_on_every_profile_plans_or_names_the_nearest_fit(model, prof
     try:
         plan = mk.plan(model, gpu=profile)
     except PlanDoesNotFitError as err:
-        assert profile == "cpu" and not spec.tiny
-        # On a CPU: no "needs 0.0 GB VRAM", no hint about overrides nobody passed; where it does run instead.
-        assert "CPU-only" in str(err) and "VRAM" not in str(err) and "overrides" not in err.hint
-        assert "GPU runtime" in err.hint and f"tiny-{spec.family}" in err.hint and err.details["nearest"]
+        # Only a real model on a CPU, or a video too long/large for a small GPU (then a shorter or
+        # smaller clip is named), is refused.
+        assert (profile == "cpu" and not spec.tiny) or (spec.is_video and "frames at" in err.details["nearest"])
+        assert err.details["nearest"]
+        if profile == "cpu":
+            # On a CPU: no "needs 0.0 GB VRAM", no hint about overrides nobody passed; where it does run instead.
+            assert "CPU-only" in str(err) and "VRAM" not in str(err) and "overrides" not in err.hint
+            assert "GPU runtime" in err.hint and f"tiny-{spec.family}" in err.hint
+        else:
+            assert "Nearest plan that fits" in str(err)
         return
     assert plan.fits
     assert plan.peak_vram_gb <= prof.vram_gb or plan.device == "cpu"
