@@ -274,6 +274,9 @@ def batch(
     log.info("batch.start", id=plan.id, images=len(plan.items), estimate_s=round(est.seconds, 1))
     state = _distributed()
     done = _finished(plan.id) if resume else {}
+    if state is not None:
+        # Every process reads what is finished before any writes: the same list, so the same split.
+        state.wait_for_everyone()
     for it in plan.items:
         if it.index in done:
             it.path, it.history_id, it.resumed = done[it.index]["path"], done[it.index]["id"], True

@@ -75,8 +75,9 @@ def test_plain_resamplers_carry_their_recipe_and_bad_tiles_are_refused():
         mk.upscale(gradient(), method="model", weights="/nowhere/4x.pth")
 
 
-def _tiny_esrgan(path, nf=8, gc=4, blocks=1):
-    """A Real-ESRGAN RRDBNet x4 state dict with tiny widths, saved as safetensors (random weights)."""
+def _tiny_esrgan(path, nf=8, gc=32, blocks=1):
+    """A Real-ESRGAN RRDBNet x4 state dict (new-arch keys) with 8 filters and one block, saved as safetensors
+    (random weights). The growth channels stay 32: spandrel's RRDB fixes them."""
     import torch
     from safetensors.torch import save_file
 
