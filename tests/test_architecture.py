@@ -15,18 +15,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "masuka_nb"
 DOCUMENTED_LAZY_EDGES = {
     # TrainingRun.resume() carries a run on, so the run record reaches back to the trainer, inside that method only.
     ("masuka_nb.lora.training", "masuka_nb.lora.trainer"),
+    # ImageEngine.generate (public) forwards to the front door at call time; everything else in the image room
+    # points generation → denoise → engine (tests/image/test_image_layers.py pins it).
+    ("masuka_nb.image.engine", "masuka_nb.image.generation"),
 }
 
-# Cycles in rooms other engineers are cutting right now (issues 8, 11, 12). THE LEAD EMPTIES THIS AT MERGE:
-# an entry whose edge no longer exists fails the test below, so a cut cycle cannot hide a new one.
+# Cycles still being cut. An entry whose edge no longer exists fails the test below, so a cut cycle cannot
+# hide a new one.
 PENDING_CYCLE_EDGES = {
-    # runtime.use_embedded_models reads settings; issue 8 moves it out of runtime (then runtime is a pure probe).
-    ("masuka_nb.runtime", "masuka_nb.config"),
-    # image/engine ↔ generation ↔ denoise: being cut by the image engineer.
-    ("masuka_nb.image.denoise", "masuka_nb.image.engine"),
-    ("masuka_nb.image.generation", "masuka_nb.image.engine"),
     # lora/trainer imports training's private `_record`: the run record, loss plot, buckets and caches leave
-    # training.py/trainer.py (LoRA engineer).
+    # training.py/trainer.py.
     ("masuka_nb.lora.trainer", "masuka_nb.lora.training"),
 }
 

@@ -19,7 +19,7 @@ __all__ = ["GenerationResult", "ImageEngine", "LoraInfo", "LoraSpec", "default_e
 _LAZY = {
     "GenerationResult": "masuka_nb.image.generation",
     "generate": "masuka_nb.image.generation",
-    "reproduce": "masuka_nb.image.generation",
+    "reproduce": "masuka_nb.image.replay",
     "ImageEngine": "masuka_nb.image.engine",
     "default_engine": "masuka_nb.image.engine",
     "make_grid": "masuka_nb.image.grid",
@@ -36,7 +36,8 @@ __getattr__, __dir__ = attach(globals(), _LAZY)
 
 if TYPE_CHECKING:
     from masuka_nb.image.engine import ImageEngine, default_engine
-    from masuka_nb.image.generation import GenerationResult, generate, reproduce
+    from masuka_nb.image.generation import GenerationResult, generate
     from masuka_nb.image.grid import make_grid
     from masuka_nb.image.lora import LoraInfo, LoraSpec, validate_lora
+    from masuka_nb.image.replay import reproduce
     from masuka_nb.image.upscaling import upscale

@@ -1,4 +1,4 @@
-"""`generate` and `reproduce`: a validated request in, images with their recipe out, recorded in the history.
+"""`generate`: a validated request in, images with their recipe out, recorded in the history.
 
 The steps, in order: resolve the model (``auto`` → flux1-schnell with a CUDA GPU, tiny-flux without),
 validate the request, plan memory, check LoRAs, build the recipe, answer from the result cache when
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from masuka_nb.image.engine import ImageEngine
     from masuka_nb.progress import CancelToken, ProgressCallback
 
-__all__ = ["GenerationResult", "generate", "reproduce", "resolve_model"]
+__all__ = ["GenerationResult", "generate", "resolve_model"]
 
 log = get_logger(__name__)
 
@@ -125,63 +125,6 @@ def generate(
     return run(default_engine(), prompt, model=model, negative_prompt=negative_prompt, width=width, height=height,
                steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras, image=image,
                strength=strength, plan=plan, progress=progress, cancel=cancel, save=save, previews=previews)
-
-
-def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
-              cancel: Any = None) -> GenerationResult:
-    """Make the images of a recipe again (a MASUKA PNG, a recipe .json, a recipe dict or a result).
-
-    The result cache is bypassed: the pipeline really runs, so the images are the same ones only
-    when the model, LoRA files and device are the same.
-    """
-    from masuka_nb.image.engine import default_engine
-    from masuka_nb.image.metadata import read_recipe
-
-    if isinstance(path_or_recipe, GenerationResult):
-        recipe = path_or_recipe.recipe
-    elif isinstance(path_or_recipe, dict):
-        recipe = path_or_recipe
-    elif isinstance(path_or_recipe, (str, Path)):
-        recipe = read_recipe(path_or_recipe)
-    else:
-        raise InvalidRequestError("`reproduce` takes a PNG path, a recipe .json, a recipe dict or a result.",
-                                  argument="path_or_recipe", value=path_or_recipe,
-                                  hint="e.g. masuka_nb.reproduce(result.paths[0])")
-    if isinstance(recipe, dict) and recipe.get("kind") == "edit":  # masuka_nb.edit's recipes (image/edit.py)
-        from masuka_nb.image.edit import reproduce_edit
-
-        return reproduce_edit(recipe, save=save, progress=progress, cancel=cancel)
-    try:
-        seeds = [int(s) for s in recipe["seeds"]]
-        loras = [(lr["source"], float(lr["weight"])) for lr in recipe.get("loras", [])]
-        image = None
-        if recipe.get("image_sha256"):
-            image = _find_input(recipe)
-        return run(default_engine(), recipe["prompt"], model=recipe["model"],
-                   negative_prompt=recipe.get("negative_prompt"), width=recipe["width"], height=recipe["height"],
-                   steps=recipe["steps"], guidance=recipe["guidance"], seed=seeds[0], num_images=len(seeds),
-                   loras=loras, image=image, strength=recipe.get("strength"), save=save, progress=progress,
-                   cancel=cancel, use_cache=False, seeds=seeds,
-                   plan_overrides=recipe.get("plan_overrides") or None,
-                   recipe_extra={k: recipe[k] for k in CARRIED if recipe.get(k)} or None)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"The recipe is incomplete or damaged ({type(exc).__name__}: {exc}).",
-                                  argument="path_or_recipe", value=str(path_or_recipe)[:200],
-                                  hint="Use a PNG or recipe written by masuka_nb.generate.") from exc
-
-
-def _find_input(recipe: dict[str, Any]) -> Any:
-    from PIL import Image
-
-    path = recipe.get("image_path")
-    if path and Path(path).is_file():
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-        if _image_sha256(im) == recipe["image_sha256"]:
-            return im
-    raise InvalidRequestError("The recipe's input image (image-to-image) is not where it was.",
-                              argument="path_or_recipe", value=path,
-                              hint="Call generate(..., image=<the original image>) with the recipe's settings.")
 
 
 def _image_sha256(image: Any) -> str:

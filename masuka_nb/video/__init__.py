@@ -16,7 +16,7 @@ _LAZY = {
     "VideoGenerator": "masuka_nb.video.generator",
     "VideoJob": "masuka_nb.video.generator",
     "VideoRequest": "masuka_nb.video.request",
-    "VideoResult": "masuka_nb.video.generator",
+    "VideoResult": "masuka_nb.video.result",
     "list_video_models": "masuka_nb.hosted.catalog",
 }
 
@@ -28,5 +28,6 @@ __getattr__, __dir__ = attach(globals(), _LAZY)
 if TYPE_CHECKING:
     from masuka_nb.hosted.catalog import list_video_models
     from masuka_nb.hosted.pricing import CostEstimate
-    from masuka_nb.video.generator import VideoGenerator, VideoJob, VideoResult
+    from masuka_nb.video.generator import VideoGenerator, VideoJob
+    from masuka_nb.video.result import VideoResult
     from masuka_nb.video.request import VideoRequest

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -35,6 +34,7 @@ from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.video.media import ImageInput, first_frame, is_mp4
 from masuka_nb.video.request import DEFAULT_MODEL, VideoRequest
+from masuka_nb.video.result import VideoResult
 
 __all__ = ["AdjustedRequestWarning", "IgnoredControlWarning", "RetiredModelWarning", "VideoGenerator", "VideoJob",
            "VideoRequest", "VideoResult"]
@@ -52,25 +52,6 @@ class IgnoredControlWarning(UserWarning):
 
 class RetiredModelWarning(UserWarning):
     """The model was retired by its vendor; a reseller still serves it, for now."""
-
-
-@dataclass
-class VideoResult:
-    """A finished clip: where it is, who made it, what it cost, how long it took."""
-
-    path: Path
-    provider: str
-    model: str
-    seconds: int
-    cost: float | None
-    timings: dict[str, float] = field(default_factory=dict)
-    provider_model: str = ""
-    thumbnail: Path | None = None
-    job_id: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    def _repr_html_(self) -> str:  # a player in the notebook
-        return f'<video src="{self.path}" controls width="480"></video><br>{self.model} via {self.provider}'
 
 
 class VideoJob(Job):

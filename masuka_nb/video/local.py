@@ -31,8 +31,8 @@ from masuka_nb.errors import (
 )
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
-from masuka_nb.video.generator import VideoResult
 from masuka_nb.video.mp4 import Mp4Info, read_mp4, write_mp4
+from masuka_nb.video.result import VideoResult
 
 __all__ = ["COST_LABEL", "LocalVideoResult", "Mp4Info", "generate_local", "is_local_model", "read_mp4", "reproduce_local", "unload",
            "write_mp4"]

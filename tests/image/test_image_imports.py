@@ -20,8 +20,9 @@ def test_image_package_and_planner_import_light():
 def test_public_names_resolve_to_the_image_engine():
     import masuka_nb as mk
     from masuka_nb.image import generation
+    from masuka_nb.image import replay
 
-    assert mk.generate is generation.generate and mk.reproduce is generation.reproduce
+    assert mk.generate is generation.generate and mk.reproduce is replay.reproduce
     assert mk.GenerationResult is generation.GenerationResult
     assert mk.ImageEngine.__name__ == "ImageEngine" and mk.MemoryPlan.__name__ == "MemoryPlan"
     assert callable(mk.plan)
