@@ -29,5 +29,5 @@ if TYPE_CHECKING:
     from masuka_nb.hosted.catalog import list_video_models
     from masuka_nb.hosted.pricing import CostEstimate
     from masuka_nb.video.generator import VideoGenerator, VideoJob
-    from masuka_nb.video.result import VideoResult
     from masuka_nb.video.request import VideoRequest
+    from masuka_nb.video.result import VideoResult

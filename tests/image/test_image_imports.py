@@ -19,8 +19,7 @@ def test_image_package_and_planner_import_light():
 
 def test_public_names_resolve_to_the_image_engine():
     import masuka_nb as mk
-    from masuka_nb.image import generation
-    from masuka_nb.image import replay
+    from masuka_nb.image import generation, replay
 
     assert mk.generate is generation.generate and mk.reproduce is replay.reproduce
     assert mk.GenerationResult is generation.GenerationResult
