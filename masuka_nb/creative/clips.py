@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import DependencyMissingError, InvalidRequestError
+from masuka_nb.errors import InvalidRequestError
 
 __all__ = ["FORMATS", "to_video"]
 
@@ -160,27 +160,9 @@ def _expand(frames: list[Any], *, hold: int, interpolate: int) -> list[Any]:
 
 
 def _write_mp4(frames: list[Any], path: Path, *, fps: float, quality: int, loop: bool) -> None:
-    import numpy as np
+    from masuka_nb.mp4 import write_mp4
 
-    try:
-        import imageio_ffmpeg
-    except ImportError as exc:
-        raise DependencyMissingError("MP4 needs imageio-ffmpeg.", argument="format", value="mp4",
-                                     hint="pip install imageio-ffmpeg (Colab has it), or use format=\"gif\".") from exc
-    w, h = frames[0].size
-    pw, ph = w + w % 2, h + h % 2  # yuv420p needs even sizes
-    writer = imageio_ffmpeg.write_frames(
-        str(path), (pw, ph), fps=fps, codec="libx264", pix_fmt_out="yuv420p", quality=quality,
-        macro_block_size=1, output_params=["-movflags", "+faststart"], ffmpeg_log_level="error")
-    writer.send(None)
-    try:
-        for frame in frames:
-            arr = np.asarray(frame.convert("RGB"), dtype=np.uint8)
-            if (pw, ph) != (w, h):
-                arr = np.pad(arr, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-            writer.send(np.ascontiguousarray(arr))
-    finally:
-        writer.close()
+    write_mp4(frames, path, fps=fps, quality=quality)  # MP4 has no loop flag: players loop it themselves
 
 
 def _write_gif(frames: list[Any], path: Path, *, fps: float, quality: int, loop: bool) -> None:

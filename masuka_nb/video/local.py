@@ -31,7 +31,7 @@ from masuka_nb.errors import (
 )
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
-from masuka_nb.video.mp4 import Mp4Info, read_mp4, write_mp4
+from masuka_nb.mp4 import Mp4Info, read_mp4, write_mp4
 from masuka_nb.video.result import VideoResult
 
 __all__ = ["COST_LABEL", "LocalVideoResult", "Mp4Info", "generate_local", "is_local_model", "read_mp4", "reproduce_local", "unload",
@@ -572,7 +572,7 @@ def estimate_local(model: str, *, duration: float = 5, resolution: str | None = 
     from masuka_nb.config import settings
     from masuka_nb.memory import plan as make_plan
     from masuka_nb.models.registry import get_model
-    from masuka_nb.video.cost import CostEstimate
+    from masuka_nb.hosted.pricing import CostEstimate
 
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
