@@ -25,7 +25,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "ImportReport": ("masuka_nb.lora.dataset", "ImportReport"),
     "TrainingConfig": ("masuka_nb.lora.plan", "TrainingConfig"),
     "TrainingPlan": ("masuka_nb.lora.plan", "TrainingPlan"),
-    "TrainingRun": ("masuka_nb.lora.training", "TrainingRun"),
+    "TrainingRun": ("masuka_nb.lora.runs", "TrainingRun"),
     "compare": ("masuka_nb.lora.comparison", "compare"),
     "export_kohya": ("masuka_nb.lora.export", "export_kohya"),
     "export_lora": ("masuka_nb.lora.export", "export_lora"),
@@ -67,4 +67,5 @@ if _TYPE_CHECKING:
     from masuka_nb.lora.dataset import Dataset, DatasetItem, ImportReport
     from masuka_nb.lora.export import export_kohya, export_lora, push_to_hub
     from masuka_nb.lora.plan import TrainingConfig, TrainingPlan, plan_training
-    from masuka_nb.lora.training import TrainingRun, train
+    from masuka_nb.lora.runs import TrainingRun
+    from masuka_nb.lora.training import train

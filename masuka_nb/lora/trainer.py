@@ -20,7 +20,7 @@ from typing import Any
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, TrainingFailedError
 from masuka_nb.log import get_logger
 from masuka_nb.lora.plan import TARGET_PRESETS
-from masuka_nb.lora.training import FLOW_SHIFT, TrainingRun, _record, bucket_for, loss_curve_png, make_buckets
+from masuka_nb.lora.runs import FLOW_SHIFT, TrainingRun, bucket_for, loss_curve_png, make_buckets, record_run
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.runtime import free_memory
 from masuka_nb.storage import (
@@ -350,7 +350,7 @@ class _Trainer:
         except (CancelledError, KeyboardInterrupt) as exc:
             self.run_.status = "cancelled"
             self.run_.save()
-            _record(self.run_, "cancelled")
+            record_run(self.run_, "cancelled")
             if isinstance(exc, CancelledError):
                 exc.hint = f"The checkpoint at step {self.run_.step} is kept: `run.resume()` continues from it."
                 exc.details["run"] = self.run_.name
@@ -486,7 +486,7 @@ class _Trainer:
                 run.samples += self._samples(cfg.steps, model, accel, base, text)
             run.status = "finished"
             run.save()
-            _record(run, "ok")
+            record_run(run, "ok")
         accel.wait_for_everyone()
         reporter.done()
         del model, optimizer

@@ -15,147 +15,25 @@ The run, numbered like the diffusers script it follows (`train_dreambooth_lora_f
 
 Noise and timesteps of step k come from a generator seeded by (seed, k) and the data order of an
 epoch from (seed, epoch), so a run resumed from any checkpoint ends where an uninterrupted one would.
-This module holds the public side (`train`, `TrainingRun`, buckets, the loss plot); the loop itself
-is in `masuka_nb.lora.trainer`. A run lives in ``home/training/<name>/`` (run.json, checkpoints/,
+This module is the front door (`train`); the run record, buckets and loss plot are in
+`masuka_nb.lora.runs`, the loop itself in `masuka_nb.lora.trainer` (both below this one). A run lives in ``home/training/<name>/`` (run.json, checkpoints/,
 cache/, samples/, loss.json, loss.png); its LoRA is exported to ``loras_dir/<name>/``.
 """
 
 from __future__ import annotations
 
-import math
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
 from masuka_nb.log import get_logger
-from masuka_nb.lora.plan import TARGET_PRESETS, TrainingConfig, TrainingPlan, plan_training
+from masuka_nb.lora.plan import TARGET_PRESETS, plan_training
+from masuka_nb.lora.runs import TrainingRun, bucket_for, make_buckets
 from masuka_nb.progress import CancelToken, ProgressCallback
-from masuka_nb.storage import atomic_write_json, ensure_dir, read_json
+from masuka_nb.storage import ensure_dir
 
 __all__ = ["TrainingRun", "bucket_for", "make_buckets", "train"]
 
 log = get_logger(__name__)
-
-ASPECTS = (1.0, 4 / 3, 3 / 4, 3 / 2, 2 / 3, 16 / 9, 9 / 16)
-FLOW_SHIFT = 3.0  # FLUX.1-dev's static timestep shift
-
-
-def make_buckets(resolution: int, multiple: int) -> list[tuple[int, int]]:
-    """(width, height) buckets of ≈ resolution² pixels, each side a multiple of `multiple`."""
-    out = []
-    for a in ASPECTS:
-        w = max(multiple, round(resolution * math.sqrt(a) / multiple) * multiple)
-        h = max(multiple, round(resolution / math.sqrt(a) / multiple) * multiple)
-        if (w, h) not in out:
-            out.append((w, h))
-    return out
-
-
-def bucket_for(width: int, height: int, buckets: list[tuple[int, int]]) -> tuple[int, int]:
-    aspect = math.log(width / height)
-    return min(buckets, key=lambda b: abs(math.log(b[0] / b[1]) - aspect))
-
-
-@dataclass
-class TrainingRun:
-    """A training run in `home/training/<name>/`: status, checkpoints, losses, samples, the exported LoRA."""
-
-    name: str
-    run_dir: Path
-    config: TrainingConfig
-    dataset_root: Path
-    status: str = "new"  # new | running | cancelled | failed | finished
-    step: int = 0
-    lora_path: Path | None = None
-    kohya_path: Path | None = None
-    losses: list[float] = field(default_factory=list)
-    samples: list[Path] = field(default_factory=list)
-    stats: dict[str, Any] = field(default_factory=dict)
-    plan: TrainingPlan | None = None
-
-    @property
-    def loss_curve_path(self) -> Path:
-        return self.run_dir / "loss.png"
-
-    @property
-    def loss_data_path(self) -> Path:
-        return self.run_dir / "loss.json"
-
-    @property
-    def checkpoints(self) -> list[Path]:
-        folder = self.run_dir / "checkpoints"
-        if not folder.is_dir():
-            return []
-        return sorted(p for p in folder.iterdir() if p.name.startswith("step-") and (p / "state.json").is_file())
-
-    @property
-    def latest_checkpoint(self) -> Path | None:
-        cps = self.checkpoints
-        return cps[-1] if cps else None
-
-    @property
-    def finished(self) -> bool:
-        return self.status == "finished"
-
-    def save(self) -> None:
-        atomic_write_json(self.run_dir / "run.json", {
-            "name": self.name, "config": self.config.to_dict(), "dataset_root": str(self.dataset_root),
-            "status": self.status, "step": self.step, "fingerprint": self.config.fingerprint(),
-            "lora_path": str(self.lora_path) if self.lora_path else None,
-            "kohya_path": str(self.kohya_path) if self.kohya_path else None,
-            "samples": [str(p) for p in self.samples], "stats": self.stats,
-        })
-
-    @classmethod
-    def load(cls, name_or_dir: str | os.PathLike[str]) -> TrainingRun:
-        from masuka_nb.config import settings
-
-        run_dir = Path(name_or_dir)
-        if not (run_dir / "run.json").is_file():
-            run_dir = settings().home / "training" / str(name_or_dir)
-        if not (run_dir / "run.json").is_file():
-            raise InvalidRequestError(f"No training run {name_or_dir!r}.", argument="name", value=str(name_or_dir),
-                                      hint="Runs live in MASUKA's home under training/.")
-        d = read_json(run_dir / "run.json")
-        run = cls(name=d["name"], run_dir=run_dir, config=TrainingConfig.from_dict(d["config"]),
-                  dataset_root=Path(d["dataset_root"]), status=d.get("status", "new"), step=d.get("step", 0),
-                  lora_path=Path(d["lora_path"]) if d.get("lora_path") else None,
-                  kohya_path=Path(d["kohya_path"]) if d.get("kohya_path") else None,
-                  losses=_read_losses(run_dir), samples=[Path(p) for p in d.get("samples", [])],
-                  stats=d.get("stats", {}))
-        ckpt = run.latest_checkpoint
-        if ckpt is not None and not run.finished:
-            state = read_json(ckpt / "state.json")
-            if state["step"] > run.step:
-                run.step = state["step"]
-                run.losses = [h["loss"] for h in state.get("losses", [])]
-        return run
-
-    def resume(self, *, progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None) -> TrainingRun:
-        """Continue from the latest checkpoint (a finished run is returned as it is)."""
-        if self.finished:
-            return self
-        from masuka_nb.lora.dataset import Dataset
-
-        dataset = Dataset(self.dataset_root)
-        if self.stats.get("dataset_hash") not in (None, dataset.content_hash()):
-            raise InvalidRequestError(
-                f"The images or captions of {dataset.name!r} changed since run {self.name!r} started.",
-                argument="dataset", value=dataset.name,
-                hint="Resuming would mix two datasets: start a new run with `train(..., name=...)`.")
-        return _trainer()(self, dataset).run(progress=progress, cancel=cancel)
-
-    def __repr__(self) -> str:
-        return f"TrainingRun({self.name!r}, status={self.status!r}, step={self.step}/{self.config.steps})"
-
-
-def _read_losses(run_dir: Path) -> list[float]:
-    path = run_dir / "loss.json"
-    if not path.is_file():
-        return []
-    return [row["loss"] for row in read_json(path).get("history", [])]
 
 
 def _embedded_base(base: str, gpu: str | None) -> tuple[str, str]:
@@ -281,46 +159,3 @@ def _trainer():
     from masuka_nb.lora.trainer import _Trainer  # the loop lives in its own module; imported on use
 
     return _Trainer
-
-
-def _record(run: TrainingRun, status: str) -> None:
-    from masuka_nb.history import HistoryRecord, record
-
-    record(HistoryRecord(kind="training", status=status, model=run.config.base, prompt=run.config.trigger_word,
-                         recipe=run.config.to_dict(), paths=[str(p) for p in (run.lora_path, run.kohya_path) if p],
-                         timings={k: v for k, v in run.stats.items() if k.endswith("_s") and v is not None},
-                         extra={"run": run.name, "step": run.step, "dataset": str(run.dataset_root)}))
-
-
-def loss_curve_png(losses: list[float], *, width: int = 640, height: int = 320) -> bytes:
-    """A small line plot of the loss (raw and smoothed), drawn with Pillow so training needs no matplotlib."""
-    import io
-
-    from PIL import Image, ImageDraw
-
-    img = Image.new("RGB", (width, height), "white")
-    d = ImageDraw.Draw(img)
-    left, right, top, bottom = 50, width - 10, 20, height - 30
-    d.rectangle([left, top, right, bottom], outline=(180, 180, 180))
-    d.text((left, 4), "training loss", fill=(0, 0, 0))
-    if losses:
-        lo, hi = min(losses), max(losses)
-        span = (hi - lo) or 1.0
-        d.text((4, top), f"{hi:.3g}", fill=(90, 90, 90))
-        d.text((4, bottom - 10), f"{lo:.3g}", fill=(90, 90, 90))
-        d.text((right - 60, bottom + 8), f"step {len(losses)}", fill=(90, 90, 90))
-
-        def pts(values):
-            n = max(1, len(values) - 1)
-            return [(left + (right - left) * i / n, bottom - (bottom - top) * (v - lo) / span) for i, v in enumerate(values)]
-
-        if len(losses) > 1:
-            d.line(pts(losses), fill=(170, 190, 230), width=1)
-            ema, smooth = losses[0], []
-            for v in losses:
-                ema = 0.9 * ema + 0.1 * v
-                smooth.append(ema)
-            d.line(pts(smooth), fill=(20, 60, 200), width=2)
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()

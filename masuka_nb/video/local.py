@@ -570,9 +570,9 @@ def estimate_local(model: str, *, duration: float = 5, resolution: str | None = 
                    aspect_ratio: str | None = None) -> Any:
     """A `CostEstimate` for a local model: $0, with the memory plan it would run under in its notes."""
     from masuka_nb.config import settings
+    from masuka_nb.hosted.pricing import CostEstimate
     from masuka_nb.memory import plan as make_plan
     from masuka_nb.models.registry import get_model
-    from masuka_nb.hosted.pricing import CostEstimate
 
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
