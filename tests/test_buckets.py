@@ -215,3 +215,18 @@ def test_missing_objects_and_bad_requests_are_masuka_errors(bucket):
     with pytest.raises(MasukaError) as info:
         storage.sync(bucket, what=("everything",))
     assert info.value.argument == "what"
+
+
+def test_the_one_downloader_fetches_bucket_urls_whole(bucket, tmp_path):
+    from masuka_nb.buckets import filesystem
+    from masuka_nb.hosted.download import download
+
+    fs, base = filesystem(bucket)
+    data = os.urandom(50_000) + b"|end"
+    fs.pipe_file(f"{base}/loras/style.safetensors", data)
+    target = download(f"{bucket}/loras/style.safetensors", tmp_path / "style.safetensors", max_bytes=1 << 20,
+                      argument="loras")
+    assert target.read_bytes() == data and not list(tmp_path.glob("*.part"))
+    with pytest.raises(MasukaError) as info:
+        download(f"{bucket}/loras/style.safetensors", tmp_path / "x", max_bytes=1000, argument="loras")
+    assert info.value.argument == "loras" and not (tmp_path / "x").exists()
