@@ -196,6 +196,8 @@ def test_a_dataset_imports_from_the_bucket(bucket):
     report = ds.import_folder(f"{bucket}/folder")
     assert len(report.imported) == 2
     assert sorted(it.caption for it in ds.kept) == ["caption 0", "caption 1"]
+    one = Dataset.create("one-by-one").import_files([f"{bucket}/folder/p1.png", f"{bucket}/folder/absent.png"])
+    assert len(one.imported) == 1 and len(one.rejected) == 1
 
 
 def test_missing_objects_and_bad_requests_are_masuka_errors(bucket):
