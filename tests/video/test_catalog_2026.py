@@ -235,3 +235,21 @@ def test_a_route_kind_and_a_model_can_be_registered_at_run_time(fakes):
     finally:
         providers._REGISTERED.pop("studio", None)
         catalog_module._REGISTERED.pop("studio-model", None)
+
+
+def test_resume_all_stops_every_wait_at_a_cancel(fakes):
+    fake = fakes("runway", complete_after=60)
+    gen = VideoGenerator()
+    made = [gen.submit(f"clip {i}", model="gen4.5") for i in range(3)]
+    token = CancelToken()
+    done: list = []
+    thread = threading.Thread(target=lambda: done.extend(jobs.resume_all(cancel=token)))
+    thread.start()
+    while fake.counts["status"] < 3:
+        time.sleep(0.01)
+    start = time.monotonic()
+    token.cancel()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - start < 1.0
+    assert sorted(j.id for j in done) == sorted(j.id for j in made)
+    assert all(jobs.get(j.id).state in ("submitted", "running") for j in made)  # still resumable
