@@ -91,6 +91,7 @@ def test_sora_2_works_through_cometapi_with_one_visible_warning(fakes):
         result = VideoGenerator().generate("a fox", model="sora-2", seconds=4)
     assert result.provider == "cometapi" and result.path.is_file()
     assert len([w for w in seen if w.category is RetiredModelWarning]) == 1
+    assert any("retired by OpenAI on 2026-09-24" in n for n in result.notes)  # kept with the clip's record
     est = VideoGenerator().estimate("a fox", model="sora-2")
     assert any("retired by OpenAI on 2026-09-24" in n for n in est.notes)
     assert "retired by OpenAI on 2026-09-24" in masuka_nb.video.list_video_models()["sora-2"]
