@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,12 +152,21 @@ def read_bytes(url: str, *, max_bytes: int, argument: str = "path") -> bytes:
 
 
 def fetch(url: str, target: Path, *, max_bytes: int, argument: str = "path") -> Path:
-    """Copy the object at `url` to `target` (atomically: a temp sibling, then renamed)."""
-    from masuka_nb.storage import atomic_open
+    """Copy the object at `url` to `target` (atomically: a `.part` sibling, then renamed).
 
+    (Not `storage.atomic_open`: `storage.sync` is built on this module, so this one stays below it.)
+    """
     data = read_bytes(url, max_bytes=max_bytes, argument=argument)
-    with atomic_open(target, "wb") as fh:
-        fh.write(data)
+    target = Path(target)
+    part = target.with_name(target.name + ".part")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(data)
+        os.replace(part, target)
+    except OSError as exc:
+        part.unlink(missing_ok=True)
+        raise StorageError(f"Cannot write {target}: {exc.strerror or exc}.", argument=argument, value=str(target),
+                           hint="Check free space and that the disk (or Drive) is mounted.") from exc
     return target
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import builtins
 import importlib
 
-from masuka_nb.hosted.runner import Job, ProgressCallback, poll_interval, submit_recorded
+from masuka_nb.hosted.runner import CancelToken, Job, ProgressCallback, poll_interval, submit_recorded
 from masuka_nb.hosted.runner import get as _get
 from masuka_nb.hosted.runner import list_jobs as _list_jobs
 from masuka_nb.hosted.runner import resume_all as _resume_all
@@ -45,10 +45,13 @@ def list_jobs(*, kind: str | None = None, state: str | None = None) -> builtins.
     return _list_jobs(kind=kind, state=state)
 
 
-def resume_all(*, progress: ProgressCallback | bool | None = False, max_workers: int = 8) -> builtins.list[Job]:
-    """Carry on every unfinished job (poll, download, finish), concurrently; return them all."""
+def resume_all(*, progress: ProgressCallback | bool | None = False, max_workers: int = 8,
+               cancel: CancelToken | None = None) -> builtins.list[Job]:
+    """Carry on every unfinished job (poll, download, finish), concurrently; return them all.
+
+    A `cancel` token stops every wait at once (the jobs stay resumable)."""
     _register_kinds()
-    return _resume_all(progress=progress, max_workers=max_workers)
+    return _resume_all(progress=progress, max_workers=max_workers, cancel=cancel)
 
 
 # `masuka_nb.jobs.list()` is the public name; the module uses `builtins.list` for the type.

@@ -196,6 +196,8 @@ def test_a_dataset_imports_from_the_bucket(bucket):
     report = ds.import_folder(f"{bucket}/folder")
     assert len(report.imported) == 2
     assert sorted(it.caption for it in ds.kept) == ["caption 0", "caption 1"]
+    one = Dataset.create("one-by-one").import_files([f"{bucket}/folder/p1.png", f"{bucket}/folder/absent.png"])
+    assert len(one.imported) == 1 and len(one.rejected) == 1
 
 
 def test_missing_objects_and_bad_requests_are_masuka_errors(bucket):
@@ -215,3 +217,18 @@ def test_missing_objects_and_bad_requests_are_masuka_errors(bucket):
     with pytest.raises(MasukaError) as info:
         storage.sync(bucket, what=("everything",))
     assert info.value.argument == "what"
+
+
+def test_the_one_downloader_fetches_bucket_urls_whole(bucket, tmp_path):
+    from masuka_nb.buckets import filesystem
+    from masuka_nb.hosted.download import download
+
+    fs, base = filesystem(bucket)
+    data = os.urandom(50_000) + b"|end"
+    fs.pipe_file(f"{base}/loras/style.safetensors", data)
+    target = download(f"{bucket}/loras/style.safetensors", tmp_path / "style.safetensors", max_bytes=1 << 20,
+                      argument="loras")
+    assert target.read_bytes() == data and not list(tmp_path.glob("*.part"))
+    with pytest.raises(MasukaError) as info:
+        download(f"{bucket}/loras/style.safetensors", tmp_path / "x", max_bytes=1000, argument="loras")
+    assert info.value.argument == "loras" and not (tmp_path / "x").exists()

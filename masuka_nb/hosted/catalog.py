@@ -25,15 +25,41 @@ from masuka_nb.errors import (
 )
 
 __all__ = ["ModelInfo", "Retirement", "Route", "RoutePlan", "catalog", "list_video_models", "model_info",
-           "plan_routes", "resolve_model", "retired_error", "training_price"]
+           "plan_routes", "register_model", "resolve_model", "retired_error", "training_price"]
 
 MODES = {"t2v": "text to video", "i2v": "image to video", "v2v": "video to video"}
 
 
 @lru_cache(maxsize=1)
-def catalog() -> dict[str, Any]:
+def _shipped() -> dict[str, Any]:
     text = resources.files("masuka_nb.hosted").joinpath("catalog.json").read_text(encoding="utf-8")
     return json.loads(text)
+
+
+_REGISTERED: dict[str, dict[str, Any]] = {}
+
+
+def catalog() -> dict[str, Any]:
+    """The shipped catalog with the models added by `register_model` (which win over shipped ones)."""
+    shipped = _shipped()
+    if not _REGISTERED:
+        return shipped
+    return {**shipped, "models": {**shipped["models"], **_REGISTERED}}
+
+
+def register_model(model_id: str, entry: dict[str, Any]) -> None:
+    """Add (or replace) a model at run time, in the catalog's own shape: `title`, `defaults`, `sources`,
+    `checked` and `routes` (each with provider, route, model, modes, durations, sizes, price, price_date,
+    price_source). A local open-weight model is one whose route's provider was registered with
+    `masuka_nb.hosted.providers.register_provider`."""
+    missing = [k for k in ("title", "routes") if k not in entry] + [
+        f"routes[{i}].{k}" for i, r in enumerate(entry.get("routes", ()))
+        for k in ("provider", "route", "model", "modes", "durations", "sizes", "price", "price_date", "price_source")
+        if k not in r]
+    if missing or not entry.get("routes"):
+        raise InvalidRequestError(f"The catalog entry for `{model_id}` lacks {', '.join(missing) or 'routes'}.",
+                                  argument="entry", value=model_id, hint="See `masuka_nb/hosted/catalog.json` for the shape.")
+    _REGISTERED[model_id] = entry
 
 
 @dataclass(frozen=True)
@@ -266,8 +292,12 @@ def plan_routes(model: str, *, seconds: float | None = None, resolution: str | N
         raise InvalidRequestError(f"`{model}` cannot take the request as given (strict mode): " + "; ".join(plans[0].changes) + ".",
                                   argument="strict", value=True,
                                   hint="Ask for what the model accepts, or call with strict=False to let MASUKA adjust it.")
-    if strict:
-        plans = [p for p in plans if not p.changes]
+    if strict:  # only routes that take the request exactly, set controls included
+        plans = [p for p in plans if not p.changes and not any("is ignored" in n for n in p.notes)]
+        if not plans:
+            raise InvalidRequestError(f"No route for `{model}` takes `motion_intensity` as given (strict mode).",
+                                      argument="motion_intensity", value=motion_intensity,
+                                      hint="Leave `motion_intensity` unset, or call with strict=False.")
     return plans
 
 

@@ -1,4 +1,5 @@
-"""Cost estimates, the per-call `max_cost` and the session budget (``settings().budget_usd``).
+"""Pricing and budget for every paid call (video clips and cloud LoRA training alike): cost estimates,
+the per-call `max_cost` and the session budget (``settings().budget_usd``). Prices are data, in the catalog.
 
 Every paid call is priced before it is sent. The session's spend counts each accepted job at its
 estimate (providers do not return a bill per job); a job that fails at the provider is refunded.

@@ -132,11 +132,13 @@ def list_jobs(*, kind: str | None = None, state: str | None = None) -> builtins.
     return out
 
 
-def resume_all(*, progress: ProgressCallback | bool | None = False, max_workers: int = 8) -> builtins.list[Job]:
+def resume_all(*, progress: ProgressCallback | bool | None = False, max_workers: int = 8,
+               cancel: CancelToken | None = None) -> builtins.list[Job]:
     """Carry on every unfinished job (poll, download, finish), concurrently; return them all.
 
     Jobs left in ``submitting`` by a crash are marked ``unknown`` (see the module doc). Errors are
-    kept on each job (``job.error``), not raised, so one bad job does not stop the others.
+    kept on each job (``job.error``), not raised, so one bad job does not stop the others. A `cancel`
+    token stops every wait at once; the jobs stay resumable.
     """
     pending = [j for j in list_jobs() if j.record.state in ("submitting", *ACTIVE)]
     if not pending:
@@ -144,7 +146,7 @@ def resume_all(*, progress: ProgressCallback | bool | None = False, max_workers:
 
     def run(job: Job) -> Job:
         with contextlib.suppress(MasukaError):
-            job.wait(progress=progress)
+            job.wait(progress=progress, cancel=cancel)
         return job
 
     with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(pending)))) as pool:

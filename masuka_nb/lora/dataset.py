@@ -108,6 +108,9 @@ class ZipLimits:
     max_download_bytes: int = 2 * 1024**3
 
 
+MAX_URL_IMAGE_BYTES = 64 * 1024**2  # one photo, even a large HEIC/RAW-ish JPEG, is far below this
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -305,7 +308,7 @@ class Dataset:
 
     def import_files(self, paths_or_bytes: Iterable[str | os.PathLike[str] | bytes | tuple[str, bytes]] | str
                      | os.PathLike[str] | bytes) -> ImportReport:
-        """Import images given as paths, raw bytes or (name, bytes) pairs (e.g. from a Colab upload)."""
+        """Import images given as paths, URLs (http(s), gs://, s3://), raw bytes or (name, bytes) pairs (a Colab upload)."""
         if isinstance(paths_or_bytes, (str, os.PathLike, bytes, bytearray, dict)):
             paths_or_bytes = [paths_or_bytes]  # one item; a dict is Colab's files.upload() {name: bytes}
         return self._import_stream(self._entries(paths_or_bytes))
@@ -319,6 +322,13 @@ class Dataset:
             elif isinstance(thing, dict):  # Colab's files.upload() returns {name: bytes}
                 for name, data in thing.items():
                     yield str(name), bytes(data), None
+            elif isinstance(thing, str) and thing.startswith(("http://", "https://", "gs://", "gcs://", "s3://")):
+                from masuka_nb.hosted.download import download_bytes
+
+                try:  # one image at a URL or in a bucket, through the one downloader (size-capped)
+                    yield thing, download_bytes(thing, max_bytes=MAX_URL_IMAGE_BYTES, argument="paths_or_bytes"), None
+                except MasukaError as exc:
+                    yield thing, exc, None
             else:
                 path = Path(thing)
                 try:

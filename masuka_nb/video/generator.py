@@ -286,6 +286,8 @@ class VideoGenerator:
             rec.base_url = provider.base_url
             rec.estimate_usd = plan.usd
             rec.notes = plan.changes + plan.notes
+            if info.retired is not None:  # the record (and the history) say so too, not only the warning
+                rec.notes.insert(0, info.retired.sentence(req.model))
             if urlsplit(provider.base_url).hostname in ("127.0.0.1", "localhost", "::1"):
                 rec.notes.append(f"SIMULATOR: made by the offline {r.provider} simulator at {provider.base_url}, "
                                  "not by the real service (the clip is a test pattern)")

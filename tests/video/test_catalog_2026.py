@@ -91,6 +91,7 @@ def test_sora_2_works_through_cometapi_with_one_visible_warning(fakes):
         result = VideoGenerator().generate("a fox", model="sora-2", seconds=4)
     assert result.provider == "cometapi" and result.path.is_file()
     assert len([w for w in seen if w.category is RetiredModelWarning]) == 1
+    assert any("retired by OpenAI on 2026-09-24" in n for n in result.notes)  # kept with the clip's record
     est = VideoGenerator().estimate("a fox", model="sora-2")
     assert any("retired by OpenAI on 2026-09-24" in n for n in est.notes)
     assert "retired by OpenAI on 2026-09-24" in masuka_nb.video.list_video_models()["sora-2"]
@@ -202,3 +203,54 @@ def test_a_motion_control_is_mapped_where_the_provider_has_one(fakes):
     assert all(s["fps"] == 6 and "prompt" not in s and "duration" not in s for s in sent)  # 25 frames ≈ 4 s
     # strict mode accepts a control the model has
     VideoGenerator(strict=True).estimate("a rocket", model="svd-1.1", image="https://example.com/r.png", motion_intensity=0.2)
+
+
+def test_a_route_kind_and_a_model_can_be_registered_at_run_time(fakes):
+    """The seam for a local open-weight model (or a proxy): register a provider class and a model that uses it."""
+    from masuka_nb.hosted import catalog as catalog_module
+    from masuka_nb.hosted import providers
+    from masuka_nb.hosted.catalog import register_model
+    from masuka_nb.hosted.providers import register_provider
+    from masuka_nb.hosted.providers.runway import RunwayProvider
+
+    class ProxiedRunway(RunwayProvider):  # speaks Runway's contract, under its own route name
+        pass
+
+    fake = fakes("runway")
+    entry = {"title": "my studio's model", "checked": "2026-12-01", "sources": ["https://example.com/model"],
+             "defaults": {"seconds": 6, "resolution": "720p", "aspect_ratio": "16:9"},
+             "routes": [{"provider": "studio", "route": "runway", "model": "gen4.5", "modes": ["t2v"],
+                         "durations": [6], "sizes": {"720p": {"16:9": "1280:720"}}, "price": {"per_clip": 0.0},
+                         "price_date": "2026-12-01", "price_source": "https://example.com/model (free)"}]}
+    with pytest.raises(MasukaError) as info:
+        register_model("broken", {"title": "x", "routes": [{"provider": "studio"}]})
+    assert info.value.argument == "entry" and "routes[0].model" in str(info.value)
+    register_provider("studio", ProxiedRunway)
+    register_model("studio-model", entry)
+    try:
+        assert "studio-model" in masuka_nb.video.list_video_models()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            result = VideoGenerator().generate("a fox", model="studio-model")
+        assert result.provider == "studio" and result.seconds == 6 and fake.counts["submit"] == 1
+    finally:
+        providers._REGISTERED.pop("studio", None)
+        catalog_module._REGISTERED.pop("studio-model", None)
+
+
+def test_resume_all_stops_every_wait_at_a_cancel(fakes):
+    fake = fakes("runway", complete_after=60)
+    gen = VideoGenerator()
+    made = [gen.submit(f"clip {i}", model="gen4.5") for i in range(3)]
+    token = CancelToken()
+    done: list = []
+    thread = threading.Thread(target=lambda: done.extend(jobs.resume_all(cancel=token)))
+    thread.start()
+    while fake.counts["status"] < 3:
+        time.sleep(0.01)
+    start = time.monotonic()
+    token.cancel()
+    thread.join(timeout=5)
+    assert not thread.is_alive() and time.monotonic() - start < 1.0
+    assert sorted(j.id for j in done) == sorted(j.id for j in made)
+    assert all(jobs.get(j.id).state in ("submitted", "running") for j in made)  # still resumable

@@ -237,3 +237,23 @@ def test_two_waiters_in_one_process_download_once(fakes):
         t.join(timeout=20)
     assert len(results) == 2 and results[0].path == results[1].path
     assert fake.counts["download"] == 1
+
+
+def test_a_record_names_its_job_class_so_the_hosted_layer_alone_can_finish_it(fakes):
+    """hosted/ names no video or LoRA class: the record carries its class, registered when it was made."""
+    import warnings
+
+    from masuka_nb.video.generator import VideoGenerator
+
+    fakes("runway", complete_after=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        job = VideoGenerator().submit("a fox", model="gen4.5")
+    assert job.record.job_class == "masuka_nb.video.generator:VideoJob"
+    code = ("import sys; from masuka_nb.hosted import runner; j = runner.get(sys.argv[1]); "
+            "r = j.wait(); print(type(j).__name__, type(r).__name__)")
+    env = {**os.environ, **fast_env(), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = subprocess.run([sys.executable, "-c", code, job.id], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["VideoJob", "VideoResult"]

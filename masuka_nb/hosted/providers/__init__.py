@@ -1,4 +1,8 @@
-"""One module per hosted API. `get_provider(name)` builds a client for it (keys from Colab Secrets / env)."""
+"""One module per hosted API. `get_provider(name)` builds a client for it (keys from Colab Secrets / env).
+
+`register_provider(name, cls)` adds a route kind at run time (a local open-weight video model, a proxy
+that speaks one of these contracts): the front door routes to it like any other, by the catalog's `provider`.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import importlib
 
 from masuka_nb.errors import InvalidRequestError
 
-__all__ = ["PROVIDERS", "UNAVAILABLE", "get_provider"]
+__all__ = ["PROVIDERS", "UNAVAILABLE", "get_provider", "provider_class", "register_provider"]
 
 PROVIDERS = {
     "cometapi": "masuka_nb.hosted.providers.cometapi:CometAPIProvider",
@@ -20,7 +24,17 @@ UNAVAILABLE = {
 }
 
 
+_REGISTERED: dict[str, type] = {}
+
+
+def register_provider(name: str, cls: type) -> None:
+    """Route `provider: name` catalog entries to `cls` (a `Provider` subclass: submit_video, poll, downloads)."""
+    _REGISTERED[name] = cls
+
+
 def provider_class(name: str):
+    if name in _REGISTERED:
+        return _REGISTERED[name]
     if name in UNAVAILABLE:
         from masuka_nb.errors import ProviderUnavailableError
 
@@ -28,7 +42,7 @@ def provider_class(name: str):
                                        retryable=False)
     if name not in PROVIDERS:
         raise InvalidRequestError(f"No provider `{name}`.", argument="provider", value=name,
-                                  hint="Providers: " + ", ".join(PROVIDERS) + ".")
+                                  hint="Providers: " + ", ".join([*PROVIDERS, *_REGISTERED]) + ".")
     module, cls = PROVIDERS[name].split(":")
     return getattr(importlib.import_module(module), cls)
 
