@@ -217,3 +217,25 @@ def test_simulator_path_starts_its_own_fake(run_notebook, monkeypatch, masuka_ho
     out = _stdout(nb)
     assert "Using the cometapi simulator" in out and "via cometapi" in out
     assert list((masuka_home / "outputs").rglob("*.mp4"))
+
+
+def test_a_generate_cell_shows_one_progress_bar_and_no_stderr(tmp_path, monkeypatch):
+    """The done-when of clean output: `generate` on the default model in a notebook cell shows one bar
+    (loading folded in, no library bars) and writes nothing to stderr (no red block)."""
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}")
+    monkeypatch.setenv("MASUKA_PROGRESS", "auto")
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                           "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell("import masuka_nb as mk"),
+                nbformat.v4.new_code_cell("result = mk.generate('a lighthouse', steps=2, width=32, height=32)\n"
+                                          "print('made', len(result.images), result.recipe.get('model'))")]
+    src, out = tmp_path / "cell.ipynb", tmp_path / "cell-out.ipynb"
+    nbformat.write(nb, src)
+    papermill.execute_notebook(str(src), str(out), cwd=str(tmp_path), kernel_name="python3", progress_bar=False,
+                               execution_timeout=120)
+    cell = nbformat.read(out, as_version=4).cells[-1]
+    outputs = cell.get("outputs", [])
+    assert "made 1 tiny-flux" in "".join(o.get("text", "") for o in outputs)
+    bars = [o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(bars) == 1, outputs
+    assert [o for o in outputs if o.get("name") == "stderr"] == [], outputs
