@@ -82,7 +82,7 @@ class DashboardPanel(Panel):
         tiles += [(str(st.by_kind.get(k, 0)), label) for k, label in (("video", "videos"), ("training", "trainings"),
                                                                       ("comparison", "comparisons"))]
         tiles += [(str(st.by_status.get("failed", 0)), "failed"), (fmt_money(st.spend_usd), "spent" + budget)]
-        self.stats_html.value = '<div data-testid="mk-stats">' + "".join(
+        self.stats_html.value = '<div class="mk-stats" data-testid="mk-stats">' + "".join(
             f'<div class="mk-stat"><b>{esc(v)}</b><span>{esc(label)}</span></div>' for v, label in tiles) + "</div>"
         self._chart(self.time_chart, st.seconds_by_model, "mean seconds per run", lambda v: fmt_duration(v))
         self._chart(self.errors_chart, st.errors_by_code, "failed runs", lambda v: f"{v:g}")

@@ -89,7 +89,7 @@ class HistoryPanel(Panel):
         for rec in self.records:
             items.append((_thumbnail(rec), _caption(rec)))
             button = widgets.Button(description="Details", layout=widgets.Layout(width="auto"))
-            button.on_click(lambda _b, rec=rec: self.select(rec))
+            button.on_click(lambda _b, rec=rec: self.select(rec, picked=True))
             buttons.append(button)
         self.gallery.set_items(items, extra=buttons)
         self.count.value = f'<span class="mk-muted">{len(self.records)} shown</span>'
@@ -97,8 +97,11 @@ class HistoryPanel(Panel):
         if self.records and (self.selected is None or self.selected.id not in {r.id for r in self.records}):
             self.select(self.records[0])
 
-    def select(self, rec: HistoryRecord) -> None:
+    def select(self, rec: HistoryRecord, *, picked: bool = False) -> None:
+        """Show `rec` in the details; `picked` (a click) moves them above the tiles on a narrow screen."""
         self.selected = rec
+        if picked:
+            self.started()
         self.detail.value = record_html(rec)
         self.use_button.layout.display = "" if rec.kind == "image" and self._on_use_recipe else "none"
         images = [p for p in rec.paths if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file()]

@@ -204,7 +204,10 @@ def test_history_shows_one_tile_per_record_with_badges_and_all_images_in_details
     assert tiles["video"].getpixel((20, 160))[1] > 150 and max(tiles["video"].getpixel((132, 160))) < 60
     assert tiles["image"].getpixel((300, 26)) == (109, 74, 255)  # the count badge
     batch_rec = next(r for r in hist.records if r.kind == "image")
-    hist.select(batch_rec)
+    assert "mk-has-run" not in hist.split_box._dom_classes  # nothing picked yet: tiles first everywhere
+    index = hist.records.index(batch_rec)
+    hist.gallery.cells[index].children[2].click()  # its Details button
+    assert hist.selected is batch_rec and "mk-has-run" in hist.split_box._dom_classes
     assert len(hist.detail_images.cells) == 3  # every image of the batch
     assert "3.5000000000000004" not in hist.detail.value and "3.5" in hist.detail.value
     assert hist.detail.value.index("status") < hist.detail.value.index("Raw recipe")  # key fields first
