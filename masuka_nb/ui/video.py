@@ -44,7 +44,15 @@ def video_models() -> list[tuple[str, str]]:
             continue
         short = title.split(" (")[0]  # the catalog's titles carry route details: the chip below shows them
         out.append((f"{mid} — {short}" if short and short != mid else mid, mid))
+    out += [(f"{spec.id} — local, $0", spec.id) for spec in local_video_models()]
     return out or [(m, m) for m in FALLBACK_MODELS]
+
+
+def local_video_models() -> list[Any]:
+    """The registry's open-weight video models (Wan; tiny-wan everywhere), run on this machine's GPU at $0."""
+    from masuka_nb.models.registry import list_models
+
+    return [*list_models(task="text-to-video"), *list_models(task="image-to-video")]
 
 
 class ModelControls:
@@ -57,8 +65,15 @@ class ModelControls:
 
 
 def model_controls(model_id: str) -> ModelControls:
+    local = {spec.id: spec for spec in local_video_models()}.get(model_id)
+    if local is not None:  # seconds become frames at the model's rate, up to its most frames
+        longest = max(1, local.max_frames // max(1, local.fps))
+        sides = sorted({f"{min(size)}p" for size in local.sizes}, key=lambda x: int(x[:-1]))
+        ratios = tuple(sorted({"16:9" if w > h else "9:16" if w < h else "1:1" for w, h in local.sizes}))
+        return ModelControls(tuple(range(1, longest + 1)), tuple(sides), ratios, local.task == "text-to-video",
+                             local.task == "image-to-video" or "i2v" in local.id or "ti2v" in local.id)
     try:
-        from masuka_nb.video.catalog import resolve_model
+        from masuka_nb.hosted.catalog import resolve_model
 
         _, routes, _ = resolve_model(model_id)
     except Exception:  # no engine, or a model the catalog refuses: offer the generic controls
@@ -91,7 +106,9 @@ class VideoPanel(Panel):
         self.prompt = widgets.Textarea(placeholder="A slow dolly shot through a neon-lit market in the rain…",
                                        layout=widgets.Layout(width="100%", height="84px"))
         ids = [mid for _, mid in models]
-        self.model = widgets.Dropdown(options=models, value="veo3-pro" if "veo3-pro" in ids else ids[0],
+        from masuka_nb.video.request import DEFAULT_MODEL  # the engine's default model is the form's
+
+        self.model = widgets.Dropdown(options=models, value=DEFAULT_MODEL if DEFAULT_MODEL in ids else ids[0],
                                       description="Model", style=LABEL_STYLE, layout=wide("440px"))
         self.model_info = widgets.HTML("")
         self.duration = widgets.Dropdown(options=[("5 s", 5)], value=5, description="Seconds", style=LABEL_STYLE,
@@ -128,7 +145,7 @@ class VideoPanel(Panel):
                                              layout=widgets.Layout(width="auto"))
         self.resume_button = widgets.Button(description="Resume unfinished jobs", icon="play",
                                             layout=widgets.Layout(width="auto"))
-        self.fields = {"prompt": self.prompt, "model": self.model, "duration": self.duration,
+        self.fields = {"prompt": self.prompt, "model": self.model, "seconds": self.duration, "duration": self.duration,
                        "resolution": self.resolution, "aspect_ratio": self.ratio, "image": self.image,
                        "max_cost": self.max_cost}
         self._confirmed: tuple[Any, ...] | None = None  # the paid request the user said yes to
@@ -175,7 +192,7 @@ class VideoPanel(Panel):
         return {
             "prompt": self.prompt.value,
             "model": self.model.value,
-            "duration": int(self.duration.value),
+            "seconds": int(self.duration.value),
             "resolution": self.resolution.value,
             "aspect_ratio": None if self.ratio.value == "auto" else self.ratio.value,
             "motion_intensity": None,  # no provider has the control (see the catalog's notes)
@@ -352,8 +369,8 @@ def _simulated(generator: Any, provider: str) -> bool:
     url = (getattr(generator, "base_urls", None) or {}).get(provider)
     if not url:
         try:
-            from masuka_nb.video.providers import provider_class
-            from masuka_nb.video.providers.base import base_url_for
+            from masuka_nb.hosted.providers import provider_class
+            from masuka_nb.hosted.providers.base import base_url_for
 
             url = base_url_for(provider, provider_class(provider).default_base_url)
         except Exception:  # an unknown provider: treat it as paid

@@ -100,14 +100,15 @@ def test_write_mp4_leaves_nothing_when_a_frame_is_bad(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_the_video_tab_runs_a_local_model_end_to_end_once_listed():
-    """What the lead wires: the tab lists the registry's video models. With tiny-wan in the list, the tab's
+def test_the_video_tab_runs_a_local_model_end_to_end():
+    """The tab lists the registry's video models beside the hosted ones; with tiny-wan picked, the tab's
     own buttons estimate ($0) and generate through VideoGenerator, and the player gets the MP4."""
-    pytest.importorskip("ipywidgets")
     ui = mk.app(display=False)
     panel = ui.video
-    panel.model.options = [*panel.model.options, ("tiny-wan — local, $0", "tiny-wan")]
+    ids = [mid for _, mid in panel.model.options]
+    assert {"tiny-wan", "wan2.1-t2v-1.3b", "veo-3.1-fast"} <= set(ids)
     panel.model.value = "tiny-wan"
+    assert 2 in [v for _, v in panel.duration.options]
     panel.prompt.value = "waves at night"
     panel.duration.value = 2
     panel.estimate_button.click()
