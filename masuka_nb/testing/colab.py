@@ -41,7 +41,7 @@ from pathlib import Path
 __all__ = ["RELEASE_TAG", "ColabRehearsal", "see_packages_of_this_interpreter"]
 
 RELEASE_TAG = "release-colab_rehearsal-masuka"
-CONFIG_ENV = "MASUKA_COLAB_REHEARSAL"
+CONFIG_ENV = "COLAB_STANDIN_CONFIG"
 _STANDIN = "masuka_nb.testing.colab_standin"
 
 # google/colab/<module>.py → the names it re-exports from the stand-in implementation.

@@ -1,7 +1,7 @@
 """The behaviour behind the stand-in `google.colab` package that `masuka_nb.testing.colab` writes.
 
 Each function follows Colab's documented behaviour (see that module) and reads the rehearsal's
-settings from the JSON file named by ``MASUKA_COLAB_REHEARSAL``; every call is appended to the
+settings from the JSON file named by ``COLAB_STANDIN_CONFIG``; every call is appended to the
 rehearsal's call log so a test can check what a notebook asked of Colab.
 """
 
@@ -47,9 +47,9 @@ class TimeoutException(Exception):
 
 
 def _config() -> dict[str, Any]:
-    path = os.environ.get("MASUKA_COLAB_REHEARSAL")
+    path = os.environ.get("COLAB_STANDIN_CONFIG")
     if not path:
-        raise RuntimeError("google.colab here is MASUKA's rehearsal stand-in, and MASUKA_COLAB_REHEARSAL is not set.")
+        raise RuntimeError("google.colab here is MASUKA's rehearsal stand-in, and COLAB_STANDIN_CONFIG is not set.")
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
