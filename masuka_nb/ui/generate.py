@@ -18,6 +18,7 @@ import ipywidgets as widgets
 
 from masuka_nb.errors import InvalidRequestError
 from masuka_nb.models.registry import get_model, list_models
+from masuka_nb.ui.batch import BatchPanel
 from masuka_nb.ui.components import (
     LABEL_STYLE,
     Gallery,
@@ -66,7 +67,7 @@ class ResultView(widgets.VBox):
     """One image large, its recipe in human numbers, and what you can do with it."""
 
     ACTIONS = ("download", "use_seed", "reuse", "new_seed", "variations", "upscale", "start_image", "to_video",
-               "delete")
+               "edit", "delete")
 
     def __init__(self) -> None:
         self.index: int | None = None
@@ -77,14 +78,18 @@ class ResultView(widgets.VBox):
         labels = {"use_seed": ("Use seed", "hashtag"), "reuse": ("Reuse settings", "sliders"),
                   "new_seed": ("New seed", "random"), "variations": ("Variations", "clone"),
                   "upscale": ("Upscale 2×", "expand"), "start_image": ("Use as start image", "level-up"),
-                  "to_video": ("Send to Video", "film"), "delete": ("Delete", "trash")}
+                  "to_video": ("Send to Video", "film"), "edit": ("Edit", "pencil"), "delete": ("Delete", "trash")}
         self.buttons = {k: widgets.Button(description=d, icon=i, layout=widgets.Layout(width="auto"))
                         for k, (d, i) in labels.items()}
         self.buttons["delete"].button_style = "danger"
         self.close_button = widgets.Button(description="Close", icon="times", layout=widgets.Layout(width="auto"))
         self.close_button.on_click(lambda _b: self.hide())
+        # "Edit": an instruction for FLUX.1 Kontext (masuka_nb.edit), e.g. "make it night"
+        self.edit_instruction = widgets.Text(placeholder="Edit: an instruction, e.g. make it night, same person smiling",
+                                             layout=widgets.Layout(width="100%"))
         row = field_row(self.download_html, *self.buttons.values(), self.close_button)
-        super().__init__([self.image, row, self.recipe_html], layout=widgets.Layout(display="none", width="100%"))
+        super().__init__([self.image, row, field_row(self.edit_instruction), self.recipe_html],
+                         layout=widgets.Layout(display="none", width="100%"))
         self.add_class("mk-result-view")
 
     def show(self, index: int, image_png: bytes, name: str, recipe_html: str) -> None:
@@ -155,7 +160,9 @@ class GeneratePanel(Panel):
         self.view = ResultView()
         self.details = widgets.HTML("")
         self.warnings = widgets.HTML("")
+        self.batch = BatchPanel(model=self.model.value)  # Batch & grid: its own form, run and grid
         self.fields = {"prompt": self.prompt, "negative_prompt": self.negative, "model": self.model,
+                       "instruction": self.view.edit_instruction,
                        "width": self.width, "height": self.height, "steps": self.steps, "guidance": self.guidance,
                        "seed": self.seed, "num_images": self.count, "loras": self.loras, "image": self.init_image,
                        "strength": self.strength}
@@ -183,6 +190,7 @@ class GeneratePanel(Panel):
                  field_row(self.width, self.height, self.seed), field_row(self.steps, self.guidance, self.count),
                  field_row(self.previews), self.loras),
             card(section("Start image (image-to-image)"), self.init_image, field_row(self.strength, self.use_last)),
+            card(section("Batch & grid"), self.batch),
         ]
 
     def relayout(self) -> None:
@@ -338,6 +346,8 @@ class GeneratePanel(Panel):
         elif name == "to_video":
             if self.send_to_video is not None and path:
                 self.send_to_video(path)
+        elif name == "edit":
+            self._edit(result, index, path)
         elif name == "delete":
             self._delete(result, index, path)
 
@@ -360,6 +370,26 @@ class GeneratePanel(Panel):
             result.seeds.append(result.seeds[index])
         self._show(result)
         self.open_result(len(result.images) - 1)
+
+    def _edit(self, result: Any, index: int, path: str) -> None:
+        """The picked image edited by its instruction (FLUX.1 Kontext; its tiny twin without a GPU): a new run."""
+        instruction = self.view.edit_instruction.value.strip()
+        if not instruction:
+            raise InvalidRequestError("Type what to change first.", argument="instruction", value="",
+                                      hint="e.g. make it night · same person, new pose · add snow")
+        edit = engine_api("masuka_nb", "edit")
+        source = path or result.images[index]
+        self.clear_results()
+        self.started()
+        self.progress.start(f"editing: {instruction}…")
+        try:
+            edited = edit(source, instruction, progress=self.progress, cancel=self.cancel_token)
+        except BaseException:
+            self.progress.finish("stopped", ok=False)
+            raise
+        self.result = edited
+        self.results.append(edited)
+        self._show(edited)
 
     def _delete(self, result: Any, index: int, path: str) -> None:
         button = self.view.buttons["delete"]

@@ -412,3 +412,28 @@ def test_gpu_facts_come_from_nvidia_smi_and_the_plan_is_said_for_that_gpu(tmp_pa
     assert text.startswith("on this Tesla T4: ") and "as NF4 in fp16" in text and "GB VRAM peak" in text
     ui = mk.app(display=False)
     assert "Tesla T4 · 15 GB" in ui.header.value and "fp16 (no bf16)" in ui.header.value
+
+
+def test_edit_on_a_result_makes_a_new_run_with_the_instruction_and_refuses_an_empty_one(masuka_home):
+    _ui, form = _image_form(seed="5")
+    form.generate_button.click()
+    assert form.last_error is None, form.last_error
+    first = form.result
+    form.open_result(0)
+    form.view.buttons["edit"].click()  # no instruction: refused at its field, nothing run
+    assert form.last_error is not None and form.last_error.code == "INVALID_REQUEST"
+    assert INVALID_CLASS in form.view.edit_instruction._dom_classes and form.result is first
+    form.view.edit_instruction.value = "make it night"
+    form.view.buttons["edit"].click()
+    assert form.last_error is None, form.last_error
+    assert form.result is not first and form.result.recipe["kind"] == "edit"
+    assert form.result.recipe["prompt"] == "make it night" and len(form.gallery.cells) == 1
+
+
+def test_the_image_tab_holds_the_batch_and_grid_section(masuka_home):
+    from masuka_nb.ui.batch import BatchPanel
+
+    _ui, form = _image_form()
+    assert isinstance(form.batch, BatchPanel)
+    form_cards = form.split_box.children[0].children
+    assert any(form.batch in card.children for card in form_cards)
