@@ -232,3 +232,15 @@ def test_the_one_downloader_fetches_bucket_urls_whole(bucket, tmp_path):
     with pytest.raises(MasukaError) as info:
         download(f"{bucket}/loras/style.safetensors", tmp_path / "x", max_bytes=1000, argument="loras")
     assert info.value.argument == "loras" and not (tmp_path / "x").exists()
+
+
+def test_reproduce_reads_a_png_from_the_bucket(bucket):
+    import numpy as np
+
+    from masuka_nb.buckets import filesystem
+
+    made = masuka_nb.generate("a red kite", model="tiny-flux", width=32, height=32, steps=2, seed=3)
+    fs, base = filesystem(bucket)
+    fs.pipe_file(f"{base}/shared/kite.png", made.paths[0].read_bytes())
+    again = masuka_nb.reproduce(f"{bucket}/shared/kite.png")
+    assert np.array_equal(np.asarray(again.images[0]), np.asarray(made.images[0]))

@@ -29,7 +29,7 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
     elif isinstance(path_or_recipe, dict):
         recipe = path_or_recipe
     elif isinstance(path_or_recipe, (str, Path)):
-        recipe = read_recipe(path_or_recipe)
+        recipe = read_recipe(_local_copy(path_or_recipe))
     else:
         raise InvalidRequestError("`reproduce` takes a PNG path, a recipe .json, a recipe dict or a result.",
                                   argument="path_or_recipe", value=path_or_recipe,
@@ -69,3 +69,19 @@ def _find_input(recipe: dict[str, Any]) -> Any:
     raise InvalidRequestError("The recipe's input image (image-to-image) is not where it was.",
                               argument="path_or_recipe", value=path,
                               hint="Call generate(..., image=<the original image>) with the recipe's settings.")
+
+
+def _local_copy(path: str | Path) -> str | Path:
+    """A gs:// or s3:// PNG or recipe, fetched whole into the cache (recipes are small; PNGs a few MB)."""
+    from masuka_nb.buckets import fetch, is_bucket_url
+
+    if not is_bucket_url(path):
+        return path
+    import hashlib
+
+    from masuka_nb.config import settings
+
+    name = str(path).rstrip("/").rsplit("/", 1)[-1] or "recipe.json"
+    key = hashlib.sha256(str(path).encode()).hexdigest()[:16]
+    return fetch(str(path), settings().cache_dir / "reproduce" / key / name, max_bytes=200 * 1024**2,
+                 argument="path_or_recipe")
