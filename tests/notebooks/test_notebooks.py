@@ -200,7 +200,7 @@ def test_video_notebook_secrets_branch_in_colab_leaks_no_key(colab, monkeypatch)
     _setup_ran_its_colab_branch(nb, colab)
     out = _stdout(nb)
     assert "Keys found: COMETAPI_KEY" in out
-    assert "veo3-fast" in out and "via cometapi" in out
+    assert "veo-3.1-fast" in out and "via cometapi" in out  # the form's default model
     assert len(list((colab.drive_root / "MASUKA" / "outputs").rglob("*.mp4"))) == 1
     asked = [c.get("key") for c in colab.calls() if c["api"] == "userdata.get"]
     assert "COMETAPI_KEY" in asked and "RUNWAYML_API_SECRET" in asked
