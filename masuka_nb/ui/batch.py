@@ -90,7 +90,7 @@ class BatchPanel(widgets.VBox):
         self.stop_button.on_click(self._on_stop_button_click)
         self._on_mode_change()
         super().__init__([
-            widgets.HTML("<b>Batch &amp; grid</b>"), self.mode, self.prompts,
+            self.mode, self.prompts,
             widgets.HBox([self.model, self.seeds]), widgets.HBox([self.width, self.height, self.steps]),
             self.presets, self.grid_box,
             widgets.HBox([self.estimate_button, self.run_button, self.stop_button]), self.estimate,

@@ -22,12 +22,12 @@ def runtime_chips(info: Any) -> list[tuple[str, str]]:
     """(text, level) chips for a `RuntimeInfo`: what a user checks first in a new session."""
     chips = [("Colab" if info.colab else "local Jupyter", "")]
     if info.has_gpu:
-        chips.append((f"{info.gpu_name} · {info.vram_gb:.0f} GB", "ok"))
+        chips.append((f"{info.gpu_name} · {info.vram_gb:.0f} GiB", "ok"))
         chips.append(("bf16" if info.bf16 else "fp16 (no bf16)", ""))
     else:
         chips.append(("no GPU: tiny models only", "warn"))
-    chips.append((f"RAM {info.ram_gb:.1f} GB", "warn" if info.ram_gb and info.ram_gb < 13 else ""))
-    chips.append((f"disk {info.disk_free_gb:.0f} GB free", "warn" if info.disk_free_gb < 20 else ""))
+    chips.append((f"RAM {info.ram_gb:.1f} GiB", "warn" if info.ram_gb and info.ram_gb < 13 else ""))
+    chips.append((f"disk {info.disk_free_gb:.0f} GiB free", "warn" if info.disk_free_gb < 20 else ""))
     chips.append(("Drive mounted" if info.drive_mounted else "Drive not mounted",
                   "ok" if info.drive_mounted else "warn"))
     return chips
@@ -48,6 +48,8 @@ class DashboardPanel(Panel):
         self.errors_chart = widgets.Image(format="png", layout=widgets.Layout(display="none"))
         self.provider_chart = widgets.Image(format="png", layout=widgets.Layout(display="none"))
         self.day_chart = widgets.Image(format="png", layout=widgets.Layout(display="none"))
+        for chart in (self.time_chart, self.errors_chart, self.provider_chart, self.day_chart):
+            chart.add_class("mk-chart")  # the browser test waits for drawn charts by this class
         self.errors_html = widgets.HTML("")
         self.spend_html = widgets.HTML("")
         self.jobs_html = widgets.HTML("")

@@ -411,7 +411,7 @@ def test_gpu_facts_come_from_nvidia_smi_and_the_plan_is_said_for_that_gpu(tmp_pa
     text = plan_text("flux1-schnell", info)
     assert text.startswith("on this Tesla T4: ") and "as NF4 in fp16" in text and "GB VRAM peak" in text
     ui = mk.app(display=False)
-    assert "Tesla T4 · 15 GB" in ui.header.value and "fp16 (no bf16)" in ui.header.value
+    assert "Tesla T4 · 15 GiB" in ui.header.value and "fp16 (no bf16)" in ui.header.value
 
 
 def test_edit_on_a_result_makes_a_new_run_with_the_instruction_and_refuses_an_empty_one(masuka_home):
