@@ -93,10 +93,10 @@ class SettingsPanel(Panel):
 
         info = detect_quick()
         s = settings()
-        gpu = (f"{info.gpu_name} ×{info.gpu_count} · {info.vram_gb:.0f} GB · "
+        gpu = (f"{info.gpu_name} ×{info.gpu_count} · {info.vram_gb:.0f} GiB · "
                + ("bf16" if info.bf16 else "fp16 (no bf16 hardware)")) if info.has_gpu else "none"
         rows = [("where", "Google Colab" if info.colab else "Jupyter / Voila"), ("Python", info.python),
-                ("GPU", gpu), ("RAM", f"{info.ram_gb:.1f} GB"), ("disk free", f"{info.disk_free_gb:.0f} GB"),
+                ("GPU", gpu), ("RAM", f"{info.ram_gb:.1f} GiB"), ("disk free", f"{info.disk_free_gb:.0f} GiB"),
                 ("Drive", "mounted" if info.drive_mounted else "not mounted"),
                 ("offline", "yes" if s.offline else "no")]
         notes = "".join(f'<div class="mk-muted">{esc(m)}</div>' for m in meaning(info))
