@@ -29,6 +29,9 @@ __all__ = ["ModelInfo", "Retirement", "Route", "RoutePlan", "catalog", "list_vid
 
 MODES = {"t2v": "text to video", "i2v": "image to video", "v2v": "video to video"}
 
+# The video front door's default model (VideoRequest, the Video tab): fast, 8 s, 1080p, with audio.
+DEFAULT_VIDEO_MODEL = "veo-3.1-fast"
+
 
 @lru_cache(maxsize=1)
 def _shipped() -> dict[str, Any]:

@@ -121,6 +121,8 @@ class MasukaApp(widgets.VBox):
 
     def _on_tab_change(self, change: dict[str, Any]) -> None:
         index = change["new"]
+        if index is not None and self.panels[index] is self.video:
+            self.video.opened()
         if index is not None and self.panels[index] in (self.history, self.dashboard, self.settings):
             self.panels[index]._run("refresh", self.panels[index].refresh)
 

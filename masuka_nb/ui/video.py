@@ -106,7 +106,9 @@ class VideoPanel(Panel):
         self.prompt = widgets.Textarea(placeholder="A slow dolly shot through a neon-lit market in the rain…",
                                        layout=widgets.Layout(width="100%", height="84px"))
         ids = [mid for _, mid in models]
-        from masuka_nb.video.request import DEFAULT_MODEL  # the engine's default model is the form's
+        from masuka_nb.hosted.catalog import (
+            DEFAULT_VIDEO_MODEL as DEFAULT_MODEL,  # the engine's default is the form's
+        )
 
         self.model = widgets.Dropdown(options=models, value=DEFAULT_MODEL if DEFAULT_MODEL in ids else ids[0],
                                       description="Model", style=LABEL_STYLE, layout=wide("440px"))
@@ -172,7 +174,16 @@ class VideoPanel(Panel):
         self.split_box = split(form, live)
         self.children = [self.split_box]
         self._busy_buttons = [self.estimate_button, self.generate_button, self.resume_button, self.confirm_button]
+        # The cost badge and the jobs table load the hosted layer (pydantic, httpx): they fill in when the
+        # tab is first opened or the form changes, so building the app stays light.
+        self._live = False
         self._on_model_change({"new": self.model.value})
+        self._live = True
+
+    def opened(self) -> None:
+        """The tab came into view: show the current cost and the job store (once, then they follow the form)."""
+        if not self.cost_badge.value:
+            self._on_form_change({})
         self.refresh()
 
     @property
@@ -237,6 +248,8 @@ class VideoPanel(Panel):
         self._confirmed = None
         self.confirm_button.layout.display = "none"
         self.confirm_html.value = ""
+        if not self._live:
+            return
         try:
             est = self.generator.estimate(**{**self.request(), "prompt": self.prompt.value or "a clip"})
         except Exception:  # a form mid-edit must not fail on the estimate

@@ -16,11 +16,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.hosted.catalog import DEFAULT_VIDEO_MODEL
 
 __all__ = ["DEFAULT_MODEL", "VideoRequest"]
 
 # A live model, cheap for what it makes (8 s at 1080p with audio): see the catalog for its sources.
-DEFAULT_MODEL = "veo-3.1-fast"
+DEFAULT_MODEL = DEFAULT_VIDEO_MODEL  # the catalog says which (no pydantic needed to read it)
 MAX_PROMPT_CHARS = 5000
 
 

@@ -88,8 +88,10 @@ def test_content_policy_rejection_is_reported_with_the_providers_reason(comet):
 def test_resume_button_finishes_a_job_submitted_before_a_restart(comet):
     job = mk.VideoGenerator().submit("waves at night", model="veo3-fast", duration=8)
     assert not job.done
-    _ui, panel = _panel()  # a new app, as after a kernel restart
-    assert job.id in panel.jobs_html.value
+    ui, panel = _panel()  # a new app, as after a kernel restart
+    assert job.id not in panel.jobs_html.value  # building the app reads no job store (it starts light)
+    ui.select("Video")
+    assert job.id in panel.jobs_html.value and "$" in panel.cost_badge.value  # opening the tab fills both
     panel.resume_button.click()
     assert panel.last_error is None, panel.last_error
     assert "1 of 1 resumed job finished" in panel.notice.text
