@@ -94,6 +94,8 @@ class DashboardPanel(Panel):
         self.errors_html.value = "" if st.errors_by_code else '<div class="mk-empty">No failures.</div>'
         self.spend_html.value = "" if st.spend_by_provider else '<div class="mk-empty">Nothing spent yet.</div>'
         self.jobs_html.value = _jobs_summary()
+        if "mk-refreshed" not in self._dom_classes:  # the last update of a refresh: a browser can wait on it
+            self.add_class("mk-refreshed")
 
     @staticmethod
     def _chart(image: widgets.Image, data: dict[str, float], label: str, fmt: Any) -> None:

@@ -266,7 +266,7 @@ def _shoot_every_tab(page, shots: Path, look: str) -> None:
             page.locator(".mk-caption", has_text="a red lighthouse at dawn").first.wait_for()
         if title == "Dashboard":
             page.locator('[data-testid="mk-stats"]').wait_for()
-            page.locator(".mk-chart").first.wait_for(state="visible")  # drawn, not just laid out
+            page.locator(".mk-refreshed .mk-chart").first.wait_for(state="visible")  # every chart drawn
         if title == "Settings":
             page.locator('[data-testid="mk-keys"]').wait_for()
         _check_chevrons(page, some=title not in ("Dashboard",))
