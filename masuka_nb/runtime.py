@@ -196,9 +196,14 @@ def detect() -> RuntimeInfo:
             cc = (props.major, props.minor)
     except ImportError:
         notes.append("torch is not installed")
-    home = Path.home()
+    return _info(gpu_name, vram, cc, count, torch_version=torch_version, cuda_version=cuda_version, notes=notes)
+
+
+def _info(gpu_name: str | None, vram: float, cc: tuple[int, int] | None, count: int, *,
+          torch_version: str | None, cuda_version: str | None, notes: list[str] | tuple[str, ...]) -> RuntimeInfo:
+    """A `RuntimeInfo` from GPU facts (however they were probed) plus the machine facts every probe shares."""
     try:
-        disk = shutil.disk_usage("/content" if Path("/content").is_dir() else home).free / 1024**3
+        disk = shutil.disk_usage("/content" if Path("/content").is_dir() else Path.home()).free / 1024**3
     except OSError:
         disk = 0.0
     return RuntimeInfo(
@@ -250,26 +255,8 @@ def detect_quick() -> RuntimeInfo:
     """`detect()` without importing torch: the GPU comes from `nvidia-smi` (what the app's header and
     form need at start; torch loads with the first piece of work). `torch_version` stays None."""
     gpu = _nvidia_smi()
-    home = Path.home()
-    try:
-        disk = shutil.disk_usage("/content" if Path("/content").is_dir() else home).free / 1024**3
-    except OSError:
-        disk = 0.0
     name, vram, cc, count = gpu if gpu is not None else (None, 0.0, None, 0)
-    return RuntimeInfo(
-        colab=in_colab(),
-        python=".".join(map(str, sys.version_info[:3])),
-        gpu_name=name,
-        vram_gb=round(vram, 1),
-        compute_capability=cc,
-        gpu_count=count,
-        ram_gb=round(_ram_gb(), 1),
-        disk_free_gb=round(disk, 1),
-        drive_mounted=drive_root() is not None,
-        torch_version=None,
-        cuda_version=None,
-        notes=("GPU facts from nvidia-smi",),
-    )
+    return _info(name, vram, cc, count, torch_version=None, cuda_version=None, notes=("GPU facts from nvidia-smi",))
 
 
 def meaning(info: RuntimeInfo) -> list[str]:
