@@ -162,3 +162,32 @@ def get(record_id: str) -> HistoryRecord | None:
 
 def forget_path(record_id: str, path: str) -> HistoryRecord | None:
     return history().forget_path(record_id, path)
+
+
+def record_outcome(kind: str, state: dict[str, Any], t0: float, *, paths: Iterable[Any] | None = None,
+                   timings: dict[str, float] | None = None, error: Any = None,
+                   extra: dict[str, Any] | None = None) -> HistoryRecord | None:
+    """Record how an engine's run ended (ok, cancelled or failed) from its state dict (model, prompt,
+    recipe, plan). A history that cannot be written is logged, never raised: a full disk must not hide
+    what was made or the original error."""
+    import time
+
+    from masuka_nb.errors import CancelledError, MasukaError
+    from masuka_nb.log import get_logger
+
+    plan = state.get("plan")
+    status = "ok" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
+    prompt = state.get("prompt")
+    try:
+        return record(HistoryRecord(
+            kind=kind, status=status, model=str(state.get("model") or ""),
+            prompt=prompt if isinstance(prompt, str) else repr(prompt)[:200],
+            recipe=state.get("recipe") or {}, paths=[str(p) for p in paths or []],
+            timings=timings or {"total": time.perf_counter() - t0},
+            plan=plan.as_dict() if hasattr(plan, "as_dict") else None,
+            error=error.to_dict() if error is not None else None,
+            extra=extra or {},
+        ))
+    except MasukaError as exc:
+        get_logger(__name__).warning("history.record_failed", error=str(exc))
+        return None

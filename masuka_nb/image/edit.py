@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+from masuka_nb.errors import InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
 
@@ -428,19 +428,6 @@ def _save(images, recipe, req) -> list[Path]:
 
 def _record(state: dict[str, Any], t0: float, *, paths: list[Path] | None = None, timings: dict | None = None,
             error: MasukaError | None = None) -> Any:
-    from masuka_nb import history
+    from masuka_nb.history import record_outcome
 
-    mplan = state.get("plan")
-    status = "ok" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
-    try:
-        return history.record(history.HistoryRecord(
-            kind="edit", status=status, model=str(state.get("model") or ""),
-            prompt=state["prompt"] if isinstance(state.get("prompt"), str) else repr(state.get("prompt"))[:200],
-            recipe=state.get("recipe") or {}, paths=[str(p) for p in paths or []],
-            timings=timings or {"total": time.perf_counter() - t0},
-            plan=mplan.as_dict() if isinstance(mplan, MemoryPlan) else None,
-            error=error.to_dict() if error is not None else None,
-        ))
-    except MasukaError as exc:
-        log.warning("history.record_failed", error=str(exc))
-        return None
+    return record_outcome("edit", state, t0, paths=paths, timings=timings, error=error)

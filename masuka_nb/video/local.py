@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import (
-    CancelledError,
     InvalidRequestError,
     MasukaError,
     PlanDoesNotFitError,
@@ -515,23 +514,9 @@ def _target(req: _Request) -> Path:
 
 def _record(state: dict[str, Any], t0: float, *, paths: list[Path] | None = None, timings: dict | None = None,
             error: MasukaError | None = None) -> Any:
-    from masuka_nb import history
+    from masuka_nb.history import record_outcome
 
-    mplan = state.get("plan")
-    status = "ok" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
-    try:
-        return history.record(history.HistoryRecord(
-            kind="video", status=status, model=str(state.get("model") or ""),
-            prompt=state["prompt"] if isinstance(state.get("prompt"), str) else repr(state.get("prompt"))[:200],
-            recipe=state.get("recipe") or {}, paths=[str(p) for p in paths or []],
-            timings=timings or {"total": time.perf_counter() - t0},
-            plan=mplan.as_dict() if isinstance(mplan, MemoryPlan) else None,
-            error=error.to_dict() if error is not None else None,
-            extra={"provider": "local", "cost_usd": 0.0, "cost": COST_LABEL},
-        ))
-    except MasukaError as exc:  # a full disk must not hide the clip or the original error
-        log.warning("history.record_failed", error=str(exc))
-        return None
+    return record_outcome("video", state, t0, paths=paths, timings=timings, error=error, extra={"provider": "local", "cost_usd": 0.0, "cost": COST_LABEL})
 
 
 # ---- the VideoGenerator front door (hosted and local video share one entry point) ----
