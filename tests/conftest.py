@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-# No process-wide HF_HUB_OFFLINE: the suite runs as a user's machine without a hub does (the
+# No process-wide Hub offline variable: the suite runs as a user's machine without a hub does (the
 # network unreachable, the variable unset), so MASUKA's own probe has to notice. Telemetry is off.
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
