@@ -13,8 +13,9 @@ What it does, in order, and why:
    installed (importlib.metadata + packaging). Only what is missing or out of range gets installed.
    torch/torchvision/torchaudio are never installed: Colab's are built for its CUDA, and reinstalling them is the
    most common way Colab setups break; elsewhere a multi-GB CUDA build is not pulled unasked. numpy and the
-   Jupyter/ipywidgets stack already present are never changed either: they are pinned to their installed
-   versions with a pip constraints file, so pip fails rather than touch them.
+   Jupyter/ipywidgets stack already present are refused if out of range. Every installed package that the plan
+   does not itself upgrade is pinned to its installed version with a pip constraints file, so pip picks releases
+   of new packages that fit what is there, and fails rather than move anything the runtime already has.
 3. Installs masuka_nb itself with ``--no-deps`` (skipped when the installed copy already matches the source).
 4. Proves ``pip check`` is clean (a problem that involves none of MASUKA's packages is reported as the image's own).
 5. Keeps HF_HOME and the Xet cache on local disk, and creates MASUKA's home (on Drive when it is mounted).
@@ -464,16 +465,24 @@ def plan_requirements(
     return Plan(needs=tuple(needs), extras=tuple(sorted(active)))
 
 
-def constraints_for(installed: Mapping[str, str]) -> list[str]:
-    """Pin every installed protected package, so pip fails rather than change one while resolving."""
+def constraints_for(installed: Mapping[str, str], *, changing: Iterable[str] = ()) -> list[str]:
+    """Pin every installed package at its installed version, except those the plan itself changes.
+
+    pip then resolves around what the runtime already has: it picks an older release of a new dependency
+    rather than move an installed package (pillow-heif 1.9 needs Pillow 13; with Colab's Pillow 11.3 pinned,
+    pip takes pillow-heif 1.8), and fails rather than touch a protected one. A package swapped under a running
+    kernel is what breaks Colab sessions, so nothing installed moves unless MASUKA's own range demands it.
+    """
+    moving = {canonicalize_name(n) for n in changing}
     pins = []
     for name, version in installed.items():
-        if protected(name):
-            try:
-                Version(version)
-            except InvalidVersion:  # pip could not read such a pin; the planner already refuses changes
-                continue
-            pins.append(f"{canonicalize_name(name)}=={version}")
+        if canonicalize_name(name) in moving:
+            continue
+        try:
+            Version(version)
+        except InvalidVersion:  # pip could not read such a pin; the planner already refuses changes
+            continue
+        pins.append(f"{canonicalize_name(name)}=={version}")
     return sorted(pins)
 
 
@@ -780,7 +789,7 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
         report.summary("work to do (check only)" if work else "nothing missing")
         return EXIT_CHECK_FOUND_WORK if work else EXIT_OK
 
-    constraints = constraints_for(installed)
+    constraints = constraints_for(installed, changing=[n.name for n in plan.to_install if n.installed])
     with tempfile.TemporaryDirectory(prefix="masuka-setup-") as tmp:
         cfile = Path(tmp) / "constraints.txt"
         cfile.write_text("\n".join(constraints) + "\n")

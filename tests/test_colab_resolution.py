@@ -320,6 +320,11 @@ def test_setup_colab_on_colabs_image_would_install_only_what_colab_lacks(colab_i
     assert would, result.stdout
     assert sorted(canonical(p.rsplit("-", 1)[0]) for p in would.group(1).split()) == ["bitsandbytes", "ftfy",
                                                                                           "imagehash", "pillow-heif"]
+    # Nothing Colab has moves, Pillow included: pillow-heif 1.9 needs Pillow 13, so setup must pick a
+    # pillow-heif that accepts Colab's Pillow 11.3 (the whole freeze is checked, not a protected list).
+    colab = read_freeze()
+    moved = [p for p in would.group(1).split() if canonical(p.rsplit("-", 1)[0]) in colab]
+    assert moved == [], f"setup would change Colab's packages: {moved}"
     assert "would install masuka-nb" in result.stdout
     assert re.search(r"pip check +\S+ s  clean", result.stdout)
 

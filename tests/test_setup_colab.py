@@ -123,10 +123,14 @@ def test_torch_is_never_installed_and_colabs_notebook_stack_never_changed():
     assert colab.to_install == []
 
 
-def test_constraints_pin_every_installed_protected_package_and_nothing_else():
-    pins = sc.constraints_for({"torch": "2.11.0+cu128", "NumPy": "2.1.3", "jupyter_core": "5.9.1",
-                               "pyzmq": "26.2.1", "diffusers": "0.39.0", "pillow": "11.3.0"})
-    assert pins == ["jupyter-core==5.9.1", "numpy==2.1.3", "pyzmq==26.2.1", "torch==2.11.0+cu128"]
+def test_constraints_pin_every_installed_package_except_what_the_plan_upgrades():
+    installed = {"torch": "2.11.0+cu128", "NumPy": "2.1.3", "jupyter_core": "5.9.1", "pyzmq": "26.2.1",
+                 "diffusers": "0.39.0", "pillow": "11.3.0"}
+    assert sc.constraints_for(installed) == ["diffusers==0.39.0", "jupyter-core==5.9.1", "numpy==2.1.3",
+                                             "pillow==11.3.0", "pyzmq==26.2.1", "torch==2.11.0+cu128"]
+    # a package MASUKA's own range makes setup upgrade is free to move; nothing else is
+    assert sc.constraints_for(installed, changing=["Diffusers"]) == [
+        "jupyter-core==5.9.1", "numpy==2.1.3", "pillow==11.3.0", "pyzmq==26.2.1", "torch==2.11.0+cu128"]
     assert sc.constraints_for({"jupyter-kernel-gateway": "not a version"}) == []
 
 
