@@ -21,6 +21,8 @@ the built-in it resembles, so generic ``except ValueError`` / ``except FileNotFo
     ├── DependencyMissingError           DEPENDENCY_MISSING         (ImportError)
     ├── DatasetError                     DATASET_INVALID            (ValueError)
     ├── StorageError                     STORAGE_FAILED             (OSError)
+    │   ├── DiskFullError                DISK_FULL
+    │   └── NotWritableError             NOT_WRITABLE
     ├── BudgetExceededError              BUDGET_EXCEEDED            (ValueError)
     ├── DownloadError                    DOWNLOAD_FAILED            (ConnectionError)
     ├── ProviderError                    PROVIDER_ERROR             (ConnectionError)
@@ -51,6 +53,7 @@ __all__ = [
     "ConfigError",
     "DatasetError",
     "DependencyMissingError",
+    "DiskFullError",
     "DownloadError",
     "GatedModelError",
     "GenerationFailedError",
@@ -64,6 +67,7 @@ __all__ = [
     "ModelFilesMissingError",
     "ModelNotFoundError",
     "ModelRetiredError",
+    "NotWritableError",
     "OutOfMemoryError",
     "PlanDoesNotFitError",
     "ProviderAuthError",
@@ -236,6 +240,20 @@ class StorageError(MasukaError, OSError):
 
     def __str__(self) -> str:
         return MasukaError.__str__(self)
+
+
+class DiskFullError(StorageError):
+    """No space left (ENOSPC, EDQUOT): nothing half-written was kept; ``details`` says what was saved and where."""
+
+    code = "DISK_FULL"
+    default_hint = "Free some space (delete old outputs, or empty Drive's bin), then run it again."
+
+
+class NotWritableError(StorageError):
+    """A read-only or forbidden place (EROFS, EACCES, EPERM); ``details`` says what was saved and where."""
+
+    code = "NOT_WRITABLE"
+    default_hint = "Choose a writable folder for MASUKA's home (Settings), or remount Drive, then run it again."
 
 
 class BudgetExceededError(MasukaError, ValueError):

@@ -8,20 +8,51 @@ supports rename but not symlinks or reliable locks, so nothing here relies on ei
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from masuka_nb.errors import StorageError
+from masuka_nb.errors import DiskFullError, NotWritableError, StorageError
+from masuka_nb.log import get_logger
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_safetensors", "atomic_write_text", "ensure_dir",
-           "file_sha256", "read_json", "safe_name", "unique_path"]
+           "file_sha256", "quarantine", "read_json", "read_json_guarded", "safe_name", "storage_error", "unique_path"]
+
+log = get_logger(__name__)
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def storage_error(exc: OSError, *, path: str | os.PathLike[str], what: str = "a file",
+                  saved: str | None = None) -> StorageError:
+    """The one translation of a failed write into MASUKA's tree: DISK_FULL, NOT_WRITABLE or STORAGE_FAILED.
+
+    `what` names the thing in plain words ("the image", "the job record"); `saved` says what did reach the
+    disk and where, so the message never leaves the user guessing whether their result is lost.
+    """
+    if isinstance(exc, StorageError):
+        return exc
+    code = getattr(exc, "errno", None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    tail = f" {saved}" if saved else ""
+    if code in _FULL:
+        cls, why = DiskFullError, "the disk is full"
+    elif code in _READ_ONLY:
+        cls, why = NotWritableError, "that place is read-only or not writable"
+    else:
+        cls, why = StorageError, reason
+    return cls(f"Could not write {what} to {path}: {why}.{tail}", argument="path", value=str(path),
+               errno=code, saved=saved)
 
 
 def ensure_dir(path: str | os.PathLike[str]) -> Path:
@@ -29,6 +60,8 @@ def ensure_dir(path: str | os.PathLike[str]) -> Path:
     try:
         p.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        if getattr(exc, "errno", None) in _FULL | _READ_ONLY:
+            raise storage_error(exc, path=p, what="the folder") from exc
         raise StorageError(
             f"Cannot create the folder {p}: {exc.strerror or exc}.",
             argument="path",
@@ -39,16 +72,22 @@ def ensure_dir(path: str | os.PathLike[str]) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
+def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, backup: bool = False) -> Iterator[IO[Any]]:
     """Open a temporary sibling of `path` for writing; on success it replaces `path` atomically.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed and `path` is untouched.
+    A full or read-only disk becomes DISK_FULL / NOT_WRITABLE (`storage_error`), never a raw OSError.
+    With ``backup=True`` the file being replaced is kept as ``<name>.bak`` (the last good version, which
+    `read_json_guarded` falls back to when the file itself does not parse).
     """
     if mode not in ("wb", "w"):
         raise ValueError("atomic_open writes only ('wb' or 'w')")
     target = Path(path)
     ensure_dir(target.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".incomplete", dir=target.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".incomplete", dir=target.parent)
+    except OSError as exc:
+        raise storage_error(exc, path=target) from exc
     try:
         # mkstemp makes 0600 files; results get what any other new file gets (0666 less the umask),
         # so PNGs, LoRAs and history read like the videos beside them.
@@ -59,10 +98,22 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[A
             fh.flush()
             with contextlib.suppress(OSError):  # some FUSE mounts refuse fsync; rename still protects
                 os.fsync(fh.fileno())
+        if backup and target.exists():
+            # a hard link keeps the old version without a window in which `target` is missing
+            bak = target.with_name(target.name + ".bak")
+            with contextlib.suppress(OSError):
+                bak.unlink()
+            try:
+                os.link(target, bak)
+            except OSError:  # Drive's FUSE mount has no hard links: a copy will do
+                with contextlib.suppress(OSError):
+                    shutil.copy2(target, bak)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+            raise storage_error(exc, path=target) from exc
         raise
 
 
@@ -92,8 +143,10 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
-def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> Path:
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+def atomic_write_json(path: str | os.PathLike[str], obj: Any, *, backup: bool = False) -> Path:
+    with atomic_open(path, "w", backup=backup) as fh:
+        fh.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    return Path(path)
 
 
 def atomic_write_safetensors(path: str | os.PathLike[str], tensors: dict[str, Any],
@@ -108,6 +161,63 @@ def atomic_write_safetensors(path: str | os.PathLike[str], tensors: dict[str, An
 def read_json(path: str | os.PathLike[str]) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def quarantine(path: str | os.PathLike[str], *, reason: str) -> Path | None:
+    """Move a state file (or a copy of one bad record) that does not parse out of the way, with one warning.
+
+    It goes to ``quarantine/`` beside it, named with the time, so nothing is deleted and everything else
+    keeps working; the user can look at it or send it in a bug report.
+    """
+    src = Path(path)
+    if not src.exists():
+        return None
+    folder = src.parent / "quarantine"
+    dest = folder / f"{src.name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    n = 2
+    while dest.exists():
+        dest = folder / f"{src.name}.{time.strftime('%Y%m%d-%H%M%S')}-{n}"
+        n += 1
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        os.replace(src, dest)
+    except OSError as exc:  # a read-only place: leave it, but still say so once
+        log.warning("%s could not be read (%s) and could not be moved aside: %s", src, reason, exc)
+        return None
+    log.warning("%s could not be read (%s); it was moved to %s and the rest carries on.", src, reason, dest)
+    return dest
+
+
+def read_json_guarded(path: str | os.PathLike[str], *, default: Any = None,
+                      expect: type | tuple[type, ...] = (dict, list)) -> Any:
+    """Read a JSON state file that must never break a whole feature.
+
+    Missing: `default`. Not JSON, or not of the `expect`ed top-level type: the file is quarantined and the
+    last good version (``<name>.bak``, kept by ``atomic_write_json(..., backup=True)``) is read instead, else
+    `default`. Unreadable (permissions, I/O): `default` with a warning.
+    """
+    src = Path(path)
+    for candidate in (src, src.with_name(src.name + ".bak")):
+        try:
+            with open(candidate, encoding="utf-8") as fh:
+                data = json.load(fh)
+        except FileNotFoundError:
+            continue
+        except (ValueError, UnicodeDecodeError) as exc:
+            quarantine(candidate, reason=f"not valid JSON: {exc}")
+            continue
+        except OSError as exc:
+            log.warning("%s could not be read: %s", candidate, exc)
+            continue
+        if isinstance(data, expect):
+            return data
+        quarantine(candidate, reason=f"expected {_kind(expect)}, found {type(data).__name__}")
+    return default
+
+
+def _kind(expect: type | tuple[type, ...]) -> str:
+    types = expect if isinstance(expect, tuple) else (expect,)
+    return " or ".join(t.__name__ for t in types)
 
 
 def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:

@@ -1,4 +1,5 @@
 import json
+import os
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -121,3 +122,47 @@ def test_the_default_sink_is_line_based_when_stderr_is_not_a_terminal(monkeypatc
     reset_configuration()
     monkeypatch.setattr("sys.stderr", io.StringIO())
     assert isinstance(progress._default_sink(), progress.LineSink)
+
+
+# ---- state-file guards and storage errors (the seams every room's state files use) ----
+
+
+def test_a_full_or_read_only_disk_is_a_masuka_error_with_one_code_per_cause(tmp_path, monkeypatch):
+    import errno
+
+    from masuka_nb import storage
+    from masuka_nb.errors import DiskFullError, NotWritableError, StorageError
+
+    target = tmp_path / "image.png"
+    target.write_bytes(b"old")
+    for number, cls, code in ((errno.ENOSPC, DiskFullError, "DISK_FULL"), (errno.EROFS, NotWritableError, "NOT_WRITABLE"),
+                              (errno.EACCES, NotWritableError, "NOT_WRITABLE"), (errno.EIO, StorageError, "STORAGE_FAILED")):
+        def refuse(*args, _n=number):
+            raise OSError(_n, os.strerror(_n))
+
+        monkeypatch.setattr(storage.os, "replace", refuse)
+        with pytest.raises(cls) as info:
+            storage.atomic_write_bytes(target, b"new")
+        assert info.value.code == code and isinstance(info.value, OSError)
+        assert info.value.argument == "path" and str(target) in info.value.message
+        monkeypatch.undo()
+        assert target.read_bytes() == b"old"  # nothing half-written
+        assert [p.name for p in tmp_path.iterdir()] == ["image.png"]  # no temporary left behind
+
+
+def test_a_state_file_that_does_not_parse_is_quarantined_and_its_last_good_version_read(tmp_path):
+    from masuka_nb import storage
+
+    state = tmp_path / "jobs.json"
+    storage.atomic_write_json(state, {"job": 1}, backup=True)
+    storage.atomic_write_json(state, {"job": 2}, backup=True)
+    assert storage.read_json_guarded(state, default={}, expect=dict) == {"job": 2}
+    state.write_text('{"job": 3, "trunc')  # a write cut short by a crash
+    assert storage.read_json_guarded(state, default={}, expect=dict) == {"job": 1}
+    moved = list((tmp_path / "quarantine").iterdir())
+    assert len(moved) == 1 and moved[0].read_text().startswith('{"job": 3')
+    # a file of the wrong shape fails alone too, and a missing one is the default
+    other = tmp_path / "history.json"
+    other.write_text("[]")
+    assert storage.read_json_guarded(other, default={}, expect=dict) == {}
+    assert storage.read_json_guarded(tmp_path / "missing.json", default=[], expect=list) == []
