@@ -112,7 +112,9 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, backup: bool 
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and not isinstance(exc, StorageError):
+        # only the system's own errors (with an errno): an encoder's OSError ("cannot write mode RGBA as
+        # JPEG") is about the content, not the disk, and keeps its own type
+        if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.errno is not None:
             raise storage_error(exc, path=target) from exc
         raise
 
