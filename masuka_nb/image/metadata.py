@@ -16,7 +16,7 @@ from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
 
-__all__ = ["RECIPE_KEY", "format_parameters", "parse_parameters", "read_png_metadata", "read_recipe", "write_png"]
+__all__ = ["RECIPE_KEY", "format_parameters", "lora_display_name", "parse_parameters", "read_png_metadata", "read_recipe", "write_png"]
 
 RECIPE_KEY = "masuka_recipe"
 PARAMETERS_KEY = "parameters"
@@ -28,7 +28,7 @@ def format_parameters(recipe: dict[str, Any], *, index: int = 0) -> str:
     prompt = recipe["prompt"]
     loras = recipe.get("loras") or []
     if loras:
-        prompt += " " + " ".join(f"<lora:{_lora_name(lr['source'])}:{lr['weight']:g}>" for lr in loras)
+        prompt += " " + " ".join(f"<lora:{lora_display_name(lr['source'])}:{lr['weight']:g}>" for lr in loras)
     lines = [prompt]
     if recipe.get("negative_prompt"):
         lines.append(f"Negative prompt: {recipe['negative_prompt']}")
@@ -44,14 +44,15 @@ def format_parameters(recipe: dict[str, Any], *, index: int = 0) -> str:
     if recipe.get("strength") is not None:
         fields.append(("Denoising strength", f"{recipe['strength']:g}"))
     if loras:
-        hashes = ", ".join(f"{_lora_name(lr['source'])}: {lr['sha256'][:12]}" for lr in loras)
+        hashes = ", ".join(f"{lora_display_name(lr['source'])}: {lr['sha256'][:12]}" for lr in loras)
         fields.append(("Lora hashes", f'"{hashes}"'))
     fields.append(("Version", f"masuka {recipe.get('masuka_version', '')}".strip()))
     lines.append(", ".join(f"{k}: {v}" for k, v in fields))
     return "\n".join(lines)
 
 
-def _lora_name(source: str) -> str:
+def lora_display_name(source: str) -> str:
+    """The name a LoRA goes by in A1111 text and ComfyUI graphs: its file or folder name without suffixes."""
     path = Path(str(source).rstrip("/"))
     name = path.parent.name if path.name == "pytorch_lora_weights.safetensors" else path.name
     for suffix in (".safetensors", ".kohya"):
