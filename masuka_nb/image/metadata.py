@@ -1,4 +1,5 @@
-"""Images carry their recipe: an A1111-style `parameters` text chunk plus the full JSON recipe, in each PNG.
+"""Images carry their recipe: an A1111-style `parameters` text chunk, the full JSON recipe, and ComfyUI's
+`prompt` + `workflow` pair (`comfy.build_graphs`), in each PNG.
 
 The `parameters` text is what AUTOMATIC1111, ComfyUI importers, Civitai and exiftool users already read
 ("prompt / Negative prompt: … / Steps: …, Sampler: …, CFG scale: …, Seed: …, Size: WxH, Model: …").
@@ -89,11 +90,16 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
     """Write `image` atomically as PNG with both text chunks."""
     from PIL.PngImagePlugin import PngInfo
 
+    from masuka_nb.image.comfy import build_graphs
     from masuka_nb.storage import atomic_write_bytes
 
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, format_parameters(recipe, index=index))
     info.add_text(RECIPE_KEY, json.dumps({**recipe, "image_index": index}, sort_keys=True, default=str))
+    graphs = build_graphs(recipe, index=index)
+    if graphs is not None:  # ComfyUI's own pair: dropping the PNG on ComfyUI opens a runnable graph
+        info.add_text("prompt", json.dumps(graphs[0]))
+        info.add_text("workflow", json.dumps(graphs[1]))
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     return atomic_write_bytes(path, buf.getvalue())

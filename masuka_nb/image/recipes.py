@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError, RecipeUnsupportedError
-from masuka_nb.image.recipe_models import match_model
+from masuka_nb.models.matching import match_model
 
 __all__ = ["LoraRef", "Recipe", "read_image_metadata", "read_recipe"]
 
