@@ -18,11 +18,12 @@ read 2026-12-05). This module touches no model and no file: it turns dicts into 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from masuka_nb.image.comfy_nodes import NODES, WIDGET_TYPES, widget_names
 
-__all__ = ["COMFY_FILES", "build_graphs", "validate_prompt", "validate_workflow", "workflow_to_prompt"]
+__all__ = ["COMFY_FILES", "build_graphs", "lora_display_name", "validate_prompt", "validate_workflow", "workflow_to_prompt"]
 
 # The file names ComfyUI's own examples and templates give each model (comfyanonymous.github.io/ComfyUI_examples
 # flux/, sd3/, and the flux2 klein template in comfyui-workflow-templates-json 0.1.123; read 2026-12-05).
@@ -69,9 +70,16 @@ class _Ref:
         return _Ref(self.node, slot)
 
 
-def _lora_file(lora: dict[str, Any]) -> str:
-    from masuka_nb.image.metadata import lora_display_name
+def lora_display_name(source: str) -> str:
+    """The name a LoRA goes by in A1111 text and ComfyUI graphs: its file or folder name without suffixes."""
+    path = Path(str(source).rstrip("/"))
+    name = path.parent.name if path.name == "pytorch_lora_weights.safetensors" else path.name
+    for suffix in (".safetensors", ".kohya"):
+        name = name.removesuffix(suffix)
+    return name.replace(":", "_") or "lora"
 
+
+def _lora_file(lora: dict[str, Any]) -> str:
     return lora_display_name(lora["source"]) + ".safetensors"
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.image.comfy import lora_display_name
 
 __all__ = ["RECIPE_KEY", "format_parameters", "lora_display_name", "parse_parameters", "read_png_metadata", "read_recipe", "write_png"]
 
@@ -50,15 +51,6 @@ def format_parameters(recipe: dict[str, Any], *, index: int = 0) -> str:
     fields.append(("Version", f"masuka {recipe.get('masuka_version', '')}".strip()))
     lines.append(", ".join(f"{k}: {v}" for k, v in fields))
     return "\n".join(lines)
-
-
-def lora_display_name(source: str) -> str:
-    """The name a LoRA goes by in A1111 text and ComfyUI graphs: its file or folder name without suffixes."""
-    path = Path(str(source).rstrip("/"))
-    name = path.parent.name if path.name == "pytorch_lora_weights.safetensors" else path.name
-    for suffix in (".safetensors", ".kohya"):
-        name = name.removesuffix(suffix)
-    return name.replace(":", "_") or "lora"
 
 
 _FIELD = re.compile(r'\s*([\w ]+):\s*("(?:[^"\\]|\\.)*"|[^,]*)(?:,|$)')
