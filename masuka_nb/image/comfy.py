@@ -32,14 +32,14 @@ _SD3_TE = ("clip_l.safetensors", "clip_g.safetensors", "t5xxl_fp16.safetensors")
 COMFY_FILES: dict[str, dict[str, Any]] = {
     "flux1-dev": {"unet": "flux1-dev.safetensors", "clip": _FLUX_TE, "vae": "ae.safetensors"},
     "flux1-schnell": {"unet": "flux1-schnell.safetensors", "clip": _FLUX_TE, "vae": "ae.safetensors"},
-    "tiny-flux": {"unet": "masuka-tiny-flux.safetensors", "clip": _FLUX_TE, "vae": "ae.safetensors"},
+    "tiny-flux": {"unet": "tiny-flux.safetensors", "clip": _FLUX_TE, "vae": "ae.safetensors"},
     "sd35-large": {"ckpt": "sd3.5_large.safetensors", "clip": _SD3_TE},
     "sd35-large-turbo": {"ckpt": "sd3.5_large_turbo.safetensors", "clip": _SD3_TE},
     "sd35-medium": {"ckpt": "sd3.5_medium.safetensors", "clip": _SD3_TE},
-    "tiny-sd3": {"ckpt": "masuka-tiny-sd3.safetensors", "clip": _SD3_TE},
+    "tiny-sd3": {"ckpt": "tiny-sd3.safetensors", "clip": _SD3_TE},
     "flux2-klein": {"unet": "flux-2-klein-4b.safetensors", "clip": ("qwen_3_4b.safetensors",),
                     "vae": "flux2-vae.safetensors"},
-    "tiny-flux2-klein": {"unet": "masuka-tiny-flux2-klein.safetensors", "clip": ("qwen_3_4b.safetensors",),
+    "tiny-flux2-klein": {"unet": "tiny-flux2-klein.safetensors", "clip": ("qwen_3_4b.safetensors",),
                          "vae": "flux2-vae.safetensors"},
 }
 SUBGRAPH_IN, SUBGRAPH_OUT = -10, -20  # the ids the front end gives a subgraph's input and output nodes

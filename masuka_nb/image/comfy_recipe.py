@@ -101,10 +101,9 @@ class _Walk:
             if node is None:
                 return None
             kind, ins = node.get("class_type"), node.get("inputs", {})
-            if kind == "CheckpointLoaderSimple":
-                return self.value(node, "ckpt_name")
-            if kind in ("UNETLoader", "UnetLoaderGGUF"):
-                return self.value(node, "unet_name")
+            for name in ("ckpt_name", "unet_name", "model_name"):  # any loader: CheckpointLoader(Simple), UNETLoader…
+                if name in ins and self.node(ins[name]) is None:
+                    return self.value(node, name)
             if kind in ("LoraLoader", "LoraLoaderModelOnly"):
                 loras.insert(0, {"name": self.value(node, "lora_name"),
                                  "weight": _float(self.value(node, "strength_model"), 1.0)})

@@ -221,8 +221,16 @@ def _from_meta(meta: dict[str, str], *, where: str) -> Recipe:
         return _from_swarm(_loads(params, "parameters"))
     if "prompt" in meta or "workflow" in meta:
         return _from_comfy(meta)
+    if params.lstrip().startswith("{") or "fooocus" in " ".join(meta).lower() or "Fooocus" in params[:400]:
+        raise RecipeUnsupportedError(f"{where} was written by Fooocus (its JSON scheme): Fooocus runs SDXL, not a "
+                                     "family MASUKA runs.", argument="image",
+                                     hint="Use an image made with FLUX.1, SD3.5 or FLUX.2 [klein].")
     if params.strip():
         return _from_a1111(params)
+    if "sd-metadata" in meta or "Dream" in meta:
+        raise RecipeUnsupportedError(f"{where} was written by InvokeAI 2.x (`sd-metadata`/`Dream`), which ran "
+                                     "Stable Diffusion 1.x/2.x: not a family MASUKA runs.", argument="image",
+                                     hint="Use an image made with FLUX.1, SD3.5 or FLUX.2 [klein].")
     if "Comment" in meta and "Software" in meta:
         raise RecipeUnsupportedError(f"{where} was made by {meta['Software']} (NovelAI): not a model MASUKA runs.",
                                      argument="image", hint="Use an image made with FLUX.1, SD3.5 or FLUX.2 [klein].")
@@ -244,7 +252,7 @@ def _finish(r: Recipe, *names: str | None) -> Recipe:
     """Map the model names to the registry; refuse a family MASUKA does not run."""
     m = match_model(*names)
     if m.foreign:
-        raise RecipeUnsupportedError(f"This image was made with {m.note}.", argument="image",
+        raise RecipeUnsupportedError(f"The image's model {m.note}.", argument="image",
                                      value=next((n for n in names if n), None),
                                      hint="MASUKA runs FLUX.1, SD3.5 and FLUX.2 [klein]: pick an image made with one "
                                           "of them.")
@@ -341,6 +349,10 @@ _QUIET = {"Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size", "Mod
           "Hashes", "TI hashes", "Module 1", "Module 2", "Module 3", "Diffusion in Low Bits", "created_date"}
 
 
+def _letters(text: Any) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(text or "").lower())
+
+
 def _from_a1111(text: str) -> Recipe:
     prompt, negative, s = _split_a1111(text)
     if "Steps" not in s:
@@ -362,8 +374,14 @@ def _from_a1111(text: str) -> Recipe:
         if res.get("type") == "checkpoint":
             model_version = res.get("modelVersionId")
         elif res.get("type") == "lora":
-            named = next((lr for lr in loras if lr.civitai_version is None and
-                          lr.name.lower() in str(res.get("modelName", "")).lower()), None)
+            # the <lora:file-name:w> tag and the resource's page title rarely match exactly: compare letters only,
+            # else take the one untagged LoRA with the same weight
+            key = _letters(res.get("modelName"))
+            free = [lr for lr in loras if lr.civitai_version is None]
+            named = next((lr for lr in free if key and (_letters(lr.name) in key or key in _letters(lr.name))), None)
+            if named is None:
+                same = [lr for lr in free if abs(lr.weight - float(res.get("weight", 1.0))) < 1e-6]
+                named = same[0] if len(same) == 1 else None
             if named is None:
                 named = LoraRef(name=str(res.get("modelName") or res.get("modelVersionId")),
                                 weight=float(res.get("weight", 1.0)))
@@ -415,8 +433,8 @@ def _from_swarm(doc: dict[str, Any]) -> Recipe:
 
 def _from_invokeai(doc: dict[str, Any]) -> Recipe:
     model = doc.get("model") or {}
-    model_name = model.get("name") or model.get("model_name") if isinstance(model, dict) else str(model)
-    base = model.get("base") if isinstance(model, dict) else None
+    model_name = (model.get("name") or model.get("model_name")) if isinstance(model, dict) else str(model)
+    base = (model.get("base") or model.get("base_model")) if isinstance(model, dict) else None  # v4+ / v3
     loras = []
     for item in doc.get("loras") or []:
         lm = item.get("model") or item.get("lora") or {}
@@ -463,7 +481,8 @@ def _from_comfy(meta: dict[str, str]) -> Recipe:
     foreign = next((_FOREIGN_CLIP[t] for t in types if t in _FOREIGN_CLIP), None)
     r = _finish(r, f.get("model_file"), foreign, "flux" if "flux" in types else None)
     if r.model is None:  # a graph names its files: one the table cannot place is a model MASUKA does not run
-        raise RecipeUnsupportedError(f"This ComfyUI graph runs `{f.get('model_file')}`, not a model MASUKA runs.",
+        what = f"`{f['model_file']}`" if f.get("model_file") else "a model from a loader MASUKA cannot read"
+        raise RecipeUnsupportedError(f"This ComfyUI graph runs {what}, not a model MASUKA runs.",
                                      argument="image", value=f.get("model_file"),
                                      hint="MASUKA runs FLUX.1, SD3.5 and FLUX.2 [klein]: pick a graph made with one "
                                           "of them.")
