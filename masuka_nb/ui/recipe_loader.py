@@ -70,19 +70,20 @@ class RecipeLoader(widgets.VBox):
 
     def _on_upload_change(self, _change: dict[str, Any]) -> None:
         if upload_items(self.upload.value):
-            self.load()
+            self.load(upload=True)
 
     def _on_load_button_click(self, _button: widgets.Button) -> None:
         self.load()
 
-    def load(self) -> RecipeFormValues | None:
-        """Read the uploaded file (else the path) and fill the form; failures are shown, never raised."""
+    def load(self, *, upload: bool = False) -> RecipeFormValues | None:
+        """Read the typed path (else the uploaded file; `upload=True`: the file just uploaded) and fill the form.
+        Failures are shown under the loader, never raised, and change nothing in the form."""
         try:
             items = upload_items(self.upload.value)
-            if items:
-                source: Any = items[-1].content
-            elif self.path.value.strip():
-                source = self.path.value.strip()
+            if self.path.value.strip() and not upload:
+                source: Any = self.path.value.strip()
+            elif items:
+                source = items[-1].content
             else:
                 raise InvalidRequestError("Choose an image or type its path first.", argument="image", value=None,
                                           hint="Any PNG, JPEG or WebP another tool (or MASUKA) wrote.")
