@@ -157,6 +157,10 @@ class CivitaiClient:
 
         self.base_url = (base_url or base_url_for("civitai", CIVITAI_URL)).rstrip("/")
         self.token = token if token is not None else get_secret(TOKEN_NAME, required=False)
+        if self.token:
+            from masuka_nb.secrets import register_secret
+
+            register_secret(self.token)  # a token passed by hand is blanked out of errors and logs too
         headers = {"Content-Type": "application/json"}  # Civitai answers JSON errors (not a login page) to these
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"

@@ -17,8 +17,11 @@ from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
 from masuka_nb.image.comfy import lora_display_name
+from masuka_nb.log import get_logger
 
 __all__ = ["RECIPE_KEY", "format_parameters", "lora_display_name", "parse_parameters", "read_png_metadata", "read_recipe", "write_png"]
+
+log = get_logger(__name__)
 
 RECIPE_KEY = "masuka_recipe"
 PARAMETERS_KEY = "parameters"
@@ -88,7 +91,11 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, format_parameters(recipe, index=index))
     info.add_text(RECIPE_KEY, json.dumps({**recipe, "image_index": index}, sort_keys=True, default=str))
-    graphs = build_graphs(recipe, index=index)
+    try:
+        graphs = build_graphs(recipe, index=index)
+    except (KeyError, TypeError, ValueError) as exc:  # an odd recipe must never cost the image itself
+        log.warning("metadata.comfy_graph_skipped", error=repr(exc))
+        graphs = None
     if graphs is not None:  # ComfyUI's own pair: dropping the PNG on ComfyUI opens a runnable graph
         info.add_text("prompt", json.dumps(graphs[0]))
         info.add_text("workflow", json.dumps(graphs[1]))

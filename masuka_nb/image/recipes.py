@@ -221,10 +221,13 @@ def _from_meta(meta: dict[str, str], *, where: str) -> Recipe:
         return _from_swarm(_loads(params, "parameters"))
     if "prompt" in meta or "workflow" in meta:
         return _from_comfy(meta)
-    if params.lstrip().startswith("{") or "fooocus" in " ".join(meta).lower() or "Fooocus" in params[:400]:
-        raise RecipeUnsupportedError(f"{where} was written by Fooocus (its JSON scheme): Fooocus runs SDXL, not a "
-                                     "family MASUKA runs.", argument="image",
-                                     hint="Use an image made with FLUX.1, SD3.5 or FLUX.2 [klein].")
+    if "fooocus" in " ".join(meta).lower() or "fooocus" in params[:2000].lower():
+        raise RecipeUnsupportedError(f"{where} was written by Fooocus, which runs SDXL: not a family MASUKA runs.",
+                                     argument="image", hint="Use an image made with FLUX.1, SD3.5 or FLUX.2 [klein].")
+    if params.lstrip().startswith("{"):
+        raise RecipeUnsupportedError(f"{where} holds its settings as JSON in a scheme MASUKA does not read "
+                                     "(not SwarmUI's).", argument="image", value=params[:200],
+                                     hint="Paste the generation data as A1111 text with read_recipe(text=...).")
     if params.strip():
         return _from_a1111(params)
     if "sd-metadata" in meta or "Dream" in meta:
