@@ -79,13 +79,14 @@ def _selected(path: str, allow: Sequence[str], ignore: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(path, pat) for pat in allow)
 
 
-def patterns_for(components: Iterable[str]) -> tuple[str, ...]:
-    """Allow patterns for these pipeline components (their folders, tokenizers and the pipeline index)."""
-    allow = list(_TOP_LEVEL)
+def patterns_for(components: Iterable[str], *, tokenizers: bool = True, pipeline: bool = True) -> tuple[str, ...]:
+    """Allow patterns for these pipeline components: their folders (configs and safetensors), the
+    tokenizer of each text encoder among them, and (with `pipeline`) the pipeline index and scheduler."""
+    allow = list(_TOP_LEVEL) if pipeline else ["model_index.json"]
     for comp in components:
         allow += [f"{comp}/*.json", f"{comp}/*.safetensors"]
         tok = _TOKENIZER_FOR.get(comp)
-        if tok:
+        if tok and tokenizers:
             allow.append(f"{tok}/*")
     return tuple(dict.fromkeys(allow))
 
@@ -109,14 +110,17 @@ def download_plan(
         return DownloadPlan(spec.id, "local", (), ())
     memory_plan = plan or make_plan(spec.id)
     quantized = set(memory_plan.quantized_components)
-    own = [c.name for c in spec.components if c.name not in quantized]
-    allow = patterns_for(own)
+    # Components a pre-quantized repo holds come from there; everything else, including what the plan
+    # quantizes while loading and the tokenizer of every text encoder, comes from the model's own repo.
+    elsewhere = quantized if memory_plan.quantized_repo else set()
+    own = [c.name for c in spec.components if c.name not in elsewhere]
+    allow = patterns_for(own) + tuple(f"{_TOKENIZER_FOR[c]}/*" for c in sorted(elsewhere) if c in _TOKENIZER_FOR)
     files = _as_files(listing) if listing is not None else _list_repo(spec.repo, spec.revision)
     main = DownloadPlan(spec.repo, spec.revision, allow, _ALWAYS_IGNORE,
                         tuple(f for f in files if _selected(f.path, allow, _ALWAYS_IGNORE)))
     extra = []
     if quantized and memory_plan.quantized_repo:
-        q_allow = patterns_for(sorted(quantized))
+        q_allow = patterns_for(sorted(quantized), tokenizers=False, pipeline=False)
         q_files = _list_repo(memory_plan.quantized_repo, "main") if listing is None else ()
         extra.append(DownloadPlan(memory_plan.quantized_repo, "main", q_allow, _ALWAYS_IGNORE,
                                   tuple(f for f in q_files if _selected(f.path, q_allow, _ALWAYS_IGNORE))))
