@@ -198,8 +198,21 @@ def hub_error(exc: BaseException, *, repo: str, model: str | None = None) -> Mas
 
 # ---- where the files are ----
 
-def _complete(folder: Path) -> bool:
-    return (folder / MARKER).is_file()
+def _complete(folder: Path, dplan: DownloadPlan) -> bool:
+    """True when `folder` holds every file `dplan` selects: its marker lists the patterns fetched into it
+    (a copy made for an NF4 plan lacks the 16-bit transformer a later bf16 plan needs)."""
+    try:
+        done = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return set(dplan.allow_patterns) <= set(done.get("allow") or ())
+
+
+def _fetched(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("allow") or ())
+    except (OSError, ValueError):
+        return []
 
 
 def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) -> Path:
@@ -210,9 +223,9 @@ def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) 
     rel = Path(dplan.repo.replace("/", "--")) / dplan.revision
     session = s.cache_dir / "models" / rel
     persistent = s.models_dir / rel
-    if _complete(session):
+    if _complete(session, dplan):
         return session
-    if _complete(persistent):
+    if _complete(persistent, dplan):
         if persistent.resolve() == session.resolve():
             return persistent
         _copy_tree(persistent, session, dplan)
@@ -252,8 +265,9 @@ def _snapshot(dplan: DownloadPlan, target: Path, *, progress: Any = None) -> Non
                           tqdm_class=_files_bar(reporter, dplan.repo))
     except Exception as exc:
         raise hub_error(exc, repo=dplan.repo) from exc
-    atomic_write_json(target / MARKER, {"repo": dplan.repo, "revision": dplan.revision,
-                                        "allow": dplan.allow_patterns, "bytes": dplan.total_bytes})
+    allow = list(dict.fromkeys([*_fetched(target), *dplan.allow_patterns]))
+    atomic_write_json(target / MARKER, {"repo": dplan.repo, "revision": dplan.revision, "allow": allow,
+                                        "bytes": dplan.total_bytes})
     reporter.done(f"{dplan.repo} downloaded")
 
 
@@ -283,7 +297,8 @@ def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
                 tmp = out.with_name(out.name + ".incomplete")
                 shutil.copyfile(file, tmp)
                 tmp.replace(out)
-    atomic_write_json(dst / MARKER, {"copied_from": str(src)})
+    allow = list(dict.fromkeys([*_fetched(dst), *dplan.allow_patterns]))
+    atomic_write_json(dst / MARKER, {"copied_from": str(src), "allow": allow})
 
 
 def fetch_lora_file(repo: str) -> Path:

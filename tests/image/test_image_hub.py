@@ -68,7 +68,7 @@ def _fake_repo(folder: Path, dplan) -> None:
     for f in ("model_index.json", "vae/config.json", "transformer/x.safetensors", "flux1-dev.safetensors"):
         (folder / f).parent.mkdir(parents=True, exist_ok=True)
         (folder / f).write_text("{}")
-    (folder / MARKER).write_text(json.dumps({"repo": dplan.repo}))
+    (folder / MARKER).write_text(json.dumps({"repo": dplan.repo, "allow": list(dplan.allow_patterns)}))
 
 
 def test_persistent_copy_is_copied_to_the_session_then_preferred(listing, tmp_path, monkeypatch):
