@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 import masuka_nb as mk
-from masuka_nb.errors import PlanDoesNotFitError
+from masuka_nb.errors import MasukaError, PlanDoesNotFitError
 from masuka_nb.hub import DownloadPlan, download_plan, locate_model
 from masuka_nb.models.registry import MODELS, get_model
 from masuka_nb.testing.twins import TWINS, build_twins
@@ -208,7 +208,7 @@ def _step(spec, plan) -> None:
 
 @pytest.mark.parametrize("profile", PROFILES)
 @pytest.mark.parametrize("model", REAL)
-def test_default_road(road, model, profile):
+def test_default_road(road, model, profile, request):
     spec = get_model(model)
     plan = _plan(model, profile)
     repos = _serve(road, model)
@@ -218,6 +218,10 @@ def test_default_road(road, model, profile):
     if "transformer" in plan.quantized_components and not _has_cuda():
         _nf4_text_encoders_on_cpu(spec, plan, folders)
         return  # the NF4 transformer loads only on CUDA: test_nf4_transformer_plan_steps_on_cuda
+    if spec.family == "flux2":
+        request.applymarker(pytest.mark.xfail(strict=True, raises=MasukaError, reason=(
+            "FLUX.2 [klein] reads Qwen3 hidden states 9, 18 and 27, and the twin's Qwen3 is cut to one layer "
+            "(28 real-width layers are 6 GB); its download, tokenizer and NF4 encoder checks above still ran")))
     _step(spec, plan)
 
 
