@@ -180,3 +180,21 @@ def test_no_free_t4_default_plan_needs_more_than_its_ram_while_loading(model):
     if plan.free_text_encoders and plan.offload == "none":
         encoders = sum(component_gb(MODELS[model], c.name, plan) for c in MODELS[model].text_encoders)
         assert plan.ram_gb >= encoders
+
+
+def test_every_plan_field_that_changes_the_pixels_is_in_the_cache_key():
+    """A new MemoryPlan field must be sorted here: into the cache key (it changes the computation) or into
+    the fields that only describe the plan (estimates, labels, sizes already in the recipe)."""
+    from dataclasses import fields
+
+    from masuka_nb.image.cache import COMPUTE_FIELDS, compute_of
+
+    describes = {"model", "profile", "width", "height", "num_images", "num_frames", "loading", "weights_gb",
+                 "after_load_vram_gb", "peak_vram_gb", "denoise_vram_gb", "ram_gb", "load_ram_gb",
+                 "vram_available_gb", "ram_available_gb", "reasons"}
+    names = {f.name for f in fields(MemoryPlan)}
+    assert names == set(COMPUTE_FIELDS) | describes, names ^ (set(COMPUTE_FIELDS) | describes)
+    plan = mk.plan("flux1-dev", gpu="t4")
+    recorded = compute_of(plan, attention_backend="native")
+    assert recorded["offload"] == plan.offload and recorded["attention_backend"] == "native"
+    assert recorded["quantized_components"] == list(plan.quantized_components)
