@@ -131,13 +131,13 @@ def test_qlora_quantizes_the_transformer_and_t5_while_loading_on_a_gpu(base, dat
 
 
 @pytest.mark.gpu
-def test_8bit_adamw_keeps_its_state_in_8_bits_on_a_gpu(dataset_of, tmp_path):
-    bnb = pytest.importorskip("bitsandbytes")
+def test_8bit_adamw_is_the_optimizer_that_runs_on_a_gpu(dataset_of, tmp_path):
+    """bitsandbytes' AdamW8bit names its moments state1/state2 (torch's AdamW: exp_avg/exp_avg_sq); the
+    tiny LoRA's tensors are under its 4096-element threshold for 8-bit storage, so the names are the proof."""
+    pytest.importorskip("bitsandbytes")
     run = _gpu_run(tmp_path, dataset_of(2), optimizer="adamw8bit", mixed_precision="bf16")
     state = torch.load(run.latest_checkpoint / "optimizer.pt", weights_only=False)["state"]
-    assert run.finished and any(v.dtype == torch.uint8 for s in state.values() for v in s.values()
-                                if isinstance(v, torch.Tensor))
-    del bnb
+    assert run.finished and state and all("state1" in s and "exp_avg" not in s for s in state.values())
 
 
 @pytest.mark.gpu
