@@ -102,8 +102,9 @@ def _gpu_run(tmp_path, dataset, **changes):
     from masuka_nb.lora.runs import TrainingRun
     from masuka_nb.lora.trainer import _Trainer
 
-    cfg = TrainingConfig(base="tiny-flux", trigger_word="mk", steps=2, rank=4, learning_rate=1e-3, resolution=32,
-                         checkpoint_every=1, sample_every=0, target_modules="double-blocks", **changes)
+    cfg = TrainingConfig(**{**dict(base="tiny-flux", trigger_word="mk", steps=2, rank=4, learning_rate=1e-3,
+                                   resolution=32, checkpoint_every=1, sample_every=0, target_modules="double-blocks"),
+                            **changes})
     run = TrainingRun(name=f"gpu-{cfg.fingerprint()}", run_dir=tmp_path / cfg.fingerprint(), config=cfg,
                       dataset_root=dataset.root)
     run.run_dir.mkdir(parents=True)
