@@ -1,6 +1,7 @@
 """Training on every FLUX base MASUKA offers: Kontext and Fill (whose transformer reads the masked image and
 the mask: in_channels 384 at full size) train on the CPU as tiny twins; the NF4 plans of the bases without a
-pre-quantized repo quantize while loading; the NF4 / 8-bit AdamW / pre-quantized-T5 branches run on a GPU."""
+pre-quantized repo quantize while loading; 8-bit AdamW runs wherever bitsandbytes does; the NF4 and
+pre-quantized-T5 branches need a GPU (bitsandbytes quantizes diffusers models on CUDA only)."""
 
 from __future__ import annotations
 
@@ -131,14 +132,16 @@ def test_qlora_quantizes_the_transformer_and_t5_while_loading_on_a_gpu(base, dat
     assert run.finished and np.isfinite(run.losses).all() and seen["linear4bit"] > 0
 
 
-@pytest.mark.gpu
-def test_8bit_adamw_is_the_optimizer_that_runs_on_a_gpu(dataset_of, tmp_path):
-    """bitsandbytes' AdamW8bit names its moments state1/state2 (torch's AdamW: exp_avg/exp_avg_sq); the
-    tiny LoRA's tensors are under its 4096-element threshold for 8-bit storage, so the names are the proof."""
+def test_8bit_adamw_is_the_optimizer_that_runs(dataset_of, tmp_path):
+    """bitsandbytes' AdamW8bit (it has a CPU backend too, so this runs everywhere bitsandbytes is installed):
+    its checkpointed state is bitsandbytes' (state1/state2 under its quant-state key), not torch's exp_avg."""
     pytest.importorskip("bitsandbytes")
     run = _gpu_run(tmp_path, dataset_of(2), optimizer="adamw8bit", mixed_precision="bf16")
     state = torch.load(run.latest_checkpoint / "optimizer.pt", weights_only=False)["state"]
-    assert run.finished and state and all("state1" in s and "exp_avg" not in s for s in state.values())
+    assert run.finished and state
+    for s in state.values():
+        inner = s.get("__bnb_optimizer_quant_state__", s)
+        assert "state1" in inner and "exp_avg" not in s
 
 
 @pytest.mark.gpu
