@@ -50,7 +50,8 @@ def pytest_collection_modifyitems(config, items):
     def model_of(item) -> str | None:
         params = getattr(getattr(item, "callspec", None), "params", {})
         case = params.get("case")
-        return getattr(case, "model", None) or params.get("model") or params.get("base")
+        return (getattr(case, "model", None) or params.get("model") or params.get("base")
+                or (params.get("bases") or [None])[0])
 
     road = [i for i in items if "test_real_road" in i.nodeid.split("::")[0] or "test_real_train" in i.nodeid]
     if not road:

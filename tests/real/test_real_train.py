@@ -1,5 +1,6 @@
 """A LoRA training step on every base the trainer offers (FLUX.1 dev, schnell, Kontext, Fill), on the
-real-layout twins served by the local Hub: the trainer downloads through huggingface_hub itself, caches
+real-layout twins served by the local Hub (bases whose step is the same computation on the same weights,
+FLUX.1 dev and Kontext, train once): the trainer downloads through huggingface_hub itself, caches
 the latents (Fill: with its masked image and mask) and the T5/CLIP embeddings at the real widths, adds the
 LoRA to the real module names and takes one optimizer step.
 
@@ -23,6 +24,20 @@ from tests.real.road import REAL, serve
 pytestmark = pytest.mark.slow
 
 BASES = [m for m in REAL if get_model(m).family == "flux"]  # what plan_training accepts
+
+
+def _same_run(base: str) -> tuple:
+    """What decides the computation of a training step: the transformer's weights (twin content key) and the
+    trainer's branches (Fill's extra inputs, the text length). FLUX.1 dev and Kontext share all of it."""
+    from masuka_nb.testing.twins import twin_component_key
+
+    spec = get_model(base)
+    return (twin_component_key(base, "transformer"), spec.task == "fill", spec.max_sequence_length)
+
+
+GROUPS: dict[tuple, list[str]] = {}
+for _base in BASES:
+    GROUPS.setdefault(_same_run(_base), []).append(_base)
 RESOLUTION = 64  # 4×4 packed latent tokens: the transformer's widths are real, the image is not
 
 
@@ -49,22 +64,27 @@ def _run(dataset, cfg):
     return _Trainer(run, dataset).run(progress=False, cancel=None)
 
 
-@pytest.mark.parametrize("base", BASES)
-def test_a_lora_training_step_on_the_real_base(on_local_hub, road_homes, one_image, base):
+@pytest.mark.parametrize("bases", list(GROUPS.values()), ids="+".join)
+def test_a_lora_training_step_on_the_real_base(on_local_hub, road_homes, one_image, bases):
     from safetensors import safe_open
 
     from masuka_nb.lora import train
     from masuka_nb.lora.plan import TARGET_PRESETS, plan_training
     from masuka_nb.testing.twins import TWINS
 
+    base = bases[0]
     spec = get_model(base)
     road_homes.unload()  # the engine's pipeline of this model's steps is not the trainer's
     serve(on_local_hub, base)
     on_local_hub.clear_log()
-    with pytest.raises(PlanDoesNotFitError):  # the GPU plan is refused on a CPU, before anything loads
-        train(one_image, base=base, trigger_word="mk", gpu="a100-40", steps=1)
+    for each in bases:  # the GPU plan is refused on a CPU, before anything loads
+        with pytest.raises(PlanDoesNotFitError):
+            train(one_image, base=each, trigger_word="mk", gpu="a100-40", steps=1)
     assert not on_local_hub.downloads()
     plan = plan_training(base=base, n_images=1, trigger_word="mk", gpu="a100-40", steps=1)
+    for other in bases[1:]:  # the same step on the same weights: trained once, for all of them
+        assert dataclasses.replace(plan_training(base=other, n_images=1, trigger_word="mk", gpu="a100-40",
+                                                 steps=1).config, base=base) == plan.config
     assert plan.config.quantization is None and plan.config.mixed_precision == "bf16"
     # The CPU computes in fp32; the start/end evaluation losses (two more real-width forwards) stay off.
     cfg = dataclasses.replace(plan.config, mixed_precision="no", resolution=RESOLUTION, checkpoint_every=1,
