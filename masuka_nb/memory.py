@@ -233,7 +233,7 @@ def _dtype_of(comp, plan: MemoryPlan) -> str:
 
 def _window_gb(comp, plan: MemoryPlan) -> float:
     """RAM one component's read allocates at once: its biggest tensor(s) being cast (see LOAD_WINDOW_B)."""
-    return (comp.largest_b + LOAD_WINDOW_B) * 1e9 * _bytes_per_param(_dtype_of(comp, plan)) / GIB
+    return min(comp.params_b, comp.largest_b + LOAD_WINDOW_B) * 1e9 * _bytes_per_param(_dtype_of(comp, plan)) / GIB
 
 
 def _loading_peak_gb(spec: ModelSpec, plan: MemoryPlan, sizes: dict[str, float]) -> float:
