@@ -20,11 +20,11 @@ Units: "GB" in plans are GiB (2³⁰ bytes), as torch and the published benchmar
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
+from masuka_nb.host import device_host
 
 if TYPE_CHECKING:
     from masuka_nb.models.registry import ModelSpec
@@ -86,7 +86,7 @@ class MemoryPlan:
 
     model: str
     profile: str
-    device: str  # "cuda" | "cpu"
+    device: str  # "cuda" | "cpu" | "mps"
     dtype: str
     vae_dtype: str
     text_encoder_dtype: str
@@ -178,20 +178,13 @@ class MemoryPlan:
                 f"({f.role}, {f.source}, read {f.read})" for f in FIGURES if f.model == self.model]
 
 
-@functools.lru_cache(maxsize=1)
-def _this_machine() -> GpuProfile:
-    """This machine as a profile. Its GPU and total RAM do not change while the process lives
-    (a Colab runtime change restarts it), so it is looked at once."""
-    from masuka_nb.runtime import detect
-
-    return detect().as_profile()
-
-
-def _profile(gpu: str | GpuProfile | None, ram_gb: float | None) -> GpuProfile:
+def _profile(gpu: str | GpuProfile | None, ram_gb: float | None, *, model: str | None = None) -> GpuProfile:
+    """The profile a plan is made for. None: this machine as the device host sees it now, its memory less
+    what stays resident (what `model` itself holds is not subtracted: it is reused or replaced)."""
     from masuka_nb.runtime import GpuProfile, profile
 
     if gpu is None:
-        prof = _this_machine()
+        prof = device_host().planning_profile(model)
     elif isinstance(gpu, GpuProfile):
         prof = gpu
     else:
@@ -337,7 +330,8 @@ def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: 
         dtype = "float32" if spec.tiny else "bfloat16"
         why = ("CPU: no GPU, so everything runs on the CPU in " + dtype
                + (" (tiny model: exact and fast)" if spec.tiny else " (half the RAM of float32; slow)"))
-        return [estimate(spec, MemoryPlan(device="cpu", dtype=dtype, vae_dtype=dtype, text_encoder_dtype=dtype,
+        device = "mps" if prof.name == "mps" else "cpu"  # Apple's GPU shares the RAM: planned like a CPU
+        return [estimate(spec, MemoryPlan(device=device, dtype=dtype, vae_dtype=dtype, text_encoder_dtype=dtype,
                                           loading="pipeline", reasons=(why,), **common))]
     dtype = "bfloat16" if prof.bf16 else "float16"
     cc = ".".join(map(str, prof.compute_capability or ()))
@@ -407,7 +401,7 @@ def plan(
     from masuka_nb.models.registry import get_model
 
     spec = get_model(model)
-    prof = _profile(gpu, ram_gb)
+    prof = _profile(gpu, ram_gb, model=spec.id)
     _check_choice("dtype", dtype, DTYPES)
     _check_choice("quantization", quantization, QUANTIZATIONS)
     _check_choice("offload", offload, OFFLOADS)

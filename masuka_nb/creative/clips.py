@@ -126,9 +126,9 @@ def _grid_frames(result: Any, axis: str) -> list[Any]:
 
 
 def _open(path: Any) -> Any:
-    from masuka_nb.image.request import _open_image
+    from masuka_nb.image.request import open_image
 
-    return _open_image(Path(path))
+    return open_image(Path(path))
 
 
 def _sized(frames: list[Any], size: tuple[int, int] | None) -> list[Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -49,16 +50,39 @@ class GridCell:
 
 @dataclass
 class GridResult:
-    """The labelled grid (`image`; one sheet per Z value in `images`), its cells and its axes."""
+    """The labelled grid and everything in it.
 
-    image: Any
+    `images` are the outputs (every cell's image, in cell order), as in every result; `sheet` is the labelled
+    grid (Z sheets stacked), `sheets` one labelled sheet per Z value; `paths` the saved grid PNG."""
+
+    sheet: Any
     cells: list[GridCell]
     axes: dict[str, tuple[str, list[Any]]]
-    images: list[Any] = field(default_factory=list)
+    sheets: list[Any] = field(default_factory=list)
     labels: dict[str, list[str]] = field(default_factory=dict)
     path: Path | None = None
     history_id: str = ""
-    seconds: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def images(self) -> list[Any]:
+        return [c.image for c in self.cells]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path] if self.path else []
+
+    @property
+    def image(self) -> Any:
+        """The labelled grid: `sheet` (this name goes in the next release)."""
+        warnings.warn("GridResult.image is now `sheet` (`images` are the cells' images).", DeprecationWarning,
+                      stacklevel=2)
+        return self.sheet
+
+    @property
+    def seconds(self) -> float:
+        warnings.warn("GridResult.seconds is now `elapsed_s`.", DeprecationWarning, stacklevel=2)
+        return self.elapsed_s
 
     def cell(self, *, x: Any = None, y: Any = None, z: Any = None) -> GridCell:
         for c in self.cells:
@@ -68,7 +92,7 @@ class GridResult:
 
     def _repr_png_(self) -> bytes:
         buf = io.BytesIO()
-        self.image.save(buf, format="PNG")
+        self.sheet.save(buf, format="PNG")
         return buf.getvalue()
 
 
@@ -146,7 +170,7 @@ def grid(
     sheets = _sheets(cells, labels, xs, ys, zs, min_cell)
     image = sheets[0] if len(sheets) == 1 else _stack(sheets, labels["z"])
     out = GridResult(image, cells, {k: (v[0], list(v[1])) for k, v in axes.items()}, sheets, labels,
-                     seconds=time.perf_counter() - t0)
+                     elapsed_s=time.perf_counter() - t0)
     if save or record:
         _save(out, prompt=prompt, base=base, kind=kind, save=save, record=record, extra=recipe_extra or {})
     reporter.done(f"{len(cells)} cell(s)")
@@ -298,16 +322,12 @@ def _save(out: GridResult, *, prompt: str, base: dict[str, Any], kind: str, save
     if save:
         folder = settings().outputs_dir / ("comparisons" if kind == "comparison" else "grids")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        out.path = _write_png(out.image, unique_path(folder, f"{kind}-{stamp}", ".png"), recipe)
+        out.path = _write_png(out.sheet, unique_path(folder, f"{kind}-{stamp}", ".png"), recipe)
     if record:
-        try:
-            rec = history.record(history.HistoryRecord(
-                kind=kind, status="ok", model=str(recipe["model"]), prompt=prompt, recipe=recipe,
-                paths=[str(out.path)] if out.path else [], timings={"total": round(out.seconds, 3)},
-                extra={"cells": len(out.cells)}))
-            out.history_id = rec.id
-        except MasukaError as exc:
-            log.warning("history.record_failed", error=str(exc))
+        rec = history.write(kind, model=str(recipe["model"]), prompt=prompt, recipe=recipe,
+                            paths=[out.path] if out.path else [], timings={"seconds_total": out.elapsed_s},
+                            extra={"cells": len(out.cells)})
+        out.history_id = rec.id if rec else ""
 
 
 def _write_png(image: Any, path: Path, recipe: dict[str, Any]) -> Path:
@@ -329,12 +349,8 @@ def _record_failure(kind: str, prompt: str, axes: dict, exc: BaseException, seco
 
     status = "cancelled" if isinstance(exc, (CancelledError, KeyboardInterrupt)) else "failed"
     err = exc.to_dict() if isinstance(exc, MasukaError) else {"code": type(exc).__name__, "message": str(exc)}
-    try:
-        history.record(history.HistoryRecord(
-            kind=kind, status=status, prompt=prompt, timings={"total": round(seconds, 3)}, error=err,
-            recipe={"axes": {k: [v[0], [_jsonable(x) for x in v[1]]] for k, v in axes.items()}}))
-    except MasukaError as err2:
-        log.warning("history.record_failed", error=str(err2))
+    history.write(kind, status=status, prompt=prompt, timings={"seconds_total": seconds}, error=err,
+                  recipe={"axes": {k: [v[0], [_jsonable(x) for x in v[1]]] for k, v in axes.items()}})
 
 
 def _jsonable(value: Any) -> Any:

@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.image.edit import reproduce_edit
+from masuka_nb.image.engine import default_engine
 from masuka_nb.image.foreign import reproduce_foreign as _reproduce_foreign
-from masuka_nb.image.generation import CARRIED, GenerationResult, _image_sha256, run
+from masuka_nb.image.generation import CARRIED, GenerationResult, run
+from masuka_nb.image.pipeline import image_sha256
 
 __all__ = ["reproduce"]
 
@@ -26,7 +29,6 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
     to the registry (by name, hash or a Civitai lookup), its LoRAs fetched (library, Civitai by id or hash), and
     `result.warnings` says plainly where the result can only be close (sampler, base model, noise, a tiny twin).
     """
-    from masuka_nb.image.engine import default_engine
     from masuka_nb.image.recipes import Recipe
 
     if isinstance(path_or_recipe, GenerationResult):
@@ -47,8 +49,6 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
                                   argument="path_or_recipe", value=path_or_recipe,
                                   hint="e.g. masuka_nb.reproduce(result.paths[0]) or mk.reproduce(\"found.png\")")
     if isinstance(recipe, dict) and recipe.get("kind") == "edit":  # masuka_nb.edit's recipes (image/edit.py)
-        from masuka_nb.image.edit import reproduce_edit
-
         return reproduce_edit(recipe, save=save, progress=progress, cancel=cancel)
     try:
         seeds = [int(s) for s in recipe["seeds"]]
@@ -61,7 +61,7 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
                    steps=recipe["steps"], guidance=recipe["guidance"], seed=seeds[0], num_images=len(seeds),
                    loras=loras, image=image, strength=recipe.get("strength"), save=save, progress=progress,
                    cancel=cancel, use_cache=False, seeds=seeds,
-                   plan_overrides=recipe.get("plan_overrides") or None,
+                   plan=recipe.get("plan_overrides") or None,
                    recipe_extra={k: recipe[k] for k in CARRIED if recipe.get(k)} or None)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequestError(f"The recipe is incomplete or damaged ({type(exc).__name__}: {exc}).",
@@ -93,7 +93,7 @@ def _find_input(recipe: dict[str, Any]) -> Any:
     if path and Path(path).is_file():
         with Image.open(path) as im:
             im = im.convert("RGB")
-        if _image_sha256(im) == recipe["image_sha256"]:
+        if image_sha256(im) == recipe["image_sha256"]:
             return im
     raise InvalidRequestError("The recipe's input image (image-to-image) is not where it was.",
                               argument="path_or_recipe", value=path,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,11 +40,27 @@ class Cell:
 
 @dataclass
 class Comparison:
+    """The comparison grid (`grid`, a PIL image), its cells; `images` the cells' images (the outputs)."""
+
     grid: Any  # PIL image
     cells: list[Cell] = field(default_factory=list)
     path: Path | None = None
     model: str = ""
-    seconds: float = 0.0
+    elapsed_s: float = 0.0
+    history_id: str = ""
+
+    @property
+    def images(self) -> list[Any]:
+        return [c.image for c in self.cells]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path] if self.path else []
+
+    @property
+    def seconds(self) -> float:
+        warnings.warn("Comparison.seconds is now `elapsed_s`.", DeprecationWarning, stacklevel=2)
+        return self.elapsed_s
 
     def cell(self, lora: str | None, weight: float, prompt: str, seed: int) -> Cell:
         for c in self.cells:
@@ -138,4 +155,5 @@ def compare(
     names = {f: n for f, n, _ in rows}
     cells = [Cell(names[c.y[0]] if c.y else None, float(c.y[1]) if c.y else 0.0, c.x["prompt"], c.x["seed"],
                   c.image) for c in out.cells]
-    return Comparison(grid=out.image, cells=cells, path=out.path, model=spec.id, seconds=out.seconds)
+    return Comparison(grid=out.sheet, cells=cells, path=out.path, model=spec.id, elapsed_s=out.elapsed_s,
+                      history_id=out.history_id)

@@ -109,9 +109,9 @@ class VideoJob(Job):
             raise self._stored_error()
         thumb = rec.paths.get("thumbnail")
         return VideoResult(path=Path(rec.paths["video"]), provider=rec.provider, model=rec.model,
-                           seconds=int(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=_timings(rec),
+                           duration_s=float(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=_timings(rec),
                            provider_model=rec.provider_model, thumbnail=Path(thumb) if thumb else None,
-                           job_id=rec.id, notes=list(rec.notes))
+                           job_id=rec.id, notes=list(rec.notes), history_id=rec.history_id or "")
 
 
 def _is_local(model: str) -> bool:
