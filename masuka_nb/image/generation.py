@@ -158,14 +158,16 @@ def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt:
         loras: Any = (), image: Any = None, strength: Any = None, plan: Any = None, progress: Any = None,
         cancel: Any = None, save: bool = True, previews: bool = False, use_cache: bool = True,
         seeds: list[int] | None = None, prompt_cache: PromptCache | None = None,
-        recipe_extra: dict[str, Any] | None = None, record: bool = True, stage: str = "") -> GenerationResult:
-    """One text-to-image (or image-to-image) job on `engine`, through the run pipeline."""
+        recipe_extra: dict[str, Any] | None = None, record: bool = True, stage: str = "",
+        prompts: list[str] | None = None) -> GenerationResult:
+    """One text-to-image (or image-to-image) job on `engine`, through the run pipeline. `prompts` (a batch
+    group): one prompt per image, in one pipeline call (`prompt` is then the first)."""
     job = GenerationJob(engine=engine, prompt=prompt, model_arg=model, plan_arg=plan, progress=progress,
                         cancel=cancel, previews=previews, save=save, use_cache=use_cache, prompt_cache=prompt_cache,
                         record=record, recipe_extra=recipe_extra, seeds=list(seeds or []), stage=stage,
                         args=dict(negative_prompt=negative_prompt, width=width, height=height, steps=steps,
                                   guidance=guidance, seed=seed, num_images=num_images, image=image,
-                                  strength=strength, loras=loras))
+                                  strength=strength, loras=loras, prompts=list(prompts) if prompts else None))
     return run_pipeline(TextToImage(engine), job)
 
 
@@ -189,14 +191,26 @@ class TextToImage(Task):
         if job.seeds and len(job.seeds) != req.num_images:
             raise InvalidRequestError(f"{len(job.seeds)} seeds for {req.num_images} images.", argument="seeds",
                                       value=job.seeds, hint="Give one seed per image.")
+        prompts = a.get("prompts")
+        if prompts is not None:
+            if len(prompts) != req.num_images or not all(isinstance(p, str) and p.strip() for p in prompts):
+                raise InvalidRequestError("`prompts` must hold one non-empty prompt per image.", argument="prompts",
+                                          value=prompts, hint="A batch group: one prompt per seed.")
+            job.use_cache = False  # the result cache keys one prompt per recipe
         job.loras = resolve_all(a["loras"], model=job.spec.id)
         return req
 
+    def texts(self, job: GenerationJob) -> list[str]:
+        return list(job.args.get("prompts") or [job.request.prompt] * job.request.num_images)
+
     def recipe(self, job: GenerationJob) -> dict[str, Any]:
         req = job.request
-        return {"loras": [lr.as_recipe() for lr in job.loras], "strength": req.strength,
-                "image_sha256": image_sha256(req.image) if req.image is not None else None,
-                "compute": self._compute(job)}
+        out = {"loras": [lr.as_recipe() for lr in job.loras], "strength": req.strength,
+               "image_sha256": image_sha256(req.image) if req.image is not None else None,
+               "compute": self._compute(job)}
+        if job.args.get("prompts"):
+            out["prompts"] = list(job.args["prompts"])
+        return out
 
     def _compute(self, job: GenerationJob) -> dict[str, Any]:
         return cache.compute_of(job.plan, attention_backend=getattr(self.engine, "attention_backend", None))
@@ -211,11 +225,16 @@ class TextToImage(Task):
 
     def before_call(self, job: GenerationJob, pipe: Any) -> None:
         apply_loras(pipe, job.loras)
-        check_prompt_length(pipe, job.spec, job.request)
+        for text in dict.fromkeys(self.texts(job)):
+            check_prompt_length(pipe, job.spec, job.request.model_copy(update={"prompt": text}))
 
     def call(self, job: GenerationJob, pipe: Any) -> dict[str, Any]:
         req = job.request
         call: dict[str, Any] = dict(width=req.width, height=req.height, num_images_per_prompt=req.num_images)
+        if job.args.get("prompts"):  # several prompts, one image each (used when the text goes in as text)
+            call.update(prompt=list(job.args["prompts"]), num_images_per_prompt=1)
+            if req.negative_prompt:
+                call["negative_prompt"] = [req.negative_prompt] * req.num_images
         if req.image is not None:
             call["image"] = req.image.resize((req.width, req.height))
             call["strength"] = req.strength
@@ -250,6 +269,10 @@ class TextToImage(Task):
         job.recipe["compute"] = self._compute(job)
 
     def write(self, job: GenerationJob, outputs: list[Any]) -> list[Path]:
+        if job.args.get("prompts"):  # a batch group: each PNG carries its own prompt and seed
+            return [save_pngs([im], {**{k: v for k, v in job.recipe.items() if k != "prompts"}, "prompt": text,
+                                     "seeds": [seed]}, text)[0]
+                    for im, text, seed in zip(outputs, job.args["prompts"], job.seeds)] if job.save else []
         paths = save_pngs(outputs, job.recipe, job.request.prompt) if job.save else []
         if job.use_cache:
             stored = cache.store(cache.recipe_key(job.recipe), outputs, paths, job.recipe)

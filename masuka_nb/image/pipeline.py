@@ -205,10 +205,9 @@ class Task:
         """The task's own pipeline arguments (the pipeline adds steps, guidance, seeds, callback, prompt)."""
         raise NotImplementedError
 
-    def prompt_cache_key(self, job: GenerationJob) -> tuple:
-        req = job.request
-        return (job.spec.id, req.prompt, req.negative_prompt, self.count(job), req.guidance > 1.0,
-                tuple((lr["source"], lr["weight"]) for lr in job.recipe.get("loras", [])))
+    def texts(self, job: GenerationJob) -> list[str]:
+        """The prompt of each output, in order (a batch group has several prompts in one call)."""
+        return [job.request.prompt] * self.count(job)
 
     def preview(self, job: GenerationJob, latents: Any) -> Any:
         return None
@@ -413,33 +412,48 @@ def encode_prompt(pipe: Any, spec: ModelSpec, *, prompt: Any, negative_prompt: s
 
 
 def _prompt_embeddings(task: Task, job: GenerationJob, pipe: Any) -> dict[str, Any] | None:
-    """Embeddings to call the pipeline with, or None to let it encode the text itself."""
-    mplan, spec, req = job.plan, job.spec, job.request
-    if not spec.prompt_outputs or not hasattr(pipe, "encode_prompt"):
-        return None
-    if mplan.free_text_encoders:
-        encode = lambda: _encode_then_free(pipe, spec, req, task.count(job), mplan)  # noqa: E731
-    elif job.prompt_cache is not None:
-        encode = lambda: encode_prompt(pipe, spec, prompt=req.prompt,  # noqa: E731
-                                       negative_prompt=req.negative_prompt, count=task.count(job),
-                                       guidance=req.guidance, device=pipe._execution_device)
-    else:
-        return None
-    if job.prompt_cache is None:
-        return encode()
-    key = task.prompt_cache_key(job)
-    found = job.prompt_cache.get(key)
-    if found is None:
-        found = encode()
-        job.prompt_cache.put(key, found)
-    return found
+    """Embeddings to call the pipeline with (one row per output), or None to let it encode the text itself.
 
-
-def _encode_then_free(pipe: Any, spec: ModelSpec, req: Any, count: int, mplan: MemoryPlan) -> dict[str, Any]:
-    """Encode with the text encoders on the GPU, then move them off it before denoising: the transformer
-    never shares VRAM with T5 (≈9.5 GB in bf16). Model offload moves them itself."""
+    Each distinct prompt is encoded once (with a `PromptCache`, once per batch or grid), with the text
+    encoders on the GPU only while encoding when the plan frees them."""
     import torch
 
+    mplan, spec, req = job.plan, job.spec, job.request
+    texts = task.texts(job)
+    if not spec.prompt_outputs or not hasattr(pipe, "encode_prompt"):
+        return None
+    if not (mplan.free_text_encoders or job.prompt_cache is not None or len(set(texts)) > 1):
+        return None
+    loras = tuple((lr["source"], lr["weight"]) for lr in job.recipe.get("loras", []))
+    keys = {t: (spec.id, t, req.negative_prompt, req.guidance > 1.0, loras) for t in texts}
+    found: dict[str, dict[str, Any]] = {}
+    for text in texts:  # looked up per output: `hits` counts the outputs whose prompt was encoded before
+        hit = job.prompt_cache.get(keys[text]) if job.prompt_cache is not None else None
+        if hit is not None:
+            found.setdefault(text, hit)
+    missing = [t for t in dict.fromkeys(texts) if t not in found]
+    if missing:
+        with _encoders_ready(pipe, spec, mplan) as device:
+            for text in missing:
+                found[text] = encode_prompt(pipe, spec, prompt=text, negative_prompt=req.negative_prompt, count=1,
+                                            guidance=req.guidance, device=device)
+                if job.prompt_cache is not None:
+                    job.prompt_cache.put(keys[text], found[text])
+    first = found[texts[0]]
+    if len(texts) == 1:
+        return first
+    return {name: torch.cat([found[t][name] for t in texts]) for name in first}
+
+
+@contextlib.contextmanager
+def _encoders_ready(pipe: Any, spec: ModelSpec, mplan: MemoryPlan):
+    """The device to encode on. When the plan frees the text encoders they visit the GPU only for this block:
+    the transformer never shares VRAM with T5 (≈9.5 GB in bf16). Model offload moves them itself."""
+    import torch
+
+    if not mplan.free_text_encoders:
+        yield pipe._execution_device
+        return
     device = torch.device(mplan.device)
     move = mplan.device == "cuda" and mplan.offload != "model"
     encoders = [getattr(pipe, c.name) for c in spec.text_encoders if getattr(pipe, c.name, None) is not None]
@@ -447,8 +461,7 @@ def _encode_then_free(pipe: Any, spec: ModelSpec, req: Any, count: int, mplan: M
         for enc in encoders:
             enc.to(device)
     try:
-        return encode_prompt(pipe, spec, prompt=req.prompt, negative_prompt=req.negative_prompt, count=count,
-                             guidance=req.guidance, device=device)
+        yield device
     finally:
         if move:
             for enc in encoders:
