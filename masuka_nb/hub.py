@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from masuka_nb.memory import MemoryPlan
     from masuka_nb.models.registry import ModelSpec
 
-__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model"]
+__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model", "locate_repo"]
 
 log = get_logger(__name__)
 
@@ -96,11 +96,14 @@ def download_plan(
     *,
     plan: MemoryPlan | None = None,
     listing: Sequence[RepoFile] | Sequence[tuple[str, int]] | None = None,
+    quantized_components: Sequence[str] | None = None,
+    quantized_repo: str | None = None,
 ) -> DownloadPlan:
     """The files `model` needs under `plan` (the planner's choice for this machine when None).
 
     `listing` is the repo's file list with sizes; None asks the Hub (when online) and otherwise
-    leaves `files` empty: the patterns alone still limit what a download may fetch.
+    leaves `files` empty: the patterns alone still limit what a download may fetch. Work that plans
+    for itself (LoRA training) names its NF4 components and pre-quantized repo instead of a plan.
     """
     from masuka_nb.memory import plan as make_plan
     from masuka_nb.models.registry import get_model
@@ -108,21 +111,24 @@ def download_plan(
     spec = get_model(model)
     if spec.repo is None:
         return DownloadPlan(spec.id, "local", (), ())
-    memory_plan = plan or make_plan(spec.id)
-    quantized = set(memory_plan.quantized_components)
+    if quantized_components is not None:
+        quantized, q_repo = set(quantized_components), quantized_repo
+    else:
+        memory_plan = plan or make_plan(spec.id)
+        quantized, q_repo = set(memory_plan.quantized_components), memory_plan.quantized_repo
     # Components a pre-quantized repo holds come from there; everything else, including what the plan
     # quantizes while loading and the tokenizer of every text encoder, comes from the model's own repo.
-    elsewhere = quantized if memory_plan.quantized_repo else set()
+    elsewhere = quantized if q_repo else set()
     own = [c.name for c in spec.components if c.name not in elsewhere]
     allow = patterns_for(own) + tuple(f"{_TOKENIZER_FOR[c]}/*" for c in sorted(elsewhere) if c in _TOKENIZER_FOR)
     files = _as_files(listing) if listing is not None else _list_repo(spec.repo, spec.revision)
     main = DownloadPlan(spec.repo, spec.revision, allow, _ALWAYS_IGNORE,
                         tuple(f for f in files if _selected(f.path, allow, _ALWAYS_IGNORE)))
     extra = []
-    if quantized and memory_plan.quantized_repo:
+    if quantized and q_repo:
         q_allow = patterns_for(sorted(quantized), tokenizers=False, pipeline=False)
-        q_files = _list_repo(memory_plan.quantized_repo, "main") if listing is None else ()
-        extra.append(DownloadPlan(memory_plan.quantized_repo, "main", q_allow, _ALWAYS_IGNORE,
+        q_files = _list_repo(q_repo, "main") if listing is None else ()
+        extra.append(DownloadPlan(q_repo, "main", q_allow, _ALWAYS_IGNORE,
                                   tuple(f for f in q_files if _selected(f.path, q_allow, _ALWAYS_IGNORE))))
     return DownloadPlan(main.repo, main.revision, main.allow_patterns, main.ignore_patterns, main.files,
                         tuple(extra))
@@ -217,6 +223,23 @@ def _fetched(folder: Path) -> list[str]:
 
 def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) -> Path:
     """A local folder holding everything `dplan` selects: session copy, else Drive copy, else Hub."""
+    return _locate(dplan, name=spec.id, gated=spec.gated, licence_url=spec.licence_url, progress=progress)
+
+
+def locate_repo(repo: str, *, name: str | None = None, allow: Sequence[str] = ("*",),
+                ignore: Sequence[str] = _ALWAYS_IGNORE, revision: str = "main", progress: Any = None) -> Path:
+    """A local folder with the files of a Hub repo that is no registry model (a captioner, the CLIP scorer,
+    the aesthetic head), found and fetched like a model's: session copy, else Drive copy, else the Hub.
+    A local folder is returned as it is."""
+    if Path(repo).is_dir():
+        return Path(repo)
+    listing = _list_repo(repo, revision)
+    dplan = DownloadPlan(repo, revision, tuple(allow), tuple(ignore),
+                         tuple(f for f in listing if _selected(f.path, allow, ignore)))
+    return _locate(dplan, name=name or repo, gated=False, licence_url="", progress=progress)
+
+
+def _locate(dplan: DownloadPlan, *, name: str, gated: bool, licence_url: str, progress: Any = None) -> Path:
     from masuka_nb.config import settings
 
     s = settings()
@@ -231,19 +254,18 @@ def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) 
         _copy_tree(persistent, session, dplan)
         return session
     if s.offline:
-        gated = (f" It is gated: first accept the licence at {spec.licence_url} and set HF_TOKEN."
-                 if spec.gated else "")
+        gate = f" It is gated: first accept the licence at {licence_url} and set HF_TOKEN." if gated else ""
         size = f"{dplan.total_bytes / 1e9:.1f} GB planned" if dplan.files else "size unknown offline"
         raise ModelFilesMissingError(
-            f"{spec.id} is not downloaded ({size}) and MASUKA is offline.",
-            argument="model", value=spec.id,
-            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gated}",
+            f"{name} is not downloaded ({size}) and MASUKA is offline.",
+            argument="model", value=name,
+            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gate}",
         )
     from masuka_nb.models.embedded import require_hub
 
     files = (f"{len(dplan.files)} files ({dplan.total_bytes / 1e9:.1f} GB)" if dplan.files
              else "the files matching " + ", ".join(dplan.allow_patterns[:4]) + (" …" if len(dplan.allow_patterns) > 4 else ""))
-    require_hub(model=spec.id, repo=dplan.repo, files=files)
+    require_hub(model=name, repo=dplan.repo, files=files)
     _snapshot(dplan, persistent, progress=progress)
     if persistent.resolve() != session.resolve():
         _copy_tree(persistent, session, dplan)

@@ -146,13 +146,15 @@ def _read_losses(run_dir: Path) -> list[float]:
 
 
 def record_run(run: TrainingRun, status: str) -> None:
-    """One history record for a run (started, cancelled, failed, finished)."""
-    from masuka_nb.history import HistoryRecord, record
+    """One history record for a run (started, cancelled, failed, finished), through the one history writer."""
+    from masuka_nb import history
 
-    record(HistoryRecord(kind="training", status=status, model=run.config.base, prompt=run.config.trigger_word,
-                         recipe=run.config.to_dict(), paths=[str(p) for p in (run.lora_path, run.kohya_path) if p],
-                         timings={k: v for k, v in run.stats.items() if k.endswith("_s") and v is not None},
-                         extra={"run": run.name, "step": run.step, "dataset": str(run.dataset_root)}))
+    stats = run.stats
+    timings = {"seconds_cache": stats.get("cache_s"), "seconds_run": stats.get("train_s")}
+    history.write("training", status=status, model=run.config.base, prompt=run.config.trigger_word,
+                  recipe=run.config.to_dict(), paths=[p for p in (run.lora_path, run.kohya_path) if p],
+                  timings={k: v for k, v in timings.items() if v is not None},
+                  extra={"run": run.name, "step": run.step, "dataset": str(run.dataset_root)})
 
 
 def loss_curve_png(losses: list[float], *, width: int = 640, height: int = 320) -> bytes:

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.host import device_host, torch_device
 from masuka_nb.log import get_logger
 from masuka_nb.lora.plan import TARGET_PRESETS, plan_training
 from masuka_nb.lora.runs import TrainingRun, bucket_for, make_buckets
@@ -92,6 +93,8 @@ def train(
     if sample_seeds is not None:
         overrides["sample_seeds"] = list(sample_seeds)
     base, fallback_note = _embedded_base(base, gpu)
+    if gpu is None:
+        device_host().claim("train")  # before planning: other tasks' models leave, the plan sees what is free
     plan = plan_training(base=base, n_images=len(dataset.kept), trigger_word=trigger_word.strip(), steps=steps,
                          rank=rank, learning_rate=learning_rate, resolution=resolution, gpu=gpu, **overrides)
     if fallback_note:
@@ -135,6 +138,7 @@ def train(
         if existing.config.fingerprint() == cfg.fingerprint() and existing.stats.get("dataset_hash") in (
                 None, dataset_hash):
             existing.config.checkpoint_every, existing.config.sample_every = cfg.checkpoint_every, cfg.sample_every
+            existing.stats["export_kohya"] = bool(export_kohya)
             if existing.finished:
                 return existing
             log.info("train.resume", run=run_name, step=existing.step)
@@ -145,14 +149,14 @@ def train(
             hint="Pick another `name`, or delete the old run folder.")
     run = TrainingRun(name=run_name, run_dir=ensure_dir(run_dir), config=cfg, dataset_root=dataset.root, plan=plan)
     run.stats["dataset_hash"] = dataset_hash
+    run.stats["export_kohya"] = bool(export_kohya)  # honoured by the export (a resume keeps it)
     run.save()
     return _trainer()(run, dataset).run(progress=progress, cancel=cancel)
 
 
 def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    """A CUDA GPU to train on, as the `device` setting allows (device="cpu" trains on the CPU)."""
+    return torch_device() == "cuda"
 
 
 def _trainer():
