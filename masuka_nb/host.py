@@ -228,6 +228,10 @@ class Host:
         return [Resident(e.task, e.slot, e.model, round(e.vram_bytes / GIB, 6), round(e.ram_bytes / GIB, 6),
                          e.users > 0, e.kept, getattr(e.plan, "label", "")) for e in self._snapshot()]
 
+    def objects(self, task: str | None = None) -> list[Any]:
+        """The resident objects themselves (of `task`, or all): for checks that they are really gone later."""
+        return [e.obj for e in self._snapshot() if task is None or e.task == task]
+
     def tasks(self) -> set[str]:
         """The tasks with a model resident now."""
         return {e.task for e in self._snapshot()}

@@ -41,9 +41,8 @@ def test_image_video_training_edit_image_hold_one_tasks_models_at_a_time(host):
 
     def residents() -> dict[str, list]:
         out: dict[str, list] = {}
-        for key, entry in list(host._entries.items()):
-            out.setdefault(entry.task, []).append(weakref.ref(entry.obj) if not isinstance(entry.obj, tuple)
-                                                  else weakref.ref(entry.obj[0]))
+        for task in host.tasks():
+            out[task] = [weakref.ref(obj[0] if isinstance(obj, tuple) else obj) for obj in host.objects(task)]
         return out
 
     def after(task: str) -> dict[str, list]:
