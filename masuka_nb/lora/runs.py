@@ -163,9 +163,18 @@ def _read_losses(run_dir: Path) -> list[float]:
 
 
 def record_run(run: TrainingRun, status: str) -> None:
-    """One history record for a run (started, cancelled, failed, finished)."""
+    """One history record for a run (started, cancelled, failed, finished). A history that cannot be
+    written is a warning: the run's own files (run.json, checkpoints, the LoRA) are what count."""
+    from masuka_nb.errors import MasukaError
     from masuka_nb.history import HistoryRecord, record
 
+    try:
+        _record(run, status, HistoryRecord, record)
+    except MasukaError as exc:
+        log.warning("history.record_failed", run=run.name, error=str(exc))
+
+
+def _record(run: TrainingRun, status: str, HistoryRecord: Any, record: Any) -> None:  # noqa: N803
     record(HistoryRecord(kind="training", status=status, model=run.config.base, prompt=run.config.trigger_word,
                          recipe=run.config.to_dict(), paths=[str(p) for p in (run.lora_path, run.kohya_path) if p],
                          timings={k: v for k, v in run.stats.items() if k.endswith("_s") and v is not None},

@@ -16,7 +16,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, TrainingFailedError
+from masuka_nb.errors import (
+    CancelledError,
+    InvalidRequestError,
+    MasukaError,
+    StorageError,
+    TrainingFailedError,
+)
 from masuka_nb.log import get_logger
 from masuka_nb.lora.plan import TARGET_PRESETS
 from masuka_nb.lora.runs import FLOW_SHIFT, TrainingRun, bucket_for, loss_curve_png, make_buckets, record_run
@@ -358,9 +364,7 @@ class _Trainer:
         try:
             return self._run(progress, cancel)
         except (CancelledError, KeyboardInterrupt) as exc:
-            self.run_.status = "cancelled"
-            self.run_.save()
-            record_run(self.run_, "cancelled")
+            self._settle("cancelled")
             if isinstance(exc, CancelledError):
                 exc.hint = f"The checkpoint at step {self.run_.step} is kept: `run.resume()` continues from it."
                 exc.details["run"] = self.run_.name
@@ -368,13 +372,19 @@ class _Trainer:
             raise CancelledError(f"Training {self.run_.name} was interrupted at step {self.run_.step}.",
                                  argument="cancel", hint="`TrainingRun.load(name).resume()` continues from the "
                                  "last checkpoint.", run=self.run_.name) from exc
+        except StorageError as exc:  # a full or read-only disk: say what is kept, and where
+            self._settle("failed")
+            ckpt = self.run_.latest_checkpoint
+            saved = (f"The checkpoint at step {ckpt.name.removeprefix('step-').lstrip('0') or '0'} is kept in {ckpt}; "
+                     "free some space and `TrainingRun.load(name).resume()` continues from it." if ckpt else
+                     f"No checkpoint of {self.run_.name} was written yet; free some space and train again.")
+            raise type(exc)(f"{exc.message} {saved}", argument=exc.argument, value=exc.value, hint=exc.hint,
+                            saved=saved, run=self.run_.name, errno=exc.details.get("errno")) from exc
         except MasukaError:
-            self.run_.status = "failed"
-            self.run_.save()
+            self._settle("failed")
             raise
         except Exception as exc:
-            self.run_.status = "failed"
-            self.run_.save()
+            self._settle("failed")
             msg = str(exc)
             if "out of memory" in msg.lower():
                 from masuka_nb.errors import OutOfMemoryError
@@ -382,9 +392,24 @@ class _Trainer:
                 raise OutOfMemoryError(f"Training ran out of GPU memory: {msg[:200]}.", argument="resolution",
                                        value=self.cfg.resolution, hint="Lower `resolution` or `rank`, then "
                                        "resume; or train in the cloud.") from exc
+            if isinstance(exc, OSError) and exc.errno is not None:
+                from masuka_nb.storage import storage_error
+
+                raise storage_error(exc, path=exc.filename or self.run_.run_dir, what="the training state",
+                                    saved=f"Checkpoints so far are kept in {self.run_.run_dir / 'checkpoints'}.") from exc
             raise TrainingFailedError(f"Training {self.run_.name} failed at step {self.run_.step}: "
                                       f"{type(exc).__name__}: {msg[:300]}", argument="dataset",
                                       hint="The last checkpoint is kept; fix the cause and `resume()`.") from exc
+
+    def _settle(self, status: str) -> None:
+        """Record how the run ended; a disk that refuses even that must not hide the error being raised."""
+        self.run_.status = status
+        try:
+            self.run_.save()
+            if status == "cancelled":
+                record_run(self.run_, "cancelled")
+        except MasukaError as exc:
+            log.warning("train.status_not_saved", run=self.run_.name, status=status, error=str(exc))
 
     def _run(self, progress, cancel) -> TrainingRun:
         import torch
