@@ -174,7 +174,7 @@ def record_run(run: TrainingRun, status: str) -> None:
         log.warning("history.record_failed", run=run.name, error=str(exc))
 
 
-def _record(run: TrainingRun, status: str, HistoryRecord: Any, record: Any) -> None:  # noqa: N803
+def _record(run: TrainingRun, status: str, HistoryRecord: Any, record: Any) -> None:
     record(HistoryRecord(kind="training", status=status, model=run.config.base, prompt=run.config.trigger_word,
                          recipe=run.config.to_dict(), paths=[str(p) for p in (run.lora_path, run.kohya_path) if p],
                          timings={k: v for k, v in run.stats.items() if k.endswith("_s") and v is not None},
