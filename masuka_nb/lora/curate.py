@@ -123,9 +123,17 @@ class ClipScorer:
             repo = REAL_CLIP if model == "clip" else model
             local = local_only_kwargs(model=model, repo=repo, files="the CLIP scorer's weights")
             head_state = self._real_head(local_only=bool(local))
-        with quiet_third_party():
-            self.processor = AutoProcessor.from_pretrained(repo, **local)
-            self.model = CLIPVisionModelWithProjection.from_pretrained(repo, dtype=self.dtype, **local)
+        try:
+            with quiet_third_party():
+                self.processor = AutoProcessor.from_pretrained(repo, **local)
+                self.model = CLIPVisionModelWithProjection.from_pretrained(repo, dtype=self.dtype, **local)
+        except (OSError, ValueError) as exc:  # not a repo id, not downloaded, not a CLIP model
+            from masuka_nb.errors import ModelFilesMissingError
+
+            raise ModelFilesMissingError(f"The curation scorer {model!r} cannot be loaded: {str(exc)[:200]}",
+                                         argument="scorer", value=model,
+                                         hint="Use scorer=\"clip\" (the default), or scorer=None to check only "
+                                              "duplicates, blur and size.") from exc
         self.model = self.model.to(self.device).eval()
         self.head = None
         if head_state is not None:
