@@ -322,7 +322,10 @@ def _with_saved(exc: StorageError, plan: _Plan) -> StorageError:
     said = (f"{len(saved)} of {len(plan.items)} images of this batch are saved (in {', '.join(where)}); running "
             "the same batch again makes only the rest." if saved else
             f"None of the {len(plan.items)} images of this batch was saved.")
-    return type(exc)(f"{exc.message} {said}", argument=exc.argument, value=exc.value, hint=exc.hint,
+    base, inner = exc.message, exc.details.get("saved")
+    if isinstance(inner, str) and base.endswith(inner):  # one image's "saved" sentence gives way to the batch's
+        base = base[: -len(inner)].rstrip()
+    return type(exc)(f"{base} {said}", argument=exc.argument, value=exc.value, hint=exc.hint,
                      saved=said, errno=exc.details.get("errno"))
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError
+from masuka_nb.errors import InvalidRequestError, StorageError
 from masuka_nb.log import get_logger
 from masuka_nb.lora.plan import TARGET_PRESETS, plan_training
 from masuka_nb.lora.runs import TrainingRun, bucket_for, make_buckets
@@ -148,9 +148,14 @@ def train(
         raise InvalidRequestError(
             f"A different training run is already called {run_name!r}.", argument="name", value=run_name,
             hint="Pick another `name`, or delete the old run folder.")
-    run = TrainingRun(name=run_name, run_dir=ensure_dir(run_dir), config=cfg, dataset_root=dataset.root, plan=plan)
-    run.stats["dataset_hash"] = dataset_hash
-    run.save()
+    try:
+        run = TrainingRun(name=run_name, run_dir=ensure_dir(run_dir), config=cfg, dataset_root=dataset.root, plan=plan)
+        run.stats["dataset_hash"] = dataset_hash
+        run.save()
+    except StorageError as exc:  # a full or read-only home before the first step
+        said = f"Nothing of run {run_name!r} was written; the dataset is unchanged."
+        raise type(exc)(f"{exc.message} {said}", argument=exc.argument, value=exc.value, hint=exc.hint, saved=said,
+                        errno=exc.details.get("errno")) from exc
     return _trainer()(run, dataset).run(progress=progress, cancel=cancel)
 
 
