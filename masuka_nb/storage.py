@@ -26,7 +26,7 @@ from masuka_nb.log import get_logger
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_safetensors", "atomic_write_text",
            "decode_text", "ensure_dir", "file_lock", "file_sha256", "quarantine", "read_file_bytes", "read_json",
-           "read_json_guarded", "read_text_file", "safe_name", "storage_error", "unique_path"]
+           "read_json_guarded", "read_text_file", "refuse_special", "safe_name", "storage_error", "unique_path"]
 
 log = get_logger(__name__)
 
@@ -84,6 +84,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, backup: bool 
     if mode not in ("wb", "w"):
         raise ValueError("atomic_open writes only ('wb' or 'w')")
     target = Path(path)
+    refuse_special(target)
     ensure_dir(target.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".incomplete", dir=target.parent)
@@ -118,6 +119,23 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, backup: bool 
         if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.errno is not None:
             raise storage_error(exc, path=target) from exc
         raise
+
+
+def refuse_special(target: Path, *, argument: str = "path") -> None:
+    """A write never replaces a device, a FIFO, a socket or a folder: renaming over `/dev/zero` (as root,
+    on Colab) would swap the device for a regular file for every other program on the machine."""
+    import stat
+
+    from masuka_nb.errors import InvalidRequestError
+
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return  # not there (the usual case), or not reachable: the write itself will say why
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, a pipe or a socket"
+        raise InvalidRequestError(f"{target} is {kind}, not a file to write.", argument=argument, value=str(target),
+                                  hint="Give the path of a new or ordinary file.")
 
 
 _umask_cache: list[int] = []
@@ -302,6 +320,18 @@ def read_file_bytes(path: str | os.PathLike[str], *, max_bytes: int, argument: s
         raise InvalidRequestError("`max_file_bytes` must be a whole number of bytes ≥ 0.", argument="max_file_bytes",
                                   value=max_bytes, hint="e.g. max_file_bytes=64 * 1024**2")
     p = Path(path)
+
+    def special(mode: int) -> str | None:
+        if stat.S_ISREG(mode):
+            return None
+        return ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+
+    with contextlib.suppress(OSError):  # refused before opening: opening a socket fails, a FIFO may block
+        kind = special(os.stat(p).st_mode)
+        if kind:
+            raise InvalidRequestError(f"{p} is {kind}, not a regular {what}.", argument=argument, value=str(p),
+                                      hint="Give the path of an ordinary file.")
     try:
         fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
     except FileNotFoundError as exc:
@@ -314,10 +344,9 @@ def read_file_bytes(path: str | os.PathLike[str], *, max_bytes: int, argument: s
         raise StorageError(f"Cannot open {p}: {exc.strerror or exc}.", argument=argument, value=str(p),
                            hint="Check the permissions, and that the disk (or Drive) is mounted.") from exc
     try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = ("a folder" if stat.S_ISDIR(info.st_mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(info.st_mode)
-                    else "a socket" if stat.S_ISSOCK(info.st_mode) else "a device")
+        info = os.fstat(fd)  # again on what was opened: it may have been swapped since the check
+        kind = special(info.st_mode)
+        if kind:
             raise InvalidRequestError(f"{p} is {kind}, not a regular {what}.", argument=argument, value=str(p),
                                       hint="Give the path of an ordinary file.")
         if info.st_size > max_bytes:

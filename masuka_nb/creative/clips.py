@@ -69,8 +69,9 @@ def to_video(
     out = Path(path) if path is not None else _default_path(format)
     if out.suffix.lower() != f".{format}":
         out = out.with_suffix(f".{format}")
-    from masuka_nb.storage import ensure_dir, storage_error
+    from masuka_nb.storage import ensure_dir, refuse_special, storage_error
 
+    refuse_special(out)  # never rename over a device or a pipe
     ensure_dir(out.parent)
     tmp = out.with_name(f".{out.stem}.incomplete{out.suffix}")
     try:

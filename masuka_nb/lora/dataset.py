@@ -170,7 +170,11 @@ def _check_bool(value: Any, argument: str) -> bool:
     return value
 
 
-def _caption_of(side: Path, report: ImportReport | None = None) -> str | None:
+class CaptionProblem(str):
+    """Internal: a caption file beside an image that could not be read (the image is imported without it)."""
+
+
+def _caption_of(side: Path, report: ImportReport | None = None, *, warnings: list[str] | None = None) -> str | None:
     """The caption sidecar beside an image, bounded and decoded; a bad one is a warning, not a rejection."""
     if not side.is_file():
         return None
@@ -178,8 +182,9 @@ def _caption_of(side: Path, report: ImportReport | None = None) -> str | None:
         return read_text_file(side, max_bytes=MAX_CAPTION_BYTES, argument="paths_or_bytes", what="caption file")
     except MasukaError as exc:
         msg = f"caption {side.name} not read: {exc.message}"
-        if report is not None:
-            report.warnings.append(msg)
+        for sink in (report.warnings if report is not None else None, warnings):
+            if sink is not None:
+                sink.append(msg)
         log.warning("dataset.caption_skipped", path=str(side), reason=exc.message)
         return None
 
@@ -197,7 +202,7 @@ class Dataset:
         self.min_side = _check_int(min_side, "min_side", minimum=1)
         self.max_pixels = _check_int(max_pixels, "max_pixels", minimum=1)
         manifest = self.root / "dataset.json"
-        if not manifest.is_file():
+        if not manifest.is_file() and not manifest.with_name("dataset.json.bak").is_file():
             raise DatasetError(
                 f"{self.root} is not a MASUKA dataset (no dataset.json).",
                 argument="name_or_path",
@@ -229,14 +234,14 @@ class Dataset:
         _check_bool(exist_ok, "exist_ok")
         _check_int(min_side, "min_side", minimum=1)
         root = settings().datasets_dir / clean
-        if (root / "dataset.json").is_file():
+        if (root / "dataset.json").is_file() or (root / "dataset.json.bak").is_file():
             if not exist_ok:
                 raise DatasetError(f"Dataset {name!r} already exists.", argument="name", value=name,
                                    hint="Use `Dataset.load(name)` or pass exist_ok=True.")
             return cls(root, min_side=min_side)
         ensure_dir(root / "images")
         with file_lock(root / "dataset.json"):  # two processes creating one dataset: the first one's stays
-            if not (root / "dataset.json").is_file():
+            if not (root / "dataset.json").is_file() and not (root / "dataset.json.bak").is_file():
                 atomic_write_json(root / "dataset.json", {"name": clean, "created_at": _now(), "items": []})
         return cls(root, min_side=min_side)
 
@@ -245,7 +250,7 @@ class Dataset:
         from masuka_nb.config import settings
 
         path = _check_path(name_or_path, "name_or_path")
-        if not (path / "dataset.json").is_file():
+        if not (path / "dataset.json").is_file() and not (path / "dataset.json.bak").is_file():
             path = settings().datasets_dir / str(name_or_path)
         return cls(path)
 
@@ -403,6 +408,9 @@ class Dataset:
                 reason = data.message if isinstance(data, MasukaError) else str(data)
                 report.rejected.append(Rejection(source, "unreadable", reason))
                 continue
+            if isinstance(caption, CaptionProblem):  # the image still comes in, without that caption
+                report.warnings.append(str(caption))
+                caption = None
             try:
                 before = len(report.imported)
                 self._import_one(source, data, report, known)
@@ -466,7 +474,9 @@ class Dataset:
                 except MasukaError as exc:
                     yield str(path), exc, None
                     continue
-                yield str(path), data, _caption_of(path.with_suffix(".txt"))
+                problems: list[str] = []
+                caption = _caption_of(path.with_suffix(".txt"), warnings=problems)
+                yield str(path), data, CaptionProblem(problems[0]) if problems else caption
 
     def import_folder(self, path: str | os.PathLike[str], *, recursive: bool = True,
                       max_file_bytes: int = 64 * 1024**2) -> ImportReport:
@@ -571,6 +581,11 @@ def _named_bytes(name: Any, data: Any, n: int) -> Iterator[tuple[str, bytes | Ex
 def _read_manifest(manifest: Path) -> dict[str, Any]:
     """dataset.json as a mapping: a damaged one is quarantined and dataset.json.bak read instead."""
     data = read_json_guarded(manifest, expect=dict)
+    if data is not None and not manifest.is_file():  # read from dataset.json.bak: put it back as the manifest
+        try:
+            atomic_write_json(manifest, data)
+        except MasukaError as exc:
+            log.warning("dataset.manifest_not_restored", path=str(manifest), error=str(exc))
     if data is None:
         if manifest.exists():
             raise DatasetError(f"{manifest} cannot be read.", argument="name_or_path", value=str(manifest.parent),

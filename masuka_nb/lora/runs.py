@@ -6,13 +6,14 @@ these; only `TrainingRun.resume` reaches the loop, at call time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError
+from masuka_nb.errors import InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.lora.checkpoints import Damaged, damaged_run_error, read_state
 from masuka_nb.lora.plan import TrainingConfig, TrainingPlan
@@ -101,15 +102,21 @@ class TrainingRun:
         if not isinstance(name_or_dir, (str, os.PathLike)) or not str(name_or_dir).strip():
             raise InvalidRequestError("`name` must be a run's name or folder.", argument="name", value=name_or_dir,
                                       hint="e.g. TrainingRun.load(\"my-style\")")
+        def present(folder: Path) -> bool:  # run.json, or only its backup (run.json was quarantined)
+            return (folder / "run.json").is_file() or (folder / "run.json.bak").is_file()
+
         run_dir = Path(name_or_dir)
-        if not (run_dir / "run.json").is_file():
+        if not present(run_dir):
             run_dir = settings().home / "training" / str(name_or_dir)
-        if not (run_dir / "run.json").is_file():
+        if not present(run_dir):
             raise InvalidRequestError(f"No training run {name_or_dir!r}.", argument="name", value=str(name_or_dir),
                                       hint="Runs live in MASUKA's home under training/.")
         d = read_json_guarded(run_dir / "run.json", expect=dict)  # damaged: quarantined, run.json.bak read
         if d is None:
             raise damaged_run_error(str(name_or_dir), "run.json does not parse and no earlier copy is left")
+        if not (run_dir / "run.json").is_file():  # read from the backup: put it back as the record
+            with contextlib.suppress(MasukaError):
+                atomic_write_json(run_dir / "run.json", d)
         try:
             run = cls(name=str(d["name"]), run_dir=run_dir, config=TrainingConfig.from_dict(d["config"]),
                       dataset_root=Path(d["dataset_root"]), status=str(d.get("status", "new")),

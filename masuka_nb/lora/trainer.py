@@ -292,7 +292,10 @@ class _Trainer:
                 raise Damaged("it belongs to a run with other settings")
 
         data = newest_intact(self.run_.checkpoints, fits)
-        if data is None:
+        if data is None:  # every one was damaged (and is now in quarantine/): the run starts over, said once
+            log.warning("train.no_intact_checkpoint", run=self.run_.name,
+                        effect="no intact checkpoint is left; training starts again from step 0")
+            self.run_.stats["restarted_after_damage"] = True
             return None
         try:
             set_peft_model_state_dict(unwrapped, data.lora)
