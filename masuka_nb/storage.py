@@ -441,3 +441,16 @@ def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+MAX_IMAGE_FILE_BYTES = 512 * 1024**2  # a 100-megapixel PNG is ~300 MB; a local image above this is not a photo
+__all__ += ["MAX_IMAGE_FILE_BYTES", "open_local"]
+
+
+def open_local(path: str | os.PathLike[str], *, argument: str, what: str = "image",
+               max_bytes: int = MAX_IMAGE_FILE_BYTES) -> Any:
+    """A file-like in memory holding the regular file at `path` (bounded, never a device or a FIFO):
+    what `PIL.Image.open` should be given instead of a path a user typed."""
+    import io
+
+    return io.BytesIO(read_file_bytes(path, max_bytes=max_bytes, argument=argument, what=what))
