@@ -12,6 +12,7 @@ no provider may have accepted the job; a content-policy refusal is reported, nev
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from pathlib import Path
@@ -24,6 +25,7 @@ from masuka_nb.errors import (
     ProviderRejectedContentError,
     ProviderUnavailableError,
     SecretMissingError,
+    StorageError,
 )
 from masuka_nb.hosted import pricing as _cost
 from masuka_nb.hosted.catalog import RoutePlan, model_info, plan_routes, retired_error
@@ -92,7 +94,7 @@ class VideoJob(Job):
             rec.paths["thumbnail"] = str(thumb)
 
     def _fail(self, err: MasukaError, state: str) -> None:
-        _cost.refund(self.record.estimate_usd)  # providers do not bill failed jobs
+        _cost.refund(job=self.record.id)  # providers do not bill failed jobs
         self.record.cost_usd = 0.0
         super()._fail(err, state)
 
@@ -300,15 +302,23 @@ class VideoGenerator:
                 submit_recorded(rec, functools.partial(provider.submit_video, rec, plan, img), usd=plan.usd)
             except MasukaError as exc:
                 provider.close()
+                maybe = bool(exc.details.get("maybe_accepted") or exc.details.get("accepted"))
+                rec.attempts.append({"provider": r.provider, "error": exc.code, "maybe_accepted": maybe})
+                if maybe or isinstance(exc, StorageError):
+                    # Accepted or possibly accepted: it may be paid, so never another route (the record says
+                    # what to check). A full disk before sending stops every route alike.
+                    with contextlib.suppress(StorageError):
+                        save(rec)
+                    raise
                 if info.retired is not None and isinstance(exc, ModelNotFoundError):
                     # The reseller no longer answers for a model its vendor retired: say so plainly.
                     exc = retired_error(req.model, info, why=f"{r.provider} no longer serves it ({exc.message}).")
                     rec.error = exc.to_dict()
-                maybe = bool(exc.details.get("maybe_accepted"))
-                rec.attempts.append({"provider": r.provider, "error": exc.code, "maybe_accepted": maybe})
+                rec.error = rec.error or exc.to_dict()
                 rec.error["details"] = {k: str(v) for k, v in exc.details.items()}
-                save(rec)
-                if maybe or isinstance(exc, ProviderRejectedContentError):
+                with contextlib.suppress(StorageError):
+                    save(rec)
+                if isinstance(exc, ProviderRejectedContentError):
                     VideoJob(rec)._record_history("failed")
                     raise
                 log.warning("video.fallback", provider=r.provider, code=exc.code)
@@ -321,7 +331,8 @@ class VideoGenerator:
             rec.state = "failed"
         if last_error is not None:
             rec.error = last_error.to_dict()
-        save(rec)
+        with contextlib.suppress(StorageError):  # the routes' refusals are the news here
+            save(rec)
         VideoJob(rec)._record_history("failed")
         assert last_error is not None
         raise last_error
@@ -332,13 +343,3 @@ def _describe(img: ImageInput | None) -> str | None:
         return None
     first = img.url or f"local image {img.name} ({len(img.data or b'')} bytes)"
     return first if img.last is None else f"{first} → last frame {_describe(img.last)}"
-
-
-def _wait_all(jobs: list[VideoJob], progress: Any = False) -> list[VideoResult]:
-    """Wait for several jobs at once (threads: the waiting is all network)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-        return list(pool.map(lambda j: j.wait(progress=progress), jobs))
-
-
