@@ -533,6 +533,7 @@ class ProviderClient:
                         provider=self.provider, op="download", hint="The result URL did not return the file.")
                 if before_write is not None and total is not None:
                     before_write(0, total)
+                got = have if mode == "ab" else 0
                 try:
                     with open(part, mode) as fh:
                         got = fh.tell()
@@ -545,12 +546,12 @@ class ProviderClient:
                             if on_bytes is not None:
                                 on_bytes(got, total)
                 except (httpx.TransportError, httpx.StreamError) as exc:
-                    log.info("http.download_broken", provider=self.provider, have=part.stat().st_size, error=type(exc).__name__)
+                    log.info("http.download_broken", provider=self.provider, have=got, error=type(exc).__name__)
                     self.sleep(self.policy.backoff(attempt), what=f"Resuming the {self.provider} download")
                     continue
             finally:
                 response.close()
-            size = part.stat().st_size
+            size = got  # what this writer wrote (the path may be gone: another owner may have taken the job)
             if total is None or size == total:
                 return DownloadResult(part, size, ctype, started_at, requests)
             if size > total:  # more bytes than the file has: never resume onto that, start clean
@@ -558,9 +559,10 @@ class ProviderClient:
                 part.unlink(missing_ok=True)
                 continue
             log.info("http.download_short", provider=self.provider, have=size, total=total)
+        kept = part.stat().st_size if part.exists() else 0
         raise ProviderBadResponseError(
-            f"{self.provider}'s result download kept breaking off ({part.stat().st_size if part.exists() else 0} "
-            "bytes kept).", provider=self.provider, op="download",
+            f"{self.provider}'s result download kept breaking off ({kept} bytes kept).", provider=self.provider,
+            op="download",
             hint="Run `masuka_nb.jobs.resume_all()` later to continue it.")
 
     def _check_cancel(self, what: str) -> None:

@@ -79,12 +79,22 @@ def _folder(job_id: str) -> Path:
     return jobs_dir() / "leases" / job_id
 
 
-def _tokens(folder: Path) -> list[int]:
+def _files(folder: Path) -> dict[int, str]:
+    """token -> file name (``<token>.lease``, or ``<token>.released.lease`` once let go on a full disk)."""
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
-        return []
-    return sorted(int(n.split(".")[0]) for n in names if n.endswith(".lease") and n.split(".")[0].isdigit())
+        return {}
+    out: dict[int, str] = {}
+    for n in names:
+        head = n.split(".")[0]
+        if n.endswith(".lease") and head.isdigit():
+            out[int(head)] = n
+    return out
+
+
+def _tokens(folder: Path) -> list[int]:
+    return sorted(_files(folder))
 
 
 def _name(token: int) -> str:
@@ -163,16 +173,30 @@ class Lease:
         os.replace(tmp, self.path)
 
     def release(self) -> None:
-        """Give the job up: the next owner takes token + 1 at once. Quiet when it was already lost."""
-        with contextlib.suppress(LeaseLostError, OSError):
+        """Give the job up: the next owner takes token + 1 at once. Quiet when it was already lost.
+
+        On a full disk the released marker cannot be written; the file is renamed instead (a rename needs
+        no space), so the next owner does not wait out LEASE_S for a process that has let go."""
+        try:
             self.check()
-            tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.release")
+        except (LeaseLostError, OSError):
+            return
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.release")
+        try:
             tmp.write_text(self._body(released=True), encoding="utf-8")
             os.replace(tmp, self.path)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            with contextlib.suppress(OSError):
+                os.replace(self.path, self.folder / f"{self.token:010d}.released.lease")
 
 
 def _holder(folder: Path, token: int, *, clock: Callable[[], float], ttl: float) -> Holder:
-    path = folder / _name(token)
+    name = _files(folder).get(token, _name(token))
+    path = folder / name
+    if name.endswith(".released.lease"):
+        return Holder(host="?", pid=-1, token=token, age=0.0, alive=False)
     info = _read(path)
     if info is None:  # unreadable: judge by the file's own age
         try:
@@ -204,9 +228,10 @@ def acquire(job_id: str, *, clock: Callable[[], float] = time.time, ttl: float |
                 return holder
         lease = Lease(job_id, top + 1, folder, clock)
         if _create(lease.path, lease._body()):
-            for old in tokens:  # superseded owners' files: only the newest tombstone matters
-                with contextlib.suppress(OSError):
-                    (folder / _name(old)).unlink()
+            for old, name in _files(folder).items():  # superseded owners' files: only the newest matters
+                if old < lease.token:
+                    with contextlib.suppress(OSError):
+                        (folder / name).unlink()
             return lease
     raise JobError(f"Could not take job {job_id}: its lease files keep changing.", argument="job", value=job_id,
                    hint="Another process is busy with it; wait for it, or try again in a minute.")

@@ -114,12 +114,17 @@ def _local_state(job_id: str) -> tuple[threading.Lock, threading.Event]:
         return _local[job_id]
 
 
-def _take_lease(job_id: str) -> Lease | Holder:
+def _take_lease(job_id: str, *, submitting: bool = False) -> Lease | Holder:
     try:
         return acquire(job_id)
     except OSError as exc:  # the leases live beside the records: a full or read-only disk stops here
-        raise storage_error(exc, path=jobs_dir() / "leases", what=f"the lease of job {job_id}",
-                            saved="Nothing of the job changed; free space, then run `masuka_nb.jobs.resume_all()`.") from exc
+        saved = ("Nothing was sent to the provider and nothing was paid." if submitting else
+                 "Nothing of the job changed; free space (or make it writable), then run "
+                 "`masuka_nb.jobs.resume_all()`.")
+        err = storage_error(exc, path=jobs_dir() / "leases", what=f"the lease of job {job_id}", saved=saved)
+        if submitting:
+            err.details["not_sent"] = True
+        raise err from exc
 
 
 # ---- the paid submit ---------------------------------------------------------------------------
@@ -139,7 +144,7 @@ def submit_recorded(record: JobRecord, send: Callable[[], Any], *, usd: float | 
         record.job_class = f"{cls.__module__}:{cls.__qualname__}"
     lock, _ = _local_state(record.id)
     with lock:  # a resume_all() in another thread waits for the submit instead of judging it half-done
-        lease = _take_lease(record.id)
+        lease = _take_lease(record.id, submitting=True)
         if isinstance(lease, Holder):
             raise JobError(f"Job {record.id} is already held by {lease}.", argument="job", value=record.id)
         try:
@@ -154,7 +159,7 @@ def _submit(record: JobRecord, send: Callable[[], Any], usd: float | None) -> No
         save(record)
     except StorageError as exc:
         exc.details["not_sent"] = True
-        exc.hint = f"Nothing was sent to {record.provider} and nothing was paid. " + exc.hint
+        exc.message += f" Nothing was sent to {record.provider} and nothing was paid."
         raise
     with recording(record) as book:
         try:
@@ -362,7 +367,10 @@ def wait_all(jobs: builtins.list[Job], *, progress: ProgressCallback | bool | No
             _, pending = wait_futures(pending, timeout=0.05, return_when=FIRST_COMPLETED)
             if pending and stop.cancelled:
                 stop.own.cancel("cancelled")
-                break  # the workers see the token; do not wait out their network reads
+                # The workers wake within ~50 ms and note CANCELLED on their job; one stuck in a network
+                # read is not waited for beyond half a second (it ends on its own, the job stays resumable).
+                wait_futures(pending, timeout=0.5)
+                break
     except KeyboardInterrupt:
         stop.own.cancel("stopped by the user")
         pool.shutdown(wait=False, cancel_futures=True)
@@ -545,9 +553,10 @@ class Job:
                 return self.result()
             reporter = ProgressReporter(f"{rec.provider} {rec.provider_model or rec.model}", 100,
                                         progress=progress, cancel=self._cancel)
-            if rec.state == "submitting":
-                self._mark_attention_after_crash()
             provider = self._provider()
+            if rec.state == "submitting" and not self._adopt_from_ledger(provider):
+                provider.close()
+                self._mark_attention_after_crash()
             provider.client.cancel, provider.client.cancel_event = self._cancel, self._cancelled
             try:
                 if rec.state in ("submitted", "running"):
@@ -690,9 +699,13 @@ class Job:
                 result = provider.client.download(d.url, part, content_types=d.content_types, on_bytes=on_bytes,
                                                   before_write=fence)
             except OSError as exc:
+                if self._lease is not None:
+                    self._lease.check()  # our file vanished because another process took the job over
                 if exc.errno is None:
                     raise
                 raise self._disk_error(exc, self._own_part_name(target), d) from exc
+            if self._lease is not None:
+                self._lease.check()  # only the owner checks and keeps what it downloaded
             try:
                 self._verify(d, part, result.bytes, result.content_type)
                 return part
@@ -729,7 +742,10 @@ class Job:
         return part
 
     def _verify(self, d: Download, part: Path, size: int, content_type: str) -> None:
-        actual = part.stat().st_size
+        try:
+            actual = part.stat().st_size
+        except FileNotFoundError:
+            raise _BadBytes("the downloaded file vanished") from None
         if actual != size:
             raise _BadBytes(f"{actual} bytes on disk, {size} received")
         if d.size is not None and actual != d.size:
@@ -801,6 +817,19 @@ class Job:
         rec.error = _error_dict(err)
         self._save()
         raise err
+
+    def _adopt_from_ledger(self, provider) -> bool:
+        """A record left in `submitting` whose ledger holds the provider's accepted answer: read the job id
+        from that answer now (the process that got it died before it could, or its record was damaged)."""
+        rec = self.record
+        accepted = [e for e in rec.ledger if isinstance(e, dict) and isinstance(e.get("status"), int)
+                    and 200 <= e["status"] < 300 and isinstance(e.get("answer"), str)]
+        if not accepted or not provider.adopt_answer(rec, accepted[-1]):
+            return False
+        rec.state, rec.submitted_at = "submitted", rec.submitted_at or accepted[-1].get("at")
+        rec.notes.append("the provider's job id was read from the submit ledger after the submitting process stopped")
+        self._save()
+        return True
 
     def _mark_attention_after_crash(self) -> None:
         rec = self.record

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import hashlib
 import json
 import re
 import secrets as _secrets
@@ -218,16 +219,28 @@ def _path(job_id: str) -> Path:
     return jobs_dir() / f"{job_id}.json"
 
 
-# Records that could not be written (full or read-only disk), newest first by id: the paid job's
+# Records that could not be written (full or read-only disk), by (jobs folder, id): the paid job's
 # provider id lives here until a save succeeds. Also copied to `_fallback_dir()` when that place takes it.
-_unsaved: dict[str, JobRecord] = {}
+_unsaved: dict[tuple[str, str], JobRecord] = {}
 _unsaved_lock = threading.Lock()
 
 
+def _key(job_id: str) -> tuple[str, str]:
+    return str(jobs_dir()), job_id
+
+
+def _kept_here() -> dict[str, JobRecord]:
+    folder = str(jobs_dir())
+    with _unsaved_lock:
+        return {job_id: rec for (where, job_id), rec in _unsaved.items() if where == folder}
+
+
 def _fallback_dir() -> Path:
+    """Where records that cannot be written are copied: the local cache, one folder per jobs folder."""
     from masuka_nb.config import settings
 
-    return settings().cache_dir / "unsaved-jobs"
+    tag = hashlib.sha256(str(jobs_dir()).encode()).hexdigest()[:12]
+    return settings().cache_dir / "unsaved-jobs" / tag
 
 
 def _serialise(record: JobRecord) -> str:
@@ -261,13 +274,13 @@ def save(record: JobRecord, *, sleep: Any = time.sleep) -> None:
                 sleep(0.05 * (attempt + 1))
             continue
         with _unsaved_lock:
-            _unsaved.pop(record.id, None)
+            _unsaved.pop(_key(record.id), None)
         with contextlib.suppress(OSError):
             (_fallback_dir() / f"{record.id}.json").unlink()
         return
     assert error is not None
     with _unsaved_lock:
-        _unsaved[record.id] = record
+        _unsaved[_key(record.id)] = record
     kept = _keep_elsewhere(record, text, path)
     raise _unsaved_error(record, error, kept) from error
 
@@ -301,9 +314,7 @@ def flush_unsaved() -> builtins.list[str]:
 
     Records that still cannot be written stay kept (a warning says so); nothing is raised.
     """
-    pending = dict(_spares())
-    with _unsaved_lock:
-        pending.update(_unsaved)
+    pending = {**_spares(), **_kept_here()}
     written = []
     for job_id, record in pending.items():
         current = _read_quietly(_path(job_id))
@@ -420,8 +431,7 @@ def load(job_id: str) -> JobRecord:
         raise JobNotFoundError(f"No job {str(job_id)[:80]!r}: a job id is a short word like 'v20261201-120000-abc123'.",
                                argument="id", value=job_id,
                                hint="`masuka_nb.jobs.list()` shows the jobs kept in MASUKA's home.")
-    with _unsaved_lock:
-        kept = _unsaved.get(job_id)
+    kept = _kept_here().get(job_id)
     spare = _read_quietly(_fallback_dir() / f"{job_id}.json")
     record = _newest(_read_record(_path(job_id)), kept, spare)
     if record is None:
@@ -440,8 +450,6 @@ def records() -> builtins.list[JobRecord]:
             record = _read_record(path)
             if record is not None:
                 found[record.id] = _newest(found.get(record.id), record)  # type: ignore[assignment]
-    with _unsaved_lock:
-        kept = dict(_unsaved)
-    for job_id, record in {**_spares(), **kept}.items():
+    for job_id, record in {**_spares(), **_kept_here()}.items():
         found[job_id] = _newest(found.get(job_id), record)  # type: ignore[assignment]
     return builtins.list(found.values())

@@ -140,6 +140,28 @@ class Provider:
             log.warning("hosted.id_from_unexpected_shape", provider=self.name, job=record.id, where=where)
         return job_id
 
+    create_id_path: tuple[str, ...] = ("id",)  # where a create answer documents the job id
+
+    def adopt_answer(self, record: JobRecord, entry: dict[str, Any]) -> bool:
+        """Read the job id from a create answer kept in the submit ledger (after a restart); False if it has none."""
+        import json
+
+        try:
+            body = json.loads(entry.get("answer") or "")
+        except ValueError:
+            return False
+        found = find_job_id(body, documented=self.create_id_path)
+        if found is None:
+            return False
+        record.provider_job_id = found[1]
+        if found[0] != ".".join(self.create_id_path):
+            record.extra["id_from"] = found[0]
+        self.adopted(record, body, entry)
+        return True
+
+    def adopted(self, record: JobRecord, body: Any, entry: dict[str, Any]) -> None:
+        """What else a provider needs from the create answer to follow the job (fal's URLs, Kling's endpoint)."""
+
     def bad(self, what: str, body: Any) -> ProviderBadResponseError:
         return ProviderBadResponseError(f"{self.name} answered without {what}: {str(body)[:200]}",
                                         provider=self.name, hint="The provider's answer changed shape; report it.")

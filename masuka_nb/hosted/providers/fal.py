@@ -29,6 +29,14 @@ class FalProvider(Provider):
     def submit_app(self, record: JobRecord, app: str, payload: dict[str, Any]) -> None:
         data = self.client.json("POST", f"/{app.strip('/')}", op="submit", json=payload)
         record.provider_job_id = self.accepted_id(record, data, path=("request_id",), names=("request_id", *ID_NAMES))
+        self._follow(record, app, data)
+
+    create_id_path = ("request_id",)
+
+    def adopted(self, record: JobRecord, body: Any, entry: dict[str, Any]) -> None:
+        self._follow(record, record.provider_model or record.model, body)
+
+    def _follow(self, record: JobRecord, app: str, data: Any) -> None:
         base = "/".join(app.strip("/").split("/")[:2])
         rid = record.provider_job_id
         data = data if isinstance(data, dict) and data.get("request_id") == rid else {}  # URLs only from the documented shape

@@ -81,6 +81,11 @@ class KlingProvider(Provider):
         record.provider_job_id = self.accepted_id(record, answer, path=("data", "task_id"))
         record.extra["endpoint"] = kind
 
+    create_id_path = ("data", "task_id")
+
+    def adopted(self, record: JobRecord, body: Any, entry: dict[str, Any]) -> None:
+        record.extra["endpoint"] = "image2video" if "/image2video" in str(entry.get("url")) else "text2video"
+
     def poll(self, record: JobRecord) -> Poll:
         kind = record.extra.get("endpoint", "text2video")
         data = self._check(self.name, self.client.json("GET", f"/videos/{kind}/{record.provider_job_id}", op="poll"))
