@@ -354,8 +354,16 @@ class ProviderClient:
     guard: Callable[[httpx.Request], None] | None = None  # sees every request, redirects included (may raise)
 
     def __post_init__(self) -> None:
-        self.base_url = self.base_url.rstrip("/")
-        self._host = urlsplit(self.base_url).netloc
+        self.base_url = str(self.base_url).rstrip("/")
+        try:
+            parts = urlsplit(self.base_url)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidRequestError(f"{self.provider}'s base URL {self.base_url[:120]!r} is not an http(s) URL.",
+                                      argument="base_url", value=self.base_url[:120],
+                                      hint="Give e.g. 'https://api.example.com' (or leave it unset for the provider's own).")
+        self._host = parts.netloc
         self._client = httpx.Client(
             verify=_ssl_context(),
             timeout=httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout),

@@ -42,7 +42,11 @@ _CHECK_EVERY_S = 0.5  # fencing checks inside tight loops (download chunks) at m
 
 
 class LeaseLostError(JobError):
-    """Another process took the job over (this one was too slow to renew): stop touching the job."""
+    """Another process took the job over (this one was too slow to renew): stop touching the job.
+
+    The runner catches it inside `Job.wait()` and waits for the new owner instead; it never reaches a user."""
+
+    code = "JOB_TAKEN_OVER"
 
 
 @dataclass

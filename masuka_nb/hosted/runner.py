@@ -78,9 +78,28 @@ from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.storage import storage_error
 
-__all__ = ["ACTIVE", "ATTENTION", "HEARTBEAT_S", "LEASE_S", "TERMINAL", "Download", "Job", "JobRecord", "Poll", "get",
-           "jobs_dir", "list_jobs", "poll_interval", "register_kind", "resume_all", "save", "submit_recorded",
-           "wait_all", "wait_or_cancel"]
+__all__ = [
+    "ACTIVE",
+    "ATTENTION",
+    "HEARTBEAT_S",
+    "LEASE_S",
+    "TERMINAL",
+    "Download",
+    "Job",
+    "JobRecord",
+    "Poll",
+    "check_waiting",
+    "get",
+    "jobs_dir",
+    "list_jobs",
+    "poll_interval",
+    "register_kind",
+    "resume_all",
+    "save",
+    "submit_recorded",
+    "wait_all",
+    "wait_or_cancel",
+]
 
 log = get_logger(__name__)
 
@@ -304,7 +323,7 @@ def list_jobs(*, kind: str | None = None, state: str | None = None) -> builtins.
     return out
 
 
-def _check_waiting(*, progress: Any, cancel: Any, timeout: Any = None, max_workers: Any = 1) -> None:
+def check_waiting(*, progress: Any, cancel: Any, timeout: Any = None, max_workers: Any = 1) -> None:
     """The arguments every wait takes, checked before anything starts."""
     if not (progress is None or isinstance(progress, bool) or callable(progress)):
         raise InvalidRequestError("`progress` must be True, False, None or a callback.", argument="progress",
@@ -347,7 +366,7 @@ def wait_all(jobs: builtins.list[Job], *, progress: ProgressCallback | bool | No
     raises CANCELLED. Either way nothing is left waiting in the background for long: every worker
     wakes within ~50 ms (or when its network read ends) and the jobs stay resumable.
     """
-    _check_waiting(progress=progress, cancel=cancel, max_workers=max_workers)
+    check_waiting(progress=progress, cancel=cancel, max_workers=max_workers)
     if not jobs:
         return []
     stop = _Either(cancel)
@@ -394,7 +413,7 @@ def resume_all(*, progress: ProgressCallback | bool | None = False, max_workers:
     (``job.error``), not raised, so one bad job does not stop the others; a `cancel` token or Ctrl-C
     stops every wait at once (see `wait_all`) and the jobs stay resumable.
     """
-    _check_waiting(progress=progress, cancel=cancel, max_workers=max_workers)
+    check_waiting(progress=progress, cancel=cancel, max_workers=max_workers)
     flush_unsaved()
     pending = [j for j in list_jobs() if j.record.state in ("submitting", *ACTIVE)]
     return wait_all(pending, progress=progress, max_workers=max_workers, cancel=cancel)
@@ -464,7 +483,7 @@ class Job:
         When another process is carrying the job on, this waits for it and returns its result (or
         takes over if it stops answering). `timeout` bounds the whole wait; the job keeps running.
         """
-        _check_waiting(progress=progress, cancel=cancel, timeout=timeout)
+        check_waiting(progress=progress, cancel=cancel, timeout=timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         self._cancel = cancel
         with self._lock:

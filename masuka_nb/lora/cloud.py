@@ -229,6 +229,10 @@ def _check_arguments(*, provider: Any, trigger_word: Any, steps: Any, name: Any,
     for arg, value in (("name", name), ("destination", destination), ("base_url", base_url)):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InvalidRequestError(f"`{arg}` must be text or None.", argument=arg, value=value)
+    if base_url is not None:
+        from masuka_nb.config import _as_url
+
+        _as_url("base_url", base_url)  # INVALID_SETTING naming it when it is not an http(s) URL
     if destination is not None and destination.count("/") != 1:
         raise InvalidRequestError("`destination` is Replicate's `owner/model`.", argument="destination",
                                   value=destination)

@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from masuka_nb.errors import (
+    InvalidRequestError,
     MasukaError,
     ModelNotFoundError,
     ProviderRejectedContentError,
@@ -30,7 +31,7 @@ from masuka_nb.errors import (
 from masuka_nb.hosted import pricing as _cost
 from masuka_nb.hosted.catalog import RoutePlan, model_info, plan_routes, retired_error
 from masuka_nb.hosted.http import breaker_for
-from masuka_nb.hosted.runner import Download, Job, JobRecord, save, submit_recorded
+from masuka_nb.hosted.runner import Download, Job, JobRecord, check_waiting, save, submit_recorded
 from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
@@ -136,7 +137,23 @@ class VideoGenerator:
 
     def __init__(self, *, base_urls: dict[str, str] | None = None, poll_interval: float | None = None,
                  strict: bool | None = None) -> None:
-        self.base_urls = dict(base_urls or {})
+        from masuka_nb.config import _as_url
+
+        if base_urls is not None and not isinstance(base_urls, dict):
+            raise InvalidRequestError("`base_urls` maps a provider name to its base URL.", argument="base_urls",
+                                      value=base_urls, hint="e.g. base_urls={\"runway\": \"http://127.0.0.1:8000\"}")
+        urls = {}
+        for name, url in (base_urls or {}).items():
+            if not isinstance(name, str):
+                raise InvalidRequestError("`base_urls` keys are provider names.", argument="base_urls", value=name)
+            urls[name] = _as_url("base_urls", url)
+        if poll_interval is not None and (isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float))
+                                          or not poll_interval >= 0):
+            raise InvalidRequestError("`poll_interval` must be a number of seconds ≥ 0, or None.",
+                                      argument="poll_interval", value=poll_interval)
+        if strict is not None and not isinstance(strict, bool):
+            raise InvalidRequestError("`strict` must be True, False or None.", argument="strict", value=strict)
+        self.base_urls = {k: v for k, v in urls.items() if v}
         self.poll_interval = poll_interval
         self.strict = strict
 
@@ -155,7 +172,7 @@ class VideoGenerator:
 
             return estimate_local(req.model, duration=req.seconds or 5, resolution=req.resolution,
                                   image=req.image, aspect_ratio=req.aspect_ratio)
-        return self._estimate(req, self._plans(req, ImageInput.from_any(req.image)))
+        return self._estimate(req, self._plans(req, _image_input(req.image)))
 
     def submit(self, prompt: str | VideoRequest, *, model: str = DEFAULT_MODEL, seconds: float | None = None,
                resolution: str | None = None, aspect_ratio: str | None = None, image: Any = None,
@@ -167,11 +184,10 @@ class VideoGenerator:
                                  aspect_ratio=aspect_ratio, image=image, video=video,
                                  motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
                                  duration=duration)
+        check_waiting(progress=progress, cancel=None)
         if not req.prompt.strip():
-            from masuka_nb.errors import InvalidRequestError
-
             raise InvalidRequestError("`prompt` must be a non-empty string.", argument="prompt", value=req.prompt)
-        img = ImageInput.from_any(req.image)
+        img = _image_input(req.image)
         plans = self._plans(req, img)
         est = self._estimate(req, plans)
         _cost.check_budget(est.usd, max_cost=req.max_cost, what=f"This {est.seconds} s {est.model} clip")
@@ -191,6 +207,7 @@ class VideoGenerator:
                                  aspect_ratio=aspect_ratio, image=image, video=video,
                                  motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
                                  duration=duration)
+        check_waiting(progress=progress, cancel=cancel)
         if _is_local(req.model):  # local open-weight video: masuka_nb/video/local.py
             from masuka_nb.video.local import generate_from_front_door
 
@@ -336,6 +353,18 @@ class VideoGenerator:
         VideoJob(rec)._record_history("failed")
         assert last_error is not None
         raise last_error
+
+
+def _image_input(image: Any) -> ImageInput | None:
+    """`image` as the providers need it; whatever a notebook passed, a bad one is INVALID_REQUEST naming it."""
+    try:
+        return ImageInput.from_any(image)
+    except MasukaError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # a NUL in a path, (None, x), an odd object
+        raise InvalidRequestError(f"`image` cannot be used: {type(exc).__name__}: {exc}.", argument="image",
+                                  value=repr(image)[:80],
+                                  hint="Give a file path, an https URL, a PIL image, bytes, or a (first, last) pair.") from None
 
 
 def _describe(img: ImageInput | None) -> str | None:
