@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_MODEL", "VideoRequest"]
 # A live model, cheap for what it makes (8 s at 1080p with audio): see the catalog for its sources.
 DEFAULT_MODEL = DEFAULT_VIDEO_MODEL  # the catalog says which (no pydantic needed to read it)
 MAX_PROMPT_CHARS = 5000
-_RESOLUTION = re.compile(r"^\d{3,4}p$|^[48]k$", re.IGNORECASE)
+_RESOLUTION = re.compile(r"^\d{1,5}p$|^\dk$", re.IGNORECASE)  # "720p", "1080p", "4k" (tiny local models: "32p")
 _ASPECT = re.compile(r"^(\d+(?:\.\d+)?)[:x](\d+(?:\.\d+)?)$")
 
 
