@@ -61,7 +61,7 @@ class HttpTiming:
 
 
 # Provider base URLs that may be pointed elsewhere (the offline simulator, a proxy).
-PROVIDER_URLS = ("cometapi", "fal", "fal_storage", "kling", "replicate", "runway")
+PROVIDER_URLS = ("cometapi", "fal", "fal_storage", "kling", "replicate", "runway", "civitai")
 
 
 @dataclass(frozen=True)
@@ -100,6 +100,7 @@ class Settings:
     kling_base_url: str | None
     replicate_base_url: str | None
     runway_base_url: str | None
+    civitai_base_url: str | None
     gcs_endpoint_url: str | None
     s3_endpoint_url: str | None
 
