@@ -68,6 +68,7 @@ from masuka_nb.hosted.store import (
     JobRecord,
     Poll,
     _now,
+    discard_unsaved,
     flush_unsaved,
     jobs_dir,
     load,
@@ -176,10 +177,12 @@ def _submit(record: JobRecord, send: Callable[[], Any], usd: float | None) -> No
     record.state, record.error, record.attention = "submitting", None, None
     try:
         save(record)
-    except StorageError as exc:
-        exc.details["not_sent"] = True
-        exc.message += f" Nothing was sent to {record.provider} and nothing was paid."
-        raise
+    except StorageError as exc:  # nothing left: the kept copy must not turn into a job that "may be paid"
+        discard_unsaved(record.id)
+        why = {"DISK_FULL": "the disk is full", "NOT_WRITABLE": "that place is read-only"}.get(exc.code, exc.message)
+        raise type(exc)(f"Could not record job {record.id} in {jobs_dir()} before sending it: {why}. Nothing was sent "
+                        f"to {record.provider} and nothing was paid.", argument="path", value=str(jobs_dir()),
+                        not_sent=True, provider=record.provider) from exc
     with recording(record) as book:
         try:
             send()

@@ -40,8 +40,8 @@ from masuka_nb.errors import JobNotFoundError, MasukaError, StorageError
 from masuka_nb.log import get_logger
 from masuka_nb.storage import atomic_open, quarantine
 
-__all__ = ["ACTIVE", "ATTENTION", "TERMINAL", "Download", "JobRecord", "Poll", "flush_unsaved", "jobs_dir", "load",
-           "records", "save", "valid_job_id"]
+__all__ = ["ACTIVE", "ATTENTION", "TERMINAL", "Download", "JobRecord", "Poll", "discard_unsaved", "flush_unsaved",
+           "jobs_dir", "load", "records", "save", "valid_job_id"]
 
 log = get_logger(__name__)
 
@@ -307,6 +307,14 @@ def _unsaved_error(record: JobRecord, error: StorageError, kept: str) -> Storage
     return type(error)(msg, argument="job", value=record.id, hint=hint, job_id=record.id, provider=record.provider,
                        provider_job_id=record.provider_job_id, state=record.state, kept=kept,
                        errno=error.details.get("errno"))
+
+
+def discard_unsaved(job_id: str) -> None:
+    """Forget a kept copy that must not come back (a record that failed to be written before anything was sent)."""
+    with _unsaved_lock:
+        _unsaved.pop(_key(job_id), None)
+    with contextlib.suppress(OSError):
+        (_fallback_dir() / f"{job_id}.json").unlink()
 
 
 def flush_unsaved() -> builtins.list[str]:

@@ -323,9 +323,10 @@ class VideoGenerator:
                 rec.attempts.append({"provider": r.provider, "error": exc.code, "maybe_accepted": maybe})
                 if maybe or isinstance(exc, StorageError):
                     # Accepted or possibly accepted: it may be paid, so never another route (the record says
-                    # what to check). A full disk before sending stops every route alike.
-                    with contextlib.suppress(StorageError):
-                        save(rec)
+                    # what to check). A full disk before sending stops every route alike, leaving no record.
+                    if maybe:
+                        with contextlib.suppress(StorageError):
+                            save(rec)
                     raise
                 if info.retired is not None and isinstance(exc, ModelNotFoundError):
                     # The reseller no longer answers for a model its vendor retired: say so plainly.

@@ -209,8 +209,9 @@ def test_a_paid_create_answered_200_in_an_unexpected_shape_is_paid_once(provider
 class FullDisk:
     """ENOSPC (or EROFS) at the OS call for every new or rewritten file under `roots` while `full` is on."""
 
-    def __init__(self, monkeypatch, *roots: Path, code: int = errno.ENOSPC) -> None:
+    def __init__(self, monkeypatch, *roots: Path, code: int = errno.ENOSPC, spare: tuple[Path, ...] = ()) -> None:
         self.roots = [Path(r).resolve() for r in roots]
+        self.spare = [Path(r).resolve() for r in spare]  # still writable inside a full root
         self.full = False
         self.code = code
         self.refused = 0
@@ -220,6 +221,8 @@ class FullDisk:
             if not self.full or isinstance(path, int):
                 return False
             p = Path(os.fspath(path)).resolve()
+            if any(p == r or r in p.parents for r in self.spare):
+                return False
             return any(p == r or r in p.parents for r in self.roots)
 
         def fail(path):
@@ -333,6 +336,19 @@ def test_a_read_only_jobs_folder_refuses_before_anything_is_sent(fakes, monkeypa
     _, err = quiet(VideoGenerator().generate, "a fox", model="gen4.5", provider="runway")
     assert err is not None and err.code == "NOT_WRITABLE" and "Nothing was sent" in str(err), err
     assert fake.counts["submit"] == 0 and pricing.session_spent() == 0
+    audit([fake], requests=0, faults=1)
+
+
+def test_a_record_that_cannot_be_written_before_sending_stops_the_submit_and_leaves_nothing(fakes, monkeypatch):
+    fake = fakes("runway")
+    jobs_dir = Path(os.environ["MASUKA_HOME"]) / "jobs"
+    disk = FullDisk(monkeypatch, jobs_dir, spare=(jobs_dir / "leases",))
+    disk.full = True
+    _, err = quiet(VideoGenerator().generate, "a fox", model="gen4.5", provider="runway")
+    assert err is not None and err.code == "DISK_FULL" and "Nothing was sent" in str(err), err
+    assert fake.counts["submit"] == 0 and pricing.session_spent() == 0
+    disk.full = False
+    assert jobs.list() == [] and jobs.resume_all() == []  # no phantom "maybe paid" job
     audit([fake], requests=0, faults=1)
 
 
