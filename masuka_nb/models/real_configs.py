@@ -13,7 +13,9 @@ them (each with the public URL it was read from) and builds the diffusers / tran
 - ``device="cuda"`` materialises random weights directly on the GPU in ``dtype`` (no fp32 detour).
 
 The API is small on purpose and stays stable (other rooms build on it): ``REAL_CONFIGS``, ``RealConfig``,
-``real_config``, ``real_components``, ``build_component``, ``tensor_count``. Everything else is private.
+``real_config``, ``real_components``, ``build_component``, ``tensor_count``, and ``loaded_weights`` (what a
+component weighs once loaded in a dtype, NF4 or not, by the loaders' own rules: the memory planner's tests
+and benchmark check the planner against it). Everything else is private.
 
 Limits a caller must know: FLUX.2 [klein]'s pipeline reads the Qwen3 hidden states 9, 18 and 27 (its
 ``text_encoder_out_layers``), so a Qwen3 cut below 28 layers needs those indices passed lower. SD3.5
@@ -26,12 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["DEPTH_KEYS", "REAL_CONFIGS", "RealConfig", "build_component", "real_components", "real_config",
-           "tensor_count"]
+__all__ = ["DEPTH_KEYS", "REAL_CONFIGS", "LoadedWeights", "RealConfig", "build_component", "loaded_weights",
+           "real_components", "real_config", "tensor_count"]
 
 _HF = "https://huggingface.co"
 
@@ -293,3 +296,105 @@ def tensor_count(model: Any) -> TensorCount:
         if leaf not in getattr(module, "_non_persistent_buffers_set", set()):
             persistent += buf.numel()
     return TensorCount(params, persistent)
+
+
+# ---- what a component weighs once loaded, by the libraries' own rules ----
+
+NF4_BLOCKSIZE = 64  # bitsandbytes' 4-bit blocksize: one fp32 absmax per 64 weights (no double quantization)
+
+
+@dataclass(frozen=True)
+class LoadedWeights:
+    """What a component holds once loaded in `dtype` (NF4 or not): parameter counts by storage, and bytes."""
+
+    dtype: str
+    nf4: bool
+    nf4_params: int  # Linear weights bitsandbytes stores in 4 bit
+    fp32_params: int  # kept in fp32 by the library's keep-in-fp32 rule
+    other_params: int  # everything else, in `dtype` (embeddings, norms, biases, unquantized Linears, buffers)
+    largest_tensor: int  # elements of the biggest single tensor (what one load step casts at once)
+    bytes: int
+
+    @property
+    def gib(self) -> float:
+        return self.bytes / 1024**3
+
+
+def loaded_weights(model_id: str, component: str, *, dtype: str = "bfloat16", nf4: bool = False) -> LoadedWeights:
+    """Bytes of `component` loaded in `dtype`, quantized to NF4 or not, from the full-size model on the meta
+    device and the rules the loaders themselves apply (never from the memory planner's numbers):
+
+    - transformers: `HfQuantizer.get_modules_to_not_convert` (tied and output heads, `_keep_in_fp32_modules`),
+      `should_convert_module` and bitsandbytes' replacement of exact `nn.Linear` modules; `_get_dtype_plan`
+      (keep-in-fp32 modules go to fp32 only under fp16).
+    - diffusers: the class's `_keep_in_fp32_modules` are neither quantized nor cast (fp32 under any 16-bit
+      dtype), as in `diffusers.quantizers.bitsandbytes` and `model_loading_utils.load_model_dict_into_meta`.
+    - an NF4 weight of n elements costs ⌈n/2⌉ bytes plus one fp32 absmax per 64 elements and bitsandbytes'
+      16-entry fp32 code table per tensor.
+    """
+    import math
+
+    import torch
+
+    rc = real_config(model_id, component)
+    torch_dtype = getattr(torch, dtype)
+    model = _meta_model(model_id, component)
+    quantized, fp32 = (_transformers_rules if rc.library == "transformers" else _diffusers_rules)(model, torch_dtype)
+    nf4_params = fp32_params = other = largest = 0
+    nbytes = 0
+    per = 4 if torch_dtype == torch.float32 else 2
+    for name, tensor in _named_tensors(model):
+        n = tensor.numel()
+        largest = max(largest, n)
+        module, _, leaf = name.rpartition(".")
+        if nf4 and leaf == "weight" and module in quantized:
+            nf4_params += n
+            nbytes += math.ceil(n / 2) + 4 * math.ceil(n / NF4_BLOCKSIZE) + 16 * 4
+        elif torch_dtype != torch.float32 and fp32(name):
+            fp32_params += n
+            nbytes += 4 * n
+        else:
+            other += n
+            nbytes += per * n
+    return LoadedWeights(dtype, nf4, nf4_params, fp32_params, other, largest, nbytes)
+
+
+@functools.lru_cache(maxsize=64)
+def _meta_model(model_id: str, component: str) -> Any:
+    """The full-size model on the meta device (no storage: cheap to keep), built once per component."""
+    return build_component(model_id, component)
+
+
+def _named_tensors(model: Any) -> Iterator[tuple[str, Any]]:
+    """Parameters (tied ones once) and persistent buffers: what a checkpoint stores."""
+    yield from model.named_parameters()
+    for name, buf in model.named_buffers():
+        owner, _, leaf = name.rpartition(".")
+        module = model.get_submodule(owner) if owner else model
+        if leaf not in getattr(module, "_non_persistent_buffers_set", set()):
+            yield name, buf
+
+
+def _transformers_rules(model: Any, torch_dtype: Any) -> tuple[set[str], Any]:
+    import torch
+    from transformers.core_model_loading import build_glob_alternation
+    from transformers.quantizers.base import HfQuantizer
+    from transformers.quantizers.quantizers_utils import should_convert_module
+
+    keep = sorted(model._keep_in_fp32_modules or [])
+    skip = HfQuantizer.get_modules_to_not_convert(model, None, keep)
+    quantized = {name for name, module in model.named_modules()
+                 if type(module) is torch.nn.Linear and should_convert_module(name, skip)}
+    plan = model._get_dtype_plan(torch_dtype)
+    pattern = build_glob_alternation(list(plan))[0] if plan else None
+    return quantized, (lambda name: bool(pattern and pattern.search(name) and plan))
+
+
+def _diffusers_rules(model: Any, torch_dtype: Any) -> tuple[set[str], Any]:
+    import torch
+
+    keep = list(type(model)._keep_in_fp32_modules or [])
+    quantized = {name for name, module in model.named_modules()
+                 if isinstance(module, torch.nn.Linear) and name.rpartition(".")[2] not in keep
+                 and not any(f"{k}." in name or k == name for k in keep)}
+    return quantized, (lambda name: any(k in name.split(".") for k in keep))
