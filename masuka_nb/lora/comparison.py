@@ -59,25 +59,24 @@ class Comparison:
 
 
 def resolve_lora(source: str | Path) -> tuple[Path, str, dict[str, Any]]:
-    """(weights file, display name, masuka_lora.json or {}) for a file, a folder or a library name."""
-    from masuka_nb.config import settings
-    from masuka_nb.lora.export import PEFT_FILE
+    """(weights file, display name, masuka_lora.json or {}) for any LoRA source `generate(loras=...)` takes.
+
+    The file comes from the one resolver the image engine uses (`masuka_nb.image.lora.resolve_lora`: files,
+    folders, library names, Hub repos, URLs, Civitai ids/AIRs/URLs), so compare and generate agree."""
+    from masuka_nb.errors import ModelFilesMissingError
+    from masuka_nb.image.lora import METADATA_NAME
+    from masuka_nb.image.lora import resolve_lora as resolve_file
 
     if isinstance(source, bool) or not isinstance(source, (str, os.PathLike)) or not str(source).strip():
         raise InvalidRequestError(f"A LoRA to compare must be a path or a library name, not {type(source).__name__}.",
                                   argument="loras", value=source, hint="e.g. loras=[\"my-style\"]")
-    path = Path(source)
-    if not path.exists():
-        path = settings().loras_dir / str(source)
-    if path.is_dir():
-        folder, file = path, path / PEFT_FILE
-    else:
-        folder, file = path.parent, path
-    if not file.is_file():
+    try:
+        file = resolve_file(str(source))
+    except ModelFilesMissingError as exc:
         raise InvalidRequestError(f"No LoRA found at {source}.", argument="loras", value=str(source),
-                                  hint="Pass a .safetensors file, a LoRA folder, or a name in the LoRA library.")
-    meta_path = folder / "masuka_lora.json"
-    meta = read_json_guarded(meta_path, default={}, expect=dict)  # a damaged one is quarantined, not raised
+                                  hint=exc.hint or "Pass a .safetensors file, a LoRA folder, a library name or a "
+                                  "Civitai id.") from exc
+    meta = read_json_guarded(file.parent / METADATA_NAME, default={}, expect=dict)  # damaged: quarantined
     name = meta.get("name")
     return file, name if isinstance(name, str) and name else file.stem, meta
 
