@@ -715,12 +715,28 @@ def test_every_notebook_html_and_app_html_helper_escapes_markup(tmp_path):
         COUNTS["hostile"] += 1
         _assert_escaped(outcome(obj._repr_html_))
     pytest.importorskip("ipywidgets")
+    from masuka_nb.errors import InvalidRequestError
+    from masuka_nb.lora.comparison import Cell, Comparison
+    from masuka_nb.ui.dashboard import chips_html
     from masuka_nb.ui.gallery import record_html
+    from masuka_nb.ui.generate import recipe_html
+    from masuka_nb.ui.helpers import error_info
+    from masuka_nb.ui.lora import _lora_html, comparison_legend
 
     rec = HistoryRecord(kind=MARKUP, status=MARKUP, model=MARKUP, prompt=MARKUP, recipe={MARKUP: MARKUP},
                         paths=[MARKUP], error={"code": MARKUP, "message": MARKUP}, created_at="2026-12-01")
-    COUNTS["hostile"] += 1
-    _assert_escaped(outcome(record_html, rec))
+    helpers = [
+        lambda: record_html(rec),
+        lambda: recipe_html({"prompt": MARKUP, "model": MARKUP, "seeds": [1], MARKUP: MARKUP}, path=MARKUP),
+        lambda: chips_html([(MARKUP, "")]),
+        lambda: error_info(InvalidRequestError(MARKUP, argument=MARKUP, value=MARKUP, hint=MARKUP)).to_html(),
+        lambda: error_info(RuntimeError(MARKUP)).to_html(),
+        lambda: comparison_legend(Comparison(img, [Cell(MARKUP, 1.0, MARKUP, 1, img)])),
+        lambda: _lora_html(MARKUP, MARKUP, notes=[MARKUP]),
+    ]
+    for helper in helpers:
+        COUNTS["hostile"] += 1
+        _assert_escaped(outcome(helper))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -886,7 +902,7 @@ def test_generated_history_records_never_break_query_or_the_dashboard(masuka_hom
             (folder / "20261201T000000000000-gen000.json").unlink()
 
     check()
-    assert all(isinstance(r.created, object) for r in history.query())
+    assert all(r.created.tzinfo is not None for r in history.query())  # whatever was kept reads as a date
 
 
 def test_the_counts_add_up():
