@@ -829,7 +829,9 @@ def _hostile_calls(home: Path):
                 yield name, fn, args, {**kwargs, param: value}, f"{param}={value!r}"[:60]
 
 
-def test_one_hostile_value_per_argument_of_every_entry_point_raises_only_masuka_errors(masuka_home):
+def test_one_hostile_value_per_argument_of_every_entry_point_raises_only_masuka_errors(masuka_home, monkeypatch):
+    masuka_home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(masuka_home)  # `path="16"` is a relative path: it must land in the test's folder
     mk.configure(offline=True)  # no network lookups for names that look like repo ids
     raw = []
     for name, fn, args, kwargs, label in _hostile_calls(masuka_home):
@@ -846,11 +848,13 @@ def test_one_hostile_value_per_argument_of_every_entry_point_raises_only_masuka_
     assert raw == [], "\n".join(raw)
 
 
-def test_generated_arguments_raise_only_masuka_errors(masuka_home):
+def test_generated_arguments_raise_only_masuka_errors(masuka_home, monkeypatch):
     """hypothesis mixes valid and hostile values across every argument of each entry point at once."""
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
 
+    masuka_home.mkdir(parents=True, exist_ok=True)
+    monkeypatch.chdir(masuka_home)  # relative paths among the values land in the test's folder
     mk.configure(offline=True)
     entries = _entry_points(masuka_home)
     pool = st.sampled_from([*_hostile(masuka_home), "tiny-flux", 64, 1, 0.5, 2, "a cat", ("seed", (1, 2)), [1], "all", "random"])
