@@ -35,7 +35,7 @@ from typing import Any
 
 from masuka_nb import history
 from masuka_nb.config import settings
-from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, OutOfMemoryError
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, OutOfMemoryError, StorageError
 from masuka_nb.image.failures import is_out_of_memory, translate
 from masuka_nb.image.job import GenerationJob
 from masuka_nb.image.request import MAX_GUIDANCE, MAX_IMAGES, MAX_SEED, MAX_STEPS, check_seed, open_image
@@ -292,13 +292,10 @@ def execute(task: Task, job: GenerationJob) -> Any:
 
 def record(task: Task, job: GenerationJob, paths: list[Path], *, error: MasukaError | None = None) -> Any:
     """The job's history record (ok, failed or cancelled), through the one history writer."""
-    rec = history.write(task.kind, model=job.model, prompt=job.prompt, recipe=job.recipe, paths=paths,
-                        timings=job.timings, plan=job.plan, error=error,
-                        extra=task.history_extra(job) if error is None else None)
-    if rec is None and error is None:
-        job.warnings.append("The history could not be updated (see the log)"
-                            + (f"; the outputs are saved: {', '.join(map(str, paths))}." if paths else "."))
-    return rec
+    return history.write(task.kind, model=job.model, prompt=job.prompt, recipe=job.recipe, paths=paths,
+                         timings=job.timings, plan=job.plan, error=error,
+                         extra=task.history_extra(job) if error is None else None,
+                         warnings=job.warnings if error is None else None)
 
 
 def fail(task: Task, job: GenerationJob, exc: BaseException) -> MasukaError:
@@ -493,8 +490,16 @@ def save_pngs(images: list[Any], recipe: dict[str, Any], stem: str) -> list[Path
     folder = settings().outputs_dir / datetime.now().strftime("%Y-%m-%d")
     stamp = datetime.now().strftime("%H%M%S")
     stem = safe_name(stem, max_len=40)
-    return [write_png(im, unique_path(folder, f"{stamp}-{stem}-{seed}", ".png"), recipe=recipe, index=i)
-            for i, (im, seed) in enumerate(zip(images, recipe["seeds"]))]
+    paths: list[Path] = []
+    try:
+        for i, (im, seed) in enumerate(zip(images, recipe["seeds"])):
+            paths.append(write_png(im, unique_path(folder, f"{stamp}-{stem}-{seed}", ".png"), recipe=recipe, index=i))
+    except StorageError as exc:  # a full or read-only disk: say which images did reach it
+        said = (f"{len(paths)} of {len(images)} images were saved: {', '.join(str(p) for p in paths)}."
+                if paths else "No image of this generation was saved; nothing half-written was left.")
+        raise type(exc)(f"{exc.message} {said}", argument=exc.argument, value=exc.value, hint=exc.hint,
+                        saved=said, errno=exc.details.get("errno")) from exc
+    return paths
 
 
 def cancelled(err: BaseException) -> bool:

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from masuka_nb.errors import InvalidRequestError, MasukaError
 from masuka_nb.models.registry import ModelSpec
+from masuka_nb.storage import open_local
 
 __all__ = ["MAX_GUIDANCE", "MAX_IMAGES", "MAX_SEED", "MAX_STEPS", "GenerationRequest", "check_float", "check_int",
            "check_seed", "open_image"]
@@ -177,8 +178,9 @@ def open_image(value: Any, *, argument: str = "image", mode: str = "RGB") -> Any
     if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)):
         raise InvalidRequestError(f"`{argument}` must be a PIL image or an image path, not {type(value).__name__}.",
                                   argument=argument, value=value, hint="Pass a PNG/JPEG path or a PIL image.")
+    data = open_local(value, argument=argument)  # bounded; a FIFO or device is refused, never opened
     try:
-        with Image.open(value) as im:
+        with Image.open(data) as im:
             return im.convert(mode)
     except (OSError, UnidentifiedImageError, ValueError) as exc:
         raise InvalidRequestError(f"Cannot open {str(value)[:200]} as an image ({type(exc).__name__}).",
