@@ -370,14 +370,9 @@ def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, p
         for i, it in enumerate(group):
             it.image = result.images[i]
             it.path = result.paths[i] if result.paths else None
-            try:
-                it.history_id = _record_item(plan, it, result, i)
-            except MasukaError as exc:
-                # the image is saved: a history that cannot be written is said once, never a failed batch
-                # (a rerun then cannot skip this item, and makes it again)
-                log.warning("batch.history_not_updated", error=str(exc), path=str(it.path or ""))
-                warnings.append(f"The history could not be updated ({exc.code}); image {it.index} is saved at "
-                                f"{it.path}." if it.path else f"The history could not be updated ({exc.code}).")
+            # the image is saved: a history that cannot be written is a warning, never a failed batch (a rerun
+            # then cannot skip this item, and makes it again)
+            it.history_id = _record_item(plan, it, result, i, warnings)
         made += len(group)
         reporter.update(offset + plan.steps, message=label)
     reporter.done(f"{len(todo)} image(s)")
