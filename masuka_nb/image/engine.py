@@ -18,7 +18,7 @@ from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
 from masuka_nb.runtime import free_memory
 
-__all__ = ["TASK", "ImageEngine", "default_engine"]
+__all__ = ["TASK", "ImageEngine", "default_engine", "place"]
 
 log = get_logger(__name__)
 
@@ -237,6 +237,14 @@ def _default_class(spec: Any, name: str) -> str:
     if name == "transformer":
         return "FluxTransformer2DModel" if spec.family == "flux" else "SD3Transformer2DModel"
     return "T5EncoderModel"
+
+
+def place(pipe: Any, plan: MemoryPlan) -> None:
+    """Put a loaded pipeline where its plan says: the VAE's precision, the text encoders' dtype and home, and
+    the device or offload hooks. Image and local video pipelines are placed by the same rules."""
+    import torch
+
+    _place(pipe, plan, getattr(torch, plan.dtype))
 
 
 def _place(pipe: Any, plan: MemoryPlan, dtype: Any) -> None:

@@ -24,6 +24,7 @@ from masuka_nb import history
 from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError, MasukaError, PlanDoesNotFitError
 from masuka_nb.host import device_host
+from masuka_nb.image.engine import place as _place
 from masuka_nb.image.job import GenerationJob
 from masuka_nb.image.pipeline import Task, image_sha256
 from masuka_nb.image.pipeline import run as run_pipeline
@@ -132,24 +133,11 @@ def _i2v_class(spec: Any) -> str | None:
 
 # ---- the run ----
 
-def generate_local(
-    prompt: str,
-    *,
-    model: str = "wan2.1-t2v-1.3b",
-    image: Any = None,
-    negative_prompt: str | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    num_frames: int | None = None,
-    fps: int | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    seed: int | None = None,
-    plan: MemoryPlan | dict | None = None,
-    progress: Any = None,
-    cancel: Any = None,
-    save: bool = True,
-) -> LocalVideoResult:
+def generate_local(prompt: str, *, model: str = "wan2.1-t2v-1.3b", image: Any = None,
+                   negative_prompt: str | None = None, width: int | None = None, height: int | None = None,
+                   num_frames: int | None = None, fps: int | None = None, steps: int | None = None,
+                   guidance: float | None = None, seed: int | None = None, plan: MemoryPlan | dict | None = None,
+                   progress: Any = None, cancel: Any = None, save: bool = True) -> LocalVideoResult:
     """Make a clip of `prompt` (animating `image` when given) with a local Wan model.
 
     Defaults (size, frames, fps, steps, guidance) are the model's published ones; `num_frames` is
@@ -359,29 +347,6 @@ def _dtype_kwarg() -> str:
         return "dtype"
     except ImportError:
         return "torch_dtype"
-
-
-def _place(pipe: Any, mplan: MemoryPlan) -> None:
-    import torch
-
-    if mplan.device != "cuda":
-        pipe.to(mplan.device)  # "cpu", or "mps" (planned like the CPU, whose memory it shares)
-    elif mplan.offload == "model":
-        pipe.enable_model_cpu_offload()
-    elif mplan.offload in ("group", "group-to-disk"):
-        from masuka_nb.config import settings
-
-        extra = {}
-        if mplan.offload == "group-to-disk":
-            folder = settings().cache_dir / "offload" / mplan.model
-            folder.mkdir(parents=True, exist_ok=True)
-            extra["offload_to_disk_path"] = str(folder)
-        pipe.enable_group_offload(onload_device=torch.device("cuda"), offload_device=torch.device("cpu"),
-                                  offload_type="block_level", num_blocks_per_group=1, use_stream=True, **extra)
-    else:
-        for name, module in pipe.components.items():
-            if isinstance(module, torch.nn.Module) and not (mplan.free_text_encoders and name == "text_encoder"):
-                module.to("cuda")
 
 
 def _target(job: GenerationJob) -> Path:
