@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+from masuka_nb.image.pipeline import pick_seeds
+from masuka_nb.image.request import check_seed
 from masuka_nb.log import get_logger
 
 __all__ = ["FIELDS", "GridCell", "GridResult", "grid"]
@@ -106,7 +108,7 @@ def grid(
     y: Axis | None = None,
     z: Axis | None = None,
     model: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     negative_prompt: str | None = None,
     width: int | None = None,
     height: int | None = None,
@@ -139,6 +141,8 @@ def grid(
     if len(set(used)) != len(used):
         raise InvalidRequestError("Two axes vary the same field.", argument="y", value=used,
                                   hint="Give each axis its own field.")
+    # The rule everywhere: a random seed unless one is given; it is recorded (every cell's recipe, the grid's).
+    seed = pick_seeds(check_seed(seed), 1)[0]
     base = {"model": model, "seed": seed, "negative_prompt": negative_prompt, "width": width, "height": height,
             "steps": steps, "guidance": guidance, "loras": loras, "presets": presets, "prompt": prompt}
     xs, ys, zs = (axes[k][1] if k in axes else [None] for k in ("x", "y", "z"))

@@ -22,6 +22,7 @@ import json
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +95,7 @@ class BatchResult:
     items: list[BatchItem]
     model: str
     estimate: BatchEstimate | None = None
-    seconds: float = 0.0
+    elapsed_s: float = 0.0
     history_id: str = ""
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
@@ -107,6 +108,12 @@ class BatchResult:
     @property
     def paths(self) -> list[Path]:
         return [Path(it.path) for it in self.items if it.path]
+
+    @property
+    def seconds(self) -> float:
+        warnings.warn("BatchResult.seconds is now `elapsed_s` (wall time of the call).", DeprecationWarning,
+                      stacklevel=2)
+        return self.elapsed_s
 
     @property
     def resumed(self) -> int:

@@ -77,7 +77,7 @@ def edit(
                     seed=seed, num_images=num_images, plan=plan, progress=progress, cancel=cancel, save=save)
 
 
-def reproduce_edit(recipe: dict[str, Any], *, save: bool = False, progress: Any = None,
+def reproduce_edit(recipe: dict[str, Any], *, save: bool = True, progress: Any = None,
                    cancel: Any = None) -> GenerationResult:
     """Run an edit recipe again (the input image and mask are found by their SHA-256)."""
     try:

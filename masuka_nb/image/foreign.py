@@ -99,7 +99,7 @@ def _lora_source(lora: Any, family: str, notes: list[str], client: Any) -> str |
     return str(path)
 
 
-def reproduce_foreign(recipe: Any, *, save: bool = False, progress: Any = None, cancel: Any = None) -> Any:
+def reproduce_foreign(recipe: Any, *, save: bool = True, progress: Any = None, cancel: Any = None) -> Any:
     """Generate what a foreign recipe describes with what MASUKA runs; the result's warnings list the differences."""
     from masuka_nb.image.engine import default_engine
     from masuka_nb.image.generation import run

@@ -19,7 +19,7 @@ from masuka_nb.image.pipeline import image_sha256
 __all__ = ["reproduce"]
 
 
-def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
+def reproduce(path_or_recipe: Any, *, save: bool = True, progress: Any = None,
               cancel: Any = None) -> GenerationResult:
     """Make the images of a recipe again: a MASUKA PNG, a recipe .json, a recipe dict or a result, or a
     foreign image (A1111/Forge, ComfyUI, SwarmUI, InvokeAI, Civitai; a path, URL, bucket object or `Recipe`).

@@ -54,6 +54,8 @@ class CurationReport:
     scorer: str = ""
     elapsed_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # load_s, embed_s (CLIP + aesthetic), hash_s
+    paths: list[Any] = field(default_factory=list)  # what was written: the dataset's manifest, when applied
+    history_id: str = ""  # curation changes a dataset, not the history: always ""
 
     @property
     def seconds(self) -> float:
@@ -348,7 +350,7 @@ def curate(
                 v.keep = it.keep
             else:
                 it.keep = v.keep
-        dataset.save()
+        report.paths = [dataset.save() or dataset.root / "dataset.json"]
     report.advice = dataset_size_advice(sum(v.keep for v in report.verdicts)) + report.advice
     return report
 

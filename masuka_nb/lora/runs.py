@@ -62,6 +62,16 @@ class TrainingRun:
     plan: TrainingPlan | None = None
 
     @property
+    def paths(self) -> list[Path]:
+        """The exported LoRA files (PEFT first, then kohya), as every result lists what it wrote."""
+        return [p for p in (self.lora_path, self.kohya_path) if p]
+
+    @property
+    def history_id(self) -> str:
+        """The run's latest history record ("" before it has one)."""
+        return str(self.stats.get("history_id") or "")
+
+    @property
     def loss_curve_path(self) -> Path:
         return self.run_dir / "loss.png"
 
@@ -175,10 +185,12 @@ def record_run(run: TrainingRun, status: str) -> None:
 
     stats = run.stats
     timings = {"seconds_cache": stats.get("cache_s"), "seconds_run": stats.get("train_s")}
-    history.write("training", status=status, model=run.config.base, prompt=run.config.trigger_word,
-                  recipe=run.config.to_dict(), paths=[p for p in (run.lora_path, run.kohya_path) if p],
-                  timings={k: v for k, v in timings.items() if v is not None},
-                  extra={"run": run.name, "step": run.step, "dataset": str(run.dataset_root)})
+    rec = history.write("training", status=status, model=run.config.base, prompt=run.config.trigger_word,
+                        recipe=run.config.to_dict(), paths=run.paths,
+                        timings={k: v for k, v in timings.items() if v is not None},
+                        extra={"run": run.name, "step": run.step, "dataset": str(run.dataset_root)})
+    if rec is not None:
+        run.stats["history_id"] = rec.id
 
 
 def loss_curve_png(losses: list[float], *, width: int = 640, height: int = 320) -> bytes:

@@ -626,8 +626,8 @@ class _Trainer:
             if cfg.sample_every and cfg.steps % cfg.sample_every:
                 run.samples += self._samples(cfg.steps, model, accel, base, text, spec)
             run.status = "finished"
+            record_run(run, "ok")  # first: the run's file then keeps its history id
             run.save()
-            record_run(run, "ok")
         accel.wait_for_everyone()
         reporter.done()
         del model, optimizer

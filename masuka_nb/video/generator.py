@@ -185,6 +185,12 @@ class VideoGenerator:
                                  motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
                                  duration=duration)
         check_waiting(progress=progress, cancel=None)
+        if _is_local(req.model):
+            raise InvalidRequestError(
+                f"{req.model} runs on this machine: there is no hosted job to submit and wait for.",
+                argument="model", value=req.model,
+                hint="Use VideoGenerator().generate(...) for a local model (it returns the finished clip), or "
+                     "pick a hosted model to submit.")
         if not req.prompt.strip():
             raise InvalidRequestError("`prompt` must be a non-empty string.", argument="prompt", value=req.prompt)
         img = _image_input(req.image)
@@ -211,17 +217,38 @@ class VideoGenerator:
         if _is_local(req.model):  # local open-weight video: masuka_nb/video/local.py
             from masuka_nb.video.local import generate_from_front_door
 
+            self._local_controls(req)
             return generate_from_front_door(req.prompt, model=req.model, duration=req.seconds or 5,
                                             resolution=req.resolution, image=req.image,
-                                            aspect_ratio=req.aspect_ratio, progress=progress, cancel=cancel)
+                                            aspect_ratio=req.aspect_ratio, progress=progress, cancel=cancel,
+                                            strict=self._strict())
         job = self.submit(req, progress=progress)
         return job.wait(progress=progress, cancel=cancel)
 
     # -- steps --
-    def _plans(self, req: VideoRequest, img: ImageInput | None) -> list[RoutePlan]:
+    def _strict(self) -> bool:
         from masuka_nb.config import settings
 
-        strict = settings().strict if self.strict is None else self.strict
+        return settings().strict if self.strict is None else self.strict
+
+    def _local_controls(self, req: VideoRequest) -> None:
+        """What a local model cannot honour (a motion intensity, a provider, a source video) is refused when
+        strict, and said (IgnoredControlWarning) otherwise: never silently dropped."""
+        unused = [(name, value) for name, value in (("motion_intensity", req.motion_intensity),
+                                                    ("provider", req.provider), ("video", req.video))
+                  if value is not None and not (name == "provider" and value == "local")]
+        for name, value in unused:
+            note = f"`{name}` is ignored: {req.model} runs on this machine, which has no such control"
+            if self._strict():
+                raise InvalidRequestError(f"{req.model}: `{name}` cannot be honoured by a local model.",
+                                          argument=name, value=value,
+                                          hint=f"Drop `{name}`, or pick a hosted model that has it (strict mode "
+                                               "refuses what it would have to ignore).")
+            log.info("video.control_ignored", model=req.model, note=note)
+            warnings.warn(f"{req.model}: {note}", IgnoredControlWarning, stacklevel=3)
+
+    def _plans(self, req: VideoRequest, img: ImageInput | None) -> list[RoutePlan]:
+        strict = self._strict()
         mode = "v2v" if req.video else "i2v" if img is not None else "t2v"
         return plan_routes(req.model, seconds=req.seconds, resolution=req.resolution,
                            aspect_ratio=req.aspect_ratio, mode=mode, provider=req.provider,

@@ -410,11 +410,16 @@ def estimate_local(model: str, *, duration: float = 5, resolution: str | None = 
 
 def generate_from_front_door(prompt: str, *, model: str, duration: float = 5, resolution: str | None = None,
                              image: Any = None, aspect_ratio: str | None = None, progress: Any = None,
-                             cancel: Any = None, seed: int | None = None) -> LocalVideoResult:
-    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size."""
-
+                             cancel: Any = None, seed: int | None = None, strict: bool = False) -> LocalVideoResult:
+    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size.
+    A change to fit the model is said in the result's notes, or refused when `strict`."""
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
+    if strict and shape.changes:
+        raise InvalidRequestError(f"{spec.id} cannot make this clip as asked: {'; '.join(shape.changes)}.",
+                                  argument="duration", value=duration,
+                                  hint="Ask for what the model makes (see VideoGenerator().estimate), or turn "
+                                       "strict off to accept the nearest clip.")
     result = generate_local(prompt, model=spec.id, image=image, width=shape.width, height=shape.height,
                             num_frames=shape.num_frames, seed=seed, progress=progress, cancel=cancel)
     result.notes.extend(shape.changes)
