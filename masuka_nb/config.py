@@ -75,6 +75,10 @@ class Settings:
     datasets_dir: Path
     jobs_dir: Path
     models_dir: Path
+    training_dir: Path
+    presets_dir: Path
+    wildcards_dir: Path
+    inbox_dir: Path
     cache_dir: Path
     device: str
     offline: bool
@@ -224,6 +228,10 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "datasets_dir": _as_path,
     "jobs_dir": _as_path,
     "models_dir": _as_path,
+    "training_dir": _as_path,
+    "presets_dir": _as_path,
+    "wildcards_dir": _as_path,
+    "inbox_dir": _as_path,
     "cache_dir": _as_path,
     "device": _as_choice(DEVICES),
     "offline": _as_bool,
@@ -336,6 +344,10 @@ def settings() -> Settings:
             ("datasets_dir", "datasets"),
             ("jobs_dir", "jobs"),
             ("models_dir", "models"),
+            ("training_dir", "training"),
+            ("presets_dir", "presets"),
+            ("wildcards_dir", "wildcards"),
+            ("inbox_dir", "inbox"),
         ):
             values[key] = _raw(key) or home / sub
         values["cache_dir"] = _raw("cache_dir") or _default_cache().resolve()

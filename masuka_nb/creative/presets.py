@@ -91,7 +91,7 @@ PresetLike = str | Preset | tuple
 def _folder() -> Path:
     from masuka_nb.config import settings
 
-    return settings().home / "presets"
+    return settings().presets_dir
 
 
 def list() -> builtins.list[Preset]:

@@ -3,7 +3,7 @@
     expand("a {red|blue} car, __style__")   # every combination, in order
     expand("a {red|blue} car", mode="random", count=8, seed=1)   # 8 picks, reproducible
 
-Wildcard files live in `<home>/wildcards/<name>.txt` (or `wildcards_dir=`); blank lines and lines
+Wildcard files live in the `wildcards_dir` setting (`<home>/wildcards/<name>.txt`; or `wildcards_dir=`); blank lines and lines
 starting with `#` are skipped, and a wildcard line may itself hold `{a|b}` choices. Prompt files
 (`.txt`, one prompt per line) are read by `read_prompts`.
 
@@ -121,7 +121,7 @@ def _folder(wildcards_dir: str | Path | None) -> Path:
         return Path(wildcards_dir)
     from masuka_nb.config import settings
 
-    return settings().home / "wildcards"
+    return settings().wildcards_dir
 
 
 # ---- the tree: a sequence of text and choice groups; a wildcard file is one group, shared by reference ----

@@ -117,7 +117,7 @@ class TrainingRun:
 
         run_dir = Path(name_or_dir)
         if not present(run_dir):
-            run_dir = settings().home / "training" / str(name_or_dir)
+            run_dir = settings().training_dir / str(name_or_dir)
         if not present(run_dir):
             raise InvalidRequestError(f"No training run {name_or_dir!r}.", argument="name", value=str(name_or_dir),
                                       hint="Runs live in MASUKA's home under training/.")

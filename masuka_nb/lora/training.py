@@ -16,7 +16,7 @@ The run, numbered like the diffusers script it follows (`train_dreambooth_lora_f
 Noise and timesteps of step k come from a generator seeded by (seed, k) and the data order of an
 epoch from (seed, epoch), so a run resumed from any checkpoint ends where an uninterrupted one would.
 This module is the front door (`train`); the run record, buckets and loss plot are in
-`masuka_nb.lora.runs`, the loop itself in `masuka_nb.lora.trainer` (both below this one). A run lives in ``home/training/<name>/`` (run.json, checkpoints/,
+`masuka_nb.lora.runs`, the loop itself in `masuka_nb.lora.trainer` (both below this one). A run lives in ``training_dir/<name>/`` (a setting; ``home/training`` by default) (run.json, checkpoints/,
 cache/, samples/, loss.json, loss.png); its LoRA is exported to ``loras_dir/<name>/``.
 """
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError, StorageError
+from masuka_nb.errors import InvalidRequestError, MasukaError, StorageError
 from masuka_nb.host import device_host, torch_device
 from masuka_nb.log import get_logger
 from masuka_nb.lora.plan import TARGET_PRESETS, plan_training
@@ -59,7 +59,7 @@ def train(
     progress: ProgressCallback | bool | None = None,
     cancel: CancelToken | None = None,
     name: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     batch_size: int = 1,
     checkpoint_every: int | None = None,
     sample_every: int | None = None,
@@ -73,6 +73,8 @@ def train(
     """Train a FLUX LoRA on the kept images of `dataset`; values left as None are recommended ones.
 
     Calling it again with the same arguments resumes an interrupted run (or returns the finished one).
+    `seed` None picks a random seed (recorded in the run and its LoRA's metadata), except that a run of the
+    same recipe on the same images already started is found again and carried on.
     """
     from masuka_nb.lora.dataset import Dataset
     from masuka_nb.storage import safe_name
@@ -92,7 +94,8 @@ def train(
                                   value=target_modules, hint="Use one of: " + ", ".join(TARGET_PRESETS) + ".")
     if batch_size < 1:
         raise InvalidRequestError("`batch_size` must be at least 1.", argument="batch_size", value=batch_size)
-    overrides: dict[str, Any] = {"seed": seed, "batch_size": batch_size, "target_modules": target_modules}
+    overrides: dict[str, Any] = {"seed": 0 if seed is None else seed, "batch_size": batch_size,
+                                 "target_modules": target_modules}
     if sample_prompts is not None:
         overrides["sample_prompts"] = list(sample_prompts)
     if sample_seeds is not None:
@@ -126,13 +129,15 @@ def train(
     import hashlib
 
     dataset_hash = dataset.content_hash()
+    if seed is None:  # the rule everywhere: random unless given (recorded), but the same run resumes
+        cfg.seed = _earlier_seed(cfg, dataset_hash)
     # The same recipe on the same images is the same run (so calling again resumes it); a changed
     # dataset or recipe is a new run.
     run_id = hashlib.sha256(f"{cfg.fingerprint()}:{dataset_hash}".encode()).hexdigest()[:6]
     run_name = name or safe_name(f"{dataset.name}-{cfg.trigger_word}-{run_id}")
     from masuka_nb.config import settings
 
-    run_dir = settings().home / "training" / run_name
+    run_dir = settings().training_dir / run_name
     if (run_dir / "run.json").is_file():
         existing = TrainingRun.load(run_dir)
         if existing.stats.get("dataset_hash") not in (None, dataset_hash) and not existing.finished:
@@ -164,6 +169,27 @@ def train(
     return _trainer()(run, dataset).run(progress=progress, cancel=cancel)
 
 
+def _earlier_seed(cfg: Any, dataset_hash: str) -> int:
+    """The seed of an earlier run of this recipe on these images (so calling `train` again resumes it or
+    returns it), else a new random one."""
+    import dataclasses
+
+    from masuka_nb.config import settings
+    from masuka_nb.image.pipeline import pick_seeds
+
+    root = settings().training_dir
+    wanted = dataclasses.replace(cfg, seed=0).fingerprint()
+    for run_json in sorted(root.glob("*/run.json")) if root.is_dir() else ():
+        try:
+            run = TrainingRun.load(run_json.parent)
+        except (MasukaError, OSError, ValueError):  # a damaged run folder is not a match
+            continue
+        if run.stats.get("dataset_hash") == dataset_hash and \
+                dataclasses.replace(run.config, seed=0).fingerprint() == wanted:
+            return int(run.config.seed)
+    return pick_seeds(None, 1)[0]
+
+
 def _check_arguments(**args: Any) -> None:
     """Every argument's type and range, before anything is planned: one InvalidRequestError naming it."""
     def bad(name: str, what: str, example: str) -> InvalidRequestError:
@@ -187,7 +213,7 @@ def _check_arguments(**args: Any) -> None:
               "resolution": (16, 2048), "checkpoint_every": (1, 10**9), "sample_every": (0, 10**9)}
     for name, (lo, hi) in limits.items():
         value = args[name]
-        if value is None and name not in ("seed", "batch_size"):
+        if value is None and name != "batch_size":
             continue
         if not whole(value) or not lo <= value <= hi:
             raise bad(name, f"a whole number from {lo} to {hi}", f"{name}={max(lo, 1)}")

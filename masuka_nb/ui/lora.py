@@ -265,7 +265,7 @@ class LoraPanel(Panel):
     def inbox(self) -> Path:
         from masuka_nb.config import settings
 
-        return settings().home / "inbox" / (self.name.value.strip() or "dataset")
+        return settings().inbox_dir / (self.name.value.strip() or "dataset")
 
     _inbox: list[tuple[Path, str, str]] = []
 
@@ -427,7 +427,7 @@ class LoraPanel(Panel):
         """Sample images the trainer wrote since this run started (under home/training/*/samples)."""
         from masuka_nb.config import settings
 
-        root = settings().home / "training"
+        root = settings().training_dir
         try:
             fresh = sorted((p for p in root.glob("*/samples/*.png") if p.stat().st_mtime >= self._train_started),
                            key=lambda p: p.stat().st_mtime)
