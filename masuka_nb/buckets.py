@@ -1,7 +1,7 @@
 """Cloud buckets through fsspec: read from ``gs://`` and ``s3://`` wherever a path is taken, and mirror the home.
 
-    masuka_nb.storage.sync("gs://my-bucket/masuka")                   # outputs, loras, datasets, history
-    masuka_nb.storage.sync("s3://my-bucket/masuka", what=("loras",))
+    masuka_nb.buckets.sync("gs://my-bucket/masuka")                   # outputs, loras, datasets, history
+    masuka_nb.buckets.sync("s3://my-bucket/masuka", what=("loras",))
     ds.import_zip("s3://my-bucket/photos.zip"); ds.import_folder("gs://my-bucket/photos")
 
 ``gs://`` goes through gcsfs (in Colab with the notebook's own Google login, `google.colab.auth`);

@@ -212,12 +212,12 @@ def _as_url(key: str, raw: Any) -> str | None:
 
 
 def _as_model(key: str, raw: Any) -> str:
-    text = str(raw).strip()
-    if text == "auto":
-        return text
-    from masuka_nb.models.registry import get_model  # local: registry is data only, but keep config tiny
-
-    return get_model(text).id
+    """A model id or "auto". Which ids exist is the registry's to say, where the setting is used
+    (`image.generation.resolve_model`): settings sit below the registry and do not import it."""
+    text = str(raw).strip() if isinstance(raw, str) else ""
+    if not text:
+        raise _bad(key, raw, "a model id such as 'flux1-schnell', or 'auto'")
+    return text
 
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {

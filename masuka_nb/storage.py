@@ -287,11 +287,14 @@ def is_bucket_url(path: Any) -> bool:
 
 def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "datasets", "history"),
          progress: Any = None, cancel: Any = None) -> Any:
-    """Mirror MASUKA's home to a bucket: incremental by content hash, resumable, safe to interrupt.
+    """`masuka_nb.buckets.sync` under its old name (this one goes in the next release).
 
-        masuka_nb.storage.sync("gs://my-bucket/masuka")   # returns a `masuka_nb.buckets.SyncReport`
-    """
-    from masuka_nb.buckets import sync as _sync
+    Storage sits below the buckets room, so this is a documented lazy edge (tests/test_architecture.py),
+    kept only while the old name still works."""
+    import warnings
+
+    warnings.warn("masuka_nb.storage.sync is now masuka_nb.buckets.sync.", DeprecationWarning, stacklevel=2)
+    from masuka_nb.buckets import sync as _sync  # the documented lazy edge: storage → buckets, for one release
 
     return _sync(destination, what=what, progress=progress, cancel=cancel)
 

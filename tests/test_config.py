@@ -79,10 +79,18 @@ def test_bad_environment_value_is_reported_with_the_variable(monkeypatch):
     assert "MASUKA_OFFLINE" in info.value.hint
 
 
-def test_default_model_is_checked_against_the_registry():
-    assert masuka_nb.configure(default_model="flux-schnell").default_model == "flux1-schnell"
-    with pytest.raises(ModelNotFoundError):
-        masuka_nb.configure(default_model="flux3")
+def test_default_model_is_checked_against_the_registry_where_it_is_used():
+    """Settings sit below the registry (they never import it): the id is resolved when a model is picked."""
+    from masuka_nb.image.generation import resolve_model
+
+    masuka_nb.configure(default_model="flux-schnell")
+    assert resolve_model(None) == ("flux1-schnell", None)
+    masuka_nb.configure(default_model="flux3")
+    with pytest.raises(ModelNotFoundError) as err:
+        resolve_model(None)
+    assert err.value.argument == "default_model" and "flux3" in str(err.value)
+    with pytest.raises(masuka_nb.errors.ConfigError):
+        masuka_nb.configure(default_model="  ")
 
 
 def test_describe_lists_every_setting():

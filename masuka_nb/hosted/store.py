@@ -92,7 +92,7 @@ class JobRecord:
     poll_interval: float = 5.0
     polls: int = 0
     history_id: str | None = None
-    job_class: str = ""  # "module:Class" of the Job subclass that finishes it (set by the runner)
+    job_class: str = ""  # written by earlier versions; the class is found by `kind` (hosted.runner._job_class)
     created_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
     submitted_at: str | None = None

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from masuka_nb.config import settings
-from masuka_nb.errors import InvalidRequestError
+from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
 from masuka_nb.image import cache
 from masuka_nb.image.job import GenerationJob, PromptCache
 from masuka_nb.image.lora import apply_loras, resolve_all
@@ -108,7 +108,15 @@ def resolve_model(model: str | None, *, runtime: Any = None) -> tuple[str, str |
     s = settings()
     name = s.default_model if model is None else model
     if name.strip().lower() != "auto":
-        return get_model(name).id, None
+        if model is not None:
+            return get_model(name).id, None
+        try:
+            return get_model(name).id, None
+        except ModelNotFoundError as exc:  # the setting names no model: say which setting
+            raise ModelNotFoundError(f"The `default_model` setting names {name!r}, which is no model MASUKA runs.",
+                                     argument="default_model", value=name,
+                                     hint=f"masuka_nb.configure(default_model=...) with one of list_models(), or "
+                                          f"\"auto\". {exc.hint}") from exc
     info = runtime if runtime is not None else detect()
     if s.device != "cpu" and info.has_gpu:
         return "flux1-schnell", "model auto: flux1-schnell (a CUDA GPU is present)"

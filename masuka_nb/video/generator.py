@@ -31,7 +31,15 @@ from masuka_nb.errors import (
 from masuka_nb.hosted import pricing as _cost
 from masuka_nb.hosted.catalog import RoutePlan, model_info, plan_routes, retired_error
 from masuka_nb.hosted.http import breaker_for
-from masuka_nb.hosted.runner import Download, Job, JobRecord, check_waiting, save, submit_recorded
+from masuka_nb.hosted.runner import (
+    Download,
+    Job,
+    JobRecord,
+    check_waiting,
+    job_timings,
+    save,
+    submit_recorded,
+)
 from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
@@ -105,14 +113,13 @@ class VideoJob(Job):
                           "thumbnail": rec.paths.get("thumbnail"), "seconds": rec.request.get("seconds")}}
 
     def result(self) -> VideoResult:
-        from masuka_nb.hosted.runner import _timings
 
         rec = self.record
         if rec.state != "completed":
             raise self._stored_error()
         thumb = rec.paths.get("thumbnail")
         return VideoResult(path=Path(rec.paths["video"]), provider=rec.provider, model=rec.model,
-                           duration_s=float(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=_timings(rec),
+                           duration_s=float(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=job_timings(rec),
                            provider_model=rec.provider_model, thumbnail=Path(thumb) if thumb else None,
                            job_id=rec.id, notes=list(rec.notes), history_id=rec.history_id or "")
 
