@@ -46,7 +46,9 @@ class HttpTiming:
         masuka_nb.configure(http_timeout=60)  # the same through the settings table
 
     `connect` is the connect timeout (never above `timeout`); `backoff` × 2^n with full jitter, capped
-    at `backoff_max`, spaces retries; a provider's Retry-After longer than `max_retry_after` is not waited.
+    at `backoff_max`, spaces retries (`delay(n)`); a provider's Retry-After longer than `max_retry_after` is
+    not waited. It is what every hosted-API client runs on (`hosted.http.ProviderClient(timing=...)`), and
+    `configure(http=HttpTiming(...))` sets it for the process.
     """
 
     timeout: float = 30.0
@@ -58,6 +60,13 @@ class HttpTiming:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connect", min(self.connect, self.timeout))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before retry `attempt` (0 first): full jitter, uniform in [0, min(cap, backoff·2^attempt)],
+        which spreads many clients apart."""
+        import random
+
+        return random.uniform(0, min(self.backoff_max, self.backoff * (2**attempt)))
 
 
 # Provider base URLs that may be pointed elsewhere (the offline simulator, a proxy).
@@ -275,12 +284,18 @@ def _unknown(key: str) -> ConfigError:
 def configure(**overrides: Any) -> Settings:
     """Set settings for this process (they beat environment variables) and return the result.
 
-    Pass ``None`` to drop an override. Every key and value is checked before any is applied, so a
-    bad call changes nothing::
+    Pass ``None`` to drop an override; ``http=HttpTiming(...)`` sets the four ``http_*`` settings at once.
+    Every key and value is checked before any is applied, so a bad call changes nothing::
 
         masuka_nb.configure(home="/content/drive/MyDrive/MASUKA", result_cache=False)
     """
     parsed: dict[str, Any] = {}
+    timing = overrides.pop("http", None)
+    if timing is not None:  # one value object for the four http_* settings
+        if not isinstance(timing, HttpTiming):
+            raise _bad("http", timing, "an HttpTiming, e.g. HttpTiming(timeout=60, retries=3)")
+        overrides = {"http_timeout": timing.timeout, "http_retries": timing.retries, "http_backoff": timing.backoff,
+                     "http_backoff_max": timing.backoff_max, **overrides}
     for key, raw in overrides.items():
         if key not in _PARSERS:
             raise _unknown(key)
