@@ -27,7 +27,7 @@ from typing import Any
 
 from masuka_nb.errors import ConfigError
 
-__all__ = ["HttpTiming", "Settings", "configure", "reset_configuration", "settings"]
+__all__ = ["HttpTiming", "Settings", "check_url", "configure", "reset_configuration", "settings"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -218,6 +218,12 @@ def _as_url(key: str, raw: Any) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise _bad(key, raw, "an http(s) URL such as 'http://127.0.0.1:8000'")
     return text.rstrip("/")
+
+
+def check_url(argument: str, value: Any) -> str | None:
+    """`value` as an http(s) base URL (None when empty), or an `INVALID_SETTING` error naming `argument`:
+    the rule every base URL follows, in the settings table and wherever a call takes one."""
+    return _as_url(argument, value)
 
 
 def _as_model(key: str, raw: Any) -> str:

@@ -293,9 +293,10 @@ def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "data
     kept only while the old name still works."""
     import warnings
 
-    warnings.warn("masuka_nb.storage.sync is now masuka_nb.buckets.sync.", DeprecationWarning, stacklevel=2)
-    from masuka_nb.buckets import sync as _sync  # the documented lazy edge: storage → buckets, for one release
+    # the documented lazy edge: storage → buckets, for one release
+    from masuka_nb.buckets import sync as _sync
 
+    warnings.warn("masuka_nb.storage.sync is now masuka_nb.buckets.sync.", DeprecationWarning, stacklevel=2)
     return _sync(destination, what=what, progress=progress, cancel=cancel)
 
 

@@ -519,7 +519,7 @@ class Job:
         rec.state = "cancelled"
         rec.error = CancelledError(f"Job {rec.id} was cancelled.", argument="job", value=rec.id).to_dict()
         save(rec)
-        self._record_history("cancelled")
+        self.record_history("cancelled")
 
     def result(self) -> Any:
         """What the job made: here the provider's output (subclasses return their own result type)."""
@@ -804,7 +804,7 @@ class Job:
         if rec.cost_usd is None:
             rec.cost_usd = rec.estimate_usd
         self._save()
-        self._record_history("ok")
+        self.record_history("ok")
         log.info("jobs.completed", job=rec.id, provider=rec.provider, cost=rec.cost_usd)
 
     def _fail(self, err: MasukaError, state: str) -> None:
@@ -812,7 +812,7 @@ class Job:
         rec.state = state
         rec.error = _error_dict(err)
         self._save()
-        self._record_history("cancelled" if state == "cancelled" else "failed")
+        self.record_history("cancelled" if state == "cancelled" else "failed")
         raise err
 
     def _attention_unfollowable(self, exc: MasukaError) -> None:
@@ -865,7 +865,8 @@ class Job:
     def _history_fields(self) -> dict[str, Any]:
         return {}
 
-    def _record_history(self, status: str) -> None:
+    def record_history(self, status: str) -> None:
+        """Record how the job ended (ok, cancelled or failed) in the history, through the one writer."""
         from masuka_nb import history
 
         rec = self.record

@@ -25,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import check_url
 from masuka_nb.errors import DatasetError, InvalidRequestError, MasukaError, ProviderBadResponseError
 from masuka_nb.hosted.runner import Download, Job, JobRecord, submit_recorded
 from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
@@ -189,7 +190,7 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
         try:
             submit_recorded(rec, send, usd=usd)
         except MasukaError:
-            CloudTrainingJob(rec)._record_history("failed")
+            CloudTrainingJob(rec).record_history("failed")
             raise
     finally:
         client.close()
@@ -230,9 +231,7 @@ def _check_arguments(*, provider: Any, trigger_word: Any, steps: Any, name: Any,
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InvalidRequestError(f"`{arg}` must be text or None.", argument=arg, value=value)
     if base_url is not None:
-        from masuka_nb.config import _as_url
-
-        _as_url("base_url", base_url)  # INVALID_SETTING naming it when it is not an http(s) URL
+        check_url("base_url", base_url)  # INVALID_SETTING naming it when it is not an http(s) URL
     if destination is not None and destination.count("/") != 1:
         raise InvalidRequestError("`destination` is Replicate's `owner/model`.", argument="destination",
                                   value=destination)

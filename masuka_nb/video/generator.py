@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from masuka_nb.config import check_url
 from masuka_nb.errors import (
     InvalidRequestError,
     MasukaError,
@@ -144,8 +145,6 @@ class VideoGenerator:
 
     def __init__(self, *, base_urls: dict[str, str] | None = None, poll_interval: float | None = None,
                  strict: bool | None = None) -> None:
-        from masuka_nb.config import _as_url
-
         if base_urls is not None and not isinstance(base_urls, dict):
             raise InvalidRequestError("`base_urls` maps a provider name to its base URL.", argument="base_urls",
                                       value=base_urls, hint="e.g. base_urls={\"runway\": \"http://127.0.0.1:8000\"}")
@@ -153,7 +152,7 @@ class VideoGenerator:
         for name, url in (base_urls or {}).items():
             if not isinstance(name, str):
                 raise InvalidRequestError("`base_urls` keys are provider names.", argument="base_urls", value=name)
-            urls[name] = _as_url("base_urls", url)
+            urls[name] = check_url("base_urls", url)
         if poll_interval is not None and (isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float))
                                           or not poll_interval >= 0):
             raise InvalidRequestError("`poll_interval` must be a number of seconds ≥ 0, or None.",
@@ -371,7 +370,7 @@ class VideoGenerator:
                 with contextlib.suppress(StorageError):
                     save(rec)
                 if isinstance(exc, ProviderRejectedContentError):
-                    VideoJob(rec)._record_history("failed")
+                    VideoJob(rec).record_history("failed")
                     raise
                 log.warning("video.fallback", provider=r.provider, code=exc.code)
                 last_error = exc
@@ -385,7 +384,7 @@ class VideoGenerator:
             rec.error = last_error.to_dict()
         with contextlib.suppress(StorageError):  # the routes' refusals are the news here
             save(rec)
-        VideoJob(rec)._record_history("failed")
+        VideoJob(rec).record_history("failed")
         assert last_error is not None
         raise last_error
 
