@@ -185,6 +185,8 @@ def record_run(run: TrainingRun, status: str) -> None:
 
     stats = run.stats
     timings = {"seconds_cache": stats.get("cache_s"), "seconds_run": stats.get("train_s")}
+    if timings["seconds_cache"] is not None or timings["seconds_run"] is not None:
+        timings["seconds_total"] = (timings["seconds_cache"] or 0.0) + (timings["seconds_run"] or 0.0)
     rec = history.write("training", status=status, model=run.config.base, prompt=run.config.trigger_word,
                         recipe=run.config.to_dict(), paths=run.paths,
                         timings={k: v for k, v in timings.items() if v is not None},
