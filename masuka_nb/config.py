@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import runtime
 from masuka_nb.errors import ConfigError
 
 __all__ = ["HttpTiming", "Settings", "check_url", "configure", "reset_configuration", "settings"]
@@ -327,8 +328,6 @@ def reset_configuration() -> None:
 
 
 def _default_home(drive_root: Path) -> Path:
-    from masuka_nb import runtime  # a pure probe: it reads no settings
-
     drive = runtime.drive_root(drive_root)
     if drive is not None:
         return drive / "MASUKA"

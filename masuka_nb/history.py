@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb._redact import redact
-from masuka_nb.errors import CancelledError, MasukaError
+from masuka_nb.config import settings
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.storage import atomic_write_text, quarantine
 
@@ -223,8 +224,6 @@ def _aware(dt: datetime) -> datetime:
 
 
 def _bad_filter(name: str, value: Any, expected: str):
-    from masuka_nb.errors import InvalidRequestError
-
     return InvalidRequestError(f"`{name}` must be {expected}, not {type(value).__name__}.", argument=name,
                                value=value, hint="e.g. history.query(kind=\"image\", since=\"2026-12-01\", limit=20)")
 
@@ -242,8 +241,6 @@ def _when(name: str, value: Any) -> datetime | None:
 
 def history() -> History:
     """The history in MASUKA's current home (resolved now)."""
-    from masuka_nb.config import settings
-
     return History(settings().history_dir)
 
 

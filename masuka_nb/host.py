@@ -40,6 +40,7 @@ from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError
 from masuka_nb.log import get_logger
 from masuka_nb.runtime import PROFILES, GpuProfile, detect, free_memory
+from masuka_nb.runtime import profile as named
 
 __all__ = ["Host", "Resident", "device_host", "footprint", "torch_device"]
 
@@ -197,8 +198,6 @@ class Host:
         """Plan as if this machine were `profile` (a name such as "t4", or a GpuProfile); None: the real one.
         `counts_cpu=True` counts what models hold in RAM as the simulated device's memory (a CPU-only
         machine standing in for a GPU one in tests and benchmarks)."""
-        from masuka_nb.runtime import profile as named
-
         self._machine = named(profile) if isinstance(profile, str) else profile
         self._device_types = ("cuda", "mps", "cpu") if counts_cpu and profile is not None else ("cuda", "mps")
         with self._lock:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import (
     GatedModelError,
     MasukaError,
@@ -25,6 +26,11 @@ from masuka_nb.errors import (
     ProviderUnavailableError,
 )
 from masuka_nb.log import get_logger
+from masuka_nb.memory import plan as make_plan
+from masuka_nb.models.embedded import hub_reachable, require_hub
+from masuka_nb.models.registry import MODELS, get_model
+from masuka_nb.progress import ProgressReporter
+from masuka_nb.storage import atomic_write_json
 
 if TYPE_CHECKING:
     from masuka_nb.memory import MemoryPlan
@@ -105,9 +111,6 @@ def download_plan(
     leaves `files` empty: the patterns alone still limit what a download may fetch. Work that plans
     for itself (LoRA training) names its NF4 components and pre-quantized repo instead of a plan.
     """
-    from masuka_nb.memory import plan as make_plan
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model)
     if spec.repo is None:
         return DownloadPlan(spec.id, "local", (), ())
@@ -145,9 +148,6 @@ def load_listing(path: str | Path) -> tuple[RepoFile, ...]:
 
 
 def _list_repo(repo: str, revision: str) -> tuple[RepoFile, ...]:
-    from masuka_nb.config import settings
-    from masuka_nb.models.embedded import hub_reachable
-
     if settings().offline or not hub_reachable():
         return ()  # no listing: the patterns still bound the download; locate_model says what is missing
     try:
@@ -166,8 +166,6 @@ def hub_error(exc: BaseException, *, repo: str, model: str | None = None) -> Mas
     if isinstance(exc, MasukaError):
         return exc
     from huggingface_hub import errors as hf
-
-    from masuka_nb.models.registry import MODELS
 
     spec = next((m for m in MODELS.values() if m.repo == repo), None)
     licence = spec.licence_url if spec and spec.licence_url else f"https://huggingface.co/{repo}"
@@ -240,8 +238,6 @@ def locate_repo(repo: str, *, name: str | None = None, allow: Sequence[str] = ("
 
 
 def _locate(dplan: DownloadPlan, *, name: str, gated: bool, licence_url: str, progress: Any = None) -> Path:
-    from masuka_nb.config import settings
-
     s = settings()
     rel = Path(dplan.repo.replace("/", "--")) / dplan.revision
     session = s.cache_dir / "models" / rel
@@ -261,8 +257,6 @@ def _locate(dplan: DownloadPlan, *, name: str, gated: bool, licence_url: str, pr
             argument="model", value=name,
             hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gate}",
         )
-    from masuka_nb.models.embedded import require_hub
-
     files = (f"{len(dplan.files)} files ({dplan.total_bytes / 1e9:.1f} GB)" if dplan.files
              else "the files matching " + ", ".join(dplan.allow_patterns[:4]) + (" …" if len(dplan.allow_patterns) > 4 else ""))
     require_hub(model=name, repo=dplan.repo, files=files)
@@ -275,9 +269,6 @@ def _locate(dplan: DownloadPlan, *, name: str, gated: bool, licence_url: str, pr
 
 def _snapshot(dplan: DownloadPlan, target: Path, *, progress: Any = None) -> None:
     from huggingface_hub import snapshot_download
-
-    from masuka_nb.progress import ProgressReporter
-    from masuka_nb.storage import atomic_write_json
 
     reporter = ProgressReporter("download", max(1, len(dplan.files)), progress=progress)
     reporter.update(0, message=f"{dplan.repo}: {dplan.total_bytes / 1e9:.2f} GB planned")
@@ -308,8 +299,6 @@ def _files_bar(reporter: Any, repo: str) -> type:
 
 
 def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
-    from masuka_nb.storage import atomic_write_json
-
     for file in src.rglob("*"):
         rel = file.relative_to(src).as_posix()
         if file.is_file() and rel != MARKER and (not dplan.allow_patterns or dplan.selects(rel)):
@@ -326,9 +315,6 @@ def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
 def fetch_lora_file(repo: str) -> Path:
     """The LoRA weight file of Hub repo `repo` (the diffusers name first, else the only .safetensors)."""
     from huggingface_hub import hf_hub_download, list_repo_files
-
-    from masuka_nb.config import settings
-    from masuka_nb.models.embedded import hub_reachable, require_hub
 
     if settings().offline or not hub_reachable():
         try:  # a LoRA fetched before is still in the local Hub cache

@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING
 
 from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
 from masuka_nb.host import device_host
+from masuka_nb.memory_figures import FIGURES
+from masuka_nb.models.registry import get_model
+from masuka_nb.runtime import PROFILES, GpuProfile, profile
 
 if TYPE_CHECKING:
     from masuka_nb.models.registry import ModelSpec
@@ -171,8 +174,6 @@ class MemoryPlan:
 
     def published(self) -> list[str]:
         """The published figures for this model (memory_figures.py), to read the estimates against."""
-        from masuka_nb.memory_figures import FIGURES
-
         unit = {"fits": "fits in"}
         return [f"{f.name}: {unit.get(f.kind, '')}{' ' if f.kind in unit else ''}{f.value:g} GB "
                 f"({f.role}, {f.source}, read {f.read})" for f in FIGURES if f.model == self.model]
@@ -181,8 +182,6 @@ class MemoryPlan:
 def _profile(gpu: str | GpuProfile | None, ram_gb: float | None, *, model: str | None = None) -> GpuProfile:
     """The profile a plan is made for. None: this machine as the device host sees it now, its memory less
     what stays resident (what `model` itself holds is not subtracted: it is reused or replaced)."""
-    from masuka_nb.runtime import GpuProfile, profile
-
     if gpu is None:
         prof = device_host().planning_profile(model)
     elif isinstance(gpu, GpuProfile):
@@ -398,8 +397,6 @@ def plan(
     overrides the best plan that fits is returned. `speed="fast"` turns on a first-block cache (and
     regional compile on bf16 GPUs without group offload); `num_frames` is for video models.
     """
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model)
     prof = _profile(gpu, ram_gb, model=spec.id)
     _check_choice("dtype", dtype, DTYPES)
@@ -515,8 +512,6 @@ def _forced(spec: ModelSpec, cands: list[MemoryPlan], forced: dict, dtype: str |
 
 
 def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]) -> PlanDoesNotFitError:
-    from masuka_nb.runtime import PROFILES
-
     if fitting:
         nearest = fitting[0].label
     elif spec.is_video and (smaller := _smaller_video_plan(spec, chosen)) is not None:
@@ -563,8 +558,6 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
 
 def _smaller_video_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | None:
     """The biggest clip that fits this runtime: fewer frames first (same look), then a smaller published size."""
-    from masuka_nb.runtime import GpuProfile
-
     prof = GpuProfile(chosen.profile, chosen.vram_available_gb, chosen.ram_available_gb,
                       (8, 0) if chosen.dtype == "bfloat16" else (7, 5))
     smaller = sorted((s for s in spec.sizes if s[0] * s[1] < chosen.width * chosen.height), key=lambda s: -s[0] * s[1])
@@ -581,9 +574,6 @@ def _smaller_video_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | Non
 
 def lighter_plan(current: MemoryPlan) -> MemoryPlan | None:
     """The next plan after `current` that needs less VRAM (the fallback after a CUDA out-of-memory)."""
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.runtime import PROFILES, GpuProfile
-
     spec = get_model(current.model)
     prof = PROFILES.get(current.profile) or GpuProfile(current.profile, current.vram_available_gb,
                                                        current.ram_available_gb, (8, 0))

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from masuka_nb.errors import DiskFullError, NotWritableError, StorageError
+from masuka_nb.errors import DiskFullError, InvalidRequestError, NotWritableError, StorageError
 from masuka_nb.log import get_logger
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_safetensors", "atomic_write_text",
@@ -125,8 +125,6 @@ def refuse_special(target: Path, *, argument: str = "path") -> None:
     """A write never replaces a device, a FIFO, a socket or a folder: renaming over `/dev/zero` (as root,
     on Colab) would swap the device for a regular file for every other program on the machine."""
     import stat
-
-    from masuka_nb.errors import InvalidRequestError
 
     try:
         mode = os.stat(target).st_mode
@@ -318,8 +316,6 @@ def read_file_bytes(path: str | os.PathLike[str], *, max_bytes: int, argument: s
     """
     import stat
 
-    from masuka_nb.errors import InvalidRequestError
-
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
         raise InvalidRequestError("`max_file_bytes` must be a whole number of bytes ≥ 0.", argument="max_file_bytes",
                                   value=max_bytes, hint="e.g. max_file_bytes=64 * 1024**2")
@@ -383,8 +379,6 @@ def decode_text(data: bytes, *, name: str = "the file", argument: str = "path") 
     `note` says when a fallback was used (None for UTF-8). Bytes that are not text at all (NUL bytes
     without a UTF-16 BOM: an image or a zip renamed .txt) are an `InvalidRequestError` naming `name`.
     """
-    from masuka_nb.errors import InvalidRequestError
-
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return data.decode("utf-16"), "read as UTF-16"

@@ -27,10 +27,22 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import history
+from masuka_nb.config import settings
+from masuka_nb.creative.presets import _weighted, apply
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+from masuka_nb.image.engine import default_engine
+from masuka_nb.image.generation import resolve_model, run
+from masuka_nb.image.grid import make_grid
+from masuka_nb.image.job import PromptCache
+from masuka_nb.image.lora import normalise_loras
+from masuka_nb.image.metadata import RECIPE_KEY
 from masuka_nb.image.pipeline import pick_seeds
 from masuka_nb.image.request import check_seed
 from masuka_nb.log import get_logger
+from masuka_nb.models.registry import get_model
+from masuka_nb.progress import ProgressReporter
+from masuka_nb.storage import atomic_write_bytes, unique_path
 
 __all__ = ["FIELDS", "GridCell", "GridResult", "grid"]
 
@@ -126,11 +138,6 @@ def grid(
     engine: Any = None,
 ) -> GridResult:
     """Render `prompt` once per combination of the X (columns), Y (rows) and Z (sheets) values."""
-    from masuka_nb.image.engine import default_engine
-    from masuka_nb.image.generation import run
-    from masuka_nb.image.job import PromptCache
-    from masuka_nb.progress import ProgressReporter
-
     t0 = time.perf_counter()
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequestError("The grid's prompt is empty.", argument="prompt", value=prompt,
@@ -214,15 +221,8 @@ def _axis(name: str, axis: Any) -> tuple[str, list[Any]]:
 
 def _cell_call(base: dict[str, Any], axes: dict[str, tuple[str, list[Any]]], combo: tuple) -> dict[str, Any]:
     """The generate() arguments of one cell: the base settings with each axis' value applied."""
-    from masuka_nb.creative.presets import apply
-    from masuka_nb.image.generation import resolve_model
-    from masuka_nb.image.lora import normalise_loras
-    from masuka_nb.models.registry import get_model
-
     call = dict(base)
     call["loras"] = [(s.source, s.weight) for s in normalise_loras(base["loras"])]
-    from masuka_nb.creative.presets import _weighted
-
     _weighted(base["presets"])  # checked here: a bad `presets` is an InvalidRequestError, not a TypeError
     presets = base["presets"] or ()
     call["presets"] = list(presets) if not isinstance(presets, (str, dict)) else [presets]
@@ -292,8 +292,6 @@ def _label(fieldname: str, value: Any) -> str:
 
 
 def _sheets(cells, labels, xs, ys, zs, min_cell) -> list[Any]:
-    from masuka_nb.image.grid import make_grid
-
     sheets = []
     for zv in zs:
         rows = [[c.image for c in cells if c.z == zv and c.y == yv] for yv in ys]
@@ -307,8 +305,6 @@ def _sheets(cells, labels, xs, ys, zs, min_cell) -> list[Any]:
 
 
 def _stack(sheets: list[Any], labels: list[str]) -> Any:
-    from masuka_nb.image.grid import make_grid
-
     w = max(s.width for s in sheets)
     h = max(s.height for s in sheets)
     return make_grid(sheets, cols=len(sheets), cell_size=(w, h), col_labels=labels, font_size=max(14, h // 40))
@@ -316,10 +312,6 @@ def _stack(sheets: list[Any], labels: list[str]) -> Any:
 
 def _save(out: GridResult, *, prompt: str, base: dict[str, Any], kind: str, save: bool, record: bool,
           extra: dict[str, Any]) -> None:
-    from masuka_nb import history
-    from masuka_nb.config import settings
-    from masuka_nb.storage import unique_path
-
     recipe = {"kind": kind, "prompt": prompt, "axes": {k: [v[0], [_jsonable(x) for x in v[1]]]
                                                           for k, v in out.axes.items()},
               "model": out.cells[0].recipe.get("model"),
@@ -342,9 +334,6 @@ def _write_png(image: Any, path: Path, recipe: dict[str, Any]) -> Path:
     """The grid PNG with its JSON recipe (axes and every cell's recipe) in the same text chunk as images."""
     from PIL.PngImagePlugin import PngInfo
 
-    from masuka_nb.image.metadata import RECIPE_KEY
-    from masuka_nb.storage import atomic_write_bytes
-
     info = PngInfo()
     info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True, default=str))
     buf = io.BytesIO()
@@ -353,8 +342,6 @@ def _write_png(image: Any, path: Path, recipe: dict[str, Any]) -> Path:
 
 
 def _record_failure(kind: str, prompt: str, axes: dict, exc: BaseException, seconds: float) -> None:
-    from masuka_nb import history
-
     status = "cancelled" if isinstance(exc, (CancelledError, KeyboardInterrupt)) else "failed"
     err = exc.to_dict() if isinstance(exc, MasukaError) else {"code": type(exc).__name__, "message": str(exc)}
     history.write(kind, status=status, prompt=prompt, timings={"seconds_total": seconds}, error=err,

@@ -30,6 +30,7 @@ from typing import Any
 
 from masuka_nb import history
 from masuka_nb.config import settings
+from masuka_nb.creative.clips import to_video
 from masuka_nb.creative.presets import apply
 from masuka_nb.creative.templates import expand, read_prompts
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, StorageError
@@ -126,8 +127,6 @@ class BatchResult:
 
     def to_video(self, path: str | Path | None = None, **kwargs: Any) -> Path:
         """The batch as a clip (`masuka_nb.to_video` arguments)."""
-        from masuka_nb.creative.clips import to_video
-
         return to_video(self.images, path=path, **kwargs)
 
     def _repr_html_(self) -> str:

@@ -23,7 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError, MasukaError
+from masuka_nb.storage import read_text_file
 
 __all__ = ["MAX_EXPANSION", "MAX_TEXT_BYTES", "count", "expand", "read_prompts", "wildcard_names"]
 
@@ -44,8 +46,6 @@ def wildcard_names(*, wildcards_dir: str | Path | None = None) -> list[str]:
 
 
 def _read_text(file: Path, *, argument: str, what: str) -> str:
-    from masuka_nb.storage import read_text_file
-
     try:
         return read_text_file(file, max_bytes=MAX_TEXT_BYTES, argument=argument, what=what)
     except MasukaError as exc:  # too big, binary, a FIFO, unreadable: said about this one file
@@ -119,8 +119,6 @@ def _folder(wildcards_dir: str | Path | None) -> Path:
             raise InvalidRequestError("`wildcards_dir` must be a folder path.", argument="wildcards_dir",
                                       value=wildcards_dir, hint="e.g. wildcards_dir=\"/content/wildcards\"")
         return Path(wildcards_dir)
-    from masuka_nb.config import settings
-
     return settings().wildcards_dir
 
 

@@ -43,6 +43,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import history
+from masuka_nb.config import settings
 from masuka_nb.errors import (
     CancelledError,
     InvalidRequestError,
@@ -59,6 +61,7 @@ from masuka_nb.hosted import pricing
 from masuka_nb.hosted.http import wait_or_cancel
 from masuka_nb.hosted.lease import HEARTBEAT_S, LEASE_S, Holder, Lease, LeaseLostError, acquire
 from masuka_nb.hosted.ledger import SubmitLedger, recording
+from masuka_nb.hosted.providers import get_provider
 from masuka_nb.hosted.store import (
     ACTIVE,
     ATTENTION,
@@ -116,8 +119,6 @@ def poll_interval(provider: Any, override: float | None = None) -> float:
     """How often a job polls: the caller's value, else the `poll_interval` setting, else the provider's own pace."""
     if override is not None:
         return override
-    from masuka_nb.config import settings
-
     configured = settings().poll_interval
     return float(configured) if configured is not None else float(provider.default_poll_interval)
 
@@ -593,15 +594,11 @@ class Job:
 
     # -- the steps --
     def _provider(self):
-        from masuka_nb.hosted.providers import get_provider
-
         return get_provider(self.record.provider, base_url=self.record.base_url or None)
 
     def _poll_until_done(self, provider, reporter: ProgressReporter, deadline: float | None) -> None:
         rec = self.record
         start = time.monotonic()
-        from masuka_nb.config import settings
-
         grace = settings().job_not_found_grace
         while True:
             reporter.check(f"job {rec.id}")
@@ -789,8 +786,6 @@ class Job:
         """Subclasses check the bytes (MP4 box, safetensors header) by raising ProviderBadResponseError."""
 
     def _target_path(self, d: Download) -> Path:
-        from masuka_nb.config import settings
-
         return settings().outputs_dir / "jobs" / f"{self.record.id}-{d.role}{d.suffix}"
 
     def _finish(self) -> None:
@@ -867,8 +862,6 @@ class Job:
 
     def record_history(self, status: str) -> None:
         """Record how the job ended (ok, cancelled or failed) in the history, through the one writer."""
-        from masuka_nb import history
-
         rec = self.record
         fields = {"kind": rec.kind, "status": status, "model": rec.model, "prompt": rec.prompt,
                   "recipe": {"provider": rec.provider, "provider_model": rec.provider_model, "job_id": rec.id,

@@ -13,9 +13,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.host import Host, device_host
+from masuka_nb.image.failures import translate
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
+from masuka_nb.memory import plan as make_plan
+from masuka_nb.models.registry import get_model
+from masuka_nb.quiet import quiet_third_party
 from masuka_nb.runtime import free_memory
 
 __all__ = ["TASK", "ImageEngine", "default_engine", "place"]
@@ -58,9 +63,6 @@ class ImageEngine:
     def pipeline(self, model: str, *, plan: MemoryPlan | None = None, img2img: bool = False,
                  progress: Any = None) -> Any:
         """The loaded diffusers pipeline for `model` (loading it, and unloading another, if needed)."""
-        from masuka_nb.memory import plan as make_plan
-        from masuka_nb.models.registry import get_model
-
         spec = get_model(model)
         with self.lock:
             if plan is None:
@@ -125,9 +127,6 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
     import diffusers
     import torch
 
-    from masuka_nb.image.failures import translate
-    from masuka_nb.quiet import quiet_third_party
-
     log.info("engine.load", model=spec.id, plan=plan.label)
     _quiet_loading()
     with quiet_third_party():  # the first pipeline access imports transformers, with its notices
@@ -178,8 +177,6 @@ def _dtype_kwarg() -> str:
 
 def _quiet_loading() -> None:
     """With MASUKA_PROGRESS=off, the libraries' own loading bars go too (the log says what loads)."""
-    from masuka_nb.config import settings
-
     if settings().progress == "off":
         import diffusers.utils.logging as dl
         import transformers.utils.logging as tl

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
 from masuka_nb.image import cache
+from masuka_nb.image.engine import default_engine
 from masuka_nb.image.job import GenerationJob, PromptCache
 from masuka_nb.image.lora import apply_loras, resolve_all
 from masuka_nb.image.pipeline import Task, image_sha256, record, save_pngs
@@ -154,8 +155,6 @@ def generate(
     `masuka_nb.plan` keywords such as ``{"offload": "model"}``). `previews=True` adds a small preview
     image to each progress event. Raises only `MasukaError`s; every call lands in the history.
     """
-    from masuka_nb.image.engine import default_engine
-
     return run(default_engine(), prompt, model=model, negative_prompt=negative_prompt, width=width, height=height,
                steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras, image=image,
                strength=strength, plan=plan, progress=progress, cancel=cancel, save=save, previews=previews)

@@ -34,15 +34,18 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb import history
+from masuka_nb._version import __version__
 from masuka_nb.config import settings
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, OutOfMemoryError, StorageError
 from masuka_nb.image.failures import is_out_of_memory, translate
 from masuka_nb.image.job import GenerationJob
+from masuka_nb.image.metadata import write_png
 from masuka_nb.image.request import MAX_GUIDANCE, MAX_IMAGES, MAX_SEED, MAX_STEPS, check_seed, open_image
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan, lighter_plan
 from masuka_nb.memory import plan as make_plan
 from masuka_nb.models.registry import ModelSpec, get_model
+from masuka_nb.models.tiny import BUILDER_VERSION, TINY_LABEL
 from masuka_nb.progress import ProgressReporter
 from masuka_nb.quiet import quiet_third_party
 from masuka_nb.runtime import free_memory
@@ -99,9 +102,6 @@ def plan_for(spec: ModelSpec, plan: Any, *, width: int, height: int, num_images:
 def base_recipe(job: GenerationJob) -> dict[str, Any]:
     """The recipe fields every local task records (the task adds its own): enough to make it again."""
     import diffusers
-
-    from masuka_nb._version import __version__
-    from masuka_nb.models.tiny import BUILDER_VERSION, TINY_LABEL
 
     spec, req, mplan = job.spec, job.request, job.plan
     recipe: dict[str, Any] = {
@@ -486,8 +486,6 @@ def _without_text_encoders(pipe: Any, spec: ModelSpec, *, active: bool):
 
 def save_pngs(images: list[Any], recipe: dict[str, Any], stem: str) -> list[Path]:
     """Each image as `outputs/<date>/<time>-<stem>-<seed>.png`, with its recipe, written atomically."""
-    from masuka_nb.image.metadata import write_png
-
     folder = settings().outputs_dir / datetime.now().strftime("%Y-%m-%d")
     stamp = datetime.now().strftime("%H%M%S")
     stem = safe_name(stem, max_len=40)

@@ -9,12 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.buckets import fetch, is_bucket_url
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError
 from masuka_nb.image.edit import reproduce_edit
 from masuka_nb.image.engine import default_engine
 from masuka_nb.image.foreign import reproduce_foreign as _reproduce_foreign
 from masuka_nb.image.generation import CARRIED, GenerationResult, run
 from masuka_nb.image.pipeline import image_sha256
+from masuka_nb.image.recipes import Recipe
+from masuka_nb.image.recipes import read_recipe as read_any
 
 __all__ = ["reproduce"]
 
@@ -29,8 +33,6 @@ def reproduce(path_or_recipe: Any, *, save: bool = True, progress: Any = None,
     to the registry (by name, hash or a Civitai lookup), its LoRAs fetched (library, Civitai by id or hash), and
     `result.warnings` says plainly where the result can only be close (sampler, base model, noise, a tiny twin).
     """
-    from masuka_nb.image.recipes import Recipe
-
     if isinstance(path_or_recipe, GenerationResult):
         recipe = path_or_recipe.recipe
     elif isinstance(path_or_recipe, dict):
@@ -71,8 +73,6 @@ def reproduce(path_or_recipe: Any, *, save: bool = True, progress: Any = None,
 
 def _read(path: str | Path) -> Any:
     """A MASUKA recipe dict (its PNG or .json), or the `Recipe` a foreign image carries."""
-    from masuka_nb.image.recipes import read_recipe as read_any
-
     text = str(path)
     if text.startswith(("http://", "https://")):
         found = read_any(text)
@@ -102,13 +102,9 @@ def _find_input(recipe: dict[str, Any]) -> Any:
 
 def _local_copy(path: str | Path) -> str | Path:
     """A gs:// or s3:// PNG or recipe, fetched whole into the cache (recipes are small; PNGs a few MB)."""
-    from masuka_nb.buckets import fetch, is_bucket_url
-
     if not is_bucket_url(path):
         return path
     import hashlib
-
-    from masuka_nb.config import settings
 
     name = str(path).rstrip("/").rsplit("/", 1)[-1] or "recipe.json"
     key = hashlib.sha256(str(path).encode()).hexdigest()[:16]

@@ -28,6 +28,7 @@ from masuka_nb.image.pipeline import run as run_pipeline
 from masuka_nb.image.pipeline import save_pngs
 from masuka_nb.image.request import open_image
 from masuka_nb.progress import ProgressEvent, ProgressReporter
+from masuka_nb.storage import atomic_write_bytes, unique_path
 
 __all__ = ["METHODS", "TileRefine", "tile_boxes", "tiled", "upscale"]
 
@@ -327,8 +328,6 @@ def _save_png(image: Any, recipe: dict[str, Any]) -> Path:
     from datetime import datetime
 
     from PIL.PngImagePlugin import PngInfo
-
-    from masuka_nb.storage import atomic_write_bytes, unique_path
 
     info = PngInfo()
     info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True, default=str))

@@ -19,6 +19,7 @@ from masuka_nb.errors import DatasetError, InvalidRequestError
 from masuka_nb.host import device_host, torch_device
 from masuka_nb.hub import locate_repo
 from masuka_nb.log import get_logger
+from masuka_nb.models.embedded import use_embedded_models
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.quiet import quiet_third_party
 from masuka_nb.storage import atomic_write_text
@@ -77,8 +78,6 @@ def with_trigger(caption: str, trigger_word: str | None) -> str:
 
 def _resolve(model: str) -> tuple[str, str, bool]:
     """(family, repo or folder, tiny) for a captioner name. Without a GPU and without the Hub: the tiny twin."""
-    from masuka_nb.models.embedded import use_embedded_models
-
     key = model.strip().lower()
     if key not in CAPTIONERS:
         raise InvalidRequestError(f"Unknown captioner `{model}`.", argument="model", value=model,

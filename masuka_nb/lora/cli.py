@@ -14,6 +14,7 @@ import json
 import sys
 
 from masuka_nb.errors import MasukaError
+from masuka_nb.lora.training import train
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,8 +46,6 @@ def _event_printer(event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from masuka_nb.lora.training import train
-
     try:
         run = train(args.dataset, base=args.base, trigger_word=args.trigger_word, steps=args.steps, rank=args.rank,
                     learning_rate=args.learning_rate, resolution=args.resolution, name=args.name, seed=args.seed,

@@ -17,13 +17,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from masuka_nb.errors import DependencyMissingError, InvalidRequestError, ModelFilesMissingError
+from masuka_nb.errors import DatasetError, DependencyMissingError, InvalidRequestError, ModelFilesMissingError
 from masuka_nb.host import device_host, torch_device
 from masuka_nb.hub import locate_repo
 from masuka_nb.log import get_logger
+from masuka_nb.lora.imageio import ImageRejected, decode_image
 from masuka_nb.models.embedded import use_embedded_models
+from masuka_nb.models.tiny_vision import AestheticMLP
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.quiet import quiet_third_party
+from masuka_nb.storage import read_file_bytes
 
 __all__ = ["ClipScorer", "CurationReport", "ItemVerdict", "blur_score", "curate", "dataset_size_advice"]
 
@@ -145,8 +148,6 @@ class ClipScorer:
     def _load(self) -> dict[str, Any]:
         from transformers import AutoProcessor, CLIPVisionModelWithProjection
 
-        from masuka_nb.models.tiny_vision import AestheticMLP
-
         if self.tiny:
             from safetensors.torch import load_file
 
@@ -232,8 +233,6 @@ def _load_rgb(path, max_side: int = 512):
     """A dataset image, small; one that vanished or was damaged on disk is a DatasetError naming it."""
     from PIL import Image
 
-    from masuka_nb.errors import DatasetError
-
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
@@ -249,9 +248,6 @@ def _as_image(ref):
     import os
 
     from PIL import Image
-
-    from masuka_nb.lora.imageio import ImageRejected, decode_image
-    from masuka_nb.storage import read_file_bytes
 
     if isinstance(ref, Image.Image):
         return ref.convert("RGB")

@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
+from masuka_nb.host import device_host
+from masuka_nb.models.registry import get_model
+from masuka_nb.runtime import profile
 
 __all__ = ["TARGET_PRESETS", "TrainingConfig", "TrainingPlan", "estimate_vram_gb", "plan_training"]
 
@@ -140,10 +143,6 @@ def plan_training(
 ) -> TrainingPlan:
     """The plan for a run, with recommended values for whatever is None. `gpu` names a profile
     (t4, l4, a100-40, h100, cpu...); None looks at this machine."""
-    from masuka_nb.host import device_host
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.runtime import profile
-
     spec = get_model(base)
     if spec.family != "flux":
         raise InvalidRequestError(f"Local LoRA training supports FLUX models, not `{base}`.", argument="base",

@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import history
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.lora.checkpoints import Damaged, damaged_run_error, read_state
+from masuka_nb.lora.dataset import Dataset
 from masuka_nb.lora.plan import TrainingConfig, TrainingPlan
 from masuka_nb.progress import CancelToken, ProgressCallback
 from masuka_nb.storage import atomic_write_json, quarantine, read_json_guarded
@@ -107,8 +110,6 @@ class TrainingRun:
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike[str]) -> TrainingRun:
-        from masuka_nb.config import settings
-
         if not isinstance(name_or_dir, (str, os.PathLike)) or not str(name_or_dir).strip():
             raise InvalidRequestError("`name` must be a run's name or folder.", argument="name", value=name_or_dir,
                                       hint="e.g. TrainingRun.load(\"my-style\")")
@@ -154,8 +155,6 @@ class TrainingRun:
         """Continue from the latest checkpoint (a finished run is returned as it is)."""
         if self.finished:
             return self
-        from masuka_nb.lora.dataset import Dataset
-
         dataset = Dataset(self.dataset_root)
         if self.stats.get("dataset_hash") not in (None, dataset.content_hash()):
             raise InvalidRequestError(
@@ -181,8 +180,6 @@ def _read_losses(run_dir: Path) -> list[float]:
 
 def record_run(run: TrainingRun, status: str) -> None:
     """One history record for a run (started, cancelled, failed, finished), through the one history writer."""
-    from masuka_nb import history
-
     stats = run.stats
     timings = {"seconds_cache": stats.get("cache_s"), "seconds_run": stats.get("train_s")}
     if timings["seconds_cache"] is not None or timings["seconds_run"] is not None:

@@ -24,15 +24,21 @@ from masuka_nb.errors import (
     TrainingFailedError,
 )
 from masuka_nb.host import device_host, torch_device
+from masuka_nb.hub import download_plan, locate_model
 from masuka_nb.log import get_logger
+from masuka_nb.lora.checkpoints import Damaged, newest_intact, write_checkpoint
+from masuka_nb.lora.export import PEFT_FILE, export_lora
 from masuka_nb.lora.plan import TARGET_PRESETS
 from masuka_nb.lora.runs import FLOW_SHIFT, TrainingRun, bucket_for, loss_curve_png, make_buckets, record_run
+from masuka_nb.models.registry import get_model
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.quiet import quiet_third_party
 from masuka_nb.storage import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_safetensors,
     ensure_dir,
+    quarantine,
     read_json_guarded,
 )
 
@@ -53,8 +59,6 @@ class _Trainer:
     def _source(self) -> tuple[str, str | None, Any]:
         """(local folder for vae/text encoders/scheduler, folder for the transformer, spec). Real models' files
         come through `masuka_nb.hub` (session copy, Drive copy, else the Hub along a download plan)."""
-        from masuka_nb.models.registry import get_model
-
         spec = get_model(self.cfg.base)
         if spec.tiny:
             from masuka_nb.models.tiny import ensure_tiny
@@ -62,8 +66,6 @@ class _Trainer:
             path = str(ensure_tiny(spec.id))
             self.nf4_path = self.cfg.quantized_repo if self.cfg.quantization == "nf4" else None
             return path, self._nf4_repo() or path, spec
-        from masuka_nb.hub import download_plan, locate_model
-
         quantized = ("transformer", "text_encoder_2") if self.cfg.quantization == "nf4" else ()
         repo = self.cfg.quantized_repo if quantized else None
         dplan = download_plan(spec, quantized_components=quantized, quantized_repo=repo)
@@ -316,8 +318,6 @@ class _Trainer:
         import torch
         from peft.utils import get_peft_model_state_dict
 
-        from masuka_nb.lora.checkpoints import write_checkpoint
-
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                                "python": random.getstate()}
         if torch.cuda.is_available():
@@ -338,8 +338,6 @@ class _Trainer:
         import numpy as np
         import torch
         from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-
-        from masuka_nb.lora.checkpoints import Damaged, newest_intact
 
         unwrapped = accel.unwrap_model(model)
         expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(unwrapped).items()}
@@ -514,8 +512,6 @@ class _Trainer:
         accel = Accelerator(mixed_precision=cfg.mixed_precision if cuda else "no", cpu=self._device().type == "cpu")
         items = self._items()
         t0 = time.perf_counter()
-        from masuka_nb.quiet import quiet_third_party
-
         with accel.main_process_first(), quiet_third_party():  # rank 0 builds/downloads and caches; the others then read
             base, transformer_repo, spec = self._source()
             fill = self._is_fill(spec)
@@ -708,8 +704,6 @@ class _Trainer:
     def _export(self, model, accel, spec) -> None:
         from peft.utils import get_peft_model_state_dict
 
-        from masuka_nb.lora.export import PEFT_FILE, export_lora
-
         cfg, run = self.cfg, self.run_
         sd = get_peft_model_state_dict(accel.unwrap_model(model))
         scale = cfg.lora_alpha / cfg.rank
@@ -762,8 +756,6 @@ def _clip_grad_norm(params: list, max_norm: float, accel) -> None:
 def _read_cache(path: Path, load_file) -> dict[str, Any] | None:
     """A latent or text-embedding cache, or None (absent, or damaged: quarantined and rebuilt)."""
     from safetensors import SafetensorError
-
-    from masuka_nb.storage import quarantine
 
     if not path.is_file():
         return None

@@ -24,13 +24,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError, MasukaError, StorageError
 from masuka_nb.host import device_host, torch_device
+from masuka_nb.image.pipeline import pick_seeds
 from masuka_nb.log import get_logger
+from masuka_nb.lora.dataset import Dataset
 from masuka_nb.lora.plan import TARGET_PRESETS, plan_training
 from masuka_nb.lora.runs import TrainingRun, bucket_for, make_buckets
+from masuka_nb.lora.trainer import _Trainer
+from masuka_nb.models.embedded import EMBEDDED_NOTE, use_embedded_models
 from masuka_nb.progress import CancelToken, ProgressCallback
-from masuka_nb.storage import ensure_dir
+from masuka_nb.storage import ensure_dir, safe_name
 
 __all__ = ["TrainingRun", "bucket_for", "make_buckets", "train"]
 
@@ -39,8 +44,6 @@ log = get_logger(__name__)
 
 def _embedded_base(base: str, gpu: str | None) -> tuple[str, str]:
     """Without a GPU and without the Hub (and no `gpu` profile asked for), tiny-flux stands in for `base`."""
-    from masuka_nb.models.embedded import EMBEDDED_NOTE, use_embedded_models
-
     if gpu is not None or str(base).startswith("tiny") or not use_embedded_models(engine="train"):
         return base, ""
     log.info("train.tiny_fallback", base=base)
@@ -76,9 +79,6 @@ def train(
     `seed` None picks a random seed (recorded in the run and its LoRA's metadata), except that a run of the
     same recipe on the same images already started is found again and carried on.
     """
-    from masuka_nb.lora.dataset import Dataset
-    from masuka_nb.storage import safe_name
-
     if not isinstance(dataset, Dataset):
         dataset = Dataset.load(dataset)
     _check_arguments(trigger_word=trigger_word, name=name, seed=seed, batch_size=batch_size, steps=steps, rank=rank,
@@ -135,8 +135,6 @@ def train(
     # dataset or recipe is a new run.
     run_id = hashlib.sha256(f"{cfg.fingerprint()}:{dataset_hash}".encode()).hexdigest()[:6]
     run_name = name or safe_name(f"{dataset.name}-{cfg.trigger_word}-{run_id}")
-    from masuka_nb.config import settings
-
     run_dir = settings().training_dir / run_name
     if (run_dir / "run.json").is_file():
         existing = TrainingRun.load(run_dir)
@@ -173,9 +171,6 @@ def _earlier_seed(cfg: Any, dataset_hash: str) -> int:
     """The seed of an earlier run of this recipe on these images (so calling `train` again resumes it or
     returns it), else a new random one."""
     import dataclasses
-
-    from masuka_nb.config import settings
-    from masuka_nb.image.pipeline import pick_seeds
 
     root = settings().training_dir
     wanted = dataclasses.replace(cfg, seed=0).fingerprint()
@@ -239,6 +234,4 @@ def _cuda_available() -> bool:
 
 
 def _trainer():
-    from masuka_nb.lora.trainer import _Trainer  # the loop lives in its own module; imported on use
-
     return _Trainer

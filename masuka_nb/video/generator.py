@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from masuka_nb.config import check_url
+from masuka_nb.config import check_url, settings
 from masuka_nb.errors import (
     InvalidRequestError,
     MasukaError,
@@ -32,6 +32,7 @@ from masuka_nb.errors import (
 from masuka_nb.hosted import pricing as _cost
 from masuka_nb.hosted.catalog import RoutePlan, model_info, plan_routes, retired_error
 from masuka_nb.hosted.http import breaker_for
+from masuka_nb.hosted.providers import get_provider, provider_class
 from masuka_nb.hosted.runner import (
     Download,
     Job,
@@ -44,6 +45,9 @@ from masuka_nb.hosted.runner import (
 from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.secrets import has_secret
+from masuka_nb.storage import safe_name
+from masuka_nb.video.local import is_local_model
 from masuka_nb.video.media import ImageInput, first_frame, is_mp4
 from masuka_nb.video.request import DEFAULT_MODEL, VideoRequest
 from masuka_nb.video.result import VideoResult
@@ -73,9 +77,6 @@ class VideoJob(Job):
     kind = "video"
 
     def _target_path(self, d: Download) -> Path:
-        from masuka_nb.config import settings
-        from masuka_nb.storage import safe_name
-
         rec = self.record
         stem = f"{rec.created_at[:10]}-{safe_name(rec.prompt, max_len=40)}-{rec.id}"
         return settings().outputs_dir / "videos" / (stem + (".mp4" if d.role == "video" else f".{d.role}{d.suffix}"))
@@ -127,8 +128,6 @@ class VideoJob(Job):
 
 def _is_local(model: str) -> bool:
     """A registry video model (Wan, tiny-wan) runs on this machine instead of a hosted API."""
-    from masuka_nb.video.local import is_local_model
-
     return is_local_model(model)
 
 
@@ -233,8 +232,6 @@ class VideoGenerator:
 
     # -- steps --
     def _strict(self) -> bool:
-        from masuka_nb.config import settings
-
         return settings().strict if self.strict is None else self.strict
 
     def _local_controls(self, req: VideoRequest) -> None:
@@ -263,10 +260,6 @@ class VideoGenerator:
                            images=img.frames if img is not None else 0)
 
     def _estimate(self, req: VideoRequest, plans: list[RoutePlan]) -> _cost.CostEstimate:
-        from masuka_nb.config import settings
-        from masuka_nb.hosted.providers import provider_class
-        from masuka_nb.secrets import has_secret
-
         first = plans[0]
         r = first.route
         info = model_info(req.model)
@@ -299,8 +292,6 @@ class VideoGenerator:
                 warnings.warn(note, RetiredModelWarning, stacklevel=4)
 
     def _route(self, req: VideoRequest, plans: list[RoutePlan], img: ImageInput | None) -> VideoJob:
-        from masuka_nb.hosted.providers import get_provider, provider_class
-
         info = model_info(req.model)
         canonical, max_cost = info.id, req.max_cost
         first = plans[0]

@@ -24,6 +24,7 @@ from masuka_nb import history
 from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError, MasukaError, PlanDoesNotFitError
 from masuka_nb.host import device_host
+from masuka_nb.hosted.pricing import CostEstimate
 from masuka_nb.image.engine import place as _place
 from masuka_nb.image.job import GenerationJob
 from masuka_nb.image.pipeline import Task, image_sha256
@@ -36,11 +37,14 @@ from masuka_nb.image.request import (
     check_seed,
     open_image,
 )
+from masuka_nb.image.speed import apply_speed
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
 from masuka_nb.memory import plan as make_plan
 from masuka_nb.models.registry import MODELS, get_model
+from masuka_nb.models.tiny import TINY_LABEL
 from masuka_nb.mp4 import Mp4Info, read_mp4, write_mp4
+from masuka_nb.quiet import quiet_third_party
 from masuka_nb.storage import safe_name, unique_path
 from masuka_nb.video.result import VideoResult
 
@@ -215,8 +219,6 @@ class VideoTask(Task):
         return {"width": req.width, "height": req.height, "num_frames": req.num_frames}
 
     def recipe(self, job: GenerationJob) -> dict[str, Any]:
-        from masuka_nb.models.tiny import TINY_LABEL
-
         req = job.request
         recipe = {"seed": job.seeds[0], "num_frames": req.num_frames, "fps": req.fps,
                   "image_sha256": image_sha256(req.image) if req.image is not None else None,
@@ -308,8 +310,6 @@ def _load(spec: Any, mplan: MemoryPlan) -> Any:
     import diffusers
     import torch
 
-    from masuka_nb.image.speed import apply_speed
-
     log.info("video.load", model=spec.id, plan=mplan.label)
     dtype = getattr(torch, mplan.dtype)
     kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
@@ -327,8 +327,6 @@ def _load(spec: Any, mplan: MemoryPlan) -> Any:
             kwargs["quantization_config"] = PipelineQuantizationConfig(
                 quant_backend="bitsandbytes_4bit", components_to_quantize=list(mplan.quantized_components),
                 quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype})
-    from masuka_nb.quiet import quiet_third_party
-
     with quiet_third_party():  # bitsandbytes' and transformers' notices on first import; loading bars
         pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(str(path), **kwargs)
     if mplan.vae_dtype != mplan.dtype:
@@ -391,8 +389,6 @@ def _shape(spec: Any, *, duration: float, resolution: str | None, aspect_ratio: 
 def estimate_local(model: str, *, duration: float = 5, resolution: str | None = None, image: Any = None,
                    aspect_ratio: str | None = None) -> Any:
     """A `CostEstimate` for a local model: $0, with the memory plan it would run under in its notes."""
-    from masuka_nb.hosted.pricing import CostEstimate
-
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
     try:

@@ -86,7 +86,7 @@ def test_nf4_runs_without_a_prequantized_repo_quantize_the_transformer_while_loa
 
     monkeypatch.setattr(FluxTransformer2DModel, "from_pretrained", staticmethod(fake_load))
     monkeypatch.setattr(_Trainer, "_device", lambda self: torch.device("cuda"))
-    monkeypatch.setattr("masuka_nb.hub.locate_model", fake_locate)
+    monkeypatch.setattr("masuka_nb.lora.trainer.locate_model", fake_locate)
     monkeypatch.setattr("masuka_nb.hub._list_repo", lambda repo, revision: ())
     for quantized_repo, expect_config in ((None, True), ("some/prequantized-repo", False)):
         cfg = TrainingConfig(base="flux1-schnell", quantization="nf4", mixed_precision="fp16",
