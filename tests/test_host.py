@@ -138,3 +138,31 @@ def test_the_device_setting_is_honoured_or_refused(fresh_device_host):
         with pytest.raises(mk.MasukaError) as err:
             torch_device()
         assert err.value.argument == "device"
+
+
+@pytest.mark.gpu
+def test_on_a_gpu_switching_tasks_gives_the_memory_back_and_the_host_counts_it(fresh_device_host):
+    """On CUDA: the image pipeline's bytes are measured on the GPU, and running a video model after it leaves the
+    allocator where one model alone would (the image pipeline is gone, not just unlisted)."""
+    host = fresh_device_host
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    mk.generate("a fox", model="tiny-flux", width=64, height=64, steps=1, save=False, progress=False)
+    (flux,) = host.resident()
+    assert flux.vram_gb * GIB >= 0.9 * (torch.cuda.memory_allocated() - base) > 0
+    generate_local("waves", model="tiny-wan", num_frames=5, steps=1, width=32, height=32)
+    (wan,) = host.resident()
+    assert wan.model == "tiny-wan" and wan.vram_gb > 0
+    assert torch.cuda.memory_allocated() - base <= 1.1 * wan.vram_gb * GIB + 64 * MIB
+    host.evict_all()
+    assert torch.cuda.memory_allocated() - base <= 64 * MIB
+
+
+@pytest.mark.gpu
+def test_device_cpu_keeps_every_engine_off_the_gpu_even_with_one_present(fresh_device_host):
+    mk.configure(device="cpu")
+    res = mk.generate("a fox", model="tiny-flux", width=32, height=32, steps=1, save=False, progress=False)
+    assert res.plan.device == "cpu" and fresh_device_host.resident()[0].vram_gb == 0
+    from masuka_nb.lora.curate import ClipScorer
+
+    assert ClipScorer("tiny-clip").model.device.type == "cpu"
