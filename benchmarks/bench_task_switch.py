@@ -12,7 +12,6 @@ beside the same call with its model already resident.
 
 from __future__ import annotations
 
-import io
 import sys
 import time
 from pathlib import Path
@@ -26,13 +25,12 @@ from harness import exit_with, report
 
 
 def main() -> None:
-    import numpy as np
     import torch
-    from PIL import Image
 
     torch.set_num_threads(1)
     import masuka_nb as mk
     from masuka_nb.host import GIB, device_host
+    from masuka_nb.testing.media import noise_pngs
     from masuka_nb.video.local import generate_local
 
     host = device_host()
@@ -43,12 +41,7 @@ def main() -> None:
         peak[0] = max(peak[0], sum(r.vram_gb + r.ram_gb for r in host.resident()))
 
     ds = mk.lora.Dataset.create("bench-switch")
-    files = []
-    for k in range(2):
-        buf = io.BytesIO()
-        Image.fromarray((np.random.default_rng(k).random((256, 256, 3)) * 255).astype("uint8")).save(buf, "PNG")
-        files.append((f"img{k}.png", buf.getvalue()))
-    ds.import_files(files)
+    ds.import_files(noise_pngs(2))
     runs = iter(range(1000))
 
     tasks = {

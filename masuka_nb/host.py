@@ -427,14 +427,9 @@ def _this_machine() -> GpuProfile:
         return _machine_cache[0]
 
 
-_host: Host | None = None
-_host_lock = threading.Lock()
+_HOST = Host()  # made at import: it holds nothing until a model is loaded, and imports nothing heavy
 
 
 def device_host() -> Host:
     """The host every engine loads through (one per process)."""
-    global _host
-    with _host_lock:
-        if _host is None:
-            _host = Host()
-        return _host
+    return _HOST

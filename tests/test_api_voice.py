@@ -155,18 +155,11 @@ def test_export_kohya_false_writes_only_the_peft_file(dataset_factory):
 
 @pytest.fixture
 def dataset_factory():
-    import io
-
-    import numpy as np
+    from masuka_nb.testing.media import noise_pngs
 
     def make():
         ds = mk.lora.Dataset.create("voice")
-        files = []
-        for k in range(2):
-            buf = io.BytesIO()
-            Image.fromarray((np.random.default_rng(k).random((256, 256, 3)) * 255).astype("uint8")).save(buf, "PNG")
-            files.append((f"img{k}.png", buf.getvalue()))
-        ds.import_files(files)
+        ds.import_files(noise_pngs(2))
         return ds
 
     return make

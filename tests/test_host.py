@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import masuka_nb as mk
-from masuka_nb.host import GIB, Host, device_host, footprint, torch_device
+from masuka_nb.host import GIB, Host, footprint, torch_device
 from masuka_nb.runtime import GpuProfile
 from masuka_nb.video.local import generate_local
 
@@ -31,13 +31,8 @@ def host():
 
 
 @pytest.fixture
-def fresh_device_host():
-    """The process's host, emptied before and after (other tests' models must not count here)."""
-    host = device_host()
-    host.evict_all()
-    yield host
-    host.simulate(None)
-    host.evict_all()
+def fresh_device_host(empty_device_host):
+    return empty_device_host
 
 
 def test_footprint_counts_each_tensor_once_per_device():

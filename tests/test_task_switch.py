@@ -6,7 +6,6 @@ free-memory figure is the device's memory less what is resident."""
 from __future__ import annotations
 
 import gc
-import io
 import weakref
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 from PIL import Image
 
 import masuka_nb as mk
-from masuka_nb.host import device_host
+from masuka_nb.testing.media import noise_pngs
 from masuka_nb.video.local import generate_local
 
 
@@ -23,16 +22,8 @@ def _picture(k: int, size: int = 64) -> Image.Image:
     return Image.fromarray((rng.random((size, size, 3)) * 255).astype("uint8"))
 
 
-@pytest.fixture
-def host():
-    host = device_host()
-    host.evict_all()
-    yield host
-    host.simulate(None)
-    host.evict_all()
-
-
-def test_image_video_training_edit_image_hold_one_tasks_models_at_a_time(host):
+def test_image_video_training_edit_image_hold_one_tasks_models_at_a_time(empty_device_host):
+    host = empty_device_host
     host.simulate("t4", counts_cpu=True)  # the CPU's RAM stands in for a T4's 15 GB: the planner reads it
     seen: list[set[str]] = []
 
@@ -61,12 +52,7 @@ def test_image_video_training_edit_image_hold_one_tasks_models_at_a_time(host):
     assert all(r() is None for r in image_refs)  # the image pipeline is gone, not just unlisted
 
     ds = mk.lora.Dataset.create("switch")
-    files = []
-    for k in range(2):
-        buf = io.BytesIO()
-        _picture(k, 256).save(buf, format="PNG")
-        files.append((f"img{k}.png", buf.getvalue()))
-    ds.import_files(files)
+    ds.import_files(noise_pngs(2))
     run = mk.lora.train(ds, base="tiny-flux", trigger_word="mk", steps=2, resolution=32, progress=watch,
                         target_modules="double-blocks", gpu="cpu")
     assert run.finished and run.lora_path.is_file()

@@ -62,8 +62,30 @@ class GridCell:
     recipe: dict[str, Any]
 
 
+class SheetOutputs:
+    """What a result made of labelled cells says the same way everywhere: `images` are the cells' images (the
+    outputs), `paths` the saved sheet, `elapsed_s` the wall time (`seconds` is its old name)."""
+
+    cells: list[Any]
+    path: Path | None
+    elapsed_s: float
+
+    @property
+    def images(self) -> list[Any]:
+        return [c.image for c in self.cells]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path] if self.path else []
+
+    @property
+    def seconds(self) -> float:
+        warnings.warn(f"{type(self).__name__}.seconds is now `elapsed_s`.", DeprecationWarning, stacklevel=2)
+        return self.elapsed_s
+
+
 @dataclass
-class GridResult:
+class GridResult(SheetOutputs):
     """The labelled grid and everything in it.
 
     `images` are the outputs (every cell's image, in cell order), as in every result; `sheet` is the labelled
@@ -79,24 +101,11 @@ class GridResult:
     elapsed_s: float = 0.0
 
     @property
-    def images(self) -> list[Any]:
-        return [c.image for c in self.cells]
-
-    @property
-    def paths(self) -> list[Path]:
-        return [self.path] if self.path else []
-
-    @property
     def image(self) -> Any:
         """The labelled grid: `sheet` (this name goes in the next release)."""
         warnings.warn("GridResult.image is now `sheet` (`images` are the cells' images).", DeprecationWarning,
                       stacklevel=2)
         return self.sheet
-
-    @property
-    def seconds(self) -> float:
-        warnings.warn("GridResult.seconds is now `elapsed_s`.", DeprecationWarning, stacklevel=2)
-        return self.elapsed_s
 
     def cell(self, *, x: Any = None, y: Any = None, z: Any = None) -> GridCell:
         for c in self.cells:

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.creative.grids import grid
+from masuka_nb.creative.grids import SheetOutputs, grid
 from masuka_nb.errors import InvalidRequestError, ModelFilesMissingError
 from masuka_nb.image.grid import make_grid  # also re-exported: it used to live here
 from masuka_nb.image.lora import METADATA_NAME
@@ -45,7 +44,7 @@ class Cell:
 
 
 @dataclass
-class Comparison:
+class Comparison(SheetOutputs):
     """The comparison grid (`grid`, a PIL image), its cells; `images` the cells' images (the outputs)."""
 
     grid: Any  # PIL image
@@ -54,19 +53,6 @@ class Comparison:
     model: str = ""
     elapsed_s: float = 0.0
     history_id: str = ""
-
-    @property
-    def images(self) -> list[Any]:
-        return [c.image for c in self.cells]
-
-    @property
-    def paths(self) -> list[Path]:
-        return [self.path] if self.path else []
-
-    @property
-    def seconds(self) -> float:
-        warnings.warn("Comparison.seconds is now `elapsed_s`.", DeprecationWarning, stacklevel=2)
-        return self.elapsed_s
 
     def cell(self, lora: str | None, weight: float, prompt: str, seed: int) -> Cell:
         for c in self.cells:
