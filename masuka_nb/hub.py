@@ -27,7 +27,7 @@ from masuka_nb.errors import (
 )
 from masuka_nb.log import get_logger
 from masuka_nb.memory import plan as make_plan
-from masuka_nb.models.embedded import hub_reachable, require_hub
+from masuka_nb.models.embedded import hub_endpoint, hub_reachable, require_hub
 from masuka_nb.models.registry import MODELS, get_model
 from masuka_nb.progress import ProgressReporter
 from masuka_nb.storage import atomic_write_json
@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from masuka_nb.memory import MemoryPlan
     from masuka_nb.models.registry import ModelSpec
 
-__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model", "locate_repo"]
+__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model", "locate_repo",
+           "upload_folder"]
 
 log = get_logger(__name__)
 
@@ -310,6 +311,23 @@ def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
                 tmp.replace(out)
     allow = list(dict.fromkeys([*_fetched(dst), *dplan.allow_patterns]))
     atomic_write_json(dst / MARKER, {"copied_from": str(src), "allow": allow})
+
+
+def upload_folder(folder: str | Path, *, repo_id: str, private: bool = True, token: str | None = None,
+                  message: str = "Upload from MASUKA") -> str:
+    """Upload `folder` (hidden files left out) to the Hub repo `repo_id`, made if missing; returns its URL.
+    The one place MASUKA writes to the Hub."""
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token, endpoint=hub_endpoint())
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=[".*"], commit_message=message)
+    except Exception as exc:
+        raise MasukaError(f"Uploading {Path(folder).name} to {repo_id} failed: {exc}.", argument="repo_id",
+                          value=repo_id, hint="Check the token has write access and the network is up.",
+                          code="HUB_UPLOAD_FAILED") from exc
+    return f"{hub_endpoint()}/{repo_id}"
 
 
 def fetch_lora_file(repo: str) -> Path:

@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.config import settings
-from masuka_nb.errors import InvalidRequestError, MasukaError, ModelNotFoundError
+from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
+from masuka_nb.hub import upload_folder
 from masuka_nb.log import get_logger
 from masuka_nb.models.registry import get_model
 from masuka_nb.storage import (
@@ -287,15 +288,5 @@ def push_to_hub(lora: str | Path, *, repo_id: str, private: bool = True, token: 
         from masuka_nb.secrets import get_secret
 
         token = get_secret("HF_TOKEN", purpose="pushing a LoRA to the Hugging Face Hub")
-    try:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=[".*"],
-                          commit_message="Upload LoRA trained with MASUKA")
-    except Exception as exc:
-        raise MasukaError(f"Uploading {folder.name} to {repo_id} failed: {exc}.", argument="repo_id", value=repo_id,
-                          hint="Check the token has write access and the network is up.", code="HUB_UPLOAD_FAILED",
-                          ) from exc
-    return f"https://huggingface.co/{repo_id}"
+    return upload_folder(folder, repo_id=repo_id, private=private, token=token,
+                         message="Upload LoRA trained with MASUKA")
