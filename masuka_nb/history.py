@@ -34,8 +34,8 @@ log = get_logger(__name__)
 __all__ = ["KINDS", "TIMINGS", "History", "HistoryRecord", "forget_path", "get", "history", "normalize_timings",
            "query", "record", "seconds", "write"]
 
-# Every kind an engine records (the History tab filters by these).
-KINDS = ("image", "edit", "video", "training", "comparison", "caption", "batch", "grid", "upscale")
+# Every kind an engine records (the History tab filters by these); "app": a hosted generic app's job.
+KINDS = ("image", "edit", "video", "training", "comparison", "caption", "batch", "grid", "upscale", "app")
 # The one timing schema, in seconds: what each phase of a run took. Every engine records these names.
 TIMINGS = ("seconds_total", "seconds_validate", "seconds_load", "seconds_run", "seconds_save", "seconds_cache",
            "seconds_submit", "seconds_estimate")

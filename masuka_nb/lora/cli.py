@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--learning-rate", type=float)
     t.add_argument("--resolution", type=int)
     t.add_argument("--name")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None)  # None: random, recorded (a rerun resumes)
     t.add_argument("--batch-size", type=int, default=1)
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--sample-every", type=int)

@@ -130,7 +130,7 @@ def train(
 
     dataset_hash = dataset.content_hash()
     if seed is None:  # the rule everywhere: random unless given (recorded), but the same run resumes
-        cfg.seed = _earlier_seed(cfg, dataset_hash)
+        cfg.seed = _earlier_seed(cfg, dataset_hash, name=name)
     # The same recipe on the same images is the same run (so calling again resumes it); a changed
     # dataset or recipe is a new run.
     run_id = hashlib.sha256(f"{cfg.fingerprint()}:{dataset_hash}".encode()).hexdigest()[:6]
@@ -167,14 +167,14 @@ def train(
     return _trainer()(run, dataset).run(progress=progress, cancel=cancel)
 
 
-def _earlier_seed(cfg: Any, dataset_hash: str) -> int:
+def _earlier_seed(cfg: Any, dataset_hash: str, *, name: str | None = None) -> int:
     """The seed of an earlier run of this recipe on these images (so calling `train` again resumes it or
-    returns it), else a new random one."""
+    returns it): the run called `name` when one is named, else any; otherwise a new random one."""
     import dataclasses
 
     root = settings().training_dir
     wanted = dataclasses.replace(cfg, seed=0).fingerprint()
-    for run_json in sorted(root.glob("*/run.json")) if root.is_dir() else ():
+    for run_json in sorted(root.glob(f"{name or '*'}/run.json")) if root.is_dir() else ():
         try:
             run = TrainingRun.load(run_json.parent)
         except (MasukaError, OSError, ValueError):  # a damaged run folder is not a match
