@@ -239,6 +239,44 @@ def test_check_only_clones_a_git_source(tmp_path):
     assert code == sc.EXIT_CHECK_FOUND_WORK
 
 
+def _notebook_setup_cells() -> dict[str, str]:
+    import nbformat
+
+    cells = {}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        (cell,) = [c for c in nb.cells if c.cell_type == "code" and "setup_colab.main" in c.source]
+        cells[path.name] = cell.source
+    return cells
+
+
+def test_every_notebook_finds_or_clones_the_checkout_beside_itself(tmp_path, monkeypatch):
+    """One setup cell in all notebooks; it clones into the current folder (/content on Colab), never into a
+    hard-coded /content path, so it also works in a rehearsal, on Kaggle or in a local Jupyter."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    cells = _notebook_setup_cells()
+    assert len(cells) >= 5 and len(set(cells.values())) == 1, sorted(cells)
+    source = next(iter(cells.values()))
+    assert '"/content' not in source
+    definitions = source.split("\nif SETUP")[0]  # the helper only: the run itself needs a notebook kernel
+
+    repo = make_project(tmp_path / "repo", "packaging>=20")
+    (repo / "setup_colab.py").write_text("# the checkout's setup script\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "demo"]):
+        subprocess.run(["git", "-C", str(repo), *cmd], check=True, env=env)
+    content = tmp_path / "content"
+    content.mkdir()
+    monkeypatch.chdir(content)
+    namespace = {"REPO": f"file://{repo}"}
+    exec(definitions, namespace)
+    found = namespace["find_setup_script"]()
+    assert found == content / "masuka-src" / "setup_colab.py" and found.is_file()
+    assert namespace["find_setup_script"]() == found  # a second run reuses the clone
+
+
 # ---------------------------------------------------------------------------------------------- the script
 
 
