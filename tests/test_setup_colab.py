@@ -151,6 +151,40 @@ def test_pip_check_lines_are_split_into_ours_and_the_images():
     assert [line.split()[0] for line in mine] == ["pillow-heif"]
 
 
+def test_pip_check_after_setup_is_compared_with_pip_check_before_it():
+    """Colab's gradio 6.24 requires Pillow < 13: had an install pulled Pillow 13 in (a dependency of a
+    dependency, so neither name is one setup changed itself), gradio's new line is setup's doing."""
+    before = "tensorflow 2.19.0 has requirement ml-dtypes<1,>=0.5, but you have ml-dtypes 0.4.1.\n"
+    after = before + "gradio 6.24.0 has requirement pillow<13,>=8.0, but you have pillow 13.0.0.\n"
+    mine, theirs = sc.pip_check_problems(after, needed={"masuka-nb", "pillow-heif"},
+                                         changed={"masuka-nb", "pillow-heif"}, before=before)
+    assert [line.split()[0] for line in mine] == ["gradio"]
+    assert [line.split()[0] for line in theirs] == ["tensorflow"]
+    # Without the comparison, the old split filed it as the image's own.
+    _, theirs = sc.pip_check_problems(after, needed={"masuka-nb", "pillow-heif"}, changed={"pillow-heif"})
+    assert "gradio" in [line.split()[0] for line in theirs]
+    # A problem of a package MASUKA needs is MASUKA's even when it predates setup.
+    old = "diffusers 0.39.0 requires regex, which is not installed.\n"
+    mine, _ = sc.pip_check_problems(old, needed={"diffusers"}, changed=set(), before=old)
+    assert mine == [old.strip()]
+
+
+def test_moved_packages_names_every_version_change_but_the_planned_ones():
+    before = {"Pillow": "11.3.0", "numpy": "2.1.3", "diffusers": "0.36.0", "gone": "1.0"}
+    after = {"pillow": "13.0.0", "numpy": "2.1.3", "diffusers": "0.39.0", "pillow-heif": "1.9.0"}
+    assert sc.moved_packages(before, after, allowed=["Diffusers"]) == ["gone 1.0 -> removed",
+                                                                       "pillow 11.3.0 -> 13.0.0"]
+    assert sc.moved_packages(before, before) == []
+
+
+def test_each_optional_package_is_known_by_its_own_extra():
+    features = sc._feature_of(sc.read_project(ROOT))
+    assert features["pillow-heif"] == "heic" and features["bitsandbytes"] == "train"
+    assert features["ftfy"] == "video"
+    assert "masuka-nb" not in features and "diffusers" not in features  # core dependencies are not optional
+    assert "pytest" not in features and "playwright" not in features  # the dev extra's tools must install
+
+
 def test_project_is_read_from_pyproject_without_importing_it():
     project = sc.read_project(ROOT)
     from masuka_nb._version import __version__
