@@ -389,6 +389,64 @@ def test_setup_colab_constraints_stop_a_dependency_from_moving_numpy(colab_image
     assert "That would change numpy, which setup never changes" in failure
 
 
+# ---------------------------------------------------------------------------------------------- CI's Colab leg
+
+
+def _colab_stack():
+    """`.ci/colab_stack.py`, the constraints CI's second leg builds Colab's stack with."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("colab_stack", ROOT / ".ci" / "colab_stack.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ci_colab_stack_drops_only_what_cannot_apply_off_colab():
+    stack = _colab_stack()
+    keep, dropped = stack.constraints(FREEZE)
+    pins = dict(line.split("==", 1) for line in keep)
+    colab = read_freeze()
+    # Colab's versions of what MASUKA runs on, local labels stripped, nothing else touched
+    assert pins["torch"] == "2.11.0" and pins["torchvision"] == "0.26.0" and pins["ipywidgets"] == "7.7.1"
+    assert pins["pillow"] == "11.3.0" and pins["diffusers"] == "0.39.0" and pins["transformers"] == "5.15.0"
+    assert pins["triton"] == colab["triton"]  # PyPI's torch 2.11.0 needs the same triton: kept
+    assert all("+" not in v and "@" not in v for v in pins.values())
+    # exactly three kinds of line are left out, each said
+    out = {canonical(re.split(r"==| @ ", d.line)[0]): d.reason for d in dropped if "local label" not in d.reason}
+    direct = {n for n, why in out.items() if why.startswith("direct URL")}
+    cuda = {n for n, why in out.items() if why.startswith("CUDA runtime")}
+    assert direct == {"cucim-cu12", "cuvs-cu12", "en-core-web-sm", "google-colab", "jupyter-kernel-gateway",
+                      "nx-cugraph-cu12"}
+    assert cuda and all(n.startswith(("nvidia-", "cuda-")) for n in cuda) and "nvidia-ml-py" in pins
+    assert set(pins) | direct | cuda == set(colab)  # nothing else is dropped
+    assert {d.line.split("==")[0] for d in dropped if "local label" in d.reason} == {
+        "torch", "torchvision", "torchaudio", "torchcodec"}
+
+
+def test_ci_colab_stack_starts_with_colabs_packages_and_lets_setup_add_the_rest():
+    stack = _colab_stack()
+    image = stack.image_packages(FREEZE)
+    assert {"torch", "torchvision", "diffusers", "transformers", "huggingface-hub", "ipywidgets", "pillow",
+            "numpy", "ipykernel", "nbclient", "pytest"} <= set(image)
+    # what Colab lacks is setup's to install, as on Colab
+    assert not {"bitsandbytes", "pillow-heif", "imagehash", "ftfy", "papermill"} & set(image)
+    assert set(image) <= set(read_freeze())
+
+
+def test_ci_runs_the_colab_leg_and_its_setup_the_notebooks_way():
+    run = (ROOT / ".ci" / "run").read_text()
+    leg = (ROOT / ".ci" / "colab-stack.sh").read_text()
+    assert "bash .ci/colab-stack.sh" in run
+    assert 'setup_colab.main(["--from", ".", "--yes"])' in leg and "COLAB_RELEASE_TAG" in leg
+    assert "python3 -m pytest" in leg and "colab_stack.py verify" in leg
+    import nbformat
+
+    cells = nbformat.read(ROOT / "notebooks" / "01_images.ipynb", as_version=4).cells
+    assert any('args = ["--from", str(script.parent), "--yes"]' in c.source for c in cells)  # the same arguments
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", type=Path, default=ROOT, help="folder with the pyproject.toml to try")
