@@ -61,7 +61,7 @@ class HttpTiming:
 
 
 # Provider base URLs that may be pointed elsewhere (the offline simulator, a proxy).
-PROVIDER_URLS = ("cometapi", "fal", "fal_storage", "kling", "replicate", "runway")
+PROVIDER_URLS = ("cometapi", "fal", "fal_storage", "kling", "replicate", "runway", "civitai")
 
 
 @dataclass(frozen=True)
@@ -93,12 +93,14 @@ class Settings:
     job_not_found_grace: float
     breaker_threshold: int
     breaker_cooldown: float
+    allow_private_redirects: bool
     cometapi_base_url: str | None
     fal_base_url: str | None
     fal_storage_base_url: str | None
     kling_base_url: str | None
     replicate_base_url: str | None
     runway_base_url: str | None
+    civitai_base_url: str | None
     gcs_endpoint_url: str | None
     s3_endpoint_url: str | None
 
@@ -240,6 +242,7 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "job_not_found_grace": _as_number(float, minimum=0),
     "breaker_threshold": _as_number(int, minimum=1, what="failures"),
     "breaker_cooldown": _as_number(float, minimum=0),
+    "allow_private_redirects": _as_bool,
     **{f"{name}_base_url": _as_url for name in PROVIDER_URLS},
     "gcs_endpoint_url": _as_url,
     "s3_endpoint_url": _as_url,
@@ -353,6 +356,9 @@ def settings() -> Settings:
             "job_not_found_grace": 10.0,
             "breaker_threshold": 5,
             "breaker_cooldown": 30.0,
+            # A public URL that redirects to loopback / private / link-local addresses is refused unless this
+            # is on (a file server on your own network): a link someone sent must not reach into your network.
+            "allow_private_redirects": False,
             **{f"{name}_base_url": None for name in PROVIDER_URLS},
             "gcs_endpoint_url": None,  # gs:// elsewhere (an emulator); None: Google Cloud Storage
             "s3_endpoint_url": None,  # s3:// elsewhere (MinIO, R2, a local server); None: AWS

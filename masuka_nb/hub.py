@@ -79,13 +79,14 @@ def _selected(path: str, allow: Sequence[str], ignore: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(path, pat) for pat in allow)
 
 
-def patterns_for(components: Iterable[str]) -> tuple[str, ...]:
-    """Allow patterns for these pipeline components (their folders, tokenizers and the pipeline index)."""
-    allow = list(_TOP_LEVEL)
+def patterns_for(components: Iterable[str], *, tokenizers: bool = True, pipeline: bool = True) -> tuple[str, ...]:
+    """Allow patterns for these pipeline components: their folders (configs and safetensors), the
+    tokenizer of each text encoder among them, and (with `pipeline`) the pipeline index and scheduler."""
+    allow = list(_TOP_LEVEL) if pipeline else ["model_index.json"]
     for comp in components:
         allow += [f"{comp}/*.json", f"{comp}/*.safetensors"]
         tok = _TOKENIZER_FOR.get(comp)
-        if tok:
+        if tok and tokenizers:
             allow.append(f"{tok}/*")
     return tuple(dict.fromkeys(allow))
 
@@ -109,14 +110,17 @@ def download_plan(
         return DownloadPlan(spec.id, "local", (), ())
     memory_plan = plan or make_plan(spec.id)
     quantized = set(memory_plan.quantized_components)
-    own = [c.name for c in spec.components if c.name not in quantized]
-    allow = patterns_for(own)
+    # Components a pre-quantized repo holds come from there; everything else, including what the plan
+    # quantizes while loading and the tokenizer of every text encoder, comes from the model's own repo.
+    elsewhere = quantized if memory_plan.quantized_repo else set()
+    own = [c.name for c in spec.components if c.name not in elsewhere]
+    allow = patterns_for(own) + tuple(f"{_TOKENIZER_FOR[c]}/*" for c in sorted(elsewhere) if c in _TOKENIZER_FOR)
     files = _as_files(listing) if listing is not None else _list_repo(spec.repo, spec.revision)
     main = DownloadPlan(spec.repo, spec.revision, allow, _ALWAYS_IGNORE,
                         tuple(f for f in files if _selected(f.path, allow, _ALWAYS_IGNORE)))
     extra = []
     if quantized and memory_plan.quantized_repo:
-        q_allow = patterns_for(sorted(quantized))
+        q_allow = patterns_for(sorted(quantized), tokenizers=False, pipeline=False)
         q_files = _list_repo(memory_plan.quantized_repo, "main") if listing is None else ()
         extra.append(DownloadPlan(memory_plan.quantized_repo, "main", q_allow, _ALWAYS_IGNORE,
                                   tuple(f for f in q_files if _selected(f.path, q_allow, _ALWAYS_IGNORE))))
@@ -194,8 +198,21 @@ def hub_error(exc: BaseException, *, repo: str, model: str | None = None) -> Mas
 
 # ---- where the files are ----
 
-def _complete(folder: Path) -> bool:
-    return (folder / MARKER).is_file()
+def _complete(folder: Path, dplan: DownloadPlan) -> bool:
+    """True when `folder` holds every file `dplan` selects: its marker lists the patterns fetched into it
+    (a copy made for an NF4 plan lacks the 16-bit transformer a later bf16 plan needs)."""
+    try:
+        done = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return set(dplan.allow_patterns) <= set(done.get("allow") or ())
+
+
+def _fetched(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("allow") or ())
+    except (OSError, ValueError):
+        return []
 
 
 def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) -> Path:
@@ -206,9 +223,9 @@ def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) 
     rel = Path(dplan.repo.replace("/", "--")) / dplan.revision
     session = s.cache_dir / "models" / rel
     persistent = s.models_dir / rel
-    if _complete(session):
+    if _complete(session, dplan):
         return session
-    if _complete(persistent):
+    if _complete(persistent, dplan):
         if persistent.resolve() == session.resolve():
             return persistent
         _copy_tree(persistent, session, dplan)
@@ -248,8 +265,9 @@ def _snapshot(dplan: DownloadPlan, target: Path, *, progress: Any = None) -> Non
                           tqdm_class=_files_bar(reporter, dplan.repo))
     except Exception as exc:
         raise hub_error(exc, repo=dplan.repo) from exc
-    atomic_write_json(target / MARKER, {"repo": dplan.repo, "revision": dplan.revision,
-                                        "allow": dplan.allow_patterns, "bytes": dplan.total_bytes})
+    allow = list(dict.fromkeys([*_fetched(target), *dplan.allow_patterns]))
+    atomic_write_json(target / MARKER, {"repo": dplan.repo, "revision": dplan.revision, "allow": allow,
+                                        "bytes": dplan.total_bytes})
     reporter.done(f"{dplan.repo} downloaded")
 
 
@@ -279,7 +297,8 @@ def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
                 tmp = out.with_name(out.name + ".incomplete")
                 shutil.copyfile(file, tmp)
                 tmp.replace(out)
-    atomic_write_json(dst / MARKER, {"copied_from": str(src)})
+    allow = list(dict.fromkeys([*_fetched(dst), *dplan.allow_patterns]))
+    atomic_write_json(dst / MARKER, {"copied_from": str(src), "allow": allow})
 
 
 def fetch_lora_file(repo: str) -> Path:

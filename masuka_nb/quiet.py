@@ -38,6 +38,9 @@ NOISE: tuple[str, ...] = (
     r"slow image processor",
     r"Keyword arguments .* are not expected by .* and will be ignored",
     r"No LoRA keys associated to \w+ found with the prefix",
+    # bitsandbytes ≥ 0.48 on CPUs with AVX512-BF16, when its optional CPU kernel cannot be fetched from the
+    # kernels hub (Colab, the demo): 4-bit still works through its built-in CPU path.
+    r"Failed to load CPU gemm_4bit_forward",
 )
 # Printed while a library is imported: logger name -> the message (a regular expression, searched).
 IMPORT_NOTICES: dict[str, str] = {
@@ -45,7 +48,9 @@ IMPORT_NOTICES: dict[str, str] = {
     "bitsandbytes.backends.cpu.ops": r"Failed to load CPU gemm_4bit_forward from kernels-community",
 }
 _PATTERN = re.compile("|".join(f"(?:{p})" for p in NOISE), re.IGNORECASE | re.DOTALL)
-_LOGGERS = ("transformers", "diffusers", "huggingface_hub")
+# bitsandbytes' CPU backend logs through its own module logger with no handler (Python's last-resort
+# stderr handler prints it), so the filter goes on that logger itself.
+_LOGGERS = ("transformers", "diffusers", "huggingface_hub", "bitsandbytes.backends.cpu.ops")
 
 
 class NoiseFilter(logging.Filter):

@@ -2,7 +2,9 @@
 the per-call `max_cost` and the session budget (``settings().budget_usd``). Prices are data, in the catalog.
 
 Every paid call is priced before it is sent. The session's spend counts each accepted job at its
-estimate (providers do not return a bill per job); a job that fails at the provider is refunded.
+estimate (providers do not return a bill per job), including a job the provider accepted, or may
+have accepted, whose answer could not be read (it needs attention, but it is paid); a job that
+fails at the provider is refunded, once, and only by the session that counted it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = ["CostEstimate", "charge", "check_budget", "refund", "session_spent"]
 
 _lock = threading.Lock()
 _spent = 0.0
+_by_job: dict[str, float] = {}  # what this session counted per job id: a job is charged and refunded once
 
 
 @dataclass
@@ -69,15 +72,23 @@ def check_budget(usd: float, *, max_cost: float | None, what: str) -> None:
             hint="Raise it with `masuka_nb.configure(budget_usd=...)` (or MASUKA_BUDGET_USD).")
 
 
-def charge(usd: float | None) -> None:
+def charge(usd: float | None, *, job: str | None = None) -> None:
+    """Count `usd` as spent in this session (for `job`, at most once)."""
     global _spent
     with _lock:
+        if job is not None:
+            if job in _by_job:
+                return
+            _by_job[job] = usd or 0.0
         _spent += usd or 0.0
 
 
-def refund(usd: float | None) -> None:
+def refund(usd: float | None = None, *, job: str | None = None) -> None:
+    """Take back what was counted: `usd`, or what this session charged for `job` (nothing if it did not)."""
     global _spent
     with _lock:
+        if job is not None:
+            usd = _by_job.pop(job, 0.0)
         _spent = max(0.0, _spent - (usd or 0.0))
 
 
@@ -86,3 +97,4 @@ def reset_session() -> None:
     global _spent
     with _lock:
         _spent = 0.0
+        _by_job.clear()

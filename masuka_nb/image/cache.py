@@ -2,7 +2,10 @@
 
 The key hashes everything that decides the pixels: model and revision (or tiny builder version),
 prompt, sizes, steps, guidance, seeds, scheduler, img2img input hash and strength, LoRA file hashes and
-weights, device and dtypes. Entries point at PNGs (the saved outputs, or copies in the local cache when
+weights, and how it was computed: every plan field that changes the arithmetic (device, dtypes, NF4 and
+which components, offload, freed text encoders, compile, first-block cache, VAE tiling, speed) and the
+engine's attention backend (`compute_of`). Two plans that should give the same image are then two
+computations, never a cache hit standing in for one. Entries point at PNGs (the saved outputs, or copies in the local cache when
 `save=False`); a missing or damaged file is a miss, never an error. Turn it off with
 `configure(result_cache=False)`.
 """
@@ -16,13 +19,26 @@ from typing import Any
 
 from masuka_nb.log import get_logger
 
-__all__ = ["KEY_FIELDS", "lookup", "recipe_key", "store"]
+__all__ = ["COMPUTE_FIELDS", "KEY_FIELDS", "compute_of", "lookup", "recipe_key", "store"]
 
 log = get_logger(__name__)
 
 KEY_FIELDS = ("model", "revision", "prompt", "negative_prompt", "width", "height", "steps", "guidance", "seeds",
               "scheduler", "image_sha256", "strength", "loras", "device", "dtype", "vae_dtype", "quantization",
-              "max_sequence_length")
+              "max_sequence_length", "compute")
+# The MemoryPlan fields that change how the pixels are computed (tests/image/test_image_memory.py checks that
+# every other plan field is an estimate, a label or a size already in the recipe).
+COMPUTE_FIELDS = ("device", "dtype", "vae_dtype", "text_encoder_dtype", "quantization", "quantized_components",
+                  "quantized_repo", "offload", "free_text_encoders", "compile", "first_block_cache", "vae_tiling",
+                  "speed")
+
+
+def compute_of(plan: Any, *, attention_backend: str | None = None) -> dict[str, Any]:
+    """How a generation is computed, as the recipe records it: the plan's compute fields and the attention."""
+    out = {name: getattr(plan, name) for name in COMPUTE_FIELDS}
+    out["quantized_components"] = list(out["quantized_components"])
+    out["attention_backend"] = attention_backend
+    return out
 
 
 def recipe_key(recipe: dict[str, Any]) -> str:

@@ -126,6 +126,7 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
     dtype = getattr(torch, plan.dtype)
     try:
         kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
+        dplan = None
         if spec.tiny:
             from masuka_nb.models.tiny import ensure_tiny
 
@@ -135,7 +136,8 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
 
             dplan = download_plan(spec, plan=plan)
             path = locate_model(spec, dplan, progress=progress)
-            kwargs.update(_quantized_components(spec, plan, dplan, dtype, progress))
+        # Tiny models too: a plan that says NF4 loads NF4 (the recipe records what really ran).
+        kwargs.update(_quantized_components(spec, plan, dplan, dtype, progress))
         with quiet_third_party():  # its loading bars and notices; MASUKA's one bar covers the task
             pipe = cls.from_pretrained(str(path), **kwargs)
         _place(pipe, plan, dtype)
@@ -181,7 +183,7 @@ def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, p
     """NF4 components: from the pre-quantized repo when there is one, else quantized while loading."""
     if plan.quantization != "nf4":
         return {}
-    if plan.quantized_repo and dplan.extra:
+    if plan.quantized_repo and dplan is not None and dplan.extra:
         import json
 
         import diffusers

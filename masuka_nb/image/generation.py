@@ -197,6 +197,7 @@ def prepare(job: GenerationJob, *, model: Any = None, negative_prompt: Any = Non
     job.loras = resolve_all(loras, model=spec.id)
     job.warnings = [note] if note else []
     job.recipe = _recipe(spec, req, job.seeds, job.loras, job.plan, job.plan_overrides, note)
+    job.recipe["compute"] = _compute(job)
     if recipe_extra:
         job.recipe.update(recipe_extra)
     job.use_cache = job.use_cache and current.result_cache
@@ -228,7 +229,10 @@ def execute(job: GenerationJob) -> GenerationResult:
     images, fallback = run_with_fallback(job)
     timings["generate"] = time.perf_counter() - t - timings.get("load", 0.0)
     if fallback:
+        # Made under the lighter plan: recorded, and cached, as what it is.
         recipe["plan"] = job.plan.label
+        recipe["compute"] = _compute(job)
+        key = cache.recipe_key(recipe) if job.use_cache else ""
     t = time.perf_counter()
     paths = _save(images, recipe, req) if job.save else []
     if job.use_cache:
@@ -305,6 +309,12 @@ def _recipe(spec, req, seeds, resolved, mplan, overrides, note) -> dict[str, Any
     if note:
         recipe["auto_model"] = note
     return recipe
+
+
+def _compute(job: GenerationJob) -> dict[str, Any]:
+    from masuka_nb.image.cache import compute_of
+
+    return compute_of(job.plan, attention_backend=getattr(job.engine, "attention_backend", None))
 
 
 def _tiny_version() -> int:

@@ -1,7 +1,9 @@
 """LoRAs for the image engine: find them, check they fit a model, stack them on a pipeline, take them off.
 
 A LoRA source may be a local file or folder, a name in the LoRA library (``settings().loras_dir/<name>/``),
-a Hub repo id (``owner/name``) or an https URL. `validate_lora` reads the file once and checks every
+a Hub repo id (``owner/name``), an https URL, or a Civitai source: ``civitai:<versionId>``, an AIR
+(``urn:air:flux1:lora:civitai:<model>@<version>``) or a civitai.com model URL (`hosted.civitai`, saved into the
+library with its page's name, trigger words and base model). `validate_lora` reads the file once and checks every
 targeted layer against the model's real transformer shapes (tiny models: their own config; real
 models: the published configs built on the `meta` device), so a LoRA made for SD3 never reaches a
 FLUX pipeline and fails there with a shape error deep inside peft.
@@ -132,7 +134,8 @@ def _bad_lora(item: Any) -> InvalidRequestError:
         f"Cannot read {item!r} as a LoRA.",
         argument="loras",
         value=item,
-        hint="Give a path, a LoRA library name, a Hub repo id or an https URL, optionally as (source, weight).",
+        hint="Give a path, a LoRA library name, a Hub repo id, an https URL or a Civitai id/AIR/URL "
+        "(civitai:<versionId>), optionally as (source, weight).",
     )
 
 
@@ -147,8 +150,11 @@ def _weight_file(folder: Path) -> Path | None:
 def resolve_lora(source: str) -> Path:
     """The local `.safetensors` file for `source` (downloading it first for a URL or a Hub repo)."""
     from masuka_nb.config import settings
+    from masuka_nb.hosted.civitai import fetch_lora, parse_civitai_source
 
     text = str(source).strip()
+    if parse_civitai_source(text) is not None:  # civitai:<versionId>, an AIR, or a civitai.com page/download URL
+        return fetch_lora(text, max_bytes=MAX_LORA_BYTES)
     if text.startswith(("https://", "http://", "gs://", "gcs://", "s3://")):
         return _download_url(text)
     path = Path(text).expanduser()
@@ -168,7 +174,8 @@ def resolve_lora(source: str) -> Path:
 
         return fetch_lora_file(text)
     raise ModelFilesMissingError(
-        f"No LoRA at `{text}`: not a file, a folder, a name in {settings().loras_dir}, a Hub repo id or a URL.",
+        f"No LoRA at `{text}`: not a file, a folder, a name in {settings().loras_dir}, a Hub repo id, a URL or a "
+        "Civitai id.",
         argument="loras",
         value=text,
         hint="Check the path, or list your LoRA library with `sorted(p.name for p in "

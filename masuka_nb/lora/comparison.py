@@ -58,22 +58,25 @@ class Comparison:
 
 
 def resolve_lora(source: str | Path) -> tuple[Path, str, dict[str, Any]]:
-    """(weights file, display name, masuka_lora.json or {}) for a file, a folder or a library name."""
-    from masuka_nb.config import settings
-    from masuka_nb.lora.export import PEFT_FILE
+    """(weights file, display name, masuka_lora.json or {}) for any LoRA source `generate(loras=...)` takes.
 
-    path = Path(source)
-    if not path.exists():
-        path = settings().loras_dir / str(source)
-    if path.is_dir():
-        folder, file = path, path / PEFT_FILE
-    else:
-        folder, file = path.parent, path
-    if not file.is_file():
+    The file comes from the one resolver the image engine uses (`masuka_nb.image.lora.resolve_lora`: files,
+    folders, library names, Hub repos, URLs, Civitai ids/AIRs/URLs), so compare and generate agree."""
+    from masuka_nb.errors import ModelFilesMissingError
+    from masuka_nb.image.lora import METADATA_NAME
+    from masuka_nb.image.lora import resolve_lora as resolve_file
+
+    try:
+        file = resolve_file(str(source))
+    except ModelFilesMissingError as exc:
         raise InvalidRequestError(f"No LoRA found at {source}.", argument="loras", value=str(source),
-                                  hint="Pass a .safetensors file, a LoRA folder, or a name in the LoRA library.")
-    meta_path = folder / "masuka_lora.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+                                  hint=exc.hint or "Pass a .safetensors file, a LoRA folder, a library name or a "
+                                  "Civitai id.") from exc
+    meta_path = file.parent / METADATA_NAME
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+    except (OSError, ValueError):
+        meta = {}
     return file, meta.get("name") or file.stem, meta
 
 

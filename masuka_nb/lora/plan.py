@@ -52,6 +52,9 @@ class TrainingConfig:
     seed: int = 0
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
     quantization: str | None = None  # None | "nf4"
+    # NF4 plans: the pre-quantized repo (or local folder) the transformer and T5 come from; None quantizes
+    # them while loading (BitsAndBytesConfig), never the 23.8 GB fp16 transformer.
+    quantized_repo: str | None = None
     optimizer: str = "adamw"  # "adamw" | "adamw8bit"
     gradient_checkpointing: bool = True
     target_modules: str = "attention"
@@ -75,6 +78,8 @@ class TrainingConfig:
         keys = ("base", "trigger_word", "steps", "rank", "alpha", "learning_rate", "resolution", "batch_size",
                 "seed", "mixed_precision", "quantization", "optimizer", "target_modules", "warmup_steps", "guidance")
         data = {k: getattr(self, k) for k in keys}
+        if self.quantized_repo:  # only when set, so the runs made before the field existed still resume
+            data["quantized_repo"] = self.quantized_repo
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
@@ -183,6 +188,14 @@ def plan_training(
                          mixed_precision=defaults["mixed_precision"], quantization=defaults["quantization"],
                          optimizer=defaults["optimizer"], checkpoint_every=min(250, max(50, steps // 10)),
                          sample_every=max(100, steps // 5), **overrides)
+    if cfg.quantization == "nf4":
+        if cfg.quantized_repo is None:
+            cfg.quantized_repo = spec.quantized_repos.get("nf4")
+        notes.append("transformer and T5 in NF4: " + (f"pre-quantized, from {cfg.quantized_repo}" if cfg.quantized_repo
+                     else "quantized while loading (bitsandbytes), never the 23.8 GB fp16 transformer in RAM"))
+    if spec.task == "fill":
+        notes.append("FLUX Fill: each image is trained with a masked copy of itself (a random rectangle drawn "
+                     "from the run's seed) and that mask, the two extra inputs Fill's transformer reads")
     budget = prof.vram_gb * HEADROOM
 
     def need(c: TrainingConfig) -> float:

@@ -54,16 +54,24 @@ class _Trainer:
             from masuka_nb.models.tiny import ensure_tiny
 
             path = str(ensure_tiny(spec.id))
-            return path, path, spec
-        quantized = spec.quantized_repos.get("nf4") if self.cfg.quantization == "nf4" else None
-        return spec.repo, quantized or spec.repo, spec
+            return path, self._nf4_repo() or path, spec
+        return spec.repo, self._nf4_repo() or spec.repo, spec
 
     def _nf4_repo(self) -> str | None:
-        from masuka_nb.models.registry import get_model
-
+        """The pre-quantized repo (or folder) the plan names for an NF4 run; None: quantize while loading."""
         if self.cfg.quantization != "nf4":
             return None
-        return get_model(self.cfg.base).quantized_repos.get("nf4")
+        return self.cfg.quantized_repo
+
+    def _nf4_dtype(self):
+        """NF4 compute dtype: fp16 on a T4 (no bf16 hardware), bf16 where the plan trains in bf16."""
+        import torch
+
+        return torch.bfloat16 if self.cfg.mixed_precision == "bf16" else torch.float16
+
+    def _is_fill(self, spec) -> bool:
+        """FLUX Fill reads, beside the noisy latents, the masked image's latents and the mask (in_channels 384)."""
+        return spec.task == "fill"
 
     def _compute_dtype(self):
         """Inputs in the compute precision (an NF4 base stores uint8 weights, so never ask the weights)."""
@@ -94,7 +102,9 @@ class _Trainer:
                                       hint="Import images, or set keep=True on some after curation.")
         return out
 
-    def _cache_latents(self, items, base: str) -> dict[str, Any]:
+    def _cache_latents(self, items, base: str, *, fill: bool = False) -> dict[str, Any]:
+        """sha256 → the image's latents (and, for FLUX Fill, sha256 + ".cond" → its packed masked-image
+        latents and mask), encoded once per run and resolution."""
         import numpy as np
         import torch
         from diffusers import AutoencoderKL
@@ -102,7 +112,7 @@ class _Trainer:
         from safetensors.torch import load_file
 
         cache = self.run_.run_dir / "cache" / f"latents-{self.cfg.resolution}.safetensors"
-        wanted = {it.sha256 for it, _ in items}
+        wanted = {it.sha256 for it, _ in items} | ({f"{it.sha256}.cond" for it, _ in items} if fill else set())
         if cache.is_file():
             stored = load_file(str(cache))
             if wanted <= set(stored):
@@ -122,13 +132,32 @@ class _Trainer:
                 x = torch.from_numpy(arr).permute(2, 0, 1)[None].to(device)
                 with torch.no_grad():
                     lat = vae.encode(x).latent_dist.mode()
-                self.vae_encodes += 1
+                    self.vae_encodes += 1
+                    if fill:
+                        out[f"{it.sha256}.cond"] = self._fill_cond(vae, scale, x, _fill_mask(self.cfg.seed, it.sha256,
+                                                                                              x.shape[-2:]))
                 out[it.sha256] = ((lat - vae.config.shift_factor) * vae.config.scaling_factor)[0].cpu().contiguous()
         finally:
             del vae
             free_memory()
         atomic_write_safetensors(cache, out)
         return out
+
+    def _fill_cond(self, vae, scale: int, x, mask) -> Any:
+        """What FLUX Fill's transformer reads beside the latents, made by FluxFillPipeline's own
+        `prepare_mask_latents`: the masked image's latents (packed) and the mask folded to the latent grid."""
+        import types
+
+        import torch
+        from diffusers import FluxFillPipeline
+
+        mask = mask.to(x.device, x.dtype)[None, None]
+        masked = vae.encode(x * (1 - mask)).latent_dist.mode()  # latents in: the pipeline skips its own encode
+        self.vae_encodes += 1
+        shim = types.SimpleNamespace(vae=vae, vae_scale_factor=scale, _pack_latents=FluxFillPipeline._pack_latents)
+        packed_mask, packed = FluxFillPipeline.prepare_mask_latents(
+            shim, mask, masked, 1, masked.shape[1], 1, x.shape[-2], x.shape[-1], torch.float32, x.device, None)
+        return torch.cat((packed, packed_mask), dim=-1)[0].cpu().contiguous()
 
     def _cache_text(self, prompts: list[str], base: str, max_len: int) -> dict[str, dict[str, Any]]:
         import torch
@@ -146,11 +175,19 @@ class _Trainer:
             torch.bfloat16 if device.type == "cuda" else torch.float32)
         extra = {}
         nf4_repo = self._nf4_repo()
-        if nf4_repo:  # T4 RAM: the pre-quantized T5 (≈2.9 GB) instead of 9.5 GB of fp16 weights
+        if nf4_repo:  # T4 RAM: the pre-quantized T5 (≈5.9 GiB in fp16) instead of 10.7 GiB of fp16 weights
             from transformers import T5EncoderModel
 
             extra["text_encoder_2"] = T5EncoderModel.from_pretrained(nf4_repo, subfolder="text_encoder_2",
                                                                      dtype=dtype)
+        elif self.cfg.quantization == "nf4" and device.type == "cuda":
+            # No pre-quantized repo (schnell, Kontext, Fill): quantized as it loads, straight onto the GPU, so
+            # the fp16 T5 never sits in a T4's 12.7 GB of RAM.
+            from transformers import BitsAndBytesConfig, T5EncoderModel
+
+            extra["text_encoder_2"] = T5EncoderModel.from_pretrained(
+                base, subfolder="text_encoder_2", dtype=dtype, quantization_config=BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype))
         pipe = FluxPipeline.from_pretrained(base, transformer=None, vae=None, torch_dtype=dtype, **extra)
         for encoder in (pipe.text_encoder, pipe.text_encoder_2):
             if not getattr(encoder, "is_quantized", False):
@@ -182,7 +219,19 @@ class _Trainer:
             if device.type != "cuda":
                 raise TrainingFailedError("NF4 (QLoRA) training needs a CUDA GPU.", argument="quantization",
                                           value="nf4", hint="Use a GPU runtime, or train in the cloud.")
-            model = FluxTransformer2DModel.from_pretrained(repo, subfolder=subfolder, torch_dtype=torch.float16)
+            kwargs: dict[str, Any] = {"torch_dtype": self._nf4_dtype()}
+            if not self._nf4_repo():
+                # No pre-quantized weights named: quantize while loading (the fp16 transformer is 23.8 GB).
+                from diffusers import BitsAndBytesConfig
+
+                kwargs["quantization_config"] = BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=self._nf4_dtype())
+            model = FluxTransformer2DModel.from_pretrained(repo, subfolder=subfolder, **kwargs)
+            if not getattr(model, "is_quantized", False):
+                raise TrainingFailedError(f"The NF4 plan loaded an unquantized transformer from {repo}.",
+                                          argument="quantization", value="nf4",
+                                          hint="Its config carries no quantization_config: name a pre-quantized "
+                                               "repo, or leave `quantized_repo` None to quantize while loading.")
             from peft import prepare_model_for_kbit_training
 
             # peft's own checkpointing switch is the transformers API; diffusers models use
@@ -297,36 +346,56 @@ class _Trainer:
         return state
 
     # ---- samples and loss curve ----
-    def _samples(self, step, model, accel, base, sample_text) -> list[Path]:
+    def _samples(self, step, model, accel, base, sample_text, spec=None) -> list[Path]:
         """Fixed prompts × fixed seeds through the training transformer; decoded by the VAE in fp32
-        (FLUX's VAE is unsafe in fp16, and it is only 0.17 GB)."""
+        (FLUX's VAE is unsafe in fp16, and it is only 0.17 GB). A Fill base paints the whole frame (a full
+        mask over a grey image), the way a blank canvas is filled."""
         import io
 
         import torch
-        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
+        from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxPipeline
         from diffusers.image_processor import VaeImageProcessor
 
         device = self._device()
         vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32).to(device).eval()
         scale = 2 ** (len(vae.config.block_out_channels) - 1)
-        pipe = FluxPipeline(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(base, subfolder="scheduler"),
-                            vae=vae, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
-                            transformer=accel.unwrap_model(model))
+        fill = spec is not None and self._is_fill(spec)
+        dtype = self._compute_dtype()
+        size = self.cfg.resolution
+        extra: dict[str, Any] = {}
+        pipe_vae = vae
+        if fill:
+            from PIL import Image
+
+            # FluxFillPipeline encodes the (grey, fully masked) image in the prompt's dtype: give it a VAE in
+            # that dtype for the encode; the decode below stays in fp32.
+            if dtype != torch.float32:
+                pipe_vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=dtype).to(device).eval()
+            extra = dict(image=Image.new("RGB", (size, size), (127, 127, 127)),
+                         mask_image=Image.new("L", (size, size), 255))
+        parts = dict(scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(base, subfolder="scheduler"),
+                     vae=pipe_vae, text_encoder=None, tokenizer=None, text_encoder_2=None, tokenizer_2=None,
+                     transformer=accel.unwrap_model(model))
+        pipe = (FluxFillPipeline if fill else FluxPipeline)(**parts)
         pipe.set_progress_bar_config(disable=True)
         processor = VaeImageProcessor(vae_scale_factor=scale * 2)
         out = []
         folder = ensure_dir(self.run_.run_dir / "samples")
-        dtype = self._compute_dtype()
-        size = self.cfg.resolution
+        c = vae.config.latent_channels
         for pi, prompt in enumerate(self.cfg.sample_prompts):
             emb = sample_text[prompt]
             for seed in self.cfg.sample_seeds:
+                gen = torch.Generator("cpu").manual_seed(seed)
+                if fill:  # the starting noise, drawn from the seed (Fill otherwise noises the encoded image)
+                    h = w = 2 * (size // (scale * 2))
+                    noise = torch.randn(1, c, h, w, generator=gen)
+                    extra["latents"] = FluxPipeline._pack_latents(noise, 1, c, h, w).to(device, dtype)
                 with torch.no_grad():
                     packed = pipe(prompt_embeds=emb["embeds"][None].to(device, dtype),
                                   pooled_prompt_embeds=emb["pooled"][None].to(device, dtype),
                                   height=size, width=size, num_inference_steps=self.cfg.sample_steps,
-                                  guidance_scale=3.5, generator=torch.Generator("cpu").manual_seed(seed),
-                                  output_type="latent").images
+                                  guidance_scale=spec.default_guidance if fill else 3.5, generator=gen,
+                                  output_type="latent", **extra).images
                     lat = FluxPipeline._unpack_latents(packed, size, size, scale).float()
                     lat = lat / vae.config.scaling_factor + vae.config.shift_factor
                     image = processor.postprocess(vae.decode(lat, return_dict=False)[0], output_type="pil")[0]
@@ -335,7 +404,7 @@ class _Trainer:
                 image.save(buf, format="PNG")
                 atomic_write_bytes(path, buf.getvalue())
                 out.append(path)
-        del pipe, vae
+        del pipe, vae, pipe_vae
         return out
 
     def _write_loss(self, history: list[dict[str, float]], *, plot: bool = True) -> None:
@@ -390,13 +459,15 @@ class _Trainer:
 
         with accel.main_process_first(), quiet_third_party():  # rank 0 builds/downloads and caches; the others then read
             base, transformer_repo, spec = self._source()
-            latents = self._cache_latents(items, base)
+            fill = self._is_fill(spec)
+            latents = self._cache_latents(items, base, fill=fill)
             prompts = [cap for _, cap in items] + list(cfg.sample_prompts)
             text = self._cache_text(prompts, base, spec.max_sequence_length)
         run.stats.update(vae_encodes=run.stats.get("vae_encodes", 0) + self.vae_encodes,
                          text_encodes=run.stats.get("text_encodes", 0) + self.text_encodes,
                          cache_s=round(time.perf_counter() - t0, 3), images=len(items))
         lat_list = [latents[it.sha256] for it, _ in items]
+        self.conds = [latents[f"{it.sha256}.cond"] for it, _ in items] if fill else None
         emb_list = [text[cap] for _, cap in items]
         shapes = [tuple(t.shape) for t in lat_list]
 
@@ -464,7 +535,7 @@ class _Trainer:
                         # there, so run.json and loss.json need no rewrite (and no fsync) here.
                         self._save_checkpoint(done, model, optimizer, scheduler, accel, n_batches_cache[epoch], history)
                     if cfg.sample_every and done % cfg.sample_every == 0:
-                        run.samples += self._samples(done, model, accel, base, text)
+                        run.samples += self._samples(done, model, accel, base, text, spec)
         except (CancelledError, KeyboardInterrupt):
             if accel.is_main_process and run.step > 0 and (run.latest_checkpoint is None or
                                                            not run.latest_checkpoint.name.endswith(f"{run.step:07d}")):
@@ -483,7 +554,7 @@ class _Trainer:
             run.losses = [h["loss"] for h in history]
             self._export(model, accel, spec)
             if cfg.sample_every and cfg.steps % cfg.sample_every:
-                run.samples += self._samples(cfg.steps, model, accel, base, text)
+                run.samples += self._samples(cfg.steps, model, accel, base, text, spec)
             run.status = "finished"
             run.save()
             record_run(run, "ok")
@@ -504,14 +575,14 @@ class _Trainer:
         gen = torch.Generator("cpu").manual_seed(self.cfg.seed + 424242)
         total, count = 0.0, 0
         with torch.no_grad():
-            for lat, emb in zip(lat_list, emb_list):
+            for i, (lat, emb) in enumerate(zip(lat_list, emb_list)):
                 for sigma_value in (0.25, 0.5, 0.75):
                     x = lat[None].to(device, torch.float32)
                     b, c, h, w = x.shape
                     noise = torch.randn(x.shape, generator=gen).to(device)
                     sigma = torch.full((1,), sigma_value, device=device)
                     noisy = (1 - sigma_value) * x + sigma_value * noise
-                    packed = FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype)
+                    packed = self._with_cond(FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype), [i], device)
                     img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
                     txt_ids = torch.zeros(emb["embeds"].shape[0], 3, device=device, dtype=dtype)
                     guidance = torch.full((1,), self.cfg.guidance, device=device) if guidance_embeds else None
@@ -542,7 +613,7 @@ class _Trainer:
         sigma = FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)
         s = sigma.view(b, 1, 1, 1)
         noisy = (1 - s) * lat + s * noise
-        packed = FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype)
+        packed = self._with_cond(FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype), batch, device)
         img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
         txt_ids = torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype)
         guidance = torch.full((b,), cfg.guidance, device=device, dtype=torch.float32) if guidance_embeds else None
@@ -553,6 +624,16 @@ class _Trainer:
         loss = torch.nn.functional.mse_loss(pred.float(), (noise - lat).float())
         accel.backward(loss)
         return float(loss.detach())
+
+    def _with_cond(self, packed, batch: list[int], device):
+        """FLUX Fill: the packed latents followed by each image's masked-image latents and mask (channels
+        64 + 64 + 256 at full size), as FluxFillPipeline concatenates them; other bases: unchanged."""
+        import torch
+
+        if not getattr(self, "conds", None):
+            return packed
+        cond = torch.stack([self.conds[i] for i in batch]).to(device, packed.dtype)
+        return torch.cat((packed, cond), dim=-1)
 
     # ---- 5. export ----
     def _export(self, model, accel, spec) -> None:
@@ -577,6 +658,20 @@ class _Trainer:
             from masuka_nb.image.lora import validate_lora  # the image engine's own check, once it exists
 
             validate_lora(run.lora_path, model=spec.id)
+
+
+def _fill_mask(seed: int, sha256: str, size) -> Any:
+    """The mask FLUX Fill trains one image with: a rectangle covering 40–100 % of each side, drawn from
+    (run seed, image), so a resumed run sees the same masks. 1 = repaint, as in FluxFillPipeline."""
+    import torch
+
+    h, w = int(size[0]), int(size[1])
+    rng = random.Random(f"{seed}:{sha256}")
+    mh, mw = max(1, round(h * rng.uniform(0.4, 1.0))), max(1, round(w * rng.uniform(0.4, 1.0)))
+    top, left = rng.randint(0, h - mh), rng.randint(0, w - mw)
+    mask = torch.zeros(h, w)
+    mask[top:top + mh, left:left + mw] = 1.0
+    return mask
 
 
 def _clip_grad_norm(params: list, max_norm: float, accel) -> None:

@@ -31,6 +31,7 @@ from masuka_nb.ui.components import (
     wide,
 )
 from masuka_nb.ui.helpers import engine_api, esc, fmt_duration, fmt_number, parse_loras, parse_seed
+from masuka_nb.ui.recipe_loader import RecipeLoader
 
 __all__ = ["GeneratePanel", "ResultView", "default_image_model", "plan_text"]
 
@@ -161,6 +162,7 @@ class GeneratePanel(Panel):
         self.details = widgets.HTML("")
         self.warnings = widgets.HTML("")
         self.batch = BatchPanel(model=self.model.value)  # Batch & grid: its own form, run and grid
+        self.recipe_loader = RecipeLoader(apply=self.load_recipe, set_loras=lambda t: setattr(self.loras, "value", t))
         self.fields = {"prompt": self.prompt, "negative_prompt": self.negative, "model": self.model,
                        "instruction": self.view.edit_instruction,
                        "width": self.width, "height": self.height, "steps": self.steps, "guidance": self.guidance,
@@ -191,6 +193,7 @@ class GeneratePanel(Panel):
                  field_row(self.previews), self.loras),
             card(section("Start image (image-to-image)"), self.init_image, field_row(self.strength, self.use_last)),
             card(section("Batch & grid"), self.batch),
+            card(section("Load recipe from an image…"), self.recipe_loader),
         ]
 
     def relayout(self) -> None:

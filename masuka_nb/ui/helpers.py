@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import io
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -196,7 +197,7 @@ def parse_loras(text: str) -> list[tuple[str, float]]:
         if " @ " in item:
             source, _, w = item.rpartition(" @ ")
             weight = _weight(w, item)
-        elif ":" in item:
+        elif ":" in item and not re.fullmatch(r"(?i)civitai:\d+", item):  # civitai:<versionId> is a source
             head, _, tail = item.rpartition(":")
             try:
                 weight = float(tail)

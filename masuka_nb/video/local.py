@@ -461,7 +461,10 @@ def _load(spec: Any, mplan: MemoryPlan) -> Any:
             kwargs["quantization_config"] = PipelineQuantizationConfig(
                 quant_backend="bitsandbytes_4bit", components_to_quantize=list(mplan.quantized_components),
                 quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype})
-    pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(str(path), **kwargs)
+    from masuka_nb.quiet import quiet_third_party
+
+    with quiet_third_party():  # bitsandbytes' and transformers' notices on first import; loading bars
+        pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(str(path), **kwargs)
     if mplan.vae_dtype != mplan.dtype:
         pipe.vae.to(getattr(torch, mplan.vae_dtype))  # Wan casts latents to the VAE's dtype itself
     _place(pipe, mplan)

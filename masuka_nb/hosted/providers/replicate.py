@@ -52,9 +52,7 @@ class ReplicateProvider(Provider):
         self._accept(record, data)
 
     def _accept(self, record: JobRecord, data: Any) -> None:
-        if not isinstance(data, dict) or not data.get("id"):
-            raise self.bad("an id", data)
-        record.provider_job_id = str(data["id"])
+        record.provider_job_id = self.accepted_id(record, data, path=("id",))
 
     def latest_version(self, model: str) -> str:
         data = self.client.json("GET", f"/v1/models/{model}", op="get")
