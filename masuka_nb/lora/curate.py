@@ -188,27 +188,14 @@ class ClipScorer:
             return None
 
     def pixels(self, images: list):
-        """CLIP preprocessing for a whole batch: per image only the resize and centre crop (PIL, as
-        the processor does); rescaling and normalisation run once on the stacked batch."""
-        import numpy as np
-        import torch
-        from PIL import Image
+        """CLIP preprocessing for a whole batch, by transformers' own image processor.
 
+        transformers picks its backend: torchvision where it is installed (Colab ships it), else PIL. The two
+        resize differently (tensor bicubic with antialiasing vs PIL's), so a copy of either would drift from
+        the other by ~0.015; the processor itself is batched under both and is what the model was meant to see.
+        """
         ip = getattr(self.processor, "image_processor", self.processor)
-        size = ip.size.get("shortest_edge") or min(ip.size.get("height", 224), ip.size.get("width", 224))
-        crop_h, crop_w = ip.crop_size["height"], ip.crop_size["width"]
-        arrays = []
-        for im in images:
-            w, h = im.size
-            # The processor's output size: short side = size, long side = int(size · long / short).
-            new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
-            im = im.resize(new, Image.Resampling.BICUBIC)
-            left, top = (im.width - crop_w) // 2, (im.height - crop_h) // 2
-            arrays.append(np.asarray(im.crop((left, top, left + crop_w, top + crop_h)), dtype=np.uint8))
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(ip.image_mean).view(1, 3, 1, 1)
-        std = torch.tensor(ip.image_std).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return ip(images=images, return_tensors="pt")["pixel_values"]
 
     def embed(self, images: list) -> tuple[Any, list[float | None]]:
         """(embeddings [n, d] float32 on CPU, aesthetic scores) for a batch of PIL images."""
