@@ -143,7 +143,12 @@ class ClipScorer:
 
     @property
     def processor(self) -> Any:
-        return self._parts()["processor"]
+        """The image processor: the scorer's own, or one set in its place (another backend, a test's)."""
+        return self.__dict__.get("_processor") or self._parts()["processor"]
+
+    @processor.setter
+    def processor(self, value: Any) -> None:
+        self._processor = value
 
     def _load(self) -> dict[str, Any]:
         from transformers import AutoProcessor, CLIPVisionModelWithProjection
