@@ -119,7 +119,8 @@ KEEP_INSTALLED = frozenset(
     }
 )
 # The folders `masuka_nb.config.settings()` puts under MASUKA's home (a test keeps the two equal).
-HOME_SUBFOLDERS = ("outputs", "history", "loras", "datasets", "jobs", "models")
+HOME_SUBFOLDERS = ("outputs", "history", "loras", "datasets", "jobs", "models", "training", "presets", "wildcards",
+                   "inbox")
 DRIVE_MOUNT = Path("/content/drive")
 COLAB_SOURCE_DIR = Path("/content/masuka-src")
 TORCH_HELP = (
