@@ -72,7 +72,7 @@ def write_model(model: str, *, dry_run: bool) -> dict[str, Any]:
     made on the GPU (dry run: the tiny twin's weights), the twin's tokenizers and scheduler."""
     import torch
 
-    from masuka_nb.hub import MARKER
+    from masuka_nb.hub import MARKER, patterns_for
     from masuka_nb.models.registry import get_model
     from masuka_nb.models.tiny import build_tiny
     from masuka_nb.quiet import quiet_third_party
@@ -97,7 +97,9 @@ def write_model(model: str, *, dry_run: bool) -> dict[str, Any]:
                 part = build_component(model, comp.name, device="cuda", dtype=torch.bfloat16)
             setattr(pipe, comp.name, part)
     pipe.save_pretrained(folder, safe_serialization=True, max_shard_size="10GB")
-    atomic_write_json(folder / MARKER, {"repo": spec.repo, "revision": spec.revision,
+    # The marker lists the patterns the folder was filled for (hub._complete): every component's.
+    allow = list(patterns_for([c.name for c in spec.components]))
+    atomic_write_json(folder / MARKER, {"repo": spec.repo, "revision": spec.revision, "allow": allow,
                                         "written_by": "benchmarks/gpu_real_vram.py",
                                         "weights": "full-size random (real configs)" if not dry_run else
                                         "depth-1 real configs" if depth else "tiny twin"})

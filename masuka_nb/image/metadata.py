@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
-from masuka_nb.image.comfy import lora_display_name
+from masuka_nb.image.comfy import build_graphs, lora_display_name
 from masuka_nb.log import get_logger
+from masuka_nb.storage import atomic_write_bytes, open_local
 
 __all__ = ["RECIPE_KEY", "format_parameters", "lora_display_name", "parse_parameters", "read_png_metadata", "read_recipe", "write_png"]
 
@@ -85,9 +86,6 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
     """Write `image` atomically as PNG with both text chunks."""
     from PIL.PngImagePlugin import PngInfo
 
-    from masuka_nb.image.comfy import build_graphs
-    from masuka_nb.storage import atomic_write_bytes
-
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, format_parameters(recipe, index=index))
     info.add_text(RECIPE_KEY, json.dumps({**recipe, "image_index": index}, sort_keys=True, default=str))
@@ -107,8 +105,9 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
 def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     from PIL import Image, UnidentifiedImageError
 
+    data = open_local(path, argument="path", what="PNG")  # bounded; a FIFO or device is refused
     try:
-        with Image.open(path) as im:
+        with Image.open(data) as im:
             im.load()
             return {k: v for k, v in im.info.items() if isinstance(v, str)}
     except (OSError, UnidentifiedImageError) as exc:
@@ -120,8 +119,10 @@ def read_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON recipe stored in a MASUKA PNG (or a `.json` recipe file)."""
     p = Path(path)
     if p.suffix.lower() == ".json":
+        from masuka_nb.storage import read_text_file
+
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
+            return json.loads(read_text_file(p, max_bytes=16 * 1024**2, argument="path", what="recipe"))
         except (OSError, ValueError) as exc:
             raise InvalidRequestError(f"Cannot read the recipe {p}.", argument="path", value=str(p),
                                       hint="Pass a recipe .json or a PNG that MASUKA wrote.") from exc

@@ -22,9 +22,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError, MasukaError
+from masuka_nb.config import settings
+from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
+from masuka_nb.hub import upload_folder
 from masuka_nb.log import get_logger
-from masuka_nb.storage import atomic_write_json, atomic_write_safetensors, atomic_write_text, ensure_dir
+from masuka_nb.models.registry import get_model
+from masuka_nb.storage import (
+    atomic_write_json,
+    atomic_write_safetensors,
+    atomic_write_text,
+    ensure_dir,
+    safe_name,
+)
 
 __all__ = ["addnet_hash", "export_kohya", "export_lora", "lora_metadata", "peft_to_kohya", "push_to_hub"]
 
@@ -183,9 +192,6 @@ def lora_metadata(meta: dict[str, Any], tensors: dict[str, Any], *, name: str, k
     """kohya ``ss_*`` and ModelSpec ``modelspec.*`` keys (strings, as safetensors metadata must be) for a
     trained LoRA: base model, trigger words, dim/alpha and hashes, which A1111, Forge, ComfyUI's LoRA managers
     and Civitai show (keys: github.com/kohya-ss/sd-scripts library/train_util.py and sai_model_spec.py)."""
-    from masuka_nb.errors import ModelNotFoundError
-    from masuka_nb.models.registry import get_model
-
     base = str(meta.get("base_model") or "")
     try:
         spec = get_model(base)
@@ -231,8 +237,21 @@ def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], 
     from diffusers import FluxPipeline
     from safetensors.torch import load_file
 
-    from masuka_nb.config import settings
+    if not isinstance(name, str) or safe_name(name, default="") != name:
+        raise InvalidRequestError("`name` must use only letters, digits, '.', '_' and '-'.", argument="name",
+                                  value=name, hint=f"e.g. name={safe_name(str(name), default='my-style')!r}")
+    if not isinstance(meta, dict):
+        raise InvalidRequestError("`meta` must be a mapping.", argument="meta", value=meta,
+                                  hint="e.g. meta={\"base_model\": \"flux1-dev\", \"trigger_word\": \"mk\"}")
+    if loras_dir is not None and (isinstance(loras_dir, bool) or not isinstance(loras_dir, (str, Path))):
+        raise InvalidRequestError("`loras_dir` must be a folder path or None.", argument="loras_dir", value=loras_dir)
+    import torch
 
+    if not isinstance(state_dict, dict) or not state_dict or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise InvalidRequestError("`state_dict` must map LoRA weight names to tensors (at least one).",
+                                  argument="state_dict", value=type(state_dict).__name__,
+                                  hint="Pass `peft.get_peft_model_state_dict(model)`, or use `lora.train`.")
     folder = ensure_dir(Path(loras_dir) if loras_dir else settings().loras_dir / name)
     sd = {(k if k.startswith("transformer.") else f"transformer.{k}"): v.detach().cpu().contiguous()
           for k, v in state_dict.items()}
@@ -259,8 +278,6 @@ def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], 
 
 def push_to_hub(lora: str | Path, *, repo_id: str, private: bool = True, token: str | None = None) -> str:
     """Upload a library LoRA folder (weights, kohya file, card) to the Hugging Face Hub; returns its URL."""
-    from masuka_nb.config import settings
-
     folder = Path(lora)
     if not folder.is_dir():
         folder = settings().loras_dir / str(lora)
@@ -271,15 +288,5 @@ def push_to_hub(lora: str | Path, *, repo_id: str, private: bool = True, token: 
         from masuka_nb.secrets import get_secret
 
         token = get_secret("HF_TOKEN", purpose="pushing a LoRA to the Hugging Face Hub")
-    try:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=[".*"],
-                          commit_message="Upload LoRA trained with MASUKA")
-    except Exception as exc:
-        raise MasukaError(f"Uploading {folder.name} to {repo_id} failed: {exc}.", argument="repo_id", value=repo_id,
-                          hint="Check the token has write access and the network is up.", code="HUB_UPLOAD_FAILED",
-                          ) from exc
-    return f"https://huggingface.co/{repo_id}"
+    return upload_folder(folder, repo_id=repo_id, private=private, token=token,
+                         message="Upload LoRA trained with MASUKA")

@@ -108,8 +108,8 @@ TWIN_NOTES = ("T5 and UMT5 tokenizers are built here (real size and ids, not the
 
 
 def twin_root() -> Path:
-    """Where twins are cached: MASUKA_TWINS_DIR, else ~/.cache/masuka/twins (kept between test runs)."""
-    return Path(os.environ.get("MASUKA_TWINS_DIR") or Path.home() / ".cache" / "masuka" / "twins")
+    """Where twins are cached: TWINS_CACHE_DIR (a test-harness knob, not a MASUKA setting), else ~/.cache/masuka/twins (kept between test runs)."""
+    return Path(os.environ.get("TWINS_CACHE_DIR") or Path.home() / ".cache" / "masuka" / "twins")
 
 
 def _digest(data: Any) -> str:
