@@ -164,11 +164,9 @@ def _check_loaded_as_planned(spec, plan) -> None:
     """Every weighted component is in the dtype the plan gives it, NF4 where the plan quantizes it."""
     import torch
 
-    from masuka_nb.image.engine import default_engine
     from masuka_nb.image.loading import component_dtype
-    from masuka_nb.video import local
 
-    pipe = local._state["pipe"] if spec.is_video else default_engine()._pipe
+    pipe = _loaded_pipeline(spec)
     for comp in spec.components:
         module = getattr(pipe, comp.name)
         if comp.name in plan.quantized_components:
@@ -177,6 +175,19 @@ def _check_loaded_as_planned(spec, plan) -> None:
         want = getattr(torch, component_dtype(spec, plan, comp.name))
         dtypes = {p.dtype for p in module.parameters()}
         assert want in dtypes and dtypes <= {want, torch.float32}, f"{comp.name}: {dtypes}, planned {want}"
+
+
+def _loaded_pipeline(spec):
+    """The pipeline the last step loaded, as the device host holds it (image engine's slot, or video's)."""
+    from masuka_nb.host import device_host
+    from masuka_nb.image.engine import default_engine
+    from masuka_nb.video import local
+
+    engine = default_engine()
+    slot = local.TASK if spec.is_video else engine.slot
+    held = [key for key, model, _ in device_host().in_slot(slot) if model == spec.id]
+    assert len(held) == 1, f"the device host holds {len(held)} pipelines of {spec.id}"
+    return device_host().get(held[0])
 
 
 def _klein_denoises_on_real_width_prompt_embeddings(spec, plan) -> None:
@@ -329,9 +340,8 @@ def test_nf4_transformer_plan_steps_on_cuda(on_local_hub, road_homes, monkeypatc
         pytest.skip(f"{model}'s T4 plan does not quantize the transformer")
     use_home(monkeypatch, road_homes.home(model, plan))
     serve(on_local_hub, model)
-    from masuka_nb.image.engine import default_engine
 
     step(spec, plan)
-    pipe = default_engine()._pipe
+    pipe = _loaded_pipeline(spec)
     assert any("4bit" in type(m).__name__ for m in pipe.transformer.modules())
     assert torch.cuda.max_memory_allocated() > 0 and math.isfinite(float(torch.cuda.max_memory_allocated()))
