@@ -287,8 +287,8 @@ _BLOCK = 4_194_301
 
 
 def _random_twin(model: str, component: str, depth: int) -> Any:
-    """The component at `depth` with random weights at each tensor's own scale, cut from one block of normal
-    noise. A twin is for shapes and layout, not numbers: the layers' own initialisers spent most of a cold
+    """The component built from `twin_config`, with random weights at each tensor's own scale cut from one
+    block of normal noise. A twin is for shapes and layout, not numbers: the layers' own initialisers spent most of a cold
     build (UMT5-XXL's 1 B-entry embedding alone took 30 s of CPU); this takes a copy per tensor.
 
     Weights (2-D and up) get std 1/sqrt(fan_in), so activations stay in range under fp16 plans; 1-D weights

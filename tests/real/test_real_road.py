@@ -149,10 +149,10 @@ def test_step(on_local_hub, road_homes, monkeypatch, case):
     spec, plan = get_model(case.model), on_cpu(case.plan)
     use_home(monkeypatch, road_homes.home(case.model, case.plan))
     serve(on_local_hub, case.model)
-    step(spec, plan)
+    result = step(spec, plan)
     _check_loaded_as_planned(spec, plan)
     if spec.family == "flux2":
-        _klein_reads_the_hidden_states_its_pipeline_names(spec)
+        _klein_reads_the_hidden_states_its_pipeline_names(spec, result)
 
 
 def _check_loaded_as_planned(spec, plan) -> None:
@@ -185,11 +185,12 @@ def _loaded_pipeline(spec):
     return device_host().get(held[0])
 
 
-def _klein_reads_the_hidden_states_its_pipeline_names(spec) -> None:
+def _klein_reads_the_hidden_states_its_pipeline_names(spec, result) -> None:
     """The step just made encoded the prompt the pipeline's own way: the Qwen3 twin (narrow inside each
     layer, TWIN_NOTES) has every hidden state in diffusers' `text_encoder_out_layers`, the last of them a
     layer's raw output as in the real 36-layer model (not the final, normed one), at the real width, and
-    their concatenation is the transformer's joint_attention_dim."""
+    their concatenation is the transformer's joint_attention_dim. The image is not flat: an overflow in the
+    28 layers under the T4 plan's fp16 would have turned the embeddings, then every pixel, to NaN (black)."""
     import inspect
 
     from masuka_nb.models.real_configs import real_config
@@ -201,6 +202,7 @@ def _klein_reads_the_hidden_states_its_pipeline_names(spec) -> None:
     assert (config.hidden_size, config.vocab_size, config.head_dim) == (real["hidden_size"], real["vocab_size"],
                                                                         real["head_dim"])
     assert pipe.transformer.config.joint_attention_dim == len(read) * config.hidden_size
+    assert any(low < high for low, high in result.images[0].getextrema()), "a flat image: NaN embeddings?"
 
 
 # ---- host RAM while loading: measured from outside the loading process, against the planner ----
