@@ -12,12 +12,13 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import DependencyMissingError, InvalidRequestError
 
-__all__ = ["METHODS", "tile_boxes", "tiled", "upscale"]
+__all__ = ["METHODS", "UpscaleResult", "tile_boxes", "tiled", "upscale", "upscale_file"]
 
 METHODS = ("lanczos", "bicubic", "refine", "model")
 
@@ -316,3 +317,37 @@ def _record(recipe: dict[str, Any], paths: list[Path]) -> str:
                                                prompt=str(recipe.get("prompt", "")), recipe=recipe,
                                                paths=[str(p) for p in paths]))
     return rec.id
+
+
+@dataclass
+class UpscaleResult:
+    """An upscale saved as its own file with its own history record (so it can be shown, deleted and
+    reused like any other output). `recipe` is the source's recipe with the new size and how it was made."""
+
+    image: Any
+    path: Path
+    history_id: str
+    recipe: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.image.size
+
+
+def upscale_file(source: str | Path, *, factor: float = 2.0, method: str = "lanczos", progress: Any = None,
+                 cancel: Any = None) -> UpscaleResult:
+    """Upscale the image file `source`, save the result as a new PNG in the outputs and record it in the
+    history with the source's recipe (model, prompt, seed) plus its own size: one file, one record."""
+    from masuka_nb.image.metadata import RECIPE_KEY, read_png_metadata
+
+    meta = read_png_metadata(source) if str(source).lower().endswith(".png") else {}
+    base = json.loads(meta[RECIPE_KEY]) if RECIPE_KEY in meta else {}
+    out = upscale(source, factor=factor, method=method, save=False, progress=progress, cancel=cancel)
+    image = out.images[0] if hasattr(out, "images") else out
+    about = (out.recipe if hasattr(out, "recipe") else json.loads(image.info.get("masuka_recipe", "{}")))["upscale"]
+    recipe = {**{k: v for k, v in base.items() if k not in ("seeds", "upscale")}, "seed": (base.get("seeds") or
+              [base.get("seed")])[0], "width": image.width, "height": image.height,
+              "upscale": {**about, "source": str(source)}}
+    path = _save_png(image, recipe)
+    return UpscaleResult(image, Path(path), _record(recipe, [path]), recipe, str(source))

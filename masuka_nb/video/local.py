@@ -576,13 +576,15 @@ def estimate_local(model: str, *, duration: float = 5, resolution: str | None = 
 
 def generate_from_front_door(prompt: str, *, model: str, duration: float = 5, resolution: str | None = None,
                              image: Any = None, aspect_ratio: str | None = None, progress: Any = None,
-                             cancel: Any = None, seed: int | None = None) -> LocalVideoResult:
-    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size."""
+                             cancel: Any = None, seed: int | None = None,
+                             steps: int | None = None) -> LocalVideoResult:
+    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size;
+    `steps` (the model's own by default) trades time for quality."""
     from masuka_nb.models.registry import get_model
 
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
     result = generate_local(prompt, model=spec.id, image=image, width=shape.width, height=shape.height,
-                            num_frames=shape.num_frames, seed=seed, progress=progress, cancel=cancel)
+                            num_frames=shape.num_frames, seed=seed, steps=steps, progress=progress, cancel=cancel)
     result.notes.extend(shape.changes)
     return result

@@ -1,0 +1,234 @@
+"""The result pane every making tab shares, and the session feed under it.
+
+The pane is one place for the newest output (an image, a batch's contact sheet, a grid, an edit's before
+and after, a clip, a LoRA's samples), with its actions directly under it. It is pinned beside the form on
+a wide screen; on a narrow one it comes first, and each run brings it into view (`reveal`). Nothing is
+wiped: every run of this session stays in the feed (newest first, one group per run), and a click on any
+thumbnail shows it in the pane again with its own actions.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import ipywidgets as widgets
+
+from masuka_nb.ui.components import ProgressView, Tile, card, field_row, reveal, section, show
+from masuka_nb.ui.helpers import esc, png_bytes, upscale_for_display
+
+__all__ = ["FeedItem", "FeedRun", "ResultPane", "SessionFeed", "stage_png"]
+
+STAGE_MIN = 512  # small outputs (the tiny models' 64 px) are shown enlarged, pixel for pixel
+
+
+def stage_png(image: Any, *, side: int = STAGE_MIN) -> bytes:
+    """PNG bytes to show `image` large: tiny images enlarged with nearest-neighbour (honest pixels), big
+    ones capped so a 4K upscale does not travel to the browser whole."""
+    return png_bytes(upscale_for_display(image, min_side=side), max_side=2048)
+
+
+def thumb_png(image: Any, side: int = 96) -> bytes:
+    return png_bytes(upscale_for_display(image, min_side=side), max_side=side * 2)
+
+
+@dataclass(eq=False)
+class FeedItem:
+    """One output in the feed: its thumbnail, a caption, and what to do when it is picked."""
+
+    thumb: bytes
+    caption: str
+    pick: Callable[[], Any]
+    key: Any = None  # what the tab uses to find it again (a path, an index)
+    dimmed: str = ""
+
+
+@dataclass(eq=False)
+class FeedRun:
+    """One run of this session: a title ("12:03 · 4 images · tiny-flux") and its outputs."""
+
+    title: str
+    items: list[FeedItem] = field(default_factory=list)
+    at: float = field(default_factory=time.time)
+
+
+class SessionFeed(widgets.VBox):
+    """This session's runs, newest first, grouped per run; each thumbnail a click away from the pane."""
+
+    def __init__(self, *, keep: int = 40, thumb: int = 88, empty: str = "") -> None:
+        self.runs: list[FeedRun] = []
+        self._keep = keep
+        self._thumb = thumb
+        self.header = section("This session")
+        self.body = widgets.VBox([])
+        self.empty = widgets.HTML(f'<div class="mk-empty">{esc(empty)}</div>' if empty else "")
+        super().__init__([self.header, self.empty, self.body])
+        self.add_class("mk-feed")
+        show(self.header, False)
+
+    def add(self, run: FeedRun) -> None:
+        self.runs = [run, *self.runs][: self._keep]
+        self._draw()
+
+    def drop(self, key: Any) -> None:
+        """Take the item with `key` out of every group (it was deleted); empty groups go."""
+        for run in self.runs:
+            run.items = [it for it in run.items if it.key != key]
+        self.runs = [r for r in self.runs if r.items]
+        self._draw()
+
+    def restore(self, run: FeedRun, item: FeedItem, index: int) -> None:
+        """Put an item back where it was (Undo)."""
+        if run not in self.runs:
+            self.runs = sorted([run, *self.runs], key=lambda r: -r.at)
+        run.items.insert(min(index, len(run.items)), item)
+        self._draw()
+
+    def find(self, key: Any) -> tuple[FeedRun, FeedItem, int] | None:
+        for run in self.runs:
+            for i, it in enumerate(run.items):
+                if it.key == key:
+                    return run, it, i
+        return None
+
+    def _draw(self) -> None:
+        groups = []
+        for run in self.runs:
+            tiles = [Tile(it.thumb, "", on_click=it.pick, tooltip=it.caption, dimmed=it.dimmed, size=self._thumb)
+                     for it in run.items[:24]]
+            strip = widgets.Box(tiles)
+            strip.add_class("mk-feed-strip")
+            head = widgets.HTML(f'<div class="mk-feed-title">{esc(run.title)}</div>')
+            group = widgets.VBox([head, strip])
+            group.add_class("mk-feed-run")
+            groups.append(group)
+        self.body.children = groups
+        show(self.header, bool(groups))
+        show(self.empty, not groups)
+
+
+class ResultPane(widgets.VBox):
+    """Progress (with Stop), the newest output large, its caption, its actions, its details, the feed.
+
+    `show_image`, `show_pair` (before/after), `show_video` put one output on the stage; the owning tab
+    fills `actions` with the buttons that act on it. `reveal()` brings the stage into view."""
+
+    def __init__(self, *, title: str = "Result", stop: widgets.Widget | None = None, notice: widgets.Widget | None = None,
+                 empty: str = "Your results appear here.", feed_empty: str = "") -> None:
+        self.progress = ProgressView(stop=stop)
+        self.progress_focus = stop  # at the start of a run, Stop is what to bring into view
+        self.notes = widgets.HTML("")
+        self.placeholder = widgets.HTML(f'<div class="mk-empty mk-stage-empty">{esc(empty)}</div>')
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="auto", height="auto"))
+        self.image.add_class("mk-stage-img")
+        self.figure = widgets.Box([self.image])
+        self.figure.add_class("mk-figure")
+        self.before = widgets.Image(format="png", layout=widgets.Layout(width="auto", height="auto"))
+        self.after = widgets.Image(format="png", layout=widgets.Layout(width="auto", height="auto"))
+        self.before.add_class("mk-pair-img")
+        self.after.add_class("mk-pair-img")
+        self.pair = widgets.Box([
+            widgets.VBox([self.before, widgets.HTML('<div class="mk-caption mk-center">Before</div>')]),
+            widgets.VBox([self.after, widgets.HTML('<div class="mk-caption mk-center">After</div>')])])
+        self.pair.add_class("mk-pair")
+        self.video = widgets.Video(format="mp4", autoplay=False, loop=False, controls=True,
+                                   layout=widgets.Layout(width="100%"))
+        self.video.add_class("mk-player")
+        # an invisible button laid over the stage (clicks pass through it): focusing it makes the browser
+        # scroll the whole stage into view (`reveal`)
+        self.focus_target = widgets.Button(description="", tooltip="The newest result",
+                                           layout=widgets.Layout(width="100%", height="100%"))
+        self.focus_target.add_class("mk-overlay")
+        self.focus_target.add_class("mk-focus-target")
+        self.stage = widgets.Box([self.figure, self.pair, self.video, self.focus_target],
+                                 layout=widgets.Layout(width="100%"))
+        self.stage.add_class("mk-stage")
+        self.caption = widgets.HTML("")
+        self.download = widgets.HTML("")
+        self.actions = field_row()
+        self.actions.add_class("mk-actions")
+        self.extra = widgets.VBox([])
+        self.details = widgets.HTML("")
+        self.feed = SessionFeed(empty=feed_empty)
+        self.kind = ""  # what the stage shows: "" | "image" | "pair" | "video"
+        for w in (self.stage, self.figure, self.pair, self.video):
+            show(w, False)
+        parts: list[widgets.Widget] = [section(title), self.progress]
+        if notice is not None:
+            parts.append(notice)
+        parts += [self.notes, self.placeholder, self.stage, self.caption,
+                  field_row(self.download, self.actions), self.extra, self.details, self.feed]
+        self.box = card(*parts)
+        self.box.add_class("mk-live")
+        self.box.add_class("mk-result-pane")
+        super().__init__([self.box])
+
+    # ---- what the stage shows --------------------------------------------------------------------------
+    def show_image(self, image: Any, *, caption: str = "", name: str = "masuka.png", data: bytes | None = None,
+                   details: str = "") -> None:
+        """One picture large; `data` (the file's own bytes) is what Download gives."""
+        self._stage("image")
+        self.image.value = stage_png(image)
+        self._caption(caption)
+        raw = data if data is not None else png_bytes(image)
+        self.download.value = _download_link(raw, name, "image/png")
+        self.details.value = details
+
+    def show_pair(self, before: Any, after: Any, *, caption: str = "", name: str = "masuka-edit.png",
+                  data: bytes | None = None, details: str = "") -> None:
+        """An edit: before and after side by side (stacked on a narrow screen)."""
+        self._stage("pair")
+        self.before.value = thumb_png(before, 320)
+        self.after.value = thumb_png(after, 320)
+        self._caption(caption)
+        self.download.value = _download_link(data if data is not None else png_bytes(after), name, "image/png")
+        self.details.value = details
+
+    def show_video(self, data: bytes, *, caption: str = "", name: str = "masuka.mp4", details: str = "") -> None:
+        self._stage("video")
+        self.video.value = data
+        self._caption(caption)
+        self.download.value = _download_link(data, name, "video/mp4") if len(data) <= 40 * 1024**2 else ""
+        self.details.value = details
+
+    def clear(self) -> None:
+        """Nothing on the stage (a run is starting, or the shown output was deleted)."""
+        self._stage("")
+        self.image.value = b""
+        self.video.value = b""
+        self.caption.value = ""
+        self.download.value = ""
+        self.details.value = ""
+        self.notes.value = ""
+        self.set_actions([])
+
+    def set_actions(self, buttons: Sequence[widgets.Widget]) -> None:
+        self.actions.children = list(buttons)
+
+    def set_notes(self, notes: Sequence[str]) -> None:
+        self.notes.value = "".join(f'<div class="mk-notice mk-warning mk-note">{esc(n)}</div>' for n in notes)
+
+    def reveal(self) -> None:
+        """Bring the stage into view (the whole of it, centred), or the progress before any output."""
+        reveal(self.focus_target if self.kind else self.progress_focus)
+
+    def _stage(self, kind: str) -> None:
+        self.kind = kind
+        show(self.placeholder, kind == "")
+        show(self.stage, kind != "")
+        show(self.figure, kind == "image")
+        show(self.pair, kind == "pair")
+        show(self.video, kind == "video")
+
+    def _caption(self, caption: str) -> None:
+        self.caption.value = f'<div class="mk-stage-caption" data-testid="mk-stage-caption">{esc(caption)}</div>' \
+            if caption else ""
+
+
+def _download_link(data: bytes, name: str, mime: str) -> str:
+    b64 = base64.b64encode(data).decode()
+    return (f'<a class="mk-link-button" download="{esc(name)}" href="data:{mime};base64,{b64}" '
+            f'data-testid="mk-download">⬇ Download</a>')
