@@ -19,7 +19,7 @@ from masuka_nb.ui.helpers import engine_api, esc, fmt_duration
 __all__ = ["BatchSection", "estimate_text", "parse_axis_values"]
 
 NUMERIC = {"steps": int, "seed": int, "width": int, "height": int, "guidance": float, "lora_weight": float}
-_NONE = "(none)"
+_NONE = "none"
 AXIS_FIELDS = ("steps", "guidance", "seed", "size", "model", "preset", "lora_weight", "prompt_sr")
 
 
@@ -30,7 +30,7 @@ def parse_axis_values(field: str, text: str, *, axis: str = "x") -> list[Any]:
     if not parts:
         raise InvalidRequestError(f"The {axis.upper()} axis ({field}) has no values.", argument=f"axis_{axis}",
                                   value=text, hint="Type values separated by commas, e.g. 2, 4, 8; or set the "
-                                                   "axis to (none).")
+                                                   "axis to none.")
     kind = NUMERIC.get(field)
     if kind is None:
         return parts
@@ -182,27 +182,32 @@ class BatchSection(widgets.VBox):
         if plan["mode"] == "batch":
             batch = engine_api("masuka_nb.creative.runner", "batch")
             res = batch(plan["lines"], progress=panel.progress, cancel=panel.cancel_token, **plan["req"])
-            sheet = res.grid()
             items = [Shown(it.load(), str(it.path or ""), it.seed, {"prompt": it.prompt, "model": res.model,
                                                                      **_size(plan["req"])}, it.history_id)
                      for it in res.items]
             what = f"batch · {len(items)} image{'s' if len(items) != 1 else ''}"
             if res.resumed:
                 what += f" ({res.resumed} from an earlier run)"
+            columns = min(4, max(1, round(len(items) ** 0.5 + 0.49)))
+            sheet = Shown(items[0].image if items else None, "", None, {"model": res.model,
+                                                                         "prompt": plan["lines"][0]}, "", "sheet",
+                          note=what, cells=[(s.image, f"seed {s.seed}") for s in items], columns=columns,
+                          notes=list(res.warnings or []))
         else:
             grid = engine_api("masuka_nb.creative.grids", "grid")
             res = grid(plan["lines"][0], seed=plan["seed"], progress=panel.progress, cancel=panel.cancel_token,
                        **plan["axes"], **plan["req"])
-            sheet = res.image
             items = [Shown(c.image, "", c.recipe.get("seed"), c.recipe) for c in res.cells]
             what = f"grid · {len(items)} cells"
+            xs = list(res.labels.get("x") or [])
+            ys = list(res.labels.get("y") or [])
+            sheet = Shown(res.image, str(res.path or ""), None, {"model": plan["req"].get("model"),
+                                                                  "prompt": plan["lines"][0]}, res.history_id,
+                          "sheet", note=what, cells=[(c.image, "") for c in res.cells], columns=max(1, len(xs)),
+                          column_labels=xs, row_labels=ys)
         self.result = res
-        sheet_shown = Shown(sheet, str(getattr(res, "path", "") or ""), None,
-                            {"model": plan["req"].get("model"), "prompt": plan["lines"][0]},
-                            getattr(res, "history_id", "") if plan["mode"] == "grid" else "", "sheet")
-        panel._publish([sheet_shown, *items], what)
-        took = getattr(res, "seconds", 0.0)
-        panel.progress.finish(f"done: {what}" + (f" in {fmt_duration(took)}" if took else ""))
+        panel._publish([sheet, *items], what)
+        panel.progress.finish(f"done: {what}")
         panel.notice.show(f"Done: {what}.", "ok")
         panel.notice.html.value = panel.notice.html.value.replace('data-testid="mk-notice"',
                                                                   'data-testid="mk-batch-done"')

@@ -147,8 +147,10 @@ class Toasts(widgets.VBox):
     """App-wide messages from a tab you are not looking at, floating at the top right (they never push the
     layout down); each run's own messages stay in its tab."""
 
-    def __init__(self, *, keep: int = 3) -> None:
+    def __init__(self, *, keep: int = 3, hide_after_s: float | None = 12.0) -> None:
         self._keep = keep
+        self._hide_after_s = hide_after_s
+        self._timer: Any = None
         self.messages: list[tuple[str, str]] = []  # (level, html)
         self._html = widgets.HTML("")
         self._dismiss = widgets.Button(description="Dismiss", icon="times", layout=widgets.Layout(width="auto"))
@@ -164,6 +166,14 @@ class Toasts(widgets.VBox):
             body = f'<div class="mk-notice mk-{level}" data-testid="mk-toast">{esc(text_or_info)}</div>'
         self.messages = [(level, body), *self.messages][: self._keep]
         self._render_toasts()
+        if self._hide_after_s and level != "error":  # news fades; an error stays until dismissed
+            import threading
+
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = threading.Timer(self._hide_after_s, self.clear)
+            self._timer.daemon = True
+            self._timer.start()
 
     def clear(self) -> None:
         self.messages = []

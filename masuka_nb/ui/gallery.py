@@ -126,8 +126,8 @@ class HistoryPanel(Panel):
                                  data=Path(images[0]).read_bytes(), details=record_html(rec))
         else:
             self.pane.clear()
+            self.pane.placeholder.value = f'<div class="mk-empty mk-stage-empty">{esc(_no_picture(rec))}</div>'
             self.pane._stage("")
-            self.pane.placeholder.value = f'<div class="mk-empty">{esc(_no_picture(rec))}</div>'
             self.pane.details.value = record_html(rec)
             self.pane.caption.value = f'<div class="mk-stage-caption">{esc(caption)}</div>'
         self.detail_images.set_items([(_file_png(p, 220), Path(p).name) for p in images[1:24]])
@@ -202,7 +202,7 @@ def record_html(rec: HistoryRecord) -> str:
         rows.append(("", f"…and {len(files) - 4} more files"))
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
     raw = tech + "".join(f"<tr><td>{esc(k)}</td><td>{esc(fmt_number(v))}</td></tr>" for k, v in sorted(recipe.items()))
-    return (f'<details class="mk-recipe-box" open><summary>About this {esc(rec.kind)}</summary>'
+    return (f'<details class="mk-recipe-box"><summary>About this {esc(rec.kind)}</summary>'
             f'<table class="mk-kv" data-testid="mk-record">{body}</table>'
             f'<details><summary class="mk-muted">Details</summary><table class="mk-kv">{raw}</table></details>'
             "</details>")

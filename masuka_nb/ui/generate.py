@@ -105,6 +105,11 @@ class Shown:
     kind: str = "image"  # image | edit | upscale | sheet
     before: Any = None  # an edit's source
     note: str = ""
+    notes: list[str] = field(default_factory=list)  # what the engine said about this output, in words
+    cells: list[tuple[Any, str]] = field(default_factory=list)  # a sheet's pictures and their labels
+    columns: int = 1
+    column_labels: list[str] = field(default_factory=list)
+    row_labels: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -112,7 +117,9 @@ class Shown:
 
     def caption(self) -> str:
         w, h = self.size
-        bits = [{"edit": "edit", "upscale": "upscale", "sheet": "contact sheet"}.get(self.kind, ""),
+        if self.kind == "sheet":
+            return " · ".join(b for b in (self.note, str(self.recipe.get("model") or "")) if b)
+        bits = [{"edit": "edit", "upscale": "upscale"}.get(self.kind, ""),
                 f"seed {self.seed}" if self.seed is not None else "", f"{w}×{h}",
                 str(self.recipe.get("model") or "")]
         if self.kind == "edit" and self.recipe.get("instruction"):
@@ -144,14 +151,15 @@ class GeneratePanel(Panel):
         self.model_info = widgets.HTML("")
         self.plan_info = widgets.HTML("")
         # free-number boxes (checked in `request`): bounded boxes and sliders clamp silently
-        self.width = widgets.IntText(value=1024, description="Width", style=LABEL_STYLE, layout=wide("200px"))
-        self.height = widgets.IntText(value=1024, description="Height", style=LABEL_STYLE, layout=wide("200px"))
-        self.steps = widgets.IntText(value=4, description="Steps", style=LABEL_STYLE, layout=wide("200px"))
+        self.width = widgets.IntText(value=1024, description="Width", style=LABEL_STYLE, layout=wide("180px"))
+        self.height = widgets.IntText(value=1024, description="Height", style=LABEL_STYLE, layout=wide("180px"))
+        self.steps = widgets.IntText(value=4, description="Steps", style=LABEL_STYLE, layout=wide("180px"))
         self.guidance = widgets.FloatText(value=3.5, step=0.5, description="Guidance", style=LABEL_STYLE,
                                           layout=wide("200px"))
         self.seed = widgets.Text(value="", placeholder="random", description="Seed", style=LABEL_STYLE,
                                  layout=wide("200px"))
-        self.count = widgets.IntText(value=1, description="Images", style=LABEL_STYLE, layout=wide("200px"))
+        self.count = widgets.IntText(value=1, description="Images", style={"description_width": "52px"},
+                                     layout=wide("124px"))
         self.loras = widgets.Textarea(placeholder="one per line: my-style:0.8 · a/hub-repo · https://…",
                                       description="LoRAs", style=LABEL_STYLE,
                                       layout=widgets.Layout(width="100%", height="56px"))
@@ -362,7 +370,7 @@ class GeneratePanel(Panel):
     def _begin(self, text: str) -> None:
         self.started()
         self.progress.start(text)
-        self.pane.reveal()
+        self.pane.reveal_status()
 
     def _generate(self, kwargs: dict[str, Any]) -> None:
         generate = engine_api("masuka_nb.image", "generate")  # the engine (and torch) load on first click
@@ -373,20 +381,20 @@ class GeneratePanel(Panel):
         self.results.append(result)
         paths = [str(p) for p in (getattr(result, "paths", None) or [])]
         seeds = list(getattr(result, "seeds", None) or [])
+        notes = list(getattr(result, "warnings", None) or [])
+        for key in ("auto_model", "label"):
+            if result.recipe.get(key):
+                notes.append(result.recipe[key])
         outputs = [Shown(img, paths[i] if i < len(paths) else "", seeds[i] if i < len(seeds) else None,
-                         result.recipe, result.history_id) for i, img in enumerate(result.images)]
+                         result.recipe, result.history_id, notes=_plain_notes(notes))
+                   for i, img in enumerate(result.images)]
         total = (getattr(result, "timings", None) or {}).get("total")
         took = f" in {fmt_duration(total)}" if total else ""
         cached = " (from the result cache)" if getattr(result, "cached", False) else ""
         n = len(outputs)
         what = "variations" if "image" in kwargs and kwargs.get("num_images", 1) > 1 else f"image{'s' if n != 1 else ''}"
         self._publish(outputs, f"{n} {what} · {result.recipe.get('model', '')}{took}")
-        notes = list(getattr(result, "warnings", None) or [])
-        for key in ("auto_model", "label"):
-            if result.recipe.get(key):
-                notes.append(result.recipe[key])
-        self.pane.set_notes(_plain_notes(notes))
-        self.progress.finish(f"{n} {what}{took}{cached}")
+        self.progress.finish(f"{n} {what}{cached}")
 
     def _publish(self, outputs: list[Shown], title: str) -> None:
         """A run's outputs go into the feed (one group) and the first onto the stage, in view."""
@@ -405,7 +413,13 @@ class GeneratePanel(Panel):
         data = Path(shown.path).read_bytes() if shown.path and Path(shown.path).is_file() else None
         name = Path(shown.path).name if shown.path else "masuka.png"
         details = recipe_html(shown.recipe, seed=shown.seed, path=shown.path, size=shown.size)
-        if shown.kind == "edit" and shown.before is not None:
+        self.pane.set_notes(shown.notes)
+        if shown.kind == "sheet":
+            raw = Path(shown.path).read_bytes() if shown.path and Path(shown.path).is_file() else None
+            self.pane.show_grid(shown.cells, columns=shown.columns, column_labels=shown.column_labels,
+                                row_labels=shown.row_labels, caption=shown.caption(),
+                                download=(raw, name) if raw else None, details="")
+        elif shown.kind == "edit" and shown.before is not None:
             self.pane.show_pair(shown.before, shown.image, caption=shown.caption(), name=name, data=data,
                                 details=details)
         else:
@@ -454,11 +468,11 @@ class GeneratePanel(Panel):
         paths = [str(p) for p in edited.paths]
         outputs = [Shown(img, paths[i] if i < len(paths) else "", (edited.seeds or [None])[min(i, len(edited.seeds) - 1)]
                          if edited.seeds else None, {**edited.recipe, "instruction": instruction},
-                         edited.history_id, "edit", shown.image) for i, img in enumerate(edited.images)]
+                         edited.history_id, "edit", shown.image,
+                         notes=_plain_notes([*(edited.warnings or []), edited.recipe.get("auto_model") or ""]))
+                   for i, img in enumerate(edited.images)]
         self._publish(outputs, f"edit · “{instruction}”")
-        self.pane.set_notes(_plain_notes(list(edited.warnings or [])))
-        total = (edited.timings or {}).get("total")
-        self.progress.finish("edited" + (f" in {fmt_duration(total)}" if total else ""))
+        self.progress.finish("edited")
 
     def delete(self, shown: Shown) -> None:
         """Delete the shown output (file and history), with Undo until the next Delete."""
@@ -492,10 +506,12 @@ class GeneratePanel(Panel):
     # ---- outcomes -----------------------------------------------------------------------------------
     def _on_stopped(self, run: Any) -> None:
         self.progress.finish("stopped", ok=False)
+        self.pane.reveal_status()
 
     def _on_failed(self, info: Any) -> None:
         if self.progress.layout.display != "none" and self.progress.bar.bar_style != "success":
             self.progress.finish("did not finish", ok=False)
+            self.pane.reveal_status()
 
     def _fixes(self, info: Any) -> dict[str, Any]:
         out = super()._fixes(info)
@@ -620,7 +636,7 @@ def recipe_html(recipe: Any, *, seed: int | None = None, path: str = "", size: t
         rows.append(("file", path))
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
     raw = "".join(f"<tr><td>{esc(k)}</td><td>{esc(fmt_number(v))}</td></tr>" for k, v in sorted(recipe.items()))
-    return (f'<details class="mk-recipe-box" open><summary>About this image</summary>'
+    return (f'<details class="mk-recipe-box"><summary>About this image</summary>'
             f'<table class="mk-kv" data-testid="mk-recipe">{body}</table>'
             f'<details><summary class="mk-muted">Full recipe</summary><table class="mk-kv">{raw}</table></details>'
             "</details>")

@@ -321,7 +321,8 @@ def _sentences(text: str) -> list[str]:
         buf += ch
         if ch == "`":
             in_code = not in_code
-        elif ch in ".!?" and not in_code and (i + 1 == len(text) or text[i + 1] == " "):
+        elif ch in ".!?" and not in_code and (i + 1 == len(text) or text[i + 1] == " ") and \
+                not buf.lower().endswith(("e.g.", "i.e.", "etc.", "vs.")):
             out.append(buf.strip())
             buf = ""
     if buf.strip():

@@ -140,13 +140,22 @@ class LoraPanel(Panel):
         self.train_gallery = Gallery(columns=4, thumb=160, empty="")
         self.use_button = button("Use in Image tab", "magic", primary=True)
         show(self.use_button, False)
-        self.training_view = widgets.VBox([self.train_info, self.loss_html, self.train_gallery,
-                                           field_row(self.use_button)])
+        self.training_view = widgets.VBox([self.train_info, self.loss_html, self.train_gallery])
         self.compare_grid = widgets.GridBox([])
         self.compare_grid.add_class("mk-compare")
         self.compare_legend = widgets.HTML("")
         self.compare_view = widgets.VBox([self.compare_legend, self.compare_grid])
-        self.pane.extra.children = [self.view, self.dataset_view, self.training_view, self.compare_view]
+        from masuka_nb.ui.results import anchored
+
+        self._anchors = {}
+        boxes = []
+        for key, content in (("dataset", self.dataset_view), ("training", self.training_view),
+                             ("compare", self.compare_view)):
+            box, target = anchored(content)
+            self._anchors[key] = (box, target)
+            boxes.append(box)
+        self.dataset_view, self.training_view, self.compare_view = boxes
+        self.pane.extra.children = [self.view, *boxes]
         self.pane.placeholder.value = ""
         self.fields = {"trigger_word": self.trigger, "steps": self.steps, "rank": self.rank,
                        "learning_rate": self.learning_rate, "resolution": self.resolution, "seeds": self.compare_seeds,
@@ -218,6 +227,12 @@ class LoraPanel(Panel):
         show(self.dataset_view, which == "dataset")
         show(self.training_view, which == "training")
         show(self.compare_view, which == "compare")
+
+    def _reveal(self) -> None:
+        """Bring what the last step changed into view (the view shown in the pane)."""
+        from masuka_nb.ui.components import reveal
+
+        reveal(self._anchors[self.view.value][1])
 
     # ---- checks at the click (form errors show at once) ------------------------------------------------
     def _name_check(self) -> str:
@@ -342,7 +357,7 @@ class LoraPanel(Panel):
         self._scan_inbox()
         self._show_dataset()
         self._show_view("dataset")
-        self.pane.reveal()
+        self._reveal()
         self._say(f"Dataset “{self.dataset.name}” is open: {len(self.dataset.items)} photos.")
         return self.dataset
 
@@ -431,20 +446,21 @@ class LoraPanel(Panel):
         self.progress.finish(f"imported {imported}", ok=True)
         self._show_dataset()
         self._show_view("dataset")
-        self.pane.reveal()
+        self._reveal()
         self._say(text, "ok" if imported or not rejected else "warning")
 
     def _curate(self, ds: Any) -> None:
         self.started()
         self.progress.start("scoring photos…")
         self._show_view("dataset")
-        self.pane.reveal()
+        self._reveal()
         report = ds.curate(reference_image=self.reference.value.strip() or None, progress=self.progress,
                            cancel=self.cancel_token)
         self.last_curation = report
         self.progress.finish(f"curated in {fmt_duration(report.seconds)}")
         self.report.value = "".join(f'<div class="mk-muted">• {esc(_named(a, ds))}</div>' for a in report.advice)
         self._show_dataset()
+        self._reveal()
         self._say(f"Curated: {len(report.keep)} to keep, {len(report.drop)} dropped (dimmed, with the reason on "
                   "each). Tick Keep to overrule.")
 
@@ -452,13 +468,14 @@ class LoraPanel(Panel):
         self.started()
         self.progress.start(f"captioning with {self.captioner.value}…")
         self._show_view("dataset")
-        self.pane.reveal()
+        self._reveal()
         report = ds.caption(model=self.captioner.value, trigger_word=self.trigger.value.strip() or None,
                             overwrite=bool(self.overwrite.value), progress=self.progress,
                             cancel=self.cancel_token)
         self.progress.finish(f"captions written in {fmt_duration(report.seconds)}")
         self.report.value = ""
         self._show_dataset()
+        self._reveal()
         tiny = " The tiny offline captioner writes random words." if report.tiny else ""
         self._say(f"Captions written for {len(ds.items)} photos.{tiny}", "warning" if report.tiny else "ok")
 
@@ -539,7 +556,7 @@ class LoraPanel(Panel):
         self.started()
         self._show_view("training")
         self.progress.start(f"preparing {self.base.value} training…")
-        self.pane.reveal()
+        self._reveal()
         run = train(ds, base=self.base.value, **kwargs, progress=self._train_progress, cancel=self.cancel_token)
         self.run = run
         loss = f", last loss {run.losses[-1]:.4f}" if run.losses else ""
@@ -548,7 +565,8 @@ class LoraPanel(Panel):
         pictures = [(_thumb_bytes(p, side=320), p.stem.replace("-", " ")) for p in run.samples[-8:] if p.is_file()]
         self.train_gallery.set_items(pictures)
         self._after_training(run.lora_path, kohya=run.kohya_path)
-        self._say(f"Your LoRA is ready: {Path(str(run.lora_path)).name}.")
+        self._reveal()
+        self._say(f"Your LoRA is ready: {_lora_name(run.lora_path)}.")
 
     def _train_cloud(self, kwargs: dict[str, Any]) -> None:
         train_cloud = engine_api("masuka_nb.lora", "train_cloud")
@@ -557,13 +575,13 @@ class LoraPanel(Panel):
         self.started()
         self._show_view("training")
         self.progress.start(f"uploading the dataset to {self.provider.value}…")
-        self.pane.reveal()
+        self._reveal()
         job = train_cloud(ds, provider=self.provider.value, progress=self.progress, **kwargs)
         self.cloud_job = job
         result = job.wait(progress=self.progress, cancel=self.cancel_token)
         self.progress.finish(f"cloud training finished ({fmt_money(result.cost)})")
         self._after_training(result.lora_path, notes=result.notes)
-        self._say(f"Your cloud LoRA is ready: {Path(str(result.lora_path)).name}.")
+        self._say(f"Your cloud LoRA is ready: {_lora_name(result.lora_path)}.")
 
     def _after_training(self, lora_path: Any, *, kohya: Any = None, notes: list[str] | None = None) -> None:
         self.compare_lora.value = str(lora_path or "")
@@ -572,6 +590,7 @@ class LoraPanel(Panel):
             self.compare_prompt.value = f"a photo of {trigger}"
         self.train_info.value = _lora_html(lora_path, kohya, notes=notes)
         show(self.use_button, bool(lora_path) and self.use_lora is not None)
+        self.pane.set_actions([self.use_button])  # under whatever view is shown: the next step
 
     def _on_use_button_click(self, _b: widgets.Button) -> None:
         path = self.compare_lora.value.strip()
@@ -584,11 +603,12 @@ class LoraPanel(Panel):
         self.started()
         self._show_view("compare")
         self.progress.start("drawing the comparison…")
-        self.pane.reveal()
+        self._reveal()
         result = compare([args["lora"]] if args["lora"] else [], prompts=[args["prompt"]], seeds=args["seeds"],
                          weights=args["weights"], progress=self.progress, cancel=self.cancel_token)
         self.comparison = result
         self._draw_comparison(result)
+        self._reveal()
         self.progress.finish(f"{len(result.cells)} images compared in {fmt_duration(result.seconds)}")
         import time as _time
 
@@ -603,7 +623,7 @@ class LoraPanel(Panel):
         rows: list[str] = []
         cols: list[str] = []
         for cell in result.cells:
-            row = "base model" if not cell.lora else f"{Path(str(cell.lora)).stem} × {cell.weight:g}"
+            row = "base model" if not cell.lora else f"LoRA × {cell.weight:g}"
             col = f"seed {cell.seed}"
             if row not in rows:
                 rows.append(row)
@@ -615,12 +635,14 @@ class LoraPanel(Panel):
             children.append(widgets.HTML(f'<div class="mk-compare-row">{esc(r)}</div>'))
             for c in cols:
                 cell = next((x for x in result.cells if ("base model" if not x.lora else
-                             f"{Path(str(x.lora)).stem} × {x.weight:g}") == r and f"seed {x.seed}" == c), None)
+                             f"LoRA × {x.weight:g}") == r and f"seed {x.seed}" == c), None)
                 img = widgets.Image(value=stage_png(cell.image, side=256) if cell is not None else b"", format="png",
                                     layout=widgets.Layout(width="100%", height="auto"))
                 img.add_class("mk-compare-img")
                 children.append(img)
         self.compare_grid.layout.grid_template_columns = f"minmax(70px, auto) repeat({len(cols)}, minmax(0, 1fr))"
+        # as large as the pane allows, never taller than the window: the grid narrows as rows are added
+        self.compare_grid.layout.max_width = f"min(100%, calc(46vh * {len(cols)} / {max(1, len(rows))} + 90px))"
         self.compare_grid.children = children
         self.compare_legend.value = comparison_legend(result)
 
@@ -678,7 +700,7 @@ def comparison_legend(result: Any) -> str:
     rows: list[str] = []
     cols: list[str] = []
     for cell in result.cells:
-        row = "base model" if not cell.lora else f"{cell.lora} at weight {cell.weight:g}"
+        row = "base model" if not cell.lora else f"{_lora_name(cell.lora)} at weight {cell.weight:g}"
         col = f"“{cell.prompt}” · seed {cell.seed}"
         if row not in rows:
             rows.append(row)
@@ -702,8 +724,15 @@ def _lora_html(path: Any, kohya: Any = None, *, notes: list[str] | None = None) 
         return ""
     extra = f'<div class="mk-muted">A copy for ComfyUI / kohya tools: {esc(Path(str(kohya)).name)}</div>' if kohya else ""
     extra += "".join(f'<div class="mk-muted">{esc(n)}</div>' for n in notes or [])
-    return (f'<div class="mk-notice mk-ok" data-testid="mk-lora"><b>{esc(Path(str(path)).name)}</b>'
+    return (f'<div class="mk-notice mk-ok" data-testid="mk-lora"><b>{esc(_lora_name(path))}</b>'
             f'<div class="mk-muted">{esc(path)}</div>{extra}</div>')
+
+
+def _lora_name(path: Any) -> str:
+    """The name a person knows a LoRA by: its run folder ("demo-mkdemo-457445"), not the library's generic
+    "pytorch_lora_weights.safetensors"."""
+    p = Path(str(path))
+    return p.parent.name if p.stem == "pytorch_lora_weights" else p.name
 
 
 def _clear_upload(upload: widgets.FileUpload) -> None:

@@ -20,7 +20,7 @@ import ipywidgets as widgets
 from masuka_nb.ui.components import ProgressView, Tile, card, field_row, reveal, section, show
 from masuka_nb.ui.helpers import esc, png_bytes, upscale_for_display
 
-__all__ = ["FeedItem", "FeedRun", "ResultPane", "SessionFeed", "stage_png"]
+__all__ = ["FeedItem", "FeedRun", "ResultPane", "SessionFeed", "anchored", "stage_png"]
 
 STAGE_MIN = 512  # small outputs (the tiny models' 64 px) are shown enlarged, pixel for pixel
 
@@ -33,6 +33,17 @@ def stage_png(image: Any, *, side: int = STAGE_MIN) -> bytes:
 
 def thumb_png(image: Any, side: int = 96) -> bytes:
     return png_bytes(upscale_for_display(image, min_side=side), max_side=side * 2)
+
+
+def anchored(content: widgets.Widget) -> tuple[widgets.Box, widgets.Button]:
+    """`content` with an invisible button laid over it (clicks pass through): focusing the button makes the
+    browser scroll `content` into view, centred (`components.reveal`)."""
+    target = widgets.Button(description="", tooltip="", layout=widgets.Layout(width="100%", height="100%"))
+    target.add_class("mk-overlay")
+    target.add_class("mk-focus-target")
+    box = widgets.Box([content, target], layout=widgets.Layout(width="100%"))
+    box.add_class("mk-anchor")
+    return box, target
 
 
 @dataclass(eq=False)
@@ -111,17 +122,18 @@ class SessionFeed(widgets.VBox):
 
 
 class ResultPane(widgets.VBox):
-    """Progress (with Stop), the newest output large, its caption, its actions, its details, the feed.
+    """Progress (with Stop) and the tab's message, the newest output large, its caption, its actions right
+    under it, its details (closed), then the session feed.
 
-    `show_image`, `show_pair` (before/after), `show_video` put one output on the stage; the owning tab
-    fills `actions` with the buttons that act on it. `reveal()` brings the stage into view."""
+    `show_image`, `show_pair` (before/after), `show_grid` (a batch or a grid, labelled in the app's own
+    colours) and `show_video` put one output on the stage; the owning tab fills `actions`. `reveal()`
+    brings the stage into view; `reveal_status()` the progress and message (a run starting or stopping)."""
 
     def __init__(self, *, title: str = "Result", stop: widgets.Widget | None = None, notice: widgets.Widget | None = None,
                  empty: str = "Your results appear here.", feed_empty: str = "") -> None:
         self.progress = ProgressView(stop=stop)
-        self.progress_focus = stop  # at the start of a run, Stop is what to bring into view
         self.notes = widgets.HTML("")
-        self.placeholder = widgets.HTML(f'<div class="mk-empty mk-stage-empty">{esc(empty)}</div>')
+        self.placeholder = widgets.HTML(f'<div class="mk-empty mk-stage-empty">{esc(empty)}</div>' if empty else "")
         self.image = widgets.Image(format="png", layout=widgets.Layout(width="auto", height="auto"))
         self.image.add_class("mk-stage-img")
         self.figure = widgets.Box([self.image])
@@ -134,18 +146,19 @@ class ResultPane(widgets.VBox):
             widgets.VBox([self.before, widgets.HTML('<div class="mk-caption mk-center">Before</div>')]),
             widgets.VBox([self.after, widgets.HTML('<div class="mk-caption mk-center">After</div>')])])
         self.pair.add_class("mk-pair")
+        self.grid = widgets.GridBox([], layout=widgets.Layout(width="100%"))
+        self.grid.add_class("mk-grid-stage")
         self.video = widgets.Video(format="mp4", autoplay=False, loop=False, controls=True,
                                    layout=widgets.Layout(width="100%"))
         self.video.add_class("mk-player")
-        # an invisible button laid over the stage (clicks pass through it): focusing it makes the browser
-        # scroll the whole stage into view (`reveal`)
-        self.focus_target = widgets.Button(description="", tooltip="The newest result",
-                                           layout=widgets.Layout(width="100%", height="100%"))
-        self.focus_target.add_class("mk-overlay")
-        self.focus_target.add_class("mk-focus-target")
-        self.stage = widgets.Box([self.figure, self.pair, self.video, self.focus_target],
-                                 layout=widgets.Layout(width="100%"))
-        self.stage.add_class("mk-stage")
+        inner = widgets.Box([self.figure, self.pair, self.grid, self.video], layout=widgets.Layout(width="100%"))
+        inner.add_class("mk-stage")
+        # an invisible button laid over the stage (clicks pass through): focusing it makes the browser scroll
+        # the whole stage into view (`reveal`)
+        self.stage, self.focus_target = anchored(inner)
+        self.stage_inner = inner
+        status = widgets.VBox([self.progress, *([notice] if notice is not None else []), self.notes])
+        self.status_box, self.status_target = anchored(status)
         self.caption = widgets.HTML("")
         self.download = widgets.HTML("")
         self.actions = field_row()
@@ -153,15 +166,11 @@ class ResultPane(widgets.VBox):
         self.extra = widgets.VBox([])
         self.details = widgets.HTML("")
         self.feed = SessionFeed(empty=feed_empty)
-        self.kind = ""  # what the stage shows: "" | "image" | "pair" | "video"
-        for w in (self.stage, self.figure, self.pair, self.video):
+        self.kind = ""  # what the stage shows: "" | "image" | "pair" | "grid" | "video"
+        for w in (self.stage, self.figure, self.pair, self.grid, self.video):
             show(w, False)
-        parts: list[widgets.Widget] = [section(title), self.progress]
-        if notice is not None:
-            parts.append(notice)
-        parts += [self.notes, self.placeholder, self.stage, self.caption,
-                  field_row(self.download, self.actions), self.extra, self.details, self.feed]
-        self.box = card(*parts)
+        self.box = card(section(title), self.status_box, self.placeholder, self.stage, self.caption,
+                        field_row(self.download, self.actions), self.extra, self.details, self.feed)
         self.box.add_class("mk-live")
         self.box.add_class("mk-result-pane")
         super().__init__([self.box])
@@ -187,6 +196,44 @@ class ResultPane(widgets.VBox):
         self.download.value = _download_link(data if data is not None else png_bytes(after), name, "image/png")
         self.details.value = details
 
+    def show_grid(self, cells: Sequence[tuple[Any, str]], *, columns: int, column_labels: Sequence[str] = (),
+                  row_labels: Sequence[str] = (), caption: str = "", download: tuple[bytes, str] | None = None,
+                  details: str = "") -> None:
+        """Several pictures as one labelled grid (a batch, an X/Y grid): drawn by the page in the app's own
+        colours, each picture with its label under it, never a white sheet in a dark app."""
+        self._stage("grid")
+        rows = max(1, -(-len(cells) // max(1, columns)))
+        lead = bool(row_labels)
+        children: list[widgets.Widget] = []
+        if column_labels:
+            children += [widgets.HTML("")] if lead else []
+            children += [widgets.HTML(f'<div class="mk-grid-head">{esc(c)}</div>') for c in column_labels]
+        for r in range(rows):
+            if lead:
+                label = row_labels[r] if r < len(row_labels) else ""
+                children.append(widgets.HTML(f'<div class="mk-grid-row">{esc(label)}</div>'))
+            for c in range(columns):
+                i = r * columns + c
+                if i >= len(cells):
+                    children.append(widgets.HTML(""))
+                    continue
+                img, label = cells[i]
+                pic = widgets.Image(value=thumb_png(img, 256), format="png",
+                                    layout=widgets.Layout(width="100%", height="auto"))
+                pic.add_class("mk-grid-img")
+                parts: list[widgets.Widget] = [pic]
+                if label and not column_labels:
+                    parts.append(widgets.HTML(f'<div class="mk-caption mk-center">{esc(label)}</div>'))
+                children.append(widgets.VBox(parts, layout=widgets.Layout(min_width="0")))
+        self.grid.layout.grid_template_columns = ("minmax(48px, max-content) " if lead else "") + \
+            f"repeat({columns}, minmax(0, 1fr))"
+        # never taller than the window leaves room for: the grid narrows as rows are added
+        self.grid.layout.max_width = f"min(100%, calc(46vh * {columns} / {rows}))"
+        self.grid.children = children
+        self._caption(caption)
+        self.download.value = _download_link(download[0], download[1], "image/png") if download else ""
+        self.details.value = details
+
     def show_video(self, data: bytes, *, caption: str = "", name: str = "masuka.mp4", details: str = "") -> None:
         self._stage("video")
         self.video.value = data
@@ -195,10 +242,11 @@ class ResultPane(widgets.VBox):
         self.details.value = details
 
     def clear(self) -> None:
-        """Nothing on the stage (a run is starting, or the shown output was deleted)."""
+        """Nothing on the stage (the shown output was deleted, or there is none yet)."""
         self._stage("")
         self.image.value = b""
         self.video.value = b""
+        self.grid.children = []
         self.caption.value = ""
         self.download.value = ""
         self.details.value = ""
@@ -212,15 +260,20 @@ class ResultPane(widgets.VBox):
         self.notes.value = "".join(f'<div class="mk-notice mk-warning mk-note">{esc(n)}</div>' for n in notes)
 
     def reveal(self) -> None:
-        """Bring the stage into view (the whole of it, centred), or the progress before any output."""
-        reveal(self.focus_target if self.kind else self.progress_focus)
+        """Bring the stage into view (the whole of it, centred), or the message when there is no output."""
+        reveal(self.focus_target if self.kind else self.status_target)
+
+    def reveal_status(self) -> None:
+        """Bring the progress and the message into view (a run has started, stopped or failed)."""
+        reveal(self.status_target)
 
     def _stage(self, kind: str) -> None:
         self.kind = kind
-        show(self.placeholder, kind == "")
+        show(self.placeholder, kind == "" and bool(self.placeholder.value))
         show(self.stage, kind != "")
         show(self.figure, kind == "image")
         show(self.pair, kind == "pair")
+        show(self.grid, kind == "grid")
         show(self.video, kind == "video")
 
     def _caption(self, caption: str) -> None:

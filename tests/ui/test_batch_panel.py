@@ -27,7 +27,8 @@ def test_a_batch_uses_the_image_tabs_model_and_size_and_lands_in_the_result_pane
     section.run_button.click()
     assert form.last_error is None, form.last_error
     assert "Done: batch · 4 images" in form.notice.text
-    assert form.shown.kind == "sheet" and form.pane.kind == "image"  # the contact sheet on the stage
+    assert form.shown.kind == "sheet" and form.pane.kind == "grid"  # every image on the stage, labelled
+    assert len(form.pane.grid.children) == 4 and "seed 1" in form.pane.grid.children[0].children[1].value
     assert len(form.feed.runs) == 1 and len(form.feed.runs[0].items) == 5  # the sheet and each image
     items = query(kind="image")
     assert len(items) == 4 and {r.recipe["width"] for r in items} == {32} and len(query(kind="batch")) == 1

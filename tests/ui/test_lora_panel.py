@@ -134,7 +134,7 @@ def test_train_on_tiny_flux_then_use_it_and_compare(tmp_path):
     assert panel.last_error is None, panel.last_error
     run = panel.run
     assert run.lora_path is not None and run.lora_path.is_file()
-    assert run.lora_path.name in panel.train_info.value and panel.view.value == "training"
+    assert run.lora_path.parent.name in panel.train_info.value and panel.view.value == "training"
     assert panel.progress.bar.value == 1000 and "<svg" in panel.loss_html.value  # the loss, in the app's colours
     assert panel.use_button.layout.display == ""
     panel.use_button.click()  # "Use in Image tab"
