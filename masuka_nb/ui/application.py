@@ -74,7 +74,7 @@ class MasukaApp(widgets.VBox):
         self.mode_note = widgets.HTML(
             '<div class="mk-muted mk-mode-note">Runs happen in this cell: press ■ (Interrupt) beside the cell to '
             "stop one.</div>" if self.runner.mode == "inline" else "")
-        super().__init__([theme_widget(), self.header, self.runner, self.mode_note, self.toasts, self.tabs],
+        super().__init__([theme_widget(), self.header, self.runner, self.mode_note, self.tabs, self.toasts],
                          layout=widgets.Layout(width="100%"))
         self.add_class("mk-app")
         self.add_class(f"mk-mode-{self.runner.mode}")
@@ -168,13 +168,14 @@ class MasukaApp(widgets.VBox):
         index = self.tabs.selected_index
         if source is not None and index is not None and self.panels[index] is source:
             return
-        self.toasts.push(message, level)
+        self.toasts.push(message, level, source=source.title if source is not None else "")
 
     def _on_tab_change(self, change: dict[str, Any]) -> None:
         index = change["new"]
         if index is None:
             return
         panel = self.panels[index]
+        self.toasts.drop_from(panel.title)
         if panel is self.video:
             self.video.opened()
         if panel in (self.history, self.dashboard, self.settings):

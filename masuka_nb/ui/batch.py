@@ -191,7 +191,7 @@ class BatchSection(widgets.VBox):
             columns = min(4, max(1, round(len(items) ** 0.5 + 0.49)))
             sheet = Shown(items[0].image if items else None, "", None, {"model": res.model,
                                                                          "prompt": plan["lines"][0]}, "", "sheet",
-                          note=what, cells=[(s.image, f"seed {s.seed}") for s in items], columns=columns,
+                          note=what, cells=[(s.image, _label(s, items)) for s in items], columns=columns,
                           notes=list(res.warnings or []))
         else:
             grid = engine_api("masuka_nb.creative.grids", "grid")
@@ -212,6 +212,13 @@ class BatchSection(widgets.VBox):
         panel.notice.html.value = panel.notice.html.value.replace('data-testid="mk-notice"',
                                                                   'data-testid="mk-batch-done"')
         return res
+
+
+def _label(shown: Any, items: list[Any]) -> str:
+    """A batch image's label: its seed, and its prompt where the prompts differ (a template's choices)."""
+    prompts = {s.recipe.get("prompt") for s in items}
+    text = str(shown.recipe.get("prompt") or "")
+    return f"seed {shown.seed}" if len(prompts) <= 1 else f"{text[:28] + ('…' if len(text) > 28 else '')} · seed {shown.seed}"
 
 
 def _size(req: dict[str, Any]) -> dict[str, Any]:

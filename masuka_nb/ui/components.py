@@ -156,15 +156,18 @@ class Toasts(widgets.VBox):
         self._dismiss = widgets.Button(description="Dismiss", icon="times", layout=widgets.Layout(width="auto"))
         self._dismiss.add_class("mk-toast-close")
         self._dismiss.on_click(self._on_dismiss_click)
-        super().__init__([self._html, self._dismiss], layout=widgets.Layout(display="none"))
+        inner = widgets.VBox([self._html, self._dismiss])
+        inner.add_class("mk-toast-card")
+        super().__init__([inner], layout=widgets.Layout(display="none"))
         self.add_class("mk-toasts")
 
-    def push(self, text_or_info: str | ErrorInfo, level: str = "info") -> None:
+    def push(self, text_or_info: str | ErrorInfo, level: str = "info", *, source: str = "") -> None:
         if isinstance(text_or_info, ErrorInfo):
             level, body = text_or_info.level, text_or_info.to_html()
         else:
             body = f'<div class="mk-notice mk-{level}" data-testid="mk-toast">{esc(text_or_info)}</div>'
         self.messages = [(level, body), *self.messages][: self._keep]
+        self._sources = [source, *getattr(self, "_sources", [])][: self._keep]
         self._render_toasts()
         if self._hide_after_s and level != "error":  # news fades; an error stays until dismissed
             import threading
@@ -177,6 +180,13 @@ class Toasts(widgets.VBox):
 
     def clear(self) -> None:
         self.messages = []
+        self._sources = []
+        self._render_toasts()
+
+    def drop_from(self, source: str) -> None:
+        """Forget the toasts of a tab that has come into view (it shows them itself)."""
+        keep = [(m, s) for m, s in zip(self.messages, getattr(self, "_sources", [])) if s != source]
+        self.messages, self._sources = [m for m, _ in keep], [s for _, s in keep]
         self._render_toasts()
 
     def _on_dismiss_click(self, _button: widgets.Button) -> None:

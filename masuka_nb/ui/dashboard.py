@@ -78,7 +78,7 @@ class DashboardPanel(Panel):
         budget = f" of your {fmt_money(s.budget_usd)} budget" if s.budget_usd is not None else ""
         rate = "–" if st.success_rate is None else f"{100 * st.success_rate:.0f}%"
         tiles = [(str(st.total), "runs"), (rate, "succeeded"), (str(st.images), "images")]
-        tiles += [(str(st.by_kind.get(k, 0)), label) for k, label in (("video", "videos"), ("training", "LoRAs trained"),
+        tiles += [(str(st.made_by_kind.get(k, 0)), label) for k, label in (("video", "videos"), ("training", "LoRAs trained"),
                                                                       ("comparison", "comparisons"))]
         tiles += [(str(st.by_status.get("failed", 0)), "failed"), (fmt_money(st.spend_usd), "spent" + budget)]
         self.stats_html.value = '<div class="mk-stats" data-testid="mk-stats">' + "".join(

@@ -286,7 +286,7 @@ def _thumbnail(rec: HistoryRecord) -> bytes:
         elif rec.kind == "comparison":
             _badge(draw, "grid")
         return png_bytes(tile)
-    return _placeholder(rec.kind if rec.status == "ok" else rec.status)
+    return _placeholder(rec.kind if rec.status == "ok" else STATUS_WORDS.get(rec.status, rec.status))
 
 
 def _badge(draw: Any, text: str) -> None:

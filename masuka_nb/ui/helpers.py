@@ -432,6 +432,7 @@ class HistoryStats:
     errors_by_code: dict[str, int] = field(default_factory=dict)
     spend_by_provider: dict[str, float] = field(default_factory=dict)
     spend_by_day: dict[str, float] = field(default_factory=dict)  # "YYYY-MM-DD" → USD, oldest first
+    made_by_kind: dict[str, int] = field(default_factory=dict)  # finished ("ok") records per kind
 
 
 def _cost_of(rec: Any) -> float:
@@ -489,6 +490,7 @@ def history_stats(records: Iterable[Any]) -> HistoryStats:
         ok / (ok + failed) if ok + failed else None,
         {m: sum(v) / len(v) for m, v in sorted(times.items())},
         dict(errors.most_common()), dict(sorted(providers.items(), key=lambda kv: -kv[1])), dict(sorted(days.items())),
+        dict(Counter(getattr(r, "kind", "?") for r in records if getattr(r, "status", "") == "ok")),
     )
 
 

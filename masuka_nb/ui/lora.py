@@ -35,7 +35,7 @@ from masuka_nb.ui.components import (
     split,
     wide,
 )
-from masuka_nb.ui.helpers import Upload, engine_api, esc, fmt_bytes, fmt_duration, fmt_money, upload_items
+from masuka_nb.ui.helpers import Upload, engine_api, esc, fmt_bytes, fmt_money, upload_items
 from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, stage_png, thumb_png
 
 __all__ = ["LoraPanel", "comparison_legend", "default_train_base"]
@@ -443,7 +443,7 @@ class LoraPanel(Panel):
         listing = "".join(f"<li>{esc(Path(x.source).name)}: {esc(x.reason)}</li>" for x in rejected[:100])
         self.report.value = (f'<details class="mk-details"><summary>Which files were not added</summary>'
                              f'<ul class="mk-list">{listing}</ul></details>' if listing else "")
-        self.progress.finish(f"imported {imported}", ok=True)
+        self.progress.finish(f"{imported} added", ok=True)
         self._show_dataset()
         self._show_view("dataset")
         self._reveal()
@@ -457,7 +457,7 @@ class LoraPanel(Panel):
         report = ds.curate(reference_image=self.reference.value.strip() or None, progress=self.progress,
                            cancel=self.cancel_token)
         self.last_curation = report
-        self.progress.finish(f"curated in {fmt_duration(report.seconds)}")
+        self.progress.finish("curated")
         self.report.value = "".join(f'<div class="mk-muted">• {esc(_named(a, ds))}</div>' for a in report.advice)
         self._show_dataset()
         self._reveal()
@@ -472,7 +472,7 @@ class LoraPanel(Panel):
         report = ds.caption(model=self.captioner.value, trigger_word=self.trigger.value.strip() or None,
                             overwrite=bool(self.overwrite.value), progress=self.progress,
                             cancel=self.cancel_token)
-        self.progress.finish(f"captions written in {fmt_duration(report.seconds)}")
+        self.progress.finish("captions written")
         self.report.value = ""
         self._show_dataset()
         self._reveal()
@@ -609,7 +609,7 @@ class LoraPanel(Panel):
         self.comparison = result
         self._draw_comparison(result)
         self._reveal()
-        self.progress.finish(f"{len(result.cells)} images compared in {fmt_duration(result.seconds)}")
+        self.progress.finish(f"{len(result.cells)} images compared")
         import time as _time
 
         item = FeedItem(thumb_png(result.grid, 120), "comparison", pick=lambda: self._show_view("compare"),

@@ -167,7 +167,7 @@ class ResultPane(widgets.VBox):
         self.details = widgets.HTML("")
         self.feed = SessionFeed(empty=feed_empty)
         self.kind = ""  # what the stage shows: "" | "image" | "pair" | "grid" | "video"
-        for w in (self.stage, self.figure, self.pair, self.grid, self.video):
+        for w in (self.stage, self.figure, self.pair, self.grid, self.video, self.download):
             show(w, False)
         self.box = card(section(title), self.status_box, self.placeholder, self.stage, self.caption,
                         field_row(self.download, self.actions), self.extra, self.details, self.feed)
@@ -181,9 +181,11 @@ class ResultPane(widgets.VBox):
         """One picture large; `data` (the file's own bytes) is what Download gives."""
         self._stage("image")
         self.image.value = stage_png(image)
+        tiny = min(getattr(image, "size", (STAGE_MIN, STAGE_MIN))) < 160  # tiny outputs: honest pixels
+        (self.image.add_class if tiny else self.image.remove_class)("mk-pixelated")
         self._caption(caption)
         raw = data if data is not None else png_bytes(image)
-        self.download.value = _download_link(raw, name, "image/png")
+        self._download(_download_link(raw, name, "image/png"))
         self.details.value = details
 
     def show_pair(self, before: Any, after: Any, *, caption: str = "", name: str = "masuka-edit.png",
@@ -193,7 +195,7 @@ class ResultPane(widgets.VBox):
         self.before.value = thumb_png(before, 320)
         self.after.value = thumb_png(after, 320)
         self._caption(caption)
-        self.download.value = _download_link(data if data is not None else png_bytes(after), name, "image/png")
+        self._download(_download_link(data if data is not None else png_bytes(after), name, "image/png"))
         self.details.value = details
 
     def show_grid(self, cells: Sequence[tuple[Any, str]], *, columns: int, column_labels: Sequence[str] = (),
@@ -231,14 +233,14 @@ class ResultPane(widgets.VBox):
         self.grid.layout.max_width = f"min(100%, calc(46vh * {columns} / {rows}))"
         self.grid.children = children
         self._caption(caption)
-        self.download.value = _download_link(download[0], download[1], "image/png") if download else ""
+        self._download(_download_link(download[0], download[1], "image/png") if download else "")
         self.details.value = details
 
     def show_video(self, data: bytes, *, caption: str = "", name: str = "masuka.mp4", details: str = "") -> None:
         self._stage("video")
         self.video.value = data
         self._caption(caption)
-        self.download.value = _download_link(data, name, "video/mp4") if len(data) <= 40 * 1024**2 else ""
+        self._download(_download_link(data, name, "video/mp4") if len(data) <= 40 * 1024**2 else "")
         self.details.value = details
 
     def clear(self) -> None:
@@ -248,7 +250,7 @@ class ResultPane(widgets.VBox):
         self.video.value = b""
         self.grid.children = []
         self.caption.value = ""
-        self.download.value = ""
+        self._download("")
         self.details.value = ""
         self.notes.value = ""
         self.set_actions([])
@@ -275,6 +277,10 @@ class ResultPane(widgets.VBox):
         show(self.pair, kind == "pair")
         show(self.grid, kind == "grid")
         show(self.video, kind == "video")
+
+    def _download(self, html_text: str) -> None:
+        self.download.value = html_text
+        show(self.download, bool(html_text))  # an empty slot would leave a gap before the actions
 
     def _caption(self, caption: str) -> None:
         self.caption.value = f'<div class="mk-stage-caption" data-testid="mk-stage-caption">{esc(caption)}</div>' \

@@ -200,10 +200,40 @@ class VideoPanel(Panel):
         self._live = True
 
     def opened(self) -> None:
-        """The tab came into view: show the current cost and the job store (once, then they follow the form)."""
+        """The tab came into view: show the current cost and the job store (once, then they follow the form);
+        models answered by the offline simulator here are listed as free (the engine's rule)."""
+        self._label_simulated()
         if not self.cost_badge.value:
             self._on_form_change({})
         self.refresh()
+
+    def _label_simulated(self) -> None:
+        """A model whose provider is the offline simulator here costs nothing: its label says so."""
+        from masuka_nb.hosted.catalog import resolve_model
+
+        options, changed = [], False
+        for label, mid in self.model.options:
+            parts = label.split(" · ")
+            if len(parts) == 3 and "$" in parts[2]:
+                try:
+                    provider = resolve_model(mid)[1][0].provider
+                except Exception:  # not a hosted model: keep its label
+                    provider = ""
+                if provider and self._simulated_provider(provider):
+                    label, changed = f"{parts[0]} simulator · {parts[1]} · free here", True
+            options.append((label, mid))
+        if changed:
+            keep = self.model.value
+            self._live = False
+            self.model.options = options
+            self.model.value = keep
+            self._live = True
+
+    def _simulated_provider(self, provider: str) -> bool:
+        try:
+            return bool(self.generator.simulated(provider))
+        except Exception:  # an engine without the rule: treat as paid
+            return False
 
     @property
     def generator(self) -> Any:
@@ -465,10 +495,9 @@ class VideoPanel(Panel):
         item = FeedItem(thumb_png(picture, 120), caption, pick=lambda r=result: self.present(r), key=str(path))
         if self.feed.find(str(path)) is None:
             self.feed.add(FeedRun(f"{_time.strftime('%H:%M')} · {caption}", [item]))
-        self.progress.finish(f"clip ready · {path.name}")
+        self.progress.finish("clip ready")
         self.pane.reveal()
-        self.notice.show(f"Clip ready: {result.seconds} s from {result.model}" +
-                         (" (offline simulator: a free test pattern)." if simulated else "."), "ok")
+        self.notice.show(f"Clip ready: {result.seconds} s from {result.model}.", "ok")
 
     def refresh(self) -> None:
         """Re-read the job store (other tabs, a restart or another process may have changed it)."""
