@@ -4,6 +4,7 @@
     mk.doctor()                                   # what this runtime can do
     result = mk.generate("a lighthouse at dawn")  # FLUX/SD3.5 on a GPU, tiny-flux on a CPU
     mk.app()                                      # the in-notebook app
+    mk.read_recipe("found.png")                   # any image's recipe (A1111, ComfyUI, SwarmUI, Civitai…)
 
 Importing this package loads no torch, diffusers, transformers or ipywidgets: every public name
 below is resolved on first use (PEP 562), so the first cell of a notebook runs in milliseconds.
@@ -13,6 +14,11 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from masuka_nb._lazy import attach as _attach
 from masuka_nb._version import __version__
+from masuka_nb.quiet import hush_import_notices as _hush_import_notices
+
+# Import-time notices of third-party libraries (bitsandbytes' CPU-kernel one) are printed by whichever
+# MASUKA call first imports them: filtered from here on, and only those (masuka_nb.quiet says which).
+_hush_import_notices()
 
 # public name -> (module, attribute); attribute None means the module itself.
 _LAZY: dict[str, tuple[str, str | None]] = {
@@ -42,6 +48,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "lora": ("masuka_nb.lora", None),
     "plan": ("masuka_nb.memory", "plan"),
     "presets": ("masuka_nb.creative.presets", None),
+    "read_recipe": ("masuka_nb.image.recipes", "read_recipe"),
     "reproduce": ("masuka_nb.image", "reproduce"),
     "reset_configuration": ("masuka_nb.config", "reset_configuration"),
     "secrets": ("masuka_nb.secrets", None),
@@ -79,6 +86,7 @@ __all__ = [
     "lora",
     "plan",
     "presets",
+    "read_recipe",
     "reproduce",
     "reset_configuration",
     "secrets",
@@ -102,6 +110,7 @@ if _TYPE_CHECKING:  # for editors and type checkers only: real imports stay lazy
     from masuka_nb.errors import MasukaError
     from masuka_nb.image import GenerationResult, ImageEngine, generate, reproduce
     from masuka_nb.image.edit import edit
+    from masuka_nb.image.recipes import read_recipe
     from masuka_nb.image.upscaling import upscale
     from masuka_nb.memory import MemoryPlan, plan
     from masuka_nb.models.registry import get_model, list_models

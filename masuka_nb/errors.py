@@ -7,7 +7,8 @@ the built-in it resembles, so generic ``except ValueError`` / ``except FileNotFo
     MasukaError
     ├── ConfigError                      INVALID_SETTING            (ValueError)
     ├── InvalidRequestError              INVALID_REQUEST            (ValueError)
-    │   └── LoraIncompatibleError        LORA_INCOMPATIBLE
+    │   ├── LoraIncompatibleError        LORA_INCOMPATIBLE
+    │   └── RecipeUnsupportedError       RECIPE_UNSUPPORTED
     ├── ModelNotFoundError               MODEL_NOT_FOUND            (LookupError)
     │   └── ModelRetiredError            MODEL_RETIRED
     ├── GatedModelError                  GATED_MODEL                (PermissionError)
@@ -77,6 +78,7 @@ __all__ = [
     "ProviderRejectedContentError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
+    "RecipeUnsupportedError",
     "SecretMissingError",
     "StorageError",
     "TrainingFailedError",
@@ -168,6 +170,12 @@ class InvalidRequestError(MasukaError, ValueError):
 
 class LoraIncompatibleError(InvalidRequestError):
     code = "LORA_INCOMPATIBLE"
+
+
+class RecipeUnsupportedError(InvalidRequestError):
+    """An image whose metadata describes nothing MASUKA can make again (no recipe, an edit, video, a foreign family)."""
+
+    code = "RECIPE_UNSUPPORTED"
 
 
 class ModelNotFoundError(MasukaError, LookupError):

@@ -4,13 +4,20 @@ One JSON file per record under ``history_dir/YYYY-MM/``, written atomically. Tha
 lock, no mmap and no append (none of which the Drive mount does reliably), lets several processes
 record at once, and means an interrupted write can only lose the record being written — never an
 earlier one. Queries scan the files; a few thousand records read in well under a second.
+
+Each record is read on its own: one that does not parse, or parses to the wrong shape (a list, a
+`created_at` that is no date, a recipe that is no mapping), is moved to ``quarantine/`` beside it with
+one warning, and every query, tab and batch carries on with the rest. Two processes recording at
+once each write their own files (ids are time + random), so no lock is needed and none is lost.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as _secrets
+import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -18,11 +25,27 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb._redact import redact
-from masuka_nb.storage import atomic_write_text
+from masuka_nb.config import settings
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+from masuka_nb.log import get_logger
+from masuka_nb.storage import atomic_write_text, quarantine
 
-__all__ = ["History", "HistoryRecord", "Trashed", "forget_path", "get", "history", "query", "record", "trash"]
+log = get_logger(__name__)
 
-KINDS = ("image", "video", "training", "comparison", "caption", "batch", "grid", "upscale")
+__all__ = ["KINDS", "TIMINGS", "History", "HistoryRecord", "Trashed", "forget_path", "get", "history",
+           "normalize_timings", "query", "record", "seconds", "trash", "write"]
+
+# Every kind an engine records (the History tab filters by these); "app": a hosted generic app's job.
+KINDS = ("image", "edit", "video", "training", "comparison", "caption", "batch", "grid", "upscale", "app")
+# The one timing schema, in seconds: what each phase of a run took. Every engine records these names.
+TIMINGS = ("seconds_total", "seconds_validate", "seconds_load", "seconds_run", "seconds_save", "seconds_cache",
+           "seconds_submit", "seconds_estimate")
+# Names older records used, read as the schema's (records are never rewritten).
+_OLD_TIMINGS = {"total": "seconds_total", "total_s": "seconds_total", "compare_s": "seconds_total",
+                "caption_s": "seconds_total", "seconds": "seconds_total", "validate": "seconds_validate",
+                "load": "seconds_load", "generate": "seconds_run", "train_s": "seconds_run",
+                "save": "seconds_save", "history": "seconds_history", "cache_s": "seconds_cache",
+                "submit_s": "seconds_submit", "estimate": "seconds_estimate"}
 
 
 @dataclass
@@ -46,9 +69,61 @@ class HistoryRecord:
         # Redact the whole serialised record: a key may hide in any nested field.
         return redact(json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
 
+    def seconds(self, phase: str = "total") -> float | None:
+        """How long `phase` took ("total", "load", "run", ...), whichever names the record was written with."""
+        return seconds(self.timings, phase)
+
     @property
     def created(self) -> datetime:
-        return datetime.fromisoformat(self.created_at)
+        """When it was recorded, always timezone-aware (a record without a zone is read as UTC)."""
+        return _aware(datetime.fromisoformat(self.created_at))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HistoryRecord:
+        """A record from its JSON, checked field by field; `ValueError` names the first field that is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a record is a JSON object, not {type(data).__name__}")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for name, kinds in _FIELD_TYPES.items():
+            if name in known and known[name] is None and type(None) not in kinds:
+                known.pop(name)  # null where a default exists: take the default
+            elif name in known and not isinstance(known[name], kinds):
+                raise ValueError(f"`{name}` is {type(known[name]).__name__}, not {kinds[0].__name__}")
+        for name in ("kind", "status", "created_at"):
+            if not known.get(name):
+                raise ValueError(f"`{name}` is missing")
+        if not all(isinstance(p, str) for p in known.get("paths", [])):
+            raise ValueError("`paths` holds something that is not a path")
+        rec = cls(**known)
+        try:
+            rec.created  # noqa: B018 -- parsed once here, so no query meets a bad date later
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"`created_at` {rec.created_at!r} is not a date") from exc
+        return rec
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "status": (str,), "model": (str,), "prompt": (str,), "recipe": (dict,), "paths": (list,),
+    "timings": (dict,), "plan": (dict, type(None)), "error": (dict, type(None)), "extra": (dict,), "id": (str,),
+    "created_at": (str,),
+}
+_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,120}")
+
+
+def read_record(path: Path) -> HistoryRecord | None:
+    """The record in `path`, or None: a file that does not parse is quarantined (one warning), never raised."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None  # forgotten by another process since it was listed
+    except OSError as exc:
+        log.warning("history.unreadable", path=str(path), error=str(exc))
+        return None
+    try:
+        return HistoryRecord.from_dict(json.loads(raw.decode("utf-8")))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        quarantine(path, reason=f"not a history record: {exc}")
+        return None
 
 
 class History:
@@ -73,14 +148,8 @@ class History:
         return sorted(self.root.glob("*/*.json"), reverse=True)
 
     def all(self) -> list[HistoryRecord]:
-        out = []
-        for path in self._files():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                out.append(HistoryRecord(**{k: v for k, v in data.items() if k in HistoryRecord.__dataclass_fields__}))
-            except (OSError, ValueError, TypeError):
-                continue  # a foreign or damaged file must not hide the rest
-        return out
+        """Every readable record, newest first (damaged ones are quarantined on the way)."""
+        return [rec for rec in map(read_record, self._files()) if rec is not None]
 
     def query(
         self,
@@ -93,7 +162,14 @@ class History:
         until: datetime | None = None,
         limit: int | None = None,
     ) -> list[HistoryRecord]:
-        """Newest first. `text` matches the prompt and recipe, case-insensitively."""
+        """Newest first. `text` matches the prompt and recipe, case-insensitively. `since`/`until` take a
+        datetime or an ISO date string ("2026-12-01")."""
+        for name, value in (("kind", kind), ("model", model), ("text", text), ("status", status)):
+            if value is not None and not isinstance(value, str):
+                raise _bad_filter(name, value, "a string")
+        since, until = _when("since", since), _when("until", until)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise _bad_filter("limit", limit, "a whole number ≥ 0")
         needle = text.lower() if text else None
         out = []
         for rec in self.all():
@@ -115,18 +191,26 @@ class History:
                 break
         return out
 
-    def get(self, record_id: str) -> HistoryRecord | None:
-        for path in self.root.glob(f"*/{record_id}.json"):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return HistoryRecord(**data)
-        return None
+    def _record_files(self, record_id: Any) -> list[Path]:
+        # an id is a name, never a pattern: "*" or "../x" must not reach the glob
+        if not isinstance(record_id, str) or not _ID.fullmatch(record_id):
+            return []
+        return sorted(self.root.glob(f"*/{record_id}.json"))
 
+    def get(self, record_id: str) -> HistoryRecord | None:
+        for path in self._record_files(record_id):
+            rec = read_record(path)
+            if rec is not None:
+                return rec
+        return None
 
     def forget_path(self, record_id: str, path: str) -> HistoryRecord | None:
         """Drop `path` from a record (its file was deleted); a record left with no file and no other
         content goes too. Returns the record as kept, or None."""
-        for file in self.root.glob(f"*/{record_id}.json") if record_id else ():
-            rec = HistoryRecord(**json.loads(file.read_text(encoding="utf-8")))
+        for file in self._record_files(record_id):
+            rec = read_record(file)
+            if rec is None:
+                continue
             rec.paths = [p for p in rec.paths if str(p) != str(path)]
             if not rec.paths and rec.kind in ("image", "comparison"):
                 file.unlink(missing_ok=True)
@@ -140,10 +224,24 @@ def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
 
 
+def _bad_filter(name: str, value: Any, expected: str):
+    return InvalidRequestError(f"`{name}` must be {expected}, not {type(value).__name__}.", argument=name,
+                               value=value, hint="e.g. history.query(kind=\"image\", since=\"2026-12-01\", limit=20)")
+
+
+def _when(name: str, value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _bad_filter(name, value, "a datetime or an ISO date such as \"2026-12-01\"")
+
+
 def history() -> History:
     """The history in MASUKA's current home (resolved now)."""
-    from masuka_nb.config import settings
-
     return History(settings().history_dir)
 
 
@@ -164,32 +262,53 @@ def forget_path(record_id: str, path: str) -> HistoryRecord | None:
     return history().forget_path(record_id, path)
 
 
-def record_outcome(kind: str, state: dict[str, Any], t0: float, *, paths: Iterable[Any] | None = None,
-                   timings: dict[str, float] | None = None, error: Any = None,
-                   extra: dict[str, Any] | None = None) -> HistoryRecord | None:
-    """Record how an engine's run ended (ok, cancelled or failed) from its state dict (model, prompt,
-    recipe, plan). A history that cannot be written is logged, never raised: a full disk must not hide
-    what was made or the original error."""
-    import time
+def normalize_timings(timings: dict[str, Any] | None) -> dict[str, float]:
+    """`timings` under the schema's names (`TIMINGS`): older records' names (`total`, `total_s`, `generate`,
+    `caption_s`...) are read as the phase they measured; unknown names are kept as they are."""
+    out: dict[str, float] = {}
+    for key, value in (timings or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out.setdefault(_OLD_TIMINGS.get(key, key), float(value))
+    return out
 
-    from masuka_nb.errors import CancelledError, MasukaError
-    from masuka_nb.log import get_logger
 
-    plan = state.get("plan")
-    status = "ok" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
-    prompt = state.get("prompt")
+def seconds(timings: dict[str, Any] | None, phase: str = "total") -> float | None:
+    """Seconds `phase` took in `timings` (any record's, old or new), or None when it was not measured."""
+    name = phase if phase.startswith("seconds_") else f"seconds_{phase}"
+    return normalize_timings(timings).get(name)
+
+
+def write(kind: str, *, model: str = "", prompt: Any = "", recipe: dict[str, Any] | None = None,
+          paths: Iterable[Any] = (), timings: dict[str, Any] | None = None, plan: Any = None, error: Any = None,
+          status: str | None = None, extra: dict[str, Any] | None = None,
+          warnings: list[str] | None = None) -> HistoryRecord | None:
+    """The one history writer every engine uses: how a run ended (ok, or its `error`: cancelled or failed).
+
+    `kind` is one of `KINDS`; `timings` go in under the schema's names; `plan` is a `MemoryPlan` (or a
+    dict); `error` a `MasukaError`. A history that cannot be written is logged and None returned, never
+    raised: a full disk must not hide what was made or the original error. With `warnings` (a result's list),
+    that failure is said there too, with the paths that were saved."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown history kind {kind!r}; add it to history.KINDS")
+    if status is None:
+        status = "ok" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
+    plan_dict = plan.as_dict() if hasattr(plan, "as_dict") else plan if isinstance(plan, dict) else None
     try:
         return record(HistoryRecord(
-            kind=kind, status=status, model=str(state.get("model") or ""),
+            kind=kind, status=status, model=str(model or ""),
             prompt=prompt if isinstance(prompt, str) else repr(prompt)[:200],
-            recipe=state.get("recipe") or {}, paths=[str(p) for p in paths or []],
-            timings=timings or {"total": time.perf_counter() - t0},
-            plan=plan.as_dict() if hasattr(plan, "as_dict") else None,
-            error=error.to_dict() if error is not None else None,
+            recipe=recipe or {}, paths=[str(p) for p in paths or ()],
+            timings={k: round(v, 6) for k, v in normalize_timings(timings).items() if k != "seconds_history"},
+            plan=plan_dict, error=error.to_dict() if hasattr(error, "to_dict") else error,
             extra=extra or {},
         ))
     except MasukaError as exc:
-        get_logger(__name__).warning("history.record_failed", error=str(exc))
+        log.warning("history.record_failed", kind=kind, error=str(exc))
+        if warnings is not None:
+            saved = [str(p) for p in paths or ()]
+            where = f" The outputs are saved: {', '.join(saved)}." if saved and error is None else ""
+            warnings.append(f"The history could not be updated ({exc.code}: {exc.message}).{where}")
         return None
 
 
@@ -205,8 +324,6 @@ class Trashed:
 
     def restore(self) -> HistoryRecord | None:
         """Undo: the files go back where they were and the record is as it was."""
-        import shutil
-
         for original, waiting in self.moved:
             if Path(waiting).exists():
                 Path(original).parent.mkdir(parents=True, exist_ok=True)
@@ -221,8 +338,6 @@ class Trashed:
 
     def purge(self) -> None:
         """Forget the trashed files for good (the next Delete, or the end of the session, does this)."""
-        import shutil
-
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
         self.moved = []
@@ -232,10 +347,6 @@ def trash(record_id: str, paths: Iterable[str | os.PathLike[str]] | None = None)
     """Delete outputs with an Undo: `paths` of record `record_id` (all of its files when None) move to a trash
     folder in MASUKA's home and leave the record (which goes too when nothing of it is left). Returns what
     `Trashed.restore()` needs to put everything back."""
-    import shutil
-
-    from masuka_nb.config import settings
-
     root = history().root
     file = next(iter(root.glob(f"*/{record_id}.json")), None) if record_id else None
     before = file.read_text(encoding="utf-8") if file is not None else None

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import (
     GatedModelError,
     MasukaError,
@@ -25,12 +26,18 @@ from masuka_nb.errors import (
     ProviderUnavailableError,
 )
 from masuka_nb.log import get_logger
+from masuka_nb.memory import plan as make_plan
+from masuka_nb.models.embedded import hub_endpoint, hub_reachable, require_hub
+from masuka_nb.models.registry import MODELS, get_model
+from masuka_nb.progress import ProgressReporter
+from masuka_nb.storage import atomic_write_json
 
 if TYPE_CHECKING:
     from masuka_nb.memory import MemoryPlan
     from masuka_nb.models.registry import ModelSpec
 
-__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model"]
+__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model", "locate_repo",
+           "upload_folder"]
 
 log = get_logger(__name__)
 
@@ -79,13 +86,14 @@ def _selected(path: str, allow: Sequence[str], ignore: Sequence[str]) -> bool:
     return any(fnmatch.fnmatch(path, pat) for pat in allow)
 
 
-def patterns_for(components: Iterable[str]) -> tuple[str, ...]:
-    """Allow patterns for these pipeline components (their folders, tokenizers and the pipeline index)."""
-    allow = list(_TOP_LEVEL)
+def patterns_for(components: Iterable[str], *, tokenizers: bool = True, pipeline: bool = True) -> tuple[str, ...]:
+    """Allow patterns for these pipeline components: their folders (configs and safetensors), the
+    tokenizer of each text encoder among them, and (with `pipeline`) the pipeline index and scheduler."""
+    allow = list(_TOP_LEVEL) if pipeline else ["model_index.json"]
     for comp in components:
         allow += [f"{comp}/*.json", f"{comp}/*.safetensors"]
         tok = _TOKENIZER_FOR.get(comp)
-        if tok:
+        if tok and tokenizers:
             allow.append(f"{tok}/*")
     return tuple(dict.fromkeys(allow))
 
@@ -95,30 +103,36 @@ def download_plan(
     *,
     plan: MemoryPlan | None = None,
     listing: Sequence[RepoFile] | Sequence[tuple[str, int]] | None = None,
+    quantized_components: Sequence[str] | None = None,
+    quantized_repo: str | None = None,
 ) -> DownloadPlan:
     """The files `model` needs under `plan` (the planner's choice for this machine when None).
 
     `listing` is the repo's file list with sizes; None asks the Hub (when online) and otherwise
-    leaves `files` empty: the patterns alone still limit what a download may fetch.
+    leaves `files` empty: the patterns alone still limit what a download may fetch. Work that plans
+    for itself (LoRA training) names its NF4 components and pre-quantized repo instead of a plan.
     """
-    from masuka_nb.memory import plan as make_plan
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model)
     if spec.repo is None:
         return DownloadPlan(spec.id, "local", (), ())
-    memory_plan = plan or make_plan(spec.id)
-    quantized = set(memory_plan.quantized_components)
-    own = [c.name for c in spec.components if c.name not in quantized]
-    allow = patterns_for(own)
+    if quantized_components is not None:
+        quantized, q_repo = set(quantized_components), quantized_repo
+    else:
+        memory_plan = plan or make_plan(spec.id)
+        quantized, q_repo = set(memory_plan.quantized_components), memory_plan.quantized_repo
+    # Components a pre-quantized repo holds come from there; everything else, including what the plan
+    # quantizes while loading and the tokenizer of every text encoder, comes from the model's own repo.
+    elsewhere = quantized if q_repo else set()
+    own = [c.name for c in spec.components if c.name not in elsewhere]
+    allow = patterns_for(own) + tuple(f"{_TOKENIZER_FOR[c]}/*" for c in sorted(elsewhere) if c in _TOKENIZER_FOR)
     files = _as_files(listing) if listing is not None else _list_repo(spec.repo, spec.revision)
     main = DownloadPlan(spec.repo, spec.revision, allow, _ALWAYS_IGNORE,
                         tuple(f for f in files if _selected(f.path, allow, _ALWAYS_IGNORE)))
     extra = []
-    if quantized and memory_plan.quantized_repo:
-        q_allow = patterns_for(sorted(quantized))
-        q_files = _list_repo(memory_plan.quantized_repo, "main") if listing is None else ()
-        extra.append(DownloadPlan(memory_plan.quantized_repo, "main", q_allow, _ALWAYS_IGNORE,
+    if quantized and q_repo:
+        q_allow = patterns_for(sorted(quantized), tokenizers=False, pipeline=False)
+        q_files = _list_repo(q_repo, "main") if listing is None else ()
+        extra.append(DownloadPlan(q_repo, "main", q_allow, _ALWAYS_IGNORE,
                                   tuple(f for f in q_files if _selected(f.path, q_allow, _ALWAYS_IGNORE))))
     return DownloadPlan(main.repo, main.revision, main.allow_patterns, main.ignore_patterns, main.files,
                         tuple(extra))
@@ -135,9 +149,6 @@ def load_listing(path: str | Path) -> tuple[RepoFile, ...]:
 
 
 def _list_repo(repo: str, revision: str) -> tuple[RepoFile, ...]:
-    from masuka_nb.config import settings
-    from masuka_nb.models.embedded import hub_reachable
-
     if settings().offline or not hub_reachable():
         return ()  # no listing: the patterns still bound the download; locate_model says what is missing
     try:
@@ -156,8 +167,6 @@ def hub_error(exc: BaseException, *, repo: str, model: str | None = None) -> Mas
     if isinstance(exc, MasukaError):
         return exc
     from huggingface_hub import errors as hf
-
-    from masuka_nb.models.registry import MODELS
 
     spec = next((m for m in MODELS.values() if m.repo == repo), None)
     licence = spec.licence_url if spec and spec.licence_url else f"https://huggingface.co/{repo}"
@@ -194,39 +203,64 @@ def hub_error(exc: BaseException, *, repo: str, model: str | None = None) -> Mas
 
 # ---- where the files are ----
 
-def _complete(folder: Path) -> bool:
-    return (folder / MARKER).is_file()
+def _complete(folder: Path, dplan: DownloadPlan) -> bool:
+    """True when `folder` holds every file `dplan` selects: its marker lists the patterns fetched into it
+    (a copy made for an NF4 plan lacks the 16-bit transformer a later bf16 plan needs)."""
+    try:
+        done = json.loads((folder / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return set(dplan.allow_patterns) <= set(done.get("allow") or ())
+
+
+def _fetched(folder: Path) -> list[str]:
+    try:
+        return list(json.loads((folder / MARKER).read_text(encoding="utf-8")).get("allow") or ())
+    except (OSError, ValueError):
+        return []
 
 
 def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) -> Path:
     """A local folder holding everything `dplan` selects: session copy, else Drive copy, else Hub."""
-    from masuka_nb.config import settings
+    return _locate(dplan, name=spec.id, gated=spec.gated, licence_url=spec.licence_url, progress=progress)
 
+
+def locate_repo(repo: str, *, name: str | None = None, allow: Sequence[str] = ("*",),
+                ignore: Sequence[str] = _ALWAYS_IGNORE, revision: str = "main", progress: Any = None) -> Path:
+    """A local folder with the files of a Hub repo that is no registry model (a captioner, the CLIP scorer,
+    the aesthetic head), found and fetched like a model's: session copy, else Drive copy, else the Hub.
+    A local folder is returned as it is."""
+    if Path(repo).is_dir():
+        return Path(repo)
+    listing = _list_repo(repo, revision)
+    dplan = DownloadPlan(repo, revision, tuple(allow), tuple(ignore),
+                         tuple(f for f in listing if _selected(f.path, allow, ignore)))
+    return _locate(dplan, name=name or repo, gated=False, licence_url="", progress=progress)
+
+
+def _locate(dplan: DownloadPlan, *, name: str, gated: bool, licence_url: str, progress: Any = None) -> Path:
     s = settings()
     rel = Path(dplan.repo.replace("/", "--")) / dplan.revision
     session = s.cache_dir / "models" / rel
     persistent = s.models_dir / rel
-    if _complete(session):
+    if _complete(session, dplan):
         return session
-    if _complete(persistent):
+    if _complete(persistent, dplan):
         if persistent.resolve() == session.resolve():
             return persistent
         _copy_tree(persistent, session, dplan)
         return session
     if s.offline:
-        gated = (f" It is gated: first accept the licence at {spec.licence_url} and set HF_TOKEN."
-                 if spec.gated else "")
+        gate = f" It is gated: first accept the licence at {licence_url} and set HF_TOKEN." if gated else ""
         size = f"{dplan.total_bytes / 1e9:.1f} GB planned" if dplan.files else "size unknown offline"
         raise ModelFilesMissingError(
-            f"{spec.id} is not downloaded ({size}) and MASUKA is offline.",
-            argument="model", value=spec.id,
-            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gated}",
+            f"{name} is not downloaded ({size}) and MASUKA is offline.",
+            argument="model", value=name,
+            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gate}",
         )
-    from masuka_nb.models.embedded import require_hub
-
     files = (f"{len(dplan.files)} files ({dplan.total_bytes / 1e9:.1f} GB)" if dplan.files
              else "the files matching " + ", ".join(dplan.allow_patterns[:4]) + (" …" if len(dplan.allow_patterns) > 4 else ""))
-    require_hub(model=spec.id, repo=dplan.repo, files=files)
+    require_hub(model=name, repo=dplan.repo, files=files)
     _snapshot(dplan, persistent, progress=progress)
     if persistent.resolve() != session.resolve():
         _copy_tree(persistent, session, dplan)
@@ -237,9 +271,6 @@ def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) 
 def _snapshot(dplan: DownloadPlan, target: Path, *, progress: Any = None) -> None:
     from huggingface_hub import snapshot_download
 
-    from masuka_nb.progress import ProgressReporter
-    from masuka_nb.storage import atomic_write_json
-
     reporter = ProgressReporter("download", max(1, len(dplan.files)), progress=progress)
     reporter.update(0, message=f"{dplan.repo}: {dplan.total_bytes / 1e9:.2f} GB planned")
     try:
@@ -248,8 +279,9 @@ def _snapshot(dplan: DownloadPlan, target: Path, *, progress: Any = None) -> Non
                           tqdm_class=_files_bar(reporter, dplan.repo))
     except Exception as exc:
         raise hub_error(exc, repo=dplan.repo) from exc
-    atomic_write_json(target / MARKER, {"repo": dplan.repo, "revision": dplan.revision,
-                                        "allow": dplan.allow_patterns, "bytes": dplan.total_bytes})
+    allow = list(dict.fromkeys([*_fetched(target), *dplan.allow_patterns]))
+    atomic_write_json(target / MARKER, {"repo": dplan.repo, "revision": dplan.revision, "allow": allow,
+                                        "bytes": dplan.total_bytes})
     reporter.done(f"{dplan.repo} downloaded")
 
 
@@ -268,8 +300,6 @@ def _files_bar(reporter: Any, repo: str) -> type:
 
 
 def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
-    from masuka_nb.storage import atomic_write_json
-
     for file in src.rglob("*"):
         rel = file.relative_to(src).as_posix()
         if file.is_file() and rel != MARKER and (not dplan.allow_patterns or dplan.selects(rel)):
@@ -279,15 +309,30 @@ def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
                 tmp = out.with_name(out.name + ".incomplete")
                 shutil.copyfile(file, tmp)
                 tmp.replace(out)
-    atomic_write_json(dst / MARKER, {"copied_from": str(src)})
+    allow = list(dict.fromkeys([*_fetched(dst), *dplan.allow_patterns]))
+    atomic_write_json(dst / MARKER, {"copied_from": str(src), "allow": allow})
+
+
+def upload_folder(folder: str | Path, *, repo_id: str, private: bool = True, token: str | None = None,
+                  message: str = "Upload from MASUKA") -> str:
+    """Upload `folder` (hidden files left out) to the Hub repo `repo_id`, made if missing; returns its URL.
+    The one place MASUKA writes to the Hub."""
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token, endpoint=hub_endpoint())
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=[".*"], commit_message=message)
+    except Exception as exc:
+        raise MasukaError(f"Uploading {Path(folder).name} to {repo_id} failed: {exc}.", argument="repo_id",
+                          value=repo_id, hint="Check the token has write access and the network is up.",
+                          code="HUB_UPLOAD_FAILED") from exc
+    return f"{hub_endpoint()}/{repo_id}"
 
 
 def fetch_lora_file(repo: str) -> Path:
     """The LoRA weight file of Hub repo `repo` (the diffusers name first, else the only .safetensors)."""
     from huggingface_hub import hf_hub_download, list_repo_files
-
-    from masuka_nb.config import settings
-    from masuka_nb.models.embedded import hub_reachable, require_hub
 
     if settings().offline or not hub_reachable():
         try:  # a LoRA fetched before is still in the local Hub cache

@@ -2,7 +2,11 @@
 
 `plan(model, gpu=..., ram_gb=...)` walks candidate plans from best quality/speed to lightest and returns
 the first whose estimated peak VRAM and RAM fit the runtime, with the reasons. Estimates come from
-component parameter counts (the registry) and the calibration constants below. Each constant is
+what each component's weights are made of (the registry, measured from the real configs: NF4 shrinks only
+the quantizable Linear weights; T5's `wo` stays fp32 under fp16; embeddings stay 16-bit), from where each
+component lives in each phase (loading, encoding, denoising) and the calibration constants below.
+RAM while loading follows the plan's `loading` contract ("per-component": one component at a time,
+straight to its home), which the engine honours. Each constant is
 fitted to the published figures marked "fit" in `masuka_nb.memory_figures`; the figures marked
 "held-out" are never used for fitting, only for checking (tests and benchmarks/bench_planner_heldout.py).
 Peak VRAM is bounded one-sidedly: never more than 5 % under a published peak (an under-estimate
@@ -16,11 +20,14 @@ Units: "GB" in plans are GiB (2³⁰ bytes), as torch and the published benchmar
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
+from masuka_nb.host import device_host
+from masuka_nb.memory_figures import FIGURES
+from masuka_nb.models.registry import get_model
+from masuka_nb.runtime import PROFILES, GpuProfile, profile
 
 if TYPE_CHECKING:
     from masuka_nb.models.registry import ModelSpec
@@ -50,13 +57,25 @@ ACTIVATIONS_GB_1MP = 4.7
 # 4 frames' pixels, not the clip's; the transformer's own activations grow with its tokens.
 VIDEO_DECODE_FRAMES = 4
 VIDEO_TOKEN_GB_PER_1K = 0.03  # bf16 q/k/v/out + FFN intermediates of a 1.3B DiT per 1,000 tokens
-NF4_BYTES_PER_PARAM = {"transformer": 0.5625, "text_encoder": 0.61}  # ≈4.5 bit; embeddings stay 16 bit
-# bitsandbytes pipelines measured ≈3 GiB above their weights after load (unquantized norms/embeddings
-# in 16 bit, dequantisation workspace): fit "flux1-dev bnb NF4 after load" (12.58 GB), where 8.9 GiB of
-# NF4 weights (transformer + T5) were on the GPU. It is counted per GiB of NF4 weights *on the GPU at the
-# time*, so a plan that frees the NF4 text encoder before denoising carries only the transformer's share.
-QUANT_OVERHEAD_GB = 3.0
-QUANT_OVERHEAD_PER_NF4_GB = QUANT_OVERHEAD_GB / 8.94
+# NF4 (bitsandbytes 4-bit, no double quantization): 4 bits per weight + one fp32 absmax per 64 weights. Only
+# a component's `nf4_b` (quantizable Linear weights) shrinks; embeddings, norms and the modules the loaders keep
+# (T5's `wo`, in fp32 under fp16) stay as they are (registry.ComponentSpec, measured from the real configs).
+NF4_BYTES_PER_PARAM = 0.5 + 4 / 64
+# bitsandbytes pipelines measured above their weights after load (dequantisation workspace, CUDA context):
+# fit "flux1-dev bnb NF4 after load" (12.58 GB, bf16, H100) minus that pipeline's real weights, 10.65 GiB
+# (transformer NF4 6.24 + T5 NF4 4.02 + CLIP-L 0.23 + VAE 0.16), over its 10.26 GiB of NF4-quantized
+# components. Counted per GiB of NF4 components *on the GPU at the time*, so a plan that frees the NF4 text
+# encoder before denoising carries only the transformer's share. (Before the real NF4 rules it was 3.0 GB
+# over 8.94 GiB: the text encoder's unquantized `wo` and embeddings were counted as overhead.)
+QUANT_OVERHEAD_GB = 12.58 - 10.65
+QUANT_OVERHEAD_PER_NF4_GB = QUANT_OVERHEAD_GB / 10.26
+# Text encoders' own activations are small (T5-XXL over 512 tokens: tens of MB per layer); this bounds them
+# with the cuBLAS workspace, so the encode phase of a freed-encoder plan is weights + this.
+ENCODE_ACT_GB = 0.5
+# Loading: safetensors files are memory-mapped (file-backed pages the kernel can drop, not the RAM a process
+# is killed for); what a load really allocates is each tensor cast to the plan's dtype on its way to its
+# device. transformers 5 casts with up to 4 worker threads, so the biggest tensor plus three ordinary ones.
+LOAD_WINDOW_B = 0.2
 # Components this big are worth NF4; smaller ones (Wan 2.1's 1.3B transformer) lose more quality than
 # they save memory, so they stay in 16 bit.
 NF4_MIN_PARAMS_B = 2.0
@@ -70,7 +89,7 @@ class MemoryPlan:
 
     model: str
     profile: str
-    device: str  # "cuda" | "cpu"
+    device: str  # "cuda" | "cpu" | "mps"
     dtype: str
     vae_dtype: str
     text_encoder_dtype: str
@@ -87,6 +106,14 @@ class MemoryPlan:
     num_images: int = 1
     num_frames: int = 0  # video models: frames per clip
     speed: str = "off"
+    # How the weights get to their devices (the engine does what this says):
+    # "per-component": each component is read by itself (`from_pretrained(subfolder=...)`, low_cpu_mem_usage,
+    #   memory-mapped safetensors) straight onto its home: the GPU (NF4 components quantized on arrival) or RAM
+    #   (model/group offload; text encoders a plan frees). Freed text encoders are read first, and leave the
+    #   GPU for RAM before the transformer is read, so the two never share the GPU. RAM then peaks at the
+    #   RAM-resident components plus the tensors being cast (`load_ram_gb`).
+    # "pipeline": one `Pipeline.from_pretrained` into RAM, then placed (CPU plans: everything lives in RAM).
+    loading: str = "per-component"
     weights_gb: float = 0.0
     after_load_vram_gb: float = 0.0
     peak_vram_gb: float = 0.0
@@ -147,27 +174,16 @@ class MemoryPlan:
 
     def published(self) -> list[str]:
         """The published figures for this model (memory_figures.py), to read the estimates against."""
-        from masuka_nb.memory_figures import FIGURES
-
         unit = {"fits": "fits in"}
         return [f"{f.name}: {unit.get(f.kind, '')}{' ' if f.kind in unit else ''}{f.value:g} GB "
                 f"({f.role}, {f.source}, read {f.read})" for f in FIGURES if f.model == self.model]
 
 
-@functools.lru_cache(maxsize=1)
-def _this_machine() -> GpuProfile:
-    """This machine as a profile. Its GPU and total RAM do not change while the process lives
-    (a Colab runtime change restarts it), so it is looked at once."""
-    from masuka_nb.runtime import detect
-
-    return detect().as_profile()
-
-
-def _profile(gpu: str | GpuProfile | None, ram_gb: float | None) -> GpuProfile:
-    from masuka_nb.runtime import GpuProfile, profile
-
+def _profile(gpu: str | GpuProfile | None, ram_gb: float | None, *, model: str | None = None) -> GpuProfile:
+    """The profile a plan is made for. None: this machine as the device host sees it now, its memory less
+    what stays resident (what `model` itself holds is not subtracted: it is reused or replaced)."""
     if gpu is None:
-        prof = _this_machine()
+        prof = device_host().planning_profile(model)
     elif isinstance(gpu, GpuProfile):
         prof = gpu
     else:
@@ -191,19 +207,48 @@ def component_gb(spec: ModelSpec, name: str, plan: MemoryPlan) -> float:
 
 def _component_gb(spec: ModelSpec, name: str, plan: MemoryPlan) -> float:
     comp = spec.component(name)
-    if name in plan.quantized_components:
-        per = NF4_BYTES_PER_PARAM.get(comp.role, 0.5625)
-        return comp.params_b * 1e9 * per / GIB
+    dtype = _dtype_of(comp, plan)
+    per = _bytes_per_param(dtype)
+    fp32 = comp.fp32_b if dtype == "float16" else comp.fp32_bf16_b if dtype == "bfloat16" else 0.0
+    nf4 = comp.nf4_b if name in plan.quantized_components else 0.0
+    rest = comp.params_b - nf4 - fp32
+    return (nf4 * NF4_BYTES_PER_PARAM + fp32 * 4.0 + rest * per) * 1e9 / GIB
+
+
+def _dtype_of(comp, plan: MemoryPlan) -> str:
     if comp.role == "vae":
-        dtype = plan.vae_dtype
-    elif comp.role == "text_encoder":
-        dtype = plan.text_encoder_dtype
-    else:
-        dtype = plan.dtype
-    gb = comp.params_b * 1e9 * _bytes_per_param(dtype) / GIB
-    if dtype == "float16":
-        gb += comp.fp16_extra_gb * 1e9 / GIB
-    return gb
+        return plan.vae_dtype
+    if comp.role == "text_encoder":
+        return plan.text_encoder_dtype
+    return plan.dtype
+
+
+def _window_gb(comp, plan: MemoryPlan) -> float:
+    """RAM one component's read allocates at once: its biggest tensor(s) being cast (see LOAD_WINDOW_B)."""
+    return min(comp.params_b, comp.largest_b + LOAD_WINDOW_B) * 1e9 * _bytes_per_param(_dtype_of(comp, plan)) / GIB
+
+
+def _loading_peak_gb(spec: ModelSpec, plan: MemoryPlan, sizes: dict[str, float]) -> float:
+    """RAM (above BASE_RAM_GB) while a "per-component" plan loads: components are read one at a time, freed
+    text encoders first; each read costs its cast window, and a component whose home is RAM stays there
+    (NF4 ones are quantized on the GPU as they arrive and then parked, so they never hold both)."""
+    def home_is_ram(comp) -> bool:
+        if plan.offload in ("model", "group"):
+            return True
+        return plan.free_text_encoders and comp.role == "text_encoder"
+
+    order = sorted(spec.components, key=lambda c: not (plan.free_text_encoders and c.role == "text_encoder"))
+    resident = peak = 0.0
+    for comp in order:
+        stays = sizes[comp.name] if home_is_ram(comp) else 0.0
+        passes = sizes[comp.name] if (plan.offload == "group-to-disk" and comp.role == "transformer") else 0.0
+        # group-to-disk: diffusers writes the groups to disk from a model already in RAM, so it passes once
+        peak = max(peak, resident + max(_window_gb(comp, plan), stays, passes))
+        resident += stays
+    if plan.offload == "group-to-disk":
+        resident += STREAM_BLOCKS * spec.component("transformer").params_b * 1e9 * _bytes_per_param(plan.dtype) \
+            / GIB / 30
+    return max(peak, resident)
 
 
 def _activations_gb(spec: ModelSpec, plan: MemoryPlan) -> float:
@@ -223,7 +268,8 @@ def _activations_gb(spec: ModelSpec, plan: MemoryPlan) -> float:
 
 
 def estimate(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
-    """Fill in the plan's weight, peak-VRAM and RAM estimates."""
+    """Fill in the plan's weight, peak-VRAM and RAM estimates (what is where in each phase: loading,
+    encoding the prompt, denoising and decoding)."""
     sizes = {c.name: _component_gb(spec, c.name, plan) for c in spec.components}
     total = sum(sizes.values())
     transformer = sizes["transformer"]
@@ -238,37 +284,35 @@ def estimate(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
     if plan.device != "cuda":
         ram = BASE_RAM_GB + total + act
         return replace(plan, weights_gb=total, after_load_vram_gb=0.0, peak_vram_gb=0.0, ram_gb=ram,
-                       load_ram_gb=ram)
+                       load_ram_gb=BASE_RAM_GB + total + max(_window_gb(c, plan) for c in spec.components))
     blocks = spec.component("transformer").params_b * 1e9 * _bytes_per_param(plan.dtype) / GIB / 30
-    denoise = None
+    resident = 0.0  # what lives in RAM once loaded (besides Python, torch and CUDA)
     if plan.offload == "none" and plan.free_text_encoders:
-        # Encoders and transformer take turns on the GPU (the VAE stays); activations counted in both phases.
+        # Encoders and transformer take turns on the GPU (the VAE stays); the encoders wait in RAM.
+        encode = encoders + others + ov_encoders + ENCODE_ACT_GB
         denoise = transformer + others + ov_transformer + act
-        vram = max(encoders + others + ov_encoders + act, denoise)
-        ram = BASE_RAM_GB + encoders
+        vram, after_load = max(encode, denoise), transformer + others + ov_transformer
+        resident = encoders
     elif plan.offload == "none":
         vram = denoise = total + overhead + act
-        ram = BASE_RAM_GB
+        after_load = total + overhead
     elif plan.offload == "model":
         # Components visit the GPU one at a time (each text encoder on its own); activations peak with
         # the transformer (denoising) and the VAE (decoding), not while a text encoder runs.
         biggest_encoder = max((sizes[c.name] for c in spec.text_encoders), default=0.0)
         denoise = max(transformer + ov_transformer, others) + act
-        vram = max(biggest_encoder + ov_encoders, denoise)
-        ram = BASE_RAM_GB + total
-    elif plan.offload == "group":
-        vram = encoders + others + STREAM_BLOCKS * blocks + overhead + act
-        ram = BASE_RAM_GB + total
-    else:  # group-to-disk: blocks come from local disk; RAM holds only what is in flight
-        vram = encoders + others + STREAM_BLOCKS * blocks + overhead + act
-        ram = BASE_RAM_GB + STREAM_BLOCKS * blocks
-    if plan.free_text_encoders and plan.offload in ("group", "group-to-disk"):
-        vram = max(vram - encoders, encoders + others)
-    if denoise is None:
-        denoise = vram - (encoders if plan.free_text_encoders else 0.0)
-    # Loading streams one shard (≤ ≈9.3 GiB) at a time through RAM before it reaches the GPU.
-    load_ram = BASE_RAM_GB + min(max(sizes.values()), 9.3) + (ram - BASE_RAM_GB)
-    return replace(plan, weights_gb=total, after_load_vram_gb=vram - act, peak_vram_gb=vram, ram_gb=ram,
+        vram, after_load = max(biggest_encoder + ov_encoders + ENCODE_ACT_GB, denoise), 0.0
+        resident = total
+    else:  # group offload: blocks stream from RAM (or local disk) while encoders and VAE stay on the GPU
+        on_gpu = (0.0 if plan.free_text_encoders else encoders) + others + ov_encoders
+        denoise = on_gpu + STREAM_BLOCKS * blocks + ov_transformer + act
+        encode = encoders + others + ov_encoders + ENCODE_ACT_GB
+        vram, after_load = max(denoise, encode), on_gpu
+        resident = total if plan.offload == "group" else STREAM_BLOCKS * blocks + (
+            encoders if plan.free_text_encoders else 0.0)
+    ram = BASE_RAM_GB + resident
+    load_ram = BASE_RAM_GB + _loading_peak_gb(spec, plan, sizes)
+    return replace(plan, weights_gb=total, after_load_vram_gb=min(after_load, vram), peak_vram_gb=vram, ram_gb=ram,
                    load_ram_gb=load_ram, denoise_vram_gb=min(denoise, vram))
 
 
@@ -285,8 +329,9 @@ def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: 
         dtype = "float32" if spec.tiny else "bfloat16"
         why = ("CPU: no GPU, so everything runs on the CPU in " + dtype
                + (" (tiny model: exact and fast)" if spec.tiny else " (half the RAM of float32; slow)"))
-        return [estimate(spec, MemoryPlan(device="cpu", dtype=dtype, vae_dtype=dtype, text_encoder_dtype=dtype,
-                                          reasons=(why,), **common))]
+        device = "mps" if prof.name == "mps" else "cpu"  # Apple's GPU shares the RAM: planned like a CPU
+        return [estimate(spec, MemoryPlan(device=device, dtype=dtype, vae_dtype=dtype, text_encoder_dtype=dtype,
+                                          loading="pipeline", reasons=(why,), **common))]
     dtype = "bfloat16" if prof.bf16 else "float16"
     cc = ".".join(map(str, prof.compute_capability or ()))
     dtype_why = (f"compute capability {cc} ≥ 8.0: bf16 in hardware" if prof.bf16 else
@@ -352,14 +397,20 @@ def plan(
     overrides the best plan that fits is returned. `speed="fast"` turns on a first-block cache (and
     regional compile on bf16 GPUs without group offload); `num_frames` is for video models.
     """
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model)
-    prof = _profile(gpu, ram_gb)
+    prof = _profile(gpu, ram_gb, model=spec.id)
     _check_choice("dtype", dtype, DTYPES)
     _check_choice("quantization", quantization, QUANTIZATIONS)
     _check_choice("offload", offload, OFFLOADS)
     _check_choice("speed", speed, SPEEDS)
+    for name, value in (("width", width), ("height", height), ("num_images", num_images), ("num_frames", num_frames)):
+        _check_count(name, value, optional=name != "num_images")
+    for name, value in (("free_text_encoders", free_text_encoders), ("compile", compile)):
+        if value is not None and not isinstance(value, bool):
+            raise InvalidRequestError(f"`{name}` must be True, False or None, not {value!r}.", argument=name,
+                                      value=value, hint=f"e.g. {name}=True.")
+    if not prof.is_cuda:
+        _check_runs_on_cpu(quantization=quantization, offload=offload)
     w = width or spec.default_width
     h = height or spec.default_height
     frames = (num_frames or spec.default_frames) if spec.is_video else 0
@@ -410,6 +461,32 @@ def _with_speed(spec: ModelSpec, prof: GpuProfile, chosen: MemoryPlan, *, compil
     return chosen
 
 
+def _check_count(name: str, value: object, *, optional: bool) -> None:
+    """Sizes and counts are whole positive numbers: "1024" (a string from a form) is refused here, by name,
+    instead of failing deep inside the estimate with a TypeError."""
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 16384:
+        raise InvalidRequestError(f"`{name}` must be a whole number between 1 and 16384, not {value!r}.",
+                                  argument=name, value=value,
+                                  hint=f"e.g. {name}=1024" + (" (or None for the model's default)." if optional
+                                                              else "."))
+
+
+def _check_runs_on_cpu(*, quantization: str | None, offload: str | None) -> None:
+    """Choices that need a CUDA GPU are refused on a CPU here, not later by diffusers ("No GPU found")."""
+    if quantization == "nf4":
+        raise InvalidRequestError(
+            "`quantization=\"nf4\"` needs a CUDA GPU: bitsandbytes quantizes diffusers models only on CUDA "
+            "(\"No GPU found. A GPU is needed for quantization\").", argument="quantization", value=quantization,
+            hint="Drop `quantization` on a CPU (it runs in bf16/fp32), or use a GPU runtime (Colab: Runtime > "
+                 "Change runtime type > T4 GPU).")
+    if offload not in (None, "none"):
+        raise InvalidRequestError(
+            f"`offload={offload!r}` moves weights between RAM and a GPU; this plan has no GPU.", argument="offload",
+            value=offload, hint="Drop `offload` on a CPU, or use a GPU runtime.")
+
+
 def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
     if value is not None and value not in allowed:
         raise InvalidRequestError(f"`{name}` cannot be {value!r}.", argument=name, value=value,
@@ -435,8 +512,6 @@ def _forced(spec: ModelSpec, cands: list[MemoryPlan], forced: dict, dtype: str |
 
 
 def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]) -> PlanDoesNotFitError:
-    from masuka_nb.runtime import PROFILES
-
     if fitting:
         nearest = fitting[0].label
     elif spec.is_video and (smaller := _smaller_video_plan(spec, chosen)) is not None:
@@ -483,8 +558,6 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
 
 def _smaller_video_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | None:
     """The biggest clip that fits this runtime: fewer frames first (same look), then a smaller published size."""
-    from masuka_nb.runtime import GpuProfile
-
     prof = GpuProfile(chosen.profile, chosen.vram_available_gb, chosen.ram_available_gb,
                       (8, 0) if chosen.dtype == "bfloat16" else (7, 5))
     smaller = sorted((s for s in spec.sizes if s[0] * s[1] < chosen.width * chosen.height), key=lambda s: -s[0] * s[1])
@@ -501,9 +574,6 @@ def _smaller_video_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | Non
 
 def lighter_plan(current: MemoryPlan) -> MemoryPlan | None:
     """The next plan after `current` that needs less VRAM (the fallback after a CUDA out-of-memory)."""
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.runtime import PROFILES, GpuProfile
-
     spec = get_model(current.model)
     prof = PROFILES.get(current.profile) or GpuProfile(current.profile, current.vram_available_gb,
                                                        current.ram_available_gb, (8, 0))

@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.storage import atomic_write_text
 
 __all__ = ["BUILTIN", "Preset", "apply", "delete", "get", "list", "mix", "save"]
 
@@ -89,9 +91,7 @@ PresetLike = str | Preset | tuple
 
 
 def _folder() -> Path:
-    from masuka_nb.config import settings
-
-    return settings().home / "presets"
+    return settings().presets_dir
 
 
 def list() -> builtins.list[Preset]:
@@ -119,8 +119,6 @@ def get(name: str) -> Preset:
 
 def save(preset: Preset) -> Path:
     """Store (or replace) `preset` in MASUKA's home; returns its file."""
-    from masuka_nb.storage import atomic_write_text
-
     if not isinstance(preset, Preset):
         raise InvalidRequestError("`save` takes a Preset.", argument="preset", value=preset,
                                   hint="presets.save(presets.Preset(name=\"noir\", prefix=\"film noir,\"))")
@@ -195,8 +193,12 @@ def apply(prompt: str, presets: Sequence[PresetLike] = (), *, negative_prompt: s
 
 
 def _weighted(presets: Iterable[PresetLike]) -> builtins.list[tuple[Preset, float]]:
-    if isinstance(presets, (str, Preset)):
+    if isinstance(presets, (str, Preset, dict)):
         presets = [presets]
+    if presets is not None and (not isinstance(presets, Iterable) or isinstance(presets, (bytes, bytearray))):
+        raise InvalidRequestError(f"`presets` must be a preset name or a list of them, not {type(presets).__name__}.",
+                                  argument="presets", value=presets, hint="e.g. presets=[\"cinematic\"] or "
+                                  "presets=[(\"watercolor\", 0.5)]")
     out = []
     for item in presets or ():
         weight = 1.0

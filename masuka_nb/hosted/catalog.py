@@ -105,9 +105,10 @@ def model_info(model: str) -> ModelInfo:
     r = entry.get("retired")
     retired = Retirement(date=r["date"], by=r["by"], source=r["source"], nearest=tuple(r["nearest"]),
                          still_served_by=r.get("still_served_by")) if r else None
-    first = routes[0]
-    return ModelInfo(id=mid, title=entry.get("title", mid), seconds=int(d.get("seconds", first.durations[0])),
-                     resolution=d.get("resolution", next(iter(first.sizes))),
+    first = routes[0] if routes else None  # a retired model nobody serves any more keeps its entry, no routes
+    return ModelInfo(id=mid, title=entry.get("title", mid),
+                     seconds=int(d.get("seconds", first.durations[0] if first else 0)),
+                     resolution=d.get("resolution", next(iter(first.sizes)) if first else ""),
                      aspect_ratio=d.get("aspect_ratio", "16:9"), sources=tuple(entry.get("sources", ())),
                      checked=entry.get("checked", ""), audio=bool(entry.get("audio")), retired=retired,
                      notes=tuple(entry.get("notes", ())))
@@ -250,6 +251,8 @@ def plan_routes(model: str, *, seconds: float | None = None, resolution: str | N
     nothing is never adjusted. `motion_intensity` is honoured only where a route has such a control.
     """
     info = model_info(model)
+    if info.retired is not None and not resolve_model(model)[1]:
+        raise retired_error(model, info, why="No provider serves it any more.")
     seconds = info.seconds if seconds is None else seconds
     resolution = info.resolution if resolution is None else resolution
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds <= 0:

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from masuka_nb.config import HttpTiming, settings
 from masuka_nb.errors import (
     CancelledError,
     InvalidRequestError,
@@ -51,6 +51,7 @@ from masuka_nb.errors import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+from masuka_nb.hosted.ledger import current as current_ledger
 from masuka_nb.log import get_logger
 
 __all__ = [
@@ -90,30 +91,17 @@ def wait_or_cancel(seconds: float, cancel: Any = None, *, also: threading.Event 
         time.sleep(min(0.05, left))
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: attempts, backoff (base × 2^n, full jitter, capped) and the longest wait we accept."""
+def RetryPolicy(*, max_attempts: int | None = None, base_delay: float | None = None,
+                max_delay: float | None = None, max_retry_after: float | None = None, timeout: float | None = None,
+                connect_timeout: float | None = None) -> HttpTiming:
+    """The old name of `masuka_nb.config.HttpTiming` (one value object now), for one release."""
+    import warnings
 
-    max_attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 20.0
-    max_retry_after: float = 120.0
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-
-    @classmethod
-    def from_settings(cls) -> RetryPolicy:
-        from masuka_nb.config import settings
-
-        t = settings().http
-        return cls(max_attempts=t.retries, base_delay=t.backoff, max_delay=t.backoff_max,
-                   max_retry_after=t.max_retry_after, timeout=t.timeout, connect_timeout=t.connect)
-
-    from_env = from_settings  # the settings table reads the environment
-
-    def backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base·2^attempt)] (spreads many clients apart)."""
-        return random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+    warnings.warn("RetryPolicy is now masuka_nb.config.HttpTiming (fields timeout, retries, backoff, backoff_max, "
+                  "connect, max_retry_after; `delay(n)` for the backoff).", DeprecationWarning, stacklevel=2)
+    given = {"retries": max_attempts, "backoff": base_delay, "backoff_max": max_delay,
+             "max_retry_after": max_retry_after, "timeout": timeout, "connect": connect_timeout}
+    return replace(settings().http, **{k: v for k, v in given.items() if v is not None})
 
 
 def parse_retry_after(headers: httpx.Headers | dict[str, str], *, now: float | None = None) -> float | None:
@@ -344,20 +332,30 @@ class ProviderClient:
     provider: str
     base_url: str
     headers: dict[str, str] = field(default_factory=dict)
-    policy: RetryPolicy = field(default_factory=RetryPolicy.from_settings)
+    timing: HttpTiming = field(default_factory=lambda: settings().http)
     auth_header: Callable[[], dict[str, str]] | None = None  # fresh headers per request (Kling's JWT)
     fal_proxy_rules: bool = False
     follow_redirects: bool = False  # providers never redirect on purpose; plain file URLs (the downloader) may
     cancel: Any = None  # a CancelToken: every retry wait wakes for it (the runner sets it per wait())
     cancel_event: threading.Event | None = None  # the job's own cancel flag, likewise
+    guard: Callable[[httpx.Request], None] | None = None  # sees every request, redirects included (may raise)
 
     def __post_init__(self) -> None:
-        self.base_url = self.base_url.rstrip("/")
-        self._host = urlsplit(self.base_url).netloc
+        self.base_url = str(self.base_url).rstrip("/")
+        try:
+            parts = urlsplit(self.base_url)
+        except ValueError:
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+            raise InvalidRequestError(f"{self.provider}'s base URL {self.base_url[:120]!r} is not an http(s) URL.",
+                                      argument="base_url", value=self.base_url[:120],
+                                      hint="Give e.g. 'https://api.example.com' (or leave it unset for the provider's own).")
+        self._host = parts.netloc
         self._client = httpx.Client(
             verify=_ssl_context(),
-            timeout=httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout),
+            timeout=httpx.Timeout(self.timing.timeout, connect=self.timing.connect),
             follow_redirects=self.follow_redirects,
+            event_hooks={"request": [self.guard]} if self.guard is not None else None,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
         self.last_headers: httpx.Headers = httpx.Headers()
@@ -396,10 +394,10 @@ class ProviderClient:
             else:  # a refusal still proves the service is up (and frees a half-open probe)
                 breaker.success()
             attempt += 1
-            if not self._may_retry(err, op) or attempt >= self.policy.max_attempts:
+            if not self._may_retry(err, op) or attempt >= self.timing.retries:
                 raise err
-            delay = self.policy.backoff(attempt - 1) if wait is None else wait
-            if delay > self.policy.max_retry_after:
+            delay = self.timing.delay(attempt - 1) if wait is None else wait
+            if delay > self.timing.max_retry_after:
                 raise err
             log.info("http.retry", provider=self.provider, op=op, code=err.code,
                      status=err.details.get("status"), attempt=attempt, delay=round(delay, 3))
@@ -422,9 +420,17 @@ class ProviderClient:
         return bool(self.fal_proxy_rules and status in (502, 503, 504) and not err.details.get("request_id"))
 
     def _attempt(self, method, url, op, headers, expect_json, stream, kwargs):
-        """Returns (response, None) on success, else (error, seconds the provider asked us to wait)."""
+        """Returns (response, None) on success, else (error, seconds the provider asked us to wait).
+
+        A paid create (``op="submit"``) is reported to the submit ledger at every step: the request is
+        on the wire, it never left, no whole answer came back, or here is the raw answer (kept on disk
+        before anything reads it; see `masuka_nb.hosted.ledger`).
+        """
         hdrs = self._headers_for(url, headers)
         common = {"provider": self.provider, "op": op}
+        book = current_ledger() if op == "submit" else None
+        if book is not None:
+            book.sending()
         try:
             if stream:
                 req = self._client.build_request(method, url, headers=hdrs, **kwargs)
@@ -432,19 +438,30 @@ class ProviderClient:
             else:
                 response = self._client.request(method, url, headers=hdrs, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            if book is not None:
+                book.not_sent()
             return self._wrap(ProviderUnavailableError(
                 f"Cannot reach {self.provider} at {self.base_url}: {exc}", not_sent=True,
                 hint="Check the network and the provider's base URL.", **common), exc), None
         except httpx.TimeoutException as exc:
+            if book is not None:
+                book.no_answer(provider=self.provider, method=method, url=url, error=f"no answer within "
+                               f"{self.timing.timeout:g} s ({type(exc).__name__})")
             return self._wrap(ProviderTimeoutError(
-                f"{self.provider} did not answer {op} within {self.policy.timeout:g} s.",
+                f"{self.provider} did not answer {op} within {self.timing.timeout:g} s.",
                 maybe_accepted=(op == "submit") or None,
                 hint="The provider is slow; the job (if any) is kept and can be resumed.", **common), exc), None
         except (httpx.TransportError, httpx.DecodingError) as exc:
+            if book is not None:
+                book.no_answer(provider=self.provider, method=method, url=url,
+                               error=f"the connection broke ({type(exc).__name__})")
             return self._wrap(ProviderUnavailableError(
                 f"The connection to {self.provider} broke during {op}: {type(exc).__name__}.",
                 maybe_accepted=(op == "submit") or None,
                 hint="A network hiccup; safe calls are retried, a submit is never repeated.", **common), exc), None
+        if book is not None:
+            book.answered(provider=self.provider, method=method, url=url, status=response.status_code,
+                          headers=response.headers, body=b"" if stream else response.content)
         self.last_headers = response.headers
         if response.status_code >= 300:
             if stream:
@@ -461,7 +478,7 @@ class ProviderClient:
                 return self._wrap(ProviderBadResponseError(
                     f"{self.provider} answered {op} with malformed JSON: {response.text[:120]!r}",
                     status=response.status_code, malformed=True,
-                    maybe_accepted=(op == "submit") or None,
+                    maybe_accepted=(op == "submit") or None, accepted=(op == "submit") or None,
                     hint="The provider sent something unexpected; try again later.", **common), exc), None
         return response, None
 
@@ -475,52 +492,79 @@ class ProviderClient:
 
     def download(self, url: str, part: Path, *, content_types: tuple[str, ...] = (),
                  on_bytes: Callable[[int, int | None], None] | None = None,
+                 before_write: Callable[[int, int | None], None] | None = None,
                  chunk_size: int = 1 << 20) -> DownloadResult:
         """Stream `url` into `part`, resuming with HTTP Range from what `part` already holds.
 
-        Broken transfers are resumed (up to the retry budget). The caller renames `part` into place
-        after its own checks; this returns the byte count and content type it saw.
+        `before_write(total_after_chunk, expected_total)` runs before each chunk is written (a size cap
+        refuses there, so nothing over it reaches the disk); `on_bytes` after (progress). Every chunk
+        checks the client's cancel token. Broken transfers are resumed (up to the retry budget); a
+        `part` that ends up longer than the file (a second writer, a file changed under us) is
+        started afresh. The caller renames `part` into place after its own checks.
         """
         part.parent.mkdir(parents=True, exist_ok=True)
         requests = 0
         started_at = part.stat().st_size if part.exists() else 0
-        for attempt in range(self.policy.max_attempts + 1):
+        for attempt in range(self.timing.retries + 1):
+            self._check_cancel(f"The {self.provider} download")
             have = part.stat().st_size if part.exists() else 0
             headers = {"Range": f"bytes={have}-"} if have else {}
             requests += 1
             try:
                 response = self.send("GET", url, op="download", headers=headers, expect_json=False, stream=True)
             except InvalidRequestError as exc:
-                if exc.details.get("status") == 416 and have:  # we already hold every byte
+                if exc.details.get("status") != 416 or not have:
+                    raise
+                m = re.match(r"bytes \*/(\d+)", self.last_headers.get("content-range", ""))
+                if m is None or int(m.group(1)) == have:  # we already hold every byte
                     return DownloadResult(part, have, "", started_at, requests)
-                raise
+                part.unlink(missing_ok=True)  # it holds more than the file: start clean
+                continue
             try:
                 total, ctype, mode = self._plan_resume(response, have)
                 if content_types and not any(ctype.startswith(t) for t in content_types):
                     raise ProviderBadResponseError(
                         f"{self.provider}'s result is {ctype or 'untyped'}, expected {', '.join(content_types)}.",
                         provider=self.provider, op="download", hint="The result URL did not return the file.")
+                if before_write is not None and total is not None:
+                    before_write(0, total)
+                got = have if mode == "ab" else 0
                 try:
                     with open(part, mode) as fh:
                         got = fh.tell()
                         for chunk in response.iter_raw():  # as received: a break keeps every byte so far
+                            self._check_cancel(f"The {self.provider} download")
+                            if before_write is not None:
+                                before_write(got + len(chunk), total)
                             fh.write(chunk)
                             got += len(chunk)
                             if on_bytes is not None:
                                 on_bytes(got, total)
                 except (httpx.TransportError, httpx.StreamError) as exc:
-                    log.info("http.download_broken", provider=self.provider, have=part.stat().st_size, error=type(exc).__name__)
-                    self.sleep(self.policy.backoff(attempt), what=f"Resuming the {self.provider} download")
+                    log.info("http.download_broken", provider=self.provider, have=got, error=type(exc).__name__)
+                    self.sleep(self.timing.delay(attempt), what=f"Resuming the {self.provider} download")
                     continue
             finally:
                 response.close()
-            size = part.stat().st_size
+            size = got  # what this writer wrote (the path may be gone: another owner may have taken the job)
             if total is None or size == total:
                 return DownloadResult(part, size, ctype, started_at, requests)
+            if size > total:  # more bytes than the file has: never resume onto that, start clean
+                log.warning("http.download_overlong", provider=self.provider, have=size, total=total)
+                part.unlink(missing_ok=True)
+                continue
             log.info("http.download_short", provider=self.provider, have=size, total=total)
+        kept = part.stat().st_size if part.exists() else 0
         raise ProviderBadResponseError(
-            f"{self.provider}'s result download kept breaking off ({part.stat().st_size} bytes kept).",
-            provider=self.provider, op="download", hint="Run `masuka_nb.jobs.resume_all()` later to continue it.")
+            f"{self.provider}'s result download kept breaking off ({kept} bytes kept).", provider=self.provider,
+            op="download",
+            hint="Run `masuka_nb.jobs.resume_all()` later to continue it.")
+
+    def _check_cancel(self, what: str) -> None:
+        if self.cancel is not None:
+            self.cancel.raise_if_cancelled(what)
+        if self.cancel_event is not None and self.cancel_event.is_set():
+            raise CancelledError(f"{what} was cancelled.", argument="cancel", value=True)
 
     def _plan_resume(self, response: httpx.Response, have: int) -> tuple[int | None, str, str]:
         ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()

@@ -2,7 +2,9 @@
 the per-call `max_cost` and the session budget (``settings().budget_usd``). Prices are data, in the catalog.
 
 Every paid call is priced before it is sent. The session's spend counts each accepted job at its
-estimate (providers do not return a bill per job); a job that fails at the provider is refunded.
+estimate (providers do not return a bill per job), including a job the provider accepted, or may
+have accepted, whose answer could not be read (it needs attention, but it is paid); a job that
+fails at the provider is refunded, once, and only by the session that counted it.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from masuka_nb.config import settings
 from masuka_nb.errors import BudgetExceededError
 
 __all__ = ["CostEstimate", "charge", "check_budget", "refund", "register_simulator", "session_spent", "simulated"]
 
 _lock = threading.Lock()
 _spent = 0.0
+_by_job: dict[str, float] = {}  # what this session counted per job id: a job is charged and refunded once
 
 
 @dataclass
@@ -55,8 +59,6 @@ def session_spent() -> float:
 
 def check_budget(usd: float, *, max_cost: float | None, what: str) -> None:
     """Refuse (BUDGET_EXCEEDED) before anything is paid when `usd` breaks `max_cost` or the session budget."""
-    from masuka_nb.config import settings
-
     if max_cost is not None and usd > max_cost:
         raise BudgetExceededError(f"{what} is estimated at ${usd:.2f}, above max_cost=${max_cost:.2f}.",
                                   argument="max_cost", value=max_cost,
@@ -69,15 +71,23 @@ def check_budget(usd: float, *, max_cost: float | None, what: str) -> None:
             hint="Raise it with `masuka_nb.configure(budget_usd=...)` (or MASUKA_BUDGET_USD).")
 
 
-def charge(usd: float | None) -> None:
+def charge(usd: float | None, *, job: str | None = None) -> None:
+    """Count `usd` as spent in this session (for `job`, at most once)."""
     global _spent
     with _lock:
+        if job is not None:
+            if job in _by_job:
+                return
+            _by_job[job] = usd or 0.0
         _spent += usd or 0.0
 
 
-def refund(usd: float | None) -> None:
+def refund(usd: float | None = None, *, job: str | None = None) -> None:
+    """Take back what was counted: `usd`, or what this session charged for `job` (nothing if it did not)."""
     global _spent
     with _lock:
+        if job is not None:
+            usd = _by_job.pop(job, 0.0)
         _spent = max(0.0, _spent - (usd or 0.0))
 
 
@@ -86,6 +96,7 @@ def reset_session() -> None:
     global _spent
     with _lock:
         _spent = 0.0
+        _by_job.clear()
 
 
 _simulators: set[str] = set()

@@ -1,7 +1,9 @@
 """LoRAs for the image engine: find them, check they fit a model, stack them on a pipeline, take them off.
 
 A LoRA source may be a local file or folder, a name in the LoRA library (``settings().loras_dir/<name>/``),
-a Hub repo id (``owner/name``) or an https URL. `validate_lora` reads the file once and checks every
+a Hub repo id (``owner/name``), an https URL, or a Civitai source: ``civitai:<versionId>``, an AIR
+(``urn:air:flux1:lora:civitai:<model>@<version>``) or a civitai.com model URL (`hosted.civitai`, saved into the
+library with its page's name, trigger words and base model). `validate_lora` reads the file once and checks every
 targeted layer against the model's real transformer shapes (tiny models: their own config; real
 models: the published configs built on the `meta` device), so a LoRA made for SD3 never reaches a
 FLUX pipeline and fails there with a shape error deep inside peft.
@@ -21,9 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError, LoraIncompatibleError, ModelFilesMissingError
+from masuka_nb.config import settings
+from masuka_nb.errors import (
+    DownloadError,
+    InvalidRequestError,
+    LoraIncompatibleError,
+    ModelFilesMissingError,
+    ModelNotFoundError,
+)
+from masuka_nb.hosted.civitai import fetch_lora, parse_civitai_source
+from masuka_nb.hosted.download import download, public_url
+from masuka_nb.image.shapes import linear_shapes
 from masuka_nb.log import get_logger
+from masuka_nb.models.registry import MODELS, get_model
 from masuka_nb.quiet import quiet_third_party
+from masuka_nb.storage import file_sha256
 
 __all__ = [
     "LoraInfo",
@@ -132,7 +146,8 @@ def _bad_lora(item: Any) -> InvalidRequestError:
         f"Cannot read {item!r} as a LoRA.",
         argument="loras",
         value=item,
-        hint="Give a path, a LoRA library name, a Hub repo id or an https URL, optionally as (source, weight).",
+        hint="Give a path, a LoRA library name, a Hub repo id, an https URL or a Civitai id/AIR/URL "
+        "(civitai:<versionId>), optionally as (source, weight).",
     )
 
 
@@ -146,9 +161,9 @@ def _weight_file(folder: Path) -> Path | None:
 
 def resolve_lora(source: str) -> Path:
     """The local `.safetensors` file for `source` (downloading it first for a URL or a Hub repo)."""
-    from masuka_nb.config import settings
-
     text = str(source).strip()
+    if parse_civitai_source(text) is not None:  # civitai:<versionId>, an AIR, or a civitai.com page/download URL
+        return fetch_lora(text, max_bytes=MAX_LORA_BYTES)
     if text.startswith(("https://", "http://", "gs://", "gcs://", "s3://")):
         return _download_url(text)
     path = Path(text).expanduser()
@@ -168,7 +183,8 @@ def resolve_lora(source: str) -> Path:
 
         return fetch_lora_file(text)
     raise ModelFilesMissingError(
-        f"No LoRA at `{text}`: not a file, a folder, a name in {settings().loras_dir}, a Hub repo id or a URL.",
+        f"No LoRA at `{text}`: not a file, a folder, a name in {settings().loras_dir}, a Hub repo id, a URL or a "
+        "Civitai id.",
         argument="loras",
         value=text,
         hint="Check the path, or list your LoRA library with `sorted(p.name for p in "
@@ -185,24 +201,71 @@ def _download_url(url: str) -> Path:
     Through the one downloader (`masuka_nb.hosted.download`): resumable, size-capped, renamed into place
     only when whole; http(s), gs:// and s3:// alike.
     """
-    from masuka_nb.config import settings
-    from masuka_nb.errors import DownloadError
-    from masuka_nb.hosted.download import download, public_url
-
     name = Path(url.split("?")[0]).name or "lora.safetensors"
     if not name.endswith(".safetensors"):
         name += ".safetensors"
     target = settings().cache_dir / "loras" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
     if target.is_file():
-        return target
+        problem = safetensors_problem(target)
+        if problem is None:
+            return target
+        from masuka_nb.storage import quarantine
+
+        # an HTML page or a cut file cached as "the LoRA" once must not stay it forever: fetch it again
+        quarantine(target, reason=f"the cached LoRA is not a whole .safetensors file ({problem})")
     if settings().offline:
         raise ModelFilesMissingError(f"The LoRA at {public_url(url)} is not downloaded and MASUKA is offline.",
                                      argument="loras", value=public_url(url), hint="Go online once, or pass a local file.")
     try:
-        return download(url, target, max_bytes=MAX_LORA_BYTES, argument="loras")
+        path = download(url, target, max_bytes=MAX_LORA_BYTES, argument="loras")
     except DownloadError as exc:  # for a LoRA source, "not there" is the error the rest of this room raises
         raise ModelFilesMissingError(exc.message, argument="loras", value=public_url(url), hint=exc.hint,
                                      status=exc.details.get("status")) from exc
+    problem = safetensors_problem(path)
+    if problem is not None:
+        path.unlink(missing_ok=True)  # never cached: the next try downloads again
+        raise InvalidRequestError(f"{public_url(url)} did not give a .safetensors LoRA file: {problem}.",
+                                  argument="loras", value=public_url(url),
+                                  hint="Use the file's direct download link (a page about the LoRA, or a login "
+                                       "page, answers HTML); some sites need an API token in the URL.")
+    return path
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why `path` is not a whole safetensors file (None when it is), read from its header alone.
+
+    The header is 8 bytes of length then JSON naming each tensor's byte range; a page of HTML, a cut
+    download or a file with trailing junk fails here without loading a single tensor.
+    """
+    import json
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return "it is shorter than a safetensors header"
+            (n,) = struct.unpack("<Q", head)
+            if n < 2 or n > min(size - 8, 100 * 1024**2):
+                start = head.lstrip()[:1]
+                return "it is an HTML or text page" if start in (b"<", b"{", b"[") else "its header length is wrong"
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"its header does not parse ({type(exc).__name__})"
+    if not isinstance(header, dict):
+        return "its header is not a mapping"
+    end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            return f"tensor {key!r} has no byte range"
+        end = max(end, offsets[1])
+    if 8 + n + end != size:
+        return f"it holds {size} bytes where its header describes {8 + n + end} (cut or padded)"
+    return None
 
 
 # ---- reading and checking ----
@@ -301,9 +364,6 @@ def _mismatches(pairs: dict[str, tuple[int, int, int]], shapes: dict[str, tuple[
 
 
 def _models_that_fit(pairs: dict[str, tuple[int, int, int]], family: str | None) -> list[str]:
-    from masuka_nb.image.shapes import linear_shapes
-    from masuka_nb.models.registry import MODELS
-
     fits = []
     for spec in MODELS.values():
         if family and spec.family != family:
@@ -322,10 +382,6 @@ def validate_lora(path: str | os.PathLike[str], *, model: str) -> LoraInfo:
     Raises `LoraIncompatibleError` naming the model it was made for and `model` when its layers or
     shapes do not match `model`'s transformer; `InvalidRequestError` when it is not a LoRA at all.
     """
-    from masuka_nb.image.shapes import linear_shapes
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.storage import file_sha256
-
     spec = get_model(model)
     file = resolve_lora(str(path))
     raw, metadata = _read(file)
@@ -400,9 +456,6 @@ def _safe_convert(raw: dict[str, Any], family: str, incompatible) -> dict[str, A
 def _family_of(base_model: Any) -> str | None:
     if not base_model:
         return None
-    from masuka_nb.errors import ModelNotFoundError
-    from masuka_nb.models.registry import get_model
-
     try:
         return get_model(str(base_model)).family
     except ModelNotFoundError:

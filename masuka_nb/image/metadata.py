@@ -1,4 +1,5 @@
-"""Images carry their recipe: an A1111-style `parameters` text chunk plus the full JSON recipe, in each PNG.
+"""Images carry their recipe: an A1111-style `parameters` text chunk, the full JSON recipe, and ComfyUI's
+`prompt` + `workflow` pair (`comfy.build_graphs`), in each PNG.
 
 The `parameters` text is what AUTOMATIC1111, ComfyUI importers, Civitai and exiftool users already read
 ("prompt / Negative prompt: … / Steps: …, Sampler: …, CFG scale: …, Seed: …, Size: WxH, Model: …").
@@ -15,8 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.image.comfy import build_graphs, lora_display_name
+from masuka_nb.log import get_logger
+from masuka_nb.storage import atomic_write_bytes, open_local
 
-__all__ = ["RECIPE_KEY", "format_parameters", "parse_parameters", "read_png_metadata", "read_recipe", "write_png"]
+__all__ = ["RECIPE_KEY", "format_parameters", "lora_display_name", "parse_parameters", "read_png_metadata", "read_recipe", "write_png"]
+
+log = get_logger(__name__)
 
 RECIPE_KEY = "masuka_recipe"
 PARAMETERS_KEY = "parameters"
@@ -28,7 +34,7 @@ def format_parameters(recipe: dict[str, Any], *, index: int = 0) -> str:
     prompt = recipe["prompt"]
     loras = recipe.get("loras") or []
     if loras:
-        prompt += " " + " ".join(f"<lora:{_lora_name(lr['source'])}:{lr['weight']:g}>" for lr in loras)
+        prompt += " " + " ".join(f"<lora:{lora_display_name(lr['source'])}:{lr['weight']:g}>" for lr in loras)
     lines = [prompt]
     if recipe.get("negative_prompt"):
         lines.append(f"Negative prompt: {recipe['negative_prompt']}")
@@ -44,19 +50,11 @@ def format_parameters(recipe: dict[str, Any], *, index: int = 0) -> str:
     if recipe.get("strength") is not None:
         fields.append(("Denoising strength", f"{recipe['strength']:g}"))
     if loras:
-        hashes = ", ".join(f"{_lora_name(lr['source'])}: {lr['sha256'][:12]}" for lr in loras)
+        hashes = ", ".join(f"{lora_display_name(lr['source'])}: {lr['sha256'][:12]}" for lr in loras)
         fields.append(("Lora hashes", f'"{hashes}"'))
     fields.append(("Version", f"masuka {recipe.get('masuka_version', '')}".strip()))
     lines.append(", ".join(f"{k}: {v}" for k, v in fields))
     return "\n".join(lines)
-
-
-def _lora_name(source: str) -> str:
-    path = Path(str(source).rstrip("/"))
-    name = path.parent.name if path.name == "pytorch_lora_weights.safetensors" else path.name
-    for suffix in (".safetensors", ".kohya"):
-        name = name.removesuffix(suffix)
-    return name.replace(":", "_") or "lora"
 
 
 _FIELD = re.compile(r'\s*([\w ]+):\s*("(?:[^"\\]|\\.)*"|[^,]*)(?:,|$)')
@@ -88,11 +86,17 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
     """Write `image` atomically as PNG with both text chunks."""
     from PIL.PngImagePlugin import PngInfo
 
-    from masuka_nb.storage import atomic_write_bytes
-
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, format_parameters(recipe, index=index))
     info.add_text(RECIPE_KEY, json.dumps({**recipe, "image_index": index}, sort_keys=True, default=str))
+    try:
+        graphs = build_graphs(recipe, index=index)
+    except (KeyError, TypeError, ValueError) as exc:  # an odd recipe must never cost the image itself
+        log.warning("metadata.comfy_graph_skipped", error=repr(exc))
+        graphs = None
+    if graphs is not None:  # ComfyUI's own pair: dropping the PNG on ComfyUI opens a runnable graph
+        info.add_text("prompt", json.dumps(graphs[0]))
+        info.add_text("workflow", json.dumps(graphs[1]))
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     return atomic_write_bytes(path, buf.getvalue())
@@ -101,8 +105,9 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
 def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     from PIL import Image, UnidentifiedImageError
 
+    data = open_local(path, argument="path", what="PNG")  # bounded; a FIFO or device is refused
     try:
-        with Image.open(path) as im:
+        with Image.open(data) as im:
             im.load()
             return {k: v for k, v in im.info.items() if isinstance(v, str)}
     except (OSError, UnidentifiedImageError) as exc:
@@ -114,8 +119,10 @@ def read_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON recipe stored in a MASUKA PNG (or a `.json` recipe file)."""
     p = Path(path)
     if p.suffix.lower() == ".json":
+        from masuka_nb.storage import read_text_file
+
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
+            return json.loads(read_text_file(p, max_bytes=16 * 1024**2, argument="path", what="recipe"))
         except (OSError, ValueError) as exc:
             raise InvalidRequestError(f"Cannot read the recipe {p}.", argument="path", value=str(p),
                                       hint="Pass a recipe .json or a PNG that MASUKA wrote.") from exc

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import tarfile
 import zipfile
@@ -24,9 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import check_url, settings
 from masuka_nb.errors import DatasetError, InvalidRequestError, MasukaError, ProviderBadResponseError
+from masuka_nb.hosted import pricing as _cost
+from masuka_nb.hosted.catalog import training_price
+from masuka_nb.hosted.providers import get_provider
 from masuka_nb.hosted.runner import Download, Job, JobRecord, submit_recorded
 from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
+from masuka_nb.image.lora import validate_lora
 from masuka_nb.log import get_logger
 from masuka_nb.progress import ProgressCallback
 from masuka_nb.storage import atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
@@ -61,35 +67,48 @@ class CloudTrainingResult:
 
 
 def _dataset_root(dataset: Any) -> Path:
-    if not isinstance(dataset, (str, os.PathLike)):  # (a Path's own `.root` is "/": check paths first)
-        for attr in ("path", "root"):
-            value = getattr(dataset, attr, None)
-            if value is not None and not callable(value):
-                return Path(value)
-    if isinstance(dataset, (str, os.PathLike)):
-        path = Path(dataset)
-        if not path.is_dir():
-            from masuka_nb.config import settings
+    try:
+        if not isinstance(dataset, (str, os.PathLike)):  # (a Path's own `.root` is "/": check paths first)
+            for attr in ("path", "root"):
+                value = getattr(dataset, attr, None)
+                if isinstance(value, (str, os.PathLike)):
+                    return Path(value)
+        if isinstance(dataset, (str, os.PathLike)):
+            path = Path(dataset)
+            if not path.is_dir():
+                from masuka_nb.config import settings
 
-            named = settings().datasets_dir / str(dataset)
-            if named.is_dir():
-                return named
-        return path
+                named = settings().datasets_dir / str(dataset)
+                if named.is_dir():
+                    return named
+            return path
+    except (TypeError, ValueError, OSError) as exc:  # a NUL byte, a path the OS refuses
+        raise InvalidRequestError(f"`dataset` cannot be used as a folder: {exc}.", argument="dataset",
+                                  value=str(dataset)[:120]) from None
     raise InvalidRequestError("`dataset` must be a dataset folder (path or name) or a Dataset object.",
                               argument="dataset", value=type(dataset).__name__)
 
 
 def build_dataset_zip(dataset: Any, *, min_images: int = 1) -> tuple[bytes, str, int]:
-    """(zip bytes, dataset hash, image count) for the kept items: `<stem>.<ext>` + `<stem>.txt`."""
+    """(zip bytes, dataset hash, image count) for the kept items: `<stem>.<ext>`, and `<stem>.txt` where the
+    item has a caption (fal and Replicate let the trigger word stand in for a missing one)."""
     root = _dataset_root(dataset)
     manifest = root / "dataset.json"
-    if not manifest.is_file():
+    try:
+        found = manifest.is_file()
+    except (OSError, ValueError):  # a name too long for the OS
+        found = False
+    if not found:
         raise DatasetError(f"{root} is not a MASUKA dataset (no dataset.json).", argument="dataset", value=str(root),
                            hint="Make one with `masuka_nb.lora.Dataset.create(name)` and import images into it.")
     try:
-        items = json.loads(manifest.read_text(encoding="utf-8")).get("items", [])
-    except ValueError as exc:
-        raise DatasetError(f"{manifest} is not valid JSON: {exc}.", argument="dataset", value=str(root)) from exc
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DatasetError(f"{manifest} cannot be read as JSON: {exc}.", argument="dataset", value=str(root)) from exc
+    items = data.get("items") if isinstance(data, dict) else None
+    if not isinstance(items, list) or not all(isinstance(it, dict) and isinstance(it.get("file"), str) for it in items):
+        raise DatasetError(f"{manifest} does not list its items as {{\"file\": ...}} objects.", argument="dataset",
+                           value=str(root), hint="Re-import the images with `masuka_nb.lora.Dataset`.")
     kept = [it for it in items if it.get("keep", True)]
     buf = io.BytesIO()
     digest = hashlib.sha256()
@@ -97,14 +116,20 @@ def build_dataset_zip(dataset: Any, *, min_images: int = 1) -> tuple[bytes, str,
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:  # images are already compressed
         for item in sorted(kept, key=lambda it: it["file"]):
             image = root / item["file"]
-            if not image.is_file():
+            if not image.is_file() or not image.resolve().is_relative_to(root.resolve()):
                 raise DatasetError(f"{image} is listed in dataset.json but missing.", argument="dataset", value=str(root))
             sidecar = image.with_suffix(".txt")
-            caption = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else str(item.get("caption") or "")
-            data = image.read_bytes()
-            zf.writestr(image.name, data)
-            zf.writestr(image.stem + ".txt", caption)
-            digest.update(hashlib.sha256(data).digest() + caption.encode())
+            try:
+                caption = (sidecar.read_text(encoding="utf-8", errors="replace").strip() if sidecar.is_file()
+                           else str(item.get("caption") or "").strip())
+                data_bytes = image.read_bytes()
+            except OSError as exc:
+                raise DatasetError(f"{image} cannot be read: {exc.strerror or exc}.", argument="dataset",
+                                   value=str(root)) from exc
+            zf.writestr(image.name, data_bytes)
+            if caption:  # an empty caption file would say "no words" instead of letting the trigger word stand in
+                zf.writestr(image.stem + ".txt", caption)
+            digest.update(hashlib.sha256(data_bytes).digest() + caption.encode())
             count += 1
     if count < min_images:
         raise DatasetError(f"The dataset has {count} kept images; this trainer needs at least {min_images}.",
@@ -126,18 +151,9 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
     `destination` is Replicate's `owner/model` for the weights (default: `<you>/masuka-<name>`, made
     private when missing).
     """
-    from masuka_nb.hosted import pricing as _cost
-    from masuka_nb.hosted.catalog import training_price
-    from masuka_nb.hosted.providers import get_provider
-
-    if provider not in MIN_IMAGES:
-        raise InvalidRequestError(f"Cloud training runs on fal or replicate, not `{provider}`.", argument="provider",
-                                  value=provider)
-    if not trigger_word or not trigger_word.strip():
-        raise InvalidRequestError("`trigger_word` is required: it is how prompts call the LoRA.", argument="trigger_word",
-                                  value=trigger_word)
-    if not 3 <= steps <= 6000:
-        raise InvalidRequestError("`steps` must be between 3 and 6000.", argument="steps", value=steps)
+    _check_arguments(provider=provider, trigger_word=trigger_word, steps=steps, name=name, base=base, rank=rank,
+                     learning_rate=learning_rate, is_style=is_style, max_cost=max_cost, destination=destination,
+                     base_url=base_url, poll_interval=poll_interval)
     root = _dataset_root(dataset)
     lora_name = safe_name(name or f"{root.name}-{provider}")
     data, dataset_hash, count = build_dataset_zip(root, min_images=MIN_IMAGES[provider])
@@ -174,12 +190,53 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
         try:
             submit_recorded(rec, send, usd=usd)
         except MasukaError:
-            CloudTrainingJob(rec)._record_history("failed")
+            CloudTrainingJob(rec).record_history("failed")
             raise
     finally:
         client.close()
     log.info("lora.cloud_submitted", job=rec.id, provider=provider, steps=steps, usd=usd)
     return CloudTrainingJob(rec)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_arguments(*, provider: Any, trigger_word: Any, steps: Any, name: Any, base: Any, rank: Any,
+                     learning_rate: Any, is_style: Any, max_cost: Any, destination: Any, base_url: Any,
+                     poll_interval: Any) -> None:
+    """Every argument of `train_cloud`, checked before anything is read, uploaded or paid."""
+    if not isinstance(provider, str) or provider not in MIN_IMAGES:
+        raise InvalidRequestError(f"Cloud training runs on fal or replicate, not `{provider}`.", argument="provider",
+                                  value=provider, hint="Use provider=\"fal\" or provider=\"replicate\".")
+    if not isinstance(trigger_word, str) or not trigger_word.strip():
+        raise InvalidRequestError("`trigger_word` is required: it is how prompts call the LoRA.", argument="trigger_word",
+                                  value=trigger_word, hint="Give a short rare word, e.g. trigger_word=\"sks dog\".")
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 3 <= steps <= 6000:
+        raise InvalidRequestError("`steps` must be a whole number between 3 and 6000.", argument="steps", value=steps)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 1 <= rank <= 128:
+        raise InvalidRequestError("`rank` must be a whole number between 1 and 128.", argument="rank", value=rank)
+    if learning_rate is not None and (not _is_number(learning_rate) or not 0 < learning_rate < 1):
+        raise InvalidRequestError("`learning_rate` must be a number between 0 and 1 (e.g. 4e-4), or None.",
+                                  argument="learning_rate", value=learning_rate)
+    if max_cost is not None and (not _is_number(max_cost) or max_cost <= 0):
+        raise InvalidRequestError("`max_cost` must be a positive number of US dollars, or None.", argument="max_cost",
+                                  value=max_cost)
+    if poll_interval is not None and (not _is_number(poll_interval) or poll_interval < 0):
+        raise InvalidRequestError("`poll_interval` must be a number of seconds ≥ 0, or None.",
+                                  argument="poll_interval", value=poll_interval)
+    if not isinstance(is_style, bool):
+        raise InvalidRequestError("`is_style` must be True or False.", argument="is_style", value=is_style)
+    for arg, value in (("name", name), ("destination", destination), ("base_url", base_url)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise InvalidRequestError(f"`{arg}` must be text or None.", argument=arg, value=value)
+    if base_url is not None:
+        check_url("base_url", base_url)  # INVALID_SETTING naming it when it is not an http(s) URL
+    if destination is not None and destination.count("/") != 1:
+        raise InvalidRequestError("`destination` is Replicate's `owner/model`.", argument="destination",
+                                  value=destination)
+    if not isinstance(base, str) or not base.strip():
+        raise InvalidRequestError("`base` must be a model id such as \"flux1-dev\".", argument="base", value=base)
 
 
 # ---- the job -----------------------------------------------------------------------------------
@@ -192,8 +249,6 @@ class CloudTrainingJob(Job):
     kind = "training"
 
     def _folder(self) -> Path:
-        from masuka_nb.config import settings
-
         return settings().loras_dir / self.record.request["name"]
 
     def _target_path(self, d: Download) -> Path:
@@ -257,8 +312,6 @@ class CloudTrainingJob(Job):
 
 def validate_trained_lora(path: Path, *, model: str):
     """The image engine's `validate_lora` on what the trainer made (raises LoraIncompatibleError)."""
-    from masuka_nb.image.lora import validate_lora
-
     return validate_lora(path, model=model)
 
 

@@ -7,7 +7,9 @@ Library layout (docs/contracts.md), read by the image engine and written by clou
     loras_dir/<name>/masuka_lora.json                   name, base_model, trigger_word, steps, rank, source, ...
     loras_dir/<name>/README.md                          model card
 
-Files are always written with scale 1 (alpha folded into lora_B), so every loader reads them alike.
+Files are always written with scale 1 (alpha folded into lora_B), so every loader reads them alike. Both
+weight files carry kohya ``ss_*`` and ModelSpec ``modelspec.*`` metadata (base model, trigger word, dim/alpha,
+hashes) that A1111, Forge, ComfyUI and Civitai read.
 The kohya file fuses q/k/v the way BFL's checkpoints do: a rank-3r down matrix and a block-diagonal
 up matrix, which diffusers' kohya converter splits back into the exact per-projection LoRAs.
 """
@@ -20,11 +22,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError, MasukaError
+from masuka_nb.config import settings
+from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
+from masuka_nb.hub import upload_folder
 from masuka_nb.log import get_logger
-from masuka_nb.storage import atomic_write_json, atomic_write_safetensors, atomic_write_text, ensure_dir
+from masuka_nb.models.registry import get_model
+from masuka_nb.storage import (
+    atomic_write_json,
+    atomic_write_safetensors,
+    atomic_write_text,
+    ensure_dir,
+    safe_name,
+)
 
-__all__ = ["export_kohya", "export_lora", "peft_to_kohya", "push_to_hub"]
+__all__ = ["addnet_hash", "export_kohya", "export_lora", "lora_metadata", "peft_to_kohya", "push_to_hub"]
 
 log = get_logger(__name__)
 
@@ -154,28 +165,108 @@ With diffusers: `pipe.load_lora_weights("{meta['name']}", weight_name="pytorch_l
 """
 
 
+# ModelSpec architecture ids (github.com/Stability-AI/ModelSpec; the ids kohya's sd-scripts writes in
+# library/sai_model_spec.py: "flux-1-dev", "flux-1-schnell", "stable-diffusion-v3.5-large", …; read 2026-12-05).
+_ARCH = {"flux1-dev": "flux-1-dev", "flux1-schnell": "flux-1-schnell", "sd35-large": "stable-diffusion-v3.5-large",
+         "sd35-large-turbo": "stable-diffusion-v3.5-large-turbo", "sd35-medium": "stable-diffusion-v3.5-medium",
+         "flux2-klein": "flux-2-klein-4b"}
+_IMPL = {"flux": "https://github.com/black-forest-labs/flux", "sd3": "https://github.com/Stability-AI/sd3.5",
+         "flux2": "https://github.com/black-forest-labs/flux2"}
+_SS_BASE = {"flux": "flux1", "sd3": "sd3", "flux2": "flux2"}  # kohya's ss_base_model_version values
+
+
+def addnet_hash(tensors: dict[str, Any]) -> str:
+    """SHA-256 of a safetensors file's tensor bytes (everything after its header): kohya's ``sshs_model_hash``,
+    which A1111 and Civitai shorten to 12 hex for "Lora hashes" / AutoV3. It ignores the metadata, so it can
+    be computed before the metadata is written."""
+    import hashlib
+
+    from safetensors.torch import save
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
+    header = int.from_bytes(data[:8], "little")
+    return hashlib.sha256(data[8 + header:]).hexdigest()
+
+
+def lora_metadata(meta: dict[str, Any], tensors: dict[str, Any], *, name: str, kohya: bool) -> dict[str, str]:
+    """kohya ``ss_*`` and ModelSpec ``modelspec.*`` keys (strings, as safetensors metadata must be) for a
+    trained LoRA: base model, trigger words, dim/alpha and hashes, which A1111, Forge, ComfyUI's LoRA managers
+    and Civitai show (keys: github.com/kohya-ss/sd-scripts library/train_util.py and sai_model_spec.py)."""
+    base = str(meta.get("base_model") or "")
+    try:
+        spec = get_model(base)
+        family, repo = spec.family, spec.repo or base
+    except ModelNotFoundError:
+        family, repo = "flux", base
+    trigger = str(meta.get("trigger_word") or "")
+    rank = meta.get("rank")
+    res = meta.get("resolution")
+    model_hash = addnet_hash(tensors)
+    out = {
+        "ss_base_model_version": _SS_BASE.get(family, family), "ss_sd_model_name": str(repo),
+        "ss_network_module": "networks.lora_flux" if kohya else "peft",
+        "ss_network_dim": str(rank), "ss_network_alpha": str(rank),  # alpha folded into lora_B: scale 1
+        "ss_output_name": name, "ss_training_comment": f"trained with MASUKA on {base}",
+        "ss_steps": str(meta.get("steps")), "ss_max_train_steps": str(meta.get("steps")),
+        "ss_learning_rate": str(meta.get("learning_rate")), "ss_seed": str(meta.get("seed")),
+        "ss_num_train_images": str(meta.get("images")), "ss_resolution": f"({res}, {res})",
+        "ss_tag_frequency": json.dumps({name: {trigger: int(meta.get("images") or 1)}} if trigger else {}),
+        "ss_training_finished_at": str(int(datetime.now(timezone.utc).timestamp())),
+        "sshs_model_hash": model_hash,
+        "modelspec.sai_model_spec": "1.0.1",
+        "modelspec.architecture": f"{_ARCH.get(base, base)}/lora",
+        "modelspec.implementation": _IMPL.get(family, "diffusers") if kohya else "diffusers",
+        "modelspec.title": name, "modelspec.author": "MASUKA",
+        "modelspec.date": datetime.now(timezone.utc).date().isoformat(),
+        "modelspec.resolution": f"{res}x{res}", "modelspec.trigger_phrase": trigger,
+        "modelspec.hash_sha256": f"0x{model_hash}", "modelspec.tags": f"{family},lora,masuka",
+        "modelspec.usage_hint": f"{trigger} …" if trigger else "",
+        # MASUKA's own validate_lora reads these plain keys first
+        "base_model": base, "trigger_word": trigger,
+        "masuka": json.dumps({k: v for k, v in meta.items() if isinstance(v, (str, int, float))}),
+    }
+    return {k: v for k, v in out.items() if v not in ("None", "(None, None)", "NonexNone")}
+
+
 def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], kohya: bool = True,
                 loras_dir: str | Path | None = None) -> Path:
-    """Write a scale-1 PEFT LoRA (diffusers keys, `transformer.` prefix) into the library; returns its folder."""
+    """Write a scale-1 PEFT LoRA (diffusers keys, `transformer.` prefix) into the library; returns its folder.
+
+    Both files carry kohya ``ss_*`` and ModelSpec metadata (`lora_metadata`), so any safetensors metadata
+    reader shows the base model, trigger word, rank and hash."""
     from diffusers import FluxPipeline
+    from safetensors.torch import load_file
 
-    from masuka_nb.config import settings
+    if not isinstance(name, str) or safe_name(name, default="") != name:
+        raise InvalidRequestError("`name` must use only letters, digits, '.', '_' and '-'.", argument="name",
+                                  value=name, hint=f"e.g. name={safe_name(str(name), default='my-style')!r}")
+    if not isinstance(meta, dict):
+        raise InvalidRequestError("`meta` must be a mapping.", argument="meta", value=meta,
+                                  hint="e.g. meta={\"base_model\": \"flux1-dev\", \"trigger_word\": \"mk\"}")
+    if loras_dir is not None and (isinstance(loras_dir, bool) or not isinstance(loras_dir, (str, Path))):
+        raise InvalidRequestError("`loras_dir` must be a folder path or None.", argument="loras_dir", value=loras_dir)
+    import torch
 
+    if not isinstance(state_dict, dict) or not state_dict or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise InvalidRequestError("`state_dict` must map LoRA weight names to tensors (at least one).",
+                                  argument="state_dict", value=type(state_dict).__name__,
+                                  hint="Pass `peft.get_peft_model_state_dict(model)`, or use `lora.train`.")
     folder = ensure_dir(Path(loras_dir) if loras_dir else settings().loras_dir / name)
     sd = {(k if k.startswith("transformer.") else f"transformer.{k}"): v.detach().cpu().contiguous()
           for k, v in state_dict.items()}
     tmp = ensure_dir(folder / ".incomplete")
     FluxPipeline.save_lora_weights(str(tmp), transformer_lora_layers={k[len("transformer."):]: v for k, v in sd.items()},
                                    safe_serialization=True)
-    (tmp / PEFT_FILE).replace(folder / PEFT_FILE)
-    tmp.rmdir()
     meta = {"name": name, "source": "local", "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             **meta}
+    peft = load_file(str(tmp / PEFT_FILE))  # diffusers' own key layout, re-written with the metadata added
+    atomic_write_safetensors(folder / PEFT_FILE, peft, lora_metadata(meta, peft, name=name, kohya=False))
+    (tmp / PEFT_FILE).unlink()
+    tmp.rmdir()
     if kohya:
-        st_meta = {"ss_base_model_version": "flux1", "ss_network_dim": str(meta.get("rank")),
-                   "ss_network_alpha": str(meta.get("rank")), "ss_output_name": name,
-                   "modelspec.architecture": "flux-1-dev/lora", "modelspec.title": name,
-                   "masuka": json.dumps({k: v for k, v in meta.items() if isinstance(v, (str, int, float))})}
+        kohya_sd, _ = peft_to_kohya(sd, single_dims=_flux_single_dims(sd))
+        st_meta = lora_metadata(meta, kohya_sd, name=name, kohya=True) if kohya_sd else None
         _, skipped = export_kohya(sd, folder / f"{name}.kohya.safetensors", metadata=st_meta)
         meta["kohya_file"] = f"{name}.kohya.safetensors"
         if skipped:
@@ -187,8 +278,6 @@ def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], 
 
 def push_to_hub(lora: str | Path, *, repo_id: str, private: bool = True, token: str | None = None) -> str:
     """Upload a library LoRA folder (weights, kohya file, card) to the Hugging Face Hub; returns its URL."""
-    from masuka_nb.config import settings
-
     folder = Path(lora)
     if not folder.is_dir():
         folder = settings().loras_dir / str(lora)
@@ -199,15 +288,5 @@ def push_to_hub(lora: str | Path, *, repo_id: str, private: bool = True, token: 
         from masuka_nb.secrets import get_secret
 
         token = get_secret("HF_TOKEN", purpose="pushing a LoRA to the Hugging Face Hub")
-    try:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=[".*"],
-                          commit_message="Upload LoRA trained with MASUKA")
-    except Exception as exc:
-        raise MasukaError(f"Uploading {folder.name} to {repo_id} failed: {exc}.", argument="repo_id", value=repo_id,
-                          hint="Check the token has write access and the network is up.", code="HUB_UPLOAD_FAILED",
-                          ) from exc
-    return f"https://huggingface.co/{repo_id}"
+    return upload_folder(folder, repo_id=repo_id, private=private, token=token,
+                         message="Upload LoRA trained with MASUKA")

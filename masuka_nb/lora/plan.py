@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
+from masuka_nb.host import device_host
+from masuka_nb.models.registry import get_model
+from masuka_nb.runtime import profile
 
 __all__ = ["TARGET_PRESETS", "TrainingConfig", "TrainingPlan", "estimate_vram_gb", "plan_training"]
 
@@ -52,6 +55,9 @@ class TrainingConfig:
     seed: int = 0
     mixed_precision: str = "no"  # "no" | "fp16" | "bf16"
     quantization: str | None = None  # None | "nf4"
+    # NF4 plans: the pre-quantized repo (or local folder) the transformer and T5 come from; None quantizes
+    # them while loading (BitsAndBytesConfig), never the 23.8 GB fp16 transformer.
+    quantized_repo: str | None = None
     optimizer: str = "adamw"  # "adamw" | "adamw8bit"
     gradient_checkpointing: bool = True
     target_modules: str = "attention"
@@ -75,6 +81,8 @@ class TrainingConfig:
         keys = ("base", "trigger_word", "steps", "rank", "alpha", "learning_rate", "resolution", "batch_size",
                 "seed", "mixed_precision", "quantization", "optimizer", "target_modules", "warmup_steps", "guidance")
         data = {k: getattr(self, k) for k in keys}
+        if self.quantized_repo:  # only when set, so the runs made before the field existed still resume
+            data["quantized_repo"] = self.quantized_repo
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,9 +143,6 @@ def plan_training(
 ) -> TrainingPlan:
     """The plan for a run, with recommended values for whatever is None. `gpu` names a profile
     (t4, l4, a100-40, h100, cpu...); None looks at this machine."""
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.runtime import detect, profile
-
     spec = get_model(base)
     if spec.family != "flux":
         raise InvalidRequestError(f"Local LoRA training supports FLUX models, not `{base}`.", argument="base",
@@ -145,7 +150,9 @@ def plan_training(
     if n_images < 1:
         raise InvalidRequestError("The dataset has no kept images to train on.", argument="dataset", value=n_images,
                                   hint="Import images (and check `keep` after curation).")
-    prof = profile(gpu) if gpu else detect().as_profile()
+    # None: this machine as the device host sees it now (the `device` setting honoured, resident models
+    # subtracted; `train` claims the device first, so other tasks' models are gone by then).
+    prof = profile(gpu) if gpu else device_host().planning_profile(spec.id)
     for name, value, lo, hi in (("steps", steps, 1, 100_000), ("rank", rank, 1, 256),
                                 ("resolution", resolution, 16, 2048)):
         if value is not None and not lo <= value <= hi:
@@ -183,6 +190,14 @@ def plan_training(
                          mixed_precision=defaults["mixed_precision"], quantization=defaults["quantization"],
                          optimizer=defaults["optimizer"], checkpoint_every=min(250, max(50, steps // 10)),
                          sample_every=max(100, steps // 5), **overrides)
+    if cfg.quantization == "nf4":
+        if cfg.quantized_repo is None:
+            cfg.quantized_repo = spec.quantized_repos.get("nf4")
+        notes.append("transformer and T5 in NF4: " + (f"pre-quantized, from {cfg.quantized_repo}" if cfg.quantized_repo
+                     else "quantized while loading (bitsandbytes), never the 23.8 GB fp16 transformer in RAM"))
+    if spec.task == "fill":
+        notes.append("FLUX Fill: each image is trained with a masked copy of itself (a random rectangle drawn "
+                     "from the run's seed) and that mask, the two extra inputs Fill's transformer reads")
     budget = prof.vram_gb * HEADROOM
 
     def need(c: TrainingConfig) -> float:

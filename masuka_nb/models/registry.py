@@ -1,7 +1,9 @@
 """The models MASUKA runs locally, as data. Adding a model is adding an entry to `MODELS`.
 
-Component parameter counts are published figures (model cards; the memory planner's tests check
-them against the repositories' real file sizes); the memory planner turns them into bytes per dtype.
+Component sizes are measured from each component's published config at full size on the meta device
+(`masuka_nb.models.real_configs`, with the config URLs); tests/test_registry.py rebuilds every component and
+checks these numbers (counts within 2 %, the planner's bytes within 5 % of the loaders' own rules). The
+memory planner turns them into bytes per dtype and NF4.
 Defaults (steps, guidance, size, frames, sequence length) are the model authors' recommendations as
 published on their model cards. `task` says which engine runs a model: "text-to-image" (generate),
 "edit" / "fill" (masuka_nb.edit), "text-to-video" / "image-to-video" (masuka_nb.video.local).
@@ -20,13 +22,17 @@ __all__ = ["MODELS", "TASKS", "ComponentSpec", "ModelSpec", "get_model", "list_m
 
 @dataclass(frozen=True)
 class ComponentSpec:
-    """One pipeline component: its folder in the repo, its role and its size in billions of parameters."""
+    """One pipeline component: its folder in the repo, its role and what its weights are made of (billions of
+    elements). NF4 quantizes only `nf4_b`; the rest stays in the plan's dtype, except what the loader keeps in
+    fp32 (transformers' `_keep_in_fp32_modules`, e.g. T5's `wo`, only under fp16; diffusers' under fp16 and bf16)."""
 
     name: str
     role: str  # "transformer" | "text_encoder" | "vae" | "image_encoder"
-    params_b: float
-    # transformers keeps T5's `wo` layers in fp32 when loading in fp16: extra GB on top of 2 bytes/param.
-    fp16_extra_gb: float = 0.0
+    params_b: float  # parameters + persistent buffers (what the checkpoint stores; tied weights once)
+    nf4_b: float = 0.0  # Linear weights bitsandbytes turns into NF4 (not embeddings, norms, skipped/kept modules)
+    fp32_b: float = 0.0  # kept in fp32 when the component loads in fp16
+    fp32_bf16_b: float = 0.0  # kept in fp32 when it loads in bf16 (diffusers' keep-in-fp32 rule)
+    largest_b: float = 0.0  # the biggest single tensor: what one loading step casts at once
 
 
 @dataclass(frozen=True)
@@ -85,21 +91,45 @@ class ModelSpec:
     def text_encoders(self) -> tuple[ComponentSpec, ...]:
         return tuple(c for c in self.components if c.role == "text_encoder")
 
+    @property
+    def prompt_outputs(self) -> tuple[str | None, ...]:
+        """What the pipeline's `encode_prompt` returns, in order, as the `__call__` keywords they go back in
+        under (None: not passed back). Empty: the pipeline is always called with the text."""
+        return PROMPT_OUTPUTS.get(self.family, ())
 
-_CLIP_L = ComponentSpec("text_encoder", "text_encoder", 0.123)
-_T5_FLUX = ComponentSpec("text_encoder_2", "text_encoder", 4.76, fp16_extra_gb=2.0)
-_VAE = ComponentSpec("vae", "vae", 0.084)
+
+# Per family, the values `encode_prompt` returns, named as `__call__` takes them (diffusers' signatures:
+# FluxPipeline → (prompt_embeds, pooled_prompt_embeds, text_ids); StableDiffusion3Pipeline → (prompt_embeds,
+# negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds); Flux2KleinPipeline →
+# (prompt_embeds, text_ids); WanPipeline → (prompt_embeds, negative_prompt_embeds)).
+PROMPT_OUTPUTS: dict[str, tuple[str | None, ...]] = {
+    "flux": ("prompt_embeds", "pooled_prompt_embeds", None),
+    "sd3": ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"),
+    "flux2": ("prompt_embeds", None),
+    "wan": ("prompt_embeds", "negative_prompt_embeds"),
+}
+
+
+# Measured from masuka_nb.models.real_configs (meta device, 2026-12); tests/test_registry.py re-measures them.
+_CLIP_L = ComponentSpec("text_encoder", "text_encoder", 0.1231, nf4_b=0.0849, largest_b=0.0379)
+_T5_XXL = dict(role="text_encoder", params_b=4.7623, nf4_b=3.6239, fp32_b=1.0066, largest_b=0.1316)
+_T5_FLUX = ComponentSpec("text_encoder_2", **_T5_XXL)
+_VAE = ComponentSpec("vae", "vae", 0.0838, nf4_b=0.0021, largest_b=0.0024)
 _SD3_TEXT = (
-    _CLIP_L,
-    ComponentSpec("text_encoder_2", "text_encoder", 0.695),
-    ComponentSpec("text_encoder_3", "text_encoder", 4.76, fp16_extra_gb=2.0),
+    ComponentSpec("text_encoder", "text_encoder", 0.1237, nf4_b=0.0849, largest_b=0.0379),
+    ComponentSpec("text_encoder_2", "text_encoder", 0.6947, nf4_b=0.6291, largest_b=0.0632),
+    ComponentSpec("text_encoder_3", **_T5_XXL),
 )
 
-_UMT5 = ComponentSpec("text_encoder", "text_encoder", 5.68, fp16_extra_gb=2.0)  # umt5-xxl encoder
-_WAN21_VAE = ComponentSpec("vae", "vae", 0.127)
-_WAN22_VAE = ComponentSpec("vae", "vae", 0.70)  # Wan2.2 high-compression VAE (16×16×4)
-_QWEN3_4B = ComponentSpec("text_encoder", "text_encoder", 4.02)
-_FLUX2_VAE = ComponentSpec("vae", "vae", 0.084)
+# umt5-xxl encoder: its 1.05 B-element embedding is the largest tensor and stays 16-bit under NF4
+_UMT5 = ComponentSpec("text_encoder", "text_encoder", 5.6809, nf4_b=3.6239, fp32_b=1.0066, largest_b=1.0501)
+_WAN21_VAE = ComponentSpec("vae", "vae", 0.1269, largest_b=0.0040)
+_WAN22_VAE = ComponentSpec("vae", "vae", 0.7047, largest_b=0.0283)  # Wan2.2 high-compression VAE (16×16×4)
+_QWEN3_4B = ComponentSpec("text_encoder", "text_encoder", 4.0225, nf4_b=3.6333, largest_b=0.3890)  # tied lm_head
+_FLUX2_VAE = ComponentSpec("vae", "vae", 0.0840, nf4_b=0.0021, largest_b=0.0024)
+_FLUX1_DIT = dict(role="transformer", largest_b=0.0566)
+# SD3.5 Large (and Turbo): 8.0566 B parameters + the 0.0897 B pos_embed buffer
+_SD35_LARGE_DIT = ComponentSpec("transformer", "transformer", 8.1463, nf4_b=8.0537, largest_b=0.0897)
 _WAN_LICENCE_URL = "https://huggingface.co/Wan-AI/Wan2.1-T2V-1.3B-Diffusers"
 _TINY_PARTS = (
     ComponentSpec("transformer", "transformer", 0.0001),
@@ -125,7 +155,8 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1024,
             default_height=1024,
             max_sequence_length=512,
-            components=(ComponentSpec("transformer", "transformer", 11.90), _T5_FLUX, _CLIP_L, _VAE),
+            components=(ComponentSpec("transformer", params_b=11.9014, nf4_b=11.8983, **_FLUX1_DIT), _T5_FLUX, _CLIP_L,
+                        _VAE),
             uses_guidance_embedding=True,
             quantized_repos={"nf4": "diffusers/FLUX.1-dev-bnb-4bit"},
             gated=True,
@@ -145,7 +176,8 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1024,
             default_height=1024,
             max_sequence_length=256,
-            components=(ComponentSpec("transformer", "transformer", 11.89), _T5_FLUX, _CLIP_L, _VAE),
+            components=(ComponentSpec("transformer", params_b=11.8912, nf4_b=11.8881, **_FLUX1_DIT), _T5_FLUX, _CLIP_L,
+                        _VAE),
             licence="Apache-2.0",
             licence_url="https://huggingface.co/black-forest-labs/FLUX.1-schnell",
             description="Timestep-distilled FLUX: 1–4 steps, Apache-2.0.",
@@ -162,7 +194,7 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1024,
             default_height=1024,
             max_sequence_length=256,
-            components=(ComponentSpec("transformer", "transformer", 8.06), *_SD3_TEXT, _VAE),
+            components=(_SD35_LARGE_DIT, *_SD3_TEXT, _VAE),
             supports_negative_prompt=True,
             gated=True,
             licence=_SD35_LICENCE,
@@ -181,7 +213,7 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1024,
             default_height=1024,
             max_sequence_length=256,
-            components=(ComponentSpec("transformer", "transformer", 8.06), *_SD3_TEXT, _VAE),
+            components=(_SD35_LARGE_DIT, *_SD3_TEXT, _VAE),
             # With guidance 0 there is no unconditional pass, so a negative prompt has no effect.
             supports_negative_prompt=False,
             gated=True,
@@ -201,7 +233,8 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1024,
             default_height=1024,
             max_sequence_length=256,
-            components=(ComponentSpec("transformer", "transformer", 2.47), *_SD3_TEXT, _VAE),
+            components=(ComponentSpec("transformer", "transformer", 2.4697, nf4_b=2.2418, largest_b=0.2265),
+                        *_SD3_TEXT, _VAE),  # 2.2432 B parameters + the 0.2265 B pos_embed buffer
             max_size=1440,
             supports_negative_prompt=True,
             gated=True,
@@ -272,7 +305,8 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1024,
             default_height=1024,
             max_sequence_length=512,
-            components=(ComponentSpec("transformer", "transformer", 11.90), _T5_FLUX, _CLIP_L, _VAE),
+            components=(ComponentSpec("transformer", params_b=11.9014, nf4_b=11.8983, **_FLUX1_DIT), _T5_FLUX, _CLIP_L,
+                        _VAE),
             uses_guidance_embedding=True,
             # No pre-quantized Kontext repo confirmed on the Hub (2026-12): NF4 is made while loading.
             gated=True,
@@ -295,7 +329,8 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1024,
             default_height=1024,
             max_sequence_length=512,
-            components=(ComponentSpec("transformer", "transformer", 11.90), _T5_FLUX, _CLIP_L, _VAE),
+            components=(ComponentSpec("transformer", params_b=11.9024, nf4_b=11.8993, **_FLUX1_DIT), _T5_FLUX, _CLIP_L,
+                        _VAE),  # in_channels 384: latents + masked-image latents + mask
             uses_guidance_embedding=True,
             gated=True,
             licence=_FLUX_DEV_LICENCE,
@@ -317,7 +352,8 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1024,
             default_height=1024,
             max_sequence_length=512,
-            components=(ComponentSpec("transformer", "transformer", 4.0), _QWEN3_4B, _FLUX2_VAE),
+            components=(ComponentSpec("transformer", "transformer", 3.8755, nf4_b=3.8755, largest_b=0.0849), _QWEN3_4B,
+                        _FLUX2_VAE),
             licence="Apache-2.0",
             licence_url="https://huggingface.co/black-forest-labs/FLUX.2-klein-4B",
             description="FLUX.2's small step-distilled model: 4 steps, Apache-2.0, fits ~13 GB.",
@@ -336,7 +372,9 @@ MODELS: dict[str, ModelSpec] = {
             default_width=832,
             default_height=480,
             max_sequence_length=512,
-            components=(ComponentSpec("transformer", "transformer", 1.3), _UMT5, _WAN21_VAE),
+            # 1.419 B, not 1.3: the name rounds; its fp32-kept norms/time embedder are diffusers' `_keep_in_fp32_modules`
+            components=(ComponentSpec("transformer", "transformer", 1.4190, nf4_b=1.4149, fp32_b=0.0031,
+                                      fp32_bf16_b=0.0031, largest_b=0.0142), _UMT5, _WAN21_VAE),
             min_size=256,
             max_size=1280,
             supports_negative_prompt=True,
@@ -364,7 +402,8 @@ MODELS: dict[str, ModelSpec] = {
             default_width=1280,
             default_height=704,
             max_sequence_length=512,
-            components=(ComponentSpec("transformer", "transformer", 5.0), _UMT5, _WAN22_VAE),
+            components=(ComponentSpec("transformer", "transformer", 4.9998, nf4_b=4.9866, fp32_b=0.0110,
+                                      fp32_bf16_b=0.0110, largest_b=0.0566), _UMT5, _WAN22_VAE),
             min_size=256,
             max_size=1280,
             size_multiple=32,

@@ -174,7 +174,7 @@ class BatchSection(widgets.VBox):
 
     # ---- the run (on the tab's worker; the tab's Stop cancels it) ----
     def run(self, plan: dict[str, Any]) -> Any:
-        from masuka_nb.ui.generate import Shown
+        from masuka_nb.ui.results import Shown
 
         panel = self.panel
         est = plan["estimate"]
@@ -201,7 +201,7 @@ class BatchSection(widgets.VBox):
             what = f"grid · {len(items)} cells"
             xs = list(res.labels.get("x") or [])
             ys = list(res.labels.get("y") or [])
-            sheet = Shown(res.image, str(res.path or ""), None, {"model": plan["req"].get("model"),
+            sheet = Shown(res.sheet, str(res.path or ""), None, {"model": plan["req"].get("model"),
                                                                   "prompt": plan["lines"][0]}, res.history_id,
                           "sheet", note=what, cells=[(c.image, "") for c in res.cells], columns=max(1, len(xs)),
                           column_labels=xs, row_labels=ys)

@@ -178,7 +178,7 @@ def record_html(rec: HistoryRecord) -> str:
     """Key fields first, in words and human numbers; what went wrong if anything (plain; its code in the
     details); files; the raw recipe collapsed."""
     recipe = rec.recipe or {}
-    total = next((v for k, v in (rec.timings or {}).items() if k in ("total", "compare_s", "total_s")), None)
+    total = rec.seconds("total")  # the one timing schema; older records' names are read by the history
     extra = rec.extra or {}
     cost = extra.get("cost_usd")
     simulated = not cost and any(str(n).startswith("SIMULATOR") for n in extra.get("notes") or [])

@@ -2,7 +2,7 @@
 same model and size) beside the result pane: the newest image large with its actions under it, and this
 session's runs in the feed so nothing is wiped.
 
-The tab only reads the form, calls the engines and shows what they return: upscale (`image.upscale_file`:
+The tab only reads the form, calls the engines and shows what they return: upscale (`image.upscale`:
 its own file and history record), edit (`edit`), delete with Undo (`history.trash`). Defaults come from
 the model registry, so switching the model resets steps, guidance and size to that model's. Values
 outside a field's range are refused at the field, never clamped.
@@ -10,7 +10,6 @@ outside a field's range are refused at the field, never clamped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,8 @@ from masuka_nb.ui.helpers import (
     parse_loras,
     parse_seed,
 )
-from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, thumb_png
+from masuka_nb.ui.recipe_loader import RecipeLoader
+from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, Shown, thumb_png
 
 __all__ = ["GeneratePanel", "Shown", "default_image_model", "plan_text"]
 
@@ -91,40 +91,6 @@ def fitting_model(runtime: Any, *, width: int, height: int, exclude: str = "") -
             continue
         return spec.id
     return None
-
-
-@dataclass(eq=False)
-class Shown:
-    """One output the pane can show and act on (an image of a run, a batch item, an upscale, an edit)."""
-
-    image: Any
-    path: str = ""
-    seed: int | None = None
-    recipe: dict[str, Any] = field(default_factory=dict)
-    history_id: str = ""
-    kind: str = "image"  # image | edit | upscale | sheet
-    before: Any = None  # an edit's source
-    note: str = ""
-    notes: list[str] = field(default_factory=list)  # what the engine said about this output, in words
-    cells: list[tuple[Any, str]] = field(default_factory=list)  # a sheet's pictures and their labels
-    columns: int = 1
-    column_labels: list[str] = field(default_factory=list)
-    row_labels: list[str] = field(default_factory=list)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return tuple(self.image.size)  # type: ignore[return-value]
-
-    def caption(self) -> str:
-        w, h = self.size
-        if self.kind == "sheet":
-            return " · ".join(b for b in (self.note, str(self.recipe.get("model") or "")) if b)
-        bits = [{"edit": "edit", "upscale": "upscale"}.get(self.kind, ""),
-                f"seed {self.seed}" if self.seed is not None else "", f"{w}×{h}",
-                str(self.recipe.get("model") or "")]
-        if self.kind == "edit" and self.recipe.get("instruction"):
-            bits.append(f"“{self.recipe['instruction']}”")
-        return " · ".join(b for b in bits if b)
 
 
 class GeneratePanel(Panel):
@@ -196,6 +162,8 @@ class GeneratePanel(Panel):
         self.actions = {k: button(*v) for k, v in labels.items() if v}
         self.actions["delete"].add_class("mk-quiet-danger")
         self.batch = BatchSection(self)  # Batch & grid: the model, size and steps of this form
+        self.recipe_loader = RecipeLoader(apply=self.load_recipe,
+                                          set_loras=lambda t: setattr(self.loras, "value", t))
         self.fields = {"prompt": self.prompt, "negative_prompt": self.negative, "model": self.model,
                        "instruction": self.edit_instruction, "width": self.width, "height": self.height,
                        "steps": self.steps, "guidance": self.guidance, "seed": self.seed, "num_images": self.count,
@@ -239,6 +207,7 @@ class GeneratePanel(Panel):
             card(section("Start image", "image-to-image"), self.init_image,
                  field_row(self.init_thumb, self.strength, self.use_last)),
             card(section("Batch & grid", "uses the model, size and steps above"), self.batch),
+            card(section("Load recipe from an image…"), self.recipe_loader),
         ]
 
     def relayout(self) -> None:
@@ -388,7 +357,7 @@ class GeneratePanel(Panel):
         outputs = [Shown(img, paths[i] if i < len(paths) else "", seeds[i] if i < len(seeds) else None,
                          result.recipe, result.history_id, notes=_plain_notes(notes))
                    for i, img in enumerate(result.images)]
-        total = (getattr(result, "timings", None) or {}).get("total")
+        total = getattr(result, "elapsed_s", None)
         took = f" in {fmt_duration(total)}" if total else ""
         cached = " (from the result cache)" if getattr(result, "cached", False) else ""
         n = len(outputs)
@@ -444,17 +413,20 @@ class GeneratePanel(Panel):
             show(self.edit_row, False)
 
     def _upscale(self, shown: Shown) -> None:
-        upscale_file = engine_api("masuka_nb.image.upscaling", "upscale_file")
-        self._begin("upscaling 2×…")
+        upscale = engine_api("masuka_nb.image", "upscale")
         source = shown.path
         if not source:
             raise InvalidRequestError("This image has no file to upscale.", argument="image", value="")
-        out = upscale_file(source, factor=2.0, progress=self.progress, cancel=self.cancel_token)
-        big = Shown(out.image, str(out.path), shown.seed, {**shown.recipe, **out.recipe}, out.history_id, "upscale")
-        w, h = out.size
+        self._begin("upscaling 2×…")
+        out = upscale(source, factor=2.0, save=True, progress=self.progress, cancel=self.cancel_token)
+        image = out.images[0]  # saved as its own file with its own record, carrying the source's recipe
+        path = str(out.paths[0]) if out.paths else ""
+        big = Shown(image, path, shown.seed, {**shown.recipe, **out.recipe}, out.history_id, "upscale")
+        w, h = image.size
         self._publish([big], f"upscale 2× · {w}×{h}")
         self.progress.finish(f"upscaled to {w}×{h}")
-        self.notice.show(f"Upscaled to {w}×{h}: saved as {Path(out.path).name}.", "ok")
+        self.notice.show(f"Upscaled to {w}×{h}: saved as {Path(path).name}." if path else f"Upscaled to {w}×{h}.",
+                         "ok")
 
     def _edit(self, args: tuple[Shown, str]) -> None:
         """The shown image edited by its instruction (FLUX.1 Kontext; its tiny twin without a GPU): a new run,

@@ -200,7 +200,7 @@ def parse_loras(text: str) -> list[tuple[str, float]]:
         if " @ " in item:
             source, _, w = item.rpartition(" @ ")
             weight = _weight(w, item)
-        elif ":" in item:
+        elif ":" in item and not re.fullmatch(r"(?i)civitai:\d+", item):  # civitai:<versionId> is a source
             head, _, tail = item.rpartition(":")
             try:
                 weight = float(tail)
@@ -444,12 +444,11 @@ def _cost_of(rec: Any) -> float:
 
 
 def _seconds_of(rec: Any) -> float | None:
-    timings = getattr(rec, "timings", None) or {}
-    for key in ("total", "total_s", "compare_s", "seconds", "train_s"):
-        value = timings.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-            return float(value)
-    return None
+    # The history's one timing schema (older records' names are read by history.seconds): no guessing here.
+    from masuka_nb.history import seconds
+
+    value = seconds(getattr(rec, "timings", None), "total")
+    return value if value is not None and value >= 0 else None
 
 
 IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")

@@ -20,9 +20,44 @@ import ipywidgets as widgets
 from masuka_nb.ui.components import ProgressView, Tile, card, field_row, reveal, section, show
 from masuka_nb.ui.helpers import esc, png_bytes, upscale_for_display
 
-__all__ = ["FeedItem", "FeedRun", "ResultPane", "SessionFeed", "anchored", "stage_png"]
+__all__ = ["FeedItem", "FeedRun", "ResultPane", "SessionFeed", "Shown", "anchored", "stage_png"]
 
 STAGE_MIN = 512  # small outputs (the tiny models' 64 px) are shown enlarged, pixel for pixel
+
+
+@dataclass(eq=False)
+class Shown:
+    """One output the pane can show and act on (an image of a run, a batch item, an upscale, an edit)."""
+
+    image: Any
+    path: str = ""
+    seed: int | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    history_id: str = ""
+    kind: str = "image"  # image | edit | upscale | sheet
+    before: Any = None  # an edit's source
+    note: str = ""
+    notes: list[str] = field(default_factory=list)  # what the engine said about this output, in words
+    cells: list[tuple[Any, str]] = field(default_factory=list)  # a sheet's pictures and their labels
+    columns: int = 1
+    column_labels: list[str] = field(default_factory=list)
+    row_labels: list[str] = field(default_factory=list)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.image.size)  # type: ignore[return-value]
+
+    def caption(self) -> str:
+        w, h = self.size
+        if self.kind == "sheet":
+            return " · ".join(b for b in (self.note, str(self.recipe.get("model") or "")) if b)
+        bits = [{"edit": "edit", "upscale": "upscale"}.get(self.kind, ""),
+                f"seed {self.seed}" if self.seed is not None else "", f"{w}×{h}",
+                str(self.recipe.get("model") or "")]
+        if self.kind == "edit" and self.recipe.get("instruction"):
+            bits.append(f"“{self.recipe['instruction']}”")
+        return " · ".join(b for b in bits if b)
+
 
 
 def stage_png(image: Any, *, side: int = STAGE_MIN) -> bytes:

@@ -468,15 +468,15 @@ class VideoPanel(Panel):
         data = path.read_bytes()
         cost = 0.0 if result.provider == "local" else (result.cost or 0.0)
         simulated = not cost and any(str(n).startswith("SIMULATOR") for n in result.notes)  # free: the engine's rule
-        total = (result.timings or {}).get("total")
-        bits = [result.model, f"{result.seconds} s", "free" if not cost else fmt_money(cost),
+        total = result.elapsed_s
+        bits = [result.model, f"{result.duration_s} s", "free" if not cost else fmt_money(cost),
                 PROVIDER_NAMES.get(result.provider, result.provider)]
         if total:
             bits.append(fmt_duration(total))
         caption = " · ".join(str(b) for b in bits if b)
         notes = _clip_notes(result.notes)
         facts = [("model", result.model), ("made by", PROVIDER_NAMES.get(result.provider, result.provider)),
-                 ("provider model", result.provider_model), ("length", f"{result.seconds} s"),
+                 ("provider model", result.provider_model), ("length", f"{result.duration_s} s"),
                  ("cost", "$0 (offline simulator)" if simulated else "$0 (this machine)" if result.provider == "local"
                   else fmt_money(cost)), ("file", str(path))]
         self.pane.show_video(data, caption=caption, name=path.name, details=_details(facts))
@@ -497,7 +497,7 @@ class VideoPanel(Panel):
             self.feed.add(FeedRun(f"{_time.strftime('%H:%M')} · {caption}", [item]))
         self.progress.finish("clip ready")
         self.pane.reveal()
-        self.notice.show(f"Clip ready: {result.seconds} s from {result.model}.", "ok")
+        self.notice.show(f"Clip ready: {result.duration_s} s from {result.model}.", "ok")
 
     def refresh(self) -> None:
         """Re-read the job store (other tabs, a restart or another process may have changed it)."""

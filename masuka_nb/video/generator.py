@@ -12,26 +12,42 @@ no provider may have accepted the job; a content-policy refusal is reported, nev
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from masuka_nb.config import check_url, settings
 from masuka_nb.errors import (
+    InvalidRequestError,
     MasukaError,
     ModelNotFoundError,
     ProviderRejectedContentError,
     ProviderUnavailableError,
     SecretMissingError,
+    StorageError,
 )
 from masuka_nb.hosted import pricing as _cost
 from masuka_nb.hosted.catalog import RoutePlan, model_info, plan_routes, retired_error
 from masuka_nb.hosted.http import breaker_for
-from masuka_nb.hosted.runner import Download, Job, JobRecord, save, submit_recorded
+from masuka_nb.hosted.providers import get_provider, provider_class
+from masuka_nb.hosted.runner import (
+    Download,
+    Job,
+    JobRecord,
+    check_waiting,
+    job_timings,
+    save,
+    submit_recorded,
+)
 from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.secrets import has_secret
+from masuka_nb.storage import safe_name
+from masuka_nb.video.local import is_local_model
 from masuka_nb.video.media import ImageInput, first_frame, is_mp4
 from masuka_nb.video.request import DEFAULT_MODEL, VideoRequest
 from masuka_nb.video.result import VideoResult
@@ -61,9 +77,6 @@ class VideoJob(Job):
     kind = "video"
 
     def _target_path(self, d: Download) -> Path:
-        from masuka_nb.config import settings
-        from masuka_nb.storage import safe_name
-
         rec = self.record
         stem = f"{rec.created_at[:10]}-{safe_name(rec.prompt, max_len=40)}-{rec.id}"
         return settings().outputs_dir / "videos" / (stem + (".mp4" if d.role == "video" else f".{d.role}{d.suffix}"))
@@ -92,7 +105,7 @@ class VideoJob(Job):
             rec.paths["thumbnail"] = str(thumb)
 
     def _fail(self, err: MasukaError, state: str) -> None:
-        _cost.refund(self.record.estimate_usd)  # providers do not bill failed jobs
+        _cost.refund(job=self.record.id)  # providers do not bill failed jobs
         self.record.cost_usd = 0.0
         super()._fail(err, state)
 
@@ -102,22 +115,19 @@ class VideoJob(Job):
                           "thumbnail": rec.paths.get("thumbnail"), "seconds": rec.request.get("seconds")}}
 
     def result(self) -> VideoResult:
-        from masuka_nb.hosted.runner import _timings
 
         rec = self.record
         if rec.state != "completed":
             raise self._stored_error()
         thumb = rec.paths.get("thumbnail")
         return VideoResult(path=Path(rec.paths["video"]), provider=rec.provider, model=rec.model,
-                           seconds=int(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=_timings(rec),
+                           duration_s=float(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=job_timings(rec),
                            provider_model=rec.provider_model, thumbnail=Path(thumb) if thumb else None,
-                           job_id=rec.id, notes=list(rec.notes))
+                           job_id=rec.id, notes=list(rec.notes), history_id=rec.history_id or "")
 
 
 def _is_local(model: str) -> bool:
     """A registry video model (Wan, tiny-wan) runs on this machine instead of a hosted API."""
-    from masuka_nb.video.local import is_local_model
-
     return is_local_model(model)
 
 
@@ -134,7 +144,21 @@ class VideoGenerator:
 
     def __init__(self, *, base_urls: dict[str, str] | None = None, poll_interval: float | None = None,
                  strict: bool | None = None) -> None:
-        self.base_urls = dict(base_urls or {})
+        if base_urls is not None and not isinstance(base_urls, dict):
+            raise InvalidRequestError("`base_urls` maps a provider name to its base URL.", argument="base_urls",
+                                      value=base_urls, hint="e.g. base_urls={\"runway\": \"http://127.0.0.1:8000\"}")
+        urls = {}
+        for name, url in (base_urls or {}).items():
+            if not isinstance(name, str):
+                raise InvalidRequestError("`base_urls` keys are provider names.", argument="base_urls", value=name)
+            urls[name] = check_url("base_urls", url)
+        if poll_interval is not None and (isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float))
+                                          or not poll_interval >= 0):
+            raise InvalidRequestError("`poll_interval` must be a number of seconds ≥ 0, or None.",
+                                      argument="poll_interval", value=poll_interval)
+        if strict is not None and not isinstance(strict, bool):
+            raise InvalidRequestError("`strict` must be True, False or None.", argument="strict", value=strict)
+        self.base_urls = {k: v for k, v in urls.items() if v}
         self.poll_interval = poll_interval
         self.strict = strict
 
@@ -153,7 +177,7 @@ class VideoGenerator:
 
             return estimate_local(req.model, duration=req.seconds or 5, resolution=req.resolution,
                                   image=req.image, aspect_ratio=req.aspect_ratio)
-        return self._estimate(req, self._plans(req, ImageInput.from_any(req.image)))
+        return self._estimate(req, self._plans(req, _image_input(req.image)))
 
     def submit(self, prompt: str | VideoRequest, *, model: str = DEFAULT_MODEL, seconds: float | None = None,
                resolution: str | None = None, aspect_ratio: str | None = None, image: Any = None,
@@ -165,11 +189,16 @@ class VideoGenerator:
                                  aspect_ratio=aspect_ratio, image=image, video=video,
                                  motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
                                  duration=duration)
+        check_waiting(progress=progress, cancel=None)
+        if _is_local(req.model):
+            raise InvalidRequestError(
+                f"{req.model} runs on this machine: there is no hosted job to submit and wait for.",
+                argument="model", value=req.model,
+                hint="Use VideoGenerator().generate(...) for a local model (it returns the finished clip), or "
+                     "pick a hosted model to submit.")
         if not req.prompt.strip():
-            from masuka_nb.errors import InvalidRequestError
-
             raise InvalidRequestError("`prompt` must be a non-empty string.", argument="prompt", value=req.prompt)
-        img = ImageInput.from_any(req.image)
+        img = _image_input(req.image)
         plans = self._plans(req, img)
         est = self._estimate(req, plans)
         _cost.check_budget(est.usd, max_cost=req.max_cost, what=f"This {est.seconds} s {est.model} clip")
@@ -189,12 +218,15 @@ class VideoGenerator:
                                  aspect_ratio=aspect_ratio, image=image, video=video,
                                  motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
                                  duration=duration)
+        check_waiting(progress=progress, cancel=cancel)
         if _is_local(req.model):  # local open-weight video: masuka_nb/video/local.py
             from masuka_nb.video.local import generate_from_front_door
 
+            self._local_controls(req)
             return generate_from_front_door(req.prompt, model=req.model, duration=req.seconds or 5,
                                             resolution=req.resolution, image=req.image,
-                                            aspect_ratio=req.aspect_ratio, progress=progress, cancel=cancel)
+                                            aspect_ratio=req.aspect_ratio, progress=progress, cancel=cancel,
+                                            strict=self._strict())
         job = self.submit(req, progress=progress)
         return job.wait(progress=progress, cancel=cancel)
 
@@ -243,10 +275,27 @@ class VideoGenerator:
         return _cost.simulated(url)
 
     # -- steps --
-    def _plans(self, req: VideoRequest, img: ImageInput | None) -> list[RoutePlan]:
-        from masuka_nb.config import settings
+    def _strict(self) -> bool:
+        return settings().strict if self.strict is None else self.strict
 
-        strict = settings().strict if self.strict is None else self.strict
+    def _local_controls(self, req: VideoRequest) -> None:
+        """What a local model cannot honour (a motion intensity, a provider, a source video) is refused when
+        strict, and said (IgnoredControlWarning) otherwise: never silently dropped."""
+        unused = [(name, value) for name, value in (("motion_intensity", req.motion_intensity),
+                                                    ("provider", req.provider), ("video", req.video))
+                  if value is not None and not (name == "provider" and value == "local")]
+        for name, value in unused:
+            note = f"`{name}` is ignored: {req.model} runs on this machine, which has no such control"
+            if self._strict():
+                raise InvalidRequestError(f"{req.model}: `{name}` cannot be honoured by a local model.",
+                                          argument=name, value=value,
+                                          hint=f"Drop `{name}`, or pick a hosted model that has it (strict mode "
+                                               "refuses what it would have to ignore).")
+            log.info("video.control_ignored", model=req.model, note=note)
+            warnings.warn(f"{req.model}: {note}", IgnoredControlWarning, stacklevel=3)
+
+    def _plans(self, req: VideoRequest, img: ImageInput | None) -> list[RoutePlan]:
+        strict = self._strict()
         mode = "v2v" if req.video else "i2v" if img is not None else "t2v"
         return plan_routes(req.model, seconds=req.seconds, resolution=req.resolution,
                            aspect_ratio=req.aspect_ratio, mode=mode, provider=req.provider,
@@ -255,10 +304,6 @@ class VideoGenerator:
                            images=img.frames if img is not None else 0)
 
     def _estimate(self, req: VideoRequest, plans: list[RoutePlan]) -> _cost.CostEstimate:
-        from masuka_nb.config import settings
-        from masuka_nb.hosted.providers import provider_class
-        from masuka_nb.secrets import has_secret
-
         first = plans[0]
         r = first.route
         info = model_info(req.model)
@@ -295,8 +340,6 @@ class VideoGenerator:
                 warnings.warn(note, RetiredModelWarning, stacklevel=4)
 
     def _route(self, req: VideoRequest, plans: list[RoutePlan], img: ImageInput | None) -> VideoJob:
-        from masuka_nb.hosted.providers import get_provider, provider_class
-
         info = model_info(req.model)
         canonical, max_cost = info.id, req.max_cost
         first = plans[0]
@@ -349,16 +392,25 @@ class VideoGenerator:
                 submit_recorded(rec, functools.partial(provider.submit_video, rec, plan, img), usd=usd)
             except MasukaError as exc:
                 provider.close()
+                maybe = bool(exc.details.get("maybe_accepted") or exc.details.get("accepted"))
+                rec.attempts.append({"provider": r.provider, "error": exc.code, "maybe_accepted": maybe})
+                if maybe or isinstance(exc, StorageError):
+                    # Accepted or possibly accepted: it may be paid, so never another route (the record says
+                    # what to check). A full disk before sending stops every route alike, leaving no record.
+                    if maybe:
+                        with contextlib.suppress(StorageError):
+                            save(rec)
+                    raise
                 if info.retired is not None and isinstance(exc, ModelNotFoundError):
                     # The reseller no longer answers for a model its vendor retired: say so plainly.
                     exc = retired_error(req.model, info, why=f"{r.provider} no longer serves it ({exc.message}).")
                     rec.error = exc.to_dict()
-                maybe = bool(exc.details.get("maybe_accepted"))
-                rec.attempts.append({"provider": r.provider, "error": exc.code, "maybe_accepted": maybe})
+                rec.error = rec.error or exc.to_dict()
                 rec.error["details"] = {k: str(v) for k, v in exc.details.items()}
-                save(rec)
-                if maybe or isinstance(exc, ProviderRejectedContentError):
-                    VideoJob(rec)._record_history("failed")
+                with contextlib.suppress(StorageError):
+                    save(rec)
+                if isinstance(exc, ProviderRejectedContentError):
+                    VideoJob(rec).record_history("failed")
                     raise
                 log.warning("video.fallback", provider=r.provider, code=exc.code)
                 last_error = exc
@@ -370,10 +422,23 @@ class VideoGenerator:
             rec.state = "failed"
         if last_error is not None:
             rec.error = last_error.to_dict()
-        save(rec)
-        VideoJob(rec)._record_history("failed")
+        with contextlib.suppress(StorageError):  # the routes' refusals are the news here
+            save(rec)
+        VideoJob(rec).record_history("failed")
         assert last_error is not None
         raise last_error
+
+
+def _image_input(image: Any) -> ImageInput | None:
+    """`image` as the providers need it; whatever a notebook passed, a bad one is INVALID_REQUEST naming it."""
+    try:
+        return ImageInput.from_any(image)
+    except MasukaError:
+        raise
+    except (OSError, ValueError, TypeError, AttributeError) as exc:  # a NUL in a path, (None, x), an odd object
+        raise InvalidRequestError(f"`image` cannot be used: {type(exc).__name__}: {exc}.", argument="image",
+                                  value=repr(image)[:80],
+                                  hint="Give a file path, an https URL, a PIL image, bytes, or a (first, last) pair.") from None
 
 
 def _describe(img: ImageInput | None) -> str | None:
@@ -381,13 +446,3 @@ def _describe(img: ImageInput | None) -> str | None:
         return None
     first = img.url or f"local image {img.name} ({len(img.data or b'')} bytes)"
     return first if img.last is None else f"{first} → last frame {_describe(img.last)}"
-
-
-def _wait_all(jobs: list[VideoJob], progress: Any = False) -> list[VideoResult]:
-    """Wait for several jobs at once (threads: the waiting is all network)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=max(1, len(jobs))) as pool:
-        return list(pool.map(lambda j: j.wait(progress=progress), jobs))
-
-

@@ -43,7 +43,7 @@ def test_text_to_image_batch_saves_pngs_with_recipe(engine, model):
     recipe = read_recipe(res.paths[1])
     assert recipe["seeds"] == [41, 42] and recipe["image_index"] == 1
     assert recipe["label"].startswith("tiny random model")
-    assert res.plan.device == "cpu" and res.timings["total"] > 0
+    assert res.plan.device == "cpu" and res.timings["seconds_total"] > 0
     [rec] = history.query(kind="image", model=model)
     assert rec.status == "ok" and rec.paths == [str(p) for p in res.paths] and rec.recipe["seeds"] == [41, 42]
 
@@ -203,9 +203,13 @@ def test_freeing_text_encoders_after_encoding_gives_the_same_image(engine, model
     from dataclasses import replace
 
     plan = mk.plan(model, gpu="cpu")
-    normal = engine.generate("a quiet bay", model=model, plan=plan, seed=12, num_images=2, save=False, **SMALL)
+    # use_cache=False: both images are computed (a result-cache hit would compare an image with itself).
+    normal = engine.generate("a quiet bay", model=model, plan=plan, seed=12, num_images=2, save=False,
+                             use_cache=False, **SMALL)
     freed = engine.generate("a quiet bay", model=model, plan=replace(plan, free_text_encoders=True), seed=12,
-                            num_images=2, save=False, **SMALL)
+                            num_images=2, save=False, use_cache=False, **SMALL)
+    assert not normal.cached and not freed.cached and "seconds_run" in freed.timings
+    assert freed.recipe["compute"]["free_text_encoders"] and not normal.recipe["compute"]["free_text_encoders"]
     for a, b in zip(normal.images, freed.images):
         assert np.abs(px(a) - px(b)).max() <= 1
     pipe = engine.pipeline(model, plan=replace(plan, free_text_encoders=True))
@@ -226,3 +230,22 @@ def test_cache_hit_for_save_true_after_save_false_writes_the_pngs(engine):
     hit = engine.generate("a heron", model="tiny-flux", seed=21, save=True, **SMALL)
     assert hit.cached and hit.paths[0].is_relative_to(mk.settings().outputs_dir) and hit.paths[0].is_file()
     assert np.array_equal(px(Image.open(hit.paths[0])), px(first.image))
+
+
+def test_another_plan_is_never_answered_from_the_cache(engine):
+    """The result cache keys on how the image is computed: the same recipe under a plan that frees the
+    text encoders (or any other compute field) is a new computation, while the same plan is a hit."""
+    from dataclasses import replace
+
+    plan = mk.plan("tiny-flux", gpu="cpu")
+    first = engine.generate("a slow river", model="tiny-flux", plan=plan, seed=5, save=False, **SMALL)
+    again = engine.generate("a slow river", model="tiny-flux", plan=plan, seed=5, save=False, **SMALL)
+    other = engine.generate("a slow river", model="tiny-flux", plan=replace(plan, free_text_encoders=True), seed=5,
+                            save=False, **SMALL)
+    assert not first.cached and again.cached and not other.cached
+    engine.attention_backend = "native"
+    try:
+        native = engine.generate("a slow river", model="tiny-flux", plan=plan, seed=5, save=False, **SMALL)
+    finally:
+        engine.attention_backend = None
+    assert not native.cached and native.recipe["compute"]["attention_backend"] == "native"

@@ -37,10 +37,27 @@ def test_nf4_plan_takes_quantized_components_from_their_own_repo(listing):
     paths = {f.path for f in plan.files}
     assert not any(p.startswith(("transformer/", "text_encoder_2/")) for p in paths)
     assert plan.total_bytes < 1e9  # CLIP, VAE, tokenizers, configs
+    # the quantized T5 comes from the other repo, its tokenizer from this one (without it transformers
+    # builds a ~100-entry default T5 tokenizer and every prompt becomes unknown tokens)
+    assert {"tokenizer_2/spiece.model", "tokenizer_2/tokenizer.json", "tokenizer/vocab.json"} <= paths
     [extra] = plan.extra
     assert extra.repo == "diffusers/FLUX.1-dev-bnb-4bit"
     assert "transformer/*.safetensors" in extra.allow_patterns and "text_encoder_2/*.json" in extra.allow_patterns
     assert "GB" in repr(plan)
+
+
+def test_nf4_plan_without_a_prequantized_repo_downloads_what_it_quantizes(listing):
+    """BitsAndBytesConfig quantizes while loading, so the 16-bit weights of the quantized components are
+    needed; before, they were dropped and loading failed with "no file named model.safetensors"."""
+    import dataclasses
+
+    nf4 = dataclasses.replace(mk.plan("flux1-dev", gpu="t4"), quantized_repo=None)
+    plan = download_plan("flux1-dev", plan=nf4, listing=listing)
+    paths = {f.path for f in plan.files}
+    assert not plan.extra
+    assert "transformer/diffusion_pytorch_model-00003-of-00003.safetensors" in paths
+    assert "text_encoder_2/model-00002-of-00002.safetensors" in paths and "tokenizer_2/spiece.model" in paths
+    assert "flux1-dev.safetensors" not in paths
 
 
 def test_tiny_models_need_no_download():
@@ -51,7 +68,7 @@ def _fake_repo(folder: Path, dplan) -> None:
     for f in ("model_index.json", "vae/config.json", "transformer/x.safetensors", "flux1-dev.safetensors"):
         (folder / f).parent.mkdir(parents=True, exist_ok=True)
         (folder / f).write_text("{}")
-    (folder / MARKER).write_text(json.dumps({"repo": dplan.repo}))
+    (folder / MARKER).write_text(json.dumps({"repo": dplan.repo, "allow": list(dplan.allow_patterns)}))
 
 
 def test_persistent_copy_is_copied_to_the_session_then_preferred(listing, tmp_path, monkeypatch):

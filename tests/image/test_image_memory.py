@@ -22,7 +22,10 @@ COMPONENT_REFERENCES = [
     ("flux1-dev", "transformer", "bfloat16", True, 6.7),
     ("flux1-dev", "text_encoder_2", "bfloat16", False, 9.5),
     ("flux1-dev", "text_encoder_2", "float16", False, 11.5),
-    ("flux1-dev", "text_encoder_2", "bfloat16", True, 2.9),
+    # NF4 T5: not 4.5 bits × 4.76 B (2.9 GB, the naive figure once used here) but ≈4.0 GiB in bf16 and ≈5.9 GiB
+    # in fp16: transformers never quantizes `wo` (fp32 under fp16) nor the embeddings (real-models.md).
+    ("flux1-dev", "text_encoder_2", "bfloat16", True, 4.0 / GB_PER_GIB),
+    ("flux1-dev", "text_encoder_2", "float16", True, 5.9 / GB_PER_GIB),
     ("flux1-dev", "text_encoder", "bfloat16", False, 0.25),
     ("flux1-dev", "vae", "bfloat16", False, 0.17),
     ("sd35-large", "transformer", "bfloat16", False, 16.1),
@@ -128,3 +131,70 @@ def test_nf4_quantization_arguments_are_what_a_gpu_load_would_use():
     assert kwargs["load_in_4bit"] and kwargs["bnb_4bit_quant_type"] == "nf4"
     assert str(kwargs["bnb_4bit_compute_dtype"]) == "torch.float16"
     assert str(nf4_kwargs(mk.plan("flux1-dev", gpu="l4"))["bnb_4bit_compute_dtype"]) == "torch.bfloat16"
+
+
+@pytest.mark.parametrize("kwargs", [{"width": "1024"}, {"height": 10.5}, {"num_images": 0}, {"num_frames": "81"},
+                                    {"width": True}, {"free_text_encoders": "yes"}, {"compile": 1},
+                                    {"first_block_cache": "0.1"}, {"offload": 3}])
+def test_wrong_types_are_refused_by_name_not_with_a_raw_exception(kwargs):
+    with pytest.raises(InvalidRequestError) as err:
+        mk.plan("flux1-dev", gpu="l4", **kwargs)
+    assert err.value.argument == next(iter(kwargs)) and err.value.hint
+
+
+def test_a_plan_the_machine_cannot_run_is_refused_by_plan_itself():
+    # diffusers would fail later with "No GPU found. A GPU is needed for quantization".
+    for model in ("tiny-flux", "flux1-dev"):
+        with pytest.raises(InvalidRequestError) as err:
+            mk.plan(model, gpu="cpu", quantization="nf4")
+        assert err.value.argument == "quantization" and "CUDA" in str(err.value)
+        with pytest.raises(InvalidRequestError) as err:
+            mk.plan(model, gpu="cpu", offload="model")
+        assert err.value.argument == "offload"
+    assert mk.plan("tiny-flux", gpu="cpu", quantization="none").device == "cpu"
+    assert mk.plan("tiny-flux", gpu="cpu").loading == "pipeline"
+    assert mk.plan("flux1-dev", gpu="t4").loading == "per-component"
+
+
+def test_nf4_text_encoders_weigh_what_transformers_loads():
+    """T5's `wo` stays unquantized (fp32 under fp16): an NF4 T5-XXL is ≈5.9 GiB on a T4, ≈4.0 GiB in bf16."""
+    spec = get_model("flux1-dev")
+    t4 = mk.plan("flux1-dev", gpu="t4")
+    assert "text_encoder_2" in t4.quantized_components
+    assert component_gb(spec, "text_encoder_2", t4) == pytest.approx(5.89, abs=0.05)
+    bf16 = replace(t4, dtype="bfloat16", text_encoder_dtype="bfloat16")
+    assert component_gb(spec, "text_encoder_2", bf16) == pytest.approx(4.02, abs=0.05)
+    wan = get_model("wan2.1-t2v-1.3b")
+    assert component_gb(wan, "text_encoder", mk.plan("wan2.1-t2v-1.3b", gpu="t4")) == pytest.approx(7.60, abs=0.05)
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if not MODELS[m].tiny])
+def test_no_free_t4_default_plan_needs_more_than_its_ram_while_loading(model):
+    try:
+        plan = mk.plan(model, gpu="t4")
+    except PlanDoesNotFitError as err:
+        assert MODELS[model].is_video and "frames at" in err.details["nearest"]
+        return
+    assert max(plan.ram_gb, plan.load_ram_gb) <= 12.7 * 0.92
+    # Freed text encoders wait in RAM: the plan's steady RAM holds them.
+    if plan.free_text_encoders and plan.offload == "none":
+        encoders = sum(component_gb(MODELS[model], c.name, plan) for c in MODELS[model].text_encoders)
+        assert plan.ram_gb >= encoders
+
+
+def test_every_plan_field_that_changes_the_pixels_is_in_the_cache_key():
+    """A new MemoryPlan field must be sorted here: into the cache key (it changes the computation) or into
+    the fields that only describe the plan (estimates, labels, sizes already in the recipe)."""
+    from dataclasses import fields
+
+    from masuka_nb.image.cache import COMPUTE_FIELDS, compute_of
+
+    describes = {"model", "profile", "width", "height", "num_images", "num_frames", "loading", "weights_gb",
+                 "after_load_vram_gb", "peak_vram_gb", "denoise_vram_gb", "ram_gb", "load_ram_gb",
+                 "vram_available_gb", "ram_available_gb", "reasons"}
+    names = {f.name for f in fields(MemoryPlan)}
+    assert names == set(COMPUTE_FIELDS) | describes, names ^ (set(COMPUTE_FIELDS) | describes)
+    plan = mk.plan("flux1-dev", gpu="t4")
+    recorded = compute_of(plan, attention_backend="native")
+    assert recorded["offload"] == plan.offload and recorded["attention_backend"] == "native"
+    assert recorded["quantized_components"] == list(plan.quantized_components)

@@ -70,9 +70,11 @@ def test_upload_import_groups_rejections_and_dedupes(tmp_path):
 
 
 def test_the_inbox_is_the_datasets_own_folder_and_imports_the_apps_own_small_images(masuka_home):
+    from masuka_nb.config import settings
+
     _ui, panel = _panel("mine", base="tiny-flux")
     inbox = panel.dataset.inbox
-    assert inbox == panel.dataset.root / "inbox" and inbox.is_dir() and str(inbox) in panel.inbox_html.value
+    assert inbox == settings().inbox_dir / "mine" and inbox.is_dir() and str(inbox) in panel.inbox_html.value
     (inbox / "one.png").write_bytes(_png((200, 40, 40), (64, 64)))  # the size the tiny model makes
     (inbox / "two.png").write_bytes(_png((40, 200, 40), (64, 64)))
     (inbox / "readme.txt").write_text("not a photo")

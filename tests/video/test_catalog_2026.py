@@ -28,13 +28,100 @@ from masuka_nb.video.request import DEFAULT_MODEL, VideoRequest
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 
 
-def test_every_model_is_dated_and_sourced_by_public_urls():
-    for mid, entry in catalog()["models"].items():
+DATE = re.compile(r"^2026-\d\d-\d\d$")
+URL = re.compile(r"https://[\w.-]+\.[a-z]{2,}/\S*")
+
+
+def test_every_entry_is_dated_and_sourced_by_public_urls():
+    """Every model, route price, retirement and training price: a date and a public https URL (never a repo path)."""
+    models = catalog()["models"]
+    for mid, entry in models.items():
         if "alias_of" in entry:
-            assert entry["alias_of"] in catalog()["models"], mid
+            assert entry["alias_of"] in models and "alias_of" not in models[entry["alias_of"]], mid
             continue
         assert entry["checked"].startswith("2026-12"), mid
-        assert entry["sources"] and all(u.startswith("https://") for u in entry["sources"]), mid
+        assert entry["sources"] and all(URL.fullmatch(u) for u in entry["sources"]), mid
+        for route in entry.get("routes", []):
+            assert DATE.match(route["price_date"]) and route["price_date"] <= "2026-12-31", (mid, route["model"])
+            assert URL.search(route["price_source"]), (mid, route["model"])
+            estimate = route["price_source"].startswith("estimate")
+            assert not estimate or "unverified" in route["price_source"], (mid, route["model"])  # say so
+        if "retired" in entry:
+            assert DATE.match(entry["retired"]["date"]) and URL.fullmatch(entry["retired"]["source"]), mid
+            assert all(n in models for n in entry["retired"]["nearest"]), mid
+        if "unavailable" not in entry and "retired" not in entry:
+            assert entry["routes"], mid
+    for provider, entry in catalog()["training"].items():
+        assert DATE.match(entry["price_date"]) and URL.search(entry["price_source"]), provider
+
+
+def test_the_catalog_for_december_2026():
+    # Kling 4.0: released 2026-10-24, 3-30 s at 720p/1080p, on fal at $0.157/s (720p) and $0.235/s (1080p)
+    k4 = catalog()["models"]["kling-v4"]
+    assert k4["released"] == "2026-10-24" and model_info("kling-4.0").id == "kling-v4"
+    routes = resolve_model("kling-v4")[1]
+    assert all(r.durations == tuple(range(3, 31)) and set(r.sizes) == {"720p", "1080p"} for r in routes)
+    assert VideoGenerator().estimate("x", model="kling-v4", seconds=30, resolution="1080p").usd == pytest.approx(7.05)
+    # Kling 3.0 Turbo on Kling's own API, 3-15 s
+    assert resolve_model("kling-v3-turbo")[1][0].model == "kling-v3-0-turbo"
+    # Runway's API also serves seedance2, veo3.1 and veo3.1_fast
+    runway = {r.model for mid in catalog()["models"] for r in (resolve_model(mid)[1] if "alias_of" not in
+              catalog()["models"][mid] and catalog()["models"][mid].get("routes") else []) if r.provider == "runway"}
+    assert {"seedance2", "veo3.1", "veo3.1_fast"} <= runway
+    # CometAPI bills Veo 3.1 per second (at Google's rates)
+    for mid, rate in (("veo-3.1", 0.4), ("veo-3.1-fast", 0.12)):
+        comet = next(r for r in resolve_model(mid)[1] if r.provider == "cometapi")
+        assert comet.price == {"per_second": {"1080p": rate}} and "per-second" in comet.price_source
+    # Seedance 1.5 Pro retired after 2026-11-11 for Seedance 2.5; the retired model stays listed, with its date
+    assert "retired by CometAPI on 2026-11-11" in masuka_nb.video.list_video_models()["seedance-1.5-pro"]
+    with pytest.raises(MasukaError) as info:
+        VideoGenerator().estimate("x", model="seedance-1.5-pro")
+    assert info.value.code == "MODEL_RETIRED" and "seedance-2.5" in str(info.value)
+    assert resolve_model("seedance-2-5")[0] == "seedance-2.5" and resolve_model("seedance-2.5")[1][0].durations[-1] == 30
+
+
+@pytest.mark.parametrize(("model", "kwargs", "provider"), [
+    ("kling-v4", {"seconds": 30, "resolution": "1080p", "aspect_ratio": "21:9"}, "fal"),
+    ("kling-v4", {"seconds": 3, "image": "https://example.com/first.png"}, "fal"),
+    ("kling-v3-turbo", {"seconds": 15}, "kling"),
+    ("seedance-2", {"seconds": 12, "aspect_ratio": "9:16"}, "runway"),
+    ("seedance-2", {"seconds": 4, "image": "IMAGE"}, "runway"),
+    ("seedance-2", {"seconds": 15, "provider": "cometapi"}, "cometapi"),
+    ("seedance-2.5", {"seconds": 30, "aspect_ratio": "21:9"}, "cometapi"),
+    ("veo3.1", {"seconds": 6}, "runway"),
+    ("veo3.1_fast", {"seconds": 4, "image": "IMAGE"}, "runway"),
+])
+def test_the_simulators_take_the_documented_requests_for_the_new_models(model, kwargs, provider, fakes, image):
+    fake = fakes(provider)
+    kwargs = {k: (image if v == "IMAGE" else v) for k, v in kwargs.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # sent exactly as asked: no adjustment
+        result = VideoGenerator().generate("a fox in the snow", model=model, **kwargs)
+    assert result.provider == provider and result.path.read_bytes() == fake.video
+    assert fake.counts["submit"] == 1 and result.seconds == kwargs["seconds"]
+
+
+def test_the_simulators_still_refuse_what_the_services_refuse(fakes):
+    import httpx
+
+    fal, runway, comet = fakes("fal"), fakes("runway"), fakes("cometapi")
+    key = {"Authorization": f"Key {fal.key}"}
+    assert httpx.post(f"{fal.url}/kling/v4/text-to-video", json={"prompt": "x", "duration": "31"},
+                      headers=key).status_code == 422
+    assert httpx.post(f"{fal.url}/kling/v4/text-to-video", json={"prompt": "x", "resolution": "4k"},
+                      headers=key).status_code == 422
+    rw = {"Authorization": f"Bearer {runway.key}", "X-Runway-Version": "2024-11-06"}
+    assert httpx.post(f"{runway.url}/v1/text_to_video", json={"model": "seedance2", "promptText": "x", "duration": 20},
+                      headers=rw).status_code == 400
+    assert httpx.post(f"{runway.url}/v1/text_to_video", json={"model": "seedance2", "promptText": "x",
+                                                               "ratio": "1000:1000"}, headers=rw).status_code == 400
+    cm = {"Authorization": f"Bearer {comet.key}"}
+    form = {"prompt": (None, "x"), "model": (None, "doubao-seedance-2-0"), "seconds": (None, "16"), "size": (None, "16:9")}
+    assert httpx.post(f"{comet.url}/v1/videos", files=form, headers=cm).status_code == 400
+    form.update(model=(None, "doubao-seedance-1-5-pro"), seconds=(None, "5"))
+    answer = httpx.post(f"{comet.url}/v1/videos", files=form, headers=cm)  # retired after 2026-11-11
+    assert answer.status_code == 503 and "model_not_found" in answer.text
+    assert not fal.jobs and not runway.jobs and not comet.jobs
 
 
 @pytest.mark.parametrize(("model", "seconds", "resolution"), [

@@ -172,7 +172,7 @@ def test_submit_gateway_error_is_never_repeated(provider, fakes, image):
     err = fail(provider, image, "PROVIDER_UNAVAILABLE")
     assert err.details.get("maybe_accepted") is True
     assert fake.counts["submit"] == 1
-    assert only_record().state == "unknown"
+    assert only_record().state == "needs_attention"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -190,7 +190,7 @@ def test_slow_submit_times_out_without_resubmitting(provider, fakes, image):
     assert err.details["maybe_accepted"] is True
     assert fake.counts["submit"] == 1 and len(fake.jobs) == 1  # the provider did take it
     rec = only_record()
-    assert rec.state == "unknown" and rec.error["code"] == "PROVIDER_TIMEOUT"
+    assert rec.state == "needs_attention" and rec.error["code"] == "PROVIDER_TIMEOUT"
     assert jobs.resume_all() == []  # an unknown job is never resubmitted
     assert fake.counts["submit"] == 1
 
@@ -208,7 +208,7 @@ def test_connection_reset_on_submit_is_not_repeated(provider, fakes, image):
     fake.inject("submit", action="reset")
     err = fail(provider, image, "PROVIDER_UNAVAILABLE")
     assert err.details["maybe_accepted"] is True
-    assert fake.counts["submit"] == 1 and only_record().state == "unknown"
+    assert fake.counts["submit"] == 1 and only_record().state == "needs_attention"
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)

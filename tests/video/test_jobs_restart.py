@@ -119,7 +119,7 @@ def test_record_left_in_submitting_is_never_resubmitted(fakes):
     rec = JobRecord.new("video", "runway", model="gen4.5", prompt="a fox", base_url=fake.base_url)
     save(rec)
     [job] = jobs.resume_all()
-    assert job.state == "unknown" and "dashboard" in job.record.error["hint"]
+    assert job.state == "needs_attention" and "dashboard" in job.record.error["hint"]
     assert sum(fake.counts.values()) == 0
     with pytest.raises(Exception) as info:
         jobs.get(rec.id).wait()
@@ -192,31 +192,33 @@ def test_cancel_from_another_thread_stops_a_waiting_job(fakes):
 
 
 def test_a_live_process_holding_the_job_is_respected(fakes):
+    """Another process owns the job (its lease is live): wait() waits for it, never polls beside it; once that
+    process is gone, the job is taken over with a higher fencing token and finished here."""
     import warnings
 
-    from masuka_nb.hosted.runner import _now
     from masuka_nb.video.generator import VideoGenerator
 
     fake = fakes("runway")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         job = VideoGenerator().submit("a fox", model="gen4.5", provider="runway")
-    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    code = ("import sys, time; from masuka_nb.hosted.lease import acquire; lease = acquire(sys.argv[1]); "
+            "print(lease.token, flush=True); time.sleep(60)")
+    env = {**os.environ, **fast_env(), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    holder = subprocess.Popen([sys.executable, "-c", code, job.id], env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
-        import socket
-
-        job.record.extra["driver"] = {"host": socket.gethostname(), "pid": holder.pid, "beat": _now()}
-        save(job.record)
+        token = int(holder.stdout.readline())
         with pytest.raises(Exception) as info:
-            jobs.get(job.id).wait()
+            jobs.get(job.id).wait(timeout=0.3)
         assert info.value.code == "JOB_ERROR" and str(holder.pid) in str(info.value)
-        assert fake.counts["status"] == 0
+        assert fake.counts["status"] == 0  # it waited for the owner instead of polling beside it
     finally:
         holder.kill()
         holder.wait()
     result = jobs.get(job.id).wait()  # its holder died: taken over
     assert result.path.read_bytes() == fake.video
-    assert "driver" not in jobs.get(job.id).record.extra
+    leases = sorted((Path(os.environ["MASUKA_HOME"]) / "jobs" / "leases" / job.id).glob("*.lease"))
+    assert [int(p.name.split(".")[0]) for p in leases] == [token + 1]  # the newer owner's tombstone only
 
 
 def test_two_waiters_in_one_process_download_once(fakes):
@@ -239,8 +241,9 @@ def test_two_waiters_in_one_process_download_once(fakes):
     assert fake.counts["download"] == 1
 
 
-def test_a_record_names_its_job_class_so_the_hosted_layer_alone_can_finish_it(fakes):
-    """hosted/ names no video or LoRA class: the record carries its class, registered when it was made."""
+def test_a_fresh_process_finds_a_jobs_class_by_its_kind_through_the_jobs_facade(fakes):
+    """hosted/ names no video or LoRA class: `masuka_nb.jobs` (above the engines) registers every kind, and a
+    record's kind is the one way to find its class."""
     import warnings
 
     from masuka_nb.video.generator import VideoGenerator
@@ -249,8 +252,8 @@ def test_a_record_names_its_job_class_so_the_hosted_layer_alone_can_finish_it(fa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         job = VideoGenerator().submit("a fox", model="gen4.5")
-    assert job.record.job_class == "masuka_nb.video.generator:VideoJob"
-    code = ("import sys; from masuka_nb.hosted import runner; j = runner.get(sys.argv[1]); "
+    assert job.record.kind == "video"
+    code = ("import sys; from masuka_nb import jobs; j = jobs.get(sys.argv[1]); "
             "r = j.wait(); print(type(j).__name__, type(r).__name__)")
     env = {**os.environ, **fast_env(), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-c", code, job.id], env=env, cwd=ROOT, capture_output=True, text=True,

@@ -28,28 +28,28 @@ class CometAPIProvider(Provider):
                                          ("size", (None, plan.size))]
         if model.startswith("sora"):
             fields.append(("seconds", (None, str(plan.seconds))))
+        elif model.startswith("doubao-seedance"):  # seconds and resolution are chosen; `size` is the aspect ratio
+            fields += [("seconds", (None, str(plan.seconds))), ("resolution", (None, plan.resolution))]
         if image is not None:
             if model.startswith("sora"):  # Sora wants the reference at exactly the clip's size
                 w, h = (int(v) for v in plan.size.split("x"))
                 fields.append(("input_reference", ("reference.png", image.fitted(w, h), "image/png")))
+            elif model.startswith("doubao-seedance"):  # one reference image (Seedance 2.0 and later)
+                data, mime = image.limited(10 * 1024 * 1024)
+                fields.append(("input_reference", (f"frame.{'jpg' if mime == 'image/jpeg' else 'png'}", data, mime)))
             else:  # Veo: one image (image to video) or two (first and last frame)
                 for i, frame in enumerate(f for f in (image, image.last) if f is not None):
                     data, mime = frame.limited(10 * 1024 * 1024)
                     fields.append(("input_reference", (f"frame{i}.{'jpg' if mime == 'image/jpeg' else 'png'}", data, mime)))
         data = self.client.json("POST", "/v1/videos", op="submit", files=fields)
-        if not isinstance(data, dict) or not data.get("id"):
-            raise self.bad("a video id", data)
-        record.provider_job_id = str(data["id"])
-        record.extra["resolved_model"] = data.get("model")
+        record.provider_job_id = self.accepted_id(record, data, path=("id",))
+        record.extra["resolved_model"] = data.get("model") if isinstance(data, dict) else None
 
     def _submit_runway(self, record: JobRecord, plan: Any, image: Any) -> None:
         body = runway_body(plan, record.prompt, image, text_limit=512)
         data = self.client.json("POST", "/runwayml/v1/image_to_video", op="submit", json=body,
                                 headers={"X-Runway-Version": RUNWAY_VERSION})
-        task_id = data.get("id") or (data.get("data") or {}).get("task_id") if isinstance(data, dict) else None
-        if not task_id:
-            raise self.bad("a task id", data)
-        record.provider_job_id = str(task_id)
+        record.provider_job_id = self.accepted_id(record, data, path=("id",))
 
     def poll(self, record: JobRecord) -> Poll:
         if record.route == "runway":

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka_nb.hosted.providers.base import MP4_TYPES, Provider, base_url_for
+from masuka_nb.config import settings
+from masuka_nb.hosted import pricing as _cost
+from masuka_nb.hosted.providers.base import ID_NAMES, MP4_TYPES, Provider, base_url_for
+from masuka_nb.hosted.runner import Job, submit_recorded
+from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.hosted.store import Download, JobRecord, Poll
 
 _STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "succeeded"}
@@ -28,11 +32,18 @@ class FalProvider(Provider):
     # -- generic --
     def submit_app(self, record: JobRecord, app: str, payload: dict[str, Any]) -> None:
         data = self.client.json("POST", f"/{app.strip('/')}", op="submit", json=payload)
-        if not isinstance(data, dict) or not data.get("request_id"):
-            raise self.bad("a request id", data)
-        record.provider_job_id = str(data["request_id"])
+        record.provider_job_id = self.accepted_id(record, data, path=("request_id",), names=("request_id", *ID_NAMES))
+        self._follow(record, app, data)
+
+    create_id_path = ("request_id",)
+
+    def adopted(self, record: JobRecord, body: Any, entry: dict[str, Any]) -> None:
+        self._follow(record, record.provider_model or record.model, body)
+
+    def _follow(self, record: JobRecord, app: str, data: Any) -> None:
         base = "/".join(app.strip("/").split("/")[:2])
         rid = record.provider_job_id
+        data = data if isinstance(data, dict) and data.get("request_id") == rid else {}  # URLs only from the documented shape
         record.extra.update({
             "app": app,
             "status_url": data.get("status_url") or f"{self.base_url}/{base}/requests/{rid}/status",
@@ -51,6 +62,8 @@ class FalProvider(Provider):
             payload["image_url"] = image.url or self.upload_bytes(*image.limited(DATA_URI_LIMIT), name="image.jpg")
         if "text-to-video" in plan.route.model:
             payload["aspect_ratio"] = plan.size
+        if plan.route.model.startswith("kling/v4/"):  # Kling 4.0 is priced (and made) per resolution
+            payload["resolution"] = plan.resolution
         self.submit_app(record, plan.route.model, payload)
 
     def poll(self, record: JobRecord) -> Poll:
@@ -77,11 +90,13 @@ class FalProvider(Provider):
     def downloads(self, record: JobRecord) -> list[Download]:
         out = record.outputs
         if record.kind == "training":
-            lora = (out.get("diffusers_lora_file") or {}).get("url")
-            return [Download("lora", lora, ".safetensors", ())] if lora else []
-        video = (out.get("video") or {}).get("url") if isinstance(out.get("video"), dict) else None
+            lora = out.get("diffusers_lora_file") if isinstance(out.get("diffusers_lora_file"), dict) else {}
+            url = lora.get("url")
+            return [Download("lora", url, ".safetensors", (), size=_size(lora))] if url else []
+        video = out.get("video") if isinstance(out.get("video"), dict) else {}
         if record.kind == "video":
-            return [Download("video", video, ".mp4", MP4_TYPES)] if video else []
+            url = video.get("url")
+            return [Download("video", url, ".mp4", MP4_TYPES, size=_size(video))] if url else []
         return []  # a generic app: its JSON output is the result
 
     def cancel(self, record: JobRecord) -> bool:
@@ -92,8 +107,6 @@ class FalProvider(Provider):
     def upload_bytes(self, data: bytes, content_type: str, *, name: str) -> str:
         """Put bytes on fal's storage; return the URL apps can read."""
         storage = base_url_for("fal_storage", "https://rest.alpha.fal.ai").rstrip("/")
-        from masuka_nb.config import settings
-
         configured = settings()
         if configured.fal_base_url and not configured.fal_storage_base_url:
             storage = self.base_url  # the simulator serves storage on the same root
@@ -106,6 +119,12 @@ class FalProvider(Provider):
         self.client.send("PUT", init["upload_url"], op="upload", expect_json=False, content=data,
                          headers={"Content-Type": content_type})
         return str(init["file_url"])
+
+
+def _size(file: dict[str, Any]) -> int | None:
+    """fal's `file_size` for a result file, checked against the download (absent or odd: not checked)."""
+    size = file.get("file_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else None
 
 
 def _progress_from_logs(logs: list[str]) -> float | None:
@@ -126,10 +145,6 @@ def run_app(app: str, arguments: dict[str, Any], *, wait: bool = True, max_cost:
     fal does not price arbitrary apps up front: pass `estimate_usd` (from the app's page) to have
     `max_cost` and the session budget checked before it is sent.
     """
-    from masuka_nb.hosted import pricing as _cost
-    from masuka_nb.hosted.runner import Job, submit_recorded
-    from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
-
     if estimate_usd is not None:
         _cost.check_budget(estimate_usd, max_cost=max_cost, what=f"fal app {app}")
     provider = FalProvider(base_url=base_url)

@@ -75,11 +75,16 @@ class KlingProvider(Provider):
                                 "aspect_ratio": plan.size, "duration": str(plan.seconds), "external_task_id": record.id}
         if image is not None:
             body["image"] = image.raw_base64(IMAGE_LIMIT)  # Kling takes a URL or bare base64 (no data: prefix)
-        data = self._check(self.name, self.client.json("POST", f"/videos/{kind}", op="submit", json=body))
-        if not data.get("task_id"):
-            raise self.bad("a task id", data)
-        record.provider_job_id = str(data["task_id"])
+        answer = self.client.json("POST", f"/videos/{kind}", op="submit", json=body)
+        self._check(self.name, answer)
+        # `request_id` names the HTTP request, never the task: it must not be taken for the job id
+        record.provider_job_id = self.accepted_id(record, answer, path=("data", "task_id"))
         record.extra["endpoint"] = kind
+
+    create_id_path = ("data", "task_id")
+
+    def adopted(self, record: JobRecord, body: Any, entry: dict[str, Any]) -> None:
+        record.extra["endpoint"] = "image2video" if "/image2video" in str(entry.get("url")) else "text2video"
 
     def poll(self, record: JobRecord) -> Poll:
         kind = record.extra.get("endpoint", "text2video")

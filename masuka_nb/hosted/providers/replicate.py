@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from masuka_nb.errors import ProviderUnavailableError
+from masuka_nb.errors import JobNotFoundError, ProviderUnavailableError
 from masuka_nb.hosted.providers.base import MP4_TYPES, Provider
 from masuka_nb.hosted.store import Download, JobRecord, Poll
 
@@ -52,9 +52,7 @@ class ReplicateProvider(Provider):
         self._accept(record, data)
 
     def _accept(self, record: JobRecord, data: Any) -> None:
-        if not isinstance(data, dict) or not data.get("id"):
-            raise self.bad("an id", data)
-        record.provider_job_id = str(data["id"])
+        record.provider_job_id = self.accepted_id(record, data, path=("id",))
 
     def latest_version(self, model: str) -> str:
         data = self.client.json("GET", f"/v1/models/{model}", op="get")
@@ -65,8 +63,6 @@ class ReplicateProvider(Provider):
 
     def ensure_destination(self, name: str) -> str:
         """`<username>/<name>`, created (private) when it does not exist: trainings need one."""
-        from masuka_nb.errors import JobNotFoundError
-
         account = self.client.json("GET", "/v1/account", op="get")
         owner = account.get("username") if isinstance(account, dict) else None
         if not owner:

@@ -72,9 +72,7 @@ class RunwayProvider(Provider):
             path = "/v1/image_to_video" if image is not None else "/v1/text_to_video"
             body = runway_body(plan, record.prompt, image, text_limit=1000)
         data = self.client.json("POST", path, op="submit", json=body)
-        if not isinstance(data, dict) or not data.get("id"):
-            raise self.bad("a task id", data)
-        record.provider_job_id = str(data["id"])
+        record.provider_job_id = self.accepted_id(record, data, path=("id",))
 
     def poll(self, record: JobRecord) -> Poll:
         body = self.client.json("GET", f"/v1/tasks/{record.provider_job_id}", op="poll")

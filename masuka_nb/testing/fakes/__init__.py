@@ -16,13 +16,14 @@ import os
 from collections.abc import Iterator
 
 from masuka_nb.testing.fakes.base import FakeProvider
+from masuka_nb.testing.fakes.civitai import FakeCivitai
 from masuka_nb.testing.fakes.cometapi import FakeCometAPI
 from masuka_nb.testing.fakes.fal import FakeFal
 from masuka_nb.testing.fakes.kling import FakeKling
 from masuka_nb.testing.fakes.replicate import FakeReplicate
 from masuka_nb.testing.fakes.runway import FakeRunway
 
-__all__ = ["FAKES", "FakeCometAPI", "FakeFal", "FakeKling", "FakeProvider", "FakeReplicate", "FakeRunway", "simulator",
+__all__ = ["FAKES", "FakeCivitai", "FakeCometAPI", "FakeFal", "FakeKling", "FakeProvider", "FakeReplicate", "FakeRunway", "simulator",
            "start_fake"]
 
 FAKES: dict[str, type[FakeProvider]] = {
@@ -31,6 +32,7 @@ FAKES: dict[str, type[FakeProvider]] = {
     "kling": FakeKling,
     "fal": FakeFal,
     "replicate": FakeReplicate,
+    "civitai": FakeCivitai,
 }
 
 
@@ -39,7 +41,8 @@ def start_fake(provider: str, **kwargs) -> FakeProvider:
 
 
 KEY_ENV = {"cometapi": ("COMETAPI_KEY",), "runway": ("RUNWAYML_API_SECRET",), "fal": ("FAL_KEY",),
-           "replicate": ("REPLICATE_API_TOKEN",), "kling": ("KLING_ACCESS_KEY", "KLING_SECRET_KEY")}
+           "replicate": ("REPLICATE_API_TOKEN",), "kling": ("KLING_ACCESS_KEY", "KLING_SECRET_KEY"),
+           "civitai": ("CIVITAI_API_TOKEN",)}
 
 
 @contextlib.contextmanager

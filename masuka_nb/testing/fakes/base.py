@@ -12,8 +12,13 @@ use real httpx over real sockets. Jobs move through the provider's states by wal
 Actions: ``http`` (status + the provider's error envelope), ``reset`` (read the request, close the
 socket; a submit is processed first, as a real server that accepted it and then lost the reply),
 ``slow`` (sleep `delay`, then answer; a submit is processed first), ``malformed`` (200 with broken
-JSON), ``html`` (301 with an HTML page), ``truncate`` and ``expire`` (downloads). Control routes for
-out-of-process use: ``POST /__fake__/inject`` (JSON of `inject`'s keywords), ``GET /__fake__/stats``.
+JSON), ``html`` (301 with an HTML page), ``truncate`` and ``expire`` (downloads). A 200 in a shape the
+contract does not promise, after the job was really made (and billed): ``wrap`` (the answer inside
+``{"data": ...}``), ``rename`` (every id field renamed), ``empty`` (``{}``), ``text`` (a plain-text
+"OK"). ``call`` runs `callback()` after the request was processed and before the answer leaves (a
+disk that fills mid-submit). Every answer to a submit is kept in `answers` (what a client could know).
+Control routes for out-of-process use: ``POST /__fake__/inject`` (JSON of `inject`'s keywords),
+``GET /__fake__/stats``.
 """
 
 from __future__ import annotations
@@ -44,6 +49,29 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
     delay: float = 1.0
+    callback: Any = None
+
+
+RESHAPES = ("wrap", "rename", "empty", "text")
+_ID_KEYS = ("id", "task_id", "request_id")
+
+
+def _renamed(body: Any, depth: int = 0) -> Any:
+    if not isinstance(body, dict) or depth > 3:
+        return body
+    return {(f"x_{k}" if k in _ID_KEYS else k): _renamed(v, depth + 1) for k, v in body.items()}
+
+
+def reshape(response: Response, action: str) -> Response:
+    """The same accepted answer in a shape the client was not promised (the job exists either way)."""
+    body = response.body
+    if action == "wrap":
+        return Response(response.status, {"data": body}, response.headers, response.content_type)
+    if action == "rename":
+        return Response(response.status, _renamed(body), response.headers, response.content_type)
+    if action == "empty":
+        return Response(response.status, {}, response.headers, response.content_type)
+    return Response(response.status, b"OK", response.headers, "text/plain")
 
 
 @dataclass
@@ -130,6 +158,7 @@ class FakeProvider:
         self.log: list[tuple[str, str, str]] = []  # (method, path, op)
         self.ranges: list[str] = []
         self.auth_seen: list[tuple[str, bool]] = []  # (path, carried an Authorization header)
+        self.answers: list[tuple[int, bytes]] = []  # (status, body) of every answer to a submit
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -183,9 +212,10 @@ class FakeProvider:
 
     # -- faults and bookkeeping --
     def inject(self, op: str, *, action: str = "http", status: int = 500, body: Any = None,
-               headers: dict[str, str] | None = None, times: int = 1, delay: float = 1.0) -> None:
+               headers: dict[str, str] | None = None, times: int = 1, delay: float = 1.0,
+               callback: Any = None) -> None:
         with self._lock:
-            self._faults.append(Fault(op, action, status, body, dict(headers or {}), times, delay))
+            self._faults.append(Fault(op, action, status, body, dict(headers or {}), times, delay, callback))
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -301,6 +331,14 @@ def _make_handler(fake: FakeProvider):
             if not public and not fake.authorized(req):
                 return self._send(fake.error(401, "Unauthorized: invalid API key"))
             response = fn(req)
+            if fault is not None and fault.action in RESHAPES and 200 <= response.status < 300:
+                response = reshape(response, fault.action)
+            if fault is not None and fault.action == "call" and fault.callback is not None:
+                fault.callback()
+            if op == "submit" and not (fault is not None and fault.action in ("reset", "slow")):
+                payload = response.body if isinstance(response.body, bytes) else json.dumps(response.body).encode()
+                with fake._lock:
+                    fake.answers.append((response.status, payload))
             if fault is not None and fault.action == "reset":
                 self._reset()
                 return None

@@ -16,6 +16,18 @@ from masuka_nb.testing.fakes.base import FakeProvider, Request, Response
 SORA_MODELS = {"sora-2", "sora-2-pro"}
 SORA_SIZES = {"720x1280", "1280x720", "1024x1792", "1792x1024"}
 VEO_ALIASES = {"veo3", "veo3-fast", "veo3-pro", "veo3.1", "veo3.1-fast"}
+# Seedance on the same /v1/videos route (CometAPI update of 2026-04-20, https://github.com/orgs/cometapi-dev/
+# discussions/91, and https://apidoc.cometapi.com/api/video/seedance/create): `seconds`, `size` (an aspect ratio),
+# `resolution`, and `input_reference` only for 2.0 and later. 2.5's id and its 4-30 s / 480p-720p range follow
+# ByteDance's naming and other resellers' docs (unverified at CometAPI).
+SEEDANCE = {"doubao-seedance-2-0": (range(4, 16), ("480p", "720p"), True),
+            "doubao-seedance-2-0-fast": (range(4, 16), ("480p", "720p"), True),
+            "doubao-seedance-2-5": (range(4, 31), ("480p", "720p"), True),
+            "doubao-seedance-1-5-pro": (range(4, 13), ("480p", "720p", "1080p"), False),
+            "doubao-seedance-1-0-pro": (range(2, 11), ("480p", "720p", "1080p"), False)}
+SEEDANCE_SIZES = {"21:9", "16:9", "4:3", "1:1", "3:4", "9:16"}
+# Seedance 1.5 Pro answers as a model CometAPI no longer routes (retired after 2026-11-11 for Seedance 2.5).
+RETIRED_BY_DEFAULT = ("doubao-seedance-1-5-pro",)
 RUNWAY_RATIOS = {"1280:720", "720:1280", "1104:832", "832:1104", "960:960", "1584:672", "1280:768", "768:1280"}
 
 
@@ -25,7 +37,7 @@ class FakeCometAPI(FakeProvider):
     def __init__(self, *, runway_shape: str = "plain", task_not_exist_for: float = 0.0,
                  poll_after_ms: int | None = None, retired: tuple[str, ...] = (), **kw) -> None:
         super().__init__(**kw)
-        self.retired = set(retired)
+        self.retired = set(retired) | set(RETIRED_BY_DEFAULT)
         self.poll_after_ms = poll_after_ms
         self.runway_shape = runway_shape
         self.task_not_exist_for = task_not_exist_for
@@ -75,13 +87,27 @@ class FakeCometAPI(FakeProvider):
                 if f"{w}x{h}" != size:
                     return self.error(400, f"input_reference must be {size}, got {w}x{h}", code="invalid_request")
             resolved = model
+        elif model in SEEDANCE:
+            durations, resolutions, takes_image = SEEDANCE[model]
+            seconds = get.get("seconds", "5")
+            if not seconds.isdigit() or int(seconds) not in durations:
+                return self.error(400, f"InvalidParameter: duration {seconds!r} is out of range for {model}",
+                                  code="invalid_request")
+            if size not in SEEDANCE_SIZES or get.get("resolution", "720p") not in resolutions:
+                return self.error(400, f"InvalidParameter: size {size!r} or resolution {get.get('resolution')!r}",
+                                  code="invalid_request")
+            if refs and not takes_image:
+                return self.error(400, f"the specified task_type r2v does not support model {model}",
+                                  code="invalid_request")
+            resolved = model
         elif model in VEO_ALIASES:
             if size not in ("16x9", "9x16") or len(refs) > 2:
                 return self.error(400, f"invalid veo request (size {size!r}, {len(refs)} images)", code="invalid_request")
             resolved = "veo_3_1-4K" if "fast" not in model else "veo_3_1-fast"
         else:
             return self.error(500, f"model {model!r} not supported", code="invalid_request")
-        job = self.new_job("video", {"model": resolved, "prompt": prompt, "seconds": get.get("seconds", "8"),
+        job = self.new_job("video", {"model": resolved, "prompt": prompt,
+                                     "seconds": get.get("seconds", "5" if model in SEEDANCE else "8"),
                                      "size": size, "references": len(refs)}, prefix="video_")
         return Response(200, self._video(job))
 

@@ -16,16 +16,27 @@ TRAINER = "fal-ai/flux-lora-fast-training"
 
 
 def zip_problems(data: bytes, *, min_images: int) -> str | None:
-    """What is wrong with a LoRA dataset zip (images with `name.txt` captions beside them), or None."""
+    """What is wrong with a LoRA dataset zip, or None.
+
+    Captions are optional, as at the services: a `name.txt` beside `name.jpg` is used when present,
+    otherwise the trigger word stands in (fal's flux-lora-fast-training and Replicate's
+    ostris/flux-dev-lora-trainer docs, checked 2026-12-01). Refused, as there: something that is not a
+    zip, too few images, and caption files that are not UTF-8 text.
+    """
     try:
-        names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = archive.namelist()
     except zipfile.BadZipFile:
         return "images_data_url is not a zip archive"
     images = [n for n in names if n.lower().endswith((".png", ".jpg", ".jpeg", ".webp"))]
     if len(images) < min_images:
         return f"at least {min_images} images are needed, got {len(images)}"
-    missing = [n for n in images if n.rsplit(".", 1)[0] + ".txt" not in names]
-    return f"captions missing for {missing}" if missing else None
+    for name in (n for n in names if n.lower().endswith(".txt")):
+        try:
+            archive.read(name).decode("utf-8")
+        except UnicodeDecodeError:
+            return f"caption {name} is not UTF-8 text"
+    return None
 
 
 class FakeFal(FakeProvider):
@@ -104,6 +115,21 @@ class FakeFal(FakeProvider):
             if missing or body.get("duration", "5") not in ("5", "10"):
                 return Response(422, {"detail": [{"loc": ["body", m], "msg": "Field required", "type": "missing"} for m in missing]
                                       or [{"loc": ["body", "duration"], "msg": "must be '5' or '10'", "type": "enum"}]})
+            kind = "video"
+        elif full.startswith("kling/v4/"):
+            # Kling 4.0 on fal (https://fal.ai/learn/tools/kling-api, checked 2026-12-01): 3-30 s at 720p or
+            # 1080p; the field names follow fal's other Kling endpoints (unverified for v4).
+            need = ["prompt"] if full.endswith("text-to-video") else ["image_url"]
+            bad = [k for k in need if not body.get(k)]
+            if body.get("duration", "5") not in {str(n) for n in range(3, 31)}:
+                bad.append("duration")
+            if body.get("resolution", "720p") not in ("720p", "1080p"):
+                bad.append("resolution")
+            if full.endswith("text-to-video") and body.get("aspect_ratio", "16:9") not in ("16:9", "9:16", "1:1", "21:9"):
+                bad.append("aspect_ratio")
+            if bad:
+                return Response(422, {"detail": [{"loc": ["body", k], "msg": "invalid value", "type": "value_error"}
+                                                 for k in bad]})
             kind = "video"
         elif full == "fal-ai/stable-video":  # image_url required; motion_bucket_id 1-255; fps 1-25; no prompt
             bucket, fps = body.get("motion_bucket_id", 127), body.get("fps", 25)
