@@ -353,6 +353,7 @@ class Gallery(widgets.VBox):
 
 
 INVALID_CLASS = "mk-invalid"
+STOPPED_WORDS = "Nothing half-made was kept; run it again when you are ready."
 COLAB_STOP = "Running in this cell: to stop, press ■ (Interrupt execution) beside the cell. It stops cleanly at " \
              "the next step."
 
@@ -449,8 +450,7 @@ class Panel(widgets.VBox):
         if run.state == "stopped":
             took = fmt_duration((run.ended_at or 0) - (run.started_at or 0))
             info = error_info(error) if error is not None else None
-            hint = info.hint if info is not None else ""
-            self.notice.show(f"Stopped after {took}. " + (hint or "Nothing half-finished was kept."), "warning")
+            self.notice.show(f"Stopped after {took}. {self._stopped_words(run, info)}", "warning")
             self.notice.html.value = self.notice.html.value.replace('data-testid="mk-notice"',
                                                                     'data-testid="mk-stopped"')
             self.last_error = info
@@ -460,6 +460,10 @@ class Panel(widgets.VBox):
                 log.error("ui.unexpected_error", what=run.label, error=repr(error), exc_info=error)
             self._fail(run.label, error)
         self._after_run()
+
+    def _stopped_words(self, run: Run, info: ErrorInfo | None) -> str:
+        """What a stop kept, in one sentence (a subclass says it for its own runs: a training's checkpoint)."""
+        return (info.hint if info is not None and info.hint else "") or STOPPED_WORDS
 
     def _run_removed(self, run: Run) -> None:
         if not self.runner.waiting(self) and not self.busy:

@@ -40,7 +40,7 @@ from masuka_nb.ui.helpers import (
     parse_seed,
 )
 from masuka_nb.ui.recipe_loader import RecipeLoader
-from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, Shown, thumb_png
+from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, Shown, mosaic_png, thumb_png
 
 __all__ = ["GeneratePanel", "Shown", "default_image_model", "plan_text"]
 
@@ -369,8 +369,8 @@ class GeneratePanel(Panel):
         """A run's outputs go into the feed (one group) and the first onto the stage, in view."""
         import time as _time
 
-        items = [FeedItem(thumb_png(s.image), s.caption(),
-                          pick=(lambda s=s: self.present(s)), key=s.path or id(s)) for s in outputs]
+        items = [FeedItem(mosaic_png([c for c, _ in s.cells]) if s.kind == "sheet" else thumb_png(s.image),
+                          s.caption(), pick=(lambda s=s: self.present(s)), key=s.path or id(s)) for s in outputs]
         self.feed.add(FeedRun(f"{_time.strftime('%H:%M')} · {title}", items))
         if outputs:
             self.present(outputs[0])

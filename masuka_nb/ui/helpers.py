@@ -333,7 +333,7 @@ def _sentences(text: str) -> list[str]:
 def error_info(exc: BaseException, *, labels: Mapping[str, str] | None = None) -> ErrorInfo:
     """Turn anything a run raised into plain words a person can act on; the technical part goes to details."""
     if isinstance(exc, KeyboardInterrupt):
-        return ErrorInfo("CANCELLED", "Stopped. Nothing half-finished was kept.", level="warning")
+        return ErrorInfo("CANCELLED", "Stopped. Nothing half-made was kept.", level="warning")
     if isinstance(exc, MasukaError):
         message, moved_m = plain(exc.message, labels)
         hint, moved_h = plain(exc.hint or "", labels)
@@ -343,7 +343,7 @@ def error_info(exc: BaseException, *, labels: Mapping[str, str] | None = None) -
         if moved_m or moved_h or message != exc.message or hint != (exc.hint or ""):
             tech += [f"message: {exc.message}"] + ([f"fix: {exc.hint}"] if exc.hint else [])
         if isinstance(exc, CancelledError):
-            return ErrorInfo(exc.code, "Stopped. Nothing half-finished was kept." if not hint else "Stopped.",
+            return ErrorInfo(exc.code, "Stopped. Nothing half-made was kept." if not hint else "Stopped.",
                              hint, "warning", "\n".join(tech), exc.argument)
         return ErrorInfo(exc.code, message or "That did not work.", hint, "error", "\n".join(tech), exc.argument,
                          _FIXES_BY_CODE.get(exc.code, ()))

@@ -36,7 +36,7 @@ from masuka_nb.ui.components import (
     wide,
 )
 from masuka_nb.ui.helpers import Upload, engine_api, esc, fmt_bytes, fmt_money, upload_items
-from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, stage_png, thumb_png
+from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, mosaic_png, stage_png, thumb_png
 
 __all__ = ["LoraPanel", "comparison_legend", "default_train_base"]
 
@@ -612,7 +612,7 @@ class LoraPanel(Panel):
         self.progress.finish(f"{len(result.cells)} images compared")
         import time as _time
 
-        item = FeedItem(thumb_png(result.grid, 120), "comparison", pick=lambda: self._show_view("compare"),
+        item = FeedItem(mosaic_png([c.image for c in result.cells]), "comparison", pick=lambda: self._show_view("compare"),
                         key=str(result.path or id(result)))
         self.feed.add(FeedRun(f"{_time.strftime('%H:%M')} · comparison · {len(result.cells)} images", [item]))
         self._say("Comparison ready" + (f": saved as {Path(str(result.path)).name}." if result.path else "."))
@@ -648,10 +648,12 @@ class LoraPanel(Panel):
 
     # ---- outcomes -----------------------------------------------------------------------------------
     def _on_stopped(self, run: Any) -> None:
+        self.progress.finish("stopped", ok=False)
+
+    def _stopped_words(self, run: Any, info: Any) -> str:
         if run.label == "training":
-            self.progress.finish("stopped: the last checkpoint is kept; Train again resumes from it", ok=False)
-        else:
-            self.progress.finish("stopped", ok=False)
+            return "The last checkpoint is kept: Train here again with the same settings continues from it."
+        return super()._stopped_words(run, info)
 
     def _on_failed(self, info: Any) -> None:
         if self.progress.layout.display != "none" and self.progress.bar.bar_style != "success":

@@ -20,7 +20,7 @@ import ipywidgets as widgets
 from masuka_nb.ui.components import ProgressView, Tile, card, field_row, reveal, section, show
 from masuka_nb.ui.helpers import esc, png_bytes, upscale_for_display
 
-__all__ = ["FeedItem", "FeedRun", "ResultPane", "SessionFeed", "Shown", "anchored", "stage_png"]
+__all__ = ["FeedItem", "FeedRun", "ResultPane", "SessionFeed", "Shown", "anchored", "mosaic_png", "stage_png"]
 
 STAGE_MIN = 512  # small outputs (the tiny models' 64 px) are shown enlarged, pixel for pixel
 
@@ -68,6 +68,24 @@ def stage_png(image: Any, *, side: int = STAGE_MIN) -> bytes:
 
 def thumb_png(image: Any, side: int = 96) -> bytes:
     return png_bytes(upscale_for_display(image, min_side=side), max_side=side * 2)
+
+
+def mosaic_png(images: Sequence[Any], side: int = 96) -> bytes:
+    """A feed thumbnail for several pictures (a batch, a grid, a comparison): up to four of them, 2×2, on a
+    transparent ground, so the card's own colour shows between them (never a white sheet in a dark app)."""
+    from PIL import Image
+
+    pics = [im for im in images if im is not None][:4]
+    if len(pics) <= 1:
+        return thumb_png(pics[0], side) if pics else b""
+    out = side * 2
+    half, gap = out // 2, 4
+    canvas = Image.new("RGBA", (out, out), (0, 0, 0, 0))
+    for i, im in enumerate(pics):
+        cell = im.convert("RGB").resize((half - gap, half - gap), Image.Resampling.NEAREST
+                                        if min(im.size) < half else Image.Resampling.LANCZOS)
+        canvas.paste(cell, ((i % 2) * half + gap // 2, (i // 2) * half + gap // 2))
+    return png_bytes(canvas)
 
 
 def anchored(content: widgets.Widget) -> tuple[widgets.Box, widgets.Button]:
@@ -186,7 +204,8 @@ class ResultPane(widgets.VBox):
         self.video = widgets.Video(format="mp4", autoplay=False, loop=False, controls=True,
                                    layout=widgets.Layout(width="100%"))
         self.video.add_class("mk-player")
-        inner = widgets.Box([self.figure, self.pair, self.grid, self.video], layout=widgets.Layout(width="100%"))
+        inner = widgets.Box([self.placeholder, self.figure, self.pair, self.grid, self.video],
+                            layout=widgets.Layout(width="100%"))
         inner.add_class("mk-stage")
         # an invisible button laid over the stage (clicks pass through): focusing it makes the browser scroll
         # the whole stage into view (`reveal`)
@@ -202,9 +221,11 @@ class ResultPane(widgets.VBox):
         self.details = widgets.HTML("")
         self.feed = SessionFeed(empty=feed_empty)
         self.kind = ""  # what the stage shows: "" | "image" | "pair" | "grid" | "video"
-        for w in (self.stage, self.figure, self.pair, self.grid, self.video, self.download):
+        for w in (self.figure, self.pair, self.grid, self.video, self.download):
             show(w, False)
-        self.box = card(section(title), self.status_box, self.placeholder, self.stage, self.caption,
+        show(self.stage, bool(self.placeholder.value))
+        # the stage is always there (its placeholder when nothing is shown), so `reveal` always has a target
+        self.box = card(section(title), self.status_box, self.stage, self.caption,
                         field_row(self.download, self.actions), self.extra, self.details, self.feed)
         self.box.add_class("mk-live")
         self.box.add_class("mk-result-pane")
@@ -294,11 +315,14 @@ class ResultPane(widgets.VBox):
         self.actions.children = list(buttons)
 
     def set_notes(self, notes: Sequence[str]) -> None:
-        self.notes.value = "".join(f'<div class="mk-notice mk-warning mk-note">{esc(n)}</div>' for n in notes)
+        """What the engine said about the shown output, each sentence once (a warning and the recipe's
+        note often say the same thing)."""
+        unique = list(dict.fromkeys(n.strip() for n in notes if n and n.strip()))
+        self.notes.value = "".join(f'<div class="mk-notice mk-warning mk-note">{esc(n)}</div>' for n in unique)
 
     def reveal(self) -> None:
-        """Bring the stage into view (the whole of it, centred), or the message when there is no output."""
-        reveal(self.focus_target if self.kind else self.status_target)
+        """Bring the stage into view (the whole of it, centred): the output, or what stands in for it."""
+        reveal(self.focus_target if self.stage.layout.display != "none" else self.status_target)
 
     def reveal_status(self) -> None:
         """Bring the progress and the message into view (a run has started, stopped or failed)."""
@@ -306,8 +330,9 @@ class ResultPane(widgets.VBox):
 
     def _stage(self, kind: str) -> None:
         self.kind = kind
-        show(self.placeholder, kind == "" and bool(self.placeholder.value))
-        show(self.stage, kind != "")
+        show(self.placeholder, kind == "")
+        show(self.stage, kind != "" or bool(self.placeholder.value))
+        (self.stage_inner.add_class if kind == "" else self.stage_inner.remove_class)("mk-stage-idle")
         show(self.figure, kind == "image")
         show(self.pair, kind == "pair")
         show(self.grid, kind == "grid")

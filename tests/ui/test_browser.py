@@ -47,6 +47,7 @@ pytestmark = [
 ]
 TABS = ("Image", "LoRA", "Video", "History", "Dashboard", "Settings")
 STOP_LIMIT_MS = 1000
+CURRENT_TAB = ".mk-app .lm-TabBar-tab.lm-mod-current, .mk-app .p-TabBar-tab.p-mod-current"  # not JupyterLab's own
 
 APP_CODE = """
 import os
@@ -223,9 +224,13 @@ def voila_url(tmp_path, masuka_home):
 
 
 @pytest.fixture
-def lab_url(tmp_path, masuka_home):
+def lab_url(tmp_path, masuka_home, monkeypatch):
     _require_tools()
     port = _free_port()
+    # JupyterLab keeps the theme and the workspace per user: a run that ended in dark must not start the next
+    # one dark, and the person's own settings are not touched
+    monkeypatch.setenv("JUPYTERLAB_SETTINGS_DIR", str(tmp_path / "lab-settings"))
+    monkeypatch.setenv("JUPYTERLAB_WORKSPACES_DIR", str(tmp_path / "lab-workspaces"))
     with _serve(tmp_path, ["jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
                            "--IdentityProvider.token=", "--ServerApp.password=", "--ServerApp.disable_check_xsrf=True",
                            f"--ServerApp.root_dir={tmp_path}", "--LabApp.expose_app_in_browser=True",
@@ -270,8 +275,8 @@ class Walk:
         return self.panel().locator(".jupyter-button:visible", has_text=text).first
 
     def tab(self, title: str) -> None:
-        self.page.locator(".lm-TabBar-tab, .p-TabBar-tab", has_text=title).first.click()
-        self.expect(self.page.locator(".lm-TabBar-tab.lm-mod-current, .p-TabBar-tab.p-mod-current")).to_have_text(title)
+        self.page.locator(".mk-app .lm-TabBar-tab, .mk-app .p-TabBar-tab", has_text=title).first.click()
+        self.expect(self.page.locator(CURRENT_TAB)).to_have_text(title)
         self.page.wait_for_timeout(400)  # the tab's refresh is a kernel round trip; checks below wait on content
 
     # ---- checks ----
@@ -466,7 +471,7 @@ def _lora_runs(w: Walk, *, stops: bool = True) -> None:
     w.in_view(w.panel().locator(".mk-compare img").first, "comparison")
     w.shoot("compare")
     w.button("Use in Image tab").click()
-    expect(w.page.locator(".lm-TabBar-tab.lm-mod-current, .p-TabBar-tab.p-mod-current")).to_have_text("Image")
+    expect(w.page.locator(CURRENT_TAB)).to_have_text("Image")
 
 
 def _video_runs(w: Walk, *, stops: bool = True) -> None:
@@ -496,7 +501,7 @@ def _history(w: Walk) -> None:
     w.tab("History")
     tiles = w.panel().locator(".mk-tile .mk-overlay")
     tiles.nth(2).click()
-    w.in_view(w.panel().locator(".mk-result-pane .mk-stage, .mk-result-pane .mk-anchor").first, "history details")
+    w.in_view(w.panel().locator(".mk-result-pane .mk-stage:visible").first, "history details")
     w.shoot("history-picked")
     w.tab("Dashboard")
     w.expect(w.panel().locator('[data-testid="mk-stats"]')).to_contain_text("$0.00")  # nothing paid
@@ -545,7 +550,7 @@ def _narrow(w: Walk) -> None:
     w.in_view(w.panel().locator(".mk-compare img").first, "comparison at 420 px")
     w.tab("History")
     w.panel().locator(".mk-tile .mk-overlay").nth(1).click()
-    w.in_view(w.panel().locator(".mk-result-pane .mk-stage, .mk-result-pane .mk-anchor").first, "history at 420 px")
+    w.in_view(w.panel().locator(".mk-result-pane .mk-stage:visible").first, "history at 420 px")
     w.shoot("history-picked")
 
 
