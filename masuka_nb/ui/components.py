@@ -390,6 +390,7 @@ class Panel(widgets.VBox):
         self.marked: list[widgets.Widget] = []
         self.split_box: widgets.Box | None = None
         self.open_tab: Callable[[str], Any] | None = None  # the app sets it: a fix may lead to another tab
+        self._pending_reveal: widgets.Widget | None = None
         super().__init__([])
         self.add_class("mk-panel")
 
@@ -460,6 +461,17 @@ class Panel(widgets.VBox):
                 log.error("ui.unexpected_error", what=run.label, error=repr(error), exc_info=error)
             self._fail(run.label, error)
         self._after_run()
+        pending, self._pending_reveal = self._pending_reveal, None
+        if pending is not None and run.state == "done":
+            reveal(pending)  # last: after every change of layout this run made (a preview gone, a notice)
+
+    def reveal(self, target: widgets.Widget | None) -> None:
+        """Bring `target` (what a run made) into view: at once outside a run; inside one, when the run has
+        ended, so no later change of layout (a hidden preview, a new notice) pushes it out of view again."""
+        if self.busy:
+            self._pending_reveal = target
+        else:
+            reveal(target)
 
     def _stopped_words(self, run: Run, info: ErrorInfo | None) -> str:
         """What a stop kept, in one sentence (a subclass says it for its own runs: a training's checkpoint)."""

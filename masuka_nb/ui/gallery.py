@@ -45,7 +45,8 @@ class HistoryPanel(Panel):
         show(self.more_button, False)
         self.count = widgets.HTML("")
         self.gallery = Gallery(thumb=150, empty="Nothing recorded yet: make something in another tab.")
-        self.pane = ResultPane(title="Details", notice=self.notice, empty="Pick a record to see it here.")
+        self.pane = ResultPane(title="Details", notice=self.notice, empty="Pick a record to see it here.",
+                               reveal_with=self.reveal)
         self.detail_images = Gallery(thumb=110, empty="")
         self.use_button = button("Use in Image tab", "edit", primary=True)
         self.delete_button = button("Delete", "trash")

@@ -144,7 +144,8 @@ class GeneratePanel(Panel):
         self.generate_button.add_class("mk-primary")
         self.form_notice = Notice()
         self.field_note = widgets.HTML("")
-        self.pane = ResultPane(stop=self.stop_button, notice=self.notice, empty="Your images appear here.")
+        self.pane = ResultPane(stop=self.stop_button, notice=self.notice, empty="Your images appear here.",
+                               reveal_with=self.reveal)
         self.progress = self.pane.progress
         self.feed = self.pane.feed
         self.edit_instruction = widgets.Text(placeholder="what to change, e.g. make it night, add snow",

@@ -127,9 +127,11 @@ class LoraPanel(Panel):
                                             layout=wide("200px"))
         self.compare_button = button("Compare with base", "th")
         # the pane: what the last step changed
-        self.pane = ResultPane(stop=self.stop_button, notice=self.notice, empty="", title="Result")
+        self.pane = ResultPane(stop=self.stop_button, notice=self.notice, empty="", title="Result",
+                               reveal_with=self.reveal)
         self.progress = self.pane.progress
         self.feed = self.pane.feed
+        self.feed.after_pick = lambda: self._reveal()  # LoRA's outputs live in the pane's views
         self.view = widgets.ToggleButtons(options=VIEWS, value="dataset")
         self.view.add_class("mk-toggle")
         self.report = widgets.HTML("")
@@ -229,10 +231,8 @@ class LoraPanel(Panel):
         show(self.compare_view, which == "compare")
 
     def _reveal(self) -> None:
-        """Bring what the last step changed into view (the view shown in the pane)."""
-        from masuka_nb.ui.components import reveal
-
-        reveal(self._anchors[self.view.value][1])
+        """Bring what the last step changed into view (the view shown in the pane; at the end of a run)."""
+        self.reveal(self._anchors[self.view.value][1])
 
     # ---- checks at the click (form errors show at once) ------------------------------------------------
     def _name_check(self) -> str:
@@ -453,7 +453,7 @@ class LoraPanel(Panel):
         self.started()
         self.progress.start("scoring photos…")
         self._show_view("dataset")
-        self._reveal()
+        self.pane.reveal_status()
         report = ds.curate(reference_image=self.reference.value.strip() or None, progress=self.progress,
                            cancel=self.cancel_token)
         self.last_curation = report
@@ -468,7 +468,7 @@ class LoraPanel(Panel):
         self.started()
         self.progress.start(f"captioning with {self.captioner.value}…")
         self._show_view("dataset")
-        self._reveal()
+        self.pane.reveal_status()
         report = ds.caption(model=self.captioner.value, trigger_word=self.trigger.value.strip() or None,
                             overwrite=bool(self.overwrite.value), progress=self.progress,
                             cancel=self.cancel_token)
@@ -556,7 +556,7 @@ class LoraPanel(Panel):
         self.started()
         self._show_view("training")
         self.progress.start(f"preparing {self.base.value} training…")
-        self._reveal()
+        self.pane.reveal_status()
         run = train(ds, base=self.base.value, **kwargs, progress=self._train_progress, cancel=self.cancel_token)
         self.run = run
         loss = f", last loss {run.losses[-1]:.4f}" if run.losses else ""
@@ -575,7 +575,7 @@ class LoraPanel(Panel):
         self.started()
         self._show_view("training")
         self.progress.start(f"uploading the dataset to {self.provider.value}…")
-        self._reveal()
+        self.pane.reveal_status()
         job = train_cloud(ds, provider=self.provider.value, progress=self.progress, **kwargs)
         self.cloud_job = job
         result = job.wait(progress=self.progress, cancel=self.cancel_token)
@@ -603,7 +603,7 @@ class LoraPanel(Panel):
         self.started()
         self._show_view("compare")
         self.progress.start("drawing the comparison…")
-        self._reveal()
+        self.pane.reveal_status()
         result = compare([args["lora"]] if args["lora"] else [], prompts=[args["prompt"]], seeds=args["seeds"],
                          weights=args["weights"], progress=self.progress, cancel=self.cancel_token)
         self.comparison = result

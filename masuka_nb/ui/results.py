@@ -124,6 +124,7 @@ class SessionFeed(widgets.VBox):
 
     def __init__(self, *, keep: int = 40, thumb: int = 88, empty: str = "") -> None:
         self.runs: list[FeedRun] = []
+        self.after_pick: Callable[[], Any] | None = None  # the pane brings the picked output into view
         self._keep = keep
         self._thumb = thumb
         self.header = section("This session")
@@ -158,11 +159,16 @@ class SessionFeed(widgets.VBox):
                     return run, it, i
         return None
 
+    def _pick(self, item: FeedItem) -> None:
+        item.pick()
+        if self.after_pick is not None:
+            self.after_pick()
+
     def _draw(self) -> None:
         groups = []
         for run in self.runs:
-            tiles = [Tile(it.thumb, "", on_click=it.pick, tooltip=it.caption, dimmed=it.dimmed, size=self._thumb)
-                     for it in run.items[:24]]
+            tiles = [Tile(it.thumb, "", on_click=lambda it=it: self._pick(it), tooltip=it.caption, dimmed=it.dimmed,
+                          size=self._thumb) for it in run.items[:24]]
             strip = widgets.Box(tiles)
             strip.add_class("mk-feed-strip")
             head = widgets.HTML(f'<div class="mk-feed-title">{esc(run.title)}</div>')
@@ -183,7 +189,9 @@ class ResultPane(widgets.VBox):
     brings the stage into view; `reveal_status()` the progress and message (a run starting or stopping)."""
 
     def __init__(self, *, title: str = "Result", stop: widgets.Widget | None = None, notice: widgets.Widget | None = None,
-                 empty: str = "Your results appear here.", feed_empty: str = "") -> None:
+                 empty: str = "Your results appear here.", feed_empty: str = "",
+                 reveal_with: Callable[[widgets.Widget], Any] | None = None) -> None:
+        self._reveal_with = reveal_with or reveal  # a tab's `Panel.reveal`: at the end of its run
         self.progress = ProgressView(stop=stop)
         self.notes = widgets.HTML("")
         self.placeholder = widgets.HTML(f'<div class="mk-empty mk-stage-empty">{esc(empty)}</div>' if empty else "")
@@ -220,6 +228,7 @@ class ResultPane(widgets.VBox):
         self.extra = widgets.VBox([])
         self.details = widgets.HTML("")
         self.feed = SessionFeed(empty=feed_empty)
+        self.feed.after_pick = self.reveal
         self.kind = ""  # what the stage shows: "" | "image" | "pair" | "grid" | "video"
         for w in (self.figure, self.pair, self.grid, self.video, self.download):
             show(w, False)
@@ -322,7 +331,7 @@ class ResultPane(widgets.VBox):
 
     def reveal(self) -> None:
         """Bring the stage into view (the whole of it, centred): the output, or what stands in for it."""
-        reveal(self.focus_target if self.stage.layout.display != "none" else self.status_target)
+        self._reveal_with(self.focus_target if self.stage.layout.display != "none" else self.status_target)
 
     def reveal_status(self) -> None:
         """Bring the progress and the message into view (a run has started, stopped or failed)."""
@@ -332,6 +341,8 @@ class ResultPane(widgets.VBox):
         self.kind = kind
         show(self.placeholder, kind == "")
         show(self.stage, kind != "" or bool(self.placeholder.value))
+        if kind:  # the output replaces the live preview (hidden now, not after the output is in view)
+            self.progress.preview.layout.display = "none"
         (self.stage_inner.add_class if kind == "" else self.stage_inner.remove_class)("mk-stage-idle")
         show(self.figure, kind == "image")
         show(self.pair, kind == "pair")

@@ -158,7 +158,8 @@ class VideoPanel(Panel):
         show(self.confirm_button, False)
         self.cost_badge = widgets.HTML("")
         self.form_notice = Notice()
-        self.pane = ResultPane(stop=self.stop_button, notice=self.notice, empty="Your clips appear here.")
+        self.pane = ResultPane(stop=self.stop_button, notice=self.notice, empty="Your clips appear here.",
+                               reveal_with=self.reveal)
         self.progress = self.pane.progress
         self.feed = self.pane.feed
         self.jobs_html = widgets.HTML("")

@@ -142,6 +142,22 @@ LAYOUT_JS = """
 }
 """
 
+VIEW_JS = """
+e => {
+  const r = e.getBoundingClientRect();
+  let top = 0, bottom = window.innerHeight;
+  for (let a = e.parentElement; a; a = a.parentElement) {
+    const s = getComputedStyle(a);
+    if (/(auto|scroll)/.test(s.overflowY) && a.scrollHeight > a.clientHeight + 1) {
+      const q = a.getBoundingClientRect(); top = Math.max(top, q.top); bottom = Math.min(bottom, q.bottom);
+    }
+  }
+  const inside = r.height > 4 && r.top >= top - 2 && r.top + Math.min(r.height, 0.6 * (bottom - top)) <= bottom + 2;
+  return {inside, top: Math.round(r.top), height: Math.round(r.height), visible_from: Math.round(top),
+          visible_to: Math.round(bottom)};
+}
+"""
+
 STOP_JS = """
 async () => {
   const panel = [...document.querySelectorAll('.mk-panel')].find(p => p.offsetParent !== null);
@@ -281,14 +297,19 @@ class Walk:
 
     # ---- checks ----
     def in_view(self, locator, what: str) -> None:
+        """The new output is inside the viewport without scrolling: its top, and 60% of the visible height
+        of it (or all of it), once the run has ended (the app brings it into view as its last step). The
+        visible area is the window cut by every scrolling box around the output (JupyterLab's notebook
+        scrolls under its toolbar; the pinned result column scrolls on its own)."""
         locator.wait_for(state="visible")
-        box = locator.bounding_box()
-        view = self.page.viewport_size
-        inside = box is not None and box["y"] >= -2 and box["y"] + min(box["height"], view["height"] * 0.6) \
-            <= view["height"] + 2 and box["height"] > 4
-        if not inside:
-            self.shoot(f"FAIL-{what}")
-        assert inside, f"{self.front} {self.look}: the new {what} is not in view ({box}, viewport {view})"
+        box = None
+        for _ in range(40):  # up to 2 s: the reveal is the run's last message from the kernel
+            box = locator.evaluate(VIEW_JS)
+            if box["inside"]:
+                return
+            self.page.wait_for_timeout(50)
+        self.shoot(f"FAIL-{what}")
+        raise AssertionError(f"{self.front} {self.look}: the new {what} is not in view ({box})")
 
     def layout(self, where: str) -> None:
         found = self.page.evaluate(LAYOUT_JS)
