@@ -143,7 +143,7 @@ LAYOUT_JS = """
 """
 
 VIEW_JS = """
-e => {
+(e, need) => {
   const r = e.getBoundingClientRect();
   let top = 0, bottom = window.innerHeight;
   for (let a = e.parentElement; a; a = a.parentElement) {
@@ -152,7 +152,7 @@ e => {
       const q = a.getBoundingClientRect(); top = Math.max(top, q.top); bottom = Math.min(bottom, q.bottom);
     }
   }
-  const inside = r.height > 4 && r.top >= top - 2 && r.top + Math.min(r.height, 0.6 * (bottom - top)) <= bottom + 2;
+  const inside = r.height > 4 && r.top >= top - 2 && r.top + Math.min(r.height, need * (bottom - top)) <= bottom + 2;
   return {inside, top: Math.round(r.top), height: Math.round(r.height), visible_from: Math.round(top),
           visible_to: Math.round(bottom)};
 }
@@ -296,7 +296,7 @@ class Walk:
         self.page.wait_for_timeout(400)  # the tab's refresh is a kernel round trip; checks below wait on content
 
     # ---- checks ----
-    def in_view(self, locator, what: str) -> None:
+    def in_view(self, locator, what: str, *, need: float = 0.6) -> None:
         """The new output is inside the viewport without scrolling: its top, and 60% of the visible height
         of it (or all of it), once the run has ended (the app brings it into view as its last step). The
         visible area is the window cut by every scrolling box around the output (JupyterLab's notebook
@@ -304,7 +304,7 @@ class Walk:
         locator.wait_for(state="visible")
         box = None
         for _ in range(40):  # up to 2 s: the reveal is the run's last message from the kernel
-            box = locator.evaluate(VIEW_JS)
+            box = locator.evaluate(VIEW_JS, need)
             if box["inside"]:
                 return
             self.page.wait_for_timeout(50)
@@ -467,7 +467,15 @@ def _lora_runs(w: Walk, *, stops: bool = True) -> None:
     expect = w.expect
     w.tab("LoRA")
     expect(w.panel().locator('[data-testid="mk-dataset"]')).to_contain_text("demo")
-    w.in_view(w.panel().locator(".mk-gallery .mk-tile").first, "dataset photos")
+    # not a run's output: the photos are on screen beside the steps (their first row's top quarter at least)
+    w.in_view(w.panel().locator(".mk-gallery .mk-tile").first, "dataset photos", need=0.1)
+    w.shoot("lora-dataset")
+    if stops:  # curation: what it drops is dimmed in place, with the reason on the photo
+        w.button("Curate").click()
+        expect(w.panel().locator('[data-testid="mk-notice"]').first).to_contain_text("Curated")
+        w.in_view(w.panel().locator(".mk-gallery .mk-tile").first, "curated photos", need=0.1)
+        w.words()
+        w.shoot("lora-curated")
     w.field("Trigger word").fill("mkdemo")
     w.field("Trigger word").press("Tab")
     w.choose("Base model", "tiny-flux")
