@@ -80,7 +80,7 @@ def mosaic_png(images: Sequence[Any], side: int = 96) -> bytes:
         return thumb_png(pics[0], side) if pics else b""
     out = side * 2
     half, gap = out // 2, 4
-    canvas = Image.new("RGBA", (out, out), (0, 0, 0, 0))
+    canvas = Image.new("RGBA", (out, half * ((len(pics) + 1) // 2)), (0, 0, 0, 0))
     for i, im in enumerate(pics):
         cell = im.convert("RGB").resize((half - gap, half - gap), Image.Resampling.NEAREST
                                         if min(im.size) < half else Image.Resampling.LANCZOS)

@@ -29,7 +29,7 @@ from masuka_nb.ui.components import (
     split,
     wide,
 )
-from masuka_nb.ui.helpers import FIX_RESUME, engine_api, esc, fmt_duration, fmt_money, plain
+from masuka_nb.ui.helpers import FIX_RESUME, engine_api, esc, fmt_duration, fmt_money, fmt_number, plain
 from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, thumb_png
 
 __all__ = ["ModelControls", "VideoPanel", "model_controls", "video_models"]
@@ -470,14 +470,14 @@ class VideoPanel(Panel):
         cost = 0.0 if result.provider == "local" else (result.cost or 0.0)
         simulated = not cost and any(str(n).startswith("SIMULATOR") for n in result.notes)  # free: the engine's rule
         total = result.elapsed_s
-        bits = [result.model, f"{result.duration_s} s", "free" if not cost else fmt_money(cost),
+        bits = [result.model, f"{fmt_number(result.duration_s)} s", "free" if not cost else fmt_money(cost),
                 PROVIDER_NAMES.get(result.provider, result.provider)]
         if total:
             bits.append(fmt_duration(total))
         caption = " · ".join(str(b) for b in bits if b)
         notes = _clip_notes(result.notes)
         facts = [("model", result.model), ("made by", PROVIDER_NAMES.get(result.provider, result.provider)),
-                 ("provider model", result.provider_model), ("length", f"{result.duration_s} s"),
+                 ("provider model", result.provider_model), ("length", f"{fmt_number(result.duration_s)} s"),
                  ("cost", "$0 (offline simulator)" if simulated else "$0 (this machine)" if result.provider == "local"
                   else fmt_money(cost)), ("file", str(path))]
         self.pane.show_video(data, caption=caption, name=path.name, details=_details(facts))
@@ -498,7 +498,7 @@ class VideoPanel(Panel):
             self.feed.add(FeedRun(f"{_time.strftime('%H:%M')} · {caption}", [item]))
         self.progress.finish("clip ready")
         self.pane.reveal()
-        self.notice.show(f"Clip ready: {result.duration_s} s from {result.model}.", "ok")
+        self.notice.show(f"Clip ready: {fmt_number(result.duration_s)} s from {result.model}.", "ok")
 
     def refresh(self) -> None:
         """Re-read the job store (other tabs, a restart or another process may have changed it)."""

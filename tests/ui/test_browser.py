@@ -457,7 +457,7 @@ def _batch_runs(w: Walk, *, stops: bool = True) -> None:
     w.shoot("grid-result")
     if stops:
         w.panel().locator(".widget-inline-hbox:has(> .widget-label:text-is('X axis')) ~ .widget-text input").first.fill(
-            "30, 31, 32, 33, 34, 35")
+            "300, 310, 320, 330, 340, 350")  # long enough to be running when Stop is clicked
         w.button("Run grid").click()
         w.stop("grid", started=w.wait_progress(r"\d+/\d+"))
     w.panel().locator(".widget-toggle-button", has_text="Batch").click()
