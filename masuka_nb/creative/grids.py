@@ -39,7 +39,7 @@ from masuka_nb.image.job import PromptCache
 from masuka_nb.image.lora import normalise_loras
 from masuka_nb.image.metadata import RECIPE_KEY
 from masuka_nb.image.pipeline import pick_seeds
-from masuka_nb.image.request import check_seed
+from masuka_nb.image.request import GenerationRequest, check_seed
 from masuka_nb.log import get_logger
 from masuka_nb.models.registry import get_model
 from masuka_nb.progress import ProgressReporter
@@ -221,7 +221,26 @@ def _calls(prompt: str, base: dict[str, Any], *, x: Any, y: Any, z: Any) -> tupl
     if len(combos) > MAX_CELLS:
         raise InvalidRequestError(f"The grid has {len(combos)} cells (limit {MAX_CELLS}).", argument="x",
                                   value=len(combos), hint="Use fewer values per axis.")
-    return axes, labels, (xs, ys, zs), [(combo, _cell_call(base, axes, combo)) for combo in combos]
+    calls = [(combo, _cell_call(base, axes, combo)) for combo in combos]
+    for combo, call in calls:  # every cell's settings checked now: nothing is estimated that would then fail
+        _check_cell(call, axes, combo)
+    return axes, labels, (xs, ys, zs), calls
+
+
+def _check_cell(call: dict[str, Any], axes: dict[str, tuple[str, list[Any]]], combo: tuple) -> None:
+    """The cell's settings as the image engine will check them; a value an axis set is named by its axis."""
+    try:
+        GenerationRequest.build(get_model(call["model"]), prompt=call["prompt"],
+                                negative_prompt=call["negative_prompt"], width=call["width"],
+                                height=call["height"], steps=call["steps"], guidance=call["guidance"],
+                                seed=call["seed"])
+    except InvalidRequestError as exc:
+        for name, (fieldname, _values) in axes.items():
+            if exc.argument == fieldname or (fieldname == "size" and exc.argument in ("width", "height")):
+                value = combo[("x", "y", "z").index(name)]
+                raise InvalidRequestError(f"{name.upper()} axis, {fieldname} {value}: {exc.message}", argument=name,
+                                          value=value, hint=exc.hint) from None
+        raise
 
 
 def _labels(name: str, axis: Any, parsed: tuple[str, list[Any]]) -> list[str]:

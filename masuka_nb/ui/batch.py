@@ -86,9 +86,11 @@ class BatchSection(widgets.VBox):
         self.estimate = widgets.HTML("")
         self.form_notice = Notice()
         self.grid_box = widgets.VBox(rows)
+        # the grid engine names an axis "x" / "y"; the form's own checks "axis_x" / "axis_y"
         self.fields = {"prompts": self.prompts, "seeds": self.seeds, "axis_x": self.axes["x"][1],
-                       "axis_y": self.axes["y"][1]}
-        self.labels = {"prompts": "Prompts", "seeds": "Seeds", "axis_x": "X axis", "axis_y": "Y axis"}
+                       "axis_y": self.axes["y"][1], "x": self.axes["x"][1], "y": self.axes["y"][1]}
+        self.labels = {"prompts": "Prompts", "seeds": "Seeds", "axis_x": "X axis", "axis_y": "Y axis",
+                       "x": "X axis", "y": "Y axis"}
         self.mode.observe(self._on_mode_change, names="value")
         self.estimate_button.on_click(self._on_estimate_button_click)
         self.run_button.on_click(self._on_run_button_click)

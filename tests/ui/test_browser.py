@@ -455,11 +455,15 @@ def _batch_runs(w: Walk, *, stops: bool = True) -> None:
     expect(w.panel().locator('[data-testid="mk-batch-done"]')).to_contain_text("grid · 2 cells")
     w.in_view(w.panel().locator(".mk-stage img:visible").first, "grid")
     w.shoot("grid-result")
-    if stops:
+    if stops:  # long enough to be running when Stop is clicked (steps go up to 150)
         w.panel().locator(".widget-inline-hbox:has(> .widget-label:text-is('X axis')) ~ .widget-text input").first.fill(
-            "300, 310, 320, 330, 340, 350")  # long enough to be running when Stop is clicked
+            "140, 141, 142, 143, 144, 145")
+        w.field("Width").fill("128")
+        w.field("Height").fill("128")
         w.button("Run grid").click()
         w.stop("grid", started=w.wait_progress(r"\d+/\d+"))
+        w.field("Width").fill("64")
+        w.field("Height").fill("64")
     w.panel().locator(".widget-toggle-button", has_text="Batch").click()
 
 
