@@ -51,6 +51,11 @@ def test_grid_mode_checks_every_axis_before_estimating_and_shows_the_grid(masuka
     section.estimate_button.click()  # an empty axis is refused, not estimated
     assert section.estimate.value == "" and "X axis (steps) has no values" in section.form_notice.text
     assert "mk-invalid" in x_values._dom_classes
+    x_values.value = "2, 300"  # a value the image engine refuses (steps go to 150): said before any estimate
+    section.estimate_button.click()
+    assert section.estimate.value == "" and "X axis, steps 300" in section.form_notice.text
+    assert "between 1 and 150" in section.form_notice.text and "mk-invalid" in x_values._dom_classes
+    assert "mk-invalid" not in form.steps._dom_classes  # the form's own Steps is fine: the axis is marked
     x_field.value, x_values.value = "model", "tiny-flux, tiny-sd3"
     y_field.value, y_values.value = "prompt_sr", "red, blue"
     section.estimate_button.click()
