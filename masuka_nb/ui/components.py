@@ -461,13 +461,20 @@ class Panel(widgets.VBox):
                 log.error("ui.unexpected_error", what=run.label, error=repr(error), exc_info=error)
             self._fail(run.label, error)
         self._after_run()
+        if run.state != "done":
+            self._pending_reveal = None
+
+    def _run_settled(self, run: Run) -> None:
+        """Called once the app's queue strip is drawn again: what the run made comes into view now, after
+        every change of layout the run caused (a preview gone, a notice, the strip)."""
         pending, self._pending_reveal = self._pending_reveal, None
         if pending is not None and run.state == "done":
-            reveal(pending)  # last: after every change of layout this run made (a preview gone, a notice)
+            reveal(pending)
 
     def reveal(self, target: widgets.Widget | None) -> None:
-        """Bring `target` (what a run made) into view: at once outside a run; inside one, when the run has
-        ended, so no later change of layout (a hidden preview, a new notice) pushes it out of view again."""
+        """Bring `target` (what a run made) into view: at once outside a run; inside one, once the run has
+        ended and settled, so no later change of layout (a hidden preview, a notice, the queue strip) pushes
+        it out of view again."""
         if self.busy:
             self._pending_reveal = target
         else:

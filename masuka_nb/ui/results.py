@@ -301,8 +301,15 @@ class ResultPane(widgets.VBox):
         self._download(_download_link(download[0], download[1], "image/png") if download else "")
         self.details.value = details
 
-    def show_video(self, data: bytes, *, caption: str = "", name: str = "masuka.mp4", details: str = "") -> None:
+    def show_video(self, data: bytes, *, caption: str = "", name: str = "masuka.mp4", details: str = "",
+                   size: tuple[int, int] | None = None) -> None:
+        """A clip with its player; `size` (its frame, e.g. from the poster) shapes the player before the
+        browser has read the file, so nothing moves when it has."""
         self._stage("video")
+        ratio = size[0] / size[1] if size and size[1] else 16 / 9
+        shape = "mk-ar-wide" if ratio >= 1.2 else "mk-ar-tall" if ratio <= 0.83 else "mk-ar-square"
+        for cls in ("mk-ar-wide", "mk-ar-tall", "mk-ar-square"):
+            (self.video.add_class if cls == shape else self.video.remove_class)(cls)
         self.video.value = data
         self._caption(caption)
         self._download(_download_link(data, name, "video/mp4") if len(data) <= 40 * 1024**2 else "")

@@ -65,7 +65,8 @@ class Run:
 
 
 class RunQueue(widgets.HBox):
-    """The app's runs: one worker thread and a visible queue ("Running: … · Waiting: … ✕"), or inline.
+    """The app's runs: one worker thread and a visible queue ("Running: … · Waiting: … ✕", shown while a
+    run waits), or inline.
 
     `submit(run)` returns at once in worker mode; in inline mode it returns when the run has ended.
     `on_start(run)` and `on_end(run, error)` are the owner's hooks (called on the thread that runs it).
@@ -92,6 +93,7 @@ class RunQueue(widgets.HBox):
         run.asked_at = self._clock()
         if self.mode == "inline":
             self._execute(run)
+            self._settled(run)
             return run
         with self._lock:
             self._waiting.append(run)
@@ -161,6 +163,19 @@ class RunQueue(widgets.HBox):
                 with self._lock:
                     self.current = None
                 self._render()
+                self._settled(run)
+
+    @staticmethod
+    def _settled(run: Run) -> None:
+        """The owner's last word on a run, once the queue strip is drawn again (nothing above the tab moves
+        after it: what the run made can be brought into view)."""
+        settle = getattr(run.owner, "_run_settled", None)
+        if settle is None:
+            return
+        try:
+            settle(run)
+        except Exception as exc:  # never kill the worker
+            log.error("ui.run_settle_failed", run=run.label, error=repr(exc), exc_info=exc)
 
     def _execute(self, run: Run) -> None:
         run.state, run.started_at = "running", self._clock()
@@ -196,7 +211,9 @@ class RunQueue(widgets.HBox):
     def _render(self) -> None:
         with self._lock:
             current, waiting = self.current, list(self._waiting)
-        if self.mode == "inline" or (current is None and not waiting):
+        # Shown only while something waits: a strip that came and went with every run would move the whole
+        # app down and up again (the running run shows its own progress in its tab).
+        if self.mode == "inline" or not waiting:
             self.layout.display = "none"
             self.children = [self.label]
             return

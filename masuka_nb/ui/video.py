@@ -480,8 +480,6 @@ class VideoPanel(Panel):
                  ("provider model", result.provider_model), ("length", f"{fmt_number(result.duration_s)} s"),
                  ("cost", "$0 (offline simulator)" if simulated else "$0 (this machine)" if result.provider == "local"
                   else fmt_money(cost)), ("file", str(path))]
-        self.pane.show_video(data, caption=caption, name=path.name, details=_details(facts))
-        self.pane.set_notes(notes)
         thumb = getattr(result, "thumbnail", None)
         picture = None
         if thumb and Path(str(thumb)).is_file():
@@ -489,6 +487,9 @@ class VideoPanel(Panel):
 
             with Image.open(thumb) as im:
                 picture = im.convert("RGB")
+        self.pane.show_video(data, caption=caption, name=path.name, details=_details(facts),
+                             size=picture.size if picture is not None else None)
+        self.pane.set_notes(notes)
         if picture is None:
             from PIL import Image
 
