@@ -460,6 +460,8 @@ class GeneratePanel(Panel):
         nxt = next((it for run in self.feed.runs for it in run.items), None)
         self.shown = None
         self.pane.clear()
+        if self.progress.elapsed_s is None:  # no run going on: the last run's status described what is gone
+            self.progress.reset()
         if nxt is not None:
             nxt.pick()
         undo = (lambda: self._undo(shown, found)) if found is not None else None

@@ -43,6 +43,9 @@ def test_generate_streams_progress_and_puts_the_newest_image_on_the_stage(masuka
     form.count.value = 1
     form.generate_button.click()
     assert len(form.feed.runs) == 2 and "seed 7" in form.pane.caption.value
+    # the details describe the shown image only (whole table cells: a seed's digits also occur in paths and times)
+    assert "<td>seed</td><td>7</td>" in form.pane.details.value
+    assert "<td>seed</td><td>5</td>" not in form.pane.details.value and "<td>seeds</td><td>5, 6</td>" not in form.pane.details.value
     form.feed.runs[1].items[1].pick()
     assert "seed 6" in form.pane.caption.value and form.shown.seed == 6
     ui.select("History")
@@ -94,6 +97,7 @@ def test_delete_has_undo_and_deletes_the_right_record(masuka_home):
     assert not __import__("pathlib").Path(up.path).exists() and not [r for r in query() if r.kind == "upscale"]
     assert len(query(kind="image")[0].paths) == 2  # the image it came from keeps both of its files
     assert form.feed.find(up.path) is None and "Undo" in form.notice.buttons
+    assert "upscaled" not in form.progress.status_text  # no status line left about what is gone
     form.notice.buttons["Undo"].click()
     assert __import__("pathlib").Path(up.path).exists() and [r for r in query() if r.kind == "upscale"]
     assert form.feed.find(up.path) is not None and form.shown is up
