@@ -128,7 +128,7 @@ LAYOUT_JS = """
   const vw = document.documentElement.clientWidth;
   for (const [e, r] of boxes) {
     if (r.right > vw + 1 || r.left < -1) problems.push('off screen: ' + name(e));
-    const cut = e.matches('.jupyter-button, .widget-label, .mk-chip, .lm-TabBar-tab, .mk-section');
+    const cut = e.matches('.jupyter-button, .widget-label, .mk-chip, .lm-TabBar-tab, .mk-section, .mk-notice');
     if (cut && e.scrollWidth > e.clientWidth + 1) problems.push('text cut: ' + name(e));
     const row = e.parentElement && e.parentElement.closest('.widget-inline-hbox');
     if (row && e.tagName !== 'OPTION') {
@@ -565,10 +565,12 @@ def _narrow(w: Walk) -> None:
     w.run("Generate")
     w.expect(w.panel().locator('[data-testid="mk-stage-caption"]')).to_contain_text("seed 5")
     w.in_view(w.panel().locator(".mk-stage img:visible").first, "image at 420 px")
+    w.layout("image at 420 px")
     w.shoot("image-result")
     w.run("Upscale 2×")
     w.expect(w.panel().locator('[data-testid="mk-stage-caption"]')).to_contain_text("upscale")
     w.in_view(w.panel().locator(".mk-stage img:visible").first, "upscale at 420 px")
+    w.layout("upscale at 420 px")
     w.panel().locator(".jupyter-button:visible", has_text="Run batch").scroll_into_view_if_needed()
     w.run("Run batch")
     w.expect(w.panel().locator('[data-testid="mk-batch-done"]')).to_contain_text("batch")
@@ -586,6 +588,7 @@ def _narrow(w: Walk) -> None:
     w.button("Train here").click()
     w.wait_progress("trained to step 2")()
     w.in_view(w.panel().locator('[data-testid="mk-lora"]'), "LoRA at 420 px")
+    w.layout("LoRA at 420 px")
     w.shoot("trained")
     w.run("Compare with base")
     w.in_view(w.panel().locator(".mk-compare img").first, "comparison at 420 px")
@@ -594,6 +597,7 @@ def _narrow(w: Walk) -> None:
     w.tab("History")
     w.panel().locator(".mk-tile .mk-overlay").nth(1).click()
     w.in_view(w.panel().locator(".mk-result-pane .mk-stage:visible").first, "history at 420 px")
+    w.layout("history at 420 px")
     w.shoot("history-picked")
 
 
