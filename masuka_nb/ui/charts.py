@@ -104,7 +104,7 @@ def svg_line(values: Sequence[float], *, width: int = 480, height: int = 200, sm
     vals = [float(v) for v in values]
     if len(vals) < 2:
         return ""
-    pad_l, pad_b, pad_t, pad_r = 46, 26, 10, 10
+    pad_l, pad_b, pad_t, pad_r = 56, 26, 10, 10  # room for tick labels drawn larger on a narrow screen
     lo, hi = min(vals), max(vals)
     if hi - lo < 1e-12:
         hi = lo + 1.0
@@ -128,7 +128,7 @@ def svg_line(values: Sequence[float], *, width: int = 480, height: int = 200, sm
     ticks += (f'<text class="mk-svg-text" x="{pad_l}" y="{height - 6}">1</text>'
               f'<text class="mk-svg-text" x="{pad_l + w}" y="{height - 6}" text-anchor="end">{len(vals)}</text>'
               f'<text class="mk-svg-text" x="{pad_l + w / 2:.0f}" y="{height - 6}" text-anchor="middle">{xlabel}</text>'
-              f'<text class="mk-svg-text" x="12" y="{pad_t + h / 2:.0f}" text-anchor="middle" '
+              f'<text class="mk-svg-text mk-svg-ylabel" x="12" y="{pad_t + h / 2:.0f}" text-anchor="middle" '
               f'transform="rotate(-90 12 {pad_t + h / 2:.0f})">{ylabel}</text>')
     return (f'<svg class="mk-svg" data-testid="mk-loss" viewBox="0 0 {width} {height}" '
             f'role="img" aria-label="{ylabel} per {xlabel}">{ticks}{lines}</svg>')

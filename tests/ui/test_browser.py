@@ -520,6 +520,9 @@ def _video_runs(w: Walk, *, stops: bool = True) -> None:
     w.panel().get_by_placeholder("dolly shot", exact=False).fill("waves at night, slow pan")
     if stops:
         w.choose("Model", "tiny-wan")
+        # the kernel answers a model change by setting that model's steps, then its chips: the chips say the
+        # answer has arrived (typing before it came, the default overwrote the 60 and the run ended before Stop)
+        expect(w.panel().locator(".mk-chip", has_text="runs here, free")).to_be_visible()
         w.field("Steps").fill("60")
         w.button("Generate video").click()
         w.stop("local video", started=w.wait_progress(r"video [1-9]\d*/60"))
