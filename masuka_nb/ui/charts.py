@@ -104,7 +104,7 @@ def svg_line(values: Sequence[float], *, width: int = 480, height: int = 200, sm
     vals = [float(v) for v in values]
     if len(vals) < 2:
         return ""
-    pad_l, pad_b, pad_t, pad_r = 56, 26, 10, 10  # room for tick labels drawn larger on a narrow screen
+    pad_l, pad_b, pad_t, pad_r = 56, 26, 16, 10  # room for tick labels drawn larger on a narrow screen
     lo, hi = min(vals), max(vals)
     if hi - lo < 1e-12:
         hi = lo + 1.0
