@@ -389,9 +389,11 @@ def estimate_local(model: str, *, duration: float = 5, resolution: str | None = 
 
 def generate_from_front_door(prompt: str, *, model: str, duration: float = 5, resolution: str | None = None,
                              image: Any = None, aspect_ratio: str | None = None, progress: Any = None,
-                             cancel: Any = None, seed: int | None = None, strict: bool = False) -> LocalVideoResult:
-    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size.
-    A change to fit the model is said in the result's notes, or refused when `strict`."""
+                             cancel: Any = None, seed: int | None = None, steps: int | None = None,
+                             strict: bool = False) -> LocalVideoResult:
+    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size;
+    `steps` (the model's own by default) trades time for quality. A change to fit the model is said in the
+    result's notes, or refused when `strict`."""
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
     if strict and shape.changes:
@@ -400,6 +402,6 @@ def generate_from_front_door(prompt: str, *, model: str, duration: float = 5, re
                                   hint="Ask for what the model makes (see VideoGenerator().estimate), or turn "
                                        "strict off to accept the nearest clip.")
     result = generate_local(prompt, model=spec.id, image=image, width=shape.width, height=shape.height,
-                            num_frames=shape.num_frames, seed=seed, progress=progress, cancel=cancel)
+                            num_frames=shape.num_frames, seed=seed, steps=steps, progress=progress, cancel=cancel)
     result.notes.extend(shape.changes)
     return result
