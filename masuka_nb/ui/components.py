@@ -449,9 +449,8 @@ class Panel(widgets.VBox):
             b.disabled = False
         self._set_locked(False)
         if run.state == "stopped":
-            took = fmt_duration((run.ended_at or 0) - (run.started_at or 0))
             info = error_info(error) if error is not None else None
-            self.notice.show(f"Stopped after {took}. {self._stopped_words(run, info)}", "warning")
+            self.notice.show(self._stopped_text(run, info), "warning")
             self.notice.html.value = self.notice.html.value.replace('data-testid="mk-notice"',
                                                                     'data-testid="mk-stopped"')
             self.last_error = info
@@ -479,6 +478,12 @@ class Panel(widgets.VBox):
             self._pending_reveal = target
         else:
             reveal(target)
+
+    def _stopped_text(self, run: Run, info: ErrorInfo | None) -> str:
+        """The stop notice: how long it ran and what was kept (a subclass that can count what it made says
+        that instead: "Stopped after 4 of 16 images; …")."""
+        took = fmt_duration((run.ended_at or 0) - (run.started_at or 0))
+        return f"Stopped after {took}. {self._stopped_words(run, info)}"
 
     def _stopped_words(self, run: Run, info: ErrorInfo | None) -> str:
         """What a stop kept, in one sentence (a subclass says it for its own runs: a training's checkpoint)."""

@@ -479,6 +479,9 @@ class GeneratePanel(Panel):
         self.notice.show("Restored.", "ok")
 
     # ---- outcomes -----------------------------------------------------------------------------------
+    def _stopped_text(self, run: Any, info: Any) -> str:
+        return (self.batch.stopped_text() if run.label == "batch" else None) or super()._stopped_text(run, info)
+
     def _on_stopped(self, run: Any) -> None:
         self.progress.finish("stopped", ok=False)
         self.pane.reveal_status()
