@@ -128,6 +128,13 @@ def test_the_offline_simulator_is_free_everywhere(masuka_home, monkeypatch):
         assert sims["cometapi"].counts["submit"] == 1 and panel.confirm_button.layout.display == "none"
         assert "free" in panel.pane.caption.value and "$0 (offline simulator)" in panel.pane.details.value
         assert "$1" not in panel.pane.caption.value + panel.jobs_html.value
+        # the caption and notice say the length of the clip received (the simulator sends a 1 s clip
+        # whatever was asked), and what was asked for beside it
+        asked = panel.duration.value
+        assert asked >= 4 and " · 1 s · " in panel.pane.caption.value, panel.pane.caption.value
+        assert f" · {asked} s" not in panel.pane.caption.value
+        assert "Clip ready: 1 s from" in panel.notice.text and f"you asked for {asked} s" in panel.notice.text
+        assert f"1 s (asked for {asked} s)" in panel.pane.details.value
         assert query(kind="video")[0].extra["cost_usd"] == 0.0 and pricing.session_spent() == 0.0
         ui.select("Dashboard")
         assert "$0.00" in ui.dashboard.stats_html.value
@@ -175,3 +182,12 @@ def test_a_local_clip_stops_mid_run_on_the_worker(masuka_home):
     run = ui.runner.history[-1]
     assert run.state == "stopped", (run.state, panel.last_error)
     assert "Stopped after" in panel.notice.text and panel.result is None
+
+
+def test_a_clips_length_is_read_from_its_file():
+    from masuka_nb.testing.media import tiny_mp4
+    from masuka_nb.ui.video import clip_seconds
+
+    assert clip_seconds(tiny_mp4(frames=8, fps=8)) == 1.0
+    assert clip_seconds(tiny_mp4(frames=20, fps=8)) == 2.5
+    assert clip_seconds(b"not a clip") is None
