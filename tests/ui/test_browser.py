@@ -91,12 +91,14 @@ LAYOUT_JS = """
 () => {
   const panel = [...document.querySelectorAll('.mk-panel')].find(p => p.offsetParent !== null);
   const app = document.querySelector('.mk-app');
-  const roots = [panel, app.querySelector('.mk-header')].filter(Boolean);
+  // the toasts and the tab bar are checked too: a toast must cover no tab and no control
+  const roots = [panel, app.querySelector('.mk-header'), app.querySelector('.lm-TabBar, .p-TabBar'),
+                 app.querySelector('.mk-toasts')].filter(Boolean);
   const sel = ['.jupyter-button', 'input:not([type=checkbox])', 'select', 'textarea', '.widget-label:not(:empty)',
                '.mk-chip', '.widget-checkbox', '.widget-progress', 'img', 'video', '.mk-notice', '.mk-section',
                '.mk-caption', '.mk-stage-caption', '.mk-status', '.mk-link-button', '.mk-stat', '.mk-job',
                '.mk-bar-row', '.mk-plan', '.mk-muted', '.lm-TabBar-tab'].join(',');
-  const skip = e => e.closest('.mk-toasts') || e.classList.contains('mk-overlay') ||
+  const skip = e => e.classList.contains('mk-overlay') ||
                     e.closest('.mk-tile-frame > .widget-html') || e.closest('details:not([open]) > :not(summary)');
   const shown = e => { const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
                        return r.width > 1 && r.height > 1 && s.visibility !== 'hidden' && e.offsetParent !== null; };
@@ -129,7 +131,7 @@ LAYOUT_JS = """
   for (const [e, r] of boxes) {
     if (r.right > vw + 1 || r.left < -1) problems.push('off screen: ' + name(e));
     const cut = e.matches('.jupyter-button, .widget-label, .mk-chip, .lm-TabBar-tab, .mk-section, .mk-notice');
-    if (cut && e.scrollWidth > e.clientWidth + 1) problems.push('text cut: ' + name(e));
+    if (cut && !e.closest('.mk-toasts') && e.scrollWidth > e.clientWidth + 1) problems.push('text cut: ' + name(e));
     const row = e.parentElement && e.parentElement.closest('.widget-inline-hbox');
     if (row && e.tagName !== 'OPTION') {
       const rr = row.getBoundingClientRect();
@@ -138,6 +140,10 @@ LAYOUT_JS = """
     const card = e.closest('.mk-card');
     if (card) { const rc = card.getBoundingClientRect(); if (r.right > rc.right + 1) problems.push('out of its card: ' + name(e)); }
   }
+  // a toast lives in the tab bar's row, right of the titles: nowhere near a result's actions
+  const toast = app.querySelector('.mk-toasts .mk-toast-card'), bar = app.querySelector('.lm-TabBar, .p-TabBar');
+  if (toast && bar && shown(toast)) { const t = toast.getBoundingClientRect(), b = bar.getBoundingClientRect();
+    if (t.top < b.top - 4 || t.bottom > b.bottom + 4) problems.push('a toast outside the tab bar row'); }
   return [...new Set(problems)];
 }
 """
