@@ -32,7 +32,7 @@ from masuka_nb.ui.helpers import (
 )
 from masuka_nb.ui.runs import Run, RunQueue
 
-__all__ = ["Gallery", "Notice", "Panel", "ProgressView", "Tile", "Toasts", "field_row", "fill_upload", "section",
+__all__ = ["COMPACT_LABEL", "Gallery", "Notice", "Panel", "ProgressView", "Tile", "Toasts", "field_row", "fill_upload", "section",
            "split", "theme_widget"]
 
 log = get_logger(__name__)
@@ -97,6 +97,7 @@ def show(widget: widgets.Widget, visible: bool = True) -> None:
 
 
 LABEL_STYLE = {"description_width": "96px"}
+COMPACT_LABEL = {"description_width": "52px"}  # a field to the right of another in a row (Height beside Width)
 
 
 class Notice(widgets.VBox):

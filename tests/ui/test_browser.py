@@ -400,6 +400,9 @@ def _image_runs(w: Walk, *, stops: bool = True) -> None:
     w.field("Steps").fill("2")
     w.field("Width").fill("64")
     w.field("Height").fill("64")
+    if w.look.startswith("wide"):  # Width, Height and Steps hold one row at 1400 px (JupyterLab's column too)
+        tops = [w.field(name).bounding_box()["y"] for name in ("Width", "Height", "Steps")]
+        assert max(tops) - min(tops) < 4, f"{w.front} {w.look}: Width/Height/Steps wrap ({tops})"
     w.button("Generate").click()
     expect(w.panel().locator('[data-testid="mk-stage-caption"]')).to_contain_text("seed 3")
     w.in_view(w.panel().locator(".mk-stage img:visible").first, "image")
