@@ -47,7 +47,10 @@ def video_models() -> list[tuple[str, str]]:
 
     rows: list[tuple[int, str, str, str]] = []
     for spec in local_video_models():
-        rows.append((0, "local", f"This machine · {_short_title(spec.title)} · free", spec.id))
+        title = _short_title(spec.title)
+        if "random weights" in spec.title:  # an offline test model: say that it makes noise, not a video
+            title += " (test model: makes noise)"
+        rows.append((0, "local", f"This machine · {title} · free", spec.id))
     for mid, entry in catalog()["models"].items():
         if "alias_of" in entry or "unavailable" in entry or "retired" in entry:
             continue
@@ -65,6 +68,8 @@ def video_models() -> list[tuple[str, str]]:
             continue
         name = PROVIDER_NAMES.get(first.provider, first.provider)
         title = _short_title(entry.get("title", mid))
+        if title.lower().endswith(f" on {name.lower()}"):  # "fal · Kling 2.5 Turbo on fal": the group says it
+            title = title[: -len(f" on {name}")]
         rows.append((1, name, f"{name} · {title} · {fmt_money(usd)} per {seconds} s clip", mid))
     rows.sort(key=lambda r: (r[0], r[1].lower(), r[2]))
     return [(label, mid) for _, _, label, mid in rows]

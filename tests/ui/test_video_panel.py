@@ -45,6 +45,9 @@ def test_the_model_list_is_short_grouped_and_priced():
     titles = [label.split(" · ")[1] for label in labels]
     assert len(set(titles)) == len(titles) and len(ids) <= 18, titles
     assert ids[0].startswith(("tiny-wan", "wan"))  # free, on this machine, first
+    # an offline test model says it makes noise; the provider is said once (not "fal · Kling … on fal")
+    assert all("makes noise" in label for label, mid in panel.model.options if mid.startswith("tiny-"))
+    assert not [label for label in labels if " on " + label.split(" · ")[0] + " " in label], labels
     hosted = [label for label in labels if not label.startswith("This machine")]
     assert all(" per " in label and "$" in label for label in hosted), hosted
     assert [label.split(" · ")[0] for label in hosted] == sorted((label.split(" · ")[0] for label in hosted),
