@@ -138,7 +138,11 @@ LAYOUT_JS = """
       if (r.bottom > rr.bottom + 1 || r.right > rr.right + 1) problems.push('spills out of its row: ' + name(e));
     }
     const card = e.closest('.mk-card');
-    if (card) { const rc = card.getBoundingClientRect(); if (r.right > rc.right + 1) problems.push('out of its card: ' + name(e)); }
+    if (card) { const rc = card.getBoundingClientRect(); const cs = getComputedStyle(card);
+      // the card's padding is its margin of air: a box that reaches into it (a notice 2 px over) is out too
+      const inner = rc.right - parseFloat(cs.borderRightWidth) - parseFloat(cs.paddingRight);
+      if (r.right > rc.right + 1) problems.push('out of its card: ' + name(e));
+      else if (r.right > inner + 1) problems.push(`into its card's padding by ${Math.round(r.right - inner)}px: ` + name(e)); }
   }
   // a toast lives in the tab bar's row, right of the titles: nowhere near a result's actions
   const toast = app.querySelector('.mk-toasts .mk-toast-card'), bar = app.querySelector('.lm-TabBar, .p-TabBar');
@@ -527,6 +531,16 @@ def _video_runs(w: Walk, *, stops: bool = True) -> None:
     expect = w.expect
     w.tab("Video")
     w.panel().get_by_placeholder("dolly shot", exact=False).fill("waves at night, slow pan")
+    # the model list as the user opens it: current models only, one entry each, priced
+    box = w.field("Model")
+    options = box.evaluate("s => [...s.options].map(o => o.textContent)")
+    (w.shots / f"{w.front}-{w.look}-video-models.txt").write_text("\n".join(options))
+    assert len(options) <= 18 and not [o for o in options if "sora" in o.lower()], options
+    assert len({o.split(" · ")[1] for o in options}) == len(options), options
+    if stops:  # a native list is not drawn in a screenshot: show it as an open list box for one
+        box.evaluate("s => { s.setAttribute('size', s.options.length); s.style.height = 'auto'; }")
+        w.shoot("video-models-open")
+        box.evaluate("s => { s.removeAttribute('size'); s.style.height = ''; }")
     if stops:
         w.choose("Model", "tiny-wan")
         # the kernel answers a model change by setting that model's steps, then its chips: the chips say the

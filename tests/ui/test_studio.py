@@ -299,7 +299,7 @@ def test_a_comparison_sheet_tile_takes_the_tiles_ground_not_a_white_block(masuka
         scale = TILE / 120
         top = (TILE - round(60 * scale)) // 2
 
-        def at(x, y, scale=scale, top=top):
+        def at(x, y, tile=tile, scale=scale, top=top):
             return tile.getpixel((int(x * scale), top + int(y * scale)))
 
         assert at(2, 2) == GROUND and at(30, 50) == GROUND  # the sheet's white ground is the tile's
