@@ -485,7 +485,10 @@ class GeneratePanel(Panel):
 
     # ---- outcomes -----------------------------------------------------------------------------------
     def _stopped_text(self, run: Any, info: Any) -> str:
-        return (self.batch.stopped_text() if run.label == "batch" else None) or super()._stopped_text(run, info)
+        words = self.batch.stopped_text() if run.label == "batch" else None
+        if words and "nothing was saved" in words and self.shown is not None:
+            words += " The result shown is from an earlier run."  # so the kept sheet beside it is not misread
+        return words or super()._stopped_text(run, info)
 
     def _on_stopped(self, run: Any) -> None:
         self.progress.finish("stopped", ok=False)
