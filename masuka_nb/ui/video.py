@@ -588,7 +588,8 @@ def jobs_cards_html(jobs: list[Any], *, limit: int = 12) -> str:
         money = ("free (simulator)" if simulated else fmt_money(cost) + ("" if rec.cost_usd is not None else " est."))
         state = {"completed": "done", "failed": "failed", "cancelled": "stopped"}.get(rec.state, rec.state)
         cards.append(
-            f'<div class="mk-job"><div class="mk-job-top"><b>{esc(rec.model)}</b>'
+            f'<div class="mk-job" data-job-id="{esc(job.id)}" title="job {esc(job.id)}">'
+            f'<div class="mk-job-top"><b>{esc(rec.model)}</b>'
             f'<span class="mk-chip mk-state-{esc(rec.state)}">{esc(state)}</span></div>'
             f'<div class="mk-muted">{esc(rec.kind)} · {esc(PROVIDER_NAMES.get(rec.provider, rec.provider))} · '
             f'{esc(money)}</div><div class="mk-job-prompt">{esc((rec.prompt or "")[:80])}</div></div>')
