@@ -559,7 +559,9 @@ def _video_runs(w: Walk, *, stops: bool = True) -> None:
     w.panel().get_by_placeholder("dolly shot", exact=False).fill("waves at night, slow pan")
     # the model list as the user opens it: current models only, one entry each, priced
     box = w.field("Model")
-    options = [o for o in box.evaluate("s => [...s.options].map(o => o.textContent.trim())") if o]
+    # the widget draws each space of a label as a no-break space: read them back as the spaces a person sees
+    options = [o for o in box.evaluate(
+        "s => [...s.options].map(o => o.textContent.replace(/\\u00a0/g, ' ').trim())") if o]
     (w.shots / f"{w.front}-{w.look}-video-models.txt").write_text("\n".join(options))
     assert len(options) <= 18 and not [o for o in options if "sora" in o.lower()], options
     assert len({o.split(" · ")[1] for o in options}) == len(options), options
