@@ -115,6 +115,12 @@ def download_plan(
     elsewhere = quantized if memory_plan.quantized_repo else set()
     own = [c.name for c in spec.components if c.name not in elsewhere]
     allow = patterns_for(own) + tuple(f"{_TOKENIZER_FOR[c]}/*" for c in sorted(elsewhere) if c in _TOKENIZER_FOR)
+    if memory_plan.quantized_file:
+        # A GGUF plan reads the transformer's weights from its single file (masuka_nb.image.gguf, through the one
+        # downloader); from the repo it needs only the transformer's config.
+        allow = tuple(p for p in allow if p != "transformer/*.safetensors")
+    if getattr(spec, "task", "") == "edit" and spec.family == "qwenimage":
+        allow += ("processor/*",)  # Qwen2VLProcessor: the edit pipeline's image + text processor
     files = _as_files(listing) if listing is not None else _list_repo(spec.repo, spec.revision)
     main = DownloadPlan(spec.repo, spec.revision, allow, _ALWAYS_IGNORE,
                         tuple(f for f in files if _selected(f.path, allow, _ALWAYS_IGNORE)))

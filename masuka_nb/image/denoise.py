@@ -94,12 +94,13 @@ def _denoise_locked(job: GenerationJob, reporter: Any) -> list[Any]:
         return kwargs
 
     call: dict[str, Any] = dict(prompt=req.prompt, width=req.width, height=req.height,
-                                num_inference_steps=req.steps, guidance_scale=req.guidance,
-                                num_images_per_prompt=req.num_images, generator=generators,
-                                max_sequence_length=spec.max_sequence_length, callback_on_step_end=on_step,
-                                output_type="pil")
-    if req.negative_prompt:
-        call["negative_prompt"] = req.negative_prompt
+                                num_inference_steps=req.steps, num_images_per_prompt=req.num_images,
+                                generator=generators, max_sequence_length=spec.max_sequence_length,
+                                callback_on_step_end=on_step, output_type="pil")
+    call[spec.guidance_arg] = req.guidance  # Qwen-Image: true_cfg_scale (registry data)
+    negative = req.negative_prompt or spec.negative_default  # Qwen-Image's CFG needs one: the card's " "
+    if negative:
+        call["negative_prompt"] = negative
     if req.image is not None:
         call["image"] = req.image.resize((req.width, req.height))
         call["strength"] = req.strength
@@ -166,6 +167,8 @@ def _encode_then_free(pipe, spec, req, mplan) -> dict[str, Any]:
 
 def _encode(pipe, spec, req, device) -> dict[str, Any]:
     """The pipeline's own `encode_prompt`, as the keyword arguments its `__call__` takes instead of text."""
+    if spec.family in ("zimage", "qwenimage"):
+        return _encode_single_stream(pipe, spec, req, device)
     if spec.family == "flux2":  # FLUX.2 [klein]: one Qwen3 encoder, no pooled embedding (issue 12)
         embeds, _ = pipe.encode_prompt(prompt=req.prompt, device=device, num_images_per_prompt=req.num_images,
                                        max_sequence_length=spec.max_sequence_length)
@@ -184,6 +187,39 @@ def _encode(pipe, spec, req, device) -> dict[str, Any]:
     if cfg:
         out.update(negative_prompt_embeds=neg, negative_pooled_prompt_embeds=neg_pooled)
     return out
+
+
+def _encode_single_stream(pipe, spec, req, device) -> dict[str, Any]:
+    """Z-Image (a list of variable-length embeddings per prompt) and Qwen-Image (embeddings and their mask); the
+    negative side only when the model runs classifier-free guidance (Z-Image above 0, Qwen-Image above 1)."""
+    from masuka_nb.memory import cfg_passes
+
+    n = req.num_images
+    cfg = cfg_passes(spec, req.guidance) > 1
+    negative = req.negative_prompt or spec.negative_default or ""
+    if spec.family == "zimage":
+        pos, neg = pipe.encode_prompt(prompt=req.prompt, device=device, do_classifier_free_guidance=cfg,
+                                      negative_prompt=negative if cfg else None,
+                                      max_sequence_length=spec.max_sequence_length)
+        out: dict[str, Any] = {"prompt_embeds": [e for e in pos for _ in range(n)]}
+        if cfg:
+            out["negative_prompt_embeds"] = [e for e in neg for _ in range(n)]
+        return out
+    embeds, mask = pipe.encode_prompt(prompt=req.prompt, device=device, num_images_per_prompt=n,
+                                      max_sequence_length=spec.max_sequence_length)
+    out = {"prompt_embeds": embeds, "prompt_embeds_mask": _mask(embeds, mask)}
+    if cfg:
+        neg, neg_mask = pipe.encode_prompt(prompt=negative, device=device, num_images_per_prompt=n,
+                                           max_sequence_length=spec.max_sequence_length)
+        out.update(negative_prompt_embeds=neg, negative_prompt_embeds_mask=_mask(neg, neg_mask))
+    return out
+
+
+def _mask(embeds, mask):
+    """encode_prompt drops an all-ones mask (None); given back explicitly, the pipeline does not warn about it."""
+    import torch
+
+    return mask if mask is not None else torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
 
 
 class _without_text_encoders:
@@ -237,7 +273,7 @@ def _preview(latents, spec, req) -> Any:
     from PIL import Image
 
     lat = latents[0].detach().float().cpu()
-    if spec.family == "flux" and lat.ndim == 2:  # packed (tokens, channels·4): unpack 2×2 patches
+    if lat.ndim == 2:  # packed (tokens, channels·4), FLUX / FLUX.2 / Qwen-Image: unpack 2×2 patches
         h, w = req.height // 16, req.width // 16
         lat = lat.reshape(h, w, -1, 2, 2).permute(2, 0, 3, 1, 4).reshape(-1, h * 2, w * 2)
     rgb = lat[:3].numpy()

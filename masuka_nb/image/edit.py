@@ -1,4 +1,5 @@
-"""Image editing: FLUX.1 Kontext (instruction edits) and FLUX.1 Fill (inpainting/outpainting with a mask).
+"""Image editing: FLUX.1 Kontext and Qwen-Image-Edit (instruction edits), FLUX.1 Fill (inpainting/outpainting with a
+mask).
 
     import masuka_nb as mk
     night = mk.edit(photo, "make it night")                          # Kontext
@@ -126,7 +127,8 @@ def resolve_edit_model(model: str | None, *, has_mask: bool) -> tuple[str, str |
     spec = get_model(model)
     if spec.task not in ("edit", "fill"):
         raise InvalidRequestError(f"{spec.id} does not edit images.", argument="model", value=model,
-                                  hint="Edit models: flux1-kontext-dev (instructions), flux1-fill-dev (a mask).")
+                                  hint="Edit models: flux1-kontext-dev or qwen-image-edit (instructions), flux1-fill-dev (a "
+                                       "mask).")
     if spec.task == "fill" and not has_mask:
         raise InvalidRequestError(f"{spec.id} repaints a masked region, and no `mask` was given.", argument="mask",
                                   value=None, hint="Pass mask=<white where to change>, or use flux1-kontext-dev.")
@@ -148,6 +150,7 @@ def _run(engine, state, t0, image, instruction, *, model, mask, steps, guidance,
     model_id, note = resolve_edit_model(model, has_mask=mask is not None)
     state["model"] = model_id
     spec = get_model(model_id)
+    _check_processor_deps(spec)
     req = _check(spec, image=image, instruction=instruction, mask=mask, steps=steps, guidance=guidance, seed=seed,
                  num_images=num_images)
     if seeds is None:
@@ -169,6 +172,20 @@ def _run(engine, state, t0, image, instruction, *, model, mask, steps, guidance,
     rec = _record(state, t0, paths=paths, timings=timings)
     warnings = [note] if note else []
     return GenerationResult(images, seeds, recipe, paths, timings, mplan, False, warnings, rec.id if rec else "")
+
+
+def _check_processor_deps(spec) -> None:
+    """Qwen-Image-Edit's Qwen2VLProcessor cannot even be built without torchvision (transformers 5 checks its video
+    processor's class, which needs it); Colab ships torchvision, a bare CPU machine may not."""
+    import importlib.util
+
+    if spec.family == "qwenimage" and importlib.util.find_spec("torchvision") is None:
+        from masuka_nb.errors import DependencyMissingError
+
+        raise DependencyMissingError(f"{spec.id} reads the input image with Qwen2VLProcessor, which needs torchvision.",
+                                     argument="model", value=spec.id,
+                                     hint="Install the torchvision that matches your torch (Colab ships it), or use "
+                                          "flux1-kontext-dev.")
 
 
 def _check(spec, *, image, instruction, mask, steps, guidance, seed, num_images) -> dict[str, Any]:
@@ -237,7 +254,7 @@ def _plan_for(spec, req, plan) -> tuple[MemoryPlan, dict]:
                                   value=plan, hint="e.g. plan={\"speed\": \"fast\"} or masuka_nb.plan(model).")
     overrides = dict(plan or {})
     allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile",
-               "first_block_cache", "speed"}
+               "first_block_cache", "speed", "gguf"}
     unknown = set(overrides) - allowed
     if unknown:
         raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
@@ -313,18 +330,25 @@ def _denoise(engine, spec, req, seeds, mplan, reporter, timings) -> list[Any]:
             return kwargs
 
         call: dict[str, Any] = dict(image=req["image"], width=req["width"], height=req["height"],
-                                    num_inference_steps=total, guidance_scale=req["guidance"],
-                                    num_images_per_prompt=req["num_images"],
+                                    num_inference_steps=total, num_images_per_prompt=req["num_images"],
                                     generator=[torch.Generator(device="cpu").manual_seed(s) for s in seeds],
                                     max_sequence_length=spec.max_sequence_length, callback_on_step_end=on_step,
                                     output_type="pil")
+        call[spec.guidance_arg] = req["guidance"]  # Qwen-Image-Edit: true_cfg_scale, with the card's " " negative
+        if spec.negative_default is not None:
+            call["negative_prompt"] = spec.negative_default
         if spec.task == "fill":
             call["mask_image"] = req["mask"]
-        else:
+        elif spec.family == "flux":
             # Keep the caller's size: Kontext would otherwise snap it to one of its trained resolutions.
             call.update(max_area=req["width"] * req["height"], _auto_resize=False)
         with torch.inference_mode():
-            if mplan.free_text_encoders and mplan.device == "cuda":
+            if mplan.free_text_encoders and mplan.device == "cuda" and spec.family != "flux":
+                # Qwen2.5-VL reads the input image too: the pipeline encodes it, the encoder visiting the GPU
+                call["prompt"] = req["instruction"]
+                with _visiting_gpu(pipe.text_encoder):
+                    images = pipe(**call).images
+            elif mplan.free_text_encoders and mplan.device == "cuda":
                 call.update(_encode_on_gpu(pipe, spec, req))
                 with _detached_text_encoders(pipe):
                     images = pipe(**call).images
@@ -354,6 +378,36 @@ def _encode_on_gpu(pipe, spec, req) -> dict[str, Any]:
         for enc in encoders:
             enc.to("cpu")
         torch.cuda.empty_cache()
+
+
+class _visiting_gpu:
+    """While the pipeline runs, `module` (parked in RAM) moves to the GPU for each of its forward calls and back
+    right after, so it never shares the GPU with the transformer's activations."""
+
+    def __init__(self, module) -> None:
+        self.module, self.handles = module, []
+
+    def __enter__(self):
+        import torch
+
+        def before(module, args, kwargs):
+            module.to("cuda")
+            moved = tuple(a.to("cuda") if isinstance(a, torch.Tensor) else a for a in args)
+            return moved, {k: v.to("cuda") if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+
+        def after(module, args, kwargs, output):
+            module.to("cpu")
+            torch.cuda.empty_cache()
+            return output
+
+        self.handles = [self.module.register_forward_pre_hook(before, with_kwargs=True),
+                        self.module.register_forward_hook(after, with_kwargs=True)]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+        return False
 
 
 class _detached_text_encoders:

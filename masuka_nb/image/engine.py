@@ -93,7 +93,7 @@ def _forced_profile() -> str | None:
 
 def _plan_key(plan: MemoryPlan) -> tuple:
     return (plan.device, plan.dtype, plan.vae_dtype, plan.text_encoder_dtype, plan.quantization,
-            plan.quantized_components, plan.offload, plan.free_text_encoders, plan.compile, plan.first_block_cache,
+            plan.quantized_components, plan.quantized_repo, plan.quantized_file, plan.offload, plan.free_text_encoders, plan.compile, plan.first_block_cache,
             plan.vae_tiling, plan.speed)
 
 
@@ -180,8 +180,13 @@ def _quiet_loading() -> None:
 
 
 def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, progress: Any) -> dict[str, Any]:
-    """NF4 components: from the pre-quantized repo when there is one, else quantized while loading."""
-    if plan.quantization != "nf4":
+    """NF4 components: from the pre-quantized repo when there is one, else quantized while loading. A GGUF plan's
+    transformer comes from its single file (image/gguf.py); a W4A4 plan's from its Nunchaku Lite repo."""
+    if plan.quantization in ("gguf-q4", "gguf-q8"):
+        from masuka_nb.image.gguf import gguf_components
+
+        return gguf_components(spec, plan, dplan, dtype, progress)
+    if plan.quantization not in ("nf4", "w4a4"):
         return {}
     if plan.quantized_repo and dplan is not None and dplan.extra:
         import json
@@ -225,6 +230,12 @@ def nf4_config(plan: MemoryPlan) -> Any:
 
 
 def _default_class(spec: Any, name: str) -> str:
+    """The class of a pre-quantized component when its repo has no model_index.json: the real config's."""
+    from masuka_nb.models.real_configs import REAL_CONFIGS
+
+    rc = REAL_CONFIGS.get((spec.id, name))
+    if rc is not None:
+        return rc.class_name
     if name == "transformer":
         return "FluxTransformer2DModel" if spec.family == "flux" else "SD3Transformer2DModel"
     return "T5EncoderModel"

@@ -261,7 +261,7 @@ def _plan_for(spec, req, plan, current) -> tuple[MemoryPlan, dict]:
                                   value=plan, hint="e.g. plan={\"offload\": \"model\"} or masuka_nb.plan(model).")
     overrides = dict(plan or {})
     allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile", "first_block_cache",
-               "speed"}
+               "speed", "gguf"}
     unknown = set(overrides) - allowed
     if unknown:
         raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
