@@ -135,7 +135,7 @@ def nunchaku_available() -> tuple[bool, str]:
         from importlib.metadata import version
 
         installed = version("diffusers")
-    except Exception:  # noqa: BLE001 - any metadata failure means "not installed"
+    except Exception:
         installed = "not installed"
     if importlib.util.find_spec("diffusers") is None or \
             importlib.util.find_spec("diffusers.quantizers.nunchaku") is None:
