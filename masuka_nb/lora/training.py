@@ -42,8 +42,11 @@ def _embedded_base(base: str, gpu: str | None) -> tuple[str, str]:
 
     if gpu is not None or str(base).startswith("tiny") or not use_embedded_models(engine="train"):
         return base, ""
-    log.info("train.tiny_fallback", base=base)
-    return "tiny-flux", f"base tiny-flux instead of {base}: {EMBEDDED_NOTE}"
+    from masuka_nb.models.registry import get_model
+
+    tiny = {"flux2": "tiny-flux2-klein", "zimage": "tiny-zimage"}.get(get_model(base).family, "tiny-flux")
+    log.info("train.tiny_fallback", base=base, tiny=tiny)
+    return tiny, f"base {tiny} instead of {base}: {EMBEDDED_NOTE}"
 
 
 def train(

@@ -40,6 +40,15 @@ _SD3_SCHED = ("FlowMatchEulerDiscreteScheduler", {"num_train_timesteps": 1000, "
 _KLEIN_SCHED = ("FlowMatchEulerDiscreteScheduler", {
     "base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
     "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True, "time_shift_type": "exponential"})
+# Z-Image Turbo: a fixed shift of 3 (Tongyi-MAI/Z-Image-Turbo scheduler/scheduler_config.json, read 2026-12)
+_ZIMAGE_SCHED = ("FlowMatchEulerDiscreteScheduler", {"num_train_timesteps": 1000, "shift": 3.0,
+                                                      "use_dynamic_shifting": False})
+# Qwen-Image / -Edit: exponential dynamic shift up to 8192 tokens (Qwen/Qwen-Image scheduler/scheduler_config.json)
+_QWEN_SCHED = ("FlowMatchEulerDiscreteScheduler", {
+    "base_image_seq_len": 256, "base_shift": 0.5, "invert_sigmas": False, "max_image_seq_len": 8192,
+    "max_shift": 0.9, "num_train_timesteps": 1000, "shift": 1.0, "shift_terminal": 0.02, "stochastic_sampling": False,
+    "time_shift_type": "exponential", "use_beta_sigmas": False, "use_dynamic_shifting": True,
+    "use_exponential_sigmas": False, "use_karras_sigmas": False})
 _WAN_SCHED = ("UniPCMultistepScheduler", {
     "beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001, "flow_shift": 3.0, "num_train_timesteps": 1000,
     "prediction_type": "flow_prediction", "solver_order": 2, "use_flow_sigmas": True, "timestep_spacing": "linspace"})
@@ -53,7 +62,7 @@ class TwinLayout:
     repo: str
     pipeline: str
     scheduler: tuple[str, dict[str, Any]]
-    tokenizers: dict[str, str]  # folder -> "clip-l" | "clip-g" | "t5" | "umt5" | "qwen3"
+    tokenizers: dict[str, str]  # folder -> "clip-l" | "clip-g" | "t5" | "umt5" | "qwen3" | "qwen2.5" | processor
     stand_ins: tuple[str, ...] = ()  # root files no diffusers load reads (real names, small stand-ins)
     index_extra: dict[str, Any] = field(default_factory=dict)
     shards: dict[str, int] = field(default_factory=dict)  # component -> shard count in the real repo
@@ -97,6 +106,13 @@ TWINS: dict[str, TwinLayout] = {t.model: t for t in (
                {"tokenizer": "umt5"}, ("assets/comp_effic.png", *_MEDIA),
                {"transformer_2": [None, None], "boundary_ratio": None, "expand_timesteps": True},
                shards={"transformer": 3, "text_encoder": 5}),
+    TwinLayout("zimage-turbo", "Tongyi-MAI/Z-Image-Turbo", "ZImagePipeline", _ZIMAGE_SCHED, {"tokenizer": "qwen3"},
+               ("assets/architecture.webp", *_MEDIA), shards={"transformer": 3, "text_encoder": 3}),
+    TwinLayout("qwen-image", "Qwen/Qwen-Image", "QwenImagePipeline", _QWEN_SCHED, {"tokenizer": "qwen2.5"},
+               _MEDIA, shards={"transformer": 9, "text_encoder": 4}),
+    TwinLayout("qwen-image-edit", "Qwen/Qwen-Image-Edit", "QwenImageEditPipeline", _QWEN_SCHED,
+               {"tokenizer": "qwen2.5", "processor": "qwen2.5-vl-processor"}, _MEDIA,
+               shards={"transformer": 9, "text_encoder": 4}),
 )}
 
 # Pre-quantized repos a plan can name: repo -> (base model, the components it holds in NF4).
@@ -179,7 +195,8 @@ def _build_repo(layout: TwinLayout, root: Path, depth: int) -> Path:
 
 
 _TOKENIZER_CLASS = {"clip-l": "CLIPTokenizer", "clip-g": "CLIPTokenizer", "t5": "T5TokenizerFast",
-                    "umt5": "T5TokenizerFast", "qwen3": "Qwen2TokenizerFast"}
+                    "umt5": "T5TokenizerFast", "qwen3": "Qwen2TokenizerFast", "qwen2.5": "Qwen2TokenizerFast",
+                    "qwen2.5-vl-processor": "Qwen2VLProcessor"}
 
 
 def _tokenizer(kind: str, root: Path) -> str:
@@ -199,6 +216,10 @@ def _tokenizer(kind: str, root: Path) -> str:
         what = tk.t5_tokenizer(folder, pieces=32000, extra_ids=100, max_length=512)
     elif kind == "umt5":
         what = tk.t5_tokenizer(folder, pieces=256000, extra_ids=300, max_length=512)
+    elif kind == "qwen2.5":
+        what = tk.qwen25_tokenizer(folder, root)
+    elif kind == "qwen2.5-vl-processor":
+        what = tk.qwen_vl_processor(folder, root)
     else:
         what = tk.qwen3_tokenizer(folder, root)
     marker.write_text(json.dumps({"what": what}))
