@@ -209,8 +209,9 @@ def _check(spec, *, image, instruction, mask, steps, guidance, seed, num_images)
         im = im.crop((0, 0, w, h))
         mk = mk.crop((0, 0, w, h)) if mk is not None else None
     s = spec.default_steps if steps is None else steps
-    if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_STEPS:
-        raise bad("steps", s, f"must be a whole number in [1, {MAX_STEPS}]", f"{spec.id}: {spec.default_steps}.")
+    if isinstance(s, bool) or not isinstance(s, int) or not spec.min_steps <= s <= MAX_STEPS:
+        raise bad("steps", s, f"must be a whole number in [{spec.min_steps}, {MAX_STEPS}]",
+                  f"{spec.id}: {spec.default_steps}.")
     g = spec.default_guidance if guidance is None else guidance
     if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= 100:
         raise bad("guidance", g, "must be a number in [0, 100]", f"{spec.id}: {spec.default_guidance}.")

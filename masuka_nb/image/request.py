@@ -90,7 +90,7 @@ class GenerationRequest(BaseModel):
                     f"`{name}` must be a multiple of {spec.size_multiple} for {spec.id}.",
                     argument=name, value=value, hint=f"Use {lower} or {lower + spec.size_multiple}.",
                 )
-        s = _int("steps", spec.default_steps if steps is None else steps, 1, MAX_STEPS)
+        s = _int("steps", spec.default_steps if steps is None else steps, spec.min_steps, MAX_STEPS)
         g = _float("guidance", spec.default_guidance if guidance is None else guidance, 0.0, 100.0)
         if seed is not None:
             seed = _int("seed", seed, 0, MAX_SEED)

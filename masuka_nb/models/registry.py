@@ -114,6 +114,7 @@ class ModelSpec:
     published_url: str = ""  # where the defaults and sizes above were read
     # How the pipeline takes guidance: "guidance_scale" (FLUX, SD3, Z-Image) or "true_cfg_scale" (Qwen-Image,
     # whose guidance is real CFG and needs a negative prompt: `negative_default` is the model card's " ").
+    min_steps: int = 1  # Qwen-Image's scheduler stretches its sigmas to shift_terminal: one step divides by zero
     guidance_arg: str = "guidance_scale"
     negative_default: str | None = None
     gguf: dict[str, WeightFile] = field(default_factory=dict)  # "gguf-q4" / "gguf-q8" -> a single-file transformer
@@ -539,6 +540,7 @@ MODELS: dict[str, ModelSpec] = {
             min_diffusers="0.35",
             sizes=_QWEN_SIZES,
             published_url=_QWEN_URL,
+            min_steps=2,
             guidance_arg="true_cfg_scale",
             negative_default=" ",
             gguf={"gguf-q4": WeightFile("city96/Qwen-Image-gguf", "qwen-image-Q4_K_M.gguf", 13_070_000_000,
@@ -572,6 +574,7 @@ MODELS: dict[str, ModelSpec] = {
             task="edit",
             min_diffusers="0.35",
             published_url=_QWEN_EDIT_URL,
+            min_steps=2,
             guidance_arg="true_cfg_scale",
             negative_default=" ",
             gguf={"gguf-q4": WeightFile("calcuis/qwen-image-edit-gguf", "qwen-image-edit-q4_k_s.gguf", 11_600_000_000,
@@ -743,6 +746,7 @@ MODELS: dict[str, ModelSpec] = {
             tiny=True,
             description="Qwen-Image-shaped model built in code: runs anywhere, outputs noise.",
             min_diffusers="0.35",
+            min_steps=2,
             guidance_arg="true_cfg_scale",
             negative_default=" ",
         ),
@@ -766,6 +770,7 @@ MODELS: dict[str, ModelSpec] = {
             description="Qwen-Image-Edit-shaped model built in code: edits run anywhere, outputs noise.",
             task="edit",
             min_diffusers="0.35",
+            min_steps=2,
             guidance_arg="true_cfg_scale",
             negative_default=" ",
         ),

@@ -37,7 +37,7 @@ from masuka_nb.ui.helpers import Upload, engine_api, esc, fmt_duration, fmt_mone
 __all__ = ["LoraPanel", "default_train_base", "inbox_status"]
 
 CAPTIONERS = ("florence-2", "blip-2")
-TRAIN_BASES = ("flux1-dev", "flux1-schnell", "tiny-flux")
+TRAIN_BASES = ("flux1-dev", "flux1-schnell", "flux2-klein", "zimage-turbo", "tiny-flux", "tiny-flux2-klein", "tiny-zimage")
 CLOUD_PROVIDERS = ("fal", "replicate")
 INBOX_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif", ".avif", ".gif",
                   ".psd", ".zip")

@@ -287,3 +287,33 @@ def test_training_plans_for_the_real_new_bases():
         with pytest.raises(InvalidRequestError) as err:
             plan_training(base=base, n_images=10, gpu="a100-40")
         assert err.value.argument == "base" and "zimage-turbo" in err.value.hint
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("base", BASES)
+def test_qlora_on_the_new_bases_quantizes_the_transformer_while_loading_on_a_gpu(base, dataset_of, tmp_path,
+                                                                                  monkeypatch):
+    """The T4 recipe (NF4 transformer quantized as it loads, fp16, 8-bit AdamW) on the tiny twins, on CUDA."""
+    bnb = pytest.importorskip("bitsandbytes")
+    from masuka_nb.lora.plan import TrainingConfig
+    from masuka_nb.lora.runs import TrainingRun
+    from masuka_nb.lora.trainer import _Trainer
+
+    seen = {}
+    original = _Trainer._add_lora
+
+    def spy(self, model):
+        seen["linear4bit"] = sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
+        return original(self, model)
+
+    monkeypatch.setattr(_Trainer, "_add_lora", spy)
+    cfg = TrainingConfig(base=base, trigger_word="mk", steps=2, rank=4, learning_rate=1e-3, resolution=32,
+                         checkpoint_every=1, sample_every=2, sample_prompts=["mk"], quantization="nf4",
+                         optimizer="adamw8bit", mixed_precision="fp16")
+    ds = dataset_of(2)
+    run = TrainingRun(name=f"gpu-{cfg.fingerprint()}", run_dir=tmp_path / cfg.fingerprint(), config=cfg,
+                      dataset_root=ds.root)
+    run.run_dir.mkdir(parents=True)
+    run.save()
+    run = _Trainer(run, ds).run(progress=False, cancel=None)
+    assert run.finished and np.isfinite(run.losses).all() and seen["linear4bit"] > 0 and run.samples

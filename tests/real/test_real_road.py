@@ -17,6 +17,7 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import masuka_nb as mk
@@ -193,7 +194,7 @@ def _step(spec, plan) -> None:
     if spec.is_video:
         from masuka_nb.video.local import generate_local
 
-        clip = generate_local(PROMPT, model=spec.id, width=size, height=size, num_frames=5, steps=1,
+        clip = generate_local(PROMPT, model=spec.id, width=size, height=size, num_frames=5, steps=spec.min_steps,
                               seed=1, plan=cpu)
         assert clip.path.is_file() and clip.num_frames == 5
         return
@@ -201,11 +202,13 @@ def _step(spec, plan) -> None:
         src = Image.new("RGB", (size, size), (200, 120, 40))
         mask = Image.new("L", (size, size), 0)
         mask.paste(255, (size // 4, size // 4, 3 * size // 4, 3 * size // 4))
-        result = mk.edit(src, "make it night", model=spec.id, steps=1, seed=1, plan=cpu,
+        result = mk.edit(src, "make it night", model=spec.id, steps=spec.min_steps, seed=1, plan=cpu,
                          mask=mask if spec.task == "fill" else None, save=False)
     else:
-        result = mk.generate(PROMPT, model=spec.id, width=size, height=size, steps=1, seed=1, plan=cpu, save=False)
+        result = mk.generate(PROMPT, model=spec.id, width=size, height=size, steps=spec.min_steps, seed=1, plan=cpu,
+                             save=False)
     assert not result.cached and len(result.images) == 1 and result.images[0].size == (size, size)
+    assert np.asarray(result.images[0]).std() > 0  # a NaN latent decodes to one flat colour
 
 
 @pytest.mark.parametrize("profile", PROFILES)
