@@ -185,7 +185,7 @@ def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, p
     if plan.quantization in ("gguf-q4", "gguf-q8"):
         from masuka_nb.image.gguf import gguf_components
 
-        return gguf_components(spec, plan, dplan, dtype, progress)
+        return gguf_components(spec, plan, dplan, dtype, progress, nf4=nf4_kwargs(plan))
     if plan.quantization not in ("nf4", "w4a4"):
         return {}
     if plan.quantized_repo and dplan is not None and dplan.extra:

@@ -50,9 +50,11 @@ def gguf_file(source: str, *, progress: Any = None) -> Path:
     return download(source, target, max_bytes=MAX_GGUF_BYTES, argument="gguf")
 
 
-def gguf_components(spec: Any, plan: Any, dplan: Any, dtype: Any, progress: Any) -> dict[str, Any]:
+def gguf_components(spec: Any, plan: Any, dplan: Any, dtype: Any, progress: Any, *,
+                    nf4: dict[str, Any]) -> dict[str, Any]:
     """`from_pretrained` keyword arguments for a GGUF plan: the transformer loaded from its GGUF file, and the
-    NF4 quantization of the text encoders the plan also quantizes."""
+    NF4 quantization (`nf4`: the engine's BitsAndBytesConfig arguments) of the text encoders the plan also
+    quantizes."""
     import diffusers
 
     try:
@@ -73,10 +75,8 @@ def gguf_components(spec: Any, plan: Any, dplan: Any, dtype: Any, progress: Any)
     if encoders:
         from diffusers import PipelineQuantizationConfig
 
-        from masuka_nb.image.engine import nf4_kwargs
-
         out["quantization_config"] = PipelineQuantizationConfig(
-            quant_backend="bitsandbytes_4bit", quant_kwargs=nf4_kwargs(plan), components_to_quantize=encoders)
+            quant_backend="bitsandbytes_4bit", quant_kwargs=nf4, components_to_quantize=encoders)
     return out
 
 

@@ -102,10 +102,11 @@ def _hub_size(repo: str, file: str) -> int:
 
     try:
         meta = get_hf_file_metadata(hf_hub_url(repo, file))
-    except Exception as exc:
-        from masuka_nb.hub import hub_error
-
-        raise hub_error(exc, repo=repo) from exc
+    except Exception as exc:  # any hub failure: the file cannot be planned with its real size
+        raise ModelFilesMissingError(f"Could not read the size of {repo}/{file} from the Hub ({type(exc).__name__}).",
+                                     argument="gguf", value=f"{repo}/{file}",
+                                     hint="Check the repo and file name and the network; private repos need "
+                                          "HF_TOKEN.") from exc
     return int(meta.size or 0)
 
 
