@@ -175,17 +175,26 @@ def fetch(url: str, target: Path, *, max_bytes: int, argument: str = "path") -> 
 
 @dataclass
 class SyncReport:
-    """What one `sync` did: files sent, files already there, bytes sent, and the manifest's address."""
+    """What one `sync` did: files sent, files already there, files that failed (and why), bytes sent."""
 
     destination: str
     uploaded: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): the rest of the sync went on
     bytes_uploaded: int = 0
     manifest: str = ""
 
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
     def __str__(self) -> str:
-        return (f"sync to {self.destination}: {len(self.uploaded)} sent ({self.bytes_uploaded / 1e6:.1f} MB), "
+        text = (f"sync to {self.destination}: {len(self.uploaded)} sent ({self.bytes_uploaded / 1e6:.1f} MB), "
                 f"{len(self.unchanged)} already there")
+        if self.failed:
+            text += f", {len(self.failed)} failed (" + "; ".join(f"{f!r}: {why}" for f, why in self.failed[:3]) + \
+                    (", …" if len(self.failed) > 3 else "") + ")"
+        return text
 
 
 def _sha256(path: Path) -> str:
@@ -194,6 +203,12 @@ def _sha256(path: Path) -> str:
         while block := fh.read(1 << 20):
             h.update(block)
     return h.hexdigest()
+
+
+def remote_key(rel: str) -> str:
+    """The object name for a local relative path: control characters (a newline in a file name) and `%`
+    percent-encoded, so every legal local name is one valid, distinct object name on S3 and GCS alike."""
+    return "".join(f"%{ord(c):02X}" if c == "%" or ord(c) < 32 or ord(c) == 127 else c for c in rel)
 
 
 def _local_files(what: tuple[str, ...]) -> list[tuple[str, Path]]:
@@ -206,29 +221,70 @@ def _local_files(what: tuple[str, ...]) -> list[tuple[str, Path]]:
         if not root.is_dir():
             continue
         for path in sorted(root.rglob("*")):
-            if path.is_file() and not path.name.endswith(_SKIP_SUFFIXES) and not path.is_symlink():
-                out.append((f"{name}/{path.relative_to(root).as_posix()}", path))
+            if path.name.endswith(_SKIP_SUFFIXES) or "quarantine" in path.relative_to(root).parts[:-1]:
+                continue
+            with contextlib.suppress(OSError):  # gone since it was listed: nothing to send
+                if path.is_file() and not path.is_symlink():
+                    out.append((f"{name}/{path.relative_to(root).as_posix()}", path))
     return out
+
+
+def _read_manifest(fs: Any, manifest_path: str, destination: str) -> dict[str, dict[str, Any]]:
+    """{relative path: {"sha256", "size"}} from the bucket's manifest; a malformed one is copied aside and
+    ignored (everything is then compared afresh), never an AttributeError."""
+    try:
+        raw = fs.cat_file(manifest_path)
+    except FileNotFoundError:
+        return {}
+    except Exception as exc:
+        raise _storage_error(destination, exc, doing="read", argument="destination") from exc
+    try:
+        data = json.loads(raw)
+        files = data.get("files") if isinstance(data, dict) else None
+        if not isinstance(files, dict):
+            raise ValueError(f"its `files` is {type(files).__name__}, not a mapping")
+    except (ValueError, UnicodeDecodeError) as exc:
+        aside = f"{manifest_path.rsplit('/', 1)[0]}/quarantine/{MANIFEST}.{time.strftime('%Y%m%d-%H%M%S')}"
+        with contextlib.suppress(Exception):
+            fs.pipe_file(aside, raw)
+        log.warning("storage.sync_manifest_quarantined", manifest=manifest_path, reason=str(exc)[:200], moved_to=aside)
+        return {}
+    return {rel: entry for rel, entry in files.items()
+            if isinstance(rel, str) and isinstance(entry, dict) and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("size"), int)}
 
 
 def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "datasets", "history"),
          progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None,
          batch: int = 16) -> SyncReport:
-    """Mirror MASUKA's home (the folders in `what`) to a bucket; incremental, resumable, safe to interrupt."""
+    """Mirror MASUKA's home (the folders in `what`) to a bucket; incremental, resumable, safe to interrupt.
+
+    A file that cannot be sent (deleted mid-sync, unreadable, refused by the bucket) is listed in
+    `SyncReport.failed` with the reason, and every other file still goes up.
+    """
+    if isinstance(what, str):
+        what = (what,)
+    if not isinstance(what, (tuple, list, set, frozenset)):
+        raise InvalidRequestError(f"`what` must be a tuple of folder names, not {type(what).__name__}.",
+                                  argument="what", value=what, hint=f"Choose among {', '.join(SYNCABLE)}.")
     what = tuple(what)
-    bad = [w for w in what if w not in SYNCABLE]
+    bad = [w for w in what if not isinstance(w, str) or w not in SYNCABLE]
     if bad or not what:
         raise InvalidRequestError(f"`what` cannot be {what!r}.", argument="what", value=what,
                                   hint=f"Choose among {', '.join(SYNCABLE)}.")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise InvalidRequestError("`batch` must be a whole number ≥ 1.", argument="batch", value=batch, hint="e.g. 16")
+    if not isinstance(destination, str):
+        raise InvalidRequestError(f"`destination` must be a bucket URL, not {type(destination).__name__}.",
+                                  argument="destination", value=destination, hint="e.g. \"gs://my-bucket/masuka\"")
     fs, base = filesystem(destination)
     manifest_path = f"{base}/{MANIFEST}"
     report = SyncReport(destination=destination, manifest=f"{_split(destination)[0]}://{manifest_path}")
     try:
         remote_sizes = {p: (info or {}).get("size") for p, info in fs.find(base, detail=True).items()}
-        manifest = json.loads(fs.cat_file(manifest_path)) if manifest_path in remote_sizes else {}
     except Exception as exc:
         raise _storage_error(destination, exc, doing="read", argument="destination") from exc
-    recorded: dict[str, dict[str, Any]] = dict(manifest.get("files") or {})
+    recorded = _read_manifest(fs, manifest_path, destination) if manifest_path in remote_sizes else {}
     files = _local_files(what)
     reporter = ProgressReporter(f"sync → {destination}", max(1, len(files)), progress=progress, cancel=cancel)
     dirty = 0
@@ -242,40 +298,76 @@ def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "data
 
     pending: list[tuple[int, str, Path, int, str]] = []
 
+    def failed(n: int, rel: str, why: str) -> None:
+        report.failed.append((rel, why))
+        log.warning("storage.sync_file_failed", file=rel, reason=why)
+        reporter.update(n + 1, message=f"{rel}: failed")
+
+    whys: dict[str, str] = {}
+
+    def upload() -> set[str]:
+        """Send the pending files; the remote names that failed (after a failed batch each file is sent
+        alone, so one vanished or refused file names itself and the others still go up)."""
+        lpaths = [str(path) for _, _, path, _, _ in pending]
+        remotes = [f"{base}/{remote_key(rel)}" for _, rel, _, _, _ in pending]
+        try:
+            fs.put(lpaths, remotes)  # each one object, written whole; lists: no glob expansion of names
+            return set()
+        except Exception as exc:
+            log.info("storage.sync_batch_retry", files=len(lpaths), error=type(exc).__name__)
+        bad: set[str] = set()
+        for lpath, remote in zip(lpaths, remotes):
+            try:
+                fs.put_file(lpath, remote)
+            except Exception as exc:
+                bad.add(remote)
+                whys[remote] = f"{type(exc).__name__}: {exc}"[:200]
+        return bad
+
     def send() -> None:
         """Upload the pending files at once (fsspec runs them concurrently), check each size, then record them."""
         nonlocal dirty
         if not pending:
             return
-        remotes = [f"{base}/{rel}" for _, rel, _, _, _ in pending]
+        bad = upload()
+        remotes = [f"{base}/{remote_key(rel)}" for _, rel, _, _, _ in pending]
+        sizes: dict[str, Any] = {}
         try:
-            fs.put([str(path) for _, _, path, _, _ in pending], remotes)  # each one object, written whole
-            sizes: dict[str, Any] = {}
             for folder in sorted({r.rsplit("/", 1)[0] for r in remotes}):
                 fs.invalidate_cache(folder)  # the listing at the start may have seen older objects
                 sizes.update({e["name"].rstrip("/"): e.get("size") for e in fs.ls(folder, detail=True)})
         except Exception as exc:
-            raise _storage_error(destination, exc, doing="upload to", argument="destination") from exc
-        for (_, rel, _, size, sha), remote in zip(pending, remotes):
+            raise _storage_error(destination, exc, doing="list", argument="destination") from exc
+        for (n, rel, _, size, sha), remote in zip(pending, remotes):
+            if remote in bad:
+                failed(n, rel, whys.get(remote, "the upload failed"))
+                continue
             if sizes.get(remote) != size:
-                raise StorageError(f"{destination}/{rel} holds {sizes.get(remote)} bytes after the upload, not {size}.",
-                                   argument="destination", value=destination, hint="Run the sync again.")
+                failed(n, rel, f"the bucket holds {sizes.get(remote)} bytes after the upload, not {size} "
+                               "(changed while sent?); the next sync sends it again")
+                continue
             recorded[rel] = {"sha256": sha, "size": size}
-        dirty += len(pending)
-        flush()  # recorded before it is reported: a progress event means the files are safely there
-        dirty = 0
-        for n, rel, _, size, _ in pending:
+            dirty += 1
             report.uploaded.append(rel)
             report.bytes_uploaded += size
-            reporter.update(n + 1, message=rel)
+        if dirty:
+            flush()  # recorded before it is reported: a progress event means the files are safely there
+            dirty = 0
+        for n, rel, _, _, _ in pending:
+            if rel in recorded and rel in report.uploaded:
+                reporter.update(n + 1, message=rel)
         pending.clear()
 
     try:
         for n, (rel, path) in enumerate(files):
             reporter.check("the sync")
-            size, sha = path.stat().st_size, _sha256(path)
+            try:
+                size, sha = path.stat().st_size, _sha256(path)
+            except OSError as exc:  # deleted or made unreadable since the listing: this file only
+                failed(n, rel, f"could not be read: {exc.strerror or exc}")
+                continue
             known = recorded.get(rel)
-            if known and known.get("sha256") == sha and remote_sizes.get(f"{base}/{rel}") == size:
+            if known and known.get("sha256") == sha and remote_sizes.get(f"{base}/{remote_key(rel)}") == size:
                 report.unchanged.append(rel)
                 reporter.update(n + 1, message=rel)
                 continue
@@ -291,5 +383,6 @@ def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "data
     if dirty or manifest_path not in remote_sizes:
         flush()
     reporter.done(str(report))
-    log.info("storage.sync", destination=destination, uploaded=len(report.uploaded), unchanged=len(report.unchanged))
+    log.info("storage.sync", destination=destination, uploaded=len(report.uploaded), unchanged=len(report.unchanged),
+             failed=len(report.failed))
     return report

@@ -4,12 +4,18 @@ One JSON file per record under ``history_dir/YYYY-MM/``, written atomically. Tha
 lock, no mmap and no append (none of which the Drive mount does reliably), lets several processes
 record at once, and means an interrupted write can only lose the record being written — never an
 earlier one. Queries scan the files; a few thousand records read in well under a second.
+
+Each record is read on its own: one that does not parse, or parses to the wrong shape (a list, a
+`created_at` that is no date, a recipe that is no mapping), is moved to ``quarantine/`` beside it with
+one warning, and every query, tab and batch carries on with the rest. Two processes recording at
+once each write their own files (ids are time + random), so no lock is needed and none is lost.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets as _secrets
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
@@ -18,7 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb._redact import redact
-from masuka_nb.storage import atomic_write_text
+from masuka_nb.log import get_logger
+from masuka_nb.storage import atomic_write_text, quarantine
+
+log = get_logger(__name__)
 
 __all__ = ["History", "HistoryRecord", "forget_path", "get", "history", "query", "record"]
 
@@ -48,7 +57,55 @@ class HistoryRecord:
 
     @property
     def created(self) -> datetime:
-        return datetime.fromisoformat(self.created_at)
+        """When it was recorded, always timezone-aware (a record without a zone is read as UTC)."""
+        return _aware(datetime.fromisoformat(self.created_at))
+
+    @classmethod
+    def from_dict(cls, data: Any) -> HistoryRecord:
+        """A record from its JSON, checked field by field; `ValueError` names the first field that is wrong."""
+        if not isinstance(data, dict):
+            raise ValueError(f"a record is a JSON object, not {type(data).__name__}")
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for name, kinds in _FIELD_TYPES.items():
+            if name in known and known[name] is None and type(None) not in kinds:
+                known.pop(name)  # null where a default exists: take the default
+            elif name in known and not isinstance(known[name], kinds):
+                raise ValueError(f"`{name}` is {type(known[name]).__name__}, not {kinds[0].__name__}")
+        for name in ("kind", "status", "created_at"):
+            if not known.get(name):
+                raise ValueError(f"`{name}` is missing")
+        if not all(isinstance(p, str) for p in known.get("paths", [])):
+            raise ValueError("`paths` holds something that is not a path")
+        rec = cls(**known)
+        try:
+            rec.created  # noqa: B018 -- parsed once here, so no query meets a bad date later
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"`created_at` {rec.created_at!r} is not a date") from exc
+        return rec
+
+
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "status": (str,), "model": (str,), "prompt": (str,), "recipe": (dict,), "paths": (list,),
+    "timings": (dict,), "plan": (dict, type(None)), "error": (dict, type(None)), "extra": (dict,), "id": (str,),
+    "created_at": (str,),
+}
+_ID = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,120}")
+
+
+def read_record(path: Path) -> HistoryRecord | None:
+    """The record in `path`, or None: a file that does not parse is quarantined (one warning), never raised."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None  # forgotten by another process since it was listed
+    except OSError as exc:
+        log.warning("history.unreadable", path=str(path), error=str(exc))
+        return None
+    try:
+        return HistoryRecord.from_dict(json.loads(raw.decode("utf-8")))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        quarantine(path, reason=f"not a history record: {exc}")
+        return None
 
 
 class History:
@@ -73,14 +130,8 @@ class History:
         return sorted(self.root.glob("*/*.json"), reverse=True)
 
     def all(self) -> list[HistoryRecord]:
-        out = []
-        for path in self._files():
-            try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-                out.append(HistoryRecord(**{k: v for k, v in data.items() if k in HistoryRecord.__dataclass_fields__}))
-            except (OSError, ValueError, TypeError):
-                continue  # a foreign or damaged file must not hide the rest
-        return out
+        """Every readable record, newest first (damaged ones are quarantined on the way)."""
+        return [rec for rec in map(read_record, self._files()) if rec is not None]
 
     def query(
         self,
@@ -93,7 +144,14 @@ class History:
         until: datetime | None = None,
         limit: int | None = None,
     ) -> list[HistoryRecord]:
-        """Newest first. `text` matches the prompt and recipe, case-insensitively."""
+        """Newest first. `text` matches the prompt and recipe, case-insensitively. `since`/`until` take a
+        datetime or an ISO date string ("2026-12-01")."""
+        for name, value in (("kind", kind), ("model", model), ("text", text), ("status", status)):
+            if value is not None and not isinstance(value, str):
+                raise _bad_filter(name, value, "a string")
+        since, until = _when("since", since), _when("until", until)
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise _bad_filter("limit", limit, "a whole number ≥ 0")
         needle = text.lower() if text else None
         out = []
         for rec in self.all():
@@ -115,18 +173,26 @@ class History:
                 break
         return out
 
-    def get(self, record_id: str) -> HistoryRecord | None:
-        for path in self.root.glob(f"*/{record_id}.json"):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return HistoryRecord(**data)
-        return None
+    def _record_files(self, record_id: Any) -> list[Path]:
+        # an id is a name, never a pattern: "*" or "../x" must not reach the glob
+        if not isinstance(record_id, str) or not _ID.fullmatch(record_id):
+            return []
+        return sorted(self.root.glob(f"*/{record_id}.json"))
 
+    def get(self, record_id: str) -> HistoryRecord | None:
+        for path in self._record_files(record_id):
+            rec = read_record(path)
+            if rec is not None:
+                return rec
+        return None
 
     def forget_path(self, record_id: str, path: str) -> HistoryRecord | None:
         """Drop `path` from a record (its file was deleted); a record left with no file and no other
         content goes too. Returns the record as kept, or None."""
-        for file in self.root.glob(f"*/{record_id}.json") if record_id else ():
-            rec = HistoryRecord(**json.loads(file.read_text(encoding="utf-8")))
+        for file in self._record_files(record_id):
+            rec = read_record(file)
+            if rec is None:
+                continue
             rec.paths = [p for p in rec.paths if str(p) != str(path)]
             if not rec.paths and rec.kind in ("image", "comparison"):
                 file.unlink(missing_ok=True)
@@ -138,6 +204,24 @@ class History:
 
 def _aware(dt: datetime) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+def _bad_filter(name: str, value: Any, expected: str):
+    from masuka_nb.errors import InvalidRequestError
+
+    return InvalidRequestError(f"`{name}` must be {expected}, not {type(value).__name__}.", argument=name,
+                               value=value, hint="e.g. history.query(kind=\"image\", since=\"2026-12-01\", limit=20)")
+
+
+def _when(name: str, value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            pass
+    raise _bad_filter(name, value, "a datetime or an ISO date such as \"2026-12-01\"")
 
 
 def history() -> History:

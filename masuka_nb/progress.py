@@ -185,6 +185,16 @@ class ProgressReporter:
         progress: ProgressCallback | bool | None = None,
         cancel: CancelToken | None = None,
     ) -> None:
+        if progress is not None and not isinstance(progress, bool) and not callable(progress):
+            from masuka_nb.errors import InvalidRequestError
+
+            raise InvalidRequestError(f"`progress` must be True, False, None or a callable, not {type(progress).__name__}.",
+                                      argument="progress", value=progress, hint="e.g. progress=print, or a list's append")
+        if cancel is not None and not callable(getattr(cancel, "raise_if_cancelled", None)):
+            from masuka_nb.errors import InvalidRequestError
+
+            raise InvalidRequestError(f"`cancel` must be a CancelToken, not {type(cancel).__name__}.", argument="cancel",
+                                      value=cancel, hint="e.g. token = masuka_nb.CancelToken(); cancel=token")
         if progress is None or progress is True:
             self._sink = _default_sink()
         elif progress is False:

@@ -24,8 +24,9 @@ from typing import IO, Any
 from masuka_nb.errors import DiskFullError, NotWritableError, StorageError
 from masuka_nb.log import get_logger
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_safetensors", "atomic_write_text", "ensure_dir",
-           "file_sha256", "quarantine", "read_json", "read_json_guarded", "safe_name", "storage_error", "unique_path"]
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_safetensors", "atomic_write_text",
+           "decode_text", "ensure_dir", "file_lock", "file_sha256", "quarantine", "read_file_bytes", "read_json",
+           "read_json_guarded", "read_text_file", "refuse_special", "safe_name", "storage_error", "unique_path"]
 
 log = get_logger(__name__)
 
@@ -83,6 +84,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, backup: bool 
     if mode not in ("wb", "w"):
         raise ValueError("atomic_open writes only ('wb' or 'w')")
     target = Path(path)
+    refuse_special(target)
     ensure_dir(target.parent)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".incomplete", dir=target.parent)
@@ -117,6 +119,23 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, backup: bool 
         if isinstance(exc, OSError) and not isinstance(exc, StorageError) and exc.errno is not None:
             raise storage_error(exc, path=target) from exc
         raise
+
+
+def refuse_special(target: Path, *, argument: str = "path") -> None:
+    """A write never replaces a device, a FIFO, a socket or a folder: renaming over `/dev/zero` (as root,
+    on Colab) would swap the device for a regular file for every other program on the machine."""
+    import stat
+
+    from masuka_nb.errors import InvalidRequestError
+
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return  # not there (the usual case), or not reachable: the write itself will say why
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device, a pipe or a socket"
+        raise InvalidRequestError(f"{target} is {kind}, not a file to write.", argument=argument, value=str(target),
+                                  hint="Give the path of a new or ordinary file.")
 
 
 _umask_cache: list[int] = []
@@ -165,6 +184,9 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         return json.load(fh)
 
 
+_UNMOVABLE: set[str] = set()  # damaged files that could not be moved (read-only home): warned about once
+
+
 def quarantine(path: str | os.PathLike[str], *, reason: str) -> Path | None:
     """Move a state file (or a copy of one bad record) that does not parse out of the way, with one warning.
 
@@ -184,7 +206,10 @@ def quarantine(path: str | os.PathLike[str], *, reason: str) -> Path | None:
         folder.mkdir(parents=True, exist_ok=True)
         os.replace(src, dest)
     except OSError as exc:  # a read-only place: leave it, but still say so once
-        log.warning("%s could not be read (%s) and could not be moved aside: %s", src, reason, exc)
+        key = str(src)
+        if key not in _UNMOVABLE:
+            _UNMOVABLE.add(key)
+            log.warning("%s could not be read (%s) and could not be moved aside: %s", src, reason, exc)
         return None
     log.warning("%s could not be read (%s); it was moved to %s and the rest carries on.", src, reason, dest)
     return dest
@@ -269,3 +294,163 @@ def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "data
     from masuka_nb.buckets import sync as _sync
 
     return _sync(destination, what=what, progress=progress, cancel=cancel)
+
+
+# ---- reading what a user points at: bounded, regular files only, text decoded one file at a time ----
+
+__all__ += ["TEXT_FALLBACK"]
+
+TEXT_FALLBACK = "cp1252"  # what a non-UTF-8 text file from Windows (Notepad, Excel's CSV) most often is
+
+
+def read_file_bytes(path: str | os.PathLike[str], *, max_bytes: int, argument: str = "path",
+                    what: str = "file") -> bytes:
+    """The bytes of the regular file at `path`, never more than `max_bytes` of them.
+
+    Read as a stream from one open descriptor, so a file's advertised size does not matter: `/dev/zero`,
+    a FIFO, a socket or a device is refused before a byte is read (opening a FIFO would even block),
+    and a file that grows while read stops at the cap. Every refusal is an `InvalidRequestError`
+    naming `argument`; a file that cannot be read is a `StorageError`.
+    """
+    import stat
+
+    from masuka_nb.errors import InvalidRequestError
+
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+        raise InvalidRequestError("`max_file_bytes` must be a whole number of bytes ≥ 0.", argument="max_file_bytes",
+                                  value=max_bytes, hint="e.g. max_file_bytes=64 * 1024**2")
+    p = Path(path)
+
+    def special(mode: int) -> str | None:
+        if stat.S_ISREG(mode):
+            return None
+        return ("a folder" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "a device")
+
+    with contextlib.suppress(OSError):  # refused before opening: opening a socket fails, a FIFO may block
+        kind = special(os.stat(p).st_mode)
+        if kind:
+            raise InvalidRequestError(f"{p} is {kind}, not a regular {what}.", argument=argument, value=str(p),
+                                      hint="Give the path of an ordinary file.")
+    try:
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError as exc:
+        raise InvalidRequestError(f"No {what} at {p}.", argument=argument, value=str(p),
+                                  hint="Check the path (Colab's Files panel shows it).") from exc
+    except IsADirectoryError as exc:
+        raise InvalidRequestError(f"{p} is a folder, not a {what}.", argument=argument, value=str(p),
+                                  hint="Give the path of one file.") from exc
+    except OSError as exc:
+        raise StorageError(f"Cannot open {p}: {exc.strerror or exc}.", argument=argument, value=str(p),
+                           hint="Check the permissions, and that the disk (or Drive) is mounted.") from exc
+    try:
+        info = os.fstat(fd)  # again on what was opened: it may have been swapped since the check
+        kind = special(info.st_mode)
+        if kind:
+            raise InvalidRequestError(f"{p} is {kind}, not a regular {what}.", argument=argument, value=str(p),
+                                      hint="Give the path of an ordinary file.")
+        if info.st_size > max_bytes:
+            raise InvalidRequestError(f"{p} is {info.st_size} bytes, above the limit of {max_bytes}.",
+                                      argument=argument, value=str(p),
+                                      hint="Use a smaller file, or raise the limit the call takes (`max_file_bytes`).")
+        chunks, got = [], 0
+        while got <= max_bytes:
+            block = os.read(fd, min(1 << 20, max_bytes + 1 - got))
+            if not block:
+                break
+            chunks.append(block)
+            got += len(block)
+        if got > max_bytes:
+            raise InvalidRequestError(f"{p} is larger than {max_bytes} bytes.", argument=argument, value=str(p),
+                                      hint="Use a smaller file, or raise the limit the call takes (`max_file_bytes`).")
+        return b"".join(chunks)
+    except OSError as exc:
+        if isinstance(exc, StorageError):
+            raise
+        raise StorageError(f"Cannot read {p}: {exc.strerror or exc}.", argument=argument, value=str(p),
+                           hint="Check that the disk (or Drive) is mounted, then try again.") from exc
+    finally:
+        os.close(fd)
+
+
+def decode_text(data: bytes, *, name: str = "the file", argument: str = "path") -> tuple[str, str | None]:
+    """(text, note) for the bytes of a text file: UTF-8 (BOM or not), UTF-16 with a BOM, else Windows-1252.
+
+    `note` says when a fallback was used (None for UTF-8). Bytes that are not text at all (NUL bytes
+    without a UTF-16 BOM: an image or a zip renamed .txt) are an `InvalidRequestError` naming `name`.
+    """
+    from masuka_nb.errors import InvalidRequestError
+
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16"), "read as UTF-16"
+        except UnicodeDecodeError:
+            pass
+    elif b"\x00" not in data:
+        try:
+            return data.decode("utf-8-sig"), None
+        except UnicodeDecodeError:
+            try:
+                return data.decode(TEXT_FALLBACK), f"not UTF-8; read as {TEXT_FALLBACK}"
+            except UnicodeDecodeError:
+                return data.decode("latin-1"), "not UTF-8; read as Latin-1"
+    raise InvalidRequestError(f"{name} is not a text file (it holds binary data).", argument=argument, value=name,
+                              hint="Save it as plain text (UTF-8).")
+
+
+def read_text_file(path: str | os.PathLike[str], *, max_bytes: int = 16 * 1024**2, argument: str = "path",
+                   what: str = "text file") -> str:
+    """A text file (captions, wildcards, prompt lists): bounded like `read_file_bytes`, decoded by `decode_text`.
+
+    A fallback decoding is logged once per call; it never stops the caller.
+    """
+    data = read_file_bytes(path, max_bytes=max_bytes, argument=argument, what=what)
+    text, note = decode_text(data, name=str(path), argument=argument)
+    if note:
+        log.info("storage.text_fallback", path=str(path), note=note)
+    return text
+
+
+@contextlib.contextmanager
+def file_lock(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold an exclusive lock on ``<path>.lock`` while a read-modify-write of `path` runs.
+
+    `fcntl.flock`: the kernel drops it when its process dies (a SIGKILL leaves no stale lock, unlike a
+    lock *file*), and on Drive's FUSE mount, which does not implement locks, the kernel still serves it
+    locally, between the processes of one runtime (the only writers that meet there: nothing locks
+    across two machines sharing one Drive). Where locking is unsupported the body runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per home is the rule there
+        yield
+        return
+    target = Path(path)
+    lock = target.with_name(target.name + ".lock")
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:  # a read-only place: no write will follow anyway, so nothing to protect
+        log.debug("storage.lock_unavailable", path=str(lock), error=str(exc))
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.debug("storage.lock_unsupported", path=str(lock), error=str(exc))
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+MAX_IMAGE_FILE_BYTES = 512 * 1024**2  # a 100-megapixel PNG is ~300 MB; a local image above this is not a photo
+__all__ += ["MAX_IMAGE_FILE_BYTES", "open_local"]
+
+
+def open_local(path: str | os.PathLike[str], *, argument: str, what: str = "image",
+               max_bytes: int = MAX_IMAGE_FILE_BYTES) -> Any:
+    """A file-like in memory holding the regular file at `path` (bounded, never a device or a FIFO):
+    what `PIL.Image.open` should be given instead of a path a user typed."""
+    import io
+
+    return io.BytesIO(read_file_bytes(path, max_bytes=max_bytes, argument=argument, what=what))

@@ -12,6 +12,7 @@ repeats each frame; `interpolate=k` inserts k-1 cross-faded frames between neigh
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +54,12 @@ def to_video(
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 60:
             raise InvalidRequestError(f"`{name}` must be a whole number from 1 to 60.", argument=name, value=value,
                                       hint=f"{name}=1 leaves the frames as they are.")
+    if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 10:
+        raise InvalidRequestError("`quality` must be a whole number from 1 to 10.", argument="quality", value=quality,
+                                  hint="quality=8 is the default; 10 is the best.")
+    if path is not None and (not isinstance(path, (str, os.PathLike)) or not Path(path).name):
+        raise InvalidRequestError("`path` must be a file path (or None for the outputs folder).", argument="path",
+                                  value=path, hint="e.g. path=\"clips/walk.mp4\"")
     frames = _frames(images_or_paths, axis)
     frames = _sized(frames, size)
     frames = _expand(frames, hold=hold, interpolate=interpolate)
@@ -62,11 +69,19 @@ def to_video(
     out = Path(path) if path is not None else _default_path(format)
     if out.suffix.lower() != f".{format}":
         out = out.with_suffix(f".{format}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    from masuka_nb.storage import ensure_dir, refuse_special, storage_error
+
+    refuse_special(out)  # never rename over a device or a pipe
+    ensure_dir(out.parent)
     tmp = out.with_name(f".{out.stem}.incomplete{out.suffix}")
     try:
         (_write_mp4 if format == "mp4" else _write_gif)(frames, tmp, fps=float(fps), quality=quality, loop=loop)
         tmp.replace(out)  # never a half-written clip under the final name
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise storage_error(exc, path=out, what="the clip", saved="No clip was written; the frames are "
+                            "unchanged.") from exc
     finally:
         tmp.unlink(missing_ok=True)
     return out

@@ -193,7 +193,11 @@ def _cell_call(base: dict[str, Any], axes: dict[str, tuple[str, list[Any]]], com
 
     call = dict(base)
     call["loras"] = [(s.source, s.weight) for s in normalise_loras(base["loras"])]
-    call["presets"] = list(base["presets"]) if not isinstance(base["presets"], str) else [base["presets"]]
+    from masuka_nb.creative.presets import _weighted
+
+    _weighted(base["presets"])  # checked here: a bad `presets` is an InvalidRequestError, not a TypeError
+    presets = base["presets"] or ()
+    call["presets"] = list(presets) if not isinstance(presets, (str, dict)) else [presets]
     for (name, (fieldname, _values)), value in zip(sorted(axes.items()), [combo[("x", "y", "z").index(k)]
                                                                        for k in sorted(axes)]):
         if fieldname == "size":

@@ -195,8 +195,12 @@ def apply(prompt: str, presets: Sequence[PresetLike] = (), *, negative_prompt: s
 
 
 def _weighted(presets: Iterable[PresetLike]) -> builtins.list[tuple[Preset, float]]:
-    if isinstance(presets, (str, Preset)):
+    if isinstance(presets, (str, Preset, dict)):
         presets = [presets]
+    if presets is not None and (not isinstance(presets, Iterable) or isinstance(presets, (bytes, bytearray))):
+        raise InvalidRequestError(f"`presets` must be a preset name or a list of them, not {type(presets).__name__}.",
+                                  argument="presets", value=presets, hint="e.g. presets=[\"cinematic\"] or "
+                                  "presets=[(\"watercolor\", 0.5)]")
     out = []
     for item in presets or ():
         weight = 1.0

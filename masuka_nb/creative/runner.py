@@ -17,16 +17,17 @@ the processes (each item exactly once), and every process returns the whole gath
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, StorageError
 from masuka_nb.log import get_logger
 
 __all__ = ["BatchEstimate", "BatchItem", "BatchResult", "batch", "estimate", "plan_items"]
@@ -112,6 +113,7 @@ class BatchResult:
 
     def _repr_html_(self) -> str:
         import base64
+        import html
         import io
 
         tags = []
@@ -123,9 +125,10 @@ class BatchResult:
             thumb.thumbnail((160, 160))
             buf = io.BytesIO()
             thumb.save(buf, format="PNG")
-            tags.append(f'<img title="{it.prompt[:80]} · seed {it.seed}" style="margin:2px" '
+            title = html.escape(f"{it.prompt[:80]} · seed {it.seed}", quote=True)  # a prompt is user text
+            tags.append(f'<img title="{title}" style="margin:2px" '
                         f'src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">')
-        return "".join(tags) + f"<div><small>batch {self.id}: {len(self.items)} image(s)</small></div>"
+        return "".join(tags) + f"<div><small>batch {html.escape(str(self.id))}: {len(self.items)} image(s)</small></div>"
 
 
 @dataclass
@@ -187,6 +190,10 @@ def plan_items(
     prompts: list[str] = []
     for src in sources:
         prompts += expand(src, mode=mode, count=count, wildcards_dir=wildcards_dir)
+        if len(prompts) > MAX_ITEMS:  # counted as it grows: 5,000 templates of 10,000 prompts never pile up
+            raise InvalidRequestError(f"The batch would make more than {MAX_ITEMS} images.",
+                                      argument="prompts_or_template", value=len(prompts),
+                                      hint="Split it into several batches, or use mode=\"random\" with count=.")
     model_id, _ = resolve_model(model)
     spec = get_model(model_id)
     seed_list = _seeds(seeds, prompts, model_id, MAX_SEED)
@@ -284,13 +291,16 @@ def batch(
     if state is not None:
         todo = todo[state.process_index::state.num_processes]
     status, error, reuses = "ok", None, 0
+    warnings: list[str] = []
     try:
         reuses = _run_items(plan, todo, engine or default_engine(), save=save, progress=progress, cancel=cancel,
-                            chunk=chunk)
+                            chunk=chunk, warnings=warnings)
     except (Exception, KeyboardInterrupt) as exc:
         error = exc if isinstance(exc, MasukaError) else None
         status = "cancelled" if isinstance(exc, (CancelledError, KeyboardInterrupt)) else "failed"
         _record_batch(plan, est, time.perf_counter() - t0, status, exc)
+        if isinstance(exc, StorageError):
+            raise _with_saved(exc, plan) from exc
         raise
     if state is not None:
         state.wait_for_everyone()
@@ -302,13 +312,27 @@ def batch(
     rec_id = ""
     if state is None or state.is_main_process:
         rec_id = _record_batch(plan, est, seconds, status, error)
-    return BatchResult(plan.id, plan.items, plan.model, est, seconds, rec_id, status, prompt_reuses=reuses)
+    return BatchResult(plan.id, plan.items, plan.model, est, seconds, rec_id, status, warnings, prompt_reuses=reuses)
+
+
+def _with_saved(exc: StorageError, plan: _Plan) -> StorageError:
+    """A full or read-only disk mid-batch, saying which images did reach the disk (a rerun skips them)."""
+    saved = [it for it in plan.items if it.path is not None and Path(it.path).is_file()]
+    where = sorted({str(Path(it.path).parent) for it in saved})
+    said = (f"{len(saved)} of {len(plan.items)} images of this batch are saved (in {', '.join(where)}); running "
+            "the same batch again makes only the rest." if saved else
+            f"None of the {len(plan.items)} images of this batch was saved.")
+    base, inner = exc.message, exc.details.get("saved")
+    if isinstance(inner, str) and base.endswith(inner):  # one image's "saved" sentence gives way to the batch's
+        base = base[: -len(inner)].rstrip()
+    return type(exc)(f"{base} {said}", argument=exc.argument, value=exc.value, hint=exc.hint,
+                     saved=said, errno=exc.details.get("errno"))
 
 
 # ---- running ----
 
 def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, progress: Any, cancel: Any,
-               chunk: int) -> int:
+               chunk: int, warnings: list[str]) -> int:
     """Make the items, several seeds of one prompt per pipeline call; one history record per image."""
     from masuka_nb.image.generation import run
     from masuka_nb.image.job import PromptCache
@@ -341,7 +365,14 @@ def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, p
         for i, it in enumerate(group):
             it.image = result.images[i]
             it.path = result.paths[i] if result.paths else None
-            it.history_id = _record_item(plan, it, result, i)
+            try:
+                it.history_id = _record_item(plan, it, result, i)
+            except MasukaError as exc:
+                # the image is saved: a history that cannot be written is said once, never a failed batch
+                # (a rerun then cannot skip this item, and makes it again)
+                log.warning("batch.history_not_updated", error=str(exc), path=str(it.path or ""))
+                warnings.append(f"The history could not be updated ({exc.code}); image {it.index} is saved at "
+                                f"{it.path}." if it.path else f"The history could not be updated ({exc.code}).")
         made += len(group)
         reporter.update(offset + plan.steps, message=label)
     reporter.done(f"{len(todo)} image(s)")
@@ -385,9 +416,12 @@ def _finished(batch_id: str) -> dict[int, dict[str, Any]]:
         tag = rec.recipe.get("batch") if isinstance(rec.recipe, dict) else None
         if not isinstance(tag, dict) or tag.get("id") != batch_id or not rec.paths:
             continue
+        index = tag.get("index")
+        if isinstance(index, bool) or not isinstance(index, int):
+            continue  # an edited or foreign record: it cannot say which item it made
         path = Path(rec.paths[0])
-        if path.is_file() and int(tag["index"]) not in out:
-            out[int(tag["index"])] = {"path": path, "id": rec.id}
+        if path.is_file() and index not in out:
+            out[index] = {"path": path, "id": rec.id}
     return out
 
 
@@ -435,7 +469,16 @@ def _seeds(seeds: Sequence[int] | None, prompts: list[str], model: str, max_seed
         return [int.from_bytes(digest[:4], "big")]
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
-    seeds = list(seeds)
+    if isinstance(seeds, (str, bytes, dict)) or not isinstance(seeds, Iterable):
+        raise InvalidRequestError(f"`seeds` must be a whole number or a list of them, not {type(seeds).__name__}.",
+                                  argument="seeds", value=seeds, hint="e.g. seeds=[1, 2, 3] or seeds=range(8)")
+    if isinstance(seeds, Sized) and len(seeds) > MAX_ITEMS:
+        raise InvalidRequestError(f"`seeds` holds {len(seeds)} seeds (limit {MAX_ITEMS} images per batch).",
+                                  argument="seeds", value=len(seeds), hint="Split it into several batches.")
+    seeds = list(itertools.islice(seeds, MAX_ITEMS + 1))
+    if len(seeds) > MAX_ITEMS:
+        raise InvalidRequestError(f"`seeds` holds more than {MAX_ITEMS} seeds (the limit per batch).",
+                                  argument="seeds", value=f"{MAX_ITEMS}+", hint="Split it into several batches.")
     if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= max_seed for s in seeds):
         raise InvalidRequestError(f"`seeds` must be whole numbers from 0 to {max_seed} (at least one).",
                                   argument="seeds", value=seeds, hint="e.g. seeds=[1, 2, 3] or seeds=range(8)")
@@ -450,8 +493,11 @@ def _estimate(plan: _Plan) -> BatchEstimate:
     samples = []
     for rec in history.query(kind="image", status="ok", model=plan.model, limit=200):
         gen, r = rec.timings.get("generate"), rec.recipe
-        if gen and not (rec.extra or {}).get("cached") and r.get("steps") and r.get("width"):
-            n = max(1, len(r.get("seeds") or [1]))
+        if not all(_positive(v) for v in (gen, r.get("steps"), r.get("width"), r.get("height"))):
+            continue  # not a measurement (an edited or foreign record among them)
+        if not (rec.extra or {}).get("cached"):
+            seeds = r.get("seeds")
+            n = max(1, len(seeds) if isinstance(seeds, list) else 1)
             samples.append(gen / (r["steps"] * n * r["width"] * r["height"] / 1e6))
         if len(samples) >= 20:
             break
@@ -462,6 +508,10 @@ def _estimate(plan: _Plan) -> BatchEstimate:
         rate, basis = _GUESS_S_PER_STEP_MPX["tiny" if tiny else "default"], "guess"
     per_image = rate * plan.steps * mpx
     return BatchEstimate(len(plan.items), per_image * len(plan.items), per_image, basis)
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def _human(seconds: float) -> str:

@@ -5,9 +5,11 @@ prompt, sizes, steps, guidance, seeds, scheduler, img2img input hash and strengt
 weights, and how it was computed: every plan field that changes the arithmetic (device, dtypes, NF4 and
 which components, offload, freed text encoders, compile, first-block cache, VAE tiling, speed) and the
 engine's attention backend (`compute_of`). Two plans that should give the same image are then two
-computations, never a cache hit standing in for one. Entries point at PNGs (the saved outputs, or copies in the local cache when
-`save=False`); a missing or damaged file is a miss, never an error. Turn it off with
-`configure(result_cache=False)`.
+computations, never a cache hit standing in for one. Entries point at PNGs (the saved outputs, or copies
+in the local cache when `save=False`) and record each one's SHA-256: a missing, damaged or replaced file
+is a miss (and the entry is rebuilt by the next store), never an error and never someone else's picture.
+An entry that does not parse is quarantined. The cache is a convenience: a full disk while storing an
+entry is logged, not raised. Turn it off with `configure(result_cache=False)`.
 """
 
 from __future__ import annotations
@@ -57,19 +59,33 @@ def lookup(key: str) -> tuple[list[Any], list[Path]] | None:
     """The cached images and their paths, or None."""
     from PIL import Image
 
+    from masuka_nb.storage import file_sha256, read_json_guarded
+
     entry = _entry(key)
     if not entry.is_file():
         return None
+    data = read_json_guarded(entry, expect=dict)  # not JSON / not a mapping: quarantined, a miss
+    paths_raw, hashes = (data or {}).get("paths"), (data or {}).get("sha256")
+    if not (isinstance(paths_raw, list) and isinstance(hashes, list) and paths_raw and len(paths_raw) == len(hashes)
+            and all(isinstance(p, str) for p in paths_raw) and all(isinstance(h, str) for h in hashes)):
+        if data is not None:
+            from masuka_nb.storage import quarantine
+
+            quarantine(entry, reason="a result-cache entry of the wrong shape (no paths with hashes)")
+        return None
+    paths = [Path(p) for p in paths_raw]
+    # Images saved under another MASUKA home (another Drive, a finished test) are not this user's.
+    if not all(_ours(p) for p in paths):
+        return None
+    images = []
     try:
-        paths = [Path(p) for p in json.loads(entry.read_text(encoding="utf-8"))["paths"]]
-        # Images saved under another MASUKA home (another Drive, a finished test) are not this user's.
-        if not all(_ours(p) for p in paths):
-            return None
-        images = []
-        for p in paths:
+        for p, digest in zip(paths, hashes):
+            if file_sha256(p) != digest:
+                log.info("cache.miss_changed", key=key[:12], path=str(p))  # replaced or edited since: not ours
+                return None
             with Image.open(p) as im:
                 images.append(im.convert("RGB"))
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError) as exc:
         log.info("cache.miss_damaged", key=key[:12], error=type(exc).__name__)
         return None
     return images, paths
@@ -83,13 +99,21 @@ def _ours(path: Path) -> bool:
 
 
 def store(key: str, images: list[Any], paths: list[Path], recipe: dict[str, Any]) -> list[Path]:
-    """Remember `images` under `key`; when they were not saved, keep copies in the local cache."""
+    """Remember `images` under `key`; when they were not saved, keep copies in the local cache.
+
+    Returns the paths the entry points at ([] when the cache could not be written: a full disk here
+    never fails the generation whose images are already made)."""
+    from masuka_nb.errors import MasukaError
     from masuka_nb.image.metadata import write_png
-    from masuka_nb.storage import atomic_write_json
+    from masuka_nb.storage import atomic_write_json, file_sha256
 
     entry = _entry(key)
-    if not paths:
-        paths = [write_png(im, entry.parent / key / f"{i}.png", recipe=recipe, index=i)
-                 for i, im in enumerate(images)]
-    atomic_write_json(entry, {"paths": [str(p) for p in paths]})
+    try:
+        if not paths:
+            paths = [write_png(im, entry.parent / key / f"{i}.png", recipe=recipe, index=i)
+                     for i, im in enumerate(images)]
+        atomic_write_json(entry, {"paths": [str(p) for p in paths], "sha256": [file_sha256(p) for p in paths]})
+    except (MasukaError, OSError) as exc:
+        log.warning("cache.store_failed", key=key[:12], error=str(exc))
+        return [p for p in paths if Path(p).is_file()] if paths else []
     return paths

@@ -15,6 +15,7 @@ tiny twins (tiny-flux-kontext, tiny-flux-fill) run instead, and their outputs ar
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 import time
 from datetime import datetime, timezone
@@ -232,8 +233,14 @@ def _open(value: Any, arg: str, *, mode: str) -> Any:
         value = value.images[0]
     if hasattr(value, "convert"):
         return value.convert(mode)
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)):
+        raise InvalidRequestError(f"The {arg} must be a PIL image or an image path, not {type(value).__name__}.",
+                                  argument=arg, value=value, hint="Pass a PNG/JPEG path or a PIL image.")
+    from masuka_nb.storage import open_local
+
+    data = open_local(value, argument=arg)  # bounded; a FIFO or device is refused, never opened
     try:
-        with Image.open(value) as im:
+        with Image.open(data) as im:
             return im.convert(mode)
     except (OSError, UnidentifiedImageError, TypeError, ValueError) as exc:
         raise InvalidRequestError(f"Could not read the {arg} {str(value)[:200]!r} ({type(exc).__name__}).",

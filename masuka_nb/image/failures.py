@@ -57,6 +57,10 @@ def translate(exc: BaseException, *, model: str, stage: str, plan_label: str = "
             return hub_error(exc, repo=get_model(model).repo or model, model=model)
     except ImportError:
         pass
+    if isinstance(exc, OSError) and exc.errno is not None:  # the disk, not the model: no "likely a bug"
+        from masuka_nb.storage import storage_error
+
+        return storage_error(exc, path=exc.filename or "MASUKA's home", what=f"the output of {stage}")
     if isinstance(exc, ImportError):
         return DependencyMissingError(f"{stage} of {model} needs a package that is missing: {exc}.",
                                       argument="model", value=model,

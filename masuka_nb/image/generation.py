@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, StorageError
 from masuka_nb.image.job import GenerationJob, PromptCache
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
@@ -62,8 +62,10 @@ class GenerationResult:
             im.save(buf, format="PNG")
             data = base64.b64encode(buf.getvalue()).decode()
             tags.append(f'<img src="data:image/png;base64,{data}" style="max-width:256px;margin:2px">')
-        label = self.recipe.get("label", "")
-        return "".join(tags) + (f"<div><small>{label}</small></div>" if label else "")
+        from html import escape
+
+        label = self.recipe.get("label", "")  # a recipe may come from a PNG someone sent: text, escaped
+        return "".join(tags) + (f"<div><small>{escape(str(label))}</small></div>" if label else "")
 
 
 def resolve_model(model: str | None, *, runtime: Any = None) -> tuple[str, str | None]:
@@ -220,7 +222,8 @@ def execute(job: GenerationJob) -> GenerationResult:
             if job.save and not all(p.is_relative_to(settings().outputs_dir) for p in paths):
                 paths = cache.store(key, images, _save(images, recipe, req), recipe)  # was made with save=False
             timings["total"] = job.elapsed()
-            rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=True) if job.record else None
+            rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=True,
+                             warnings=job.warnings) if job.record else None
             log.info("generate.cache_hit", model=spec.id, key=key[:12])
             return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, True, job.warnings,
                                     rec.id if rec else "")
@@ -242,7 +245,7 @@ def execute(job: GenerationJob) -> GenerationResult:
     timings["save"] = time.perf_counter() - t
     timings["total"] = job.elapsed()
     t = time.perf_counter()
-    rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=False) if job.record else None
+    rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=False, warnings=job.warnings) if job.record else None
     timings = {**timings, "history": time.perf_counter() - t}  # the stored record cannot hold its own write time
     return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, False, job.warnings,
                             rec.id if rec else "")
@@ -331,21 +334,35 @@ def _save(images, recipe, req) -> list[Path]:
     folder = settings().outputs_dir / datetime.now().strftime("%Y-%m-%d")
     stamp = datetime.now().strftime("%H%M%S")
     stem = safe_name(req.prompt, max_len=40)
-    paths = []
-    for i, (im, seed) in enumerate(zip(images, recipe["seeds"])):
-        path = unique_path(folder, f"{stamp}-{stem}-{seed}", ".png")
-        paths.append(write_png(im, path, recipe=recipe, index=i))
+    paths: list[Path] = []
+    try:
+        for i, (im, seed) in enumerate(zip(images, recipe["seeds"])):
+            path = unique_path(folder, f"{stamp}-{stem}-{seed}", ".png")
+            paths.append(write_png(im, path, recipe=recipe, index=i))
+    except StorageError as exc:  # a full or read-only disk: say which images did reach it
+        said = (f"{len(paths)} of {len(images)} images were saved: {', '.join(str(p) for p in paths)}."
+                if paths else "No image of this generation was saved; nothing half-written was left.")
+        raise type(exc)(f"{exc.message} {said}", argument=exc.argument, value=exc.value, hint=exc.hint,
+                        saved=said, errno=exc.details.get("errno")) from exc
     return paths
 
 
-def _record_ok(spec, recipe, paths, timings, mplan, *, cached: bool):
+def _record_ok(spec, recipe, paths, timings, mplan, *, cached: bool, warnings: list[str]):
+    """The success record; a history that cannot be written is a warning on the result, never a failure
+    (the images are made and saved)."""
     from masuka_nb import history
 
-    return history.record(history.HistoryRecord(
-        kind="image", status="ok", model=spec.id, prompt=recipe["prompt"], recipe=recipe,
-        paths=[str(p) for p in paths], timings=timings, plan=mplan.as_dict(),
-        extra={"cached": cached},
-    ))
+    try:
+        return history.record(history.HistoryRecord(
+            kind="image", status="ok", model=spec.id, prompt=recipe["prompt"], recipe=recipe,
+            paths=[str(p) for p in paths], timings=timings, plan=mplan.as_dict(),
+            extra={"cached": cached},
+        ))
+    except MasukaError as exc:
+        where = f" The images are saved: {', '.join(str(p) for p in paths)}." if paths else ""
+        warnings.append(f"The history could not be updated ({exc.code}: {exc.message}).{where}")
+        log.warning("history.record_failed", error=str(exc))
+        return None
 
 
 def _record_failure(job: GenerationJob, err: MasukaError) -> None:

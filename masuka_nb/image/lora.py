@@ -201,15 +201,66 @@ def _download_url(url: str) -> Path:
         name += ".safetensors"
     target = settings().cache_dir / "loras" / hashlib.sha256(url.encode()).hexdigest()[:16] / name
     if target.is_file():
-        return target
+        problem = safetensors_problem(target)
+        if problem is None:
+            return target
+        from masuka_nb.storage import quarantine
+
+        # an HTML page or a cut file cached as "the LoRA" once must not stay it forever: fetch it again
+        quarantine(target, reason=f"the cached LoRA is not a whole .safetensors file ({problem})")
     if settings().offline:
         raise ModelFilesMissingError(f"The LoRA at {public_url(url)} is not downloaded and MASUKA is offline.",
                                      argument="loras", value=public_url(url), hint="Go online once, or pass a local file.")
     try:
-        return download(url, target, max_bytes=MAX_LORA_BYTES, argument="loras")
+        path = download(url, target, max_bytes=MAX_LORA_BYTES, argument="loras")
     except DownloadError as exc:  # for a LoRA source, "not there" is the error the rest of this room raises
         raise ModelFilesMissingError(exc.message, argument="loras", value=public_url(url), hint=exc.hint,
                                      status=exc.details.get("status")) from exc
+    problem = safetensors_problem(path)
+    if problem is not None:
+        path.unlink(missing_ok=True)  # never cached: the next try downloads again
+        raise InvalidRequestError(f"{public_url(url)} did not give a .safetensors LoRA file: {problem}.",
+                                  argument="loras", value=public_url(url),
+                                  hint="Use the file's direct download link (a page about the LoRA, or a login "
+                                       "page, answers HTML); some sites need an API token in the URL.")
+    return path
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why `path` is not a whole safetensors file (None when it is), read from its header alone.
+
+    The header is 8 bytes of length then JSON naming each tensor's byte range; a page of HTML, a cut
+    download or a file with trailing junk fails here without loading a single tensor.
+    """
+    import json
+    import struct
+
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) < 8:
+                return "it is shorter than a safetensors header"
+            (n,) = struct.unpack("<Q", head)
+            if n < 2 or n > min(size - 8, 100 * 1024**2):
+                start = head.lstrip()[:1]
+                return "it is an HTML or text page" if start in (b"<", b"{", b"[") else "its header length is wrong"
+            header = json.loads(fh.read(n).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        return f"its header does not parse ({type(exc).__name__})"
+    if not isinstance(header, dict):
+        return "its header is not a mapping"
+    end = 0
+    for key, info in header.items():
+        if key == "__metadata__":
+            continue
+        offsets = info.get("data_offsets") if isinstance(info, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)):
+            return f"tensor {key!r} has no byte range"
+        end = max(end, offsets[1])
+    if 8 + n + end != size:
+        return f"it holds {size} bytes where its header describes {8 + n + end} (cut or padded)"
+    return None
 
 
 # ---- reading and checking ----

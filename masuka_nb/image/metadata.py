@@ -107,8 +107,11 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
 def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     from PIL import Image, UnidentifiedImageError
 
+    from masuka_nb.storage import open_local
+
+    data = open_local(path, argument="path", what="PNG")  # bounded; a FIFO or device is refused
     try:
-        with Image.open(path) as im:
+        with Image.open(data) as im:
             im.load()
             return {k: v for k, v in im.info.items() if isinstance(v, str)}
     except (OSError, UnidentifiedImageError) as exc:
@@ -120,8 +123,10 @@ def read_recipe(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON recipe stored in a MASUKA PNG (or a `.json` recipe file)."""
     p = Path(path)
     if p.suffix.lower() == ".json":
+        from masuka_nb.storage import read_text_file
+
         try:
-            return json.loads(p.read_text(encoding="utf-8"))
+            return json.loads(read_text_file(p, max_bytes=16 * 1024**2, argument="path", what="recipe"))
         except (OSError, ValueError) as exc:
             raise InvalidRequestError(f"Cannot read the recipe {p}.", argument="path", value=str(p),
                                       hint="Pass a recipe .json or a PNG that MASUKA wrote.") from exc

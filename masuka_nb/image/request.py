@@ -156,8 +156,11 @@ def _open_image(image: Any):
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, (str, os.PathLike)):
+        from masuka_nb.storage import open_local
+
+        data = open_local(image, argument="image")  # bounded; a FIFO or device is refused, never opened
         try:
-            with Image.open(image) as im:
+            with Image.open(data) as im:
                 return im.convert("RGB")
         except (OSError, UnidentifiedImageError, ValueError) as exc:
             raise InvalidRequestError(f"Cannot open {image} as an image ({type(exc).__name__}).",

@@ -12,7 +12,7 @@ import time
 import weakref
 from dataclasses import dataclass, field
 
-from masuka_nb.errors import InvalidRequestError
+from masuka_nb.errors import DatasetError, InvalidRequestError
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
 from masuka_nb.runtime import free_memory
@@ -137,7 +137,7 @@ def caption_dataset(
     if task not in FLORENCE_TASKS:
         raise InvalidRequestError(f"Unknown Florence-2 task `{task}`.", argument="task", value=task,
                                   hint="Use one of: " + ", ".join(FLORENCE_TASKS) + ".")
-    if batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InvalidRequestError("`batch_size` must be at least 1.", argument="batch_size", value=batch_size)
     dataset.sync_captions()
     family, repo, tiny = _resolve(model)
@@ -161,8 +161,13 @@ def caption_dataset(
             batch = todo[i:i + batch_size]
             images = []
             for it in batch:
-                with Image.open(dataset.path_of(it)) as im:
-                    images.append(im.convert("RGB"))
+                try:
+                    with Image.open(dataset.path_of(it)) as im:
+                        images.append(im.convert("RGB"))
+                except (OSError, ValueError) as exc:  # vanished or damaged on disk since it was imported
+                    raise DatasetError(f"The dataset image {it.file} cannot be read: {exc}.", argument="dataset",
+                                       value=it.file, hint="Re-import it, or set keep=False on it and caption "
+                                       "with only_kept=True.") from exc
             texts = _generate(family, captioner, processor, dtype, images, task, max_new_tokens)
             for it, text in zip(batch, texts):
                 it.caption = with_trigger(text, trigger_word)

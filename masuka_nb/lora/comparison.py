@@ -12,7 +12,7 @@ itself is `masuka_nb.grid` (a "lora" row axis × a prompt·seed column axis), re
 from __future__ import annotations
 
 import io
-import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +22,7 @@ from masuka_nb.errors import InvalidRequestError
 from masuka_nb.image.grid import make_grid  # also re-exported: it used to live here
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback
+from masuka_nb.storage import read_json_guarded
 
 __all__ = ["Cell", "Comparison", "compare", "make_grid", "resolve_lora"]
 
@@ -66,18 +67,18 @@ def resolve_lora(source: str | Path) -> tuple[Path, str, dict[str, Any]]:
     from masuka_nb.image.lora import METADATA_NAME
     from masuka_nb.image.lora import resolve_lora as resolve_file
 
+    if isinstance(source, bool) or not isinstance(source, (str, os.PathLike)) or not str(source).strip():
+        raise InvalidRequestError(f"A LoRA to compare must be a path or a library name, not {type(source).__name__}.",
+                                  argument="loras", value=source, hint="e.g. loras=[\"my-style\"]")
     try:
         file = resolve_file(str(source))
     except ModelFilesMissingError as exc:
         raise InvalidRequestError(f"No LoRA found at {source}.", argument="loras", value=str(source),
                                   hint=exc.hint or "Pass a .safetensors file, a LoRA folder, a library name or a "
                                   "Civitai id.") from exc
-    meta_path = file.parent / METADATA_NAME
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-    except (OSError, ValueError):
-        meta = {}
-    return file, meta.get("name") or file.stem, meta
+    meta = read_json_guarded(file.parent / METADATA_NAME, default={}, expect=dict)  # damaged: quarantined
+    name = meta.get("name")
+    return file, name if isinstance(name, str) and name else file.stem, meta
 
 
 def compare(
@@ -97,11 +98,29 @@ def compare(
     cancel: CancelToken | None = None,
 ) -> Comparison:
     """Render prompts × seeds for each LoRA at each weight (and the base model), as one grid."""
+    def listed(name: str, value: Any, kinds: tuple[type, ...], example: str) -> list[Any]:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, kinds) and not isinstance(v, bool) for v in value):
+            raise InvalidRequestError(f"`{name}` must be a list.", argument=name, value=value, hint=f"e.g. {name}={example}")
+        return list(value)
+
+    prompts = listed("prompts", [prompts] if isinstance(prompts, str) else prompts, (str,), "['mk on a sofa']")
+    seeds = listed("seeds", [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds, (int,),
+                   "[1, 2]")
+    weights = listed("weights", weights, (int, float), "(0.8, 1.0)")
+    if not all(-4 <= w <= 4 for w in weights) or not weights:
+        raise InvalidRequestError("`weights` must be numbers from -4 to 4.", argument="weights", value=weights,
+                                  hint="e.g. weights=(0.8, 1.0)")
+    if not isinstance(include_base, bool):
+        raise InvalidRequestError("`include_base` must be True or False.", argument="include_base", value=include_base)
     if not prompts or not seeds:
         raise InvalidRequestError("`prompts` and `seeds` must each hold at least one value.", argument="prompts",
                                   value=list(prompts), hint="For example prompts=['mycat on a sofa'], seeds=[1, 2].")
     if isinstance(loras, (str, Path)):
         loras = [loras]
+    if not isinstance(loras, (list, tuple)) or not loras:
+        raise InvalidRequestError("`loras` must be a LoRA (path or library name) or a list of them.", argument="loras",
+                                  value=loras, hint="e.g. loras=[\"my-style\"]")
     resolved = [resolve_lora(src) for src in loras]
     chosen = model is not None
     if model is None:

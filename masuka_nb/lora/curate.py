@@ -123,9 +123,17 @@ class ClipScorer:
             repo = REAL_CLIP if model == "clip" else model
             local = local_only_kwargs(model=model, repo=repo, files="the CLIP scorer's weights")
             head_state = self._real_head(local_only=bool(local))
-        with quiet_third_party():
-            self.processor = AutoProcessor.from_pretrained(repo, **local)
-            self.model = CLIPVisionModelWithProjection.from_pretrained(repo, dtype=self.dtype, **local)
+        try:
+            with quiet_third_party():
+                self.processor = AutoProcessor.from_pretrained(repo, **local)
+                self.model = CLIPVisionModelWithProjection.from_pretrained(repo, dtype=self.dtype, **local)
+        except (OSError, ValueError) as exc:  # not a repo id, not downloaded, not a CLIP model
+            from masuka_nb.errors import ModelFilesMissingError
+
+            raise ModelFilesMissingError(f"The curation scorer {model!r} cannot be loaded: {str(exc)[:200]}",
+                                         argument="scorer", value=model,
+                                         hint="Use scorer=\"clip\" (the default), or scorer=None to check only "
+                                              "duplicates, blur and size.") from exc
         self.model = self.model.to(self.device).eval()
         self.head = None
         if head_state is not None:
@@ -189,20 +197,43 @@ class ClipScorer:
 
 
 def _load_rgb(path, max_side: int = 512):
+    """A dataset image, small; one that vanished or was damaged on disk is a DatasetError naming it."""
     from PIL import Image
 
-    with Image.open(path) as im:
-        im = im.convert("RGB")
-        im.thumbnail((max_side, max_side))
-        return im
+    from masuka_nb.errors import DatasetError
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            im.thumbnail((max_side, max_side))
+            return im
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise DatasetError(f"The dataset image {path} cannot be read: {exc}.", argument="dataset", value=str(path),
+                           hint="Re-import it, or set keep=False on it (`ds.set_keep(name, False)`).") from exc
 
 
 def _as_image(ref):
+    """The reference photo: a PIL image, or the path of an image file (checked like an imported one)."""
+    import os
+
     from PIL import Image
+
+    from masuka_nb.lora.imageio import ImageRejected, decode_image
+    from masuka_nb.storage import read_file_bytes
 
     if isinstance(ref, Image.Image):
         return ref.convert("RGB")
-    return _load_rgb(ref)
+    if isinstance(ref, bool) or not isinstance(ref, (str, os.PathLike)):
+        raise InvalidRequestError(f"`reference_image` must be a PIL image or an image path, not {type(ref).__name__}.",
+                                  argument="reference_image", value=ref, hint="e.g. reference_image=\"me.jpg\"")
+    data = read_file_bytes(ref, max_bytes=64 * 1024**2, argument="reference_image", what="image")
+    try:
+        im = decode_image(data, str(ref), min_side=1).image
+    except ImageRejected as rej:
+        raise InvalidRequestError(f"The reference image {ref} cannot be used: {rej.reason}", argument="reference_image",
+                                  value=str(ref), hint="Give a JPEG, PNG or WebP photo of the subject.") from rej
+    im.thumbnail((512, 512))
+    return im
 
 
 def curate(
@@ -226,8 +257,16 @@ def curate(
         import imagehash
     except ImportError as exc:
         raise DependencyMissingError("Curation needs `imagehash`.", argument="scorer", hint="pip install imagehash") from exc
-    if batch_size < 1:
-        raise InvalidRequestError("`batch_size` must be at least 1.", argument="batch_size", value=batch_size)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InvalidRequestError("`batch_size` must be a whole number ≥ 1.", argument="batch_size", value=batch_size)
+    for name, value in (("near_duplicate_distance", near_duplicate_distance), ("min_blur", min_blur),
+                        ("min_aesthetic", min_aesthetic), ("min_identity", min_identity), ("min_side", min_side)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InvalidRequestError(f"`{name}` must be a number.", argument=name, value=value)
+    if not isinstance(apply, bool):
+        raise InvalidRequestError("`apply` must be True or False.", argument="apply", value=apply)
+    if scorer is not None and not isinstance(scorer, (str, ClipScorer)):
+        raise InvalidRequestError("`scorer` must be \"clip\", a ClipScorer or None.", argument="scorer", value=scorer)
     start = time.perf_counter()
     items = list(dataset.items)
     reporter = ProgressReporter("curate", len(items), progress=progress, cancel=cancel)

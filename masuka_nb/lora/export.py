@@ -255,7 +255,23 @@ def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], 
     from safetensors.torch import load_file
 
     from masuka_nb.config import settings
+    from masuka_nb.storage import safe_name
 
+    if not isinstance(name, str) or safe_name(name, default="") != name:
+        raise InvalidRequestError("`name` must use only letters, digits, '.', '_' and '-'.", argument="name",
+                                  value=name, hint=f"e.g. name={safe_name(str(name), default='my-style')!r}")
+    if not isinstance(meta, dict):
+        raise InvalidRequestError("`meta` must be a mapping.", argument="meta", value=meta,
+                                  hint="e.g. meta={\"base_model\": \"flux1-dev\", \"trigger_word\": \"mk\"}")
+    if loras_dir is not None and (isinstance(loras_dir, bool) or not isinstance(loras_dir, (str, Path))):
+        raise InvalidRequestError("`loras_dir` must be a folder path or None.", argument="loras_dir", value=loras_dir)
+    import torch
+
+    if not isinstance(state_dict, dict) or not state_dict or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state_dict.items()):
+        raise InvalidRequestError("`state_dict` must map LoRA weight names to tensors (at least one).",
+                                  argument="state_dict", value=type(state_dict).__name__,
+                                  hint="Pass `peft.get_peft_model_state_dict(model)`, or use `lora.train`.")
     folder = ensure_dir(Path(loras_dir) if loras_dir else settings().loras_dir / name)
     sd = {(k if k.startswith("transformer.") else f"transformer.{k}"): v.detach().cpu().contiguous()
           for k, v in state_dict.items()}

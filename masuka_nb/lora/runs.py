@@ -6,17 +6,19 @@ these; only `TrainingRun.resume` reaches the loop, at call time.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError
+from masuka_nb.errors import InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
+from masuka_nb.lora.checkpoints import Damaged, damaged_run_error, read_state
 from masuka_nb.lora.plan import TrainingConfig, TrainingPlan
 from masuka_nb.progress import CancelToken, ProgressCallback
-from masuka_nb.storage import atomic_write_json, read_json
+from masuka_nb.storage import atomic_write_json, quarantine, read_json_guarded
 
 __all__ = ["FLOW_SHIFT", "TrainingRun", "bucket_for", "loss_curve_png", "make_buckets", "record_run"]
 
@@ -84,7 +86,8 @@ class TrainingRun:
         return self.status == "finished"
 
     def save(self) -> None:
-        atomic_write_json(self.run_dir / "run.json", {
+        # backup=True: run.json.bak is the last good record, read when run.json itself is damaged
+        atomic_write_json(self.run_dir / "run.json", backup=True, obj={
             "name": self.name, "config": self.config.to_dict(), "dataset_root": str(self.dataset_root),
             "status": self.status, "step": self.step, "fingerprint": self.config.fingerprint(),
             "lora_path": str(self.lora_path) if self.lora_path else None,
@@ -96,25 +99,45 @@ class TrainingRun:
     def load(cls, name_or_dir: str | os.PathLike[str]) -> TrainingRun:
         from masuka_nb.config import settings
 
+        if not isinstance(name_or_dir, (str, os.PathLike)) or not str(name_or_dir).strip():
+            raise InvalidRequestError("`name` must be a run's name or folder.", argument="name", value=name_or_dir,
+                                      hint="e.g. TrainingRun.load(\"my-style\")")
+        def present(folder: Path) -> bool:  # run.json, or only its backup (run.json was quarantined)
+            return (folder / "run.json").is_file() or (folder / "run.json.bak").is_file()
+
         run_dir = Path(name_or_dir)
-        if not (run_dir / "run.json").is_file():
+        if not present(run_dir):
             run_dir = settings().home / "training" / str(name_or_dir)
-        if not (run_dir / "run.json").is_file():
+        if not present(run_dir):
             raise InvalidRequestError(f"No training run {name_or_dir!r}.", argument="name", value=str(name_or_dir),
                                       hint="Runs live in MASUKA's home under training/.")
-        d = read_json(run_dir / "run.json")
-        run = cls(name=d["name"], run_dir=run_dir, config=TrainingConfig.from_dict(d["config"]),
-                  dataset_root=Path(d["dataset_root"]), status=d.get("status", "new"), step=d.get("step", 0),
-                  lora_path=Path(d["lora_path"]) if d.get("lora_path") else None,
-                  kohya_path=Path(d["kohya_path"]) if d.get("kohya_path") else None,
-                  losses=_read_losses(run_dir), samples=[Path(p) for p in d.get("samples", [])],
-                  stats=d.get("stats", {}))
-        ckpt = run.latest_checkpoint
-        if ckpt is not None and not run.finished:
-            state = read_json(ckpt / "state.json")
-            if state["step"] > run.step:
-                run.step = state["step"]
-                run.losses = [h["loss"] for h in state.get("losses", [])]
+        d = read_json_guarded(run_dir / "run.json", expect=dict)  # damaged: quarantined, run.json.bak read
+        if d is None:
+            raise damaged_run_error(str(name_or_dir), "run.json does not parse and no earlier copy is left")
+        if not (run_dir / "run.json").is_file():  # read from the backup: put it back as the record
+            with contextlib.suppress(MasukaError):
+                atomic_write_json(run_dir / "run.json", d)
+        try:
+            run = cls(name=str(d["name"]), run_dir=run_dir, config=TrainingConfig.from_dict(d["config"]),
+                      dataset_root=Path(d["dataset_root"]), status=str(d.get("status", "new")),
+                      step=int(d.get("step", 0)),
+                      lora_path=Path(d["lora_path"]) if d.get("lora_path") else None,
+                      kohya_path=Path(d["kohya_path"]) if d.get("kohya_path") else None,
+                      losses=_read_losses(run_dir), samples=[Path(p) for p in d.get("samples", [])],
+                      stats=dict(d.get("stats") or {}))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise damaged_run_error(str(name_or_dir), f"run.json lacks or mangles {exc}") from exc
+        if not run.finished:
+            for ckpt in reversed(run.checkpoints):  # the newest checkpoint whose state.json reads
+                try:
+                    state = read_state(ckpt)
+                except Damaged as exc:
+                    quarantine(ckpt, reason=f"damaged checkpoint: {exc}")
+                    continue
+                if state["step"] > run.step:
+                    run.step = state["step"]
+                    run.losses = [h["loss"] for h in state.get("losses", [])]
+                break
         return run
 
     def resume(self, *, progress: ProgressCallback | bool | None = None, cancel: CancelToken | None = None) -> TrainingRun:
@@ -139,16 +162,26 @@ class TrainingRun:
 
 
 def _read_losses(run_dir: Path) -> list[float]:
-    path = run_dir / "loss.json"
-    if not path.is_file():
+    data = read_json_guarded(run_dir / "loss.json", default={}, expect=dict)
+    rows = data.get("history")
+    if not isinstance(rows, list):
         return []
-    return [row["loss"] for row in read_json(path).get("history", [])]
+    return [row["loss"] for row in rows if isinstance(row, dict) and isinstance(row.get("loss"), (int, float))]
 
 
 def record_run(run: TrainingRun, status: str) -> None:
-    """One history record for a run (started, cancelled, failed, finished)."""
+    """One history record for a run (started, cancelled, failed, finished). A history that cannot be
+    written is a warning: the run's own files (run.json, checkpoints, the LoRA) are what count."""
+    from masuka_nb.errors import MasukaError
     from masuka_nb.history import HistoryRecord, record
 
+    try:
+        _record(run, status, HistoryRecord, record)
+    except MasukaError as exc:
+        log.warning("history.record_failed", run=run.name, error=str(exc))
+
+
+def _record(run: TrainingRun, status: str, HistoryRecord: Any, record: Any) -> None:
     record(HistoryRecord(kind="training", status=status, model=run.config.base, prompt=run.config.trigger_word,
                          recipe=run.config.to_dict(), paths=[str(p) for p in (run.lora_path, run.kohya_path) if p],
                          timings={k: v for k, v in run.stats.items() if k.endswith("_s") and v is not None},

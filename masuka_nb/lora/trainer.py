@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import random
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, TrainingFailedError
+from masuka_nb.errors import (
+    CancelledError,
+    InvalidRequestError,
+    MasukaError,
+    StorageError,
+    TrainingFailedError,
+)
 from masuka_nb.log import get_logger
 from masuka_nb.lora.plan import TARGET_PRESETS
 from masuka_nb.lora.runs import FLOW_SHIFT, TrainingRun, bucket_for, loss_curve_png, make_buckets, record_run
@@ -28,7 +33,7 @@ from masuka_nb.storage import (
     atomic_write_json,
     atomic_write_safetensors,
     ensure_dir,
-    read_json,
+    read_json_guarded,
 )
 
 log = get_logger(__name__)
@@ -114,10 +119,9 @@ class _Trainer:
         fam = self._family()
         cache = self.run_.run_dir / "cache" / f"latents-{self.cfg.resolution}.safetensors"
         wanted = {it.sha256 for it, _ in items} | ({f"{it.sha256}.cond" for it, _ in items} if fill else set())
-        if cache.is_file():
-            stored = load_file(str(cache))
-            if wanted <= set(stored):
-                return {k: stored[k] for k in wanted}
+        stored = _read_cache(cache, load_file)  # damaged: quarantined and rebuilt
+        if stored is not None and wanted <= set(stored):
+            return {k: stored[k] for k in wanted}
         device = self._device()
         vae_class = getattr(diffusers, fam.vae_class if fam else "AutoencoderKL")
         vae = vae_class.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32).to(device).eval()
@@ -173,10 +177,10 @@ class _Trainer:
         cache = self.run_.run_dir / "cache" / "text.safetensors"
         keys = {p: f"p{i}" for i, p in enumerate(sorted(set(prompts)))}
         index_path = cache.with_suffix(".json")
-        if cache.is_file() and index_path.is_file() and read_json(index_path) == keys:
-            stored = load_file(str(cache))
-            return {p: {name: stored[f"{k}.{name}"] for name in ("embeds", "pooled") if f"{k}.{name}" in stored}
-                    for p, k in keys.items()}
+        stored = _read_cache(cache, load_file) if read_json_guarded(index_path, expect=dict) == keys else None
+        parts = ("embeds",) if self._family() is not None else ("embeds", "pooled")  # FLUX.2 / Z-Image: no pooled
+        if stored is not None and all(f"{k}.{part}" in stored for k in keys.values() for part in parts):
+            return {p: {part: stored[f"{k}.{part}"] for part in parts} for p, k in keys.items()}
         device = self._device()
         dtype = torch.float16 if device.type == "cuda" and self.cfg.mixed_precision == "fp16" else (
             torch.bfloat16 if device.type == "cuda" else torch.float32)
@@ -334,59 +338,74 @@ class _Trainer:
         rng.shuffle(batches)
         return batches
 
-    # ---- 4. checkpoints ----
+    # ---- 4. checkpoints (format and safety: masuka_nb.lora.checkpoints) ----
     def _save_checkpoint(self, step: int, model, optimizer, scheduler, accel, data_order, losses) -> Path:
         import numpy as np
         import torch
         from peft.utils import get_peft_model_state_dict
-        from safetensors.torch import save_file
 
-        folder = ensure_dir(self.run_.run_dir / "checkpoints")
-        final = folder / f"step-{step:07d}"
-        tmp = folder / f".step-{step:07d}.incomplete"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        lora = get_peft_model_state_dict(accel.unwrap_model(model))
-        save_file({k: v.detach().float().cpu().contiguous() for k, v in lora.items()}, str(tmp / "lora.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        if accel.scaler is not None:  # fp16 on a T4: the loss scale is part of the optimizer's state
-            torch.save(accel.scaler.state_dict(), tmp / "scaler.pt")
-        rng = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        from masuka_nb.lora.checkpoints import write_checkpoint
+
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                               "python": random.getstate()}
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        torch.save(rng, tmp / "rng.pt")
-        atomic_write_json(tmp / "state.json", {"step": step, "data_order": data_order, "losses": losses,
-                                               "fingerprint": self.cfg.fingerprint()})
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        scaler = accel.scaler.state_dict() if accel.scaler is not None else None  # fp16 on a T4: the loss scale
+        final = write_checkpoint(self.run_.run_dir / "checkpoints", step,
+                                 lora=get_peft_model_state_dict(accel.unwrap_model(model)),
+                                 optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), scaler=scaler,
+                                 rng=rng, state={"data_order": data_order, "losses": losses,
+                                                 "fingerprint": self.cfg.fingerprint()})
         for old in self.run_.checkpoints[:-max(1, self.cfg.keep_checkpoints)]:
             shutil.rmtree(old, ignore_errors=True)
         log.info("train.checkpoint", run=self.run_.name, step=step)
         return final
 
-    def _load_checkpoint(self, ckpt: Path, model, optimizer, scheduler, accel) -> dict[str, Any]:
+    def _load_checkpoint(self, model, optimizer, scheduler, accel) -> dict[str, Any] | None:
+        """Resume from the newest intact checkpoint (damaged newer ones are quarantined); None: none is."""
         import numpy as np
         import torch
-        from peft.utils import set_peft_model_state_dict
-        from safetensors.torch import load_file
+        from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
 
-        state = read_json(ckpt / "state.json")
+        from masuka_nb.lora.checkpoints import Damaged, newest_intact
+
         unwrapped = accel.unwrap_model(model)
-        sd = load_file(str(ckpt / "lora.safetensors"))
-        set_peft_model_state_dict(unwrapped, sd)
-        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
-        scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-        if accel.scaler is not None and (ckpt / "scaler.pt").is_file():
-            accel.scaler.load_state_dict(torch.load(ckpt / "scaler.pt", weights_only=False))
-        rng = torch.load(ckpt / "rng.pt", weights_only=False)
-        torch.set_rng_state(rng["torch"])
-        np.random.set_state(rng["numpy"])
-        random.setstate(rng["python"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-        return state
+        expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(unwrapped).items()}
+        groups = [len(g["params"]) for g in optimizer.param_groups]
+
+        def fits(data) -> None:  # checked before anything is applied: a bad one leaves the model untouched
+            got = {k: tuple(v.shape) for k, v in data.lora.items()}
+            if got != expected:
+                raise Damaged("its LoRA weights do not fit this run's model")
+            saved = data.optimizer.get("param_groups")
+            if not isinstance(saved, list) or [len(g.get("params", ())) for g in saved] != groups:
+                raise Damaged("its optimizer state does not fit this run's parameters")
+            if data.state.get("fingerprint") not in (None, self.cfg.fingerprint()):
+                raise Damaged("it belongs to a run with other settings")
+
+        data = newest_intact(self.run_.checkpoints, fits)
+        if data is None:  # every one was damaged (and is now in quarantine/): the run starts over, said once
+            log.warning("train.no_intact_checkpoint", run=self.run_.name,
+                        effect="no intact checkpoint is left; training starts again from step 0")
+            self.run_.stats["restarted_after_damage"] = True
+            return None
+        try:
+            set_peft_model_state_dict(unwrapped, data.lora)
+            optimizer.load_state_dict(data.optimizer)
+            scheduler.load_state_dict(data.scheduler)
+            if accel.scaler is not None and data.scaler:
+                accel.scaler.load_state_dict(data.scaler)
+            rng = data.rng
+            torch.set_rng_state(rng["torch"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(_as_tuples(rng["python"]))
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise TrainingFailedError(f"The checkpoint {data.path.name} of {self.run_.name} could not be applied: "
+                                      f"{type(exc).__name__}: {exc}", argument="name", value=self.run_.name,
+                                      hint="Move that checkpoint folder away and resume again.") from exc
+        return data.state
 
     # ---- samples and loss curve ----
     def _samples(self, step, model, accel, base, sample_text, spec=None) -> list[Path]:
@@ -490,9 +509,7 @@ class _Trainer:
         try:
             return self._run(progress, cancel)
         except (CancelledError, KeyboardInterrupt) as exc:
-            self.run_.status = "cancelled"
-            self.run_.save()
-            record_run(self.run_, "cancelled")
+            self._settle("cancelled")
             if isinstance(exc, CancelledError):
                 exc.hint = f"The checkpoint at step {self.run_.step} is kept: `run.resume()` continues from it."
                 exc.details["run"] = self.run_.name
@@ -500,13 +517,19 @@ class _Trainer:
             raise CancelledError(f"Training {self.run_.name} was interrupted at step {self.run_.step}.",
                                  argument="cancel", hint="`TrainingRun.load(name).resume()` continues from the "
                                  "last checkpoint.", run=self.run_.name) from exc
+        except StorageError as exc:  # a full or read-only disk: say what is kept, and where
+            self._settle("failed")
+            ckpt = self.run_.latest_checkpoint
+            saved = (f"The checkpoint at step {ckpt.name.removeprefix('step-').lstrip('0') or '0'} is kept in {ckpt}; "
+                     "free some space and `TrainingRun.load(name).resume()` continues from it." if ckpt else
+                     f"No checkpoint of {self.run_.name} was written yet; free some space and train again.")
+            raise type(exc)(f"{exc.message} {saved}", argument=exc.argument, value=exc.value, hint=exc.hint,
+                            saved=saved, run=self.run_.name, errno=exc.details.get("errno")) from exc
         except MasukaError:
-            self.run_.status = "failed"
-            self.run_.save()
+            self._settle("failed")
             raise
         except Exception as exc:
-            self.run_.status = "failed"
-            self.run_.save()
+            self._settle("failed")
             msg = str(exc)
             if "out of memory" in msg.lower():
                 from masuka_nb.errors import OutOfMemoryError
@@ -514,9 +537,24 @@ class _Trainer:
                 raise OutOfMemoryError(f"Training ran out of GPU memory: {msg[:200]}.", argument="resolution",
                                        value=self.cfg.resolution, hint="Lower `resolution` or `rank`, then "
                                        "resume; or train in the cloud.") from exc
+            if isinstance(exc, OSError) and exc.errno is not None:
+                from masuka_nb.storage import storage_error
+
+                raise storage_error(exc, path=exc.filename or self.run_.run_dir, what="the training state",
+                                    saved=f"Checkpoints so far are kept in {self.run_.run_dir / 'checkpoints'}.") from exc
             raise TrainingFailedError(f"Training {self.run_.name} failed at step {self.run_.step}: "
                                       f"{type(exc).__name__}: {msg[:300]}", argument="dataset",
                                       hint="The last checkpoint is kept; fix the cause and `resume()`.") from exc
+
+    def _settle(self, status: str) -> None:
+        """Record how the run ended; a disk that refuses even that must not hide the error being raised."""
+        self.run_.status = status
+        try:
+            self.run_.save()
+            if status == "cancelled":
+                record_run(self.run_, "cancelled")
+        except MasukaError as exc:
+            log.warning("train.status_not_saved", run=self.run_.name, status=status, error=str(exc))
 
     def _run(self, progress, cancel) -> TrainingRun:
         import torch
@@ -558,9 +596,8 @@ class _Trainer:
             model = accel.prepare(model)
         history: list[dict[str, float]] = []
         start = 0
-        ckpt = run.latest_checkpoint
-        if ckpt is not None:
-            state = self._load_checkpoint(ckpt, model, optimizer, scheduler, accel)
+        state = self._load_checkpoint(model, optimizer, scheduler, accel) if run.checkpoints else None
+        if state is not None:
             start = int(state["step"])
             history = state.get("losses", [])
             run.stats["resumed_from"] = start
@@ -781,6 +818,26 @@ def _clip_grad_norm(params: list, max_norm: float, accel) -> None:
     total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
     coef = (max_norm / (total + 1e-6)).clamp(max=1.0)
     torch._foreach_mul_(grads, coef)
+
+
+def _read_cache(path: Path, load_file) -> dict[str, Any] | None:
+    """A latent or text-embedding cache, or None (absent, or damaged: quarantined and rebuilt)."""
+    from safetensors import SafetensorError
+
+    from masuka_nb.storage import quarantine
+
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        quarantine(path, reason=f"a damaged cache ({exc}); it is rebuilt")
+        return None
+
+
+def _as_tuples(state: Any) -> Any:
+    """Python's RNG state is nested tuples; one read back from JSON may be lists."""
+    return tuple(_as_tuples(v) for v in state) if isinstance(state, (list, tuple)) else state
 
 
 def _vae_config(base: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError
+from masuka_nb.errors import InvalidRequestError, StorageError
 from masuka_nb.log import get_logger
 from masuka_nb.lora.plan import TARGET_PRESETS, plan_training
 from masuka_nb.lora.runs import TrainingRun, bucket_for, make_buckets
@@ -81,6 +81,11 @@ def train(
 
     if not isinstance(dataset, Dataset):
         dataset = Dataset.load(dataset)
+    _check_arguments(trigger_word=trigger_word, name=name, seed=seed, batch_size=batch_size, steps=steps, rank=rank,
+                     resolution=resolution, learning_rate=learning_rate, checkpoint_every=checkpoint_every,
+                     sample_every=sample_every, sample_prompts=sample_prompts, sample_seeds=sample_seeds,
+                     target_modules=target_modules, gradient_checkpointing=gradient_checkpointing, gpu=gpu,
+                     export_kohya=export_kohya, base=base)
     if not trigger_word or not str(trigger_word).strip():
         raise InvalidRequestError("`trigger_word` is required: it is the word that calls the LoRA in prompts.",
                                   argument="trigger_word", value=trigger_word, hint="For example trigger_word='mycat'.")
@@ -146,10 +151,58 @@ def train(
         raise InvalidRequestError(
             f"A different training run is already called {run_name!r}.", argument="name", value=run_name,
             hint="Pick another `name`, or delete the old run folder.")
-    run = TrainingRun(name=run_name, run_dir=ensure_dir(run_dir), config=cfg, dataset_root=dataset.root, plan=plan)
-    run.stats["dataset_hash"] = dataset_hash
-    run.save()
+    try:
+        run = TrainingRun(name=run_name, run_dir=ensure_dir(run_dir), config=cfg, dataset_root=dataset.root, plan=plan)
+        run.stats["dataset_hash"] = dataset_hash
+        run.save()
+    except StorageError as exc:  # a full or read-only home before the first step
+        said = f"Nothing of run {run_name!r} was written; the dataset is unchanged."
+        raise type(exc)(f"{exc.message} {said}", argument=exc.argument, value=exc.value, hint=exc.hint, saved=said,
+                        errno=exc.details.get("errno")) from exc
     return _trainer()(run, dataset).run(progress=progress, cancel=cancel)
+
+
+def _check_arguments(**args: Any) -> None:
+    """Every argument's type and range, before anything is planned: one InvalidRequestError naming it."""
+    def bad(name: str, what: str, example: str) -> InvalidRequestError:
+        return InvalidRequestError(f"`{name}` must be {what}.", argument=name, value=args[name], hint=f"e.g. {example}")
+
+    def whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
+
+    for name in ("trigger_word", "target_modules", "base"):
+        if not isinstance(args[name], str):
+            raise bad(name, "text", f"{name}=\"mk\"" if name == "trigger_word" else f"{name}=\"attention\"")
+    for name in ("name", "gpu"):
+        if args[name] is not None and not isinstance(args[name], str):
+            raise bad(name, "text or None", f"{name}=\"my-style\"" if name == "name" else "gpu=\"t4\"")
+    if args["name"] is not None:
+        from masuka_nb.storage import safe_name
+
+        if safe_name(args["name"], default="") != args["name"]:
+            raise bad("name", "letters, digits, '.', '_' and '-' only", f"name=\"{safe_name(args['name'])}\"")
+    limits = {"seed": (0, 2**32 - 1), "batch_size": (1, 64), "steps": (1, 100_000), "rank": (1, 256),
+              "resolution": (16, 2048), "checkpoint_every": (1, 10**9), "sample_every": (0, 10**9)}
+    for name, (lo, hi) in limits.items():
+        value = args[name]
+        if value is None and name not in ("seed", "batch_size"):
+            continue
+        if not whole(value) or not lo <= value <= hi:
+            raise bad(name, f"a whole number from {lo} to {hi}", f"{name}={max(lo, 1)}")
+    lr = args["learning_rate"]
+    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < 1):
+        raise bad("learning_rate", "a number between 0 and 1", "learning_rate=1e-4")
+    for name, kind in (("sample_prompts", str), ("sample_seeds", int)):
+        value = args[name]
+        if value is None:
+            continue
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, kind) and not isinstance(v, bool) for v in value):
+            raise bad(name, f"a list of {'prompts' if kind is str else 'whole numbers'}",
+                      f"{name}=[\"a photo of mk\"]" if kind is str else f"{name}=[0, 1]")
+    for name in ("gradient_checkpointing", "export_kohya"):
+        if args[name] is not None and not isinstance(args[name], bool):
+            raise bad(name, "True or False", f"{name}=True")
 
 
 def _cuda_available() -> bool:

@@ -24,4 +24,8 @@ class VideoResult:
     notes: list[str] = field(default_factory=list)
 
     def _repr_html_(self) -> str:  # a player in the notebook
-        return f'<video src="{self.path}" controls width="480"></video><br>{self.model} via {self.provider}'
+        from html import escape
+
+        # a file name and a model id are text: `"` or `<` in them must not end the attribute or open a tag
+        return (f'<video src="{escape(str(self.path), quote=True)}" controls width="480"></video><br>'
+                f'{escape(str(self.model))} via {escape(str(self.provider))}')

@@ -56,7 +56,7 @@ def test_run_leaves_checkpoints_samples_loss_data_and_library_entry(trained_run)
     assert [p.name for p in run.samples] == ["step-0000008-p0-s0.png", "step-0000016-p0-s0.png"]
     assert all(p.is_file() for p in run.samples)
     ckpt = run.latest_checkpoint
-    assert {p.name for p in ckpt.iterdir()} == {"lora.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt", "state.json"}
+    assert {p.name for p in ckpt.iterdir()} == {"lora.safetensors", "trainer.safetensors", "trainer.json", "state.json"}
     state = json.loads((ckpt / "state.json").read_text())
     assert state["step"] == 12 and state["data_order"] and len(state["losses"]) == 12
     assert len(run.checkpoints) == 2  # older ones pruned

@@ -137,7 +137,9 @@ def test_8bit_adamw_is_the_optimizer_that_runs(dataset_of, tmp_path):
     its checkpointed state is bitsandbytes' (state1/state2 under its quant-state key), not torch's exp_avg."""
     pytest.importorskip("bitsandbytes")
     run = _gpu_run(tmp_path, dataset_of(2), optimizer="adamw8bit", mixed_precision="bf16")
-    state = torch.load(run.latest_checkpoint / "optimizer.pt", weights_only=False)["state"]
+    from masuka_nb.lora.checkpoints import read_checkpoint
+
+    state = read_checkpoint(run.latest_checkpoint).optimizer["state"]  # safetensors + JSON, no pickle
     assert run.finished and state
     for s in state.values():
         inner = s.get("__bnb_optimizer_quant_state__", s)
