@@ -715,7 +715,7 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
                               else "")
 
         nearest = (where(elsewhere[0]) if elsewhere else "none") + \
-            (f"; on this machine: tiny-{spec.family} (offline test model)" if not spec.tiny else "")
+            (f"; on this machine: {_tiny_twin(spec)} (offline test model)" if not spec.tiny else "")
         if chosen.device == "cuda" and not spec.is_video:
             nearest = f"none on {chosen.profile} at any size down to 512 px; elsewhere: {nearest}"
         if spec.is_video:
@@ -731,7 +731,7 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
             "a real model on a CPU takes minutes per image).",
             argument="model", value=spec.id,
             hint=f"Use a GPU runtime (Colab: Runtime > Change runtime type > T4 GPU), where it runs as "
-                 f"{gpu_plan}; or model='tiny-{spec.family}' to try the whole pipeline here (noise, labelled so)"
+                 f"{gpu_plan}; or model='{_tiny_twin(spec)}' to try the whole pipeline here (noise, labelled so)"
                  + ("; or drop the plan overrides." if forced else "."),
             nearest=nearest,
         )
@@ -745,6 +745,14 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
               else "Use a smaller size or a bigger runtime."),
         nearest=nearest,
     )
+
+
+def _tiny_twin(spec: ModelSpec) -> str:
+    """The offline tiny model of `spec`'s family and task (tiny-qwenimage-edit for Qwen-Image-Edit)."""
+    from masuka_nb.models.registry import MODELS
+
+    same = [m.id for m in MODELS.values() if m.tiny and m.family == spec.family]
+    return next((m for m in same if MODELS[m].task == spec.task), same[0] if same else f"tiny-{spec.family}")
 
 
 def _smaller_image_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | None:
