@@ -72,7 +72,8 @@ def train(
     gpu: str | None = None,
     export_kohya: bool = True,
 ) -> TrainingRun:
-    """Train a FLUX LoRA on the kept images of `dataset`; values left as None are recommended ones.
+    """Train a LoRA on the kept images of `dataset` for `base` (FLUX.1, FLUX.2 [klein] or Z-Image, or their tiny
+    twins); values left as None are recommended ones.
 
     Calling it again with the same arguments resumes an interrupted run (or returns the finished one).
     """
