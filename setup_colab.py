@@ -17,7 +17,11 @@ What it does, in order, and why:
    does not itself upgrade is pinned to its installed version with a pip constraints file, so pip picks releases
    of new packages that fit what is there, and fails rather than move anything the runtime already has.
 3. Installs masuka_nb itself with ``--no-deps`` (skipped when the installed copy already matches the source).
-4. Proves ``pip check`` is clean (a problem that involves none of MASUKA's packages is reported as the image's own).
+   A package of an optional extra (pillow-heif for HEIC import, bitsandbytes, ...) that cannot join without
+   moving an installed package is skipped with a clear line; the rest of MASUKA works without it.
+4. Proves ``pip check`` is clean, comparing it with ``pip check`` before the install: a problem that was
+   already there and involves none of MASUKA's packages is reported as the image's own; a new one is setup's.
+   Then checks that no installed package changed version except what the plan upgrades.
 5. Keeps HF_HOME and the Xet cache on local disk, and creates MASUKA's home (on Drive when it is mounted).
 6. Prints a short summary with timings. Exit status: 0 ready, 1 failed, 2 bad usage, 3 ``--check-only`` found work.
 
@@ -115,7 +119,8 @@ KEEP_INSTALLED = frozenset(
     }
 )
 # The folders `masuka_nb.config.settings()` puts under MASUKA's home (a test keeps the two equal).
-HOME_SUBFOLDERS = ("outputs", "history", "loras", "datasets", "jobs", "models")
+HOME_SUBFOLDERS = ("outputs", "history", "loras", "datasets", "jobs", "models", "training", "presets", "wildcards",
+                   "inbox")
 DRIVE_MOUNT = Path("/content/drive")
 COLAB_SOURCE_DIR = Path("/content/masuka-src")
 TORCH_HELP = (
@@ -560,21 +565,41 @@ def _pip_failed(what: str, result: subprocess.CompletedProcess) -> SetupError:
 _CHECK_LINE = re.compile(r"^(?P<who>\S+) \S+ (?:requires|has requirement) (?P<what>[A-Za-z0-9._-]+)")
 
 
-def pip_check_problems(output: str, *, needed: set[str], changed: set[str]) -> tuple[list[str], list[str]]:
+def pip_check_problems(output: str, *, needed: set[str], changed: set[str],
+                       before: str | None = None) -> tuple[list[str], list[str]]:
     """Split `pip check` output into (MASUKA's problems, problems the environment already had).
 
-    Ours: a package MASUKA needs has an unmet requirement, or a package this run changed is what
-    another package's requirement no longer accepts. A requirement of some other package on, say, numpy
-    that was already unmet before setup ran is the image's own.
+    With `before` (``pip check``'s output before setup installed anything), a problem is the environment's own
+    only if it was already there: any new line is setup's doing, whichever package it names (Colab's gradio
+    requires Pillow < 13: had setup moved Pillow, gradio's new line would be setup's). A package MASUKA needs
+    with an unmet requirement is always MASUKA's problem. Without `before`, a line is MASUKA's when it names
+    a needed package or one this run changed.
     """
+    old = {line.strip() for line in (before or "").splitlines()}
     mine, theirs = [], []
     for line in output.splitlines():
         found = _CHECK_LINE.match(line.strip())
         if not found:
             continue
         who, what = canonicalize_name(found["who"]), canonicalize_name(found["what"])
-        (mine if who in needed | changed or what in changed else theirs).append(line.strip())
+        if who in needed or (line.strip() not in old if before is not None else who in changed or what in changed):
+            mine.append(line.strip())
+        else:
+            theirs.append(line.strip())
     return mine, theirs
+
+
+def moved_packages(before: Mapping[str, str], after: Mapping[str, str], *,
+                   allowed: Iterable[str] = ()) -> list[str]:
+    """Installed packages whose version changed (or that vanished) between `before` and `after`, except
+    `allowed` (what the plan itself upgrades), as ``name old -> new`` lines."""
+    ok = {canonicalize_name(n) for n in allowed}
+    now = {canonicalize_name(k): v for k, v in after.items()}
+    moved = []
+    for name, version in sorted((canonicalize_name(k), v) for k, v in before.items()):
+        if name not in ok and now.get(name) != version:
+            moved.append(f"{name} {version} -> {now.get(name, 'removed')}")
+    return moved
 
 
 # ---------------------------------------------------------------------------------------------- source
@@ -790,6 +815,8 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
         return EXIT_CHECK_FOUND_WORK if work else EXIT_OK
 
     constraints = constraints_for(installed, changing=[n.name for n in plan.to_install if n.installed])
+    check_before = _pip(["check"], timeout=300).stdout if plan.to_install or self_needed else None
+    skipped: list[tuple[Need, str]] = []
     with tempfile.TemporaryDirectory(prefix="masuka-setup-") as tmp:
         cfile = Path(tmp) / "constraints.txt"
         cfile.write_text("\n".join(constraints) + "\n")
@@ -797,16 +824,12 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
             if plan.to_install and not _confirm(plan, args, rt.colab):
                 raise SetupError("Installation declined.", hint="Run again with --yes to install.")
             if plan.to_install:
-                reqs = [n.requirement for n in plan.to_install]
-                extra = ["--dry-run"] if args.dry_run else []
-                result = _pip(["install", *extra, "--constraint", str(cfile), *reqs])
-                if result.returncode != 0:
-                    raise _pip_failed("Installing " + ", ".join(reqs), result)
-                lines = [ln for ln in result.stdout.splitlines() if ln.startswith(("Would install", "Successfully"))]
-                for line in lines:
-                    say(line)
-            s["detail"] = (("would install " if args.dry_run else "installed ") +
-                           ", ".join(n.name for n in plan.to_install)) if plan.to_install else "nothing to install"
+                skipped = _install(plan, project, cfile, dry_run=args.dry_run, say=say)
+            done = [n.name for n in plan.to_install if n not in {need for need, _ in skipped}]
+            s["detail"] = (("would install " if args.dry_run else "installed ") + ", ".join(done)) if done \
+                else "nothing to install"
+            if skipped:
+                s["detail"] += "; skipped " + ", ".join(need.name for need, _ in skipped)
 
         with report.step("self") as s:
             if self_needed or (args.editable and own_state != "editable"):
@@ -833,16 +856,23 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
         own = canonicalize_name(project.name)
         changed = set() if args.dry_run else {n.name for n in plan.to_install} | {own}
         mine, theirs = pip_check_problems(result.stdout, needed={n.name for n in plan.needs} | {own},
-                                          changed=changed)
+                                          changed=changed, before=check_before)
         for line in theirs:
-            say(f"image     {line}  (already in this environment, not MASUKA's)")
+            say(f"image     {line}  (already in this environment before setup, not MASUKA's)")
         if mine or (result.returncode != 0 and not theirs):
             say(result.stdout.strip() or result.stderr.strip())
-            raise SetupError("`pip check` found broken requirements involving MASUKA's packages:\n  "
+            raise SetupError("`pip check` found broken requirements that MASUKA's packages or this setup caused:\n  "
                              + "\n  ".join(mine or [result.stdout.strip()]),
                              hint="Restart the runtime, then run setup again; see docs/setup.md "
                              "('Recovering a broken runtime').")
         s["detail"] = "clean" if not theirs else f"clean for MASUKA ({len(theirs)} older problems in the image)"
+        if not args.dry_run:
+            moved = moved_packages(installed, installed_distributions(),
+                                   allowed=[n.name for n in plan.to_install if n.installed] + [project.name])
+            if moved:  # the constraints should make this impossible: say it loudly if it ever happens
+                raise SetupError("Setup changed packages this runtime already had: " + "; ".join(moved) + ".",
+                                 hint="Restart the runtime (Runtime > Restart session) before using them, and "
+                                 "report this: setup must never move an installed package.")
 
     with report.step("folders") as s:
         home = home_folder(use_drive=args.drive)
@@ -869,8 +899,86 @@ def _run(args: argparse.Namespace, report: _Report) -> int:
             say(f"note      {', '.join(stale)} changed after being imported here: Runtime > Restart session")
     if "huggingface_hub" in sys.modules and hf_changes:
         say("note      huggingface_hub was imported before setup: Runtime > Restart session for HF_HOME to apply")
-    report.summary("ready (dry run: nothing installed)" if args.dry_run else "ready")
+    without = f", without {', '.join(need.name for need, _ in skipped)} (see SKIPPED above)" if skipped else ""
+    report.summary(("ready (dry run: nothing installed)" if args.dry_run else "ready") + without)
     return EXIT_OK
+
+
+def _feature_of(project: Project) -> dict[str, str]:
+    """Package name -> the optional feature (extra) that brings it in. Not `dev`: a developer's tools must
+    install or fail, and bundles such as `colab` only name other extras."""
+    own = canonicalize_name(project.name)
+    found: dict[str, str] = {}
+    for extra, reqs in project.optional.items():
+        if extra == "dev":
+            continue
+        for text in reqs:
+            name = canonicalize_name(Requirement(text).name)
+            if name != own:
+                found.setdefault(name, extra)
+    return found
+
+
+def _conflict(result: subprocess.CompletedProcess) -> bool:
+    text = result.stdout + result.stderr
+    return "ResolutionImpossible" in text or "conflicting dependencies" in text or "(constraint)" in text
+
+
+def _install(plan: Plan, project: Project, cfile: Path, *, dry_run: bool, say) -> list[tuple[Need, str]]:
+    """Install `plan.to_install` under the constraints; return the optional features skipped, with why.
+
+    A package of an extra (HEIC import, NF4, curation, Wan video) that no release can join without moving
+    something this runtime already has is skipped with a clear line rather than allowed to move it (pillow-heif
+    1.9 needs Pillow 13; if no pillow-heif ever accepts the installed Pillow again, HEIC import is what is
+    lost, and MASUKA says so when a HEIC file arrives). A core dependency that cannot install fails setup.
+    """
+    extra = ["--dry-run"] if dry_run else []
+    reqs = [n.requirement for n in plan.to_install]
+    result = _pip(["install", *extra, "--constraint", str(cfile), *reqs])
+    skipped: list[tuple[Need, str]] = []
+    if result.returncode != 0:
+        features = _feature_of(project)
+        optional = [n for n in plan.to_install if n.name in features]
+        core = [n for n in plan.to_install if n.name not in features]
+        if not optional or not _conflict(result):
+            raise _pip_failed("Installing " + ", ".join(reqs), result)
+        results = []
+        if core:  # together, as before: one of them failing is setup failing
+            result = _pip(["install", *extra, "--constraint", str(cfile), *(n.requirement for n in core)])
+            if result.returncode != 0:
+                raise _pip_failed("Installing " + ", ".join(n.requirement for n in core), result)
+            results.append(result)
+        for need in optional:
+            one = _pip(["install", *extra, "--constraint", str(cfile), need.requirement])
+            if one.returncode == 0:
+                results.append(one)
+                continue
+            if not _conflict(one):
+                raise _pip_failed(f"Installing {need.requirement}", one)
+            pinned = sorted(set(re.findall(r"\(constraint\) ([A-Za-z0-9._-]+==\S+)", one.stdout)))
+            why = (f"every release of {need.name} that pip can find needs another version of what this runtime "
+                   f"has ({', '.join(pinned) or 'see pip check'}); setup never moves an installed package")
+            say(f"SKIPPED   {need.requirement}  (extra '{features[need.name]}'): {why}. MASUKA works without it; "
+                f"only what the '{features[need.name]}' extra adds is unavailable, and says so when used.")
+            skipped.append((need, why))
+        result = subprocess.CompletedProcess(result.args, 0, "\n".join(r.stdout for r in results), "")
+    for line in result.stdout.splitlines():
+        if line.startswith(("Would install", "Successfully")):
+            say(line)
+            if line.startswith("Would install"):
+                _refuse_moves(line, plan)
+    return skipped
+
+
+def _refuse_moves(line: str, plan: Plan) -> None:
+    """A dry run's "Would install a-1 b-2": nothing installed may be in it but what the plan upgrades."""
+    have = installed_distributions()
+    allowed = {n.name for n in plan.to_install}
+    moving = [p for p in line.split()[2:]
+              if canonicalize_name(p.rsplit("-", 1)[0]) in have and canonicalize_name(p.rsplit("-", 1)[0]) not in allowed]
+    if moving:
+        raise SetupError("The install would change packages this runtime already has: " + ", ".join(moving) + ".",
+                         hint="Report this: setup must never move an installed package.")
 
 
 def _build_backend_present(project: Project, installed: Mapping[str, str]) -> bool:

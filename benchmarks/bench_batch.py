@@ -1,9 +1,12 @@
 """A batch of 32 tiny-flux images via `batch` vs the same 32 images as separate `generate` calls.
 
 Both make 8 prompts × 4 seeds at 128², 4 steps, saved as PNGs with their history records, on one
-loaded pipeline (result cache off). `batch` shares a pipeline call between the seeds of a prompt and
-encodes each prompt once. Measured alternately, each round in a fresh MASUKA home so a batch never
-resumes from the previous round. Goal: batch / separate ≤ 0.8.
+loaded pipeline (result cache off). `batch` puts compatible items (any prompts and seeds at the same
+model, size, steps and LoRAs) into one pipeline call as far as the memory plan allows (16 images here)
+and encodes each prompt once. Measured alternately, each round in a fresh MASUKA home so a batch never
+resumes from the previous round. Goal: batch / separate ≤ 0.7, in this process's CPU time (torch runs on
+one thread, so CPU time is the work done; the wall-clock ratio beside it moves with the machine's other
+load on a shared box).
 
     python benchmarks/bench_batch.py [--repeat 5]
 """
@@ -62,7 +65,7 @@ def main() -> None:
 
     result = compare("batch (32 images)", with_batch, "32 generate calls", separately, repeat=args.repeat,
                      warmup=1)
-    ok = report("batch vs separate generate", result, goal="<= 0.8", ok=result.ratio <= 0.8,
+    ok = report("batch vs separate generate", result, goal="CPU-time ratio <= 0.7", ok=result.cpu_ratio <= 0.7,
                 extra={"settings": "tiny-flux 128x128, 4 steps, 8 prompts x 4 seeds, saved",
                        "loads": engine.load_count})
     exit_with(ok)

@@ -49,6 +49,10 @@ class Comparison:
     b_name: str
     a_times: list[float] = field(default_factory=list)
     b_times: list[float] = field(default_factory=list)
+    # This process's CPU time over the same calls: what the work cost, whatever the neighbours on a shared
+    # machine do to the wall clock (the image scripts pin torch to one thread, so CPU time is the work).
+    a_cpu: list[float] = field(default_factory=list)
+    b_cpu: list[float] = field(default_factory=list)
 
     @property
     def a_median(self) -> float:
@@ -62,6 +66,12 @@ class Comparison:
     def ratio(self) -> float:
         """median(a) / median(b)."""
         return self.a_median / self.b_median if self.b_median else float("inf")
+
+    @property
+    def cpu_ratio(self) -> float:
+        """median CPU time of a / of b."""
+        b = statistics.median(self.b_cpu) if self.b_cpu else 0.0
+        return statistics.median(self.a_cpu) / b if b else float("inf")
 
 
 def time_call(fn: Callable[[], object]) -> float:
@@ -78,9 +88,11 @@ def compare(a_name: str, a: Callable[[], object], b_name: str, b: Callable[[], o
         b()
     result = Comparison(a_name, b_name)
     for i in range(repeat):
-        order = ((a, result.a_times), (b, result.b_times))
-        for fn, sink in order if i % 2 == 0 else reversed(order):
+        order = ((a, result.a_times, result.a_cpu), (b, result.b_times, result.b_cpu))
+        for fn, sink, cpu in order if i % 2 == 0 else reversed(order):
+            c = time.process_time()
             sink.append(time_call(fn))
+            cpu.append(time.process_time() - c)
     return result
 
 
@@ -99,6 +111,8 @@ def report(title: str, comp: Comparison | None = None, *, goal: str = "", ok: bo
         lines.append(f"   {comp.a_name:<28} median {comp.a_median * 1000:9.2f} ms  (n={len(comp.a_times)})")
         lines.append(f"   {comp.b_name:<28} median {comp.b_median * 1000:9.2f} ms  (n={len(comp.b_times)})")
         lines.append(f"   ratio {comp.a_name} / {comp.b_name} = {comp.ratio:.4f}")
+        if comp.a_cpu:
+            lines.append(f"   CPU-time ratio (this process) = {comp.cpu_ratio:.4f}")
     for key, value in (extra or {}).items():
         lines.append(f"   {key}: {value}")
     if goal:

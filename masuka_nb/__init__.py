@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from masuka_nb._lazy import attach as _attach
 from masuka_nb._version import __version__
+from masuka_nb.quiet import hush_import_notices as _hush_import_notices
+
+# Import-time notices of third-party libraries (bitsandbytes' CPU-kernel one) are printed by whichever
+# MASUKA call first imports them: filtered from here on, and only those (masuka_nb.quiet says which).
+_hush_import_notices()
 
 # public name -> (module, attribute); attribute None means the module itself.
 _LAZY: dict[str, tuple[str, str | None]] = {

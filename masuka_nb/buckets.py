@@ -1,7 +1,7 @@
 """Cloud buckets through fsspec: read from ``gs://`` and ``s3://`` wherever a path is taken, and mirror the home.
 
-    masuka_nb.storage.sync("gs://my-bucket/masuka")                   # outputs, loras, datasets, history
-    masuka_nb.storage.sync("s3://my-bucket/masuka", what=("loras",))
+    masuka_nb.buckets.sync("gs://my-bucket/masuka")                   # outputs, loras, datasets, history
+    masuka_nb.buckets.sync("s3://my-bucket/masuka", what=("loras",))
     ds.import_zip("s3://my-bucket/photos.zip"); ds.import_folder("gs://my-bucket/photos")
 
 ``gs://`` goes through gcsfs (in Colab with the notebook's own Google login, `google.colab.auth`);
@@ -26,9 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import DependencyMissingError, InvalidRequestError, MasukaError, StorageError
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.runtime import in_colab
+from masuka_nb.secrets import get_secret, has_secret
 
 __all__ = ["SYNCABLE", "SyncReport", "fetch", "filesystem", "is_bucket_url", "list_files", "read_bytes", "sync"]
 
@@ -52,8 +55,6 @@ def _split(url: str) -> tuple[str, str]:
 
 def filesystem(url: str) -> tuple[Any, str]:
     """(fsspec filesystem, bucket/path) for a ``gs://`` or ``s3://`` URL, with MASUKA's credentials and endpoints."""
-    from masuka_nb.config import settings
-
     if not is_bucket_url(url):
         raise InvalidRequestError(f"`{url}` is not a bucket URL.", argument="destination", value=url,
                                   hint="Give gs://bucket/folder or s3://bucket/folder.")
@@ -88,8 +89,6 @@ def filesystem(url: str) -> tuple[Any, str]:
 
 def _colab_google_login() -> str | None:
     """In Colab, the notebook user's own Google login (a one-time prompt); elsewhere gcsfs's default chain."""
-    from masuka_nb.runtime import in_colab
-
     if not in_colab():
         return None
     with contextlib.suppress(ImportError):
@@ -101,8 +100,6 @@ def _colab_google_login() -> str | None:
 
 
 def _aws_keys() -> tuple[str | None, str | None]:
-    from masuka_nb.secrets import get_secret, has_secret
-
     if has_secret("AWS_ACCESS_KEY_ID") and has_secret("AWS_SECRET_ACCESS_KEY"):
         return get_secret("AWS_ACCESS_KEY_ID"), get_secret("AWS_SECRET_ACCESS_KEY")
     return None, None
@@ -212,8 +209,6 @@ def remote_key(rel: str) -> str:
 
 
 def _local_files(what: tuple[str, ...]) -> list[tuple[str, Path]]:
-    from masuka_nb.config import settings
-
     s = settings()
     out: list[tuple[str, Path]] = []
     for name in what:

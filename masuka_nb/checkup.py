@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 
+from masuka_nb.config import settings
 from masuka_nb.runtime import RuntimeInfo, detect, meaning
 
 __all__ = ["doctor"]
@@ -15,8 +16,6 @@ __all__ = ["doctor"]
 
 def doctor() -> RuntimeInfo:
     """Print this runtime as a table, with what it means for MASUKA, and return it."""
-    from masuka_nb.config import settings
-
     info = detect()
     s = settings()
     rows = [

@@ -25,9 +25,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import runtime
 from masuka_nb.errors import ConfigError
 
-__all__ = ["HttpTiming", "Settings", "configure", "reset_configuration", "settings"]
+__all__ = ["HttpTiming", "Settings", "check_url", "configure", "reset_configuration", "settings"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -46,7 +47,9 @@ class HttpTiming:
         masuka_nb.configure(http_timeout=60)  # the same through the settings table
 
     `connect` is the connect timeout (never above `timeout`); `backoff` × 2^n with full jitter, capped
-    at `backoff_max`, spaces retries; a provider's Retry-After longer than `max_retry_after` is not waited.
+    at `backoff_max`, spaces retries (`delay(n)`); a provider's Retry-After longer than `max_retry_after` is
+    not waited. It is what every hosted-API client runs on (`hosted.http.ProviderClient(timing=...)`), and
+    `configure(http=HttpTiming(...))` sets it for the process.
     """
 
     timeout: float = 30.0
@@ -58,6 +61,13 @@ class HttpTiming:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "connect", min(self.connect, self.timeout))
+
+    def delay(self, attempt: int) -> float:
+        """Seconds before retry `attempt` (0 first): full jitter, uniform in [0, min(cap, backoff·2^attempt)],
+        which spreads many clients apart."""
+        import random
+
+        return random.uniform(0, min(self.backoff_max, self.backoff * (2**attempt)))
 
 
 # Provider base URLs that may be pointed elsewhere (the offline simulator, a proxy).
@@ -75,6 +85,10 @@ class Settings:
     datasets_dir: Path
     jobs_dir: Path
     models_dir: Path
+    training_dir: Path
+    presets_dir: Path
+    wildcards_dir: Path
+    inbox_dir: Path
     cache_dir: Path
     device: str
     offline: bool
@@ -207,13 +221,19 @@ def _as_url(key: str, raw: Any) -> str | None:
     return text.rstrip("/")
 
 
-def _as_model(key: str, raw: Any) -> str:
-    text = str(raw).strip()
-    if text == "auto":
-        return text
-    from masuka_nb.models.registry import get_model  # local: registry is data only, but keep config tiny
+def check_url(argument: str, value: Any) -> str | None:
+    """`value` as an http(s) base URL (None when empty), or an `INVALID_SETTING` error naming `argument`:
+    the rule every base URL follows, in the settings table and wherever a call takes one."""
+    return _as_url(argument, value)
 
-    return get_model(text).id
+
+def _as_model(key: str, raw: Any) -> str:
+    """A model id or "auto". Which ids exist is the registry's to say, where the setting is used
+    (`image.generation.resolve_model`): settings sit below the registry and do not import it."""
+    text = str(raw).strip() if isinstance(raw, str) else ""
+    if not text:
+        raise _bad(key, raw, "a model id such as 'flux1-schnell', or 'auto'")
+    return text
 
 
 _PARSERS: dict[str, Callable[[str, Any], Any]] = {
@@ -224,6 +244,10 @@ _PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "datasets_dir": _as_path,
     "jobs_dir": _as_path,
     "models_dir": _as_path,
+    "training_dir": _as_path,
+    "presets_dir": _as_path,
+    "wildcards_dir": _as_path,
+    "inbox_dir": _as_path,
     "cache_dir": _as_path,
     "device": _as_choice(DEVICES),
     "offline": _as_bool,
@@ -267,12 +291,18 @@ def _unknown(key: str) -> ConfigError:
 def configure(**overrides: Any) -> Settings:
     """Set settings for this process (they beat environment variables) and return the result.
 
-    Pass ``None`` to drop an override. Every key and value is checked before any is applied, so a
-    bad call changes nothing::
+    Pass ``None`` to drop an override; ``http=HttpTiming(...)`` sets the four ``http_*`` settings at once.
+    Every key and value is checked before any is applied, so a bad call changes nothing::
 
         masuka_nb.configure(home="/content/drive/MyDrive/MASUKA", result_cache=False)
     """
     parsed: dict[str, Any] = {}
+    timing = overrides.pop("http", None)
+    if timing is not None:  # one value object for the four http_* settings
+        if not isinstance(timing, HttpTiming):
+            raise _bad("http", timing, "an HttpTiming, e.g. HttpTiming(timeout=60, retries=3)")
+        overrides = {"http_timeout": timing.timeout, "http_retries": timing.retries, "http_backoff": timing.backoff,
+                     "http_backoff_max": timing.backoff_max, **overrides}
     for key, raw in overrides.items():
         if key not in _PARSERS:
             raise _unknown(key)
@@ -298,8 +328,6 @@ def reset_configuration() -> None:
 
 
 def _default_home(drive_root: Path) -> Path:
-    from masuka_nb import runtime  # a pure probe: it reads no settings
-
     drive = runtime.drive_root(drive_root)
     if drive is not None:
         return drive / "MASUKA"
@@ -336,6 +364,10 @@ def settings() -> Settings:
             ("datasets_dir", "datasets"),
             ("jobs_dir", "jobs"),
             ("models_dir", "models"),
+            ("training_dir", "training"),
+            ("presets_dir", "presets"),
+            ("wildcards_dir", "wildcards"),
+            ("inbox_dir", "inbox"),
         ):
             values[key] = _raw(key) or home / sub
         values["cache_dir"] = _raw("cache_dir") or _default_cache().resolve()

@@ -24,14 +24,27 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb._redact import redact
+from masuka_nb.config import settings
+from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.storage import atomic_write_text, quarantine
 
 log = get_logger(__name__)
 
-__all__ = ["History", "HistoryRecord", "forget_path", "get", "history", "query", "record"]
+__all__ = ["KINDS", "TIMINGS", "History", "HistoryRecord", "forget_path", "get", "history", "normalize_timings",
+           "query", "record", "seconds", "write"]
 
-KINDS = ("image", "video", "training", "comparison", "caption", "batch", "grid", "upscale")
+# Every kind an engine records (the History tab filters by these); "app": a hosted generic app's job.
+KINDS = ("image", "edit", "video", "training", "comparison", "caption", "batch", "grid", "upscale", "app")
+# The one timing schema, in seconds: what each phase of a run took. Every engine records these names.
+TIMINGS = ("seconds_total", "seconds_validate", "seconds_load", "seconds_run", "seconds_save", "seconds_cache",
+           "seconds_submit", "seconds_estimate")
+# Names older records used, read as the schema's (records are never rewritten).
+_OLD_TIMINGS = {"total": "seconds_total", "total_s": "seconds_total", "compare_s": "seconds_total",
+                "caption_s": "seconds_total", "seconds": "seconds_total", "validate": "seconds_validate",
+                "load": "seconds_load", "generate": "seconds_run", "train_s": "seconds_run",
+                "save": "seconds_save", "history": "seconds_history", "cache_s": "seconds_cache",
+                "submit_s": "seconds_submit", "estimate": "seconds_estimate"}
 
 
 @dataclass
@@ -54,6 +67,10 @@ class HistoryRecord:
     def to_json(self) -> str:
         # Redact the whole serialised record: a key may hide in any nested field.
         return redact(json.dumps(asdict(self), indent=1, sort_keys=True, default=str))
+
+    def seconds(self, phase: str = "total") -> float | None:
+        """How long `phase` took ("total", "load", "run", ...), whichever names the record was written with."""
+        return seconds(self.timings, phase)
 
     @property
     def created(self) -> datetime:
@@ -207,8 +224,6 @@ def _aware(dt: datetime) -> datetime:
 
 
 def _bad_filter(name: str, value: Any, expected: str):
-    from masuka_nb.errors import InvalidRequestError
-
     return InvalidRequestError(f"`{name}` must be {expected}, not {type(value).__name__}.", argument=name,
                                value=value, hint="e.g. history.query(kind=\"image\", since=\"2026-12-01\", limit=20)")
 
@@ -226,8 +241,6 @@ def _when(name: str, value: Any) -> datetime | None:
 
 def history() -> History:
     """The history in MASUKA's current home (resolved now)."""
-    from masuka_nb.config import settings
-
     return History(settings().history_dir)
 
 
@@ -248,30 +261,51 @@ def forget_path(record_id: str, path: str) -> HistoryRecord | None:
     return history().forget_path(record_id, path)
 
 
-def record_outcome(kind: str, state: dict[str, Any], t0: float, *, paths: Iterable[Any] | None = None,
-                   timings: dict[str, float] | None = None, error: Any = None,
-                   extra: dict[str, Any] | None = None) -> HistoryRecord | None:
-    """Record how an engine's run ended (ok, cancelled or failed) from its state dict (model, prompt,
-    recipe, plan). A history that cannot be written is logged, never raised: a full disk must not hide
-    what was made or the original error."""
-    import time
+def normalize_timings(timings: dict[str, Any] | None) -> dict[str, float]:
+    """`timings` under the schema's names (`TIMINGS`): older records' names (`total`, `total_s`, `generate`,
+    `caption_s`...) are read as the phase they measured; unknown names are kept as they are."""
+    out: dict[str, float] = {}
+    for key, value in (timings or {}).items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        out.setdefault(_OLD_TIMINGS.get(key, key), float(value))
+    return out
 
-    from masuka_nb.errors import CancelledError, MasukaError
-    from masuka_nb.log import get_logger
 
-    plan = state.get("plan")
-    status = "ok" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
-    prompt = state.get("prompt")
+def seconds(timings: dict[str, Any] | None, phase: str = "total") -> float | None:
+    """Seconds `phase` took in `timings` (any record's, old or new), or None when it was not measured."""
+    name = phase if phase.startswith("seconds_") else f"seconds_{phase}"
+    return normalize_timings(timings).get(name)
+
+
+def write(kind: str, *, model: str = "", prompt: Any = "", recipe: dict[str, Any] | None = None,
+          paths: Iterable[Any] = (), timings: dict[str, Any] | None = None, plan: Any = None, error: Any = None,
+          status: str | None = None, extra: dict[str, Any] | None = None,
+          warnings: list[str] | None = None) -> HistoryRecord | None:
+    """The one history writer every engine uses: how a run ended (ok, or its `error`: cancelled or failed).
+
+    `kind` is one of `KINDS`; `timings` go in under the schema's names; `plan` is a `MemoryPlan` (or a
+    dict); `error` a `MasukaError`. A history that cannot be written is logged and None returned, never
+    raised: a full disk must not hide what was made or the original error. With `warnings` (a result's list),
+    that failure is said there too, with the paths that were saved."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown history kind {kind!r}; add it to history.KINDS")
+    if status is None:
+        status = "ok" if error is None else ("cancelled" if isinstance(error, CancelledError) else "failed")
+    plan_dict = plan.as_dict() if hasattr(plan, "as_dict") else plan if isinstance(plan, dict) else None
     try:
         return record(HistoryRecord(
-            kind=kind, status=status, model=str(state.get("model") or ""),
+            kind=kind, status=status, model=str(model or ""),
             prompt=prompt if isinstance(prompt, str) else repr(prompt)[:200],
-            recipe=state.get("recipe") or {}, paths=[str(p) for p in paths or []],
-            timings=timings or {"total": time.perf_counter() - t0},
-            plan=plan.as_dict() if hasattr(plan, "as_dict") else None,
-            error=error.to_dict() if error is not None else None,
+            recipe=recipe or {}, paths=[str(p) for p in paths or ()],
+            timings={k: round(v, 6) for k, v in normalize_timings(timings).items() if k != "seconds_history"},
+            plan=plan_dict, error=error.to_dict() if hasattr(error, "to_dict") else error,
             extra=extra or {},
         ))
     except MasukaError as exc:
-        get_logger(__name__).warning("history.record_failed", error=str(exc))
+        log.warning("history.record_failed", kind=kind, error=str(exc))
+        if warnings is not None:
+            saved = [str(p) for p in paths or ()]
+            where = f" The outputs are saved: {', '.join(saved)}." if saved and error is None else ""
+            warnings.append(f"The history could not be updated ({exc.code}: {exc.message}).{where}")
         return None

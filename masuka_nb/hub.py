@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import (
     GatedModelError,
     MasukaError,
@@ -25,12 +26,18 @@ from masuka_nb.errors import (
     ProviderUnavailableError,
 )
 from masuka_nb.log import get_logger
+from masuka_nb.memory import plan as make_plan
+from masuka_nb.models.embedded import hub_endpoint, hub_reachable, require_hub
+from masuka_nb.models.registry import MODELS, get_model
+from masuka_nb.progress import ProgressReporter
+from masuka_nb.storage import atomic_write_json
 
 if TYPE_CHECKING:
     from masuka_nb.memory import MemoryPlan
     from masuka_nb.models.registry import ModelSpec
 
-__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model"]
+__all__ = ["DownloadPlan", "RepoFile", "download_plan", "fetch_lora_file", "hub_error", "locate_model", "locate_repo",
+           "upload_folder"]
 
 log = get_logger(__name__)
 
@@ -96,23 +103,26 @@ def download_plan(
     *,
     plan: MemoryPlan | None = None,
     listing: Sequence[RepoFile] | Sequence[tuple[str, int]] | None = None,
+    quantized_components: Sequence[str] | None = None,
+    quantized_repo: str | None = None,
 ) -> DownloadPlan:
     """The files `model` needs under `plan` (the planner's choice for this machine when None).
 
     `listing` is the repo's file list with sizes; None asks the Hub (when online) and otherwise
-    leaves `files` empty: the patterns alone still limit what a download may fetch.
+    leaves `files` empty: the patterns alone still limit what a download may fetch. Work that plans
+    for itself (LoRA training) names its NF4 components and pre-quantized repo instead of a plan.
     """
-    from masuka_nb.memory import plan as make_plan
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model)
     if spec.repo is None:
         return DownloadPlan(spec.id, "local", (), ())
-    memory_plan = plan or make_plan(spec.id)
-    quantized = set(memory_plan.quantized_components)
+    if quantized_components is not None:
+        quantized, q_repo = set(quantized_components), quantized_repo
+    else:
+        memory_plan = plan or make_plan(spec.id)
+        quantized, q_repo = set(memory_plan.quantized_components), memory_plan.quantized_repo
     # Components a pre-quantized repo holds come from there; everything else, including what the plan
     # quantizes while loading and the tokenizer of every text encoder, comes from the model's own repo.
-    elsewhere = quantized if memory_plan.quantized_repo else set()
+    elsewhere = quantized if q_repo else set()
     own = [c.name for c in spec.components if c.name not in elsewhere]
     allow = patterns_for(own) + tuple(f"{_TOKENIZER_FOR[c]}/*" for c in sorted(elsewhere) if c in _TOKENIZER_FOR)
     if memory_plan.quantized_file:
@@ -125,10 +135,10 @@ def download_plan(
     main = DownloadPlan(spec.repo, spec.revision, allow, _ALWAYS_IGNORE,
                         tuple(f for f in files if _selected(f.path, allow, _ALWAYS_IGNORE)))
     extra = []
-    if quantized and memory_plan.quantized_repo:
+    if quantized and q_repo:
         q_allow = patterns_for(sorted(quantized), tokenizers=False, pipeline=False)
-        q_files = _list_repo(memory_plan.quantized_repo, "main") if listing is None else ()
-        extra.append(DownloadPlan(memory_plan.quantized_repo, "main", q_allow, _ALWAYS_IGNORE,
+        q_files = _list_repo(q_repo, "main") if listing is None else ()
+        extra.append(DownloadPlan(q_repo, "main", q_allow, _ALWAYS_IGNORE,
                                   tuple(f for f in q_files if _selected(f.path, q_allow, _ALWAYS_IGNORE))))
     return DownloadPlan(main.repo, main.revision, main.allow_patterns, main.ignore_patterns, main.files,
                         tuple(extra))
@@ -145,9 +155,6 @@ def load_listing(path: str | Path) -> tuple[RepoFile, ...]:
 
 
 def _list_repo(repo: str, revision: str) -> tuple[RepoFile, ...]:
-    from masuka_nb.config import settings
-    from masuka_nb.models.embedded import hub_reachable
-
     if settings().offline or not hub_reachable():
         return ()  # no listing: the patterns still bound the download; locate_model says what is missing
     try:
@@ -166,8 +173,6 @@ def hub_error(exc: BaseException, *, repo: str, model: str | None = None) -> Mas
     if isinstance(exc, MasukaError):
         return exc
     from huggingface_hub import errors as hf
-
-    from masuka_nb.models.registry import MODELS
 
     spec = next((m for m in MODELS.values() if m.repo == repo), None)
     licence = spec.licence_url if spec and spec.licence_url else f"https://huggingface.co/{repo}"
@@ -223,8 +228,23 @@ def _fetched(folder: Path) -> list[str]:
 
 def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) -> Path:
     """A local folder holding everything `dplan` selects: session copy, else Drive copy, else Hub."""
-    from masuka_nb.config import settings
+    return _locate(dplan, name=spec.id, gated=spec.gated, licence_url=spec.licence_url, progress=progress)
 
+
+def locate_repo(repo: str, *, name: str | None = None, allow: Sequence[str] = ("*",),
+                ignore: Sequence[str] = _ALWAYS_IGNORE, revision: str = "main", progress: Any = None) -> Path:
+    """A local folder with the files of a Hub repo that is no registry model (a captioner, the CLIP scorer,
+    the aesthetic head), found and fetched like a model's: session copy, else Drive copy, else the Hub.
+    A local folder is returned as it is."""
+    if Path(repo).is_dir():
+        return Path(repo)
+    listing = _list_repo(repo, revision)
+    dplan = DownloadPlan(repo, revision, tuple(allow), tuple(ignore),
+                         tuple(f for f in listing if _selected(f.path, allow, ignore)))
+    return _locate(dplan, name=name or repo, gated=False, licence_url="", progress=progress)
+
+
+def _locate(dplan: DownloadPlan, *, name: str, gated: bool, licence_url: str, progress: Any = None) -> Path:
     s = settings()
     rel = Path(dplan.repo.replace("/", "--")) / dplan.revision
     session = s.cache_dir / "models" / rel
@@ -237,19 +257,16 @@ def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) 
         _copy_tree(persistent, session, dplan)
         return session
     if s.offline:
-        gated = (f" It is gated: first accept the licence at {spec.licence_url} and set HF_TOKEN."
-                 if spec.gated else "")
+        gate = f" It is gated: first accept the licence at {licence_url} and set HF_TOKEN." if gated else ""
         size = f"{dplan.total_bytes / 1e9:.1f} GB planned" if dplan.files else "size unknown offline"
         raise ModelFilesMissingError(
-            f"{spec.id} is not downloaded ({size}) and MASUKA is offline.",
-            argument="model", value=spec.id,
-            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gated}",
+            f"{name} is not downloaded ({size}) and MASUKA is offline.",
+            argument="model", value=name,
+            hint=f"Go online once to download it into {persistent}, or pick a tiny model for offline work.{gate}",
         )
-    from masuka_nb.models.embedded import require_hub
-
     files = (f"{len(dplan.files)} files ({dplan.total_bytes / 1e9:.1f} GB)" if dplan.files
              else "the files matching " + ", ".join(dplan.allow_patterns[:4]) + (" …" if len(dplan.allow_patterns) > 4 else ""))
-    require_hub(model=spec.id, repo=dplan.repo, files=files)
+    require_hub(model=name, repo=dplan.repo, files=files)
     _snapshot(dplan, persistent, progress=progress)
     if persistent.resolve() != session.resolve():
         _copy_tree(persistent, session, dplan)
@@ -259,9 +276,6 @@ def locate_model(spec: ModelSpec, dplan: DownloadPlan, *, progress: Any = None) 
 
 def _snapshot(dplan: DownloadPlan, target: Path, *, progress: Any = None) -> None:
     from huggingface_hub import snapshot_download
-
-    from masuka_nb.progress import ProgressReporter
-    from masuka_nb.storage import atomic_write_json
 
     reporter = ProgressReporter("download", max(1, len(dplan.files)), progress=progress)
     reporter.update(0, message=f"{dplan.repo}: {dplan.total_bytes / 1e9:.2f} GB planned")
@@ -292,8 +306,6 @@ def _files_bar(reporter: Any, repo: str) -> type:
 
 
 def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
-    from masuka_nb.storage import atomic_write_json
-
     for file in src.rglob("*"):
         rel = file.relative_to(src).as_posix()
         if file.is_file() and rel != MARKER and (not dplan.allow_patterns or dplan.selects(rel)):
@@ -307,12 +319,26 @@ def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
     atomic_write_json(dst / MARKER, {"copied_from": str(src), "allow": allow})
 
 
+def upload_folder(folder: str | Path, *, repo_id: str, private: bool = True, token: str | None = None,
+                  message: str = "Upload from MASUKA") -> str:
+    """Upload `folder` (hidden files left out) to the Hub repo `repo_id`, made if missing; returns its URL.
+    The one place MASUKA writes to the Hub."""
+    try:
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token, endpoint=hub_endpoint())
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=[".*"], commit_message=message)
+    except Exception as exc:
+        raise MasukaError(f"Uploading {Path(folder).name} to {repo_id} failed: {exc}.", argument="repo_id",
+                          value=repo_id, hint="Check the token has write access and the network is up.",
+                          code="HUB_UPLOAD_FAILED") from exc
+    return f"{hub_endpoint()}/{repo_id}"
+
+
 def fetch_lora_file(repo: str) -> Path:
     """The LoRA weight file of Hub repo `repo` (the diffusers name first, else the only .safetensors)."""
     from huggingface_hub import hf_hub_download, list_repo_files
-
-    from masuka_nb.config import settings
-    from masuka_nb.models.embedded import hub_reachable, require_hub
 
     if settings().offline or not hub_reachable():
         try:  # a LoRA fetched before is still in the local Hub cache

@@ -12,25 +12,33 @@ every kind of job (video, cloud training) is registered before a record is turne
 from __future__ import annotations
 
 import builtins
-import importlib
 
-from masuka_nb.hosted.runner import CancelToken, Job, ProgressCallback, poll_interval, submit_recorded
+from masuka_nb.hosted.runner import (
+    CancelToken,
+    Job,
+    ProgressCallback,
+    poll_interval,
+    register_kind,
+    submit_recorded,
+)
 from masuka_nb.hosted.runner import get as _get
 from masuka_nb.hosted.runner import list_jobs as _list_jobs
 from masuka_nb.hosted.runner import resume_all as _resume_all
 from masuka_nb.hosted.store import Download, JobRecord, Poll, jobs_dir, load, save
+from masuka_nb.lora.cloud import CloudTrainingJob
+from masuka_nb.video.generator import VideoJob
 
 __all__ = ["Download", "Job", "JobRecord", "Poll", "get", "jobs_dir", "list", "load", "poll_interval",
            "resume_all", "save", "submit_recorded"]
 
-# The engines whose Job subclasses register themselves on import (records written before job classes
-# were named in the record need this; newer records name their class).
-_KIND_MODULES = ("masuka_nb.video.generator", "masuka_nb.lora.cloud")
+# The registration seam: every Job subclass registers its kind when its module is imported, so this
+# facade (above the engines) imports each one; the hosted layer below never names an engine's class.
+KINDS = (VideoJob, CloudTrainingJob)
 
 
 def _register_kinds() -> None:
-    for module in _KIND_MODULES:
-        importlib.import_module(module)
+    for cls in KINDS:
+        register_kind(cls.kind, cls)
 
 
 def get(id: str) -> Job:

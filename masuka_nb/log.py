@@ -18,6 +18,7 @@ import threading
 from typing import Any
 
 from masuka_nb._redact import redact
+from masuka_nb.config import settings
 
 __all__ = ["RedactingFilter", "UserHandler", "get_logger"]
 
@@ -97,8 +98,6 @@ def _configure_root() -> None:
         root.addFilter(RedactingFilter())
     if not any(isinstance(h, UserHandler) for h in root.handlers):
         root.addHandler(UserHandler())
-    from masuka_nb.config import settings
-
     try:
         root.setLevel(settings().log_level)
     except Exception:  # a bad MASUKA_LOG_LEVEL must not break logging itself; settings() reports it

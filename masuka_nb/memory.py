@@ -20,11 +20,14 @@ Units: "GB" in plans are GiB (2³⁰ bytes), as torch and the published benchmar
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
+from masuka_nb.host import device_host
+from masuka_nb.memory_figures import FIGURES
+from masuka_nb.models.registry import get_model
+from masuka_nb.runtime import PROFILES, GpuProfile, profile
 
 if TYPE_CHECKING:
     from masuka_nb.models.registry import ModelSpec
@@ -92,7 +95,7 @@ class MemoryPlan:
 
     model: str
     profile: str
-    device: str  # "cuda" | "cpu"
+    device: str  # "cuda" | "cpu" | "mps"
     dtype: str
     vae_dtype: str
     text_encoder_dtype: str
@@ -186,27 +189,16 @@ class MemoryPlan:
 
     def published(self) -> list[str]:
         """The published figures for this model (memory_figures.py), to read the estimates against."""
-        from masuka_nb.memory_figures import FIGURES
-
         unit = {"fits": "fits in"}
         return [f"{f.name}: {unit.get(f.kind, '')}{' ' if f.kind in unit else ''}{f.value:g} GB "
                 f"({f.role}, {f.source}, read {f.read})" for f in FIGURES if f.model == self.model]
 
 
-@functools.lru_cache(maxsize=1)
-def _this_machine() -> GpuProfile:
-    """This machine as a profile. Its GPU and total RAM do not change while the process lives
-    (a Colab runtime change restarts it), so it is looked at once."""
-    from masuka_nb.runtime import detect
-
-    return detect().as_profile()
-
-
-def _profile(gpu: str | GpuProfile | None, ram_gb: float | None) -> GpuProfile:
-    from masuka_nb.runtime import GpuProfile, profile
-
+def _profile(gpu: str | GpuProfile | None, ram_gb: float | None, *, model: str | None = None) -> GpuProfile:
+    """The profile a plan is made for. None: this machine as the device host sees it now, its memory less
+    what stays resident (what `model` itself holds is not subtracted: it is reused or replaced)."""
     if gpu is None:
-        prof = _this_machine()
+        prof = device_host().planning_profile(model)
     elif isinstance(gpu, GpuProfile):
         prof = gpu
     else:
@@ -429,7 +421,8 @@ def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: 
         dtype = "float32" if spec.tiny else "bfloat16"
         why = ("CPU: no GPU, so everything runs on the CPU in " + dtype
                + (" (tiny model: exact and fast)" if spec.tiny else " (half the RAM of float32; slow)"))
-        cpu = MemoryPlan(device="cpu", dtype=dtype, vae_dtype=dtype, text_encoder_dtype=dtype, loading="pipeline",
+        device = "mps" if prof.name == "mps" else "cpu"  # Apple's GPU shares the RAM: planned like a CPU
+        cpu = MemoryPlan(device=device, dtype=dtype, vae_dtype=dtype, text_encoder_dtype=dtype, loading="pipeline",
                          reasons=(why,), **common)
         if alt is not None:
             cpu = replace(cpu, reasons=(why, alt.why), **alt.plan_fields(()))
@@ -512,10 +505,8 @@ def plan(
     overrides the best plan that fits is returned. `speed="fast"` turns on a first-block cache (and
     regional compile on bf16 GPUs without group offload); `num_frames` is for video models.
     """
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model)
-    prof = _profile(gpu, ram_gb)
+    prof = _profile(gpu, ram_gb, model=spec.id)
     _check_choice("dtype", dtype, DTYPES)
     _check_choice("quantization", quantization, QUANTIZATIONS)
     _check_choice("offload", offload, OFFLOADS)
@@ -687,8 +678,6 @@ def _forced(spec: ModelSpec, cands: list[MemoryPlan], forced: dict, dtype: str |
 
 
 def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]) -> PlanDoesNotFitError:
-    from masuka_nb.runtime import PROFILES
-
     if fitting:
         nearest = fitting[0].label
     elif spec.is_video and (smaller := _smaller_video_plan(spec, chosen)) is not None:
@@ -774,8 +763,6 @@ def _smaller_image_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | Non
 
 def _smaller_video_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | None:
     """The biggest clip that fits this runtime: fewer frames first (same look), then a smaller published size."""
-    from masuka_nb.runtime import GpuProfile
-
     prof = GpuProfile(chosen.profile, chosen.vram_available_gb, chosen.ram_available_gb,
                       (8, 0) if chosen.dtype == "bfloat16" else (7, 5))
     smaller = sorted((s for s in spec.sizes if s[0] * s[1] < chosen.width * chosen.height), key=lambda s: -s[0] * s[1])
@@ -792,9 +779,6 @@ def _smaller_video_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | Non
 
 def lighter_plan(current: MemoryPlan) -> MemoryPlan | None:
     """The next plan after `current` that needs less VRAM (the fallback after a CUDA out-of-memory)."""
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.runtime import PROFILES, GpuProfile
-
     spec = get_model(current.model)
     prof = PROFILES.get(current.profile) or GpuProfile(current.profile, current.vram_available_gb,
                                                        current.ram_available_gb, (8, 0))

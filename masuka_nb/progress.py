@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import CancelledError
 
 __all__ = [
@@ -162,8 +163,6 @@ def collect_events() -> tuple[list[ProgressEvent], ProgressCallback]:
 
 
 def _default_sink() -> ProgressCallback | None:
-    from masuka_nb.config import settings
-
     mode = settings().progress
     if mode == "off":
         return None

@@ -5,6 +5,13 @@ diffusers' `torch_dtype` FutureWarning raised by our own call, CLIP's "sequence 
 libraries' own loading bars (MASUKA's one bar per task covers loading) — are dropped while one of
 our loads or runs is inside `quiet_third_party()`. Everything else passes through untouched, and
 the libraries' logging levels and bars are put back as they were when the block ends.
+
+A few notices are printed once, while a library is first imported, and that import happens inside
+whichever call first touches diffusers (even `import diffusers` imports bitsandbytes when it is installed).
+No block can be sure to surround it, so `hush_import_notices()` (called when masuka_nb is imported) puts a
+filter on the one logger that prints each, dropping only that message: bitsandbytes' "Failed to load CPU
+gemm_4bit_forward from kernels-community" (it then uses its own CPU kernel; the `kernels` package and the
+Hub kernel it names are optional, and on a GPU the CPU kernel is unused).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import re
 import warnings
 from collections.abc import Iterator
 
-__all__ = ["NOISE", "NoiseFilter", "quiet_third_party"]
+__all__ = ["IMPORT_NOTICES", "NOISE", "NoiseFilter", "hush_import_notices", "quiet_third_party"]
 
 # Messages (regular expressions, searched) that carry nothing for a MASUKA user.
 NOISE: tuple[str, ...] = (
@@ -35,6 +42,11 @@ NOISE: tuple[str, ...] = (
     # kernels hub (Colab, the demo): 4-bit still works through its built-in CPU path.
     r"Failed to load CPU gemm_4bit_forward",
 )
+# Printed while a library is imported: logger name -> the message (a regular expression, searched).
+IMPORT_NOTICES: dict[str, str] = {
+    # bitsandbytes >= 0.49 on a CPU with AVX512-BF16: bitsandbytes/backends/cpu/ops.py, at import
+    "bitsandbytes.backends.cpu.ops": r"Failed to load CPU gemm_4bit_forward from kernels-community",
+}
 _PATTERN = re.compile("|".join(f"(?:{p})" for p in NOISE), re.IGNORECASE | re.DOTALL)
 # bitsandbytes' CPU backend logs through its own module logger with no handler (Python's last-resort
 # stderr handler prints it), so the filter goes on that logger itself.
@@ -50,6 +62,30 @@ class NoiseFilter(logging.Filter):
         except Exception:  # a malformed record is not ours to judge
             return True
         return not _PATTERN.search(text)
+
+
+class _ImportNoticeFilter(logging.Filter):
+    def __init__(self, pattern: str) -> None:
+        super().__init__()
+        self.pattern = re.compile(pattern, re.IGNORECASE | re.DOTALL)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            return not self.pattern.search(record.getMessage())
+        except Exception:
+            return True
+
+
+def hush_import_notices() -> None:
+    """Drop IMPORT_NOTICES at the loggers that print them (idempotent; costs no import).
+
+    A filter on the emitting logger itself: records reach Python's last-resort stderr handler or a
+    notebook's root handlers from there, and a filter on a parent logger would never see them.
+    """
+    for name, pattern in IMPORT_NOTICES.items():
+        logger = logging.getLogger(name)  # made now if the library is not imported yet; it picks this one up
+        if not any(isinstance(f, _ImportNoticeFilter) for f in logger.filters):
+            logger.addFilter(_ImportNoticeFilter(pattern))
 
 
 def _library_loggers_ready() -> None:

@@ -15,6 +15,8 @@ import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from masuka_nb.errors import InvalidRequestError
+
 __all__ = [
     "PROFILES",
     "GpuProfile",
@@ -90,8 +92,6 @@ PROFILES: dict[str, GpuProfile] = {
 
 
 def profile(name: str) -> GpuProfile:
-    from masuka_nb.errors import InvalidRequestError
-
     key = name.strip().lower()
     if key not in PROFILES:
         raise InvalidRequestError(

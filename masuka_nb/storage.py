@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from masuka_nb.errors import DiskFullError, NotWritableError, StorageError
+from masuka_nb.errors import DiskFullError, InvalidRequestError, NotWritableError, StorageError
 from masuka_nb.log import get_logger
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "atomic_write_safetensors", "atomic_write_text",
@@ -125,8 +125,6 @@ def refuse_special(target: Path, *, argument: str = "path") -> None:
     """A write never replaces a device, a FIFO, a socket or a folder: renaming over `/dev/zero` (as root,
     on Colab) would swap the device for a regular file for every other program on the machine."""
     import stat
-
-    from masuka_nb.errors import InvalidRequestError
 
     try:
         mode = os.stat(target).st_mode
@@ -287,12 +285,16 @@ def is_bucket_url(path: Any) -> bool:
 
 def sync(destination: str, *, what: tuple[str, ...] = ("outputs", "loras", "datasets", "history"),
          progress: Any = None, cancel: Any = None) -> Any:
-    """Mirror MASUKA's home to a bucket: incremental by content hash, resumable, safe to interrupt.
+    """`masuka_nb.buckets.sync` under its old name (this one goes in the next release).
 
-        masuka_nb.storage.sync("gs://my-bucket/masuka")   # returns a `masuka_nb.buckets.SyncReport`
-    """
+    Storage sits below the buckets room, so this is a documented lazy edge (tests/test_architecture.py),
+    kept only while the old name still works."""
+    import warnings
+
+    # the documented lazy edge: storage → buckets, for one release
     from masuka_nb.buckets import sync as _sync
 
+    warnings.warn("masuka_nb.storage.sync is now masuka_nb.buckets.sync.", DeprecationWarning, stacklevel=2)
     return _sync(destination, what=what, progress=progress, cancel=cancel)
 
 
@@ -313,8 +315,6 @@ def read_file_bytes(path: str | os.PathLike[str], *, max_bytes: int, argument: s
     naming `argument`; a file that cannot be read is a `StorageError`.
     """
     import stat
-
-    from masuka_nb.errors import InvalidRequestError
 
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
         raise InvalidRequestError("`max_file_bytes` must be a whole number of bytes ≥ 0.", argument="max_file_bytes",
@@ -379,8 +379,6 @@ def decode_text(data: bytes, *, name: str = "the file", argument: str = "path") 
     `note` says when a fallback was used (None for UTF-8). Bytes that are not text at all (NUL bytes
     without a UTF-16 BOM: an image or a zip renamed .txt) are an `InvalidRequestError` naming `name`.
     """
-    from masuka_nb.errors import InvalidRequestError
-
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             return data.decode("utf-16"), "read as UTF-16"

@@ -58,6 +58,18 @@ def masuka_home(tmp_path, tiny_cache, monkeypatch) -> Path:
     _reset_hub_probe()
 
 
+@pytest.fixture
+def empty_device_host():
+    """The process's device host, emptied before and after (other tests' models must not count here)."""
+    from masuka_nb.host import device_host
+
+    host = device_host()
+    host.evict_all()
+    yield host
+    host.simulate(None)
+    host.evict_all()
+
+
 def _reset_hub_probe() -> None:
     from masuka_nb.models.embedded import reset_probe
 

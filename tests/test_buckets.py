@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import masuka_nb
-from masuka_nb import storage
+from masuka_nb import buckets, storage
 from masuka_nb.errors import MasukaError
 
 pytest.importorskip("s3fs")
@@ -110,19 +110,25 @@ def _remote(url: str) -> dict[str, bytes]:
     return {p[len(base) + 1:]: fs.cat_file(p) for p in fs.find(base) if not p.endswith(".masuka-sync.json")}
 
 
+def test_the_old_name_storage_sync_still_works_with_a_warning(bucket):
+    _fill_home(n=1)
+    with pytest.warns(DeprecationWarning, match="buckets.sync"):
+        assert storage.sync(bucket).uploaded
+
+
 def test_sync_mirrors_the_home_incrementally(bucket):
     made = _fill_home(n=8)
     events = []
-    report = storage.sync(bucket, progress=events.append)
+    report = buckets.sync(bucket, progress=events.append)
     assert sorted(report.uploaded) == sorted(made) and not report.unchanged
     assert _remote(bucket) == made  # byte-identical, and no .part file went up
     assert events and events[-1].step == events[-1].total
-    again = storage.sync(bucket)
+    again = buckets.sync(bucket)
     assert again.uploaded == [] and sorted(again.unchanged) == sorted(made)
     changed = next(iter(made))
     made[changed] = b"new bytes"
     (Path(masuka_nb.settings().home) / changed).write_bytes(made[changed])
-    third = storage.sync(bucket)
+    third = buckets.sync(bucket)
     assert third.uploaded == [changed] and _remote(bucket) == made
 
 
@@ -130,19 +136,19 @@ def test_a_file_gone_from_the_bucket_is_sent_again(bucket):
     from masuka_nb.buckets import filesystem
 
     made = _fill_home(n=4)
-    storage.sync(bucket)
+    buckets.sync(bucket)
     fs, base = filesystem(bucket)
     gone = sorted(made)[0]
     fs.rm_file(f"{base}/{gone}")
-    assert storage.sync(bucket).uploaded == [gone] and _remote(bucket) == made
+    assert buckets.sync(bucket).uploaded == [gone] and _remote(bucket) == made
 
 
 SYNC_CHILD = """
 import sys, masuka_nb
-from masuka_nb import storage
+from masuka_nb import buckets
 def tell(event):
     print(event.step, flush=True)
-storage.sync(sys.argv[1], progress=tell)
+buckets.sync(sys.argv[1], progress=tell)
 """
 
 
@@ -163,7 +169,7 @@ def test_sync_survives_a_kill_and_completes_on_rerun(bucket, s3_server, gcs_serv
     partial = _remote(bucket)
     assert 0 < len(partial) < len(made)
     assert all(made[k] == v for k, v in partial.items())  # what is there is whole
-    report = storage.sync(bucket)
+    report = buckets.sync(bucket)
     assert len(report.uploaded) + len(report.unchanged) == len(made) and report.unchanged
     assert _remote(bucket) == made
 
@@ -215,7 +221,7 @@ def test_missing_objects_and_bad_requests_are_masuka_errors(bucket):
         read_bytes(f"{bucket}/big.bin", max_bytes=1000)
     assert info.value.code == "INVALID_REQUEST"
     with pytest.raises(MasukaError) as info:
-        storage.sync(bucket, what=("everything",))
+        buckets.sync(bucket, what=("everything",))
     assert info.value.argument == "what"
 
 

@@ -79,10 +79,18 @@ def test_bad_environment_value_is_reported_with_the_variable(monkeypatch):
     assert "MASUKA_OFFLINE" in info.value.hint
 
 
-def test_default_model_is_checked_against_the_registry():
-    assert masuka_nb.configure(default_model="flux-schnell").default_model == "flux1-schnell"
-    with pytest.raises(ModelNotFoundError):
-        masuka_nb.configure(default_model="flux3")
+def test_default_model_is_checked_against_the_registry_where_it_is_used():
+    """Settings sit below the registry (they never import it): the id is resolved when a model is picked."""
+    from masuka_nb.image.generation import resolve_model
+
+    masuka_nb.configure(default_model="flux-schnell")
+    assert resolve_model(None) == ("flux1-schnell", None)
+    masuka_nb.configure(default_model="flux3")
+    with pytest.raises(ModelNotFoundError) as err:
+        resolve_model(None)
+    assert err.value.argument == "default_model" and "flux3" in str(err.value)
+    with pytest.raises(masuka_nb.errors.ConfigError):
+        masuka_nb.configure(default_model="  ")
 
 
 def test_describe_lists_every_setting():
@@ -158,15 +166,20 @@ def test_malformed_hosted_settings_are_invalid_setting_errors_naming_them(key, b
     assert f"MASUKA_{key.upper()}" in info.value.hint
 
 
-def test_http_timing_is_one_value_object():
+def test_http_timing_is_one_value_object_the_clients_run_on():
     from masuka_nb.config import HttpTiming
-    from masuka_nb.hosted.http import RetryPolicy
+    from masuka_nb.hosted.http import ProviderClient, RetryPolicy
 
     s = masuka_nb.configure(http_timeout=4, http_retries=2, http_backoff=0.1, http_backoff_max=1)
     assert s.http == HttpTiming(timeout=4, retries=2, backoff=0.1, backoff_max=1)
     assert s.http.connect == 4  # never longer than the read timeout
-    policy = RetryPolicy.from_settings()
-    assert (policy.timeout, policy.max_attempts, policy.base_delay, policy.max_delay) == (4, 2, 0.1, 1)
+    assert ProviderClient("fal", "https://fal.example").timing == s.http  # what a client runs on, by default
+    assert masuka_nb.configure(http=HttpTiming(timeout=9, retries=1)).http == HttpTiming(timeout=9, retries=1)
+    with pytest.raises(ConfigError):
+        masuka_nb.configure(http={"timeout": 9})
+    with pytest.warns(DeprecationWarning, match="HttpTiming"):
+        old = RetryPolicy(max_attempts=3, base_delay=0.2)
+    assert isinstance(old, HttpTiming) and (old.retries, old.backoff) == (3, 0.2)
 
 
 def test_runtime_is_a_probe_that_reads_no_settings(tmp_path):

@@ -151,6 +151,40 @@ def test_pip_check_lines_are_split_into_ours_and_the_images():
     assert [line.split()[0] for line in mine] == ["pillow-heif"]
 
 
+def test_pip_check_after_setup_is_compared_with_pip_check_before_it():
+    """Colab's gradio 6.24 requires Pillow < 13: had an install pulled Pillow 13 in (a dependency of a
+    dependency, so neither name is one setup changed itself), gradio's new line is setup's doing."""
+    before = "tensorflow 2.19.0 has requirement ml-dtypes<1,>=0.5, but you have ml-dtypes 0.4.1.\n"
+    after = before + "gradio 6.24.0 has requirement pillow<13,>=8.0, but you have pillow 13.0.0.\n"
+    mine, theirs = sc.pip_check_problems(after, needed={"masuka-nb", "pillow-heif"},
+                                         changed={"masuka-nb", "pillow-heif"}, before=before)
+    assert [line.split()[0] for line in mine] == ["gradio"]
+    assert [line.split()[0] for line in theirs] == ["tensorflow"]
+    # Without the comparison, the old split filed it as the image's own.
+    _, theirs = sc.pip_check_problems(after, needed={"masuka-nb", "pillow-heif"}, changed={"pillow-heif"})
+    assert "gradio" in [line.split()[0] for line in theirs]
+    # A problem of a package MASUKA needs is MASUKA's even when it predates setup.
+    old = "diffusers 0.39.0 requires regex, which is not installed.\n"
+    mine, _ = sc.pip_check_problems(old, needed={"diffusers"}, changed=set(), before=old)
+    assert mine == [old.strip()]
+
+
+def test_moved_packages_names_every_version_change_but_the_planned_ones():
+    before = {"Pillow": "11.3.0", "numpy": "2.1.3", "diffusers": "0.36.0", "gone": "1.0"}
+    after = {"pillow": "13.0.0", "numpy": "2.1.3", "diffusers": "0.39.0", "pillow-heif": "1.9.0"}
+    assert sc.moved_packages(before, after, allowed=["Diffusers"]) == ["gone 1.0 -> removed",
+                                                                       "pillow 11.3.0 -> 13.0.0"]
+    assert sc.moved_packages(before, before) == []
+
+
+def test_each_optional_package_is_known_by_its_own_extra():
+    features = sc._feature_of(sc.read_project(ROOT))
+    assert features["pillow-heif"] == "heic" and features["bitsandbytes"] == "train"
+    assert features["ftfy"] == "video"
+    assert "masuka-nb" not in features and "diffusers" not in features  # core dependencies are not optional
+    assert "pytest" not in features and "playwright" not in features  # the dev extra's tools must install
+
+
 def test_project_is_read_from_pyproject_without_importing_it():
     project = sc.read_project(ROOT)
     from masuka_nb._version import __version__
@@ -239,6 +273,44 @@ def test_check_only_clones_a_git_source(tmp_path):
     assert code == sc.EXIT_CHECK_FOUND_WORK
 
 
+def _notebook_setup_cells() -> dict[str, str]:
+    import nbformat
+
+    cells = {}
+    for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        (cell,) = [c for c in nb.cells if c.cell_type == "code" and "setup_colab.main" in c.source]
+        cells[path.name] = cell.source
+    return cells
+
+
+def test_every_notebook_finds_or_clones_the_checkout_beside_itself(tmp_path, monkeypatch):
+    """One setup cell in all notebooks; it clones into the current folder (/content on Colab), never into a
+    hard-coded /content path, so it also works in a rehearsal, on Kaggle or in a local Jupyter."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    cells = _notebook_setup_cells()
+    assert len(cells) >= 5 and len(set(cells.values())) == 1, sorted(cells)
+    source = next(iter(cells.values()))
+    assert '"/content' not in source
+    definitions = source.split("\nif SETUP")[0]  # the helper only: the run itself needs a notebook kernel
+
+    repo = make_project(tmp_path / "repo", "packaging>=20")
+    (repo / "setup_colab.py").write_text("# the checkout's setup script\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t"}
+    for cmd in (["init", "-q", "-b", "main"], ["add", "."], ["commit", "-q", "-m", "demo"]):
+        subprocess.run(["git", "-C", str(repo), *cmd], check=True, env=env)
+    content = tmp_path / "content"
+    content.mkdir()
+    monkeypatch.chdir(content)
+    namespace = {"REPO": f"file://{repo}"}
+    exec(definitions, namespace)
+    found = namespace["find_setup_script"]()
+    assert found == content / "masuka-src" / "setup_colab.py" and found.is_file()
+    assert namespace["find_setup_script"]() == found  # a second run reuses the clone
+
+
 # ---------------------------------------------------------------------------------------------- the script
 
 
@@ -270,13 +342,17 @@ def script(python: Path, checkout: Path, *args: str, env: dict | None = None) ->
 @pytest.mark.slow
 def test_script_installs_only_masuka_itself_then_a_second_run_installs_nothing(venv_python, tmp_path):
     checkout = copy_checkout(tmp_path / "checkout")
+    # This interpreter may hold a copy of this very source, installed non-editable (CI's Colab leg installs it
+    # the notebooks' way): a copy of it would count as current. A copy of its own is never installed anywhere.
+    with (checkout / "masuka_nb" / "_version.py").open("a") as f:
+        f.write(f"# test copy {tmp_path.name}\n")
     version = sc.read_project(checkout).version
     site = Path(subprocess.run([str(venv_python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
 
     before = script(venv_python, checkout, "--check-only")
     assert before.returncode == sc.EXIT_CHECK_FOUND_WORK, before.stdout + before.stderr
-    # Missing here; in CI the checkout is also installed editable system-wide, which does not match this copy.
+    # Missing in the venv; what the parent interpreter has (editable, or a non-editable copy) is not this copy.
     assert re.search(r"^self      masuka-nb (\S+ )?(missing|outdated)$", before.stdout, re.M), before.stdout
     assert "\ninstall   " not in before.stdout  # this machine has every dependency
     assert not list(site.glob("masuka_nb*"))
@@ -299,7 +375,7 @@ def test_script_installs_only_masuka_itself_then_a_second_run_installs_nothing(v
 
     # An edited checkout with the same version number is noticed (the RECORD hashes differ).
     with (checkout / "masuka_nb" / "_version.py").open("a") as f:
-        f.write("# edited\n")
+        f.write("# edited again\n")
     edited = script(venv_python, checkout, "--check-only")
     assert edited.returncode == sc.EXIT_CHECK_FOUND_WORK
     assert f"self      masuka-nb {version} outdated" in edited.stdout

@@ -18,7 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.image.request import open_image
+from masuka_nb.mp4 import write_mp4
+from masuka_nb.storage import ensure_dir, refuse_special, storage_error
 
 __all__ = ["FORMATS", "to_video"]
 
@@ -69,8 +73,6 @@ def to_video(
     out = Path(path) if path is not None else _default_path(format)
     if out.suffix.lower() != f".{format}":
         out = out.with_suffix(f".{format}")
-    from masuka_nb.storage import ensure_dir, refuse_special, storage_error
-
     refuse_special(out)  # never rename over a device or a pipe
     ensure_dir(out.parent)
     tmp = out.with_name(f".{out.stem}.incomplete{out.suffix}")
@@ -88,8 +90,6 @@ def to_video(
 
 
 def _default_path(fmt: str) -> Path:
-    from masuka_nb.config import settings
-
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S-%f")
     return settings().outputs_dir / "clips" / f"clip-{stamp}.{fmt}"
 
@@ -141,9 +141,7 @@ def _grid_frames(result: Any, axis: str) -> list[Any]:
 
 
 def _open(path: Any) -> Any:
-    from masuka_nb.image.request import _open_image
-
-    return _open_image(Path(path))
+    return open_image(Path(path))
 
 
 def _sized(frames: list[Any], size: tuple[int, int] | None) -> list[Any]:
@@ -175,8 +173,6 @@ def _expand(frames: list[Any], *, hold: int, interpolate: int) -> list[Any]:
 
 
 def _write_mp4(frames: list[Any], path: Path, *, fps: float, quality: int, loop: bool) -> None:
-    from masuka_nb.mp4 import write_mp4
-
     write_mp4(frames, path, fps=fps, quality=quality)  # MP4 has no loop flag: players loop it themselves
 
 

@@ -20,14 +20,29 @@ from __future__ import annotations
 import io
 import json
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import history
+from masuka_nb.config import settings
+from masuka_nb.creative.presets import _weighted, apply
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
+from masuka_nb.image.engine import default_engine
+from masuka_nb.image.generation import resolve_model, run
+from masuka_nb.image.grid import make_grid
+from masuka_nb.image.job import PromptCache
+from masuka_nb.image.lora import normalise_loras
+from masuka_nb.image.metadata import RECIPE_KEY
+from masuka_nb.image.pipeline import pick_seeds
+from masuka_nb.image.request import check_seed
 from masuka_nb.log import get_logger
+from masuka_nb.models.registry import get_model
+from masuka_nb.progress import ProgressReporter
+from masuka_nb.storage import atomic_write_bytes, unique_path
 
 __all__ = ["FIELDS", "GridCell", "GridResult", "grid"]
 
@@ -47,18 +62,50 @@ class GridCell:
     recipe: dict[str, Any]
 
 
-@dataclass
-class GridResult:
-    """The labelled grid (`image`; one sheet per Z value in `images`), its cells and its axes."""
+class SheetOutputs:
+    """What a result made of labelled cells says the same way everywhere: `images` are the cells' images (the
+    outputs), `paths` the saved sheet, `elapsed_s` the wall time (`seconds` is its old name)."""
 
-    image: Any
+    cells: list[Any]
+    path: Path | None
+    elapsed_s: float
+
+    @property
+    def images(self) -> list[Any]:
+        return [c.image for c in self.cells]
+
+    @property
+    def paths(self) -> list[Path]:
+        return [self.path] if self.path else []
+
+    @property
+    def seconds(self) -> float:
+        warnings.warn(f"{type(self).__name__}.seconds is now `elapsed_s`.", DeprecationWarning, stacklevel=2)
+        return self.elapsed_s
+
+
+@dataclass
+class GridResult(SheetOutputs):
+    """The labelled grid and everything in it.
+
+    `images` are the outputs (every cell's image, in cell order), as in every result; `sheet` is the labelled
+    grid (Z sheets stacked), `sheets` one labelled sheet per Z value; `paths` the saved grid PNG."""
+
+    sheet: Any
     cells: list[GridCell]
     axes: dict[str, tuple[str, list[Any]]]
-    images: list[Any] = field(default_factory=list)
+    sheets: list[Any] = field(default_factory=list)
     labels: dict[str, list[str]] = field(default_factory=dict)
     path: Path | None = None
     history_id: str = ""
-    seconds: float = 0.0
+    elapsed_s: float = 0.0
+
+    @property
+    def image(self) -> Any:
+        """The labelled grid: `sheet` (this name goes in the next release)."""
+        warnings.warn("GridResult.image is now `sheet` (`images` are the cells' images).", DeprecationWarning,
+                      stacklevel=2)
+        return self.sheet
 
     def cell(self, *, x: Any = None, y: Any = None, z: Any = None) -> GridCell:
         for c in self.cells:
@@ -68,7 +115,7 @@ class GridResult:
 
     def _repr_png_(self) -> bytes:
         buf = io.BytesIO()
-        self.image.save(buf, format="PNG")
+        self.sheet.save(buf, format="PNG")
         return buf.getvalue()
 
 
@@ -82,7 +129,7 @@ def grid(
     y: Axis | None = None,
     z: Axis | None = None,
     model: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     negative_prompt: str | None = None,
     width: int | None = None,
     height: int | None = None,
@@ -100,11 +147,6 @@ def grid(
     engine: Any = None,
 ) -> GridResult:
     """Render `prompt` once per combination of the X (columns), Y (rows) and Z (sheets) values."""
-    from masuka_nb.image.engine import default_engine
-    from masuka_nb.image.generation import run
-    from masuka_nb.image.job import PromptCache
-    from masuka_nb.progress import ProgressReporter
-
     t0 = time.perf_counter()
     if not isinstance(prompt, str) or not prompt.strip():
         raise InvalidRequestError("The grid's prompt is empty.", argument="prompt", value=prompt,
@@ -115,6 +157,8 @@ def grid(
     if len(set(used)) != len(used):
         raise InvalidRequestError("Two axes vary the same field.", argument="y", value=used,
                                   hint="Give each axis its own field.")
+    # The rule everywhere: a random seed unless one is given; it is recorded (every cell's recipe, the grid's).
+    seed = pick_seeds(check_seed(seed), 1)[0]
     base = {"model": model, "seed": seed, "negative_prompt": negative_prompt, "width": width, "height": height,
             "steps": steps, "guidance": guidance, "loras": loras, "presets": presets, "prompt": prompt}
     xs, ys, zs = (axes[k][1] if k in axes else [None] for k in ("x", "y", "z"))
@@ -146,7 +190,7 @@ def grid(
     sheets = _sheets(cells, labels, xs, ys, zs, min_cell)
     image = sheets[0] if len(sheets) == 1 else _stack(sheets, labels["z"])
     out = GridResult(image, cells, {k: (v[0], list(v[1])) for k, v in axes.items()}, sheets, labels,
-                     seconds=time.perf_counter() - t0)
+                     elapsed_s=time.perf_counter() - t0)
     if save or record:
         _save(out, prompt=prompt, base=base, kind=kind, save=save, record=record, extra=recipe_extra or {})
     reporter.done(f"{len(cells)} cell(s)")
@@ -186,15 +230,8 @@ def _axis(name: str, axis: Any) -> tuple[str, list[Any]]:
 
 def _cell_call(base: dict[str, Any], axes: dict[str, tuple[str, list[Any]]], combo: tuple) -> dict[str, Any]:
     """The generate() arguments of one cell: the base settings with each axis' value applied."""
-    from masuka_nb.creative.presets import apply
-    from masuka_nb.image.generation import resolve_model
-    from masuka_nb.image.lora import normalise_loras
-    from masuka_nb.models.registry import get_model
-
     call = dict(base)
     call["loras"] = [(s.source, s.weight) for s in normalise_loras(base["loras"])]
-    from masuka_nb.creative.presets import _weighted
-
     _weighted(base["presets"])  # checked here: a bad `presets` is an InvalidRequestError, not a TypeError
     presets = base["presets"] or ()
     call["presets"] = list(presets) if not isinstance(presets, (str, dict)) else [presets]
@@ -264,8 +301,6 @@ def _label(fieldname: str, value: Any) -> str:
 
 
 def _sheets(cells, labels, xs, ys, zs, min_cell) -> list[Any]:
-    from masuka_nb.image.grid import make_grid
-
     sheets = []
     for zv in zs:
         rows = [[c.image for c in cells if c.z == zv and c.y == yv] for yv in ys]
@@ -279,8 +314,6 @@ def _sheets(cells, labels, xs, ys, zs, min_cell) -> list[Any]:
 
 
 def _stack(sheets: list[Any], labels: list[str]) -> Any:
-    from masuka_nb.image.grid import make_grid
-
     w = max(s.width for s in sheets)
     h = max(s.height for s in sheets)
     return make_grid(sheets, cols=len(sheets), cell_size=(w, h), col_labels=labels, font_size=max(14, h // 40))
@@ -288,10 +321,6 @@ def _stack(sheets: list[Any], labels: list[str]) -> Any:
 
 def _save(out: GridResult, *, prompt: str, base: dict[str, Any], kind: str, save: bool, record: bool,
           extra: dict[str, Any]) -> None:
-    from masuka_nb import history
-    from masuka_nb.config import settings
-    from masuka_nb.storage import unique_path
-
     recipe = {"kind": kind, "prompt": prompt, "axes": {k: [v[0], [_jsonable(x) for x in v[1]]]
                                                           for k, v in out.axes.items()},
               "model": out.cells[0].recipe.get("model"),
@@ -302,24 +331,17 @@ def _save(out: GridResult, *, prompt: str, base: dict[str, Any], kind: str, save
     if save:
         folder = settings().outputs_dir / ("comparisons" if kind == "comparison" else "grids")
         stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-        out.path = _write_png(out.image, unique_path(folder, f"{kind}-{stamp}", ".png"), recipe)
+        out.path = _write_png(out.sheet, unique_path(folder, f"{kind}-{stamp}", ".png"), recipe)
     if record:
-        try:
-            rec = history.record(history.HistoryRecord(
-                kind=kind, status="ok", model=str(recipe["model"]), prompt=prompt, recipe=recipe,
-                paths=[str(out.path)] if out.path else [], timings={"total": round(out.seconds, 3)},
-                extra={"cells": len(out.cells)}))
-            out.history_id = rec.id
-        except MasukaError as exc:
-            log.warning("history.record_failed", error=str(exc))
+        rec = history.write(kind, model=str(recipe["model"]), prompt=prompt, recipe=recipe,
+                            paths=[out.path] if out.path else [], timings={"seconds_total": out.elapsed_s},
+                            extra={"cells": len(out.cells)})
+        out.history_id = rec.id if rec else ""
 
 
 def _write_png(image: Any, path: Path, recipe: dict[str, Any]) -> Path:
     """The grid PNG with its JSON recipe (axes and every cell's recipe) in the same text chunk as images."""
     from PIL.PngImagePlugin import PngInfo
-
-    from masuka_nb.image.metadata import RECIPE_KEY
-    from masuka_nb.storage import atomic_write_bytes
 
     info = PngInfo()
     info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True, default=str))
@@ -329,16 +351,10 @@ def _write_png(image: Any, path: Path, recipe: dict[str, Any]) -> Path:
 
 
 def _record_failure(kind: str, prompt: str, axes: dict, exc: BaseException, seconds: float) -> None:
-    from masuka_nb import history
-
     status = "cancelled" if isinstance(exc, (CancelledError, KeyboardInterrupt)) else "failed"
     err = exc.to_dict() if isinstance(exc, MasukaError) else {"code": type(exc).__name__, "message": str(exc)}
-    try:
-        history.record(history.HistoryRecord(
-            kind=kind, status=status, prompt=prompt, timings={"total": round(seconds, 3)}, error=err,
-            recipe={"axes": {k: [v[0], [_jsonable(x) for x in v[1]]] for k, v in axes.items()}}))
-    except MasukaError as err2:
-        log.warning("history.record_failed", error=str(err2))
+    history.write(kind, status=status, prompt=prompt, timings={"seconds_total": seconds}, error=err,
+                  recipe={"axes": {k: [v[0], [_jsonable(x) for x in v[1]]] for k, v in axes.items()}})
 
 
 def _jsonable(value: Any) -> Any:

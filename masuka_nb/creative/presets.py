@@ -25,7 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.storage import atomic_write_text
 
 __all__ = ["BUILTIN", "Preset", "apply", "delete", "get", "list", "mix", "save"]
 
@@ -89,9 +91,7 @@ PresetLike = str | Preset | tuple
 
 
 def _folder() -> Path:
-    from masuka_nb.config import settings
-
-    return settings().home / "presets"
+    return settings().presets_dir
 
 
 def list() -> builtins.list[Preset]:
@@ -119,8 +119,6 @@ def get(name: str) -> Preset:
 
 def save(preset: Preset) -> Path:
     """Store (or replace) `preset` in MASUKA's home; returns its file."""
-    from masuka_nb.storage import atomic_write_text
-
     if not isinstance(preset, Preset):
         raise InvalidRequestError("`save` takes a Preset.", argument="preset", value=preset,
                                   hint="presets.save(presets.Preset(name=\"noir\", prefix=\"film noir,\"))")

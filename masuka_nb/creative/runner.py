@@ -22,13 +22,29 @@ import json
 import os
 import statistics
 import time
+import warnings
 from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import history
+from masuka_nb.config import settings
+from masuka_nb.creative.clips import to_video
+from masuka_nb.creative.presets import apply
+from masuka_nb.creative.templates import expand, read_prompts
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, StorageError
+from masuka_nb.image.engine import default_engine
+from masuka_nb.image.generation import resolve_model, run
+from masuka_nb.image.grid import make_grid
+from masuka_nb.image.job import PromptCache
+from masuka_nb.image.lora import normalise_loras
+from masuka_nb.image.pipeline import pick_seeds
+from masuka_nb.image.request import MAX_IMAGES, MAX_SEED, GenerationRequest
 from masuka_nb.log import get_logger
+from masuka_nb.memory import plan as make_plan
+from masuka_nb.models.registry import get_model
+from masuka_nb.progress import ProgressReporter
 
 __all__ = ["BatchEstimate", "BatchItem", "BatchResult", "batch", "estimate", "plan_items"]
 
@@ -80,7 +96,7 @@ class BatchResult:
     items: list[BatchItem]
     model: str
     estimate: BatchEstimate | None = None
-    seconds: float = 0.0
+    elapsed_s: float = 0.0
     history_id: str = ""
     status: str = "ok"
     warnings: list[str] = field(default_factory=list)
@@ -95,20 +111,22 @@ class BatchResult:
         return [Path(it.path) for it in self.items if it.path]
 
     @property
+    def seconds(self) -> float:
+        warnings.warn("BatchResult.seconds is now `elapsed_s` (wall time of the call).", DeprecationWarning,
+                      stacklevel=2)
+        return self.elapsed_s
+
+    @property
     def resumed(self) -> int:
         return sum(it.resumed for it in self.items)
 
     def grid(self, **kwargs: Any) -> Any:
         """A contact sheet of the batch (labels: each item's seed), via `masuka_nb.image.make_grid`."""
-        from masuka_nb.image.grid import make_grid
-
         kwargs.setdefault("labels", [f"#{it.index} seed {it.seed}" for it in self.items])
         return make_grid(self.images, **kwargs)
 
     def to_video(self, path: str | Path | None = None, **kwargs: Any) -> Path:
         """The batch as a clip (`masuka_nb.to_video` arguments)."""
-        from masuka_nb.creative.clips import to_video
-
         return to_video(self.images, path=path, **kwargs)
 
     def _repr_html_(self) -> str:
@@ -145,6 +163,7 @@ class _Plan:
     supports_negative: bool = True
     steps: int = 1
     per_item: dict[int, dict[str, Any]] = field(default_factory=dict)  # index → negative/settings/loras
+    key: str = ""  # what the batch makes, seeds aside: a rerun with seeds=None finds its seed by it
 
 
 def plan_items(
@@ -164,13 +183,6 @@ def plan_items(
     wildcards_dir: str | Path | None = None,
 ) -> _Plan:
     """Expand and check every item of a batch (nothing loads); `batch` and `estimate` start here."""
-    from masuka_nb.creative.presets import apply
-    from masuka_nb.creative.templates import expand, read_prompts
-    from masuka_nb.image.generation import resolve_model
-    from masuka_nb.image.lora import normalise_loras
-    from masuka_nb.image.request import MAX_SEED, GenerationRequest
-    from masuka_nb.models.registry import get_model
-
     template = None
     if isinstance(prompts_or_template, Path) or (isinstance(prompts_or_template, str)
                                                  and prompts_or_template.endswith(".txt")
@@ -196,7 +208,9 @@ def plan_items(
                                       hint="Split it into several batches, or use mode=\"random\" with count=.")
     model_id, _ = resolve_model(model)
     spec = get_model(model_id)
-    seed_list = _seeds(seeds, prompts, model_id, MAX_SEED)
+    key = hashlib.sha256(json.dumps([model_id, prompts, presets, loras, negative_prompt, width, height, steps,
+                                     guidance], sort_keys=True, default=str).encode()).hexdigest()[:16]
+    seed_list = _seeds(seeds, key, MAX_SEED)
     n = len(prompts) * len(seed_list)
     if n > MAX_ITEMS:
         raise InvalidRequestError(f"The batch would make {n} images (limit {MAX_ITEMS}).",
@@ -223,7 +237,7 @@ def plan_items(
                         "per_item": [per_item[i] for i in range(len(items))]}, sort_keys=True, default=str)
     batch_id = hashlib.sha256(ident.encode()).hexdigest()[:16]
     return _Plan(batch_id, model_id, items, settings, base_loras, preset_recipe, template,
-                 spec.supports_negative_prompt, req.steps, per_item)
+                 spec.supports_negative_prompt, req.steps, per_item, key)
 
 
 def estimate(prompts_or_template: str | Path | Sequence[str], *, model: str | None = None,
@@ -255,24 +269,23 @@ def batch(
     save: bool = True,
     progress: Any = None,
     cancel: Any = None,
-    chunk: int = 4,
+    chunk: int | None = None,
     engine: Any = None,
 ) -> BatchResult:
     """Make every prompt × seed of a batch; returns them in order. See the module docstring.
 
     `prompts_or_template`: a template (`a {red|blue} car, __style__`), a list of prompts (each may be a
-    template) or a `.txt` prompt file. `seeds` None gives one seed per prompt, derived from the batch (so a
-    rerun is the same batch and resumes). `presets`: names, Presets or (name, weight) pairs (mixed).
+    template) or a `.txt` prompt file. `seeds` None picks one random seed for every prompt (recorded; a
+    rerun of the same batch finds it again and resumes). `presets`: names, Presets or (name, weight) pairs.
     `mode="random"` with `count=` picks from each template instead of taking every combination.
-    `chunk`: up to this many seeds of one prompt share one pipeline call (same images, less overhead);
-    chunk=1 runs every image on its own.
+    `chunk`: up to this many compatible items (same model, size, steps, guidance, negative prompt and LoRAs;
+    any prompts and seeds) share one pipeline call, each prompt encoded once; None: as many as the memory plan
+    allows at the same plan (at most 16). chunk=1 runs every image on its own.
     """
-    from masuka_nb.image.engine import default_engine
-    from masuka_nb.image.request import MAX_IMAGES
-
-    if isinstance(chunk, bool) or not isinstance(chunk, int) or not 1 <= chunk <= MAX_IMAGES:
-        raise InvalidRequestError(f"`chunk` must be a whole number from 1 to {MAX_IMAGES}.", argument="chunk",
-                                  value=chunk, hint="chunk=4 puts up to four seeds of a prompt in one call.")
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
+                              or not 1 <= chunk <= MAX_IMAGES):
+        raise InvalidRequestError(f"`chunk` must be a whole number from 1 to {MAX_IMAGES} (or None).",
+                                  argument="chunk", value=chunk, hint="chunk=4 puts up to four images in one call.")
     t0 = time.perf_counter()
     plan = plan_items(prompts_or_template, model=model, seeds=seeds, presets=presets, loras=loras,
                       negative_prompt=negative_prompt, width=width, height=height, steps=steps, guidance=guidance,
@@ -294,7 +307,7 @@ def batch(
     warnings: list[str] = []
     try:
         reuses = _run_items(plan, todo, engine or default_engine(), save=save, progress=progress, cancel=cancel,
-                            chunk=chunk, warnings=warnings)
+                            chunk=chunk or _auto_chunk(plan), warnings=warnings)
     except (Exception, KeyboardInterrupt) as exc:
         error = exc if isinstance(exc, MasukaError) else None
         status = "cancelled" if isinstance(exc, (CancelledError, KeyboardInterrupt)) else "failed"
@@ -333,11 +346,7 @@ def _with_saved(exc: StorageError, plan: _Plan) -> StorageError:
 
 def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, progress: Any, cancel: Any,
                chunk: int, warnings: list[str]) -> int:
-    """Make the items, several seeds of one prompt per pipeline call; one history record per image."""
-    from masuka_nb.image.generation import run
-    from masuka_nb.image.job import PromptCache
-    from masuka_nb.progress import ProgressReporter
-
+    """Make the items, compatible neighbours together in one pipeline call; one history record per image."""
     groups = _groups(plan, todo, chunk)
     total = len(groups) * plan.steps
     reporter = ProgressReporter("batch", total, progress=progress, cancel=cancel)
@@ -353,26 +362,23 @@ def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, p
             reporter.update(min(offset + event.step, total), message=label)
 
         extra = plan.per_item[first.index]
-        recipe_extra: dict[str, Any] = {"batch": {"id": plan.id, "index": first.index, "of": len(plan.items)}}
+        recipe_extra: dict[str, Any] = {"batch": {"id": plan.id, "key": plan.key, "index": first.index,
+                                                  "of": len(plan.items)}}
         if plan.presets:
             recipe_extra["presets"] = plan.presets
         if plan.template:
             recipe_extra["template"] = plan.template
+        prompts = [it.prompt for it in group]
         result = run(engine, first.prompt, model=plan.model, negative_prompt=extra["negative_prompt"],
                      seeds=[it.seed for it in group], num_images=len(group), loras=extra["loras"], save=save,
                      progress=step, cancel=cancel, prompt_cache=cache, recipe_extra=recipe_extra, record=False,
-                     **extra["settings"])
+                     prompts=prompts if len(set(prompts)) > 1 else None, **extra["settings"])
         for i, it in enumerate(group):
             it.image = result.images[i]
             it.path = result.paths[i] if result.paths else None
-            try:
-                it.history_id = _record_item(plan, it, result, i)
-            except MasukaError as exc:
-                # the image is saved: a history that cannot be written is said once, never a failed batch
-                # (a rerun then cannot skip this item, and makes it again)
-                log.warning("batch.history_not_updated", error=str(exc), path=str(it.path or ""))
-                warnings.append(f"The history could not be updated ({exc.code}); image {it.index} is saved at "
-                                f"{it.path}." if it.path else f"The history could not be updated ({exc.code}).")
+            # the image is saved: a history that cannot be written is a warning, never a failed batch (a rerun
+            # then cannot skip this item, and makes it again)
+            it.history_id = _record_item(plan, it, result, i, warnings)
         made += len(group)
         reporter.update(offset + plan.steps, message=label)
     reporter.done(f"{len(todo)} image(s)")
@@ -380,37 +386,51 @@ def _run_items(plan: _Plan, todo: list[BatchItem], engine: Any, *, save: bool, p
 
 
 def _groups(plan: _Plan, todo: list[BatchItem], chunk: int) -> list[list[BatchItem]]:
-    """Neighbouring items with the same prompt and settings, up to `chunk` at a time."""
+    """Neighbouring items that can share a pipeline call (the same negative prompt, settings and LoRAs; the
+    model is the batch's), up to `chunk` at a time. Their prompts and seeds may differ."""
     groups: list[list[BatchItem]] = []
     for it in todo:
         last = groups[-1] if groups else None
-        if last and len(last) < chunk and last[0].prompt == it.prompt \
-                and plan.per_item[last[0].index] == plan.per_item[it.index]:
+        if last and len(last) < chunk and plan.per_item[last[0].index] == plan.per_item[it.index]:
             last.append(it)
         else:
             groups.append([it])
     return groups
 
 
-def _record_item(plan: _Plan, it: BatchItem, result: Any, i: int) -> str:
-    """The image's own history record: its seed, and the batch id and index that a resume looks for."""
-    from masuka_nb import history
+def _auto_chunk(plan: _Plan) -> int:
+    """The most images one call can make on this machine without a lighter plan than one image gets."""
+    one = make_plan(plan.model, width=plan.settings["width"], height=plan.settings["height"])
+    for n in range(min(MAX_IMAGES, len(plan.items)), 1, -1):
+        try:
+            many = make_plan(plan.model, width=plan.settings["width"], height=plan.settings["height"], num_images=n)
+        except MasukaError:
+            continue
+        if many.fits and _same_choices(one, many):
+            return n
+    return 1
 
-    recipe = {**result.recipe, "seeds": [it.seed], "batch": {"id": plan.id, "index": it.index,
-                                                             "of": len(plan.items)}}
-    rec = history.record(history.HistoryRecord(
-        kind="image", status="ok", model=plan.model, prompt=it.prompt, recipe=recipe,
-        paths=[str(it.path)] if it.path else [], timings={k: v / len(result.images) for k, v in
-                                                          result.timings.items()},
-        plan=result.plan.as_dict() if result.plan is not None else None,
-        extra={"cached": result.cached, "batch_call_images": len(result.images)}))
-    return rec.id
+
+def _same_choices(a: Any, b: Any) -> bool:
+    return (a.dtype, a.quantization, a.offload, a.free_text_encoders) == (b.dtype, b.quantization, b.offload,
+                                                                         b.free_text_encoders)
+
+
+def _record_item(plan: _Plan, it: BatchItem, result: Any, i: int, warnings: list[str]) -> str:
+    """The image's own history record: its prompt and seed, and the batch id, key and index a resume looks for."""
+    share = len(result.images)
+    recipe = {**result.recipe, "prompt": it.prompt, "seeds": [it.seed],
+              "batch": {"id": plan.id, "key": plan.key, "index": it.index, "of": len(plan.items)}}
+    recipe.pop("prompts", None)
+    rec = history.write("image", model=plan.model, prompt=it.prompt, recipe=recipe,
+                        paths=[it.path] if it.path else [],
+                        timings={k: v / share for k, v in result.timings.items()}, plan=result.plan,
+                        extra={"cached": result.cached, "batch_call_images": share}, warnings=warnings)
+    return rec.id if rec else ""
 
 
 def _finished(batch_id: str) -> dict[int, dict[str, Any]]:
     """index → {path, id} of the items the history shows as made by this batch (and still on disk)."""
-    from masuka_nb import history
-
     out: dict[int, dict[str, Any]] = {}
     for rec in history.query(kind="image", status="ok"):
         tag = rec.recipe.get("batch") if isinstance(rec.recipe, dict) else None
@@ -426,24 +446,18 @@ def _finished(batch_id: str) -> dict[int, dict[str, Any]]:
 
 
 def _record_batch(plan: _Plan, est: BatchEstimate, seconds: float, status: str, error: Any) -> str:
-    from masuka_nb import history
-
     items = [{"index": it.index, "prompt": it.prompt, "seed": it.seed, "history_id": it.history_id,
               "path": str(it.path) if it.path else None, "resumed": it.resumed} for it in plan.items]
     recipe = {"batch_id": plan.id, "model": plan.model, "template": plan.template, "presets": plan.presets,
-              "loras": plan.loras, **plan.settings, "images": len(plan.items)}
+              "loras": plan.loras, **plan.settings, "images": len(plan.items),
+              "seeds": sorted({it.seed for it in plan.items})}
     err = error.to_dict() if isinstance(error, MasukaError) else (
         {"code": "CANCELLED", "message": "interrupted"} if status == "cancelled" else None)
-    try:
-        rec = history.record(history.HistoryRecord(
-            kind="batch", status=status, model=plan.model, prompt=plan.template or plan.items[0].prompt,
-            recipe=recipe, paths=[i["path"] for i in items if i["path"]],
-            timings={"total": round(seconds, 3), "estimate": round(est.seconds, 3)}, error=err,
-            extra={"items": items}))
-        return rec.id
-    except MasukaError as exc:  # a full disk must not hide the batch's own result or error
-        log.warning("history.record_failed", error=str(exc))
-        return ""
+    rec = history.write("batch", status=status, model=plan.model, prompt=plan.template or plan.items[0].prompt,
+                        recipe=recipe, paths=[i["path"] for i in items if i["path"]],
+                        timings={"seconds_total": seconds, "seconds_estimate": est.seconds}, error=err,
+                        extra={"items": items})
+    return rec.id if rec else ""
 
 
 def _distributed() -> Any:
@@ -453,8 +467,6 @@ def _distributed() -> Any:
     import torch
     from accelerate import PartialState
 
-    from masuka_nb.config import settings
-
     # On a CPU, Accelerate sees several processes only with cpu=True (otherwise each thinks it is alone).
     cpu = settings().device == "cpu" or not torch.cuda.is_available()
     state = PartialState(cpu=cpu)
@@ -463,10 +475,15 @@ def _distributed() -> Any:
 
 # ---- sizing ----
 
-def _seeds(seeds: Sequence[int] | None, prompts: list[str], model: str, max_seed: int) -> list[int]:
+def _seeds(seeds: Sequence[int] | None, key: str, max_seed: int) -> list[int]:
+    """The batch's seeds. None: one random seed for every prompt (the rule everywhere), except that a batch
+    already started with the same items reuses its seed, read from its images' records: a rerun resumes."""
     if seeds is None:
-        digest = hashlib.sha256(json.dumps([model, prompts]).encode()).digest()
-        return [int.from_bytes(digest[:4], "big")]
+        for rec in history.query(kind="image", status="ok"):
+            tag = rec.recipe.get("batch") if isinstance(rec.recipe, dict) else None
+            if isinstance(tag, dict) and tag.get("key") == key and rec.recipe.get("seeds"):
+                return [int(rec.recipe["seeds"][0])]
+        return pick_seeds(None, 1)
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         seeds = [seeds]
     if isinstance(seeds, (str, bytes, dict)) or not isinstance(seeds, Iterable):
@@ -486,13 +503,10 @@ def _seeds(seeds: Sequence[int] | None, prompts: list[str], model: str, max_seed
 
 
 def _estimate(plan: _Plan) -> BatchEstimate:
-    from masuka_nb import history
-    from masuka_nb.models.registry import get_model
-
     mpx = plan.settings["width"] * plan.settings["height"] / 1e6
     samples = []
     for rec in history.query(kind="image", status="ok", model=plan.model, limit=200):
-        gen, r = rec.timings.get("generate"), rec.recipe
+        gen, r = rec.seconds("run"), rec.recipe
         if not all(_positive(v) for v in (gen, r.get("steps"), r.get("width"), r.get("height"))):
             continue  # not a measurement (an edited or foreign record among them)
         if not (rec.extra or {}).get("cached"):

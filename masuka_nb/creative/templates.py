@@ -3,7 +3,7 @@
     expand("a {red|blue} car, __style__")   # every combination, in order
     expand("a {red|blue} car", mode="random", count=8, seed=1)   # 8 picks, reproducible
 
-Wildcard files live in `<home>/wildcards/<name>.txt` (or `wildcards_dir=`); blank lines and lines
+Wildcard files live in the `wildcards_dir` setting (`<home>/wildcards/<name>.txt`; or `wildcards_dir=`); blank lines and lines
 starting with `#` are skipped, and a wildcard line may itself hold `{a|b}` choices. Prompt files
 (`.txt`, one prompt per line) are read by `read_prompts`.
 
@@ -23,7 +23,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError, MasukaError
+from masuka_nb.storage import read_text_file
 
 __all__ = ["MAX_EXPANSION", "MAX_TEXT_BYTES", "count", "expand", "read_prompts", "wildcard_names"]
 
@@ -44,8 +46,6 @@ def wildcard_names(*, wildcards_dir: str | Path | None = None) -> list[str]:
 
 
 def _read_text(file: Path, *, argument: str, what: str) -> str:
-    from masuka_nb.storage import read_text_file
-
     try:
         return read_text_file(file, max_bytes=MAX_TEXT_BYTES, argument=argument, what=what)
     except MasukaError as exc:  # too big, binary, a FIFO, unreadable: said about this one file
@@ -119,9 +119,7 @@ def _folder(wildcards_dir: str | Path | None) -> Path:
             raise InvalidRequestError("`wildcards_dir` must be a folder path.", argument="wildcards_dir",
                                       value=wildcards_dir, hint="e.g. wildcards_dir=\"/content/wildcards\"")
         return Path(wildcards_dir)
-    from masuka_nb.config import settings
-
-    return settings().home / "wildcards"
+    return settings().wildcards_dir
 
 
 # ---- the tree: a sequence of text and choice groups; a wildcard file is one group, shared by reference ----

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from masuka_nb.config import settings
 from masuka_nb.errors import (
     InvalidRequestError,
     MasukaError,
@@ -35,8 +36,13 @@ from masuka_nb.errors import (
     ProviderBadResponseError,
     ProviderUnavailableError,
 )
+from masuka_nb.hosted.download import download
 from masuka_nb.hosted.http import ProviderClient
+from masuka_nb.hosted.providers.base import base_url_for
 from masuka_nb.log import get_logger
+from masuka_nb.models.matching import match_model
+from masuka_nb.secrets import get_secret
+from masuka_nb.storage import atomic_write_json, ensure_dir, read_json_guarded, safe_name
 
 __all__ = ["CIVITAI_URL", "TOKEN_NAME", "CivitaiClient", "CivitaiFile", "CivitaiRef", "CivitaiVersion",
            "fetch_lora", "find_in_library", "is_civitai_source", "parse_civitai_source"]
@@ -59,8 +65,6 @@ class CivitaiRef:
 
 
 def _base_host() -> str:
-    from masuka_nb.hosted.providers.base import base_url_for
-
     return urlsplit(base_url_for("civitai", CIVITAI_URL)).netloc
 
 
@@ -152,9 +156,6 @@ class CivitaiClient:
     """Civitai's public REST API over real HTTP (retries honour Retry-After; errors are MasukaErrors)."""
 
     def __init__(self, *, base_url: str | None = None, token: str | None = None) -> None:
-        from masuka_nb.hosted.providers.base import base_url_for
-        from masuka_nb.secrets import get_secret
-
         self.base_url = (base_url or base_url_for("civitai", CIVITAI_URL)).rstrip("/")
         self.token = token if token is not None else get_secret(TOKEN_NAME, required=False)
         if self.token:
@@ -256,9 +257,6 @@ class CivitaiClient:
 
 def find_in_library(*, version_id: int | None = None, sha256: str | None = None) -> Path | None:
     """The weight file of a library LoRA that came from this Civitai version (or has this SHA-256)."""
-    from masuka_nb.config import settings
-    from masuka_nb.storage import read_json_guarded
-
     root = settings().loras_dir
     if not root.is_dir():
         return None
@@ -277,8 +275,6 @@ def fetch_lora(source: str | CivitaiRef | CivitaiVersion, *, client: CivitaiClie
                max_bytes: int = MAX_LORA_BYTES) -> Path:
     """The local file of a Civitai LoRA, downloaded once into the library with its page's name, trigger words
     and base model (``masuka_lora.json``); later calls (and offline sessions) use that copy."""
-    from masuka_nb.config import settings
-
     ref = source if isinstance(source, (CivitaiRef, CivitaiVersion)) else parse_civitai_source(str(source))
     if ref is None:
         raise InvalidRequestError(f"`{source}` is not a Civitai id, AIR or URL.", argument="loras", value=source,
@@ -302,10 +298,6 @@ def fetch_lora(source: str | CivitaiRef | CivitaiVersion, *, client: CivitaiClie
 
 
 def _download(client: CivitaiClient, version: CivitaiVersion, max_bytes: int) -> Path:
-    from masuka_nb.hosted.download import download
-    from masuka_nb.models.matching import match_model
-    from masuka_nb.storage import atomic_write_json, safe_name
-
     if version.model_type and version.model_type.upper() not in ("LORA", "LOCON", "DORA", "LYCORIS"):
         raise InvalidRequestError(f"Civitai's `{version.model_name}` is a {version.model_type}, not a LoRA.",
                                   argument="loras", value=f"civitai:{version.id}",
@@ -342,9 +334,6 @@ def _download(client: CivitaiClient, version: CivitaiVersion, max_bytes: int) ->
 
 
 def _library_folder(version: CivitaiVersion, safe_name: Any) -> Path:
-    from masuka_nb.config import settings
-    from masuka_nb.storage import ensure_dir
-
     root = settings().loras_dir
     base = safe_name(version.model_name or f"civitai-{version.id}", max_len=48)
     folder = root / base

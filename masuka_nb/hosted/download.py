@@ -29,6 +29,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from masuka_nb.buckets import fetch, is_bucket_url, read_bytes
+from masuka_nb.config import settings
 from masuka_nb.errors import CancelledError, DownloadError, InvalidRequestError, MasukaError
 from masuka_nb.hosted.http import ProviderClient
 from masuka_nb.progress import CancelToken
@@ -68,8 +70,6 @@ def is_private_host(host: str) -> bool:
 
 def _redirect_guard(url: str, argument: str) -> Callable[[httpx.Request], None] | None:
     """A check for every request the download makes (redirects included), or None when none is needed."""
-    from masuka_nb.config import settings
-
     if settings().allow_private_redirects or is_private_host(urlsplit(url).hostname or ""):
         return None
 
@@ -95,8 +95,6 @@ def download(url: str, target: str | os.PathLike[str], *, max_bytes: int, argume
              content_types: tuple[str, ...] = (), sha256: str | None = None, cancel: CancelToken | None = None,
              on_bytes: Callable[[int, int | None], None] | None = None) -> Path:
     """Fetch `url` into `target`; a rerun after a break resumes from what `<target>.part` holds."""
-    from masuka_nb.buckets import fetch, is_bucket_url
-
     target = Path(target)
     if is_bucket_url(url):
         return fetch(url, target, max_bytes=max_bytes, argument=argument)
@@ -161,8 +159,6 @@ def download(url: str, target: str | os.PathLike[str], *, max_bytes: int, argume
 def download_bytes(url: str, *, max_bytes: int, argument: str = "url", content_types: tuple[str, ...] = (),
                    cancel: CancelToken | None = None) -> bytes:
     """The bytes at `url` (http(s), gs://, s3://), never more than `max_bytes` of them."""
-    from masuka_nb.buckets import is_bucket_url, read_bytes
-
     if is_bucket_url(url):
         return read_bytes(url, max_bytes=max_bytes, argument=argument)
     with tempfile.TemporaryDirectory(prefix="masuka-download-") as tmp:

@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
-import random
 import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from masuka_nb.config import HttpTiming, settings
 from masuka_nb.errors import (
     CancelledError,
     InvalidRequestError,
@@ -91,30 +91,17 @@ def wait_or_cancel(seconds: float, cancel: Any = None, *, also: threading.Event 
         time.sleep(min(0.05, left))
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How hard to try: attempts, backoff (base × 2^n, full jitter, capped) and the longest wait we accept."""
+def RetryPolicy(*, max_attempts: int | None = None, base_delay: float | None = None,
+                max_delay: float | None = None, max_retry_after: float | None = None, timeout: float | None = None,
+                connect_timeout: float | None = None) -> HttpTiming:
+    """The old name of `masuka_nb.config.HttpTiming` (one value object now), for one release."""
+    import warnings
 
-    max_attempts: int = 5
-    base_delay: float = 0.5
-    max_delay: float = 20.0
-    max_retry_after: float = 120.0
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-
-    @classmethod
-    def from_settings(cls) -> RetryPolicy:
-        from masuka_nb.config import settings
-
-        t = settings().http
-        return cls(max_attempts=t.retries, base_delay=t.backoff, max_delay=t.backoff_max,
-                   max_retry_after=t.max_retry_after, timeout=t.timeout, connect_timeout=t.connect)
-
-    from_env = from_settings  # the settings table reads the environment
-
-    def backoff(self, attempt: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base·2^attempt)] (spreads many clients apart)."""
-        return random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
+    warnings.warn("RetryPolicy is now masuka_nb.config.HttpTiming (fields timeout, retries, backoff, backoff_max, "
+                  "connect, max_retry_after; `delay(n)` for the backoff).", DeprecationWarning, stacklevel=2)
+    given = {"retries": max_attempts, "backoff": base_delay, "backoff_max": max_delay,
+             "max_retry_after": max_retry_after, "timeout": timeout, "connect": connect_timeout}
+    return replace(settings().http, **{k: v for k, v in given.items() if v is not None})
 
 
 def parse_retry_after(headers: httpx.Headers | dict[str, str], *, now: float | None = None) -> float | None:
@@ -345,7 +332,7 @@ class ProviderClient:
     provider: str
     base_url: str
     headers: dict[str, str] = field(default_factory=dict)
-    policy: RetryPolicy = field(default_factory=RetryPolicy.from_settings)
+    timing: HttpTiming = field(default_factory=lambda: settings().http)
     auth_header: Callable[[], dict[str, str]] | None = None  # fresh headers per request (Kling's JWT)
     fal_proxy_rules: bool = False
     follow_redirects: bool = False  # providers never redirect on purpose; plain file URLs (the downloader) may
@@ -366,7 +353,7 @@ class ProviderClient:
         self._host = parts.netloc
         self._client = httpx.Client(
             verify=_ssl_context(),
-            timeout=httpx.Timeout(self.policy.timeout, connect=self.policy.connect_timeout),
+            timeout=httpx.Timeout(self.timing.timeout, connect=self.timing.connect),
             follow_redirects=self.follow_redirects,
             event_hooks={"request": [self.guard]} if self.guard is not None else None,
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
@@ -407,10 +394,10 @@ class ProviderClient:
             else:  # a refusal still proves the service is up (and frees a half-open probe)
                 breaker.success()
             attempt += 1
-            if not self._may_retry(err, op) or attempt >= self.policy.max_attempts:
+            if not self._may_retry(err, op) or attempt >= self.timing.retries:
                 raise err
-            delay = self.policy.backoff(attempt - 1) if wait is None else wait
-            if delay > self.policy.max_retry_after:
+            delay = self.timing.delay(attempt - 1) if wait is None else wait
+            if delay > self.timing.max_retry_after:
                 raise err
             log.info("http.retry", provider=self.provider, op=op, code=err.code,
                      status=err.details.get("status"), attempt=attempt, delay=round(delay, 3))
@@ -459,9 +446,9 @@ class ProviderClient:
         except httpx.TimeoutException as exc:
             if book is not None:
                 book.no_answer(provider=self.provider, method=method, url=url, error=f"no answer within "
-                               f"{self.policy.timeout:g} s ({type(exc).__name__})")
+                               f"{self.timing.timeout:g} s ({type(exc).__name__})")
             return self._wrap(ProviderTimeoutError(
-                f"{self.provider} did not answer {op} within {self.policy.timeout:g} s.",
+                f"{self.provider} did not answer {op} within {self.timing.timeout:g} s.",
                 maybe_accepted=(op == "submit") or None,
                 hint="The provider is slow; the job (if any) is kept and can be resumed.", **common), exc), None
         except (httpx.TransportError, httpx.DecodingError) as exc:
@@ -518,7 +505,7 @@ class ProviderClient:
         part.parent.mkdir(parents=True, exist_ok=True)
         requests = 0
         started_at = part.stat().st_size if part.exists() else 0
-        for attempt in range(self.policy.max_attempts + 1):
+        for attempt in range(self.timing.retries + 1):
             self._check_cancel(f"The {self.provider} download")
             have = part.stat().st_size if part.exists() else 0
             headers = {"Range": f"bytes={have}-"} if have else {}
@@ -555,7 +542,7 @@ class ProviderClient:
                                 on_bytes(got, total)
                 except (httpx.TransportError, httpx.StreamError) as exc:
                     log.info("http.download_broken", provider=self.provider, have=got, error=type(exc).__name__)
-                    self.sleep(self.policy.backoff(attempt), what=f"Resuming the {self.provider} download")
+                    self.sleep(self.timing.delay(attempt), what=f"Resuming the {self.provider} download")
                     continue
             finally:
                 response.close()

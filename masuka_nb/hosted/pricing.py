@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from masuka_nb.config import settings
 from masuka_nb.errors import BudgetExceededError
 
 __all__ = ["CostEstimate", "charge", "check_budget", "refund", "session_spent"]
@@ -58,8 +59,6 @@ def session_spent() -> float:
 
 def check_budget(usd: float, *, max_cost: float | None, what: str) -> None:
     """Refuse (BUDGET_EXCEEDED) before anything is paid when `usd` breaks `max_cost` or the session budget."""
-    from masuka_nb.config import settings
-
     if max_cost is not None and usd > max_cost:
         raise BudgetExceededError(f"{what} is estimated at ${usd:.2f}, above max_cost=${max_cost:.2f}.",
                                   argument="max_cost", value=max_cost,

@@ -31,7 +31,6 @@ import builtins
 import contextlib
 import glob
 import hashlib
-import importlib
 import math
 import os
 import shutil
@@ -44,6 +43,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import history
+from masuka_nb.config import settings
 from masuka_nb.errors import (
     CancelledError,
     InvalidRequestError,
@@ -60,6 +61,7 @@ from masuka_nb.hosted import pricing
 from masuka_nb.hosted.http import wait_or_cancel
 from masuka_nb.hosted.lease import HEARTBEAT_S, LEASE_S, Holder, Lease, LeaseLostError, acquire
 from masuka_nb.hosted.ledger import SubmitLedger, recording
+from masuka_nb.hosted.providers import get_provider
 from masuka_nb.hosted.store import (
     ACTIVE,
     ATTENTION,
@@ -91,6 +93,7 @@ __all__ = [
     "Poll",
     "check_waiting",
     "get",
+    "job_timings",
     "jobs_dir",
     "list_jobs",
     "poll_interval",
@@ -116,8 +119,6 @@ def poll_interval(provider: Any, override: float | None = None) -> float:
     """How often a job polls: the caller's value, else the `poll_interval` setting, else the provider's own pace."""
     if override is not None:
         return override
-    from masuka_nb.config import settings
-
     configured = settings().poll_interval
     return float(configured) if configured is not None else float(provider.default_poll_interval)
 
@@ -159,9 +160,6 @@ def submit_recorded(record: JobRecord, send: Callable[[], Any], *, usd: float | 
     answer): ``needs_attention``, charged, and an error with ``accepted`` / ``maybe_accepted`` in its
     details that no caller may answer by sending the job elsewhere. Refused: ``failed``.
     """
-    cls = _KINDS.get(record.kind)
-    if cls is not None and not record.job_class:
-        record.job_class = f"{cls.__module__}:{cls.__qualname__}"
     lock, _ = _local_state(record.id)
     with lock:  # a resume_all() in another thread waits for the submit instead of judging it half-done
         lease = _take_lease(record.id, submitting=True)
@@ -295,15 +293,10 @@ def _error_dict(err: MasukaError) -> dict[str, Any]:
 
 
 def _job_class(record: JobRecord) -> type[Job]:
-    if record.kind in _KINDS:
-        return _KINDS[record.kind]
-    module, _, name = record.job_class.partition(":")
-    if module.startswith("masuka_nb.") and name:  # only our own classes are ever imported from a record
-        with contextlib.suppress(ImportError, AttributeError):
-            cls = getattr(importlib.import_module(module), name)
-            if isinstance(cls, type) and issubclass(cls, Job):
-                return cls
-    return Job
+    """The one way to find a job's class: the kind registered for the record's `kind` (the engines register
+    theirs when their module is imported; `masuka_nb.jobs` imports every one before it reads a record).
+    The hosted layer imports no engine: a kind nobody registered is finished as a plain `Job`."""
+    return _KINDS.get(record.kind, Job)
 
 
 def from_record(record: JobRecord) -> Job:
@@ -527,7 +520,7 @@ class Job:
         rec.state = "cancelled"
         rec.error = CancelledError(f"Job {rec.id} was cancelled.", argument="job", value=rec.id).to_dict()
         save(rec)
-        self._record_history("cancelled")
+        self.record_history("cancelled")
 
     def result(self) -> Any:
         """What the job made: here the provider's output (subclasses return their own result type)."""
@@ -601,15 +594,11 @@ class Job:
 
     # -- the steps --
     def _provider(self):
-        from masuka_nb.hosted.providers import get_provider
-
         return get_provider(self.record.provider, base_url=self.record.base_url or None)
 
     def _poll_until_done(self, provider, reporter: ProgressReporter, deadline: float | None) -> None:
         rec = self.record
         start = time.monotonic()
-        from masuka_nb.config import settings
-
         grace = settings().job_not_found_grace
         while True:
             reporter.check(f"job {rec.id}")
@@ -797,8 +786,6 @@ class Job:
         """Subclasses check the bytes (MP4 box, safetensors header) by raising ProviderBadResponseError."""
 
     def _target_path(self, d: Download) -> Path:
-        from masuka_nb.config import settings
-
         return settings().outputs_dir / "jobs" / f"{self.record.id}-{d.role}{d.suffix}"
 
     def _finish(self) -> None:
@@ -812,7 +799,7 @@ class Job:
         if rec.cost_usd is None:
             rec.cost_usd = rec.estimate_usd
         self._save()
-        self._record_history("ok")
+        self.record_history("ok")
         log.info("jobs.completed", job=rec.id, provider=rec.provider, cost=rec.cost_usd)
 
     def _fail(self, err: MasukaError, state: str) -> None:
@@ -820,7 +807,7 @@ class Job:
         rec.state = state
         rec.error = _error_dict(err)
         self._save()
-        self._record_history("cancelled" if state == "cancelled" else "failed")
+        self.record_history("cancelled" if state == "cancelled" else "failed")
         raise err
 
     def _attention_unfollowable(self, exc: MasukaError) -> None:
@@ -873,21 +860,19 @@ class Job:
     def _history_fields(self) -> dict[str, Any]:
         return {}
 
-    def _record_history(self, status: str) -> None:
-        from masuka_nb import history
-
+    def record_history(self, status: str) -> None:
+        """Record how the job ended (ok, cancelled or failed) in the history, through the one writer."""
         rec = self.record
         fields = {"kind": rec.kind, "status": status, "model": rec.model, "prompt": rec.prompt,
                   "recipe": {"provider": rec.provider, "provider_model": rec.provider_model, "job_id": rec.id,
                              "provider_job_id": rec.provider_job_id, **rec.request},
                   "paths": builtins.list(rec.paths.values()),
-                  "timings": _timings(rec), "error": rec.error,
+                  "timings": job_timings(rec), "error": rec.error,
                   "extra": {"cost_usd": rec.cost_usd, "estimate_usd": rec.estimate_usd, "notes": rec.notes}}
         fields.update(self._history_fields())
-        try:
-            saved = history.record(history.HistoryRecord(**fields))
-        except MasukaError as exc:  # the job's own record already holds everything
-            log.warning("jobs.history_failed", job=rec.id, code=exc.code)
+        fields.pop("kind")
+        saved = history.write(rec.kind, **fields)  # one writer; a failure is logged (the job's record has it all)
+        if saved is None:
             return
         rec.history_id = saved.id
         with contextlib.suppress(StorageError, LeaseLostError):
@@ -901,14 +886,15 @@ def _since(stamp: str) -> float:
         return 0.0
 
 
-def _timings(rec: JobRecord) -> dict[str, float]:
+def job_timings(rec: JobRecord) -> dict[str, float]:
+    """A job's timings in the history's schema: `seconds_total` (created to done), `seconds_submit`."""
     out: dict[str, float] = {}
     try:
         created = datetime.fromisoformat(rec.created_at)
         if rec.completed_at:
-            out["total_s"] = round((datetime.fromisoformat(rec.completed_at) - created).total_seconds(), 3)
+            out["seconds_total"] = round((datetime.fromisoformat(rec.completed_at) - created).total_seconds(), 3)
         if rec.submitted_at:
-            out["submit_s"] = round((datetime.fromisoformat(rec.submitted_at) - created).total_seconds(), 3)
+            out["seconds_submit"] = round((datetime.fromisoformat(rec.submitted_at) - created).total_seconds(), 3)
     except (TypeError, ValueError):
         pass
     return out

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb._redact import redact
+from masuka_nb.config import settings
 from masuka_nb.errors import JobNotFoundError, MasukaError, StorageError
 from masuka_nb.log import get_logger
 from masuka_nb.storage import atomic_open, quarantine
@@ -92,7 +93,7 @@ class JobRecord:
     poll_interval: float = 5.0
     polls: int = 0
     history_id: str | None = None
-    job_class: str = ""  # "module:Class" of the Job subclass that finishes it (set by the runner)
+    job_class: str = ""  # written by earlier versions; the class is found by `kind` (hosted.runner._job_class)
     created_at: str = field(default_factory=_now)
     updated_at: str = field(default_factory=_now)
     submitted_at: str | None = None
@@ -210,8 +211,6 @@ def _salvage(text: str) -> dict[str, Any]:
 
 
 def jobs_dir() -> Path:
-    from masuka_nb.config import settings
-
     return settings().jobs_dir
 
 
@@ -237,8 +236,6 @@ def _kept_here() -> dict[str, JobRecord]:
 
 def _fallback_dir() -> Path:
     """Where records that cannot be written are copied: the local cache, one folder per jobs folder."""
-    from masuka_nb.config import settings
-
     tag = hashlib.sha256(str(jobs_dir()).encode()).hexdigest()[:12]
     return settings().cache_dir / "unsaved-jobs" / tag
 

@@ -19,7 +19,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import settings
+from masuka_nb.errors import MasukaError
+from masuka_nb.image.metadata import write_png
 from masuka_nb.log import get_logger
+from masuka_nb.storage import atomic_write_json, file_sha256, read_json_guarded
 
 __all__ = ["COMPUTE_FIELDS", "KEY_FIELDS", "compute_of", "lookup", "recipe_key", "store"]
 
@@ -50,16 +54,12 @@ def recipe_key(recipe: dict[str, Any]) -> str:
 
 
 def _entry(key: str) -> Path:
-    from masuka_nb.config import settings
-
     return settings().cache_dir / "results" / key[:2] / f"{key}.json"
 
 
 def lookup(key: str) -> tuple[list[Any], list[Path]] | None:
     """The cached images and their paths, or None."""
     from PIL import Image
-
-    from masuka_nb.storage import file_sha256, read_json_guarded
 
     entry = _entry(key)
     if not entry.is_file():
@@ -92,8 +92,6 @@ def lookup(key: str) -> tuple[list[Any], list[Path]] | None:
 
 
 def _ours(path: Path) -> bool:
-    from masuka_nb.config import settings
-
     s = settings()
     return path.is_relative_to(s.outputs_dir) or path.is_relative_to(s.cache_dir / "results")
 
@@ -103,10 +101,6 @@ def store(key: str, images: list[Any], paths: list[Path], recipe: dict[str, Any]
 
     Returns the paths the entry points at ([] when the cache could not be written: a full disk here
     never fails the generation whose images are already made)."""
-    from masuka_nb.errors import MasukaError
-    from masuka_nb.image.metadata import write_png
-    from masuka_nb.storage import atomic_write_json, file_sha256
-
     entry = _entry(key)
     try:
         if not paths:

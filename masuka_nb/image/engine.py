@@ -1,9 +1,11 @@
-"""ImageEngine: loads a pipeline once per (model, plan), keeps it between calls, and unloads it on a switch.
+"""ImageEngine: the image room's view of the device host — a pipeline per (model, plan), kept between calls.
 
 `ImageEngine.pipeline(model)` returns the loaded diffusers pipeline itself (power users, side-by-side
-benchmarks); `load_count` counts real loads (tests and benchmarks read it). Loading applies the memory
-plan: dtype, NF4 (pre-quantized repo or BitsAndBytesConfig), VAE in fp32 when fp16 is risky, offload
-(model / group / group-to-disk), optional regional compile, first-block cache and attention backend.
+benchmarks); `load_count` counts the loads this engine asked for (tests and benchmarks read it). The
+pipeline is owned by the device host (`masuka_nb.host`), which measures it, keeps it while the image
+task goes on and evicts it when another task (video, training, ...) claims the device. Loading applies
+the memory plan: dtype, NF4 (pre-quantized repo or BitsAndBytesConfig), VAE in fp32 when fp16 is risky,
+offload (model / group / group-to-disk), optional regional compile, first-block cache and attention backend.
 """
 
 from __future__ import annotations
@@ -11,84 +13,93 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from masuka_nb.config import settings
+from masuka_nb.host import Host, device_host
+from masuka_nb.image.failures import translate
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
+from masuka_nb.memory import plan as make_plan
+from masuka_nb.models.registry import get_model
+from masuka_nb.quiet import quiet_third_party
 from masuka_nb.runtime import free_memory
 
-__all__ = ["ImageEngine", "default_engine"]
+__all__ = ["TASK", "ImageEngine", "default_engine", "place"]
 
 log = get_logger(__name__)
 
+TASK = "image"  # the device host's task for generate, edit, fill and refine: they share the engine's slot
+
 
 class ImageEngine:
-    """Holds at most one loaded model (and its image-to-image twin, sharing the same weights)."""
+    """Holds at most one loaded model (and its image-to-image twin, sharing the same weights) in its slot
+    of the device host. `lock` serialises runs on it: LoRA state and the loaded pipeline are shared."""
 
-    def __init__(self, *, attention_backend: str | None = None) -> None:
+    def __init__(self, *, attention_backend: str | None = None, host: Host | None = None) -> None:
         self.attention_backend = attention_backend
         self.load_count = 0
-        self._pipe: Any = None
-        self._img2img: Any = None
-        self._key: tuple | None = None
-        self._plan: MemoryPlan | None = None
-        self._lock = threading.RLock()
+        self.host = host or device_host()
+        self.slot = f"image-engine-{id(self):x}"
+        self.lock = threading.RLock()
 
     # ---- public ----
 
     @property
     def loaded_model(self) -> str | None:
-        return self._key[0] if self._key else None
+        held = self.host.in_slot(self.slot)
+        return held[0][1] if held else None
 
     @property
     def loaded_plan(self) -> MemoryPlan | None:
-        return self._plan
+        held = self.host.in_slot(self.slot)
+        return held[0][2] if held else None
+
+    def claim(self, model: str) -> None:
+        """Make room on the device for `model` before planning it (see `masuka_nb.host`)."""
+        self.host.claim(TASK, slot=self.slot, model=model)
+
+    def key(self, model: str, plan: MemoryPlan) -> tuple:
+        return (TASK, self.slot, model, _plan_key(plan))
 
     def pipeline(self, model: str, *, plan: MemoryPlan | None = None, img2img: bool = False,
                  progress: Any = None) -> Any:
         """The loaded diffusers pipeline for `model` (loading it, and unloading another, if needed)."""
-        from masuka_nb.memory import plan as make_plan
-        from masuka_nb.models.registry import get_model
-
         spec = get_model(model)
-        with self._lock:
-            chosen = plan or (self._plan if self._key and self._key[0] == spec.id else None) \
-                or make_plan(spec.id, gpu=_forced_profile())
-            key = (spec.id, _plan_key(chosen))
-            if key != self._key:
-                self.unload()
-                self._pipe = _load(spec, chosen, attention_backend=self.attention_backend, progress=progress)
-                self._key, self._plan = key, chosen
+        with self.lock:
+            if plan is None:
+                self.claim(spec.id)
+                plan = self.loaded_plan if self.loaded_model == spec.id else None
+            chosen = plan or make_plan(spec.id)
+            key = self.key(spec.id, chosen)
+            pipe = self.host.get(key)
+            if pipe is None:
+                pipe = self.host.load(key, lambda: _load(spec, chosen, attention_backend=self.attention_backend,
+                                                         progress=progress),
+                                      task=TASK, slot=self.slot, model=spec.id, plan=chosen,
+                                      need_gb=chosen.after_load_vram_gb if chosen.device == "cuda" else chosen.ram_gb)
                 self.load_count += 1
             if not img2img:
-                return self._pipe
-            if self._img2img is None:
+                return pipe
+            views = self.host.extras(key)
+            if "img2img" not in views:
                 import diffusers
 
                 # from_pipe shares every component: no second copy of the weights, no load.
-                self._img2img = getattr(diffusers, spec.img2img_class).from_pipe(self._pipe)
-                self._img2img.set_progress_bar_config(disable=True)
-            return self._img2img
+                views["img2img"] = getattr(diffusers, spec.img2img_class).from_pipe(pipe)
+                views["img2img"].set_progress_bar_config(disable=True)
+            return views["img2img"]
 
     def unload(self) -> None:
         """Drop the loaded pipeline and give its memory back (VRAM included)."""
-        with self._lock:
-            if self._pipe is None:
-                return
-            log.info("engine.unload", model=self.loaded_model)
-            self._pipe = self._img2img = None
-            self._key = self._plan = None
-            free_memory()
+        with self.lock:
+            gone = self.host.evict_slot(self.slot)
+            if gone:
+                log.info("engine.unload", model=gone[0])
 
     def generate(self, prompt: str, **kwargs: Any):
         """`masuka_nb.generate` on this engine (same arguments)."""
         from masuka_nb.image.generation import run
 
         return run(self, prompt, **kwargs)
-
-
-def _forced_profile() -> str | None:
-    from masuka_nb.config import settings
-
-    return "cpu" if settings().device == "cpu" else None
 
 
 def _plan_key(plan: MemoryPlan) -> tuple:
@@ -115,9 +126,6 @@ def default_engine() -> ImageEngine:
 def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progress: Any) -> Any:
     import diffusers
     import torch
-
-    from masuka_nb.image.failures import translate
-    from masuka_nb.quiet import quiet_third_party
 
     log.info("engine.load", model=spec.id, plan=plan.label)
     _quiet_loading()
@@ -169,8 +177,6 @@ def _dtype_kwarg() -> str:
 
 def _quiet_loading() -> None:
     """With MASUKA_PROGRESS=off, the libraries' own loading bars go too (the log says what loads)."""
-    from masuka_nb.config import settings
-
     if settings().progress == "off":
         import diffusers.utils.logging as dl
         import transformers.utils.logging as tl
@@ -241,6 +247,14 @@ def _default_class(spec: Any, name: str) -> str:
     return "T5EncoderModel"
 
 
+def place(pipe: Any, plan: MemoryPlan) -> None:
+    """Put a loaded pipeline where its plan says: the VAE's precision, the text encoders' dtype and home, and
+    the device or offload hooks. Image and local video pipelines are placed by the same rules."""
+    import torch
+
+    _place(pipe, plan, getattr(torch, plan.dtype))
+
+
 def _place(pipe: Any, plan: MemoryPlan, dtype: Any) -> None:
     import torch
 
@@ -252,7 +266,7 @@ def _place(pipe: Any, plan: MemoryPlan, dtype: Any) -> None:
             if enc is not None and name not in plan.quantized_components:
                 enc.to(getattr(torch, plan.text_encoder_dtype))
     if plan.device != "cuda":
-        pipe.to("cpu")
+        pipe.to(plan.device)  # "cpu", or "mps" (Apple's GPU: planned like the CPU, whose memory it shares)
         return
     if plan.offload == "none" and plan.free_text_encoders:
         # Text encoders wait in RAM and visit the GPU only to encode (generation._encode_then_free).

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import LoraIncompatibleError, MasukaError, RecipeUnsupportedError
+from masuka_nb.hosted.civitai import CivitaiClient, fetch_lora, find_in_library
+from masuka_nb.image.engine import default_engine
+from masuka_nb.image.generation import run
+from masuka_nb.image.lora import validate_lora
+from masuka_nb.image.request import MAX_SEED
 from masuka_nb.log import get_logger
+from masuka_nb.models.embedded import use_embedded_models
+from masuka_nb.models.matching import match_model
+from masuka_nb.models.registry import get_model
 
 __all__ = ["reproduce_foreign"]
 
@@ -23,15 +32,11 @@ _NOISE_NOTE = ("{tool} draws its starting noise differently from diffusers, so t
 
 
 def _client() -> Any:
-    from masuka_nb.hosted.civitai import CivitaiClient
-
     return CivitaiClient()
 
 
 def _model(recipe: Any, notes: list[str], client: Any) -> str:
     """The registry id to run, found by name, else by the model's hash or version on Civitai."""
-    from masuka_nb.models.matching import match_model
-
     if recipe.model:
         return recipe.model
     version = None
@@ -59,10 +64,6 @@ def _model(recipe: Any, notes: list[str], client: Any) -> str:
 
 def _lora_source(lora: Any, family: str, notes: list[str], client: Any) -> str | None:
     """A source `generate(loras=...)` takes for a LoRA the image names, or None (with a note) when none is found."""
-    from masuka_nb.config import settings
-    from masuka_nb.hosted.civitai import fetch_lora, find_in_library
-    from masuka_nb.models.matching import match_model
-
     if lora.source:
         return lora.source
     if lora.hash and len(lora.hash) == 64:
@@ -99,15 +100,8 @@ def _lora_source(lora: Any, family: str, notes: list[str], client: Any) -> str |
     return str(path)
 
 
-def reproduce_foreign(recipe: Any, *, save: bool = False, progress: Any = None, cancel: Any = None) -> Any:
+def reproduce_foreign(recipe: Any, *, save: bool = True, progress: Any = None, cancel: Any = None) -> Any:
     """Generate what a foreign recipe describes with what MASUKA runs; the result's warnings list the differences."""
-    from masuka_nb.image.engine import default_engine
-    from masuka_nb.image.generation import run
-    from masuka_nb.image.lora import validate_lora
-    from masuka_nb.image.request import MAX_SEED
-    from masuka_nb.models.embedded import use_embedded_models
-    from masuka_nb.models.registry import get_model
-
     notes = [f"from {recipe.dialect}: {n}" for n in recipe.unmapped]
     client = None
     try:

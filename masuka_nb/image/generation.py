@@ -1,32 +1,39 @@
 """`generate`: a validated request in, images with their recipe out, recorded in the history.
 
-The steps, in order: resolve the model (``auto`` → flux1-schnell with a CUDA GPU, tiny-flux without),
-validate the request, plan memory, check LoRAs, build the recipe, answer from the result cache when
-the recipe was made before, otherwise load (or reuse) the pipeline, run it with a per-step callback
-(progress, preview, cancel), save PNGs atomically with their recipe, record the history. Every failure
-is translated once (`failures.translate`), recorded with its code, and raised as a `MasukaError`.
+`generate` is a thin front door over the run pipeline (`masuka_nb.image.pipeline`) with the text-to-image
+task below: the model is resolved (``auto`` → flux1-schnell with a CUDA GPU, tiny-flux without), the
+request validated, LoRAs checked, the result cache asked first (the same recipe made before returns its
+images), then the pipeline (image-to-image when `image` is given) runs with per-step progress, previews
+and cancel; PNGs are saved with their recipe and the history records the call. Every failure is
+translated once (`failures.translate`), recorded with its code, and raised as a `MasukaError`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-import time
+import warnings
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError, StorageError
+from masuka_nb.config import settings
+from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
+from masuka_nb.image import cache
+from masuka_nb.image.engine import default_engine
 from masuka_nb.image.job import GenerationJob, PromptCache
+from masuka_nb.image.lora import apply_loras, resolve_all
+from masuka_nb.image.pipeline import Task, image_sha256, record, save_pngs
+from masuka_nb.image.pipeline import run as run_pipeline
+from masuka_nb.image.request import GenerationRequest
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
+from masuka_nb.models.registry import get_model
+from masuka_nb.runtime import detect
 
 if TYPE_CHECKING:
     from masuka_nb.image.engine import ImageEngine
     from masuka_nb.progress import CancelToken, ProgressCallback
 
-__all__ = ["GenerationResult", "generate", "resolve_model"]
+__all__ = ["GenerationResult", "TextToImage", "generate", "resolve_model"]
 
 log = get_logger(__name__)
 
@@ -36,7 +43,10 @@ CARRIED = ("presets", "template")
 
 @dataclass
 class GenerationResult:
-    """Images and everything about how they were made. `recipe` is enough to make them again."""
+    """Images and everything about how they were made. `recipe` is enough to make them again.
+
+    `images` are always the outputs; `paths` the saved PNGs (empty with save=False); `history_id` the
+    record; `timings` in the schema of `masuka_nb.history.TIMINGS` (`seconds_total`, `seconds_load`, ...)."""
 
     images: list[Any]
     seeds: list[int]
@@ -52,9 +62,31 @@ class GenerationResult:
     def image(self) -> Any:
         return self.images[0]
 
+    @property
+    def path(self) -> Path | None:
+        return self.paths[0] if self.paths else None
+
+    def __getattr__(self, name: str) -> Any:
+        # `upscale` returned a PIL image for some methods until this release: `.size`, `.save()`, `.info` on
+        # the result still reach its image, with a warning, for one release.
+        if name.startswith("_") or name in ("images", "recipe"):
+            raise AttributeError(name)
+        images = self.__dict__.get("images") or []
+        if images and hasattr(images[0], name):
+            warnings.warn(f"`result.{name}` is the image's: use `result.image.{name}` (upscale now returns a "
+                          "GenerationResult, as every image function does).", DeprecationWarning, stacklevel=2)
+            return getattr(images[0], name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    @property
+    def elapsed_s(self) -> float:
+        """Wall time of the call, in seconds."""
+        return float(self.timings.get("seconds_total", 0.0))
+
     def _repr_html_(self) -> str:  # a notebook cell showing a result shows the images
         import base64
         import io
+        from html import escape
 
         tags = []
         for im in self.images:
@@ -62,8 +94,6 @@ class GenerationResult:
             im.save(buf, format="PNG")
             data = base64.b64encode(buf.getvalue()).decode()
             tags.append(f'<img src="data:image/png;base64,{data}" style="max-width:256px;margin:2px">')
-        from html import escape
-
         label = self.recipe.get("label", "")  # a recipe may come from a PNG someone sent: text, escaped
         return "".join(tags) + (f"<div><small>{escape(str(label))}</small></div>" if label else "")
 
@@ -73,18 +103,21 @@ def resolve_model(model: str | None, *, runtime: Any = None) -> tuple[str, str |
 
     `runtime` (a `RuntimeInfo`) answers "is there a GPU" without `detect()` (which imports torch):
     the app passes `detect_quick()` and shows the note itself, so nothing is logged then."""
-    from masuka_nb.config import settings
-    from masuka_nb.models.registry import get_model
-
     if model is not None and not isinstance(model, str):
         raise InvalidRequestError(f"`model` must be a model id, not {type(model).__name__}.", argument="model",
                                   value=model, hint="e.g. model=\"flux1-schnell\"; `masuka_nb.list_models()`.")
     s = settings()
     name = s.default_model if model is None else model
     if name.strip().lower() != "auto":
-        return get_model(name).id, None
-    from masuka_nb.runtime import detect
-
+        if model is not None:
+            return get_model(name).id, None
+        try:
+            return get_model(name).id, None
+        except ModelNotFoundError as exc:  # the setting names no model: say which setting
+            raise ModelNotFoundError(f"The `default_model` setting names {name!r}, which is no model MASUKA runs.",
+                                     argument="default_model", value=name,
+                                     hint=f"masuka_nb.configure(default_model=...) with one of list_models(), or "
+                                          f"\"auto\". {exc.hint}") from exc
     info = runtime if runtime is not None else detect()
     if s.device != "cpu" and info.has_gpu:
         return "flux1-schnell", "model auto: flux1-schnell (a CUDA GPU is present)"
@@ -122,259 +155,176 @@ def generate(
     `masuka_nb.plan` keywords such as ``{"offload": "model"}``). `previews=True` adds a small preview
     image to each progress event. Raises only `MasukaError`s; every call lands in the history.
     """
-    from masuka_nb.image.engine import default_engine
-
     return run(default_engine(), prompt, model=model, negative_prompt=negative_prompt, width=width, height=height,
                steps=steps, guidance=guidance, seed=seed, num_images=num_images, loras=loras, image=image,
                strength=strength, plan=plan, progress=progress, cancel=cancel, save=save, previews=previews)
 
 
-def _image_sha256(image: Any) -> str:
-    h = hashlib.sha256(f"{image.size}{image.mode}".encode())
-    h.update(image.tobytes())
-    return h.hexdigest()
-
-
-# ---- the run ----
-
 def run(engine: ImageEngine, prompt: Any, *, model: Any = None, negative_prompt: Any = None, width: Any = None,
         height: Any = None, steps: Any = None, guidance: Any = None, seed: Any = None, num_images: Any = 1,
         loras: Any = (), image: Any = None, strength: Any = None, plan: Any = None, progress: Any = None,
         cancel: Any = None, save: bool = True, previews: bool = False, use_cache: bool = True,
-        seeds: list[int] | None = None, plan_overrides: dict | None = None,
-        prompt_cache: PromptCache | None = None, recipe_extra: dict[str, Any] | None = None,
-        record: bool = True) -> GenerationResult:
-    """One generation on `engine`: prepare the job (validate, plan, recipe), then execute it."""
-    job = GenerationJob(engine=engine, prompt=prompt, model=model if isinstance(model, str) else "",
-                        progress=progress, cancel=cancel, previews=previews, save=save, use_cache=use_cache,
-                        prompt_cache=prompt_cache, record=record)
-    try:
-        prepare(job, model=model, negative_prompt=negative_prompt, width=width, height=height, steps=steps,
-                guidance=guidance, seed=seed, num_images=num_images, loras=loras, image=image, strength=strength,
-                plan=plan if plan is not None else plan_overrides, seeds=seeds, recipe_extra=recipe_extra)
-        return execute(job)
-    except (Exception, KeyboardInterrupt) as exc:
-        err = fail(job, exc, model=str(model))
-        if err is exc:
-            raise
-        raise err from exc
+        seeds: list[int] | None = None, prompt_cache: PromptCache | None = None,
+        recipe_extra: dict[str, Any] | None = None, record: bool = True, stage: str = "",
+        prompts: list[str] | None = None) -> GenerationResult:
+    """One text-to-image (or image-to-image) job on `engine`, through the run pipeline. `prompts` (a batch
+    group): one prompt per image, in one pipeline call (`prompt` is then the first)."""
+    job = GenerationJob(engine=engine, prompt=prompt, model_arg=model, plan_arg=plan, progress=progress,
+                        cancel=cancel, previews=previews, save=save, use_cache=use_cache, prompt_cache=prompt_cache,
+                        record=record, recipe_extra=recipe_extra, seeds=list(seeds or []), stage=stage,
+                        args=dict(negative_prompt=negative_prompt, width=width, height=height, steps=steps,
+                                  guidance=guidance, seed=seed, num_images=num_images, image=image,
+                                  strength=strength, loras=loras, prompts=list(prompts) if prompts else None))
+    return run_pipeline(TextToImage(engine), job)
 
 
-def fail(job: GenerationJob, exc: BaseException, *, model: str = "") -> MasukaError:
-    """`exc` as a MasukaError, recorded in the history as this job's failure (or cancellation)."""
-    from masuka_nb.image.failures import translate
+class TextToImage(Task):
+    """Text-to-image (and image-to-image with `image`), with LoRAs, previews and the result cache."""
 
-    err = translate(exc, model=job.model or model, stage="generation",
-                    plan_label=getattr(job.plan, "label", ""))
-    if job.record:
-        _record_failure(job, err)
-    return err
+    kind = "image"
+    stage = "generate"
+    noun = "the generation"
+    hit = False  # answered from the result cache
 
+    def resolve(self, job: GenerationJob) -> tuple[str, str | None]:
+        return resolve_model(job.model_arg)
 
-def prepare(job: GenerationJob, *, model: Any = None, negative_prompt: Any = None, width: Any = None,
-            height: Any = None, steps: Any = None, guidance: Any = None, seed: Any = None, num_images: Any = 1,
-            loras: Any = (), image: Any = None, strength: Any = None, plan: Any = None,
-            seeds: list[int] | None = None, recipe_extra: dict[str, Any] | None = None) -> GenerationJob:
-    """Fill `job` from loose arguments: resolve the model, validate, pick seeds, plan memory, build the recipe."""
-    from masuka_nb.config import settings
-    from masuka_nb.image.lora import resolve_all
-    from masuka_nb.image.request import GenerationRequest
-    from masuka_nb.models.registry import get_model
+    def validate(self, job: GenerationJob) -> GenerationRequest:
+        a = job.args
+        req = GenerationRequest.build(job.spec, prompt=job.prompt, negative_prompt=a["negative_prompt"],
+                                      width=a["width"], height=a["height"], steps=a["steps"],
+                                      guidance=a["guidance"], seed=a["seed"], num_images=a["num_images"],
+                                      image=a["image"], strength=a["strength"])
+        if job.seeds and len(job.seeds) != req.num_images:
+            raise InvalidRequestError(f"{len(job.seeds)} seeds for {req.num_images} images.", argument="seeds",
+                                      value=job.seeds, hint="Give one seed per image.")
+        prompts = a.get("prompts")
+        if prompts is not None:
+            if len(prompts) != req.num_images or not all(isinstance(p, str) and p.strip() for p in prompts):
+                raise InvalidRequestError("`prompts` must hold one non-empty prompt per image.", argument="prompts",
+                                          value=prompts, hint="A batch group: one prompt per seed.")
+            job.use_cache = False  # the result cache keys one prompt per recipe
+        job.loras = resolve_all(a["loras"], model=job.spec.id)
+        return req
 
-    if not isinstance(job.save, bool):
-        raise InvalidRequestError("`save` must be True or False.", argument="save", value=job.save,
-                                  hint="save=False keeps the images in memory only.")
-    model_id, note = resolve_model(model)
-    job.model = model_id
-    job.spec = spec = get_model(model_id)
-    job.request = req = GenerationRequest.build(spec, prompt=job.prompt, negative_prompt=negative_prompt,
-                                                width=width, height=height, steps=steps, guidance=guidance,
-                                                seed=seed, num_images=num_images, image=image, strength=strength)
-    if seeds is None:
-        first = req.seed if req.seed is not None else secrets.randbelow(2**32 - req.num_images)
-        seeds = [(first + i) % 2**32 for i in range(req.num_images)]
-    job.seeds = list(seeds)
-    current = settings()
-    job.plan, job.plan_overrides = _plan_for(spec, req, plan, current)
-    job.loras = resolve_all(loras, model=spec.id)
-    job.warnings = [note] if note else []
-    job.recipe = _recipe(spec, req, job.seeds, job.loras, job.plan, job.plan_overrides, note)
-    job.recipe["compute"] = _compute(job)
-    if recipe_extra:
-        job.recipe.update(recipe_extra)
-    job.use_cache = job.use_cache and current.result_cache
-    job.timings["validate"] = job.elapsed()
-    return job
+    def texts(self, job: GenerationJob) -> list[str]:
+        return list(job.args.get("prompts") or [job.request.prompt] * job.request.num_images)
 
+    def recipe(self, job: GenerationJob) -> dict[str, Any]:
+        req = job.request
+        out = {"loras": [lr.as_recipe() for lr in job.loras], "strength": req.strength,
+               "image_sha256": image_sha256(req.image) if req.image is not None else None,
+               "compute": self._compute(job)}
+        if job.args.get("prompts"):
+            out["prompts"] = list(job.args["prompts"])
+        return out
 
-def execute(job: GenerationJob) -> GenerationResult:
-    """Run a prepared job: answer from the result cache, or denoise; save the PNGs; record the history."""
-    from masuka_nb.config import settings
-    from masuka_nb.image import cache
-    from masuka_nb.image.denoise import run_with_fallback
+    def _compute(self, job: GenerationJob) -> dict[str, Any]:
+        return cache.compute_of(job.plan, attention_backend=getattr(self.engine, "attention_backend", None))
 
-    spec, req, recipe, timings = job.spec, job.request, job.recipe, job.timings
-    key = cache.recipe_key(recipe) if job.use_cache else ""
-    if job.use_cache:
+    def load(self, job: GenerationJob) -> Any:
+        return self.engine.pipeline(job.spec.id, plan=job.plan, img2img=job.request.image is not None,
+                                    progress=job.progress)
+
+    def steps(self, job: GenerationJob) -> int:
+        req = job.request
+        return int(req.steps * req.strength) if req.image is not None else req.steps
+
+    def before_call(self, job: GenerationJob, pipe: Any) -> None:
+        apply_loras(pipe, job.loras)
+        for text in dict.fromkeys(self.texts(job)):
+            check_prompt_length(pipe, job.spec, job.request.model_copy(update={"prompt": text}))
+
+    def call(self, job: GenerationJob, pipe: Any) -> dict[str, Any]:
+        req = job.request
+        call: dict[str, Any] = dict(width=req.width, height=req.height, num_images_per_prompt=req.num_images)
+        if job.args.get("prompts"):  # several prompts, one image each (used when the text goes in as text)
+            call.update(prompt=list(job.args["prompts"]), num_images_per_prompt=1)
+            if req.negative_prompt:
+                call["negative_prompt"] = [req.negative_prompt] * req.num_images
+        if req.image is not None:
+            call["image"] = req.image.resize((req.width, req.height))
+            call["strength"] = req.strength
+        return call
+
+    def preview(self, job: GenerationJob, latents: Any) -> Any:
+        return preview(latents, job.spec, job.request)
+
+    def cached(self, job: GenerationJob) -> GenerationResult | None:
+        if not job.use_cache:
+            return None
+        key = cache.recipe_key(job.recipe)
         hit = cache.lookup(key)
-        if hit is not None:
-            images, paths = hit
-            if job.save and not all(p.is_relative_to(settings().outputs_dir) for p in paths):
-                paths = cache.store(key, images, _save(images, recipe, req), recipe)  # was made with save=False
-            timings["total"] = job.elapsed()
-            rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=True,
-                             warnings=job.warnings) if job.record else None
-            log.info("generate.cache_hit", model=spec.id, key=key[:12])
-            return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, True, job.warnings,
-                                    rec.id if rec else "")
+        if hit is None:
+            return None
+        images, paths = hit
+        if job.save and not all(p.is_relative_to(settings().outputs_dir) for p in paths):
+            paths = cache.store(key, images, save_pngs(images, job.recipe, job.request.prompt),
+                                job.recipe)  # it was made with save=False
+        job.timings["seconds_total"] = job.elapsed()
+        self.hit = True
+        rec = record(self, job, paths) if job.record else None
+        log.info("generate.cache_hit", model=job.spec.id, key=key[:12])
+        return GenerationResult(images, job.seeds, job.recipe, paths, job.timings, job.plan, True, job.warnings,
+                                rec.id if rec else "")
 
-    t = time.perf_counter()
-    images, fallback = run_with_fallback(job)
-    timings["generate"] = time.perf_counter() - t - timings.get("load", 0.0)
-    if fallback:
-        # Made under the lighter plan: recorded, and cached, as what it is.
-        recipe["plan"] = job.plan.label
-        recipe["compute"] = _compute(job)
-        key = cache.recipe_key(recipe) if job.use_cache else ""
-    t = time.perf_counter()
-    paths = _save(images, recipe, req) if job.save else []
-    if job.use_cache:
-        paths_for_cache = cache.store(key, images, paths, recipe)
-        if not job.save:
-            recipe["cache_paths"] = [str(p) for p in paths_for_cache]
-    timings["save"] = time.perf_counter() - t
-    timings["total"] = job.elapsed()
-    t = time.perf_counter()
-    rec = _record_ok(spec, recipe, paths, timings, job.plan, cached=False, warnings=job.warnings) if job.record else None
-    timings = {**timings, "history": time.perf_counter() - t}  # the stored record cannot hold its own write time
-    return GenerationResult(images, job.seeds, recipe, paths, timings, job.plan, False, job.warnings,
-                            rec.id if rec else "")
+    def history_extra(self, job: GenerationJob) -> dict[str, Any]:
+        return {"cached": self.hit}
 
+    def replanned(self, job: GenerationJob) -> None:
+        job.recipe["plan"] = job.plan.label
+        job.recipe["compute"] = self._compute(job)
 
-def _plan_for(spec, req, plan, current) -> tuple[MemoryPlan, dict]:
-    from masuka_nb.memory import plan as make_plan
+    def write(self, job: GenerationJob, outputs: list[Any]) -> list[Path]:
+        if job.args.get("prompts"):  # a batch group: each PNG carries its own prompt and seed
+            return [save_pngs([im], {**{k: v for k, v in job.recipe.items() if k != "prompts"}, "prompt": text,
+                                     "seeds": [seed]}, text)[0]
+                    for im, text, seed in zip(outputs, job.args["prompts"], job.seeds)] if job.save else []
+        paths = save_pngs(outputs, job.recipe, job.request.prompt) if job.save else []
+        if job.use_cache:
+            stored = cache.store(cache.recipe_key(job.recipe), outputs, paths, job.recipe)
+            if not job.save:
+                job.recipe["cache_paths"] = [str(p) for p in stored]
+        return paths
 
-    if isinstance(plan, MemoryPlan):
-        if plan.model != spec.id:
-            raise InvalidRequestError(f"The plan is for {plan.model}, not {spec.id}.", argument="plan",
-                                      value=plan.label, hint=f"Make one with masuka_nb.plan(\"{spec.id}\").")
-        return plan, {}
-    if plan is not None and not isinstance(plan, dict):
-        raise InvalidRequestError("`plan` must be a MemoryPlan, a dict of plan choices, or None.", argument="plan",
-                                  value=plan, hint="e.g. plan={\"offload\": \"model\"} or masuka_nb.plan(model).")
-    overrides = dict(plan or {})
-    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile", "first_block_cache",
-               "speed", "gguf"}
-    unknown = set(overrides) - allowed
-    if unknown:
-        raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
-                                  value=overrides, hint=f"Allowed: {', '.join(sorted(allowed))}.")
-    overrides.setdefault("gpu", "cpu" if current.device == "cpu" else None)
-    mplan = make_plan(spec.id, width=req.width, height=req.height, num_images=req.num_images, **overrides)
-    return mplan, {k: v for k, v in overrides.items() if v is not None and k != "gpu"}
+    def result(self, job: GenerationJob, outputs: list[Any], paths: list[Path], history_id: str) -> GenerationResult:
+        return GenerationResult(outputs, job.seeds, job.recipe, paths, job.timings, job.plan, False, job.warnings,
+                                history_id)
 
 
-def _recipe(spec, req, seeds, resolved, mplan, overrides, note) -> dict[str, Any]:
-    import diffusers
-
-    from masuka_nb._version import __version__
-
-    recipe: dict[str, Any] = {
-        "model": spec.id,
-        "revision": spec.revision if not spec.tiny else f"tiny-builder-v{_tiny_version()}",
-        "prompt": req.prompt,
-        "negative_prompt": req.negative_prompt,
-        "width": req.width,
-        "height": req.height,
-        "steps": req.steps,
-        "guidance": req.guidance,
-        "seeds": list(seeds),
-        "sampler": "Euler",
-        "scheduler": spec.scheduler_label,
-        "max_sequence_length": spec.max_sequence_length,
-        "loras": [lr.as_recipe() for lr in resolved],
-        "strength": req.strength,
-        "image_sha256": _image_sha256(req.image) if req.image is not None else None,
-        "device": mplan.device,
-        "dtype": mplan.dtype,
-        "vae_dtype": mplan.vae_dtype,
-        "quantization": mplan.quantization,
-        "plan": mplan.label,
-        "plan_overrides": overrides,
-        "masuka_version": __version__,
-        "diffusers_version": diffusers.__version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if spec.tiny:
-        from masuka_nb.models.tiny import TINY_LABEL
-
-        recipe["label"] = TINY_LABEL
-    if note:
-        recipe["auto_model"] = note
-    return recipe
+def check_prompt_length(pipe: Any, spec: Any, req: Any) -> None:
+    """Report the part of a prompt past the main text encoder's limit (it would be cut silently)."""
+    tok = getattr(pipe, "tokenizer_2" if spec.family == "flux" else "tokenizer_3", None)
+    if tok is None:
+        return
+    limit = spec.max_sequence_length
+    if len(req.prompt.encode("utf-8")) + 2 <= limit:
+        return  # every token covers at least one byte (byte fallback), so it cannot be past the limit
+    ids = tok(req.prompt, add_special_tokens=True).input_ids
+    if len(ids) <= limit:
+        return
+    kept = tok.decode(ids[: limit - 1], skip_special_tokens=True)
+    cut = req.prompt[len(kept):] if req.prompt.startswith(kept) else tok.decode(ids[limit - 1:],
+                                                                                  skip_special_tokens=True)
+    raise InvalidRequestError(
+        f"The prompt is {len(ids)} tokens; {spec.id} reads at most {limit}, so this part would be cut: {cut!r}.",
+        argument="prompt", value=req.prompt,
+        hint="Shorten the prompt (put what matters first), or split the idea across several images.",
+        cut=cut,
+    )
 
 
-def _compute(job: GenerationJob) -> dict[str, Any]:
-    from masuka_nb.image.cache import compute_of
-
-    return compute_of(job.plan, attention_backend=getattr(job.engine, "attention_backend", None))
-
-
-def _tiny_version() -> int:
-    from masuka_nb.models.tiny import BUILDER_VERSION
-
-    return BUILDER_VERSION
-
-
-def _save(images, recipe, req) -> list[Path]:
-    from masuka_nb.config import settings
-    from masuka_nb.image.metadata import write_png
-    from masuka_nb.storage import safe_name, unique_path
-
-    folder = settings().outputs_dir / datetime.now().strftime("%Y-%m-%d")
-    stamp = datetime.now().strftime("%H%M%S")
-    stem = safe_name(req.prompt, max_len=40)
-    paths: list[Path] = []
-    try:
-        for i, (im, seed) in enumerate(zip(images, recipe["seeds"])):
-            path = unique_path(folder, f"{stamp}-{stem}-{seed}", ".png")
-            paths.append(write_png(im, path, recipe=recipe, index=i))
-    except StorageError as exc:  # a full or read-only disk: say which images did reach it
-        said = (f"{len(paths)} of {len(images)} images were saved: {', '.join(str(p) for p in paths)}."
-                if paths else "No image of this generation was saved; nothing half-written was left.")
-        raise type(exc)(f"{exc.message} {said}", argument=exc.argument, value=exc.value, hint=exc.hint,
-                        saved=said, errno=exc.details.get("errno")) from exc
-    return paths
-
-
-def _record_ok(spec, recipe, paths, timings, mplan, *, cached: bool, warnings: list[str]):
-    """The success record; a history that cannot be written is a warning on the result, never a failure
-    (the images are made and saved)."""
-    from masuka_nb import history
-
-    try:
-        return history.record(history.HistoryRecord(
-            kind="image", status="ok", model=spec.id, prompt=recipe["prompt"], recipe=recipe,
-            paths=[str(p) for p in paths], timings=timings, plan=mplan.as_dict(),
-            extra={"cached": cached},
-        ))
-    except MasukaError as exc:
-        where = f" The images are saved: {', '.join(str(p) for p in paths)}." if paths else ""
-        warnings.append(f"The history could not be updated ({exc.code}: {exc.message}).{where}")
-        log.warning("history.record_failed", error=str(exc))
+def preview(latents: Any, spec: Any, req: Any) -> Any:
+    """A cheap low-resolution preview: the first three latent channels mapped to RGB (no VAE decode)."""
+    if latents is None:
         return None
+    import numpy as np
+    from PIL import Image
 
-
-def _record_failure(job: GenerationJob, err: MasukaError) -> None:
-    from masuka_nb import history
-
-    status = "cancelled" if isinstance(err, CancelledError) else "failed"
-    try:
-        history.record(history.HistoryRecord(
-            kind="image", status=status, model=str(job.model or ""),
-            prompt=job.prompt if isinstance(job.prompt, str) else repr(job.prompt)[:200],
-            recipe=job.recipe or {}, timings={"total": job.elapsed()},
-            plan=job.plan.as_dict() if isinstance(job.plan, MemoryPlan) else None, error=err.to_dict(),
-        ))
-    except MasukaError as exc:  # a full disk must not hide the original error
-        log.warning("history.record_failed", error=str(exc))
+    lat = latents[0].detach().float().cpu()
+    if spec.family == "flux" and lat.ndim == 2:  # packed (tokens, channels·4): unpack 2×2 patches
+        h, w = req.height // 16, req.width // 16
+        lat = lat.reshape(h, w, -1, 2, 2).permute(2, 0, 3, 1, 4).reshape(-1, h * 2, w * 2)
+    rgb = lat[:3].numpy()
+    rgb = (rgb - rgb.min()) / (np.ptp(rgb) + 1e-6)
+    return Image.fromarray((rgb.transpose(1, 2, 0) * 255).astype("uint8"))

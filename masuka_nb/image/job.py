@@ -1,9 +1,10 @@
-"""One unit of image work as one object: `GenerationJob` carries what `generate`, `batch` and `grid` decide
-(model spec, validated request, seeds, LoRAs, memory plan, recipe) and what the run produces along the way
-(timings, warnings, the plan it ended on), instead of a dozen loose arguments threaded through each layer.
+"""One unit of local work as one object: `GenerationJob` carries what a call asked for (the loose arguments,
+kept for validation), what the run pipeline decides (model spec, validated request, seeds, LoRAs, memory
+plan, recipe) and what the run produces along the way (timings, warnings, the plan it ended on), instead of a
+dozen loose arguments threaded through each layer. Every local task uses it: text-to-image, batch and grid
+items, edits, fills, tile refines and local video (`masuka_nb.image.pipeline` runs it).
 
-The dependencies point one way: generation builds the job → denoise runs it → engine holds the pipeline.
-This module sits under all three and imports none of them.
+This module sits under the pipeline and the tasks and imports none of them.
 """
 
 from __future__ import annotations
@@ -49,10 +50,16 @@ class PromptCache:
 
 @dataclass
 class GenerationJob:
-    """Everything one generation call needs and records. Built by `generation.prepare`, run by `denoise`."""
+    """Everything one call needs and records. Filled by `pipeline.prepare`, run by `pipeline.execute`."""
 
     engine: Any
     prompt: Any
+    args: dict[str, Any] = field(default_factory=dict)  # the call's own arguments, checked by the task
+    model_arg: Any = None  # the `model` argument as given (None: the task's default)
+    plan_arg: Any = None  # the `plan` argument as given (a MemoryPlan, a dict of choices, or None)
+    recipe_extra: dict[str, Any] | None = None  # carried into the recipe (a batch's id, presets, an upscale)
+    task: Any = None  # the pipeline.Task running it
+    note: str | None = None  # why the model was chosen for the user ("model auto: ...")
     model: str = ""  # the resolved model id once known (failures are recorded under it)
     spec: Any = None
     request: GenerationRequest | None = None
@@ -70,7 +77,7 @@ class GenerationJob:
     use_cache: bool = True
     prompt_cache: PromptCache | None = None  # shared by the items of a batch; None: encode inside the pipeline
     record: bool = True  # False: the caller (a grid, a tiled upscale) records one entry for the whole of it
-    stage: str = "generate"  # the progress stage name (a batch reports its own stage over all items)
+    stage: str = ""  # the progress stage name ("": the task's own; a batch reports one stage over all items)
     started: float = field(default_factory=time.perf_counter)
 
     def elapsed(self) -> float:

@@ -23,9 +23,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError, LoraIncompatibleError, ModelFilesMissingError
+from masuka_nb.config import settings
+from masuka_nb.errors import (
+    DownloadError,
+    InvalidRequestError,
+    LoraIncompatibleError,
+    ModelFilesMissingError,
+    ModelNotFoundError,
+)
+from masuka_nb.hosted.civitai import fetch_lora, parse_civitai_source
+from masuka_nb.hosted.download import download, public_url
+from masuka_nb.image.shapes import linear_shapes
 from masuka_nb.log import get_logger
+from masuka_nb.models.registry import MODELS, get_model
 from masuka_nb.quiet import quiet_third_party
+from masuka_nb.storage import file_sha256
 
 __all__ = [
     "LoraInfo",
@@ -149,9 +161,6 @@ def _weight_file(folder: Path) -> Path | None:
 
 def resolve_lora(source: str) -> Path:
     """The local `.safetensors` file for `source` (downloading it first for a URL or a Hub repo)."""
-    from masuka_nb.config import settings
-    from masuka_nb.hosted.civitai import fetch_lora, parse_civitai_source
-
     text = str(source).strip()
     if parse_civitai_source(text) is not None:  # civitai:<versionId>, an AIR, or a civitai.com page/download URL
         return fetch_lora(text, max_bytes=MAX_LORA_BYTES)
@@ -192,10 +201,6 @@ def _download_url(url: str) -> Path:
     Through the one downloader (`masuka_nb.hosted.download`): resumable, size-capped, renamed into place
     only when whole; http(s), gs:// and s3:// alike.
     """
-    from masuka_nb.config import settings
-    from masuka_nb.errors import DownloadError
-    from masuka_nb.hosted.download import download, public_url
-
     name = Path(url.split("?")[0]).name or "lora.safetensors"
     if not name.endswith(".safetensors"):
         name += ".safetensors"
@@ -366,9 +371,6 @@ def _mismatches(pairs: dict[str, tuple[int, int, int]], shapes: dict[str, tuple[
 
 
 def _models_that_fit(pairs: dict[str, tuple[int, int, int]], family: str | None) -> list[str]:
-    from masuka_nb.image.shapes import linear_shapes
-    from masuka_nb.models.registry import MODELS
-
     fits = []
     for spec in MODELS.values():
         if family and spec.family != family:
@@ -387,10 +389,6 @@ def validate_lora(path: str | os.PathLike[str], *, model: str) -> LoraInfo:
     Raises `LoraIncompatibleError` naming the model it was made for and `model` when its layers or
     shapes do not match `model`'s transformer; `InvalidRequestError` when it is not a LoRA at all.
     """
-    from masuka_nb.image.shapes import linear_shapes
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.storage import file_sha256
-
     spec = get_model(model)
     file = resolve_lora(str(path))
     raw, metadata = _read(file)
@@ -468,9 +466,6 @@ def _safe_convert(raw: dict[str, Any], family: str, incompatible) -> dict[str, A
 def _family_of(base_model: Any) -> str | None:
     if not base_model:
         return None
-    from masuka_nb.errors import ModelNotFoundError
-    from masuka_nb.models.registry import get_model
-
     try:
         return get_model(str(base_model)).family
     except ModelNotFoundError:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError
-from masuka_nb.image.comfy import lora_display_name
+from masuka_nb.image.comfy import build_graphs, lora_display_name
 from masuka_nb.log import get_logger
+from masuka_nb.storage import atomic_write_bytes, open_local
 
 __all__ = ["RECIPE_KEY", "format_parameters", "lora_display_name", "parse_parameters", "read_png_metadata", "read_recipe", "write_png"]
 
@@ -85,9 +86,6 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
     """Write `image` atomically as PNG with both text chunks."""
     from PIL.PngImagePlugin import PngInfo
 
-    from masuka_nb.image.comfy import build_graphs
-    from masuka_nb.storage import atomic_write_bytes
-
     info = PngInfo()
     info.add_text(PARAMETERS_KEY, format_parameters(recipe, index=index))
     info.add_text(RECIPE_KEY, json.dumps({**recipe, "image_index": index}, sort_keys=True, default=str))
@@ -106,8 +104,6 @@ def write_png(image: Any, path: str | os.PathLike[str], *, recipe: dict[str, Any
 
 def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     from PIL import Image, UnidentifiedImageError
-
-    from masuka_nb.storage import open_local
 
     data = open_local(path, argument="path", what="PNG")  # bounded; a FIFO or device is refused
     try:

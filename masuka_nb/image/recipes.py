@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError, RecipeUnsupportedError
+from masuka_nb.image.comfy import workflow_to_prompt
+from masuka_nb.image.comfy_recipe import fields_from_prompt
 from masuka_nb.models.matching import match_model
 
 __all__ = ["LoraRef", "Recipe", "read_image_metadata", "read_recipe"]
@@ -462,9 +464,6 @@ def _from_invokeai(doc: dict[str, Any]) -> Recipe:
 # ---- ComfyUI ----
 
 def _from_comfy(meta: dict[str, str]) -> Recipe:
-    from masuka_nb.image.comfy import workflow_to_prompt
-    from masuka_nb.image.comfy_recipe import fields_from_prompt
-
     prompt = _loads(meta["prompt"], "prompt") if "prompt" in meta else None
     if not isinstance(prompt, dict) or not prompt:
         prompt = workflow_to_prompt(_loads(meta["workflow"], "workflow")) if "workflow" in meta else {}

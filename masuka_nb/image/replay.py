@@ -9,14 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.buckets import fetch, is_bucket_url
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError
+from masuka_nb.image.edit import reproduce_edit
+from masuka_nb.image.engine import default_engine
 from masuka_nb.image.foreign import reproduce_foreign as _reproduce_foreign
-from masuka_nb.image.generation import CARRIED, GenerationResult, _image_sha256, run
+from masuka_nb.image.generation import CARRIED, GenerationResult, run
+from masuka_nb.image.pipeline import image_sha256
+from masuka_nb.image.recipes import Recipe
+from masuka_nb.image.recipes import read_recipe as read_any
 
 __all__ = ["reproduce"]
 
 
-def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
+def reproduce(path_or_recipe: Any, *, save: bool = True, progress: Any = None,
               cancel: Any = None) -> GenerationResult:
     """Make the images of a recipe again: a MASUKA PNG, a recipe .json, a recipe dict or a result, or a
     foreign image (A1111/Forge, ComfyUI, SwarmUI, InvokeAI, Civitai; a path, URL, bucket object or `Recipe`).
@@ -26,9 +33,6 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
     to the registry (by name, hash or a Civitai lookup), its LoRAs fetched (library, Civitai by id or hash), and
     `result.warnings` says plainly where the result can only be close (sampler, base model, noise, a tiny twin).
     """
-    from masuka_nb.image.engine import default_engine
-    from masuka_nb.image.recipes import Recipe
-
     if isinstance(path_or_recipe, GenerationResult):
         recipe = path_or_recipe.recipe
     elif isinstance(path_or_recipe, dict):
@@ -47,8 +51,6 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
                                   argument="path_or_recipe", value=path_or_recipe,
                                   hint="e.g. masuka_nb.reproduce(result.paths[0]) or mk.reproduce(\"found.png\")")
     if isinstance(recipe, dict) and recipe.get("kind") == "edit":  # masuka_nb.edit's recipes (image/edit.py)
-        from masuka_nb.image.edit import reproduce_edit
-
         return reproduce_edit(recipe, save=save, progress=progress, cancel=cancel)
     try:
         seeds = [int(s) for s in recipe["seeds"]]
@@ -61,7 +63,7 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
                    steps=recipe["steps"], guidance=recipe["guidance"], seed=seeds[0], num_images=len(seeds),
                    loras=loras, image=image, strength=recipe.get("strength"), save=save, progress=progress,
                    cancel=cancel, use_cache=False, seeds=seeds,
-                   plan_overrides=recipe.get("plan_overrides") or None,
+                   plan=recipe.get("plan_overrides") or None,
                    recipe_extra={k: recipe[k] for k in CARRIED if recipe.get(k)} or None)
     except (KeyError, TypeError, ValueError) as exc:
         raise InvalidRequestError(f"The recipe is incomplete or damaged ({type(exc).__name__}: {exc}).",
@@ -71,8 +73,6 @@ def reproduce(path_or_recipe: Any, *, save: bool = False, progress: Any = None,
 
 def _read(path: str | Path) -> Any:
     """A MASUKA recipe dict (its PNG or .json), or the `Recipe` a foreign image carries."""
-    from masuka_nb.image.recipes import read_recipe as read_any
-
     text = str(path)
     if text.startswith(("http://", "https://")):
         found = read_any(text)
@@ -93,7 +93,7 @@ def _find_input(recipe: dict[str, Any]) -> Any:
     if path and Path(path).is_file():
         with Image.open(path) as im:
             im = im.convert("RGB")
-        if _image_sha256(im) == recipe["image_sha256"]:
+        if image_sha256(im) == recipe["image_sha256"]:
             return im
     raise InvalidRequestError("The recipe's input image (image-to-image) is not where it was.",
                               argument="path_or_recipe", value=path,
@@ -102,13 +102,9 @@ def _find_input(recipe: dict[str, Any]) -> Any:
 
 def _local_copy(path: str | Path) -> str | Path:
     """A gs:// or s3:// PNG or recipe, fetched whole into the cache (recipes are small; PNGs a few MB)."""
-    from masuka_nb.buckets import fetch, is_bucket_url
-
     if not is_bucket_url(path):
         return path
     import hashlib
-
-    from masuka_nb.config import settings
 
     name = str(path).rstrip("/").rsplit("/", 1)[-1] or "recipe.json"
     key = hashlib.sha256(str(path).encode()).hexdigest()[:16]

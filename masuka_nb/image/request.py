@@ -14,12 +14,17 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from masuka_nb.errors import InvalidRequestError, MasukaError
 from masuka_nb.models.registry import ModelSpec
+from masuka_nb.storage import open_local
 
-__all__ = ["MAX_IMAGES", "MAX_SEED", "GenerationRequest"]
+__all__ = ["MAX_GUIDANCE", "MAX_IMAGES", "MAX_SEED", "MAX_STEPS", "GenerationRequest", "check_float", "check_int",
+           "check_seed", "open_image"]
 
+# The same limits for every local task, image, edit and video (they had drifted: guidance [0, 100] vs
+# [0, 30], 8 vs 16 images per call).
 MAX_SEED = 2**32 - 1
 MAX_IMAGES = 16
 MAX_STEPS = 150
+MAX_GUIDANCE = 30.0  # CFG past 30 only burns the image (A1111 caps its slider there too)
 MAX_PROMPT_CHARS = 20_000
 
 
@@ -77,12 +82,12 @@ class GenerationRequest(BaseModel):
             if not negative_prompt.strip():
                 negative_prompt = None
         if image is not None:
-            image = _open_image(image)
+            image = open_image(image)
             # Image-to-image keeps the input's size unless told otherwise (rounded to the size multiple).
             width = _fit_size(image.width, spec) if width is None else width
             height = _fit_size(image.height, spec) if height is None else height
-        w = _int("width", spec.default_width if width is None else width, spec.min_size, spec.max_size)
-        h = _int("height", spec.default_height if height is None else height, spec.min_size, spec.max_size)
+        w = check_int("width", spec.default_width if width is None else width, spec.min_size, spec.max_size)
+        h = check_int("height", spec.default_height if height is None else height, spec.min_size, spec.max_size)
         for name, value in (("width", w), ("height", h)):
             if value % spec.size_multiple:
                 lower = value - value % spec.size_multiple
@@ -90,16 +95,15 @@ class GenerationRequest(BaseModel):
                     f"`{name}` must be a multiple of {spec.size_multiple} for {spec.id}.",
                     argument=name, value=value, hint=f"Use {lower} or {lower + spec.size_multiple}.",
                 )
-        s = _int("steps", spec.default_steps if steps is None else steps, spec.min_steps, MAX_STEPS)
-        g = _float("guidance", spec.default_guidance if guidance is None else guidance, 0.0, 100.0)
-        if seed is not None:
-            seed = _int("seed", seed, 0, MAX_SEED)
-        n = _int("num_images", num_images, 1, MAX_IMAGES)
+        s = check_int("steps", spec.default_steps if steps is None else steps, spec.min_steps, MAX_STEPS)
+        g = check_float("guidance", spec.default_guidance if guidance is None else guidance, 0.0, MAX_GUIDANCE)
+        seed = check_seed(seed)
+        n = check_int("num_images", num_images, 1, MAX_IMAGES)
         if image is None and strength is not None:
             raise InvalidRequestError("`strength` only applies to image-to-image.", argument="strength",
                                       value=strength, hint="Pass `image=` too, or drop `strength`.")
         if image is not None:
-            strength = _float("strength", 0.6 if strength is None else strength, 0.0, 1.0)
+            strength = check_float("strength", 0.6 if strength is None else strength, 0.0, 1.0)
             if strength == 0.0 or s * strength < 1:
                 raise InvalidRequestError(
                     f"strength {strength} with {s} steps leaves no denoising step to run.",
@@ -127,7 +131,8 @@ def _check_type(name: str, value: Any, typ: type, expected: str) -> None:
                                   value=value, hint=f"Pass {expected}.")
 
 
-def _int(name: str, value: Any, low: int, high: int) -> int:
+def check_int(name: str, value: Any, low: int, high: int) -> int:
+    """`value` as a whole number in [low, high], or `InvalidRequestError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, int):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -140,7 +145,8 @@ def _int(name: str, value: Any, low: int, high: int) -> int:
     return value
 
 
-def _float(name: str, value: Any, low: float, high: float) -> float:
+def check_float(name: str, value: Any, low: float, high: float) -> float:
+    """`value` as a finite number in [low, high], or `InvalidRequestError` naming `name`."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InvalidRequestError(f"`{name}` must be a number between {low} and {high}.", argument=name,
                                   value=value, hint=f"e.g. {name}={low + (high - low) / 2 if high < 10 else 3.5}")
@@ -150,24 +156,36 @@ def _float(name: str, value: Any, low: float, high: float) -> float:
     return float(value)
 
 
-def _open_image(image: Any):
+def check_seed(seed: Any, *, argument: str = "seed") -> int | None:
+    """A seed as given (None: the run picks a random one, and records it)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise InvalidRequestError(f"`{argument}` must be a whole number from 0 to {MAX_SEED}.", argument=argument,
+                                  value=seed, hint=f"e.g. {argument}=42, or None for a random one (recorded).")
+    return seed
+
+
+def open_image(value: Any, *, argument: str = "image", mode: str = "RGB") -> Any:
+    """A PIL image in `mode` from a PIL image, a file path, or a result (its first image): how every engine
+    reads an input image."""
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(image, Image.Image):
-        return image.convert("RGB")
-    if isinstance(image, (str, os.PathLike)):
-        from masuka_nb.storage import open_local
-
-        data = open_local(image, argument="image")  # bounded; a FIFO or device is refused, never opened
-        try:
-            with Image.open(data) as im:
-                return im.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as exc:
-            raise InvalidRequestError(f"Cannot open {image} as an image ({type(exc).__name__}).",
-                                      argument="image", value=str(image),
-                                      hint="Pass a PNG/JPEG path or a PIL image.") from exc
-    raise InvalidRequestError(f"`image` must be a PIL image or a file path, not {type(image).__name__}.",
-                              argument="image", value=image, hint="Pass a PNG/JPEG path or a PIL image.")
+    if getattr(value, "images", None) and not isinstance(value, (str, os.PathLike)):
+        value = value.images[0]  # a GenerationResult: "Edit" or "Animate" any result
+    if isinstance(value, Image.Image):
+        return value.convert(mode)
+    if isinstance(value, bool) or not isinstance(value, (str, os.PathLike)):
+        raise InvalidRequestError(f"`{argument}` must be a PIL image or an image path, not {type(value).__name__}.",
+                                  argument=argument, value=value, hint="Pass a PNG/JPEG path or a PIL image.")
+    data = open_local(value, argument=argument)  # bounded; a FIFO or device is refused, never opened
+    try:
+        with Image.open(data) as im:
+            return im.convert(mode)
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise InvalidRequestError(f"Cannot open {str(value)[:200]} as an image ({type(exc).__name__}).",
+                                  argument=argument, value=str(value)[:200],
+                                  hint="Pass a PNG/JPEG path or a PIL image.") from exc
 
 
 def as_error(exc: Exception) -> MasukaError:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import json
 
+from masuka_nb.models.registry import get_model
+
 __all__ = ["TRANSFORMER_CONFIGS", "linear_shapes"]
 
 # Published `transformer/config.json` of each repo (black-forest-labs, stabilityai), LoRA-relevant keys.
@@ -66,8 +68,6 @@ TRANSFORMER_CONFIGS: dict[str, dict] = {
 
 
 def _config(model_id: str) -> dict:
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model_id)
     if spec.tiny:
         from masuka_nb.models.tiny import ensure_tiny
@@ -82,8 +82,6 @@ def linear_shapes(model_id: str) -> dict[str, tuple[int, int]]:
     """`{module name: (in_features, out_features)}` for every Linear layer of the model's transformer."""
     import torch
     from accelerate import init_empty_weights
-
-    from masuka_nb.models.registry import get_model
 
     spec = get_model(model_id)
     if spec.family in ("zimage", "qwenimage"):

@@ -1,25 +1,39 @@
 """Upscaling: plain resampling (`lanczos`, `bicubic`), `refine` (resample, then image-to-image with the same
 model at a low strength, the classic "hires fix"), and `model` (an ESRGAN-family upscaler from a weights file
-you give, loaded by spandrel).
+you give, loaded by spandrel through the device host).
 
 `tile=` makes refine and model work tile by tile: overlapping tiles, blended with linear ramps where they
-overlap, so memory stays bounded at any size and no seam shows. Every method records its recipe: in the
-result's `recipe` (refine), in `image.info["masuka_recipe"]` (a PIL result), and in the history when saved.
+overlap, so memory stays bounded at any size and no seam shows. Every method returns a `GenerationResult`
+(`images`, `paths`, `recipe`, `history_id`), saves by default like every function that writes files, and is
+recorded in the history (kind "upscale"). Refine runs through the run pipeline as its tile-refine task.
 """
 
 from __future__ import annotations
 
 import json
-import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import history
+from masuka_nb.config import settings
 from masuka_nb.errors import DependencyMissingError, InvalidRequestError
+from masuka_nb.host import device_host, torch_device
+from masuka_nb.image.engine import default_engine
+from masuka_nb.image.generation import GenerationResult, TextToImage
+from masuka_nb.image.job import GenerationJob, PromptCache
+from masuka_nb.image.metadata import RECIPE_KEY, read_png_metadata
+from masuka_nb.image.pipeline import run as run_pipeline
+from masuka_nb.image.pipeline import save_pngs
+from masuka_nb.image.request import open_image
+from masuka_nb.progress import ProgressEvent, ProgressReporter
+from masuka_nb.storage import atomic_write_bytes, unique_path
 
-__all__ = ["METHODS", "tile_boxes", "tiled", "upscale"]
+__all__ = ["METHODS", "TileRefine", "tile_boxes", "tiled", "upscale"]
 
 METHODS = ("lanczos", "bicubic", "refine", "model")
+TASK = "upscale"  # the device host's task (and slot) for the upscaler network
 
 
 def upscale(
@@ -35,30 +49,27 @@ def upscale(
     tile: int | None = None,
     overlap: int = 64,
     weights: str | Path | None = None,
-    save: bool = False,
+    save: bool = True,
     progress: Any = None,
     cancel: Any = None,
-) -> Any:
-    """`image` (PIL, a path, or a `GenerationResult`) made `factor`× larger.
+) -> GenerationResult:
+    """`image` (PIL, a path, or a `GenerationResult`) made `factor`× larger, as a `GenerationResult`.
 
     `refine` needs a model and a prompt; from a `GenerationResult` (or a MASUKA PNG) they come from its
-    recipe. `model` needs `weights=` (an ESRGAN / Real-ESRGAN / SwinIR ... `.pth` or `.safetensors` file).
-    `tile` (pixels of the output, e.g. 512) bounds memory; `overlap` is how far neighbouring tiles share.
-    Returns a `GenerationResult` for refine, a PIL image otherwise.
+    recipe, and so does the seed when `seed` is None (else a random one, recorded). `model` needs
+    `weights=` (an ESRGAN / Real-ESRGAN / SwinIR ... `.pth` or `.safetensors` file). `tile` (pixels of the
+    output, e.g. 512) bounds memory; `overlap` is how far neighbouring tiles share.
     """
     from PIL import Image
 
-    from masuka_nb.image.request import _open_image
-
+    t0 = time.perf_counter()
     recipe: dict[str, Any] = {}
     source_path = None
     if hasattr(image, "recipe") and hasattr(image, "images"):
         recipe, image = image.recipe, image.images[0]
     elif not isinstance(image, Image.Image):
-        from masuka_nb.image.metadata import RECIPE_KEY, read_png_metadata
-
         source_path = image
-        image = _open_image(image)
+        image = open_image(image)
         meta = read_png_metadata(source_path) if str(source_path).lower().endswith(".png") else {}
         if RECIPE_KEY in meta:
             recipe = json.loads(meta[RECIPE_KEY])
@@ -68,6 +79,9 @@ def upscale(
     if isinstance(factor, bool) or not isinstance(factor, (int, float)) or not 1.0 <= factor <= 8.0:
         raise InvalidRequestError("`factor` must be a number from 1 to 8.", argument="factor", value=factor,
                                   hint="factor=2 doubles the width and height.")
+    if not isinstance(save, bool):
+        raise InvalidRequestError("`save` must be True or False.", argument="save", value=save,
+                                  hint="save=False keeps the result in memory only.")
     _check_tiling(tile, overlap)
     multiple = 16
     w = max(multiple, round(image.width * factor / multiple) * multiple)
@@ -75,29 +89,81 @@ def upscale(
     about = {"method": method, "factor": factor, "tile": tile, "overlap": overlap if tile else None,
              "source_size": list(image.size), "size": [w, h], "source": str(source_path) if source_path else None}
     if method == "model":
-        return _finish(_model_upscale(image.convert("RGB"), (w, h), weights, tile, overlap, progress, cancel),
-                       about, save)
+        out = _model_upscale(image.convert("RGB"), (w, h), weights, tile, overlap, progress, cancel)
+        return _finish(out, about, save, t0)
     resample = Image.Resampling.BICUBIC if method == "bicubic" else Image.Resampling.LANCZOS
     big = image.convert("RGB").resize((w, h), resample)
     if method != "refine":
-        return _finish(big, about, save)
+        return _finish(big, about, save, t0)
     model = model or recipe.get("model")
     prompt = prompt or recipe.get("prompt")
     if not model or not prompt:
         raise InvalidRequestError("`refine` needs the model and prompt the image was made with.", argument="model",
                                   value=model, hint="Pass model= and prompt=, or a GenerationResult / MASUKA PNG.")
     seeds = recipe.get("seeds") or [None]
-    args = dict(model=model, strength=strength, steps=steps or recipe.get("steps"), guidance=recipe.get("guidance"),
-                seed=seed if seed is not None else seeds[0],
-                loras=[(lr["source"], lr["weight"]) for lr in recipe.get("loras", [])], progress=progress,
-                cancel=cancel)
-    if not tile or (w <= tile and h <= tile):
-        from masuka_nb.image.engine import default_engine
-        from masuka_nb.image.generation import run
+    engine = default_engine()
+    job = GenerationJob(engine=engine, prompt=prompt, model_arg=model, progress=progress, cancel=cancel, save=save,
+                        use_cache=False, prompt_cache=PromptCache(),
+                        args=dict(negative_prompt=None, width=None, height=None, steps=steps or recipe.get("steps"),
+                                  guidance=recipe.get("guidance"), seed=seed if seed is not None else seeds[0],
+                                  num_images=1, image=big, strength=strength,
+                                  loras=[(lr["source"], lr["weight"]) for lr in recipe.get("loras", [])]))
+    return run_pipeline(TileRefine(engine, big=big, tile=tile, overlap=overlap, about=about), job)
 
-        return run(default_engine(), prompt, image=big, width=w, height=h, save=save,
-                   recipe_extra={"upscale": {**about, "tiles": 1}}, **args)
-    return _tiled_refine(big, prompt, args, tile, overlap, about, save)
+
+class TileRefine(TextToImage):
+    """Refine: image-to-image over the resampled image, tile by tile (one tile when `tile` is None), blended.
+    The peak memory is one tile's, not the image's; the whole refine is one job and one history record."""
+
+    kind = "upscale"
+    stage = "upscale"
+    noun = "the upscale"
+
+    def __init__(self, engine: Any, *, big: Any, tile: int | None, overlap: int, about: dict[str, Any]) -> None:
+        super().__init__(engine)
+        self.big = big
+        whole = not tile or (big.width <= tile and big.height <= tile)
+        self.tile = max(big.width, big.height) if whole else tile
+        self.overlap = overlap if not whole else 0
+        self.boxes = tile_boxes(big.width, big.height, self.tile, self.overlap)
+        self.about = {**about, "tiles": len(self.boxes)}
+
+    def validate(self, job: GenerationJob) -> Any:
+        left, top, right, bottom = self.boxes[0]
+        job.args.update(image=self.big.crop(self.boxes[0]), width=right - left, height=bottom - top)
+        return super().validate(job)
+
+    def recipe(self, job: GenerationJob) -> dict[str, Any]:
+        return {**super().recipe(job), "width": self.big.width, "height": self.big.height, "upscale": self.about}
+
+    def steps(self, job: GenerationJob) -> int:
+        return super().steps(job) * len(self.boxes)
+
+    def run(self, job: GenerationJob, run_once: Callable[[GenerationJob], list[Any]]) -> list[Any]:
+        first, per_tile, outer = job.request, super().steps(job), job.progress
+        reporter = ProgressReporter(self.stage, per_tile * len(self.boxes), progress=outer)
+        done = [0]
+
+        def on_event(event: ProgressEvent) -> None:  # one bar over every tile's steps
+            reporter.update(done[0] * per_tile + event.step, message=f"tile {done[0] + 1}/{len(self.boxes)}")
+
+        def refine(piece: Any) -> Any:
+            job.request = first.model_copy(update={"image": piece, "width": piece.width, "height": piece.height})
+            out = run_once(job)[0]
+            done[0] += 1
+            return out
+
+        job.progress = on_event if outer not in (None, False) else False
+        try:
+            return [tiled(self.big, refine, tile=self.tile, overlap=self.overlap)]
+        finally:
+            job.progress, job.request = outer, first
+
+    def write(self, job: GenerationJob, outputs: list[Any]) -> list[Path]:
+        return save_pngs(outputs, job.recipe, f"upscale-refine-{self.about['factor']:g}x") if job.save else []
+
+    def history_extra(self, job: GenerationJob) -> dict[str, Any]:
+        return {}
 
 
 # ---- tiles ----
@@ -173,44 +239,12 @@ def _check_tiling(tile: Any, overlap: Any) -> None:
                                   argument="overlap", value=overlap, hint="e.g. overlap=64")
 
 
-def _tiled_refine(big: Any, prompt: str, args: dict[str, Any], tile: int, overlap: int, about: dict[str, Any],
-                  save: bool) -> Any:
-    """Image-to-image on each tile (the same seed and prompt), blended: the peak is one tile's, not the image's."""
-    from masuka_nb.image.engine import default_engine
-    from masuka_nb.image.generation import GenerationResult, run
-    from masuka_nb.image.job import PromptCache
-    from masuka_nb.progress import ProgressReporter
-
-    progress, cancel = args.pop("progress"), args.pop("cancel")
-    boxes = tile_boxes(big.width, big.height, tile, overlap)
-    reporter = ProgressReporter("upscale", len(boxes), progress=progress, cancel=cancel)
-    cache = PromptCache()
-    last: dict[str, Any] = {}
-
-    def refine(piece: Any) -> Any:
-        reporter.check("the upscale")
-        res = run(default_engine(), prompt, image=piece, width=piece.width, height=piece.height, save=False,
-                  record=False, use_cache=False, progress=False, cancel=cancel, prompt_cache=cache, **args)
-        last["result"] = res
-        return res.images[0]
-
-    out = tiled(big, refine, tile=tile, overlap=overlap, on_tile=lambda k, n: reporter.update(k))
-    res = last["result"]
-    recipe = {**res.recipe, "width": big.width, "height": big.height, "upscale": {**about, "tiles": len(boxes)}}
-    paths = [_save_png(out, recipe)] if save else []
-    rec_id = _record(recipe, paths) if save else ""
-    reporter.done(f"{len(boxes)} tile(s)")
-    return GenerationResult([out], res.seeds, recipe, paths, {}, res.plan, False, res.warnings, rec_id)
-
-
 def _model_upscale(image: Any, size: tuple[int, int], weights: Any, tile: int | None, overlap: int,
                    progress: Any, cancel: Any) -> Any:
     """An ESRGAN-family network (spandrel loads the architecture from the weights' own keys)."""
     import numpy as np
     import torch
     from PIL import Image
-
-    from masuka_nb.progress import ProgressReporter
 
     net, scale, device, dtype = load_upscaler(weights)
 
@@ -234,11 +268,9 @@ def _model_upscale(image: Any, size: tuple[int, int], weights: Any, tile: int | 
     return out if out.size == size else out.resize(size, Image.Resampling.LANCZOS)
 
 
-_UPSCALERS: dict[tuple[str, float], tuple[Any, int, Any, Any]] = {}
-
-
 def load_upscaler(weights: Any) -> tuple[Any, int, Any, Any]:
-    """(network, scale, device, dtype) for an upscaler weights file, loaded once per file version."""
+    """(network, scale, device, dtype) for an upscaler weights file, loaded through the device host (kept
+    while upscaling goes on, evicted when another task claims the device)."""
     if weights is None:
         raise InvalidRequestError("method=\"model\" needs `weights=`: an upscaler weights file.", argument="weights",
                                   value=None, hint="e.g. weights=\"/content/drive/MyDrive/4x-UltraSharp.pth\" "
@@ -247,9 +279,13 @@ def load_upscaler(weights: Any) -> tuple[Any, int, Any, Any]:
     if not path.is_file():
         raise InvalidRequestError(f"No upscaler weights at {path}.", argument="weights", value=str(path),
                                   hint="Give the path of a .pth or .safetensors upscaler file.")
-    key = (str(path.resolve()), path.stat().st_mtime)
-    if key in _UPSCALERS:
-        return _UPSCALERS[key]
+    key = (TASK, str(path.resolve()), path.stat().st_mtime, torch_device())
+    host = device_host()
+    host.claim(TASK, slot=TASK, model=key[1])
+    return host.load(key, lambda: _load_upscaler(path, key[3]), task=TASK, slot=TASK, model=key[1])
+
+
+def _load_upscaler(path: Path, device_name: str) -> tuple[Any, int, Any, Any]:
     try:
         from spandrel import ImageModelDescriptor, ModelLoader
     except ImportError as exc:
@@ -257,8 +293,6 @@ def load_upscaler(weights: Any) -> tuple[Any, int, Any, Any]:
                                      value="model", hint="pip install 'masuka-nb[upscale]' (spandrel); Colab has "
                                                          "torchvision.") from exc
     import torch
-
-    from masuka_nb.config import settings
 
     try:
         desc = ModelLoader().load_from_file(str(path))
@@ -270,34 +304,30 @@ def load_upscaler(weights: Any) -> tuple[Any, int, Any, Any]:
     if not isinstance(desc, ImageModelDescriptor):
         raise InvalidRequestError(f"{path.name} is an inpainting/restoration model, not an upscaler.",
                                   argument="weights", value=str(path), hint="Use a super-resolution model file.")
-    cuda = settings().device != "cpu" and torch.cuda.is_available()
-    device = torch.device("cuda" if cuda else "cpu")
-    dtype = torch.float16 if cuda and desc.supports_half else torch.float32
+    device = torch.device(device_name)
+    dtype = torch.float16 if device.type == "cuda" and desc.supports_half else torch.float32
     net = desc.model.to(device=device, dtype=dtype).eval()
-    _UPSCALERS.clear()  # one upscaler in memory at a time
-    _UPSCALERS[key] = (net, int(desc.scale), device, dtype)
-    return _UPSCALERS[key]
+    return net, int(desc.scale), device, dtype
 
 
-def _finish(image: Any, about: dict[str, Any], save: bool) -> Any:
-    recipe = {"upscale": about, "width": image.width, "height": image.height}
+def _finish(image: Any, about: dict[str, Any], save: bool, t0: float) -> GenerationResult:
+    """A resampled or network-upscaled image as a result: saved (by default) with its recipe, recorded."""
+    recipe = {"kind": "upscale", "upscale": about, "width": image.width, "height": image.height, "seeds": []}
     image.info["masuka_recipe"] = json.dumps(recipe, sort_keys=True, default=str)
-    if save:
-        path = _save_png(image, recipe)
-        _record(recipe, [path])
-        image.info["masuka_path"] = str(path)
-    return image
+    paths = [_save_png(image, recipe)] if save else []
+    if paths:
+        image.info["masuka_path"] = str(paths[0])
+    timings = {"seconds_total": time.perf_counter() - t0}
+    rec = history.write("upscale", recipe=recipe, paths=paths, timings=timings)
+    return GenerationResult([image], [], recipe, paths, timings, None, False, [], rec.id if rec else "")
 
 
 def _save_png(image: Any, recipe: dict[str, Any]) -> Path:
     import io
+    import math
     from datetime import datetime
 
     from PIL.PngImagePlugin import PngInfo
-
-    from masuka_nb.config import settings
-    from masuka_nb.image.metadata import RECIPE_KEY
-    from masuka_nb.storage import atomic_write_bytes, unique_path
 
     info = PngInfo()
     info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True, default=str))
@@ -307,12 +337,3 @@ def _save_png(image: Any, recipe: dict[str, Any]) -> Path:
     up = recipe["upscale"]
     return atomic_write_bytes(unique_path(folder, f"upscale-{up['method']}-{math.ceil(up['factor'])}x", ".png"),
                               buf.getvalue())
-
-
-def _record(recipe: dict[str, Any], paths: list[Path]) -> str:
-    from masuka_nb import history
-
-    rec = history.record(history.HistoryRecord(kind="upscale", status="ok", model=str(recipe.get("model", "")),
-                                               prompt=str(recipe.get("prompt", "")), recipe=recipe,
-                                               paths=[str(p) for p in paths]))
-    return rec.id

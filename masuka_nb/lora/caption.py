@@ -1,21 +1,27 @@
 """Auto-captioning: Florence-2 by default, BLIP-2 as an alternative, batched, into `.txt` sidecars.
 
 Captions a user wrote (or edited in a sidecar) are never replaced unless `overwrite=True`. The
-trigger word leads each caption. The captioner is loaded for the call and freed afterwards (a T4
-needs that memory for training). Without a GPU and offline, the tiny random captioners stand in
+trigger word leads each caption. The captioner is loaded through the device host for the call and freed
+afterwards (a T4 needs that memory for training); its files come through `masuka_nb.hub`. Without a GPU and offline, the tiny random captioners stand in
 (their captions are gibberish, and each is labelled with the model that wrote it).
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 import weakref
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from masuka_nb import history
 from masuka_nb.errors import DatasetError, InvalidRequestError
+from masuka_nb.host import device_host, torch_device
+from masuka_nb.hub import locate_repo
 from masuka_nb.log import get_logger
+from masuka_nb.models.embedded import use_embedded_models
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
-from masuka_nb.runtime import free_memory
+from masuka_nb.quiet import quiet_third_party
 from masuka_nb.storage import atomic_write_text
 
 __all__ = ["CAPTIONERS", "CaptionReport", "caption_dataset", "with_trigger"]
@@ -32,6 +38,8 @@ CAPTIONERS: dict[str, tuple[str, str]] = {
     "tiny-blip-2": ("blip-2", "tiny-blip-2"),
 }
 FLORENCE_TASKS = ("<CAPTION>", "<DETAILED_CAPTION>", "<MORE_DETAILED_CAPTION>")
+# What a captioner load reads: weights as safetensors, configs, tokenizer and processor files.
+_CAPTIONER_FILES = ("*.json", "*.safetensors", "*.txt", "*.model", "*.py")
 
 # Weak references to the last captioner loaded: tests and the memory panel check it is gone.
 _loaded: list[weakref.ref] = []
@@ -43,8 +51,15 @@ class CaptionReport:
     captioned: list[str] = field(default_factory=list)
     kept_user: list[str] = field(default_factory=list)
     kept_existing: list[str] = field(default_factory=list)
-    seconds: float = 0.0
+    elapsed_s: float = 0.0
     tiny: bool = False
+    history_id: str = ""
+    paths: list[Path] = field(default_factory=list)  # the caption sidecars written
+
+    @property
+    def seconds(self) -> float:
+        warnings.warn("CaptionReport.seconds is now `elapsed_s`.", DeprecationWarning, stacklevel=2)
+        return self.elapsed_s
 
     def summary(self) -> str:
         return (f"{len(self.captioned)} captioned with {self.model}, {len(self.kept_user)} user captions kept, "
@@ -63,8 +78,6 @@ def with_trigger(caption: str, trigger_word: str | None) -> str:
 
 def _resolve(model: str) -> tuple[str, str, bool]:
     """(family, repo or folder, tiny) for a captioner name. Without a GPU and without the Hub: the tiny twin."""
-    from masuka_nb.models.embedded import use_embedded_models
-
     key = model.strip().lower()
     if key not in CAPTIONERS:
         raise InvalidRequestError(f"Unknown captioner `{model}`.", argument="model", value=model,
@@ -82,25 +95,22 @@ def _resolve(model: str) -> tuple[str, str, bool]:
 
 
 def _load(family: str, repo: str, model_name: str):
+    """(model, processor, dtype), read from a local folder `masuka_nb.hub` finds (or fetches) for `repo`, on
+    the device the `device` setting names."""
     import torch
     from transformers import AutoProcessor
 
-    from masuka_nb.models.embedded import local_only_kwargs
-
-    local = local_only_kwargs(model=model_name, repo=repo, files="the captioner's weights")
-    cuda = torch.cuda.is_available()
-    dtype = torch.float16 if cuda else torch.float32
+    folder = locate_repo(repo, name=model_name, allow=_CAPTIONER_FILES)
+    device = torch_device()
+    dtype = torch.float16 if device == "cuda" else torch.float32
     if family == "florence-2":
         from transformers import Florence2ForConditionalGeneration as cls
     else:
         from transformers import Blip2ForConditionalGeneration as cls
-    from masuka_nb.quiet import quiet_third_party
-
     with quiet_third_party():
-        processor = AutoProcessor.from_pretrained(repo, **local)
-        model = cls.from_pretrained(repo, dtype=dtype, **local).eval()
-    if cuda:
-        model = model.to("cuda")
+        processor = AutoProcessor.from_pretrained(str(folder))
+        model = cls.from_pretrained(str(folder), dtype=dtype).eval()
+    model = model.to(device)
     _loaded[:] = [weakref.ref(model)]
     return model, processor, dtype
 
@@ -154,8 +164,8 @@ def caption_dataset(
         return report
     start = time.perf_counter()
     reporter = ProgressReporter("caption", len(todo), progress=progress, cancel=cancel)
-    captioner, processor, dtype = _load(family, repo, model)
-    try:
+    with device_host().hold(("caption", repo), lambda: _load(family, repo, model), task="caption",
+                            slot="captioner", model=report.model) as (captioner, processor, dtype):
         for i in range(0, len(todo), batch_size):
             reporter.check("captioning")
             batch = todo[i:i + batch_size]
@@ -172,18 +182,16 @@ def caption_dataset(
             for it, text in zip(batch, texts):
                 it.caption = with_trigger(text, trigger_word)
                 it.caption_source = family
-                atomic_write_text(dataset.images_dir / f"{it.stem}.txt", it.caption + "\n")
+                sidecar = atomic_write_text(dataset.images_dir / f"{it.stem}.txt", it.caption + "\n")
+                report.paths.append(Path(sidecar))
                 report.captioned.append(it.file)
             dataset.save()  # per batch: an interruption keeps every caption written so far
             reporter.update(min(i + batch_size, len(todo)), message=f"{len(report.captioned)} captioned")
-    finally:
-        del captioner, processor
-        free_memory()
-    report.seconds = time.perf_counter() - start
-    from masuka_nb.history import HistoryRecord, record
-
-    record(HistoryRecord(kind="caption", status="ok", model=report.model,
-                         recipe={"dataset": dataset.name, "trigger_word": trigger_word, "task": task,
-                                 "overwrite": overwrite}, paths=[str(dataset.root)],
-                         timings={"caption_s": report.seconds}, extra={"captioned": len(report.captioned)}))
+        del captioner, processor  # the host drops its own reference as the block ends
+    report.elapsed_s = time.perf_counter() - start
+    rec = history.write("caption", model=report.model, recipe={"dataset": dataset.name, "trigger_word": trigger_word,
+                                                               "task": task, "overwrite": overwrite},
+                        paths=[dataset.root], timings={"seconds_total": report.elapsed_s},
+                        extra={"captioned": len(report.captioned)})
+    report.history_id = rec.id if rec else ""
     return report

@@ -14,6 +14,7 @@ import json
 import sys
 
 from masuka_nb.errors import MasukaError
+from masuka_nb.lora.training import train
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--learning-rate", type=float)
     t.add_argument("--resolution", type=int)
     t.add_argument("--name")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=int, default=None)  # None: random, recorded (a rerun resumes)
     t.add_argument("--batch-size", type=int, default=1)
     t.add_argument("--checkpoint-every", type=int)
     t.add_argument("--sample-every", type=int)
@@ -45,8 +46,6 @@ def _event_printer(event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from masuka_nb.lora.training import train
-
     try:
         run = train(args.dataset, base=args.base, trigger_word=args.trigger_word, steps=args.steps, rank=args.rank,
                     learning_rate=args.learning_rate, resolution=args.resolution, name=args.name, seed=args.seed,

@@ -25,9 +25,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import check_url, settings
 from masuka_nb.errors import DatasetError, InvalidRequestError, MasukaError, ProviderBadResponseError
+from masuka_nb.hosted import pricing as _cost
+from masuka_nb.hosted.catalog import training_price
+from masuka_nb.hosted.providers import get_provider
 from masuka_nb.hosted.runner import Download, Job, JobRecord, submit_recorded
 from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
+from masuka_nb.image.lora import validate_lora
 from masuka_nb.log import get_logger
 from masuka_nb.progress import ProgressCallback
 from masuka_nb.storage import atomic_write_bytes, atomic_write_json, atomic_write_text, safe_name
@@ -146,10 +151,6 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
     `destination` is Replicate's `owner/model` for the weights (default: `<you>/masuka-<name>`, made
     private when missing).
     """
-    from masuka_nb.hosted import pricing as _cost
-    from masuka_nb.hosted.catalog import training_price
-    from masuka_nb.hosted.providers import get_provider
-
     _check_arguments(provider=provider, trigger_word=trigger_word, steps=steps, name=name, base=base, rank=rank,
                      learning_rate=learning_rate, is_style=is_style, max_cost=max_cost, destination=destination,
                      base_url=base_url, poll_interval=poll_interval)
@@ -189,7 +190,7 @@ def train_cloud(dataset: Any, *, provider: str = "fal", trigger_word: str, steps
         try:
             submit_recorded(rec, send, usd=usd)
         except MasukaError:
-            CloudTrainingJob(rec)._record_history("failed")
+            CloudTrainingJob(rec).record_history("failed")
             raise
     finally:
         client.close()
@@ -230,9 +231,7 @@ def _check_arguments(*, provider: Any, trigger_word: Any, steps: Any, name: Any,
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise InvalidRequestError(f"`{arg}` must be text or None.", argument=arg, value=value)
     if base_url is not None:
-        from masuka_nb.config import _as_url
-
-        _as_url("base_url", base_url)  # INVALID_SETTING naming it when it is not an http(s) URL
+        check_url("base_url", base_url)  # INVALID_SETTING naming it when it is not an http(s) URL
     if destination is not None and destination.count("/") != 1:
         raise InvalidRequestError("`destination` is Replicate's `owner/model`.", argument="destination",
                                   value=destination)
@@ -250,8 +249,6 @@ class CloudTrainingJob(Job):
     kind = "training"
 
     def _folder(self) -> Path:
-        from masuka_nb.config import settings
-
         return settings().loras_dir / self.record.request["name"]
 
     def _target_path(self, d: Download) -> Path:
@@ -315,8 +312,6 @@ class CloudTrainingJob(Job):
 
 def validate_trained_lora(path: Path, *, model: str):
     """The image engine's `validate_lora` on what the trainer made (raises LoraIncompatibleError)."""
-    from masuka_nb.image.lora import validate_lora
-
     return validate_lora(path, model=model)
 
 

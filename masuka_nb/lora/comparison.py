@@ -18,9 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError
+from masuka_nb.creative.grids import SheetOutputs, grid
+from masuka_nb.errors import InvalidRequestError, ModelFilesMissingError
 from masuka_nb.image.grid import make_grid  # also re-exported: it used to live here
+from masuka_nb.image.lora import METADATA_NAME
+from masuka_nb.image.lora import resolve_lora as resolve_file
 from masuka_nb.log import get_logger
+from masuka_nb.models.embedded import use_embedded_models
+from masuka_nb.models.registry import get_model
 from masuka_nb.progress import CancelToken, ProgressCallback
 from masuka_nb.storage import read_json_guarded
 
@@ -39,12 +44,15 @@ class Cell:
 
 
 @dataclass
-class Comparison:
+class Comparison(SheetOutputs):
+    """The comparison grid (`grid`, a PIL image), its cells; `images` the cells' images (the outputs)."""
+
     grid: Any  # PIL image
     cells: list[Cell] = field(default_factory=list)
     path: Path | None = None
     model: str = ""
-    seconds: float = 0.0
+    elapsed_s: float = 0.0
+    history_id: str = ""
 
     def cell(self, lora: str | None, weight: float, prompt: str, seed: int) -> Cell:
         for c in self.cells:
@@ -63,10 +71,6 @@ def resolve_lora(source: str | Path) -> tuple[Path, str, dict[str, Any]]:
 
     The file comes from the one resolver the image engine uses (`masuka_nb.image.lora.resolve_lora`: files,
     folders, library names, Hub repos, URLs, Civitai ids/AIRs/URLs), so compare and generate agree."""
-    from masuka_nb.errors import ModelFilesMissingError
-    from masuka_nb.image.lora import METADATA_NAME
-    from masuka_nb.image.lora import resolve_lora as resolve_file
-
     if isinstance(source, bool) or not isinstance(source, (str, os.PathLike)) or not str(source).strip():
         raise InvalidRequestError(f"A LoRA to compare must be a path or a library name, not {type(source).__name__}.",
                                   argument="loras", value=source, hint="e.g. loras=[\"my-style\"]")
@@ -127,9 +131,6 @@ def compare(
         named = next((m.get("base_model") for _, _, m in resolved if m.get("base_model")), None)
         chosen = named is not None
         model = named or "flux1-dev"
-    from masuka_nb.models.embedded import use_embedded_models
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model)
     if not chosen and not spec.tiny and use_embedded_models(engine="compare"):
         log.info("compare.tiny_fallback", model=spec.id)
@@ -143,8 +144,6 @@ def compare(
     if not rows:
         raise InvalidRequestError("Nothing to compare: no LoRA given and include_base=False.", argument="loras",
                                   value=[], hint="Pass at least one LoRA, or include_base=True.")
-    from masuka_nb.creative.grids import grid
-
     # One grid: rows are (LoRA, weight), columns prompt × seed; the grid is the one history record.
     columns = [{"prompt": p, "seed": int(s)} for p in prompts for s in seeds]
     out = grid(" | ".join(prompts), model=spec.id, width=width, height=height, steps=steps, guidance=guidance,
@@ -157,4 +156,5 @@ def compare(
     names = {f: n for f, n, _ in rows}
     cells = [Cell(names[c.y[0]] if c.y else None, float(c.y[1]) if c.y else 0.0, c.x["prompt"], c.x["seed"],
                   c.image) for c in out.cells]
-    return Comparison(grid=out.image, cells=cells, path=out.path, model=spec.id, seconds=out.seconds)
+    return Comparison(grid=out.sheet, cells=cells, path=out.path, model=spec.id, elapsed_s=out.elapsed_s,
+                      history_id=out.history_id)

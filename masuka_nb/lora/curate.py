@@ -12,13 +12,21 @@ from __future__ import annotations
 import hashlib
 import statistics
 import time
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from masuka_nb.errors import DependencyMissingError, InvalidRequestError
+from masuka_nb.errors import DatasetError, DependencyMissingError, InvalidRequestError, ModelFilesMissingError
+from masuka_nb.host import device_host, torch_device
+from masuka_nb.hub import locate_repo
 from masuka_nb.log import get_logger
+from masuka_nb.lora.imageio import ImageRejected, decode_image
+from masuka_nb.models.embedded import use_embedded_models
+from masuka_nb.models.tiny_vision import AestheticMLP
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.quiet import quiet_third_party
+from masuka_nb.storage import read_file_bytes
 
 __all__ = ["ClipScorer", "CurationReport", "ItemVerdict", "blur_score", "curate", "dataset_size_advice"]
 
@@ -47,8 +55,15 @@ class CurationReport:
     stats: dict[str, Any] = field(default_factory=dict)
     advice: list[str] = field(default_factory=list)
     scorer: str = ""
-    seconds: float = 0.0
+    elapsed_s: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # load_s, embed_s (CLIP + aesthetic), hash_s
+    paths: list[Any] = field(default_factory=list)  # what was written: the dataset's manifest, when applied
+    history_id: str = ""  # curation changes a dataset, not the history: always ""
+
+    @property
+    def seconds(self) -> float:
+        warnings.warn("CurationReport.seconds is now `elapsed_s`.", DeprecationWarning, stacklevel=2)
+        return self.elapsed_s
 
     @property
     def keep(self) -> list[str]:
@@ -95,112 +110,120 @@ def dataset_size_advice(n: int) -> list[str]:
 
 
 class ClipScorer:
-    """CLIP image embeddings (L2-normalised) and the LAION aesthetic head, loaded once, batched."""
+    """CLIP image embeddings (L2-normalised) and the LAION aesthetic head, batched. The networks are loaded
+    through the device host on first use (and kept until `close()` or until another task claims the device);
+    their files come through `masuka_nb.hub`."""
 
     def __init__(self, model: str = "clip") -> None:
-        import torch
-        from transformers import AutoProcessor, CLIPVisionModelWithProjection
-
-        from masuka_nb.models.embedded import local_only_kwargs, use_embedded_models
-        from masuka_nb.quiet import quiet_third_party
-
-        self.device = "cuda" if torch.cuda.is_available() else "cpu"
-        self.dtype = torch.float16 if self.device == "cuda" else torch.float32
+        self.device = torch_device()
         tiny = model == "tiny-clip" or (model == "clip" and use_embedded_models(engine="curate"))
         self.name = "tiny-clip" if tiny else REAL_CLIP
-        if tiny:
-            from masuka_nb.models.tiny_vision import AestheticMLP, ensure_tiny_vision
+        self.tiny = tiny
+        self.repo = REAL_CLIP if model == "clip" else model
+        self._key = ("curate", self.name if tiny else self.repo, self.device)
 
-            folder = ensure_tiny_vision("tiny-clip")
-            repo = str(folder)
-            local: dict[str, bool] = {}
+    @property
+    def dtype(self) -> Any:
+        import torch
+
+        return torch.float16 if self.device == "cuda" else torch.float32
+
+    def _parts(self) -> dict[str, Any]:
+        host = device_host()
+        host.claim("curate", slot="scorer", model=self.name)
+        return host.load(self._key, self._load, task="curate", slot="scorer", model=self.name)
+
+    @property
+    def model(self) -> Any:
+        return self._parts()["model"]
+
+    @property
+    def head(self) -> Any:
+        return self._parts()["head"]
+
+    @property
+    def processor(self) -> Any:
+        """The image processor: the scorer's own, or one set in its place (another backend, a test's)."""
+        return self.__dict__.get("_processor") or self._parts()["processor"]
+
+    @processor.setter
+    def processor(self, value: Any) -> None:
+        self._processor = value
+
+    def _load(self) -> dict[str, Any]:
+        from transformers import AutoProcessor, CLIPVisionModelWithProjection
+
+        if self.tiny:
             from safetensors.torch import load_file
 
+            from masuka_nb.models.tiny_vision import ensure_tiny_vision
+
+            folder = ensure_tiny_vision("tiny-clip")
             head_state = load_file(str(folder / "aesthetic" / "model.safetensors"))
         else:
-            from masuka_nb.models.tiny_vision import AestheticMLP
-
-            repo = REAL_CLIP if model == "clip" else model
-            local = local_only_kwargs(model=model, repo=repo, files="the CLIP scorer's weights")
-            head_state = self._real_head(local_only=bool(local))
+            folder = locate_repo(self.repo, name="the CLIP scorer", allow=("*.json", "*.safetensors", "*.txt"))
+            head_state = self._real_head()
         try:
             with quiet_third_party():
-                self.processor = AutoProcessor.from_pretrained(repo, **local)
-                self.model = CLIPVisionModelWithProjection.from_pretrained(repo, dtype=self.dtype, **local)
-        except (OSError, ValueError) as exc:  # not a repo id, not downloaded, not a CLIP model
-            from masuka_nb.errors import ModelFilesMissingError
-
-            raise ModelFilesMissingError(f"The curation scorer {model!r} cannot be loaded: {str(exc)[:200]}",
-                                         argument="scorer", value=model,
+                processor = AutoProcessor.from_pretrained(str(folder))
+                model = CLIPVisionModelWithProjection.from_pretrained(str(folder), dtype=self.dtype)
+        except (OSError, ValueError) as exc:  # not a CLIP model
+            raise ModelFilesMissingError(f"The curation scorer {self.repo!r} cannot be loaded: {str(exc)[:200]}",
+                                         argument="scorer", value=self.repo,
                                          hint="Use scorer=\"clip\" (the default), or scorer=None to check only "
                                               "duplicates, blur and size.") from exc
-        self.model = self.model.to(self.device).eval()
-        self.head = None
+        model = model.to(self.device).eval()
+        head = None
         if head_state is not None:
-            self.head = AestheticMLP(self.model.config.projection_dim)
-            self.head.load_state_dict(head_state)
-            self.head = self.head.to(self.device).eval()
+            head = AestheticMLP(model.config.projection_dim)
+            head.load_state_dict(head_state)
+            head = head.to(self.device).eval()
+        return {"processor": processor, "model": model, "head": head}
 
     @staticmethod
-    def _real_head(*, local_only: bool = False):
+    def _real_head():
         try:
             import torch
-            from huggingface_hub import hf_hub_download
 
-            path = hf_hub_download(*REAL_AESTHETIC, local_files_only=local_only)
-            return torch.load(path, map_location="cpu", weights_only=True)
+            folder = locate_repo(REAL_AESTHETIC[0], name="the aesthetic head", allow=(REAL_AESTHETIC[1],), ignore=())
+            return torch.load(folder / REAL_AESTHETIC[1], map_location="cpu", weights_only=True)
         except Exception as exc:  # the scorer still ranks duplicates, blur and identity without it
             log.warning("curate.no_aesthetic_head", repo=REAL_AESTHETIC[0], error=type(exc).__name__,
                         effect="no aesthetic scores; duplicates, blur and identity are still checked")
             return None
 
     def pixels(self, images: list):
-        """CLIP preprocessing for a whole batch: per image only the resize and centre crop (PIL, as
-        the processor does); rescaling and normalisation run once on the stacked batch."""
-        import numpy as np
-        import torch
-        from PIL import Image
+        """CLIP preprocessing for a whole batch, by transformers' own image processor.
 
+        transformers picks its backend: torchvision where it is installed (Colab ships it), else PIL. The two
+        resize differently (tensor bicubic with antialiasing vs PIL's), so a copy of either would drift from
+        the other by ~0.015; the processor itself is batched under both and is what the model was meant to see.
+        """
         ip = getattr(self.processor, "image_processor", self.processor)
-        size = ip.size.get("shortest_edge") or min(ip.size.get("height", 224), ip.size.get("width", 224))
-        crop_h, crop_w = ip.crop_size["height"], ip.crop_size["width"]
-        arrays = []
-        for im in images:
-            w, h = im.size
-            # The processor's output size: short side = size, long side = int(size · long / short).
-            new = (size, int(size * h / w)) if w <= h else (int(size * w / h), size)
-            im = im.resize(new, Image.Resampling.BICUBIC)
-            left, top = (im.width - crop_w) // 2, (im.height - crop_h) // 2
-            arrays.append(np.asarray(im.crop((left, top, left + crop_w, top + crop_h)), dtype=np.uint8))
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-        mean = torch.tensor(ip.image_mean).view(1, 3, 1, 1)
-        std = torch.tensor(ip.image_std).view(1, 3, 1, 1)
-        return (x - mean) / std
+        return ip(images=images, return_tensors="pt")["pixel_values"]
 
     def embed(self, images: list) -> tuple[Any, list[float | None]]:
         """(embeddings [n, d] float32 on CPU, aesthetic scores) for a batch of PIL images."""
         import torch
 
+        parts = self._parts()
         pixel_values = self.pixels(images).to(self.device, self.dtype)
-        with torch.inference_mode():
-            emb = self.model(pixel_values=pixel_values).image_embeds.float()
+        head = parts["head"]
+        with device_host().using(self._key), torch.inference_mode():
+            emb = parts["model"](pixel_values=pixel_values).image_embeds.float()
             emb = emb / emb.norm(dim=-1, keepdim=True).clamp_min(1e-8)
-            scores = self.head(emb.to(next(self.head.parameters()).dtype)).squeeze(-1).tolist() \
-                if self.head is not None else [None] * len(images)
+            scores = head(emb.to(next(head.parameters()).dtype)).squeeze(-1).tolist() \
+                if head is not None else [None] * len(images)
         return emb.cpu(), scores
 
     def close(self) -> None:
-        import gc
-
-        self.model = self.head = None
-        gc.collect()
+        """Give the networks' memory back (the next `embed` loads them again)."""
+        device_host().evict(self._key)
 
 
 def _load_rgb(path, max_side: int = 512):
     """A dataset image, small; one that vanished or was damaged on disk is a DatasetError naming it."""
     from PIL import Image
-
-    from masuka_nb.errors import DatasetError
 
     try:
         with Image.open(path) as im:
@@ -217,9 +240,6 @@ def _as_image(ref):
     import os
 
     from PIL import Image
-
-    from masuka_nb.lora.imageio import ImageRejected, decode_image
-    from masuka_nb.storage import read_file_bytes
 
     if isinstance(ref, Image.Image):
         return ref.convert("RGB")
@@ -307,7 +327,7 @@ def curate(
     report = _judge(items, rows, near_duplicate_distance, min_blur, min_aesthetic, min_identity, min_side)
     report.scorer = clip.name if clip is not None else "none"
     report.timings = {k: round(v, 4) for k, v in timings.items()}
-    report.seconds = time.perf_counter() - start
+    report.elapsed_s = time.perf_counter() - start
     if apply:
         for it, v in zip(items, report.verdicts):
             it.scores.update({k: v.scores[k] for k in v.scores})
@@ -318,7 +338,7 @@ def curate(
                 v.keep = it.keep
             else:
                 it.keep = v.keep
-        dataset.save()
+        report.paths = [dataset.save() or dataset.root / "dataset.json"]
     report.advice = dataset_size_advice(sum(v.keep for v in report.verdicts)) + report.advice
     return report
 

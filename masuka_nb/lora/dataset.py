@@ -28,18 +28,25 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from masuka_nb.buckets import list_files, read_bytes
+from masuka_nb.config import settings
 from masuka_nb.errors import DatasetError, MasukaError
 from masuka_nb.log import get_logger
+from masuka_nb.lora.caption import caption_dataset
+from masuka_nb.lora.curate import curate
 from masuka_nb.lora.imageio import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageRejected, decode_image
 from masuka_nb.storage import (
+    atomic_open,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
     ensure_dir,
     file_lock,
+    is_bucket_url,
     read_file_bytes,
     read_json_guarded,
     read_text_file,
+    safe_name,
 )
 
 __all__ = ["Dataset", "DatasetItem", "ImportReport", "Rejection", "ZipLimits"]
@@ -222,9 +229,6 @@ class Dataset:
     @classmethod
     def create(cls, name: str, *, exist_ok: bool = True, min_side: int = DEFAULT_MIN_SIDE) -> Dataset:
         """A new (or, with `exist_ok`, the existing) dataset `name` under `settings().datasets_dir`."""
-        from masuka_nb.config import settings
-        from masuka_nb.storage import safe_name
-
         clean = safe_name(str(name), default="")
         if not clean or clean != str(name):
             raise DatasetError(
@@ -247,8 +251,6 @@ class Dataset:
 
     @classmethod
     def load(cls, name_or_path: str | os.PathLike[str]) -> Dataset:
-        from masuka_nb.config import settings
-
         path = _check_path(name_or_path, "name_or_path")
         if not (path / "dataset.json").is_file() and not (path / "dataset.json.bak").is_file():
             path = settings().datasets_dir / str(name_or_path)
@@ -481,8 +483,6 @@ class Dataset:
     def import_folder(self, path: str | os.PathLike[str], *, recursive: bool = True,
                       max_file_bytes: int = 64 * 1024**2) -> ImportReport:
         """Import every file of a folder (or of a gs:// / s3:// bucket folder) whose extension is an image one."""
-        from masuka_nb.storage import is_bucket_url
-
         _check_bool(recursive, "recursive")
         _check_int(max_file_bytes, "max_file_bytes", minimum=1)
         if is_bucket_url(path):
@@ -520,8 +520,6 @@ class Dataset:
 
     def to_zip(self, path: str | os.PathLike[str] | None = None) -> Path:
         """Kept images with their caption sidecars, flat, in one zip (what cloud trainers upload)."""
-        from masuka_nb.storage import atomic_open
-
         target = _check_path(path, "path") if path is not None else self.root / f"{self.name}.zip"
         missing = [it.file for it in self.kept if not self.path_of(it).is_file()]
         if missing:
@@ -538,16 +536,12 @@ class Dataset:
     # ---- curation and captioning live in their own modules ----
     def curate(self, reference_image: Any = None, **kwargs: Any):
         """Score and flag every image; returns a `CurationReport` (see `masuka_nb.lora.curate`)."""
-        from masuka_nb.lora.curate import curate
-
         _known_arguments(curate, kwargs, "curate")
         return curate(self, reference_image=reference_image, **kwargs)
 
     def caption(self, model: str = "florence-2", trigger_word: str | None = None, overwrite: bool = False,
                 **kwargs: Any):
         """Caption every image with `.txt` sidecars (see `masuka_nb.lora.caption`)."""
-        from masuka_nb.lora.caption import caption_dataset
-
         _known_arguments(caption_dataset, kwargs, "caption")
         if not isinstance(model, str):
             raise DatasetError("`model` must be a captioner's name.", argument="model", value=model,
@@ -693,8 +687,6 @@ def _zip_entries(fh: Any, label: str, limits: ZipLimits) -> Iterator[tuple[str, 
 
 def _bucket_entries(url: str, *, recursive: bool, max_bytes: int) -> Iterator[tuple[str, bytes | Exception, str | None]]:
     """(name, bytes or the error, caption) for each image under a bucket folder; `name.txt` beside it is its caption."""
-    from masuka_nb.buckets import list_files, read_bytes
-
     prefix = url.rstrip("/") + "/"
     files = [f for f in list_files(url, argument="path") if recursive or "/" not in f[len(prefix):]]
     names = set(files)

@@ -22,9 +22,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError, MasukaError
+from masuka_nb.config import settings
+from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
+from masuka_nb.hub import upload_folder
 from masuka_nb.log import get_logger
-from masuka_nb.storage import atomic_write_json, atomic_write_safetensors, atomic_write_text, ensure_dir
+from masuka_nb.models.registry import get_model
+from masuka_nb.storage import (
+    atomic_write_json,
+    atomic_write_safetensors,
+    atomic_write_text,
+    ensure_dir,
+    safe_name,
+)
 
 __all__ = ["addnet_hash", "export_kohya", "export_lora", "lora_metadata", "peft_to_kohya", "push_to_hub"]
 
@@ -195,9 +204,6 @@ def lora_metadata(meta: dict[str, Any], tensors: dict[str, Any], *, name: str, k
     """kohya ``ss_*`` and ModelSpec ``modelspec.*`` keys (strings, as safetensors metadata must be) for a
     trained LoRA: base model, trigger words, dim/alpha and hashes, which A1111, Forge, ComfyUI's LoRA managers
     and Civitai show (keys: github.com/kohya-ss/sd-scripts library/train_util.py and sai_model_spec.py)."""
-    from masuka_nb.errors import ModelNotFoundError
-    from masuka_nb.models.registry import get_model
-
     base = str(meta.get("base_model") or "")
     try:
         spec = get_model(base)
@@ -254,9 +260,6 @@ def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], 
     from diffusers import FluxPipeline
     from safetensors.torch import load_file
 
-    from masuka_nb.config import settings
-    from masuka_nb.storage import safe_name
-
     if not isinstance(name, str) or safe_name(name, default="") != name:
         raise InvalidRequestError("`name` must use only letters, digits, '.', '_' and '-'.", argument="name",
                                   value=name, hint=f"e.g. name={safe_name(str(name), default='my-style')!r}")
@@ -305,8 +308,6 @@ def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], 
 
 def push_to_hub(lora: str | Path, *, repo_id: str, private: bool = True, token: str | None = None) -> str:
     """Upload a library LoRA folder (weights, kohya file, card) to the Hugging Face Hub; returns its URL."""
-    from masuka_nb.config import settings
-
     folder = Path(lora)
     if not folder.is_dir():
         folder = settings().loras_dir / str(lora)
@@ -317,15 +318,5 @@ def push_to_hub(lora: str | Path, *, repo_id: str, private: bool = True, token: 
         from masuka_nb.secrets import get_secret
 
         token = get_secret("HF_TOKEN", purpose="pushing a LoRA to the Hugging Face Hub")
-    try:
-        from huggingface_hub import HfApi
-
-        api = HfApi(token=token)
-        api.create_repo(repo_id, private=private, exist_ok=True)
-        api.upload_folder(folder_path=str(folder), repo_id=repo_id, ignore_patterns=[".*"],
-                          commit_message="Upload LoRA trained with MASUKA")
-    except Exception as exc:
-        raise MasukaError(f"Uploading {folder.name} to {repo_id} failed: {exc}.", argument="repo_id", value=repo_id,
-                          hint="Check the token has write access and the network is up.", code="HUB_UPLOAD_FAILED",
-                          ) from exc
-    return f"https://huggingface.co/{repo_id}"
+    return upload_folder(folder, repo_id=repo_id, private=private, token=token,
+                         message="Upload LoRA trained with MASUKA")

@@ -133,7 +133,10 @@ def decode_image(
     if not data:
         raise ImageRejected("empty", "the file is empty (0 bytes)")
     if _looks_like_heif(data) and not heif_available():
-        raise ImageRejected("heif_unsupported", "HEIC/HEIF needs pillow-heif: pip install 'masuka-nb[heic]'")
+        # setup, not plain pip: pip would upgrade Colab's Pillow under the running kernel (pillow-heif 1.9
+        # needs Pillow 13), while setup picks a pillow-heif that fits the Pillow already there
+        raise ImageRejected("heif_unsupported", "HEIC/HEIF photos need pillow-heif, which is not installed: run "
+                            "`python setup_colab.py --extras heic` (it keeps Colab's Pillow), or save the photo as JPEG")
     heif_available()
     try:
         with warnings.catch_warnings():

@@ -19,6 +19,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
+from masuka_nb.host import device_host
+from masuka_nb.models.registry import get_model
+from masuka_nb.runtime import profile
 
 __all__ = ["TARGET_PRESETS", "TrainingConfig", "TrainingPlan", "estimate_vram_gb", "plan_training"]
 
@@ -153,9 +156,6 @@ def plan_training(
 ) -> TrainingPlan:
     """The plan for a run, with recommended values for whatever is None. `gpu` names a profile
     (t4, l4, a100-40, h100, cpu...); None looks at this machine."""
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.runtime import detect, profile
-
     spec = get_model(base)
     if spec.family not in TRAINABLE_FAMILIES or spec.is_video:
         raise InvalidRequestError(f"Local LoRA training runs on FLUX.1, FLUX.2 [klein] and Z-Image bases, not `{base}`.",
@@ -165,7 +165,9 @@ def plan_training(
     if n_images < 1:
         raise InvalidRequestError("The dataset has no kept images to train on.", argument="dataset", value=n_images,
                                   hint="Import images (and check `keep` after curation).")
-    prof = profile(gpu) if gpu else detect().as_profile()
+    # None: this machine as the device host sees it now (the `device` setting honoured, resident models
+    # subtracted; `train` claims the device first, so other tasks' models are gone by then).
+    prof = profile(gpu) if gpu else device_host().planning_profile(spec.id)
     for name, value, lo, hi in (("steps", steps, 1, 100_000), ("rank", rank, 1, 256),
                                 ("resolution", resolution, 16, 2048)):
         if value is not None and not lo <= value <= hi:

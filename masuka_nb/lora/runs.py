@@ -13,9 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from masuka_nb import history
+from masuka_nb.config import settings
 from masuka_nb.errors import InvalidRequestError, MasukaError
 from masuka_nb.log import get_logger
 from masuka_nb.lora.checkpoints import Damaged, damaged_run_error, read_state
+from masuka_nb.lora.dataset import Dataset
 from masuka_nb.lora.plan import TrainingConfig, TrainingPlan
 from masuka_nb.progress import CancelToken, ProgressCallback
 from masuka_nb.storage import atomic_write_json, quarantine, read_json_guarded
@@ -62,6 +65,16 @@ class TrainingRun:
     plan: TrainingPlan | None = None
 
     @property
+    def paths(self) -> list[Path]:
+        """The exported LoRA files (PEFT first, then kohya), as every result lists what it wrote."""
+        return [p for p in (self.lora_path, self.kohya_path) if p]
+
+    @property
+    def history_id(self) -> str:
+        """The run's latest history record ("" before it has one)."""
+        return str(self.stats.get("history_id") or "")
+
+    @property
     def loss_curve_path(self) -> Path:
         return self.run_dir / "loss.png"
 
@@ -97,8 +110,6 @@ class TrainingRun:
 
     @classmethod
     def load(cls, name_or_dir: str | os.PathLike[str]) -> TrainingRun:
-        from masuka_nb.config import settings
-
         if not isinstance(name_or_dir, (str, os.PathLike)) or not str(name_or_dir).strip():
             raise InvalidRequestError("`name` must be a run's name or folder.", argument="name", value=name_or_dir,
                                       hint="e.g. TrainingRun.load(\"my-style\")")
@@ -107,7 +118,7 @@ class TrainingRun:
 
         run_dir = Path(name_or_dir)
         if not present(run_dir):
-            run_dir = settings().home / "training" / str(name_or_dir)
+            run_dir = settings().training_dir / str(name_or_dir)
         if not present(run_dir):
             raise InvalidRequestError(f"No training run {name_or_dir!r}.", argument="name", value=str(name_or_dir),
                                       hint="Runs live in MASUKA's home under training/.")
@@ -144,8 +155,6 @@ class TrainingRun:
         """Continue from the latest checkpoint (a finished run is returned as it is)."""
         if self.finished:
             return self
-        from masuka_nb.lora.dataset import Dataset
-
         dataset = Dataset(self.dataset_root)
         if self.stats.get("dataset_hash") not in (None, dataset.content_hash()):
             raise InvalidRequestError(
@@ -170,22 +179,17 @@ def _read_losses(run_dir: Path) -> list[float]:
 
 
 def record_run(run: TrainingRun, status: str) -> None:
-    """One history record for a run (started, cancelled, failed, finished). A history that cannot be
-    written is a warning: the run's own files (run.json, checkpoints, the LoRA) are what count."""
-    from masuka_nb.errors import MasukaError
-    from masuka_nb.history import HistoryRecord, record
-
-    try:
-        _record(run, status, HistoryRecord, record)
-    except MasukaError as exc:
-        log.warning("history.record_failed", run=run.name, error=str(exc))
-
-
-def _record(run: TrainingRun, status: str, HistoryRecord: Any, record: Any) -> None:
-    record(HistoryRecord(kind="training", status=status, model=run.config.base, prompt=run.config.trigger_word,
-                         recipe=run.config.to_dict(), paths=[str(p) for p in (run.lora_path, run.kohya_path) if p],
-                         timings={k: v for k, v in run.stats.items() if k.endswith("_s") and v is not None},
-                         extra={"run": run.name, "step": run.step, "dataset": str(run.dataset_root)}))
+    """One history record for a run (started, cancelled, failed, finished), through the one history writer."""
+    stats = run.stats
+    timings = {"seconds_cache": stats.get("cache_s"), "seconds_run": stats.get("train_s")}
+    if timings["seconds_cache"] is not None or timings["seconds_run"] is not None:
+        timings["seconds_total"] = (timings["seconds_cache"] or 0.0) + (timings["seconds_run"] or 0.0)
+    rec = history.write("training", status=status, model=run.config.base, prompt=run.config.trigger_word,
+                        recipe=run.config.to_dict(), paths=run.paths,
+                        timings={k: v for k, v in timings.items() if v is not None},
+                        extra={"run": run.name, "step": run.step, "dataset": str(run.dataset_root)})
+    if rec is not None:
+        run.stats["history_id"] = rec.id
 
 
 def loss_curve_png(losses: list[float], *, width: int = 640, height: int = 320) -> bytes:

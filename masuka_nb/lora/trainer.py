@@ -23,16 +23,22 @@ from masuka_nb.errors import (
     StorageError,
     TrainingFailedError,
 )
+from masuka_nb.host import device_host, torch_device
+from masuka_nb.hub import download_plan, locate_model
 from masuka_nb.log import get_logger
+from masuka_nb.lora.checkpoints import Damaged, newest_intact, write_checkpoint
+from masuka_nb.lora.export import PEFT_FILE, export_lora
 from masuka_nb.lora.plan import TARGET_PRESETS
 from masuka_nb.lora.runs import FLOW_SHIFT, TrainingRun, bucket_for, loss_curve_png, make_buckets, record_run
+from masuka_nb.models.registry import get_model
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
-from masuka_nb.runtime import free_memory
+from masuka_nb.quiet import quiet_third_party
 from masuka_nb.storage import (
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_safetensors,
     ensure_dir,
+    quarantine,
     read_json_guarded,
 )
 
@@ -51,22 +57,27 @@ class _Trainer:
 
     # ---- 1. where the weights come from ----
     def _source(self) -> tuple[str, str | None, Any]:
-        """(folder or repo for vae/text encoders/scheduler, repo for the transformer, spec)."""
-        from masuka_nb.models.registry import get_model
-
+        """(local folder for vae/text encoders/scheduler, folder for the transformer, spec). Real models' files
+        come through `masuka_nb.hub` (session copy, Drive copy, else the Hub along a download plan)."""
         spec = get_model(self.cfg.base)
         if spec.tiny:
             from masuka_nb.models.tiny import ensure_tiny
 
             path = str(ensure_tiny(spec.id))
+            self.nf4_path = self.cfg.quantized_repo if self.cfg.quantization == "nf4" else None
             return path, self._nf4_repo() or path, spec
-        return spec.repo, self._nf4_repo() or spec.repo, spec
+        quantized = ("transformer", "text_encoder_2") if self.cfg.quantization == "nf4" else ()
+        repo = self.cfg.quantized_repo if quantized else None
+        dplan = download_plan(spec, quantized_components=quantized, quantized_repo=repo)
+        base = str(locate_model(spec, dplan))
+        self.nf4_path = str(locate_model(spec, dplan.extra[0])) if repo and dplan.extra else None
+        return base, self._nf4_repo() or base, spec
 
     def _nf4_repo(self) -> str | None:
-        """The pre-quantized repo (or folder) the plan names for an NF4 run; None: quantize while loading."""
+        """The local folder of the pre-quantized repo the plan names for an NF4 run; None: quantize while loading."""
         if self.cfg.quantization != "nf4":
             return None
-        return self.cfg.quantized_repo
+        return getattr(self, "nf4_path", None) or None
 
     def _nf4_dtype(self):
         """NF4 compute dtype: fp16 on a T4 (no bf16 hardware), bf16 where the plan trains in bf16."""
@@ -82,14 +93,20 @@ class _Trainer:
         """Inputs in the compute precision (an NF4 base stores uint8 weights, so never ask the weights)."""
         import torch
 
-        if not torch.cuda.is_available():
+        if self._device().type != "cuda":
             return torch.float32
         return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(self.cfg.mixed_precision, torch.float32)
 
     def _device(self):
+        """The device the `device` setting names ("cpu" trains on the CPU even with a GPU present)."""
         import torch
 
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device(torch_device())
+
+    def _hold(self, part: str, loader):
+        """Load a part of the run through the device host, for one block (the run's other parts stay)."""
+        return device_host().hold(("train", self.run_.name, part), loader, task="train", slot=f"train-{part}",
+                                  model=self.cfg.base)
 
     # ---- 2. caches ----
     def _items(self) -> list[tuple[Any, str]]:
@@ -123,12 +140,12 @@ class _Trainer:
         if stored is not None and wanted <= set(stored):
             return {k: stored[k] for k in wanted}
         device = self._device()
-        vae_class = getattr(diffusers, fam.vae_class if fam else "AutoencoderKL")
-        vae = vae_class.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32).to(device).eval()
-        scale = 2 ** (len(vae.config.block_out_channels) - 1)
-        buckets = make_buckets(self.cfg.resolution, scale * 2)
         out = {}
-        try:
+        vae_class = getattr(diffusers, fam.vae_class if fam else "AutoencoderKL")  # FLUX.2: AutoencoderKLFlux2
+        with self._hold("vae", lambda: vae_class.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32
+                                                                 ).to(device).eval()) as vae:
+            scale = 2 ** (len(vae.config.block_out_channels) - 1)
+            buckets = make_buckets(self.cfg.resolution, scale * 2)
             for it, _ in items:
                 with Image.open(self.dataset.path_of(it)) as im:
                     im = im.convert("RGB")
@@ -147,9 +164,7 @@ class _Trainer:
                         out[f"{it.sha256}.cond"] = self._fill_cond(vae, scale, x, _fill_mask(self.cfg.seed, it.sha256,
                                                                                               x.shape[-2:]))
                 out[it.sha256] = ((lat - vae.config.shift_factor) * vae.config.scaling_factor)[0].cpu().contiguous()
-        finally:
             del vae
-            free_memory()
         atomic_write_safetensors(cache, out)
         return out
 
@@ -201,12 +216,17 @@ class _Trainer:
             extra["text_encoder_2"] = T5EncoderModel.from_pretrained(
                 base, subfolder="text_encoder_2", dtype=dtype, quantization_config=BitsAndBytesConfig(
                     load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype))
-        pipe = FluxPipeline.from_pretrained(base, transformer=None, vae=None, torch_dtype=dtype, **extra)
-        for encoder in (pipe.text_encoder, pipe.text_encoder_2):
-            if not getattr(encoder, "is_quantized", False):
-                encoder.to(device)
+        def load():
+            pipe = FluxPipeline.from_pretrained(base, transformer=None, vae=None, torch_dtype=dtype, **extra)
+            for encoder in (pipe.text_encoder, pipe.text_encoder_2):
+                if not getattr(encoder, "is_quantized", False):
+                    encoder.to(device)
+            return pipe
+
         flat = {}
-        try:
+        # Text encoders (T5 ≈ 9.5 GB) leave before the transformer arrives: the host drops them after the block.
+        with self._hold("text", load) as pipe:
+            extra.clear()
             for prompt, key in keys.items():
                 with torch.no_grad():
                     embeds, pooled, _ = pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device,
@@ -214,10 +234,7 @@ class _Trainer:
                 self.text_encodes += 1
                 flat[key + ".embeds"] = embeds[0].float().cpu().contiguous()
                 flat[key + ".pooled"] = pooled[0].float().cpu().contiguous()
-        finally:
-            # Text encoders (T5 ≈ 9.5 GB) leave before the transformer arrives.
             del pipe
-            free_memory()
         atomic_write_safetensors(cache, flat)
         atomic_write_json(index_path, keys)
         return {p: {"embeds": flat[k + ".embeds"], "pooled": flat[k + ".pooled"]} for p, k in keys.items()}
@@ -235,17 +252,19 @@ class _Trainer:
         import torch
 
         fam = self._family()
-        pipe = fam.text_pipeline(base, dtype)
-        pipe.text_encoder.to(device)
+
+        def load():
+            pipe = fam.text_pipeline(base, dtype)
+            pipe.text_encoder.to(device)
+            return pipe
+
         flat = {}
-        try:
+        with self._hold("text", load) as pipe:  # the host drops the text encoder after the block
             for prompt, key in keys.items():
                 with torch.no_grad():
                     flat[key + ".embeds"] = fam.encode_text(pipe, prompt, device, max_len).float().cpu().contiguous()
                 self.text_encodes += 1
-        finally:
             del pipe
-            free_memory()
         atomic_write_safetensors(cache, flat)
         atomic_write_json(index_path, keys)
         return {p: {"embeds": flat[k + ".embeds"]} for p, k in keys.items()}
@@ -344,8 +363,6 @@ class _Trainer:
         import torch
         from peft.utils import get_peft_model_state_dict
 
-        from masuka_nb.lora.checkpoints import write_checkpoint
-
         rng: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
                                "python": random.getstate()}
         if torch.cuda.is_available():
@@ -366,8 +383,6 @@ class _Trainer:
         import numpy as np
         import torch
         from peft.utils import get_peft_model_state_dict, set_peft_model_state_dict
-
-        from masuka_nb.lora.checkpoints import Damaged, newest_intact
 
         unwrapped = accel.unwrap_model(model)
         expected = {k: tuple(v.shape) for k, v in get_peft_model_state_dict(unwrapped).items()}
@@ -412,16 +427,26 @@ class _Trainer:
         """Fixed prompts × fixed seeds through the training transformer; decoded by the VAE in fp32
         (FLUX's VAE is unsafe in fp16, and it is only 0.17 GB). A Fill base paints the whole frame (a full
         mask over a grey image), the way a blank canvas is filled."""
+
+        import diffusers
+        import torch
+
+        device = self._device()
+        fam = self._family()
+        vae_class = getattr(diffusers, fam.vae_class if fam else "AutoencoderKL")
+        with self._hold("sample-vae", lambda: vae_class.from_pretrained(
+                base, subfolder="vae", torch_dtype=torch.float32).to(device).eval()) as vae:
+            if fam is not None:
+                return self._family_samples(step, model, accel, base, sample_text, vae)
+            return self._render_samples(step, model, accel, base, sample_text, spec, vae, device)
+
+    def _render_samples(self, step, model, accel, base, sample_text, spec, vae, device) -> list[Path]:
         import io
 
         import torch
         from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxFillPipeline, FluxPipeline
         from diffusers.image_processor import VaeImageProcessor
 
-        if self._family() is not None:
-            return self._family_samples(step, model, accel, base, sample_text)
-        device = self._device()
-        vae = AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32).to(device).eval()
         scale = 2 ** (len(vae.config.block_out_channels) - 1)
         fill = spec is not None and self._is_fill(spec)
         dtype = self._compute_dtype()
@@ -471,17 +496,15 @@ class _Trainer:
         del pipe, vae, pipe_vae
         return out
 
-    def _family_samples(self, step, model, accel, base, sample_text) -> list[Path]:
+    def _family_samples(self, step, model, accel, base, sample_text, vae) -> list[Path]:
         """FLUX.2 [klein] / Z-Image samples: the family's own pipeline around the training transformer, its VAE
         in fp32 (decode only), on the cached embeddings; fixed prompts × fixed seeds."""
         import io
 
-        import diffusers
         import torch
 
         fam, device, dtype, size = self._family(), self._device(), self._compute_dtype(), self.cfg.resolution
-        vae = getattr(diffusers, fam.vae_class).from_pretrained(base, subfolder="vae", torch_dtype=torch.float32)
-        pipe = fam.sample_pipeline(base, accel.unwrap_model(model), vae.to(device).eval())
+        pipe = fam.sample_pipeline(base, accel.unwrap_model(model), vae)
         pipe.set_progress_bar_config(disable=True)
         folder = ensure_dir(self.run_.run_dir / "samples")
         out = []
@@ -496,7 +519,7 @@ class _Trainer:
                 image.save(buf, format="PNG")
                 atomic_write_bytes(path, buf.getvalue())
                 out.append(path)
-        del pipe, vae
+        del pipe
         return out
 
     def _write_loss(self, history: list[dict[str, float]], *, plot: bool = True) -> None:
@@ -557,17 +580,13 @@ class _Trainer:
             log.warning("train.status_not_saved", run=self.run_.name, status=status, error=str(exc))
 
     def _run(self, progress, cancel) -> TrainingRun:
-        import torch
         from accelerate import Accelerator
-        from diffusers.optimization import get_scheduler
 
         cfg, run = self.cfg, self.run_
-        cuda = torch.cuda.is_available()
-        accel = Accelerator(mixed_precision=cfg.mixed_precision if cuda else "no", cpu=not cuda)
+        cuda = self._device().type == "cuda"
+        accel = Accelerator(mixed_precision=cfg.mixed_precision if cuda else "no", cpu=self._device().type == "cpu")
         items = self._items()
         t0 = time.perf_counter()
-        from masuka_nb.quiet import quiet_third_party
-
         with accel.main_process_first(), quiet_third_party():  # rank 0 builds/downloads and caches; the others then read
             base, transformer_repo, spec = self._source()
             fill = self._is_fill(spec)
@@ -582,8 +601,20 @@ class _Trainer:
         emb_list = [text[cap] for _, cap in items]
         shapes = [tuple(t.shape) for t in lat_list]
 
+        held = self._hold("transformer", lambda: self._transformer(transformer_repo))
         with quiet_third_party():
-            model = self._transformer(transformer_repo)
+            model = held.__enter__()  # the host holds it (and counts it) until the run ends, error or not
+        try:
+            return self._train(run, cfg, accel, items, model, base, spec, lat_list, emb_list, shapes, text,
+                               progress, cancel)
+        finally:
+            model = None
+            held.__exit__(None, None, None)
+
+    def _train(self, run, cfg, accel, items, model, base, spec, lat_list, emb_list, shapes, text, progress,
+               cancel) -> TrainingRun:
+        from diffusers.optimization import get_scheduler
+
         params = self._add_lora(model)
         optimizer = self._optimizer(params)
         scheduler = get_scheduler("constant_with_warmup", optimizer=optimizer, num_warmup_steps=cfg.warmup_steps,
@@ -666,12 +697,11 @@ class _Trainer:
             if cfg.sample_every and cfg.steps % cfg.sample_every:
                 run.samples += self._samples(cfg.steps, model, accel, base, text, spec)
             run.status = "finished"
+            record_run(run, "ok")  # first: the run's file then keeps its history id
             run.save()
-            record_run(run, "ok")
         accel.wait_for_everyone()
         reporter.done()
         del model, optimizer
-        free_memory()
         if not accel.is_main_process:  # the other ranks report what the main one exported
             return TrainingRun.load(run.run_dir)
         return run
@@ -768,8 +798,6 @@ class _Trainer:
     def _export(self, model, accel, spec) -> None:
         from peft.utils import get_peft_model_state_dict
 
-        from masuka_nb.lora.export import PEFT_FILE, export_lora
-
         cfg, run = self.cfg, self.run_
         sd = get_peft_model_state_dict(accel.unwrap_model(model))
         scale = cfg.lora_alpha / cfg.rank
@@ -779,7 +807,8 @@ class _Trainer:
                 "dataset_hash": run.stats.get("dataset_hash") or self.dataset.content_hash(),
                 "images": run.stats.get("images"), "seed": cfg.seed, "run": run.name,
                 "target_modules": cfg.target_modules, "final_loss": run.losses[-1] if run.losses else None}
-        folder = export_lora(sd, name=run.name, meta=meta, kohya=True)
+        kohya = bool(run.stats.get("export_kohya", True))  # train(export_kohya=False): the PEFT file only
+        folder = export_lora(sd, name=run.name, meta=meta, kohya=kohya)
         run.lora_path = folder / PEFT_FILE
         # the ComfyUI/A1111-loadable file: kohya keys (FLUX.1, FLUX.2), or Z-Image's diffusion_model.* keys
         kohya = next((f for f in (folder / f"{run.name}.kohya.safetensors", folder / f"{run.name}.comfyui.safetensors")
@@ -823,8 +852,6 @@ def _clip_grad_norm(params: list, max_norm: float, accel) -> None:
 def _read_cache(path: Path, load_file) -> dict[str, Any] | None:
     """A latent or text-embedding cache, or None (absent, or damaged: quarantined and rebuilt)."""
     from safetensors import SafetensorError
-
-    from masuka_nb.storage import quarantine
 
     if not path.is_file():
         return None

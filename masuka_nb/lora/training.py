@@ -16,7 +16,7 @@ The run, numbered like the diffusers script it follows (`train_dreambooth_lora_f
 Noise and timesteps of step k come from a generator seeded by (seed, k) and the data order of an
 epoch from (seed, epoch), so a run resumed from any checkpoint ends where an uninterrupted one would.
 This module is the front door (`train`); the run record, buckets and loss plot are in
-`masuka_nb.lora.runs`, the loop itself in `masuka_nb.lora.trainer` (both below this one). A run lives in ``home/training/<name>/`` (run.json, checkpoints/,
+`masuka_nb.lora.runs`, the loop itself in `masuka_nb.lora.trainer` (both below this one). A run lives in ``training_dir/<name>/`` (a setting; ``home/training`` by default) (run.json, checkpoints/,
 cache/, samples/, loss.json, loss.png); its LoRA is exported to ``loras_dir/<name>/``.
 """
 
@@ -24,12 +24,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from masuka_nb.errors import InvalidRequestError, StorageError
+from masuka_nb.config import settings
+from masuka_nb.errors import InvalidRequestError, MasukaError, StorageError
+from masuka_nb.host import device_host, torch_device
+from masuka_nb.image.pipeline import pick_seeds
 from masuka_nb.log import get_logger
+from masuka_nb.lora.dataset import Dataset
 from masuka_nb.lora.plan import TARGET_PRESETS, plan_training
 from masuka_nb.lora.runs import TrainingRun, bucket_for, make_buckets
+from masuka_nb.lora.trainer import _Trainer
+from masuka_nb.models.embedded import EMBEDDED_NOTE, use_embedded_models
 from masuka_nb.progress import CancelToken, ProgressCallback
-from masuka_nb.storage import ensure_dir
+from masuka_nb.storage import ensure_dir, safe_name
 
 __all__ = ["TrainingRun", "bucket_for", "make_buckets", "train"]
 
@@ -38,8 +44,6 @@ log = get_logger(__name__)
 
 def _embedded_base(base: str, gpu: str | None) -> tuple[str, str]:
     """Without a GPU and without the Hub (and no `gpu` profile asked for), tiny-flux stands in for `base`."""
-    from masuka_nb.models.embedded import EMBEDDED_NOTE, use_embedded_models
-
     if gpu is not None or str(base).startswith("tiny") or not use_embedded_models(engine="train"):
         return base, ""
     from masuka_nb.models.registry import get_model
@@ -61,7 +65,7 @@ def train(
     progress: ProgressCallback | bool | None = None,
     cancel: CancelToken | None = None,
     name: str | None = None,
-    seed: int = 0,
+    seed: int | None = None,
     batch_size: int = 1,
     checkpoint_every: int | None = None,
     sample_every: int | None = None,
@@ -76,10 +80,9 @@ def train(
     twins); values left as None are recommended ones.
 
     Calling it again with the same arguments resumes an interrupted run (or returns the finished one).
+    `seed` None picks a random seed (recorded in the run and its LoRA's metadata), except that a run of the
+    same recipe on the same images already started is found again and carried on.
     """
-    from masuka_nb.lora.dataset import Dataset
-    from masuka_nb.storage import safe_name
-
     if not isinstance(dataset, Dataset):
         dataset = Dataset.load(dataset)
     _check_arguments(trigger_word=trigger_word, name=name, seed=seed, batch_size=batch_size, steps=steps, rank=rank,
@@ -95,12 +98,15 @@ def train(
                                   value=target_modules, hint="Use one of: " + ", ".join(TARGET_PRESETS) + ".")
     if batch_size < 1:
         raise InvalidRequestError("`batch_size` must be at least 1.", argument="batch_size", value=batch_size)
-    overrides: dict[str, Any] = {"seed": seed, "batch_size": batch_size, "target_modules": target_modules}
+    overrides: dict[str, Any] = {"seed": 0 if seed is None else seed, "batch_size": batch_size,
+                                 "target_modules": target_modules}
     if sample_prompts is not None:
         overrides["sample_prompts"] = list(sample_prompts)
     if sample_seeds is not None:
         overrides["sample_seeds"] = list(sample_seeds)
     base, fallback_note = _embedded_base(base, gpu)
+    if gpu is None:
+        device_host().claim("train")  # before planning: other tasks' models leave, the plan sees what is free
     plan = plan_training(base=base, n_images=len(dataset.kept), trigger_word=trigger_word.strip(), steps=steps,
                          rank=rank, learning_rate=learning_rate, resolution=resolution, gpu=gpu, **overrides)
     if fallback_note:
@@ -127,13 +133,13 @@ def train(
     import hashlib
 
     dataset_hash = dataset.content_hash()
+    if seed is None:  # the rule everywhere: random unless given (recorded), but the same run resumes
+        cfg.seed = _earlier_seed(cfg, dataset_hash, name=name)
     # The same recipe on the same images is the same run (so calling again resumes it); a changed
     # dataset or recipe is a new run.
     run_id = hashlib.sha256(f"{cfg.fingerprint()}:{dataset_hash}".encode()).hexdigest()[:6]
     run_name = name or safe_name(f"{dataset.name}-{cfg.trigger_word}-{run_id}")
-    from masuka_nb.config import settings
-
-    run_dir = settings().home / "training" / run_name
+    run_dir = settings().training_dir / run_name
     if (run_dir / "run.json").is_file():
         existing = TrainingRun.load(run_dir)
         if existing.stats.get("dataset_hash") not in (None, dataset_hash) and not existing.finished:
@@ -144,6 +150,7 @@ def train(
         if existing.config.fingerprint() == cfg.fingerprint() and existing.stats.get("dataset_hash") in (
                 None, dataset_hash):
             existing.config.checkpoint_every, existing.config.sample_every = cfg.checkpoint_every, cfg.sample_every
+            existing.stats["export_kohya"] = bool(export_kohya)
             if existing.finished:
                 return existing
             log.info("train.resume", run=run_name, step=existing.step)
@@ -155,12 +162,31 @@ def train(
     try:
         run = TrainingRun(name=run_name, run_dir=ensure_dir(run_dir), config=cfg, dataset_root=dataset.root, plan=plan)
         run.stats["dataset_hash"] = dataset_hash
+        run.stats["export_kohya"] = bool(export_kohya)  # honoured by the export (a resume keeps it)
         run.save()
     except StorageError as exc:  # a full or read-only home before the first step
         said = f"Nothing of run {run_name!r} was written; the dataset is unchanged."
         raise type(exc)(f"{exc.message} {said}", argument=exc.argument, value=exc.value, hint=exc.hint, saved=said,
                         errno=exc.details.get("errno")) from exc
     return _trainer()(run, dataset).run(progress=progress, cancel=cancel)
+
+
+def _earlier_seed(cfg: Any, dataset_hash: str, *, name: str | None = None) -> int:
+    """The seed of an earlier run of this recipe on these images (so calling `train` again resumes it or
+    returns it): the run called `name` when one is named, else any; otherwise a new random one."""
+    import dataclasses
+
+    root = settings().training_dir
+    wanted = dataclasses.replace(cfg, seed=0).fingerprint()
+    for run_json in sorted(root.glob(f"{name or '*'}/run.json")) if root.is_dir() else ():
+        try:
+            run = TrainingRun.load(run_json.parent)
+        except (MasukaError, OSError, ValueError):  # a damaged run folder is not a match
+            continue
+        if run.stats.get("dataset_hash") == dataset_hash and \
+                dataclasses.replace(run.config, seed=0).fingerprint() == wanted:
+            return int(run.config.seed)
+    return pick_seeds(None, 1)[0]
 
 
 def _check_arguments(**args: Any) -> None:
@@ -186,7 +212,7 @@ def _check_arguments(**args: Any) -> None:
               "resolution": (16, 2048), "checkpoint_every": (1, 10**9), "sample_every": (0, 10**9)}
     for name, (lo, hi) in limits.items():
         value = args[name]
-        if value is None and name not in ("seed", "batch_size"):
+        if value is None and name != "batch_size":
             continue
         if not whole(value) or not lo <= value <= hi:
             raise bad(name, f"a whole number from {lo} to {hi}", f"{name}={max(lo, 1)}")
@@ -207,12 +233,9 @@ def _check_arguments(**args: Any) -> None:
 
 
 def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    """A CUDA GPU to train on, as the `device` setting allows (device="cpu" trains on the CPU)."""
+    return torch_device() == "cuda"
 
 
 def _trainer():
-    from masuka_nb.lora.trainer import _Trainer  # the loop lives in its own module; imported on use
-
     return _Trainer

@@ -20,7 +20,10 @@ import threading
 import time
 from collections.abc import Callable
 
+from masuka_nb.config import settings
+from masuka_nb.errors import ModelFilesMissingError
 from masuka_nb.log import get_logger
+from masuka_nb.runtime import detect
 
 __all__ = [
     "EMBEDDED_NOTE",
@@ -63,8 +66,6 @@ def _probe(endpoint: str, timeout: float) -> bool:
 
 def hub_reachable(*, timeout: float = PROBE_TIMEOUT_S) -> bool:
     """True when the Hugging Face Hub answers (cached; False at once when MASUKA is offline)."""
-    from masuka_nb.config import settings
-
     if settings().offline:
         return False
     endpoint = hub_endpoint()
@@ -89,12 +90,8 @@ def reset_probe() -> None:
 
 
 def _has_gpu() -> bool:
-    from masuka_nb.config import settings
-
     if settings().device == "cpu":
         return False
-    from masuka_nb.runtime import detect
-
     return detect().has_gpu
 
 
@@ -105,8 +102,6 @@ def use_embedded_models(*, engine: str = "") -> bool:
     """
     if _has_gpu():
         return False
-    from masuka_nb.config import settings
-
     if not settings().offline and hub_reachable():
         return False
     with _lock:
@@ -119,9 +114,6 @@ def use_embedded_models(*, engine: str = "") -> bool:
 
 def require_hub(*, model: str, repo: str, files: str = "its files", argument: str = "model") -> None:
     """Raise `MODEL_FILES_MISSING` now when `repo` would have to be downloaded and the Hub cannot be reached."""
-    from masuka_nb.config import settings
-    from masuka_nb.errors import ModelFilesMissingError
-
     offline = settings().offline
     if not offline and hub_reachable():
         return
@@ -151,8 +143,6 @@ def local_only_kwargs(*, model: str, repo: str, probe_file: str = "config.json",
     """`from_pretrained` keywords for a Hub repo: `{}` when the Hub answers; `{"local_files_only": True}`
     when it does not but a local copy exists (no retries against a dead network); else `MODEL_FILES_MISSING`."""
     from pathlib import Path
-
-    from masuka_nb.config import settings
 
     if Path(repo).is_dir() or (not settings().offline and hub_reachable()):
         return {}

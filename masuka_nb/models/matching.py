@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from masuka_nb.models.registry import MODELS
+
 __all__ = ["ModelMatch", "match_model"]
 
 
@@ -74,8 +76,6 @@ _COMPILED = [(re.compile(p, re.IGNORECASE), m, f, e, n) for p, m, f, e, n in _TA
 
 def match_model(*names: str | None) -> ModelMatch:
     """The first of `names` (most trusted first) that the table knows; a registry id matches itself."""
-    from masuka_nb.models.registry import MODELS
-
     for name in names:
         if not name:
             continue

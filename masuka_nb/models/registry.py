@@ -140,6 +140,24 @@ class ModelSpec:
     def text_encoders(self) -> tuple[ComponentSpec, ...]:
         return tuple(c for c in self.components if c.role == "text_encoder")
 
+    @property
+    def prompt_outputs(self) -> tuple[str | None, ...]:
+        """What the pipeline's `encode_prompt` returns, in order, as the `__call__` keywords they go back in
+        under (None: not passed back). Empty: the pipeline is always called with the text."""
+        return PROMPT_OUTPUTS.get(self.family, ())
+
+
+# Per family, the values `encode_prompt` returns, named as `__call__` takes them (diffusers' signatures:
+# FluxPipeline → (prompt_embeds, pooled_prompt_embeds, text_ids); StableDiffusion3Pipeline → (prompt_embeds,
+# negative_prompt_embeds, pooled_prompt_embeds, negative_pooled_prompt_embeds); Flux2KleinPipeline →
+# (prompt_embeds, text_ids); WanPipeline → (prompt_embeds, negative_prompt_embeds)).
+PROMPT_OUTPUTS: dict[str, tuple[str | None, ...]] = {
+    "flux": ("prompt_embeds", "pooled_prompt_embeds", None),
+    "sd3": ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds"),
+    "flux2": ("prompt_embeds", None),
+    "wan": ("prompt_embeds", "negative_prompt_embeds"),
+}
+
 
 # Measured from masuka_nb.models.real_configs (meta device, 2026-12); tests/test_registry.py re-measures them.
 _CLIP_L = ComponentSpec("text_encoder", "text_encoder", 0.1231, nf4_b=0.0849, largest_b=0.0379)

@@ -23,7 +23,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.log import get_logger
+from masuka_nb.models.registry import get_model
+from masuka_nb.quiet import quiet_third_party
 
 __all__ = ["TINY_LABEL", "build_folder_atomically", "build_tiny", "ensure_tiny", "tiny_clip_tokenizer"]
 
@@ -415,8 +418,6 @@ _BUILDERS = {"tiny-flux": _build_flux, "tiny-sd3": _build_sd3, "tiny-flux-kontex
 
 def build_tiny(model_id: str):
     """Build the tiny pipeline `model_id` in memory (deterministic: same weights every time)."""
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model_id)
     if spec.id not in _BUILDERS:
         from masuka_nb.errors import ModelNotFoundError
@@ -431,8 +432,6 @@ def build_tiny(model_id: str):
 
 
 def tiny_dir(model_id: str) -> Path:
-    from masuka_nb.config import settings
-
     return settings().cache_dir / "tiny" / f"{model_id}-v{BUILDER_VERSION}"
 
 
@@ -551,8 +550,6 @@ def ensure_tiny(model_id: str) -> Path:
         return _wait_for_marker(target, model_id=model_id)
 
     def write(tmp: Path) -> None:
-        from masuka_nb.quiet import quiet_third_party
-
         with quiet_third_party():
             build_tiny(model_id).save_pretrained(tmp, safe_serialization=True)
         _check_weights(tmp)

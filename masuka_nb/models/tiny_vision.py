@@ -16,7 +16,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from masuka_nb.config import settings
+from masuka_nb.errors import ModelNotFoundError
 from masuka_nb.log import get_logger
+from masuka_nb.models.tiny import _bytes_to_unicode, build_folder_atomically
+from masuka_nb.quiet import quiet_third_party
 
 __all__ = ["TINY_VISION_IDS", "AestheticMLP", "build_tiny_vision", "ensure_tiny_vision"]
 
@@ -29,8 +33,6 @@ IMAGE_SIZE = 32
 
 
 def _byte_vocab(specials: list[str]) -> dict[str, int]:
-    from masuka_nb.models.tiny import _bytes_to_unicode
-
     vocab: dict[str, int] = {}
     for s in specials:
         vocab[s] = len(vocab)
@@ -177,29 +179,21 @@ def build_tiny_vision(model_id: str):
         return _build_blip2()
     if model_id == "tiny-clip":
         return _build_clip()
-    from masuka_nb.errors import ModelNotFoundError
-
     raise ModelNotFoundError(f"`{model_id}` is not a tiny vision model.", argument="model", value=model_id,
                              hint="Tiny vision models: " + ", ".join(TINY_VISION_IDS) + ".")
 
 
 def tiny_vision_dir(model_id: str) -> Path:
-    from masuka_nb.config import settings
-
     return settings().cache_dir / "tiny" / f"{model_id}-v{BUILDER_VERSION}"
 
 
 def ensure_tiny_vision(model_id: str) -> Path:
     """The folder of tiny vision model `model_id`, built first if needed (see `build_folder_atomically`)."""
-    from masuka_nb.models.tiny import build_folder_atomically
-
     target = tiny_vision_dir(model_id)
     if (target / MARKER).is_file():
         return target
 
     def write(tmp: Path) -> None:
-        from masuka_nb.quiet import quiet_third_party
-
         with quiet_third_party():
             built = build_tiny_vision(model_id)
             model, processor = built[0], built[1]

@@ -86,3 +86,19 @@ def tar_with(files: dict[str, bytes]) -> bytes:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+def noise_pngs(n: int, size: int = 256, *, prefix: str = "img") -> list[tuple[str, bytes]]:
+    """`n` (name, PNG bytes) pairs of seeded noise pictures, each different: a dataset to import in tests and
+    benchmarks (`Dataset.import_files(noise_pngs(2))`)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for k in range(n):
+        buf = io.BytesIO()
+        Image.fromarray((np.random.default_rng(k).random((size, size, 3)) * 255).astype("uint8")).save(buf, "PNG")
+        out.append((f"{prefix}{k}.png", buf.getvalue()))
+    return out

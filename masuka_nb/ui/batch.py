@@ -170,7 +170,7 @@ class BatchPanel(widgets.VBox):
                 seeds = req.pop("seeds")
                 res = grid(lines[0] if lines else "", seed=seeds[0], progress=self._on_progress,
                            cancel=self.cancel_token, **self._grid_axes(), **req)
-                sheet, what = res.image, f"{len(res.cells)} cell(s)"
+                sheet, what = res.sheet, f"{len(res.cells)} cell(s)"
             self.result = res
             self.image.value = png_bytes(sheet, max_side=2048)
             self.image.layout.display = ""

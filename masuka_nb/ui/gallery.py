@@ -126,7 +126,7 @@ KEY_FIELDS = (("status", "status"), ("when", "when"), ("model", "model"), ("prom
 def record_html(rec: HistoryRecord) -> str:
     """Key fields first, in words and human numbers; the error if any; files; the raw recipe collapsed."""
     recipe = rec.recipe or {}
-    total = next((v for k, v in (rec.timings or {}).items() if k in ("total", "compare_s", "total_s")), None)
+    total = rec.seconds("total")  # the one timing schema; older records' names are read by the history
     cost = (rec.extra or {}).get("cost_usd")
     view = {**recipe, "status": rec.status, "when": (rec.created_at or "")[:19].replace("T", " "),
             "model": rec.model or recipe.get("model"), "prompt": rec.prompt,

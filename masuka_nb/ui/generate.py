@@ -292,7 +292,7 @@ class GeneratePanel(Panel):
             button.on_click(lambda _b, i=i: self.open_result(i))
             opens.append(button)
         self.gallery.set_items(items, extra=opens)
-        total = (getattr(result, "timings", None) or {}).get("total")
+        total = getattr(result, "elapsed_s", None)
         took = f" in {fmt_duration(total)}" if total else ""
         cached = " (from the result cache)" if getattr(result, "cached", False) else ""
         plural = "s" if len(items) != 1 else ""
@@ -359,14 +359,9 @@ class GeneratePanel(Panel):
     def _upscale(self, result: Any, index: int, path: str) -> None:
         upscale = engine_api("masuka_nb.image", "upscale")
         self.progress.start("upscaling 2×…")
-        big = upscale(path or result.images[index], factor=2.0, save=True)
-        image = getattr(big, "images", [big])[0]
-        out = Path(path).with_name(Path(path).stem + "-2x.png") if path else None
-        if out is not None and not isinstance(big, type(result)):
-            from masuka_nb.storage import atomic_open
-
-            with atomic_open(out, "wb") as fh:
-                image.save(fh, format="PNG")
+        big = upscale(path or result.images[index], factor=2.0, save=True)  # a result, saved and recorded
+        image = big.images[0]
+        out = big.paths[0] if big.paths else None
         self.progress.finish(f"upscaled to {image.size[0]}×{image.size[1]}")
         result.images.append(image)
         if out is not None:

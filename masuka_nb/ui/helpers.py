@@ -343,12 +343,11 @@ def _cost_of(rec: Any) -> float:
 
 
 def _seconds_of(rec: Any) -> float | None:
-    timings = getattr(rec, "timings", None) or {}
-    for key in ("total", "total_s", "compare_s", "seconds", "train_s"):
-        value = timings.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
-            return float(value)
-    return None
+    # The history's one timing schema (older records' names are read by history.seconds): no guessing here.
+    from masuka_nb.history import seconds
+
+    value = seconds(getattr(rec, "timings", None), "total")
+    return value if value is not None and value >= 0 else None
 
 
 IMAGE_FILE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")

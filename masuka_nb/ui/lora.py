@@ -265,7 +265,7 @@ class LoraPanel(Panel):
     def inbox(self) -> Path:
         from masuka_nb.config import settings
 
-        return settings().home / "inbox" / (self.name.value.strip() or "dataset")
+        return settings().inbox_dir / (self.name.value.strip() or "dataset")
 
     _inbox: list[tuple[Path, str, str]] = []
 
@@ -371,7 +371,7 @@ class LoraPanel(Panel):
         report = ds.curate(reference_image=self.reference.value.strip() or None, progress=self.progress,
                            cancel=self.cancel_token)
         self.last_curation = report
-        self.progress.finish(f"curated in {fmt_duration(report.seconds)}")
+        self.progress.finish(f"curated in {fmt_duration(report.elapsed_s)}")
         self.report.value = f'<pre class="mk-notice" data-testid="mk-curation">{esc(report.summary())}</pre>'
         self._show_dataset()
         self._say(f"{len(report.keep)} to keep, {len(report.drop)} to drop: untick or tick images below "
@@ -383,7 +383,7 @@ class LoraPanel(Panel):
         report = ds.caption(model=self.captioner.value, trigger_word=self.trigger.value.strip() or None,
                             overwrite=bool(self.overwrite.value), progress=self.progress,
                             cancel=self.cancel_token)
-        self.progress.finish(f"captions written in {fmt_duration(report.seconds)}")
+        self.progress.finish(f"captions written in {fmt_duration(report.elapsed_s)}")
         self._show_dataset()
         tiny = " (tiny offline captioner: the words are random)" if report.tiny else ""
         self._say(report.summary() + tiny, "warning" if report.tiny else "ok")
@@ -427,7 +427,7 @@ class LoraPanel(Panel):
         """Sample images the trainer wrote since this run started (under home/training/*/samples)."""
         from masuka_nb.config import settings
 
-        root = settings().home / "training"
+        root = settings().training_dir
         try:
             fresh = sorted((p for p in root.glob("*/samples/*.png") if p.stat().st_mtime >= self._train_started),
                            key=lambda p: p.stat().st_mtime)
@@ -519,7 +519,7 @@ class LoraPanel(Panel):
         self.compare_image.layout.width = f"{result.grid.size[0]}px"  # native size: never stretched
         self.compare_image.layout.display = ""
         self.compare_legend.value = comparison_legend(result)
-        self.progress.finish(f"{len(result.cells)} images compared in {fmt_duration(result.seconds)}")
+        self.progress.finish(f"{len(result.cells)} images compared in {fmt_duration(result.elapsed_s)}")
         self._say(f"Comparison saved: {result.path}" if result.path else "Comparison ready.")
 
     def _show_dataset(self) -> None:

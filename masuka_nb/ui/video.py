@@ -355,9 +355,9 @@ class VideoPanel(Panel):
         self.player.layout.display = ""
         self.fallback.value = clip_fallback_html(path, data, getattr(result, "thumbnail", None))
         facts = [("provider", result.provider), ("model", result.model), ("provider model", result.provider_model),
-                 ("seconds", result.seconds), ("cost", fmt_money(_number(result.cost))), ("file", str(path))]
+                 ("seconds", result.duration_s), ("cost", fmt_money(_number(result.cost))), ("file", str(path))]
         facts += [("note", n) for n in [*(notes or []), *result.notes]]
-        total = (result.timings or {}).get("total")
+        total = result.elapsed_s
         if total:
             facts.append(("took", fmt_duration(total)))
         self.result_info.value = _kv(facts)

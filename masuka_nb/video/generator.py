@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from masuka_nb.config import check_url, settings
 from masuka_nb.errors import (
     InvalidRequestError,
     MasukaError,
@@ -31,10 +32,22 @@ from masuka_nb.errors import (
 from masuka_nb.hosted import pricing as _cost
 from masuka_nb.hosted.catalog import RoutePlan, model_info, plan_routes, retired_error
 from masuka_nb.hosted.http import breaker_for
-from masuka_nb.hosted.runner import Download, Job, JobRecord, check_waiting, save, submit_recorded
+from masuka_nb.hosted.providers import get_provider, provider_class
+from masuka_nb.hosted.runner import (
+    Download,
+    Job,
+    JobRecord,
+    check_waiting,
+    job_timings,
+    save,
+    submit_recorded,
+)
 from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.log import get_logger
 from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.secrets import has_secret
+from masuka_nb.storage import safe_name
+from masuka_nb.video.local import is_local_model
 from masuka_nb.video.media import ImageInput, first_frame, is_mp4
 from masuka_nb.video.request import DEFAULT_MODEL, VideoRequest
 from masuka_nb.video.result import VideoResult
@@ -64,9 +77,6 @@ class VideoJob(Job):
     kind = "video"
 
     def _target_path(self, d: Download) -> Path:
-        from masuka_nb.config import settings
-        from masuka_nb.storage import safe_name
-
         rec = self.record
         stem = f"{rec.created_at[:10]}-{safe_name(rec.prompt, max_len=40)}-{rec.id}"
         return settings().outputs_dir / "videos" / (stem + (".mp4" if d.role == "video" else f".{d.role}{d.suffix}"))
@@ -105,22 +115,19 @@ class VideoJob(Job):
                           "thumbnail": rec.paths.get("thumbnail"), "seconds": rec.request.get("seconds")}}
 
     def result(self) -> VideoResult:
-        from masuka_nb.hosted.runner import _timings
 
         rec = self.record
         if rec.state != "completed":
             raise self._stored_error()
         thumb = rec.paths.get("thumbnail")
         return VideoResult(path=Path(rec.paths["video"]), provider=rec.provider, model=rec.model,
-                           seconds=int(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=_timings(rec),
+                           duration_s=float(rec.request.get("seconds", 0)), cost=rec.cost_usd, timings=job_timings(rec),
                            provider_model=rec.provider_model, thumbnail=Path(thumb) if thumb else None,
-                           job_id=rec.id, notes=list(rec.notes))
+                           job_id=rec.id, notes=list(rec.notes), history_id=rec.history_id or "")
 
 
 def _is_local(model: str) -> bool:
     """A registry video model (Wan, tiny-wan) runs on this machine instead of a hosted API."""
-    from masuka_nb.video.local import is_local_model
-
     return is_local_model(model)
 
 
@@ -137,8 +144,6 @@ class VideoGenerator:
 
     def __init__(self, *, base_urls: dict[str, str] | None = None, poll_interval: float | None = None,
                  strict: bool | None = None) -> None:
-        from masuka_nb.config import _as_url
-
         if base_urls is not None and not isinstance(base_urls, dict):
             raise InvalidRequestError("`base_urls` maps a provider name to its base URL.", argument="base_urls",
                                       value=base_urls, hint="e.g. base_urls={\"runway\": \"http://127.0.0.1:8000\"}")
@@ -146,7 +151,7 @@ class VideoGenerator:
         for name, url in (base_urls or {}).items():
             if not isinstance(name, str):
                 raise InvalidRequestError("`base_urls` keys are provider names.", argument="base_urls", value=name)
-            urls[name] = _as_url("base_urls", url)
+            urls[name] = check_url("base_urls", url)
         if poll_interval is not None and (isinstance(poll_interval, bool) or not isinstance(poll_interval, (int, float))
                                           or not poll_interval >= 0):
             raise InvalidRequestError("`poll_interval` must be a number of seconds ≥ 0, or None.",
@@ -185,6 +190,12 @@ class VideoGenerator:
                                  motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
                                  duration=duration)
         check_waiting(progress=progress, cancel=None)
+        if _is_local(req.model):
+            raise InvalidRequestError(
+                f"{req.model} runs on this machine: there is no hosted job to submit and wait for.",
+                argument="model", value=req.model,
+                hint="Use VideoGenerator().generate(...) for a local model (it returns the finished clip), or "
+                     "pick a hosted model to submit.")
         if not req.prompt.strip():
             raise InvalidRequestError("`prompt` must be a non-empty string.", argument="prompt", value=req.prompt)
         img = _image_input(req.image)
@@ -211,17 +222,36 @@ class VideoGenerator:
         if _is_local(req.model):  # local open-weight video: masuka_nb/video/local.py
             from masuka_nb.video.local import generate_from_front_door
 
+            self._local_controls(req)
             return generate_from_front_door(req.prompt, model=req.model, duration=req.seconds or 5,
                                             resolution=req.resolution, image=req.image,
-                                            aspect_ratio=req.aspect_ratio, progress=progress, cancel=cancel)
+                                            aspect_ratio=req.aspect_ratio, progress=progress, cancel=cancel,
+                                            strict=self._strict())
         job = self.submit(req, progress=progress)
         return job.wait(progress=progress, cancel=cancel)
 
     # -- steps --
-    def _plans(self, req: VideoRequest, img: ImageInput | None) -> list[RoutePlan]:
-        from masuka_nb.config import settings
+    def _strict(self) -> bool:
+        return settings().strict if self.strict is None else self.strict
 
-        strict = settings().strict if self.strict is None else self.strict
+    def _local_controls(self, req: VideoRequest) -> None:
+        """What a local model cannot honour (a motion intensity, a provider, a source video) is refused when
+        strict, and said (IgnoredControlWarning) otherwise: never silently dropped."""
+        unused = [(name, value) for name, value in (("motion_intensity", req.motion_intensity),
+                                                    ("provider", req.provider), ("video", req.video))
+                  if value is not None and not (name == "provider" and value == "local")]
+        for name, value in unused:
+            note = f"`{name}` is ignored: {req.model} runs on this machine, which has no such control"
+            if self._strict():
+                raise InvalidRequestError(f"{req.model}: `{name}` cannot be honoured by a local model.",
+                                          argument=name, value=value,
+                                          hint=f"Drop `{name}`, or pick a hosted model that has it (strict mode "
+                                               "refuses what it would have to ignore).")
+            log.info("video.control_ignored", model=req.model, note=note)
+            warnings.warn(f"{req.model}: {note}", IgnoredControlWarning, stacklevel=3)
+
+    def _plans(self, req: VideoRequest, img: ImageInput | None) -> list[RoutePlan]:
+        strict = self._strict()
         mode = "v2v" if req.video else "i2v" if img is not None else "t2v"
         return plan_routes(req.model, seconds=req.seconds, resolution=req.resolution,
                            aspect_ratio=req.aspect_ratio, mode=mode, provider=req.provider,
@@ -230,10 +260,6 @@ class VideoGenerator:
                            images=img.frames if img is not None else 0)
 
     def _estimate(self, req: VideoRequest, plans: list[RoutePlan]) -> _cost.CostEstimate:
-        from masuka_nb.config import settings
-        from masuka_nb.hosted.providers import provider_class
-        from masuka_nb.secrets import has_secret
-
         first = plans[0]
         r = first.route
         info = model_info(req.model)
@@ -266,8 +292,6 @@ class VideoGenerator:
                 warnings.warn(note, RetiredModelWarning, stacklevel=4)
 
     def _route(self, req: VideoRequest, plans: list[RoutePlan], img: ImageInput | None) -> VideoJob:
-        from masuka_nb.hosted.providers import get_provider, provider_class
-
         info = model_info(req.model)
         canonical, max_cost = info.id, req.max_cost
         first = plans[0]
@@ -337,7 +361,7 @@ class VideoGenerator:
                 with contextlib.suppress(StorageError):
                     save(rec)
                 if isinstance(exc, ProviderRejectedContentError):
-                    VideoJob(rec)._record_history("failed")
+                    VideoJob(rec).record_history("failed")
                     raise
                 log.warning("video.fallback", provider=r.provider, code=exc.code)
                 last_error = exc
@@ -351,7 +375,7 @@ class VideoGenerator:
             rec.error = last_error.to_dict()
         with contextlib.suppress(StorageError):  # the routes' refusals are the news here
             save(rec)
-        VideoJob(rec)._record_history("failed")
+        VideoJob(rec).record_history("failed")
         assert last_error is not None
         raise last_error
 

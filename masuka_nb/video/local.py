@@ -14,32 +14,46 @@ Tiny twins (`tiny-wan`, `tiny-wan-i2v`) run the same path on a CPU; their clips 
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import threading
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from masuka_nb.errors import (
-    InvalidRequestError,
-    MasukaError,
-    PlanDoesNotFitError,
+from masuka_nb import history
+from masuka_nb.config import settings
+from masuka_nb.errors import InvalidRequestError, MasukaError, PlanDoesNotFitError
+from masuka_nb.host import device_host
+from masuka_nb.hosted.pricing import CostEstimate
+from masuka_nb.image.engine import place as _place
+from masuka_nb.image.job import GenerationJob
+from masuka_nb.image.pipeline import Task, image_sha256
+from masuka_nb.image.pipeline import run as run_pipeline
+from masuka_nb.image.request import (
+    MAX_GUIDANCE,
+    MAX_STEPS,
+    check_float,
+    check_int,
+    check_seed,
+    open_image,
 )
+from masuka_nb.image.speed import apply_speed
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
+from masuka_nb.memory import plan as make_plan
+from masuka_nb.models.registry import MODELS, get_model
+from masuka_nb.models.tiny import TINY_LABEL
 from masuka_nb.mp4 import Mp4Info, read_mp4, write_mp4
+from masuka_nb.quiet import quiet_third_party
+from masuka_nb.storage import safe_name, unique_path
 from masuka_nb.video.result import VideoResult
 
-__all__ = ["COST_LABEL", "LocalVideoResult", "Mp4Info", "generate_local", "is_local_model", "read_mp4", "reproduce_local", "unload",
-           "write_mp4"]
+__all__ = ["COST_LABEL", "LocalVideoResult", "Mp4Info", "VideoTask", "generate_local", "is_local_model", "read_mp4",
+           "reproduce_local", "unload", "write_mp4"]
 
 log = get_logger(__name__)
 
 COST_LABEL = "local, $0"
-MAX_STEPS = 150
 
 
 @dataclass
@@ -52,14 +66,11 @@ class LocalVideoResult(VideoResult):
     width: int = 0
     height: int = 0
     plan: MemoryPlan | None = None
-    history_id: str = ""
     cost_label: str = COST_LABEL
 
 
 def is_local_model(model: str) -> bool:
     """True when `model` is a registry video model (run here), False for hosted ones."""
-    from masuka_nb.models.registry import MODELS, get_model
-
     try:
         return get_model(model).is_video if isinstance(model, str) and model.strip() else False
     except MasukaError:
@@ -69,7 +80,9 @@ def is_local_model(model: str) -> bool:
 # ---- the request ----
 
 @dataclass(frozen=True)
-class _Request:
+class VideoRequest:
+    """A local clip, checked against the model's published frames, sizes and rates."""
+
     prompt: str
     negative_prompt: str | None
     width: int
@@ -78,12 +91,12 @@ class _Request:
     fps: int
     steps: int
     guidance: float
-    seed: int
+    seed: int | None
     image: Any
 
 
 def _check(spec: Any, *, prompt: Any, negative_prompt: Any, width: Any, height: Any, num_frames: Any, fps: Any,
-           steps: Any, guidance: Any, seed: Any, image: Any) -> _Request:
+           steps: Any, guidance: Any, seed: Any, image: Any) -> VideoRequest:
     def bad(arg: str, value: Any, why: str, hint: str) -> InvalidRequestError:
         return InvalidRequestError(f"`{arg}` {why} (got {value!r}).", argument=arg, value=value, hint=hint)
 
@@ -102,43 +115,18 @@ def _check(spec: Any, *, prompt: Any, negative_prompt: Any, width: Any, height: 
     if isinstance(n, bool) or not isinstance(n, int) or n < 1 or n > spec.max_frames or (n - 1) % spec.frame_multiple:
         raise bad("num_frames", n, f"must be {spec.frame_multiple}·k + 1 and at most {spec.max_frames}",
                   f"e.g. num_frames={spec.default_frames} ({spec.default_frames / spec.fps:.1f} s at {spec.fps} fps).")
-    f = spec.fps if fps is None else fps
-    if isinstance(f, bool) or not isinstance(f, int) or not 1 <= f <= 60:
-        raise bad("fps", f, "must be a whole number of frames per second in [1, 60]",
-                  f"{spec.id} was trained for {spec.fps} fps.")
-    s = spec.default_steps if steps is None else steps
-    if isinstance(s, bool) or not isinstance(s, int) or not 1 <= s <= MAX_STEPS:
-        raise bad("steps", s, f"must be a whole number in [1, {MAX_STEPS}]", f"{spec.id}: {spec.default_steps}.")
-    g = spec.default_guidance if guidance is None else guidance
-    if isinstance(g, bool) or not isinstance(g, (int, float)) or not 0 <= g <= 30:
-        raise bad("guidance", g, "must be a number in [0, 30]", f"{spec.id}: {spec.default_guidance}.")
-    if seed is None:
-        seed = secrets.randbelow(2**32)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise bad("seed", seed, "must be a whole number in [0, 2³²)", "e.g. seed=42, or None for a random one.")
+    f = check_int("fps", spec.fps if fps is None else fps, 1, 60)
+    s = check_int("steps", spec.default_steps if steps is None else steps, 1, MAX_STEPS)
+    g = check_float("guidance", spec.default_guidance if guidance is None else guidance, 0.0, MAX_GUIDANCE)
     if image is not None:
-        image = _open_image(image)
+        image = open_image(image)
         if _i2v_class(spec) is None:
             raise bad("image", "<image>", f"is not used by {spec.id} (text-to-video only)",
                       "Use wan2.2-ti2v-5b (or tiny-wan-i2v offline) for image-to-video.")
         image = image.resize((w, h))
     elif spec.pipeline_class == "WanImageToVideoPipeline":
         raise bad("image", None, f"is required: {spec.id} animates an image", "Pass image=<path or PIL image>.")
-    return _Request(prompt, negative_prompt or None, w, h, n, f, s, float(g), int(seed), image)
-
-
-def _open_image(image: Any) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    if hasattr(image, "convert"):
-        return image.convert("RGB")
-    try:
-        with Image.open(image) as im:
-            return im.convert("RGB")
-    except (OSError, UnidentifiedImageError, TypeError, ValueError) as exc:
-        raise InvalidRequestError(f"Could not read the image {str(image)[:200]!r} ({type(exc).__name__}).",
-                                  argument="image", value=str(image)[:200],
-                                  hint="Pass a PNG/JPEG path or a PIL image.") from exc
+    return VideoRequest(prompt, negative_prompt or None, w, h, n, f, s, g, check_seed(seed), image)
 
 
 def _i2v_class(spec: Any) -> str | None:
@@ -147,63 +135,31 @@ def _i2v_class(spec: Any) -> str | None:
     return spec.img2img_class if spec.img2img_class != spec.pipeline_class else None
 
 
-def _image_sha256(image: Any) -> str:
-    h = hashlib.sha256(f"{image.size}{image.mode}".encode())
-    h.update(image.tobytes())
-    return h.hexdigest()
-
-
 # ---- the run ----
 
-def generate_local(
-    prompt: str,
-    *,
-    model: str = "wan2.1-t2v-1.3b",
-    image: Any = None,
-    negative_prompt: str | None = None,
-    width: int | None = None,
-    height: int | None = None,
-    num_frames: int | None = None,
-    fps: int | None = None,
-    steps: int | None = None,
-    guidance: float | None = None,
-    seed: int | None = None,
-    plan: MemoryPlan | dict | None = None,
-    progress: Any = None,
-    cancel: Any = None,
-) -> LocalVideoResult:
+def generate_local(prompt: str, *, model: str = "wan2.1-t2v-1.3b", image: Any = None,
+                   negative_prompt: str | None = None, width: int | None = None, height: int | None = None,
+                   num_frames: int | None = None, fps: int | None = None, steps: int | None = None,
+                   guidance: float | None = None, seed: int | None = None, plan: MemoryPlan | dict | None = None,
+                   progress: Any = None, cancel: Any = None, save: bool = True) -> LocalVideoResult:
     """Make a clip of `prompt` (animating `image` when given) with a local Wan model.
 
     Defaults (size, frames, fps, steps, guidance) are the model's published ones; `num_frames` is
     4·k + 1. `plan` is a `MemoryPlan` or a dict of `masuka_nb.plan` choices (e.g. {"speed": "fast"}).
     Raises only `MasukaError`s; every call lands in the history (kind "video", provider "local").
+    `save=False` writes the clip to the local cache instead of the outputs folder (a clip needs a file to play).
     """
-    from masuka_nb.image.failures import translate
-
-    t0 = time.perf_counter()
-    state: dict[str, Any] = {"model": str(model), "prompt": prompt}
-    try:
-        return _run(state, t0, prompt, model=model, image=image, negative_prompt=negative_prompt, width=width,
-                    height=height, num_frames=num_frames, fps=fps, steps=steps, guidance=guidance, seed=seed,
-                    plan=plan, progress=progress, cancel=cancel)
-    except (Exception, KeyboardInterrupt) as exc:
-        from masuka_nb.image.failures import is_out_of_memory
-
-        if is_out_of_memory(exc):
-            unload()  # a half-run pipeline would keep the VRAM the next, smaller, clip needs
-        err = translate(exc, model=state["model"], stage="video", plan_label=getattr(state.get("plan"), "label", ""))
-        _record(state, t0, error=err)
-        if err is exc:
-            raise
-        raise err from exc
+    job = GenerationJob(engine=None, prompt=prompt, model_arg=model, plan_arg=plan, progress=progress,
+                        cancel=cancel, save=save, use_cache=False,
+                        args=dict(image=image, negative_prompt=negative_prompt, width=width, height=height,
+                                  num_frames=num_frames, fps=fps, steps=steps, guidance=guidance, seed=seed))
+    return run_pipeline(VideoTask(), job)
 
 
 def reproduce_local(recipe: dict[str, Any] | LocalVideoResult | str, *, image: Any = None, progress: Any = None,
                     cancel: Any = None) -> LocalVideoResult:
     """Make a local clip again from its recipe (a dict, a result, or a history id): same frames on the same
     device. Image-to-video recipes need the same `image` (checked against the recipe's SHA-256)."""
-    from masuka_nb import history
-
     if isinstance(recipe, LocalVideoResult):
         recipe = recipe.recipe
     elif isinstance(recipe, str):
@@ -216,7 +172,7 @@ def reproduce_local(recipe: dict[str, Any] | LocalVideoResult | str, *, image: A
         raise InvalidRequestError("`recipe` must be a local video recipe.", argument="recipe", value=str(recipe)[:200],
                                   hint="Use LocalVideoResult.recipe or a history id of a local clip.")
     wanted = recipe.get("image_sha256")
-    given = _image_sha256(_open_image(image).resize((recipe["width"], recipe["height"]))) if image is not None else None
+    given = image_sha256(open_image(image).resize((recipe["width"], recipe["height"]))) if image is not None else None
     if wanted and given != wanted:
         raise InvalidRequestError("This image-to-video recipe needs its original image.", argument="image",
                                   value=None if image is None else str(image)[:200],
@@ -225,224 +181,134 @@ def reproduce_local(recipe: dict[str, Any] | LocalVideoResult | str, *, image: A
         return generate_local(recipe["prompt"], model=recipe["model"], image=image,
                               negative_prompt=recipe.get("negative_prompt"), width=recipe["width"],
                               height=recipe["height"], num_frames=recipe["num_frames"], fps=recipe["fps"],
-                              steps=recipe["steps"], guidance=recipe["guidance"], seed=recipe["seed"],
+                              steps=recipe["steps"], guidance=recipe["guidance"],
+                              seed=recipe["seeds"][0] if recipe.get("seeds") else recipe["seed"],
                               plan=recipe.get("plan_overrides") or None, progress=progress, cancel=cancel)
     except KeyError as exc:
         raise InvalidRequestError(f"The recipe lacks {exc}.", argument="recipe", value=str(recipe)[:200],
                                   hint="Use a recipe written by generate_local.") from exc
 
 
-def _run(state, t0, prompt, *, model, image, negative_prompt, width, height, num_frames, fps, steps, guidance,
-         seed, plan, progress, cancel) -> LocalVideoResult:
-    from masuka_nb.models.registry import get_model
-    from masuka_nb.progress import ProgressReporter
+class VideoTask(Task):
+    """Text-to-video and image-to-video with a local Wan model: the run pipeline's video task. Its pipeline
+    sits in the device host's "video" slot, kept between calls until another task claims the device."""
 
-    spec = get_model(model)
-    state["model"] = spec.id
-    if not spec.is_video:
-        raise InvalidRequestError(f"{spec.id} is not a video model.", argument="model", value=model,
-                                  hint="Local video models: wan2.1-t2v-1.3b, wan2.2-ti2v-5b (tiny-wan offline).")
-    req = _check(spec, prompt=prompt, negative_prompt=negative_prompt, width=width, height=height,
-                 num_frames=num_frames, fps=fps, steps=steps, guidance=guidance, seed=seed, image=image)
-    mplan, overrides = _plan_for(spec, req, plan)
-    state["plan"] = mplan
-    recipe = _recipe(spec, req, mplan, overrides)
-    state["recipe"] = recipe
-    reporter = ProgressReporter("video", req.steps, progress=progress, cancel=cancel)
-    reporter.check()
-    timings: dict[str, float] = {"validate": time.perf_counter() - t0}
-    t = time.perf_counter()
-    frames = _denoise(spec, req, mplan, reporter, timings)
-    timings["generate"] = time.perf_counter() - t - timings.get("load", 0.0)
-    reporter.check("the clip")
-    t = time.perf_counter()
-    path = _target(req)
-    write_mp4(frames, path, fps=req.fps)
-    thumb = path.with_suffix(".png")
-    frames[0].save(thumb)
-    timings["save"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
-    reporter.done(f"{len(frames)} frames → {path.name}")
-    rec = _record(state, t0, paths=[path, thumb], timings=timings)
-    notes = [COST_LABEL] + ([recipe["label"]] if "label" in recipe else [])
-    return LocalVideoResult(path=path, provider="local", model=spec.id, seconds=round(req.num_frames / req.fps),
-                            cost=0.0, timings=timings, provider_model=spec.repo or spec.id, thumbnail=thumb,
-                            notes=notes, recipe=recipe, num_frames=len(frames), fps=req.fps, width=req.width,
-                            height=req.height, plan=mplan, history_id=rec.id if rec else "")
+    kind = "video"
+    stage = "video"
+    noun = "the video"
+    output = "frames"
 
+    def __init__(self) -> None:
+        super().__init__(engine=None)
 
-def _plan_for(spec: Any, req: _Request, plan: Any) -> tuple[MemoryPlan, dict]:
-    from masuka_nb.config import settings
-    from masuka_nb.memory import plan as make_plan
+    def resolve(self, job: GenerationJob) -> tuple[str, str | None]:
+        spec = get_model(job.model_arg)
+        if not spec.is_video:
+            raise InvalidRequestError(f"{spec.id} is not a video model.", argument="model", value=job.model_arg,
+                                      hint="Local video models: wan2.1-t2v-1.3b, wan2.2-ti2v-5b (tiny-wan offline).")
+        return spec.id, None
 
-    if isinstance(plan, MemoryPlan):
-        if plan.model != spec.id:
-            raise InvalidRequestError(f"The plan is for {plan.model}, not {spec.id}.", argument="plan",
-                                      value=plan.label, hint=f"Make one with masuka_nb.plan(\"{spec.id}\").")
-        return plan, {}
-    if plan is not None and not isinstance(plan, dict):
-        raise InvalidRequestError("`plan` must be a MemoryPlan, a dict of plan choices, or None.", argument="plan",
-                                  value=plan, hint="e.g. plan={\"offload\": \"model\"} or {\"speed\": \"fast\"}.")
-    overrides = dict(plan or {})
-    allowed = {"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "speed",
-               "first_block_cache"}
-    unknown = set(overrides) - allowed
-    if unknown:
-        raise InvalidRequestError(f"Unknown plan choices: {', '.join(sorted(map(str, unknown)))}.", argument="plan",
-                                  value=overrides, hint=f"Allowed: {', '.join(sorted(allowed))}.")
-    overrides.setdefault("gpu", "cpu" if settings().device == "cpu" else None)
-    mplan = make_plan(spec.id, width=req.width, height=req.height, num_frames=req.num_frames, **overrides)
-    return mplan, {k: v for k, v in overrides.items() if v is not None and k != "gpu"}
+    def validate(self, job: GenerationJob) -> VideoRequest:
+        return _check(job.spec, prompt=job.prompt, **job.args)
 
+    def count(self, job: GenerationJob) -> int:
+        return 1
 
-def _recipe(spec: Any, req: _Request, mplan: MemoryPlan, overrides: dict) -> dict[str, Any]:
-    import diffusers
+    def plan_size(self, job: GenerationJob) -> dict[str, Any]:
+        req = job.request
+        return {"width": req.width, "height": req.height, "num_frames": req.num_frames}
 
-    from masuka_nb._version import __version__
+    def recipe(self, job: GenerationJob) -> dict[str, Any]:
+        req = job.request
+        recipe = {"seed": job.seeds[0], "num_frames": req.num_frames, "fps": req.fps,
+                  "image_sha256": image_sha256(req.image) if req.image is not None else None,
+                  "provider": "local", "cost_usd": 0.0, "cost": COST_LABEL, "codec": "h264"}
+        if job.spec.tiny:
+            recipe["label"] = TINY_LABEL.replace("a real image", "a real video")
+        return recipe
 
-    recipe: dict[str, Any] = {
-        "kind": "video",
-        "model": spec.id,
-        "revision": spec.revision if not spec.tiny else f"tiny-builder-v{_tiny_version()}",
-        "prompt": req.prompt,
-        "negative_prompt": req.negative_prompt,
-        "width": req.width,
-        "height": req.height,
-        "num_frames": req.num_frames,
-        "fps": req.fps,
-        "steps": req.steps,
-        "guidance": req.guidance,
-        "seed": req.seed,
-        "image_sha256": _image_sha256(req.image) if req.image is not None else None,
-        "scheduler": spec.scheduler_label,
-        "device": mplan.device,
-        "dtype": mplan.dtype,
-        "quantization": mplan.quantization,
-        "plan": mplan.label,
-        "plan_overrides": overrides,
-        "speed": mplan.speed,
-        "provider": "local",
-        "cost_usd": 0.0,
-        "cost": COST_LABEL,
-        "codec": "h264",
-        "masuka_version": __version__,
-        "diffusers_version": diffusers.__version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    if spec.tiny:
-        from masuka_nb.models.tiny import TINY_LABEL
+    # the device host's "video" slot
+    @property
+    def lock(self) -> Any:
+        return _lock
 
-        recipe["label"] = TINY_LABEL.replace("a real image", "a real video")
-    return recipe
+    def claim(self, job: GenerationJob) -> None:
+        device_host().claim(TASK, slot=TASK, model=job.spec.id)
 
+    def load(self, job: GenerationJob) -> Any:
+        return _pipeline(job.spec, job.plan, i2v=job.request.image is not None)
 
-def _tiny_version() -> int:
-    from masuka_nb.models.tiny import BUILDER_VERSION
+    def loads(self) -> int:
+        return _loads[0]
 
-    return BUILDER_VERSION
+    def unload(self) -> None:
+        unload()
 
-
-def _denoise(spec: Any, req: _Request, mplan: MemoryPlan, reporter: Any, timings: dict) -> list[Any]:
-    import torch
-
-    with _lock:
-        t = time.perf_counter()
-        before = _state["loads"]
-        pipe = _pipeline(spec, mplan, i2v=req.image is not None)
-        if _state["loads"] != before:
-            timings["load"] = time.perf_counter() - t
-
-        def on_step(p, step, timestep, kwargs):
-            reporter.update(step + 1, message=f"step {step + 1}/{req.steps}")
-            reporter.check("the video")
-            return kwargs
-
-        call: dict[str, Any] = dict(height=req.height, width=req.width, num_frames=req.num_frames,
-                                    num_inference_steps=req.steps, guidance_scale=req.guidance,
-                                    generator=torch.Generator(device="cpu").manual_seed(req.seed),
-                                    max_sequence_length=spec.max_sequence_length, callback_on_step_end=on_step,
-                                    output_type="pil")
+    def call(self, job: GenerationJob, pipe: Any) -> dict[str, Any]:
+        req = job.request
+        call: dict[str, Any] = dict(height=req.height, width=req.width, num_frames=req.num_frames)
         if req.image is not None:
             call["image"] = req.image
-        with torch.inference_mode():
-            call.update(_prompt_inputs(pipe, req, mplan, spec.max_sequence_length))
-            if "prompt_embeds" in call:
-                # The pipeline picks its device from its modules: hide the text encoder waiting on the CPU.
-                encoder, pipe.text_encoder = pipe.text_encoder, None
-                try:
-                    frames = pipe(**call).frames[0]
-                finally:
-                    pipe.text_encoder = encoder
-            else:
-                frames = pipe(**call).frames[0]
-    return list(frames)
+        return call
+
+    def write(self, job: GenerationJob, frames: list[Any]) -> list[Path]:
+        if job.cancel is not None:  # a cancel during the last step stops before the clip is written
+            job.cancel.raise_if_cancelled("the clip")
+        path = _target(job)
+        write_mp4(frames, path, fps=job.request.fps)
+        thumb = path.with_suffix(".png")
+        frames[0].save(thumb)
+        return [path, thumb]
+
+    def history_extra(self, job: GenerationJob) -> dict[str, Any]:
+        return {"provider": "local", "cost_usd": 0.0, "cost": COST_LABEL}
+
+    def result(self, job: GenerationJob, frames: list[Any], paths: list[Path], history_id: str) -> LocalVideoResult:
+        req, spec = job.request, job.spec
+        notes = [COST_LABEL] + ([job.recipe["label"]] if "label" in job.recipe else [])
+        return LocalVideoResult(path=paths[0], provider="local", model=spec.id,
+                                duration_s=round(req.num_frames / req.fps, 3), cost=0.0, timings=job.timings,
+                                provider_model=spec.repo or spec.id, thumbnail=paths[1], notes=notes,
+                                recipe=job.recipe, num_frames=len(frames), fps=req.fps, width=req.width,
+                                height=req.height, plan=job.plan, history_id=history_id, paths=list(paths))
 
 
-def _prompt_inputs(pipe: Any, req: _Request, mplan: MemoryPlan, max_sequence_length: int) -> dict[str, Any]:
-    """The prompt, or (when the plan frees the text encoder) its embeddings, encoded before the
-    transformer needs the VRAM, with the encoder moved back to the CPU."""
-    if not mplan.free_text_encoders or mplan.device != "cuda":
-        return {"prompt": req.prompt, "negative_prompt": req.negative_prompt}
-    import torch
+# ---- loading (one Wan pipeline in the device host's "video" slot) ----
 
-    enc = pipe.text_encoder
-    if mplan.offload == "none":
-        enc.to("cuda")
-    try:
-        embeds, negative = pipe.encode_prompt(prompt=req.prompt, negative_prompt=req.negative_prompt,
-                                              do_classifier_free_guidance=req.guidance > 1.0,
-                                              num_videos_per_prompt=1, device=torch.device("cuda"),
-                                              max_sequence_length=max_sequence_length)
-    finally:
-        if mplan.offload == "none":
-            enc.to("cpu")
-            torch.cuda.empty_cache()
-    out = {"prompt_embeds": embeds}
-    if negative is not None:
-        out["negative_prompt_embeds"] = negative
-    return out
-
-
-# ---- loading (one Wan pipeline kept between calls) ----
-
+TASK = "video"
 _lock = threading.RLock()
-_state: dict[str, Any] = {"key": None, "pipe": None, "i2v": None, "loads": 0}
+_loads = [0]
 
 
 def unload() -> None:
     """Drop the loaded video pipeline and give its memory back."""
-    from masuka_nb.runtime import free_memory
-
-    with _lock:
-        if _state["pipe"] is not None:
-            _state.update(key=None, pipe=None, i2v=None)
-            free_memory()
+    device_host().evict_slot(TASK)
 
 
 def _pipeline(spec: Any, mplan: MemoryPlan, *, i2v: bool) -> Any:
     import diffusers
 
-    key = (spec.id, mplan.device, mplan.dtype, mplan.quantization, mplan.offload, mplan.free_text_encoders,
+    key = (TASK, spec.id, mplan.device, mplan.dtype, mplan.quantization, mplan.offload, mplan.free_text_encoders,
            mplan.first_block_cache, mplan.compile)
-    if _state["key"] != key:
-        unload()
-        _state.update(pipe=_load(spec, mplan), key=key, i2v=None)
-        _state["loads"] += 1
-    pipe = _state["pipe"]
+    host = device_host()
+    pipe = host.get(key)
+    if pipe is None:
+        pipe = host.load(key, lambda: _load(spec, mplan), task=TASK, slot=TASK, model=spec.id, plan=mplan,
+                         need_gb=mplan.after_load_vram_gb if mplan.device == "cuda" else mplan.ram_gb)
+        _loads[0] += 1
     cls = _i2v_class(spec)
     if not i2v or cls is None or type(pipe).__name__ == cls:
         return pipe
-    if _state["i2v"] is None:
-        _state["i2v"] = getattr(diffusers, cls).from_pipe(pipe)  # shares every component: no second load
-        _state["i2v"].set_progress_bar_config(disable=True)
-    return _state["i2v"]
+    views = host.extras(key)
+    if "i2v" not in views:
+        views["i2v"] = getattr(diffusers, cls).from_pipe(pipe)  # shares every component: no second load
+        views["i2v"].set_progress_bar_config(disable=True)
+    return views["i2v"]
 
 
 def _load(spec: Any, mplan: MemoryPlan) -> Any:
     import diffusers
     import torch
-
-    from masuka_nb.image.speed import apply_speed
 
     log.info("video.load", model=spec.id, plan=mplan.label)
     dtype = getattr(torch, mplan.dtype)
@@ -461,8 +327,6 @@ def _load(spec: Any, mplan: MemoryPlan) -> Any:
             kwargs["quantization_config"] = PipelineQuantizationConfig(
                 quant_backend="bitsandbytes_4bit", components_to_quantize=list(mplan.quantized_components),
                 quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype})
-    from masuka_nb.quiet import quiet_third_party
-
     with quiet_third_party():  # bitsandbytes' and transformers' notices on first import; loading bars
         pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(str(path), **kwargs)
     if mplan.vae_dtype != mplan.dtype:
@@ -483,43 +347,11 @@ def _dtype_kwarg() -> str:
         return "torch_dtype"
 
 
-def _place(pipe: Any, mplan: MemoryPlan) -> None:
-    import torch
-
-    if mplan.device != "cuda":
-        pipe.to("cpu")
-    elif mplan.offload == "model":
-        pipe.enable_model_cpu_offload()
-    elif mplan.offload in ("group", "group-to-disk"):
-        from masuka_nb.config import settings
-
-        extra = {}
-        if mplan.offload == "group-to-disk":
-            folder = settings().cache_dir / "offload" / mplan.model
-            folder.mkdir(parents=True, exist_ok=True)
-            extra["offload_to_disk_path"] = str(folder)
-        pipe.enable_group_offload(onload_device=torch.device("cuda"), offload_device=torch.device("cpu"),
-                                  offload_type="block_level", num_blocks_per_group=1, use_stream=True, **extra)
-    else:
-        for name, module in pipe.components.items():
-            if isinstance(module, torch.nn.Module) and not (mplan.free_text_encoders and name == "text_encoder"):
-                module.to("cuda")
-
-
-def _target(req: _Request) -> Path:
-    from masuka_nb.config import settings
-    from masuka_nb.storage import safe_name, unique_path
-
-    folder = settings().outputs_dir / "videos"
-    stem = f"{datetime.now().strftime('%Y-%m-%d-%H%M%S')}-{safe_name(req.prompt, max_len=40)}-{req.seed}"
+def _target(job: GenerationJob) -> Path:
+    req = job.request
+    folder = settings().outputs_dir / "videos" if job.save else settings().cache_dir / "videos"
+    stem = f"{datetime.now().strftime('%Y-%m-%d-%H%M%S')}-{safe_name(req.prompt, max_len=40)}-{job.seeds[0]}"
     return unique_path(folder, stem, ".mp4")
-
-
-def _record(state: dict[str, Any], t0: float, *, paths: list[Path] | None = None, timings: dict | None = None,
-            error: MasukaError | None = None) -> Any:
-    from masuka_nb.history import record_outcome
-
-    return record_outcome("video", state, t0, paths=paths, timings=timings, error=error, extra={"provider": "local", "cost_usd": 0.0, "cost": COST_LABEL})
 
 
 # ---- the VideoGenerator front door (hosted and local video share one entry point) ----
@@ -557,15 +389,10 @@ def _shape(spec: Any, *, duration: float, resolution: str | None, aspect_ratio: 
 def estimate_local(model: str, *, duration: float = 5, resolution: str | None = None, image: Any = None,
                    aspect_ratio: str | None = None) -> Any:
     """A `CostEstimate` for a local model: $0, with the memory plan it would run under in its notes."""
-    from masuka_nb.config import settings
-    from masuka_nb.hosted.pricing import CostEstimate
-    from masuka_nb.memory import plan as make_plan
-    from masuka_nb.models.registry import get_model
-
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
     try:
-        plan_note = make_plan(spec.id, gpu="cpu" if settings().device == "cpu" else None, width=shape.width,
+        plan_note = make_plan(spec.id, width=shape.width,
                               height=shape.height, num_frames=shape.num_frames).label
     except PlanDoesNotFitError as exc:  # an estimate says so instead of refusing
         plan_note = f"does not fit this machine; nearest plan that fits: {exc.details.get('nearest')}"
@@ -579,12 +406,16 @@ def estimate_local(model: str, *, duration: float = 5, resolution: str | None = 
 
 def generate_from_front_door(prompt: str, *, model: str, duration: float = 5, resolution: str | None = None,
                              image: Any = None, aspect_ratio: str | None = None, progress: Any = None,
-                             cancel: Any = None, seed: int | None = None) -> LocalVideoResult:
-    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size."""
-    from masuka_nb.models.registry import get_model
-
+                             cancel: Any = None, seed: int | None = None, strict: bool = False) -> LocalVideoResult:
+    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size.
+    A change to fit the model is said in the result's notes, or refused when `strict`."""
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
+    if strict and shape.changes:
+        raise InvalidRequestError(f"{spec.id} cannot make this clip as asked: {'; '.join(shape.changes)}.",
+                                  argument="duration", value=duration,
+                                  hint="Ask for what the model makes (see VideoGenerator().estimate), or turn "
+                                       "strict off to accept the nearest clip.")
     result = generate_local(prompt, model=spec.id, image=image, width=shape.width, height=shape.height,
                             num_frames=shape.num_frames, seed=seed, progress=progress, cancel=cancel)
     result.notes.extend(shape.changes)

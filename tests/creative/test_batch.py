@@ -83,11 +83,11 @@ _KILLED = textwrap.dedent("""
     import os, signal, masuka_nb as mk
     made = []
     def on_event(e):
-        # SIGKILL (no cleanup, no finally) in the middle of the third image's denoising
+        # SIGKILL (no cleanup, no finally) in the middle of the third call's denoising (two images a call)
         if e.step == 5:
             os.kill(os.getpid(), signal.SIGKILL)
     mk.batch("a {red|green|blue} {car|bike}", seeds=[5], model="tiny-flux", width=32, height=32, steps=2,
-             progress=on_event)
+             progress=on_event, chunk=2)
 """)
 
 
@@ -96,7 +96,7 @@ def test_a_batch_killed_mid_way_resumes_without_repeating_or_missing_an_item(mas
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert run.returncode == -signal.SIGKILL, run.stderr[-2000:]
     before = query(kind="image")
-    assert len(before) == 2 and query(kind="batch") == []  # two made, the third killed half-way
+    assert len(before) == 4 and query(kind="batch") == []  # two calls made, the third killed half-way
     res = mk.batch("a {red|green|blue} {car|bike}", seeds=[5], progress=False, **SMALL)
     assert res.resumed == len(before) and len(res.items) == 6
     records = query(kind="image")

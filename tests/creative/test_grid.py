@@ -22,8 +22,8 @@ def test_a_model_axis_and_prompt_sr_make_one_labelled_grid_and_one_record():
     assert g.cell(x="tiny-flux", y="blue").recipe["prompt"] == "a blue car"
     assert g.labels == {"x": ["model: tiny-flux", "model: tiny-sd3"], "y": ["red", "blue"]}
     # cells are scaled up to min_cell (128) so the labels have room; headers sit left and on top
-    assert g.image.width > 2 * 128 and g.image.height > 2 * 128
-    pixels = np.asarray(g.image)
+    assert g.sheet.width > 2 * 128 and g.sheet.height > 2 * 128
+    pixels = np.asarray(g.sheet)
     assert (pixels[:20, 140:] < 100).any() and (pixels[150:, :20] < 100).any()
     (rec,) = query(kind="grid")
     assert query(kind="image") == []  # the grid is the one record, with its image and every cell's recipe
@@ -36,7 +36,7 @@ def test_a_model_axis_and_prompt_sr_make_one_labelled_grid_and_one_record():
 def test_a_z_axis_gives_one_sheet_per_value_and_numbers_are_labelled_plainly():
     g = mk.grid("a fern", x=("steps", [1, 2]), y=("guidance", [1.5, 3.0]), z=("seed", [1, 2]), model="tiny-flux",
                 width=32, height=32, progress=False, save=False, record=False)
-    assert len(g.images) == 2 and len(g.cells) == 8 and g.image.width > 2 * g.images[0].width - 1
+    assert len(g.sheets) == 2 and len(g.cells) == 8 and g.sheet.width > 2 * g.sheets[0].width - 1
     assert g.labels["y"] == ["guidance: 1.5", "guidance: 3"] and g.labels["z"] == ["seed: 1", "seed: 2"]
     assert g.path is None and query(kind="grid") == []
     size = mk.grid("a fern", x=("size", ["32x32", "64x32"]), model="tiny-flux", steps=1, progress=False,

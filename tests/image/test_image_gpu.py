@@ -73,7 +73,7 @@ def test_cuda_offload_modes_give_the_same_image(offload):
 
 
 def test_freeing_text_encoders_on_cuda_gives_the_same_image():
-    """denoise._encode_then_free on a GPU: encoders visit the GPU, encode, and go back to RAM."""
+    """The run pipeline's freed text encoders on a GPU: they visit the GPU, encode, and go back to RAM."""
     import torch
 
     engine = ImageEngine()

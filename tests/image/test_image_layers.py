@@ -1,4 +1,4 @@
-"""The image engine's shape: one job object, and imports that point one way (generation → denoise → engine)."""
+"""The image engine's shape: one job object, one run pipeline every task plugs into, imports that point one way."""
 
 from __future__ import annotations
 
@@ -20,28 +20,35 @@ def imports(path: Path, *, top_level_only: bool = False) -> set[str]:
     return found
 
 
-def test_job_sits_under_generation_denoise_and_engine():
-    assert not imports(PKG / "image" / "job.py") & {"masuka_nb.image.generation", "masuka_nb.image.denoise",
-                                                     "masuka_nb.image.engine"}
+def test_job_sits_under_the_pipeline_and_every_task():
+    assert not imports(PKG / "image" / "job.py") & {"masuka_nb.image.generation", "masuka_nb.image.pipeline",
+                                                     "masuka_nb.image.engine", "masuka_nb.image.edit"}
 
 
-def test_denoise_never_reaches_back_to_generation_and_engine_imports_neither_at_import_time():
-    assert "masuka_nb.image.generation" not in imports(PKG / "image" / "denoise.py")
+def test_the_pipeline_knows_no_task_and_the_engine_knows_no_pipeline():
+    # the run pipeline is generic: tasks (generation, edit, upscaling, video.local) plug into it, not the reverse
+    assert not imports(PKG / "image" / "pipeline.py") & {"masuka_nb.image.generation", "masuka_nb.image.edit",
+                                                          "masuka_nb.image.upscaling", "masuka_nb.video.local"}
     top = imports(PKG / "image" / "engine.py", top_level_only=True)
-    assert not top & {"masuka_nb.image.generation", "masuka_nb.image.denoise"}
+    assert not top & {"masuka_nb.image.generation", "masuka_nb.image.pipeline"}
     # the one way back is ImageEngine.generate, a call-time forward to the front door
-    every = imports(PKG / "image" / "engine.py")
-    assert every & {"masuka_nb.image.generation"} == {"masuka_nb.image.generation"}
-    assert "masuka_nb.image.denoise" not in every
+    assert imports(PKG / "image" / "engine.py") & {"masuka_nb.image.generation"} == {"masuka_nb.image.generation"}
 
 
-def test_run_and_denoise_take_the_job_not_loose_arguments():
+def test_every_local_task_runs_through_the_one_pipeline_with_the_job_object():
     import inspect
 
-    from masuka_nb.image import denoise, generation
+    from masuka_nb.image import edit, generation, pipeline, upscaling
+    from masuka_nb.video import local
 
-    assert list(inspect.signature(denoise.run_with_fallback).parameters) == ["job"]
-    assert list(inspect.signature(generation.execute).parameters) == ["job"]
+    assert list(inspect.signature(pipeline.run).parameters) == ["task", "job"]
+    assert list(inspect.signature(pipeline.run_with_fallback).parameters) == ["task", "job"]
+    for task in (generation.TextToImage, edit.EditTask, upscaling.TileRefine, local.VideoTask):
+        assert issubclass(task, pipeline.Task)
+    for module in (generation, edit, local):  # no task keeps its own copy of the steps
+        source = inspect.getsource(module)
+        assert "def run_with_fallback" not in source and "callback_on_step_end" not in source
+        assert "history.record(" not in source and "record_outcome" not in source
 
 
 def test_engines_never_import_widgets():

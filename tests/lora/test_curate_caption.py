@@ -138,10 +138,27 @@ def test_all_lists_exactly_the_lazy_names():
     assert lora.__all__ == sorted(lora._LAZY)
 
 
-def test_batched_preprocessing_matches_the_clip_processor():
+@pytest.mark.parametrize("backend", ["pil", "torchvision"])
+def test_batched_preprocessing_is_transformers_own_under_each_backend(backend):
+    """Colab ships torchvision, so transformers preprocesses with its torchvision backend there (a resize that
+    differs from PIL's by ~0.015); the scorer must give exactly what that processor gives, whichever it is."""
+    if backend == "torchvision":
+        pytest.importorskip("torchvision")
+    from transformers import AutoImageProcessor
+
+    from masuka_nb.models.tiny_vision import ensure_tiny_vision
+
     scorer = ClipScorer("tiny-clip")
+    scorer.processor = AutoImageProcessor.from_pretrained(str(ensure_tiny_vision("tiny-clip")), backend=backend)
     images = [photo(k, w, h) for k, (w, h) in enumerate([(256, 300), (301, 257), (320, 320), (999, 333)])]
     ours = scorer.pixels(images)
     theirs = scorer.processor(images=images, return_tensors="pt")["pixel_values"]
     assert ours.shape == theirs.shape
-    assert (ours - theirs).abs().max().item() < 1e-4
+    assert (ours - theirs).abs().max().item() < 1e-6
+    # One batch of mixed sizes embeds each image as it would alone.
+    together, _ = scorer.embed(images)
+    alone = [scorer.embed([im])[0][0] for im in images]
+    for a, b in zip(together, alone):
+        assert (a - b).abs().max().item() < 1e-4
+
+

@@ -78,8 +78,16 @@ def test_nf4_runs_without_a_prequantized_repo_quantize_the_transformer_while_loa
         calls.append((repo, kwargs))
         return torch.nn.Linear(2, 2)  # not quantized: the trainer must notice
 
+    located = []
+
+    def fake_locate(spec, dplan, *, progress=None):  # the files come through masuka_nb.hub, along its plan
+        located.append(dplan)
+        return tmp_path / dplan.repo.replace("/", "--")
+
     monkeypatch.setattr(FluxTransformer2DModel, "from_pretrained", staticmethod(fake_load))
     monkeypatch.setattr(_Trainer, "_device", lambda self: torch.device("cuda"))
+    monkeypatch.setattr("masuka_nb.lora.trainer.locate_model", fake_locate)
+    monkeypatch.setattr("masuka_nb.hub._list_repo", lambda repo, revision: ())
     for quantized_repo, expect_config in ((None, True), ("some/prequantized-repo", False)):
         cfg = TrainingConfig(base="flux1-schnell", quantization="nf4", mixed_precision="fp16",
                              quantized_repo=quantized_repo)
@@ -88,7 +96,11 @@ def test_nf4_runs_without_a_prequantized_repo_quantize_the_transformer_while_loa
         with pytest.raises(TrainingFailedError, match="unquantized"):
             trainer._transformer(repo)
         loaded_repo, kwargs = calls[-1]
-        assert loaded_repo == (quantized_repo or "black-forest-labs/FLUX.1-schnell")
+        expected = quantized_repo or "black-forest-labs/FLUX.1-schnell"
+        assert loaded_repo == str(tmp_path / expected.replace("/", "--"))
+        # the base's own files without the transformer a pre-quantized repo brings, that repo's transformer
+        assert ("transformer/*.safetensors" in located[-2 if quantized_repo else -1].allow_patterns) \
+            == (quantized_repo is None)
         assert kwargs["torch_dtype"] == torch.float16
         assert ("quantization_config" in kwargs) == expect_config
         if expect_config:

@@ -8,7 +8,8 @@ import time
 import httpx
 import pytest
 
-from masuka_nb.hosted.http import CircuitBreaker, RetryPolicy, error_from_response, parse_retry_after
+from masuka_nb.config import HttpTiming
+from masuka_nb.hosted.http import CircuitBreaker, error_from_response, parse_retry_after
 from masuka_nb.secrets import register_secret
 
 
@@ -25,8 +26,8 @@ def test_retry_after_forms():
 
 
 def test_backoff_is_jittered_and_capped():
-    policy = RetryPolicy(base_delay=1.0, max_delay=4.0)
-    delays = [policy.backoff(n) for n in range(10) for _ in range(20)]
+    timing = HttpTiming(backoff=1.0, backoff_max=4.0)
+    delays = [timing.delay(n) for n in range(10) for _ in range(20)]
     assert max(delays) <= 4.0 and min(delays) >= 0.0
     assert len({round(d, 6) for d in delays}) > 50  # jitter spreads clients apart
 

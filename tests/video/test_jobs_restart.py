@@ -241,8 +241,9 @@ def test_two_waiters_in_one_process_download_once(fakes):
     assert fake.counts["download"] == 1
 
 
-def test_a_record_names_its_job_class_so_the_hosted_layer_alone_can_finish_it(fakes):
-    """hosted/ names no video or LoRA class: the record carries its class, registered when it was made."""
+def test_a_fresh_process_finds_a_jobs_class_by_its_kind_through_the_jobs_facade(fakes):
+    """hosted/ names no video or LoRA class: `masuka_nb.jobs` (above the engines) registers every kind, and a
+    record's kind is the one way to find its class."""
     import warnings
 
     from masuka_nb.video.generator import VideoGenerator
@@ -251,8 +252,8 @@ def test_a_record_names_its_job_class_so_the_hosted_layer_alone_can_finish_it(fa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         job = VideoGenerator().submit("a fox", model="gen4.5")
-    assert job.record.job_class == "masuka_nb.video.generator:VideoJob"
-    code = ("import sys; from masuka_nb.hosted import runner; j = runner.get(sys.argv[1]); "
+    assert job.record.kind == "video"
+    code = ("import sys; from masuka_nb import jobs; j = jobs.get(sys.argv[1]); "
             "r = j.wait(); print(type(j).__name__, type(r).__name__)")
     env = {**os.environ, **fast_env(), "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run([sys.executable, "-c", code, job.id], env=env, cwd=ROOT, capture_output=True, text=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from masuka_nb.config import settings
 from masuka_nb.errors import (
     InvalidRequestError,
     JobFailedError,
@@ -69,8 +70,6 @@ def find_job_id(body: Any, *, documented: tuple[str, ...], names: tuple[str, ...
 
 def base_url_for(name: str, default: str) -> str:
     """The `<name>_base_url` setting (MASUKA_<NAME>_BASE_URL: tests, the offline simulator), else the provider's own."""
-    from masuka_nb.config import settings
-
     return settings().base_url(name) or default
 
 

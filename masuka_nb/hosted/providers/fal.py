@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from masuka_nb.config import settings
+from masuka_nb.hosted import pricing as _cost
 from masuka_nb.hosted.providers.base import ID_NAMES, MP4_TYPES, Provider, base_url_for
+from masuka_nb.hosted.runner import Job, submit_recorded
+from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
 from masuka_nb.hosted.store import Download, JobRecord, Poll
 
 _STATES = {"IN_QUEUE": "queued", "IN_PROGRESS": "running", "COMPLETED": "succeeded"}
@@ -103,8 +107,6 @@ class FalProvider(Provider):
     def upload_bytes(self, data: bytes, content_type: str, *, name: str) -> str:
         """Put bytes on fal's storage; return the URL apps can read."""
         storage = base_url_for("fal_storage", "https://rest.alpha.fal.ai").rstrip("/")
-        from masuka_nb.config import settings
-
         configured = settings()
         if configured.fal_base_url and not configured.fal_storage_base_url:
             storage = self.base_url  # the simulator serves storage on the same root
@@ -143,10 +145,6 @@ def run_app(app: str, arguments: dict[str, Any], *, wait: bool = True, max_cost:
     fal does not price arbitrary apps up front: pass `estimate_usd` (from the app's page) to have
     `max_cost` and the session budget checked before it is sent.
     """
-    from masuka_nb.hosted import pricing as _cost
-    from masuka_nb.hosted.runner import Job, submit_recorded
-    from masuka_nb.hosted.runner import poll_interval as jobs_poll_interval
-
     if estimate_usd is not None:
         _cost.check_budget(estimate_usd, max_cost=max_cost, what=f"fal app {app}")
     provider = FalProvider(base_url=base_url)

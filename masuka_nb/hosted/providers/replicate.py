@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from masuka_nb.errors import ProviderUnavailableError
+from masuka_nb.errors import JobNotFoundError, ProviderUnavailableError
 from masuka_nb.hosted.providers.base import MP4_TYPES, Provider
 from masuka_nb.hosted.store import Download, JobRecord, Poll
 
@@ -63,8 +63,6 @@ class ReplicateProvider(Provider):
 
     def ensure_destination(self, name: str) -> str:
         """`<username>/<name>`, created (private) when it does not exist: trainings need one."""
-        from masuka_nb.errors import JobNotFoundError
-
         account = self.client.json("GET", "/v1/account", op="get")
         owner = account.get("username") if isinstance(account, dict) else None
         if not owner:
