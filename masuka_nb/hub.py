@@ -115,17 +115,19 @@ def download_plan(
     spec = get_model(model)
     if spec.repo is None:
         return DownloadPlan(spec.id, "local", (), ())
+    gguf_file = ""
     if quantized_components is not None:
         quantized, q_repo = set(quantized_components), quantized_repo
     else:
         memory_plan = plan or make_plan(spec.id)
         quantized, q_repo = set(memory_plan.quantized_components), memory_plan.quantized_repo
+        gguf_file = memory_plan.quantized_file
     # Components a pre-quantized repo holds come from there; everything else, including what the plan
     # quantizes while loading and the tokenizer of every text encoder, comes from the model's own repo.
     elsewhere = quantized if q_repo else set()
     own = [c.name for c in spec.components if c.name not in elsewhere]
     allow = patterns_for(own) + tuple(f"{_TOKENIZER_FOR[c]}/*" for c in sorted(elsewhere) if c in _TOKENIZER_FOR)
-    if memory_plan.quantized_file:
+    if gguf_file:
         # A GGUF plan reads the transformer's weights from its single file (masuka_nb.image.gguf, through the one
         # downloader); from the repo it needs only the transformer's config.
         allow = tuple(p for p in allow if p != "transformer/*.safetensors")

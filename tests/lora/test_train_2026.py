@@ -28,7 +28,7 @@ from tests.lora.helpers import encode, gradient
 
 ROOT = Path(__file__).resolve().parents[2]
 BASES = ("tiny-flux2-klein", "tiny-zimage")
-ARGS = dict(trigger_word="mk", steps=12, learning_rate=1e-2, resolution=32, checkpoint_every=3)
+ARGS = dict(trigger_word="mk", steps=12, learning_rate=1e-2, resolution=32, checkpoint_every=3, seed=0)
 
 
 @pytest.fixture(scope="session")
@@ -237,7 +237,7 @@ def test_a_killed_run_resumes_to_the_same_lora(base, dataset_of, masuka_home):
     reference = train(ds, base=base, name="straight", **args)
     cmd = [sys.executable, "-m", "masuka_nb.lora.cli", "train", "--dataset", ds.name, "--name", "killed", "--events",
            "--base", base, "--trigger-word", "mk", "--steps", "16", "--learning-rate", "0.01", "--resolution", "32",
-           "--checkpoint-every", "3"]
+           "--checkpoint-every", "3", "--seed", "0"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT, env=env)
     killed_at = None

@@ -159,7 +159,7 @@ def test_a_gguf_written_by_the_test_downloads_loads_and_generates(tiny_gguf, how
             result = mk.generate("a red fox", model="tiny-zimage", steps=2, seed=1, save=False, plan=plan)
             assert hub.downloads("masuka-tests/tiny-zimage-gguf") == ["tiny-zimage-Q4_0.gguf"]
         reset_probe()
-    transformer = default_engine()._pipe.transformer
+    transformer = default_engine().pipeline("tiny-zimage", plan=result.plan).transformer  # loaded: no reload
     assert type(transformer.layers[0].attention.to_q).__name__ == "GGUFLinear"
     assert result.recipe["quantization"] == "gguf-q4" and result.images[0].size == (64, 64)
     plain = mk.generate("a red fox", model="tiny-zimage", steps=2, seed=1, save=False)
@@ -298,7 +298,7 @@ def test_a_gguf_transformer_runs_on_cuda(tiny_gguf):
     plan = mk.plan("tiny-zimage", quantization="gguf-q4", gguf=str(tiny_gguf))  # this machine: its CUDA GPU
     assert plan.device == "cuda"
     result = mk.generate("a red fox", model="tiny-zimage", steps=2, seed=1, save=False, plan=plan)
-    layer = default_engine()._pipe.transformer.layers[0].attention.to_q
+    layer = default_engine().pipeline("tiny-zimage", plan=result.plan).transformer.layers[0].attention.to_q
     assert type(layer).__name__ == "GGUFLinear" and layer.weight.device.type == "cuda"
     assert np.asarray(result.images[0]).std() > 0 and torch.cuda.max_memory_allocated() > 0
 

@@ -264,7 +264,7 @@ def test_nf4_transformer_plan_steps_on_cuda(road, model):
     else:
         result = mk.generate(PROMPT, model=model, width=size, height=size, steps=1, seed=1, plan=plan, save=False)
     assert len(result.images) == 1
-    pipe = default_engine()._pipe
+    pipe = default_engine().pipeline(model, plan=result.plan)  # the loaded one (ImageEngine has no _pipe now)
     assert any("4bit" in type(m).__name__ for m in pipe.transformer.modules())
     assert torch.cuda.max_memory_allocated() > 0 and math.isfinite(float(torch.cuda.max_memory_allocated()))
 
