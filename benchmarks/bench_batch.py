@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import isolate
 
-isolate("bench-batch")
+HOME = isolate("bench-batch")  # removed at exit, with every round's home made inside it
 
 from harness import compare, exit_with, report
 
@@ -46,7 +46,8 @@ def main() -> None:
     settings = dict(model="tiny-flux", width=128, height=128, steps=4, progress=False)
 
     def fresh_home():
-        os.environ["MASUKA_HOME"] = tempfile.mkdtemp(prefix="bench-batch-round-")
+        # Inside the throwaway home `isolate` removes at exit: no round is left behind in /tmp.
+        os.environ["MASUKA_HOME"] = tempfile.mkdtemp(prefix="round-", dir=HOME)
         mk.reset_configuration()
         mk.configure(result_cache=False)
 

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import secrets as _secrets
+import shutil
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -31,8 +32,8 @@ from masuka_nb.storage import atomic_write_text, quarantine
 
 log = get_logger(__name__)
 
-__all__ = ["KINDS", "TIMINGS", "History", "HistoryRecord", "forget_path", "get", "history", "normalize_timings",
-           "query", "record", "seconds", "write"]
+__all__ = ["KINDS", "TIMINGS", "History", "HistoryRecord", "Trashed", "forget_path", "get", "history",
+           "normalize_timings", "query", "record", "seconds", "trash", "write"]
 
 # Every kind an engine records (the History tab filters by these); "app": a hosted generic app's job.
 KINDS = ("image", "edit", "video", "training", "comparison", "caption", "batch", "grid", "upscale", "app")
@@ -309,3 +310,61 @@ def write(kind: str, *, model: str = "", prompt: Any = "", recipe: dict[str, Any
             where = f" The outputs are saved: {', '.join(saved)}." if saved and error is None else ""
             warnings.append(f"The history could not be updated ({exc.code}: {exc.message}).{where}")
         return None
+
+
+@dataclass
+class Trashed:
+    """Files moved out of sight by `trash()`, and the record as it was: `restore()` puts both back,
+    `purge()` deletes the files for good. One object per Delete, so an Undo restores exactly that."""
+
+    record_id: str
+    record_json: str | None  # the record before the delete (None: it had none)
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (original path, where it waits in the trash)
+    folder: str = ""
+
+    def restore(self) -> HistoryRecord | None:
+        """Undo: the files go back where they were and the record is as it was."""
+        for original, waiting in self.moved:
+            if Path(waiting).exists():
+                Path(original).parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(waiting, original)
+        rec = None
+        if self.record_json is not None:
+            data = json.loads(self.record_json)
+            rec = HistoryRecord(**{k: v for k, v in data.items() if k in HistoryRecord.__dataclass_fields__})
+            atomic_write_text(history().root / rec.created.strftime("%Y-%m") / f"{rec.id}.json", rec.to_json())
+        self.purge()
+        return rec
+
+    def purge(self) -> None:
+        """Forget the trashed files for good (the next Delete, or the end of the session, does this)."""
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+        self.moved = []
+
+
+def trash(record_id: str, paths: Iterable[str | os.PathLike[str]] | None = None) -> Trashed:
+    """Delete outputs with an Undo: `paths` of record `record_id` (all of its files when None) move to a trash
+    folder in MASUKA's home and leave the record (which goes too when nothing of it is left). Returns what
+    `Trashed.restore()` needs to put everything back."""
+    root = history().root
+    file = next(iter(root.glob(f"*/{record_id}.json")), None) if record_id else None
+    before = file.read_text(encoding="utf-8") if file is not None else None
+    rec = HistoryRecord(**json.loads(before)) if before is not None else None
+    chosen = [str(p) for p in (paths if paths is not None else (rec.paths if rec else []))]
+    folder = settings().home / "trash" / (datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f") + "-"
+                                          + _secrets.token_hex(3))
+    out = Trashed(record_id, before, [], str(folder))
+    for i, original in enumerate(chosen):
+        if Path(original).exists():
+            waiting = folder / f"{i}-{Path(original).name}"
+            waiting.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(original, waiting)
+            out.moved.append((original, str(waiting)))
+    if rec is not None and file is not None:
+        rec.paths = [p for p in rec.paths if str(p) not in chosen]
+        if not rec.paths and rec.kind in ("image", "comparison", "upscale", "grid", "edit"):
+            file.unlink(missing_ok=True)
+        else:
+            atomic_write_text(file, rec.to_json())
+    return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -315,7 +316,13 @@ def _copy_tree(src: Path, dst: Path, dplan: DownloadPlan) -> None:
             if not out.is_file() or out.stat().st_size != file.stat().st_size:
                 out.parent.mkdir(parents=True, exist_ok=True)
                 tmp = out.with_name(out.name + ".incomplete")
-                shutil.copyfile(file, tmp)
+                tmp.unlink(missing_ok=True)
+                try:
+                    # Same disk (no Drive): a hard link costs neither time nor space; downloads replace
+                    # files by rename, so the copy it shares bytes with is never written in place.
+                    os.link(file, tmp)
+                except OSError:  # Drive → local disk, or a filesystem without links: a real copy
+                    shutil.copyfile(file, tmp)
                 tmp.replace(out)
     allow = list(dict.fromkeys([*_fetched(dst), *dplan.allow_patterns]))
     atomic_write_json(dst / MARKER, {"copied_from": str(src), "allow": allow})

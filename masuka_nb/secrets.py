@@ -11,7 +11,7 @@ import os
 from masuka_nb._redact import redact, register_secret
 from masuka_nb.errors import SecretMissingError
 
-__all__ = ["get_secret", "has_secret", "redact", "register_secret"]
+__all__ = ["get_secret", "has_secret", "redact", "register_secret", "set_secret"]
 
 
 def _from_colab(name: str) -> str | None:
@@ -52,3 +52,14 @@ def get_secret(name: str, *, required: bool = True, purpose: str | None = None) 
 
 def has_secret(name: str) -> bool:
     return get_secret(name, required=False) is not None
+
+
+def set_secret(name: str, value: str | None) -> None:
+    """Use `value` as the secret `name` for the rest of this session (the app's Settings tab: typed, never
+    shown); it is redacted from then on. Nothing is written to disk. None or "" forgets it."""
+    if not value or not str(value).strip():
+        os.environ.pop(name, None)
+        return
+    value = str(value).strip()
+    register_secret(value)
+    os.environ[name] = value

@@ -116,9 +116,15 @@ def test_a_hub_that_never_answers_is_given_up_on(silent_hub):
     assert "MASUKA_OFFLINE" in e.hint and "tiny-flux" in e.hint
 
 
-def test_a_real_model_without_hub_fails_fast_naming_files(dead_hub):
+def test_a_real_model_without_hub_fails_fast_naming_files(dead_hub, tmp_path, monkeypatch):
+    from masuka_nb.config import reset_configuration
     from masuka_nb.hub import download_plan, locate_model
     from masuka_nb.models.registry import get_model
+
+    # A cache of its own: the session's shared cache may already hold flux1-schnell's files (the real road
+    # downloads them), and a local copy is rightly used without the hub.
+    monkeypatch.setenv("MASUKA_CACHE_DIR", str(tmp_path / "empty-cache"))
+    reset_configuration()
 
     spec = get_model("flux1-schnell")
     dplan = download_plan(spec, plan=mk.plan("flux1-schnell", gpu="h100"))

@@ -30,6 +30,7 @@ from typing import Any
 from masuka_nb import history
 from masuka_nb.config import settings
 from masuka_nb.creative.presets import _weighted, apply
+from masuka_nb.creative.runner import BatchEstimate, per_image_seconds
 from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
 from masuka_nb.image.engine import default_engine
 from masuka_nb.image.generation import resolve_model, run
@@ -38,13 +39,13 @@ from masuka_nb.image.job import PromptCache
 from masuka_nb.image.lora import normalise_loras
 from masuka_nb.image.metadata import RECIPE_KEY
 from masuka_nb.image.pipeline import pick_seeds
-from masuka_nb.image.request import check_seed
+from masuka_nb.image.request import GenerationRequest, check_seed
 from masuka_nb.log import get_logger
 from masuka_nb.models.registry import get_model
 from masuka_nb.progress import ProgressReporter
 from masuka_nb.storage import atomic_write_bytes, unique_path
 
-__all__ = ["FIELDS", "GridCell", "GridResult", "grid"]
+__all__ = ["FIELDS", "GridCell", "GridResult", "estimate_grid", "grid"]
 
 log = get_logger(__name__)
 
@@ -148,25 +149,11 @@ def grid(
 ) -> GridResult:
     """Render `prompt` once per combination of the X (columns), Y (rows) and Z (sheets) values."""
     t0 = time.perf_counter()
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise InvalidRequestError("The grid's prompt is empty.", argument="prompt", value=prompt,
-                                  hint="e.g. grid(\"a lighthouse\", x=(\"steps\", [2, 4]))")
-    axes = {name: _axis(name, ax) for name, ax in (("x", x), ("y", y), ("z", z)) if ax is not None}
-    labels = {name: _labels(name, ax, axes[name]) for name, ax in (("x", x), ("y", y), ("z", z)) if ax is not None}
-    used = [a[0] for a in axes.values()]
-    if len(set(used)) != len(used):
-        raise InvalidRequestError("Two axes vary the same field.", argument="y", value=used,
-                                  hint="Give each axis its own field.")
     # The rule everywhere: a random seed unless one is given; it is recorded (every cell's recipe, the grid's).
     seed = pick_seeds(check_seed(seed), 1)[0]
     base = {"model": model, "seed": seed, "negative_prompt": negative_prompt, "width": width, "height": height,
             "steps": steps, "guidance": guidance, "loras": loras, "presets": presets, "prompt": prompt}
-    xs, ys, zs = (axes[k][1] if k in axes else [None] for k in ("x", "y", "z"))
-    combos = [(xv, yv, zv) for zv in zs for yv in ys for xv in xs]
-    if len(combos) > MAX_CELLS:
-        raise InvalidRequestError(f"The grid has {len(combos)} cells (limit {MAX_CELLS}).", argument="x",
-                                  value=len(combos), hint="Use fewer values per axis.")
-    calls = [(combo, _cell_call(base, axes, combo)) for combo in combos]  # every cell checked first
+    axes, labels, (xs, ys, zs), calls = _calls(prompt, base, x=x, y=y, z=z)  # every cell checked first
     order = sorted(range(len(calls)), key=lambda i: str(calls[i][1]["model"]))  # each model loads once
     engine = engine or default_engine()
     reporter = ProgressReporter(kind, len(calls), progress=progress, cancel=cancel)
@@ -195,6 +182,65 @@ def grid(
         _save(out, prompt=prompt, base=base, kind=kind, save=save, record=record, extra=recipe_extra or {})
     reporter.done(f"{len(cells)} cell(s)")
     return out
+
+
+def estimate_grid(prompt: str, *, x: Axis = ("steps", (2, 4)), y: Axis | None = None, z: Axis | None = None,
+                  model: str | None = None, seed: int = 0, negative_prompt: str | None = None,
+                  width: int | None = None, height: int | None = None, steps: int | None = None,
+                  guidance: float | None = None, loras: Any = (), presets: Sequence[Any] = ()) -> Any:
+    """Every check `grid` makes (prompt, axes, each cell's settings), then how long it would take: a
+    `BatchEstimate` summed over the cells, each from comparable past runs where there are some."""
+    base = {"model": model, "seed": seed, "negative_prompt": negative_prompt, "width": width, "height": height,
+            "steps": steps, "guidance": guidance, "loras": loras, "presets": presets, "prompt": prompt}
+    *_, calls = _calls(prompt, base, x=x, y=y, z=z)
+    total, bases = 0.0, set()
+    for _combo, call in calls:
+        spec = get_model(call["model"])
+        seconds, basis = per_image_seconds(spec.id, width=call.get("width") or spec.default_width,
+                                           height=call.get("height") or spec.default_height,
+                                           steps=call.get("steps") or spec.default_steps)
+        total += seconds
+        bases.add(basis)
+    basis = "history" if bases == {"history"} else "guess" if bases == {"guess"} else "rough"
+    return BatchEstimate(len(calls), total, total / max(1, len(calls)), basis)
+
+
+def _calls(prompt: str, base: dict[str, Any], *, x: Any, y: Any, z: Any) -> tuple[Any, Any, Any, list[Any]]:
+    """The checked axes, their labels, their values and each cell's generate() arguments."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise InvalidRequestError("The grid's prompt is empty.", argument="prompt", value=prompt,
+                                  hint="e.g. grid(\"a lighthouse\", x=(\"steps\", [2, 4]))")
+    axes = {name: _axis(name, ax) for name, ax in (("x", x), ("y", y), ("z", z)) if ax is not None}
+    labels = {name: _labels(name, ax, axes[name]) for name, ax in (("x", x), ("y", y), ("z", z)) if ax is not None}
+    used = [a[0] for a in axes.values()]
+    if len(set(used)) != len(used):
+        raise InvalidRequestError("Two axes vary the same field.", argument="y", value=used,
+                                  hint="Give each axis its own field.")
+    xs, ys, zs = (axes[k][1] if k in axes else [None] for k in ("x", "y", "z"))
+    combos = [(xv, yv, zv) for zv in zs for yv in ys for xv in xs]
+    if len(combos) > MAX_CELLS:
+        raise InvalidRequestError(f"The grid has {len(combos)} cells (limit {MAX_CELLS}).", argument="x",
+                                  value=len(combos), hint="Use fewer values per axis.")
+    calls = [(combo, _cell_call(base, axes, combo)) for combo in combos]
+    for combo, call in calls:  # every cell's settings checked now: nothing is estimated that would then fail
+        _check_cell(call, axes, combo)
+    return axes, labels, (xs, ys, zs), calls
+
+
+def _check_cell(call: dict[str, Any], axes: dict[str, tuple[str, list[Any]]], combo: tuple) -> None:
+    """The cell's settings as the image engine will check them; a value an axis set is named by its axis."""
+    try:
+        GenerationRequest.build(get_model(call["model"]), prompt=call["prompt"],
+                                negative_prompt=call["negative_prompt"], width=call["width"],
+                                height=call["height"], steps=call["steps"], guidance=call["guidance"],
+                                seed=call["seed"])
+    except InvalidRequestError as exc:
+        for name, (fieldname, _values) in axes.items():
+            if exc.argument == fieldname or (fieldname == "size" and exc.argument in ("width", "height")):
+                value = combo[("x", "y", "z").index(name)]
+                raise InvalidRequestError(f"{name.upper()} axis, {fieldname} {value}: {exc.message}", argument=name,
+                                          value=value, hint=exc.hint) from None
+        raise
 
 
 def _labels(name: str, axis: Any, parsed: tuple[str, list[Any]]) -> list[str]:

@@ -46,7 +46,7 @@ from masuka_nb.memory import plan as make_plan
 from masuka_nb.models.registry import get_model
 from masuka_nb.progress import ProgressReporter
 
-__all__ = ["BatchEstimate", "BatchItem", "BatchResult", "batch", "estimate", "plan_items"]
+__all__ = ["BatchEstimate", "BatchItem", "BatchResult", "batch", "estimate", "per_image_seconds", "plan_items"]
 
 log = get_logger(__name__)
 
@@ -82,7 +82,7 @@ class BatchEstimate:
     images: int
     seconds: float
     per_image_s: float
-    basis: str  # "history" (measured here before) or "guess"
+    basis: str  # "history" (same model, size and steps measured here), "rough" (scaled) or "guess"
 
     def __str__(self) -> str:
         return f"{self.images} image(s), about {_human(self.seconds)} ({self.per_image_s:.2f} s each, {self.basis})"
@@ -503,25 +503,35 @@ def _seeds(seeds: Sequence[int] | None, key: str, max_seed: int) -> list[int]:
 
 
 def _estimate(plan: _Plan) -> BatchEstimate:
-    mpx = plan.settings["width"] * plan.settings["height"] / 1e6
-    samples = []
-    for rec in history.query(kind="image", status="ok", model=plan.model, limit=200):
+    per_image, basis = per_image_seconds(plan.model, width=plan.settings["width"], height=plan.settings["height"],
+                                         steps=plan.steps)
+    return BatchEstimate(len(plan.items), per_image * len(plan.items), per_image, basis)
+
+
+def per_image_seconds(model: str, *, width: int, height: int, steps: int) -> tuple[float, str]:
+    """Seconds one image takes and how that is known: "history" (the median of past runs here with the same
+    model, size and steps), "rough" (scaled from this model's runs at other sizes or steps: fixed costs do
+    not scale, so it can be far off) or "guess" (no run of this model yet)."""
+    mpx = width * height / 1e6
+    same, scaled = [], []
+    for rec in history.query(kind="image", status="ok", model=model, limit=200):
         gen, r = rec.seconds("run"), rec.recipe
         if not all(_positive(v) for v in (gen, r.get("steps"), r.get("width"), r.get("height"))):
             continue  # not a measurement (an edited or foreign record among them)
         if not (rec.extra or {}).get("cached"):
             seeds = r.get("seeds")
             n = max(1, len(seeds) if isinstance(seeds, list) else 1)
-            samples.append(gen / (r["steps"] * n * r["width"] * r["height"] / 1e6))
-        if len(samples) >= 20:
+            if (r["width"], r["height"], r["steps"]) == (width, height, steps):
+                same.append(gen / n)
+            scaled.append(gen / (r["steps"] * n * r["width"] * r["height"] / 1e6))
+        if len(same) >= 20:
             break
-    if samples:
-        rate, basis = statistics.median(samples), "history"
-    else:
-        tiny = get_model(plan.model).tiny
-        rate, basis = _GUESS_S_PER_STEP_MPX["tiny" if tiny else "default"], "guess"
-    per_image = rate * plan.steps * mpx
-    return BatchEstimate(len(plan.items), per_image * len(plan.items), per_image, basis)
+    if same:
+        return statistics.median(same), "history"
+    if scaled:
+        return statistics.median(scaled[:20]) * steps * mpx, "rough"
+    tiny = get_model(model).tiny
+    return _GUESS_S_PER_STEP_MPX["tiny" if tiny else "default"] * steps * mpx, "guess"
 
 
 def _positive(value: Any) -> bool:

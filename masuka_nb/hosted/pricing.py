@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from masuka_nb.config import settings
 from masuka_nb.errors import BudgetExceededError
 
-__all__ = ["CostEstimate", "charge", "check_budget", "refund", "session_spent"]
+__all__ = ["CostEstimate", "charge", "check_budget", "refund", "register_simulator", "session_spent", "simulated"]
 
 _lock = threading.Lock()
 _spent = 0.0
@@ -97,3 +97,23 @@ def reset_session() -> None:
     with _lock:
         _spent = 0.0
         _by_job.clear()
+
+
+_simulators: set[str] = set()
+
+
+def register_simulator(base_url: str, *, active: bool = True) -> None:
+    """Mark `base_url` as an offline simulator (`masuka_nb.testing.fakes.simulator()` does) or unmark it."""
+    key = str(base_url).rstrip("/")
+    with _lock:
+        (_simulators.add if active else _simulators.discard)(key)
+
+
+def simulated(base_url: str | None) -> bool:
+    """The paid/free rule: True when `base_url` is a registered offline simulator, where nothing is paid, so
+    its runs cost $0 and stay out of spend and budgets. Loopback fakes that stand in for a real service in
+    tests are not simulators: they keep the real price so the budget rules can be tested."""
+    if not base_url:
+        return False
+    with _lock:
+        return str(base_url).rstrip("/") in _simulators

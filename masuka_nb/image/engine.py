@@ -4,8 +4,11 @@
 benchmarks); `load_count` counts the loads this engine asked for (tests and benchmarks read it). The
 pipeline is owned by the device host (`masuka_nb.host`), which measures it, keeps it while the image
 task goes on and evicts it when another task (video, training, ...) claims the device. Loading applies
-the memory plan: dtype, NF4 (pre-quantized repo or BitsAndBytesConfig), VAE in fp32 when fp16 is risky,
-offload (model / group / group-to-disk), optional regional compile, first-block cache and attention backend.
+the memory plan: the weights are read as `plan.loading` says (`masuka_nb.image.loading`: one component at
+a time onto its home on GPU plans) in the plan's dtypes and NF4 (pre-quantized repo or BitsAndBytesConfig), a
+GGUF single-file transformer or a W4A4 (Nunchaku Lite) repo;
+then the VAE in fp32 when fp16 is risky, offload (model / group / group-to-disk), optional regional compile,
+first-block cache and attention backend.
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ from typing import Any
 from masuka_nb.config import settings
 from masuka_nb.host import Host, device_host
 from masuka_nb.image.failures import translate
+from masuka_nb.image.loading import nf4_config, nf4_kwargs
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan
 from masuka_nb.memory import plan as make_plan
 from masuka_nb.models.registry import get_model
-from masuka_nb.quiet import quiet_third_party
 from masuka_nb.runtime import free_memory
 
-__all__ = ["TASK", "ImageEngine", "default_engine", "place"]
+__all__ = ["TASK", "ImageEngine", "default_engine", "nf4_config", "nf4_kwargs", "place"]
 
 log = get_logger(__name__)
 
@@ -104,8 +107,8 @@ class ImageEngine:
 
 def _plan_key(plan: MemoryPlan) -> tuple:
     return (plan.device, plan.dtype, plan.vae_dtype, plan.text_encoder_dtype, plan.quantization,
-            plan.quantized_components, plan.quantized_repo, plan.quantized_file, plan.offload, plan.free_text_encoders, plan.compile, plan.first_block_cache,
-            plan.vae_tiling, plan.speed)
+            plan.quantized_components, plan.quantized_repo, plan.quantized_file, plan.offload, plan.free_text_encoders,
+            plan.compile, plan.first_block_cache, plan.vae_tiling, plan.speed)
 
 
 _default: ImageEngine | None = None
@@ -124,17 +127,12 @@ def default_engine() -> ImageEngine:
 # ---- loading ----
 
 def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progress: Any) -> Any:
-    import diffusers
-    import torch
+    from masuka_nb.image.loading import load_pipeline
 
-    log.info("engine.load", model=spec.id, plan=plan.label)
+    log.info("engine.load", model=spec.id, plan=plan.label, loading=plan.loading)
     _quiet_loading()
-    with quiet_third_party():  # the first pipeline access imports transformers, with its notices
-        cls = getattr(diffusers, spec.pipeline_class)
-    dtype = getattr(torch, plan.dtype)
     try:
-        kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
-        dplan = None
+        quantized_path = None
         if spec.tiny:
             from masuka_nb.models.tiny import ensure_tiny
 
@@ -144,11 +142,11 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
 
             dplan = download_plan(spec, plan=plan)
             path = locate_model(spec, dplan, progress=progress)
-        # Tiny models too: a plan that says NF4 loads NF4 (the recipe records what really ran).
-        kwargs.update(_quantized_components(spec, plan, dplan, dtype, progress))
-        with quiet_third_party():  # its loading bars and notices; MASUKA's one bar covers the task
-            pipe = cls.from_pretrained(str(path), **kwargs)
-        _place(pipe, plan, dtype)
+            if plan.quantization in ("nf4", "w4a4") and plan.quantized_repo and dplan.extra:
+                quantized_path = locate_model(spec, dplan.extra[0], progress=progress)
+        # One component at a time onto its home (GPU plans), or one pipeline read (CPU plans): as planned.
+        pipe = load_pipeline(spec, plan, path=path, quantized_path=quantized_path)
+        _place(pipe, plan)
         if attention_backend:
             pipe.transformer.set_attention_backend(attention_backend)
         from masuka_nb.image.speed import apply_speed
@@ -165,16 +163,6 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
         raise translate(exc, model=spec.id, stage="loading", plan_label=plan.label) from exc
 
 
-def _dtype_kwarg() -> str:
-    """diffusers ≥ 0.42 takes `dtype` (and warns on `torch_dtype`); Colab's 0.39 knows only `torch_dtype`."""
-    try:
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
-
-        return "dtype"
-    except ImportError:
-        return "torch_dtype"
-
-
 def _quiet_loading() -> None:
     """With MASUKA_PROGRESS=off, the libraries' own loading bars go too (the log says what loads)."""
     if settings().progress == "off":
@@ -185,77 +173,15 @@ def _quiet_loading() -> None:
         tl.disable_progress_bar()
 
 
-def _quantized_components(spec: Any, plan: MemoryPlan, dplan: Any, dtype: Any, progress: Any) -> dict[str, Any]:
-    """NF4 components: from the pre-quantized repo when there is one, else quantized while loading. A GGUF plan's
-    transformer comes from its single file (image/gguf.py); a W4A4 plan's from its Nunchaku Lite repo."""
-    if plan.quantization in ("gguf-q4", "gguf-q8"):
-        from masuka_nb.image.gguf import gguf_components
-
-        return gguf_components(spec, plan, dplan, dtype, progress, nf4=nf4_kwargs(plan))
-    if plan.quantization not in ("nf4", "w4a4"):
-        return {}
-    if plan.quantized_repo and dplan is not None and dplan.extra:
-        import json
-
-        import diffusers
-        import transformers
-
-        from masuka_nb.hub import locate_model
-
-        qpath = locate_model(spec, dplan.extra[0], progress=progress)
-        index = json.loads((qpath / "model_index.json").read_text()) if (qpath / "model_index.json").is_file() \
-            else {}
-        out = {}
-        for name in plan.quantized_components:
-            library, class_name = index.get(name, ("diffusers" if name == "transformer" else "transformers",
-                                                   _default_class(spec, name)))
-            module = diffusers if library == "diffusers" else transformers
-            key = _dtype_kwarg() if library == "diffusers" else "dtype"
-            out[name] = getattr(module, class_name).from_pretrained(str(qpath), subfolder=name, **{key: dtype})
-        return out
-    from diffusers import PipelineQuantizationConfig
-
-    config = PipelineQuantizationConfig(quant_backend="bitsandbytes_4bit", quant_kwargs=nf4_kwargs(plan),
-                                        components_to_quantize=list(plan.quantized_components))
-    return {"quantization_config": config}
-
-
-def nf4_kwargs(plan: MemoryPlan) -> dict[str, Any]:
-    """The BitsAndBytesConfig arguments for a plan's NF4 components (bitsandbytes itself needs a GPU)."""
-    import torch
-
-    return {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4",
-            "bnb_4bit_compute_dtype": getattr(torch, plan.dtype), "bnb_4bit_use_double_quant": False}
-
-
-def nf4_config(plan: MemoryPlan) -> Any:
-    """`diffusers.BitsAndBytesConfig` for a plan (constructing it needs the bitsandbytes package)."""
-    from diffusers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(**nf4_kwargs(plan))
-
-
-def _default_class(spec: Any, name: str) -> str:
-    """The class of a pre-quantized component when its repo has no model_index.json: the real config's."""
-    from masuka_nb.models.real_configs import REAL_CONFIGS
-
-    rc = REAL_CONFIGS.get((spec.id, name))
-    if rc is not None:
-        return rc.class_name
-    if name == "transformer":
-        return "FluxTransformer2DModel" if spec.family == "flux" else "SD3Transformer2DModel"
-    return "T5EncoderModel"
-
-
 def place(pipe: Any, plan: MemoryPlan) -> None:
     """Put a loaded pipeline where its plan says: the VAE's precision, the text encoders' dtype and home, and
-    the device or offload hooks. Image and local video pipelines are placed by the same rules."""
-    import torch
+    the device or offload hooks. Image and local video pipelines are placed by the same rules; per-component
+    loading already put each part at its home, so the moves below change nothing then (they do for
+    "pipeline" loading)."""
+    _place(pipe, plan)
 
-    _place(pipe, plan, getattr(torch, plan.dtype))
 
-
-def _place(pipe: Any, plan: MemoryPlan, dtype: Any) -> None:
+def _place(pipe: Any, plan: MemoryPlan) -> None:
     import torch
 
     if plan.vae_dtype != plan.dtype:

@@ -277,9 +277,12 @@ class TextToImage(Task):
 
     def write(self, job: GenerationJob, outputs: list[Any]) -> list[Path]:
         if job.args.get("prompts"):  # a batch group: each PNG carries its own prompt and seed
-            return [save_pngs([im], {**{k: v for k, v in job.recipe.items() if k != "prompts"}, "prompt": text,
-                                     "seeds": [seed]}, text)[0]
-                    for im, text, seed in zip(outputs, job.args["prompts"], job.seeds)] if job.save else []
+            if not job.save:
+                return []
+            common = {k: v for k, v in job.recipe.items() if k != "prompts"}
+            return save_pngs(outputs, job.recipe, job.request.prompt,
+                             each=[({**common, "prompt": text, "seeds": [seed]}, text)
+                                   for text, seed in zip(job.args["prompts"], job.seeds)])
         paths = save_pngs(outputs, job.recipe, job.request.prompt) if job.save else []
         if job.use_cache:
             stored = cache.store(cache.recipe_key(job.recipe), outputs, paths, job.recipe)

@@ -7,7 +7,8 @@ downloader (`masuka_nb.hosted.download`: resumable, size-capped, renamed into pl
 config=<the model folder>, subfolder="transformer")``. diffusers converts the original key layouts itself (Z-Image's
 fused qkv, FLUX's double/single blocks); the weights stay quantized in memory and are dequantized layer by layer as
 they run, on a GPU or on a CPU. The `gguf` package reads the file (the `gguf` extra; Colab does not ship it).
-The text encoders a plan puts in NF4 are quantized while loading, as in any NF4 plan.
+`masuka_nb.image.loading.load_component` calls it for a GGUF plan's transformer (its home, as `plan.loading` says);
+the text encoders such a plan puts in NF4 are quantized while loading there, as in any NF4 plan.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ from typing import Any
 from masuka_nb.errors import DependencyMissingError, ModelFilesMissingError
 from masuka_nb.log import get_logger
 
-__all__ = ["gguf_components", "gguf_file"]
+__all__ = ["gguf_file", "load_gguf_transformer"]
 
 log = get_logger(__name__)
 
 MAX_GGUF_BYTES = 64 * 1024**3  # the largest image transformers (Qwen-Image BF16) are ≈ 41 GB
 
 
-def gguf_file(source: str, *, progress: Any = None) -> Path:
+def gguf_file(source: str) -> Path:
     """The local copy of the GGUF file at `source` (downloaded once; a local path is used where it is)."""
     from masuka_nb.config import settings
 
@@ -50,44 +51,23 @@ def gguf_file(source: str, *, progress: Any = None) -> Path:
     return download(source, target, max_bytes=MAX_GGUF_BYTES, argument="gguf")
 
 
-def gguf_components(spec: Any, plan: Any, dplan: Any, dtype: Any, progress: Any, *,
-                    nf4: dict[str, Any]) -> dict[str, Any]:
-    """`from_pretrained` keyword arguments for a GGUF plan: the transformer loaded from its GGUF file, and the
-    NF4 quantization (`nf4`: the engine's BitsAndBytesConfig arguments) of the text encoders the plan also
-    quantizes."""
+def load_gguf_transformer(plan: Any, *, path: str | Path, dtype: Any) -> Any:
+    """The transformer of a GGUF plan, read from its single file (`plan.quantized_file`) with the model folder
+    `path`'s transformer config; it stays quantized in memory (compute in `dtype`)."""
     import diffusers
 
     try:
         import gguf  # noqa: F401 - diffusers reads the file with it
     except ImportError as exc:
         raise DependencyMissingError("A GGUF transformer needs the `gguf` package.", argument="quantization",
-                                     value=plan.quantization, hint="pip install 'masuka-nb[gguf]' (or `pip install gguf`)."
-                                     ) from exc
-    folder = _model_folder(spec, dplan, progress)
-    file = gguf_file(plan.quantized_file, progress=progress)
-    cls = getattr(diffusers, _transformer_class(folder))
+                                     value=plan.quantization,
+                                     hint="pip install 'masuka-nb[gguf]' (or `pip install gguf`).") from exc
+    file = gguf_file(plan.quantized_file)
+    cls = getattr(diffusers, _transformer_class(Path(path)))
     from diffusers import GGUFQuantizationConfig
 
-    transformer = cls.from_single_file(str(file), quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
-                                       config=str(folder), subfolder="transformer", torch_dtype=dtype)
-    out: dict[str, Any] = {"transformer": transformer}
-    encoders = [c for c in plan.quantized_components if c != "transformer"]
-    if encoders:
-        from diffusers import PipelineQuantizationConfig
-
-        out["quantization_config"] = PipelineQuantizationConfig(
-            quant_backend="bitsandbytes_4bit", quant_kwargs=nf4, components_to_quantize=encoders)
-    return out
-
-
-def _model_folder(spec: Any, dplan: Any, progress: Any) -> Path:
-    if spec.tiny:
-        from masuka_nb.models.tiny import ensure_tiny
-
-        return ensure_tiny(spec.id)
-    from masuka_nb.hub import locate_model
-
-    return locate_model(spec, dplan, progress=progress)
+    return cls.from_single_file(str(file), quantization_config=GGUFQuantizationConfig(compute_dtype=dtype),
+                                config=str(path), subfolder="transformer", torch_dtype=dtype)
 
 
 def _transformer_class(folder: Path) -> str:

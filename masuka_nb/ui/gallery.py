@@ -1,11 +1,9 @@
 """The History tab: everything MASUKA made (images, videos, trainings, comparisons), searchable.
 
-One tile per record with a real thumbnail: a batch shows its first image with a count badge (all of
-them in the details), a comparison its grid, a video its poster frame with a play mark. Details open
-beside the tiles (below them on a narrow screen): key fields first, the raw recipe collapsed, every
-image of a batch, the player for a video, and "Use in Image tab" to start again from a recipe.
-
-It reads `masuka_nb.history` only; it never writes to it. The tab reads the history when opened.
+One clickable tile per record with a real thumbnail: a batch shows its first image with a count badge,
+a comparison its grid, a video its poster frame with a play mark. A picked record opens in the pane
+beside the tiles (first on a narrow screen, brought into view): the picture or the player, its key facts,
+"Use in Image tab", and Delete with Undo (`history.trash`). The tab reads the history when opened.
 """
 
 from __future__ import annotations
@@ -17,8 +15,9 @@ from typing import Any
 import ipywidgets as widgets
 
 from masuka_nb.history import KINDS, HistoryRecord, query
-from masuka_nb.ui.components import LABEL_STYLE, Gallery, Panel, card, field_row, section, split, wide
-from masuka_nb.ui.helpers import esc, fmt_duration, fmt_money, fmt_number, record_title
+from masuka_nb.ui.components import LABEL_STYLE, Gallery, Panel, button, card, field_row, show, split, wide
+from masuka_nb.ui.helpers import engine_api, esc, fmt_duration, fmt_money, fmt_number, plain, record_title
+from masuka_nb.ui.results import ResultPane
 
 __all__ = ["HistoryPanel"]
 
@@ -34,125 +33,185 @@ class HistoryPanel(Panel):
         self.page_size = page_size
         self.records: list[HistoryRecord] = []
         self.selected: HistoryRecord | None = None
+        self.trashed: Any = None
         self._on_use_recipe = on_use_recipe
         self.kind = widgets.Dropdown(options=[("everything", ""), *[(k, k) for k in KINDS]], value="",
                                      description="Show", style=LABEL_STYLE, layout=wide("240px"))
-        self.status = widgets.Dropdown(options=[("any status", ""), ("ok", "ok"), ("failed", "failed"),
-                                                ("cancelled", "cancelled")], value="",
-                                       layout=wide("140px"))
+        self.status = widgets.Dropdown(options=[("any status", ""), ("made", "ok"), ("failed", "failed"),
+                                                ("stopped", "cancelled")], value="", layout=wide("160px"))
         self.text = widgets.Text(placeholder="search prompts and recipes", layout=wide("260px"))
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh", layout=widgets.Layout(width="auto"))
-        self.more_button = widgets.Button(description="Show more", layout=widgets.Layout(width="auto", display="none"))
+        self.refresh_button = button("Refresh", "refresh")
+        self.more_button = button("Show more")
+        show(self.more_button, False)
         self.count = widgets.HTML("")
-        self.gallery = Gallery(thumb=160, empty="Nothing recorded yet: make something in another tab.")
-        self.detail = widgets.HTML('<div class="mk-empty">Pick a record to see it here.</div>')
-        self.detail_images = Gallery(thumb=120, empty="")
-        self.player = widgets.Video(format="mp4", autoplay=False, controls=True,
-                                    layout=widgets.Layout(width="100%", display="none"))
-        self.use_button = widgets.Button(description="Use in Image tab", icon="edit",
-                                         layout=widgets.Layout(width="auto", display="none"))
+        self.gallery = Gallery(thumb=150, empty="Nothing recorded yet: make something in another tab.")
+        self.pane = ResultPane(title="Details", notice=self.notice, empty="Pick a record to see it here.",
+                               reveal_with=self.reveal)
+        self.detail_images = Gallery(thumb=110, empty="")
+        self.use_button = button("Use in Image tab", "edit", primary=True)
+        self.delete_button = button("Delete", "trash")
+        self.delete_button.add_class("mk-quiet-danger")
+        self.pane.extra.children = [self.detail_images]
         self.refresh_button.on_click(self._on_refresh_button_click)
         self.more_button.on_click(self._on_more_button_click)
         self.use_button.on_click(self._on_use_button_click)
+        self.delete_button.on_click(self._on_delete_button_click)
         for w in (self.kind, self.status):
             w.observe(self._on_filter_change, names="value")
         self.text.observe(self._on_filter_change, names="value")
         self.fields = {"kind": self.kind, "status": self.status, "text": self.text}
         filters = card(field_row(self.kind, self.status, self.text, self.refresh_button), self.count)
-        tiles = widgets.VBox([filters, self.notice, self.gallery, self.more_button], layout=widgets.Layout(width="100%"))
-        details = card(section("Details"), self.player, self.detail_images, self.use_button, self.detail)
-        details.add_class("mk-live")
-        self.split_box = split(tiles, details)
+        tiles = widgets.VBox([filters, self.gallery, field_row(self.more_button)], layout=widgets.Layout(width="100%"))
+        self.split_box = split(tiles, self.pane)
         self.children = [self.split_box]
         self.loaded = False
 
+    @property
+    def detail(self) -> widgets.HTML:
+        return self.pane.details
+
+    @property
+    def player(self) -> widgets.Video:
+        return self.pane.video
+
     def _on_refresh_button_click(self, _b: widgets.Button) -> None:
-        self._run("refresh", self.refresh)
+        self.refresh()
 
     def _on_more_button_click(self, _b: widgets.Button) -> None:
         self.page_size += 24
-        self._run("refresh", self.refresh)
+        self.refresh()
 
     def _on_filter_change(self, _change: dict[str, Any]) -> None:
-        self._run("search", self.refresh)
+        self.refresh()
 
     def _on_use_button_click(self, _b: widgets.Button) -> None:
         if self.selected is not None and self._on_use_recipe is not None:
             self._on_use_recipe(self.selected)
 
+    def _on_delete_button_click(self, _b: widgets.Button) -> None:
+        if self.selected is not None:
+            self.delete(self.selected)
+
     def refresh(self) -> None:
+        """Read the history now (quick: a few thousand records in well under a second) and show it."""
         recs = query(kind=self.kind.value or None, status=self.status.value or None,
                      text=self.text.value.strip() or None, limit=self.page_size + 1)
-        self.more_button.layout.display = "" if len(recs) > self.page_size else "none"
+        show(self.more_button, len(recs) > self.page_size)
         self.records = recs[: self.page_size]
-        items, buttons = [], []
-        for rec in self.records:
-            items.append((_thumbnail(rec), _caption(rec)))
-            button = widgets.Button(description="Details", layout=widgets.Layout(width="auto"))
-            button.on_click(lambda _b, rec=rec: self.select(rec, picked=True))
-            buttons.append(button)
-        self.gallery.set_items(items, extra=buttons)
+        items = [(_thumbnail(rec), _caption(rec)) for rec in self.records]
+        self.gallery.set_items(items, on_open=lambda i: self.select(self.records[i], picked=True))
         self.count.value = f'<span class="mk-muted">{len(self.records)} shown</span>'
         self.loaded = True
         if self.records and (self.selected is None or self.selected.id not in {r.id for r in self.records}):
             self.select(self.records[0])
+        elif not self.records:
+            self.selected = None
+            self.pane.clear()
 
     def select(self, rec: HistoryRecord, *, picked: bool = False) -> None:
-        """Show `rec` in the details; `picked` (a click) moves them above the tiles on a narrow screen."""
+        """Show `rec` in the pane; `picked` (a click) brings the pane into view (above the tiles on a narrow
+        screen)."""
         self.selected = rec
+        images = [p for p in rec.paths if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file()]
+        clip = next((Path(p) for p in rec.paths if str(p).lower().endswith(".mp4") and Path(p).is_file()), None)
+        caption = _caption(rec)
+        if clip is not None and rec.kind == "video":
+            self.pane.show_video(clip.read_bytes(), caption=caption, name=clip.name, details=record_html(rec))
+            images = []
+        elif images:
+            from PIL import Image
+
+            with Image.open(images[0]) as im:
+                picture = im.convert("RGB")
+            self.pane.show_image(picture, caption=caption, name=Path(images[0]).name,
+                                 data=Path(images[0]).read_bytes(), details=record_html(rec))
+        else:
+            self.pane.clear()
+            self.pane.placeholder.value = f'<div class="mk-empty mk-stage-empty">{esc(_no_picture(rec))}</div>'
+            self.pane._stage("")
+            self.pane.details.value = record_html(rec)
+            self.pane.caption.value = f'<div class="mk-stage-caption">{esc(caption)}</div>'
+        self.detail_images.set_items([(_file_png(p, 220), Path(p).name) for p in images[1:24]])
+        actions = []
+        if rec.kind == "image" and self._on_use_recipe is not None:
+            actions.append(self.use_button)
+        if rec.paths:
+            actions.append(self.delete_button)
+        self.pane.set_actions(actions)
         if picked:
             self.started()
-        self.detail.value = record_html(rec)
-        self.use_button.layout.display = "" if rec.kind == "image" and self._on_use_recipe else "none"
-        images = [p for p in rec.paths if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file()]
-        if rec.kind == "video":
-            images = []  # the poster is the player's
-        self.detail_images.set_items([(_file_png(p, 240), Path(p).name) for p in images[:24]]
-                                     if len(images) > 1 or rec.kind == "comparison" else [])
-        clip = next((Path(p) for p in rec.paths if str(p).lower().endswith(".mp4") and Path(p).is_file()), None)
-        if clip is not None and rec.kind == "video":
-            self.player.value = clip.read_bytes()
-            self.player.layout.display = ""
-        else:
-            self.player.value = b""
-            self.player.layout.display = "none"
+            self.pane.reveal()
+
+    def delete(self, rec: HistoryRecord) -> None:
+        """Delete a record and its files, with Undo until the next Delete."""
+        trash = engine_api("masuka_nb.history", "trash")
+        if self.trashed is not None:
+            self.trashed.purge()
+        self.trashed = trash(rec.id)
+        self.selected = None
+        self.refresh()
+        self.notice.show(f"Deleted: {record_title(rec, limit=40)}.", "info", actions={"Undo": self._undo})
+
+    def _undo(self) -> None:
+        if self.trashed is None:
+            return
+        rec = self.trashed.restore()
+        self.trashed = None
+        self.refresh()
+        if rec is not None:
+            self.select(rec)
+        self.notice.show("Restored.", "ok")
 
 
 KEY_FIELDS = (("status", "status"), ("when", "when"), ("model", "model"), ("prompt", "prompt"), ("seed", "seed"),
               ("seeds", "seeds"), ("size", "size"), ("steps", "steps"), ("guidance", "guidance"),
-              ("seconds", "clip seconds"), ("provider", "provider"), ("took", "took"), ("cost", "cost"))
+              ("seconds", "clip seconds"), ("provider", "made by"), ("took", "took"), ("cost", "cost"))
+STATUS_WORDS = {"ok": "made", "failed": "failed", "cancelled": "stopped"}
+
+
+def _no_picture(rec: HistoryRecord) -> str:
+    if rec.status != "ok":
+        return f"{rec.kind.capitalize()} {STATUS_WORDS.get(rec.status, rec.status)}: nothing to show."
+    return f"A {rec.kind} record: no picture to show."
 
 
 def record_html(rec: HistoryRecord) -> str:
-    """Key fields first, in words and human numbers; the error if any; files; the raw recipe collapsed."""
+    """Key fields first, in words and human numbers; what went wrong if anything (plain; its code in the
+    details); files; the raw recipe collapsed."""
     recipe = rec.recipe or {}
     total = rec.seconds("total")  # the one timing schema; older records' names are read by the history
-    cost = (rec.extra or {}).get("cost_usd")
-    view = {**recipe, "status": rec.status, "when": (rec.created_at or "")[:19].replace("T", " "),
-            "model": rec.model or recipe.get("model"), "prompt": rec.prompt,
-            "took": fmt_duration(total) if isinstance(total, (int, float)) else None,
-            "cost": fmt_money(cost) if isinstance(cost, (int, float)) else None}
+    extra = rec.extra or {}
+    cost = extra.get("cost_usd")
+    simulated = not cost and any(str(n).startswith("SIMULATOR") for n in extra.get("notes") or [])
+    view = {**recipe, "status": STATUS_WORDS.get(rec.status, rec.status),
+            "when": (rec.created_at or "")[:19].replace("T", " "), "model": rec.model or recipe.get("model"),
+            "prompt": rec.prompt, "took": fmt_duration(total) if isinstance(total, (int, float)) else None,
+            "cost": "$0 (offline simulator)" if simulated else fmt_money(cost) if isinstance(cost, (int, float))
+            else None}
     if recipe.get("width") and recipe.get("height"):
         view["size"] = f"{recipe['width']}×{recipe['height']}"
     if recipe.get("duration") and "seconds" not in recipe:
         view["seconds"] = recipe["duration"]
     rows = [(label, fmt_number(view[k])) for k, label in KEY_FIELDS if view.get(k) not in (None, "", [], ())]
+    tech = ""
     if rec.error:
-        rows.append(("error", f"[{rec.error.get('code')}] {rec.error.get('message')}"))
+        rows.append(("what happened", plain(str(rec.error.get("message") or ""))[0] or "it did not finish"))
+        tech = f"<tr><td>code</td><td>{esc(rec.error.get('code'))}</td></tr>"
     files = [p for p in rec.paths if p]
-    rows += [("file", p) for p in files[:4]]
+    rows += [("file", Path(p).name) for p in files[:4]]
     if len(files) > 4:
         rows.append(("", f"…and {len(files) - 4} more files"))
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows)
-    raw = "".join(f"<tr><td>{esc(k)}</td><td>{esc(fmt_number(v))}</td></tr>" for k, v in sorted(recipe.items()))
-    title = f'<div class="mk-record-title">{esc(rec.kind)} · {esc(rec.model)}</div>'
-    return (f'{title}<table class="mk-kv" data-testid="mk-record">{body}</table>'
-            f'<details><summary class="mk-muted">Raw recipe</summary><table class="mk-kv">{raw}</table></details>')
+    raw = tech + "".join(f"<tr><td>{esc(k)}</td><td>{esc(fmt_number(v))}</td></tr>" for k, v in sorted(recipe.items()))
+    return (f'<details class="mk-recipe-box"><summary>About this {esc(rec.kind)}</summary>'
+            f'<table class="mk-kv" data-testid="mk-record">{body}</table>'
+            f'<details><summary class="mk-muted">Details</summary><table class="mk-kv">{raw}</table></details>'
+            "</details>")
 
 
 def _caption(rec: HistoryRecord) -> str:
     when = (rec.created_at or "")[:16].replace("T", " ")
-    status = "" if rec.status == "ok" else f" · {rec.status.upper()}"
+    status = "" if rec.status == "ok" else f" · {STATUS_WORDS.get(rec.status, rec.status)}"
     return f"{record_title(rec, limit=70)}{status} · {when}"
 
 
@@ -228,7 +287,7 @@ def _thumbnail(rec: HistoryRecord) -> bytes:
         elif rec.kind == "comparison":
             _badge(draw, "grid")
         return png_bytes(tile)
-    return _placeholder(rec.kind if rec.status == "ok" else rec.status)
+    return _placeholder(rec.kind if rec.status == "ok" else STATUS_WORDS.get(rec.status, rec.status))
 
 
 def _badge(draw: Any, text: str) -> None:

@@ -20,8 +20,10 @@ from masuka_nb.errors import CancelledError, InvalidRequestError, MasukaError
 
 __all__ = [
     "ErrorInfo",
+    "EtaSmoother",
     "HistoryStats",
     "Upload",
+    "code_words",
     "engine_api",
     "error_info",
     "esc",
@@ -34,6 +36,7 @@ __all__ = [
     "parse_loras",
     "parse_number_list",
     "parse_seed",
+    "plain",
     "png_bytes",
     "progress_text",
     "record_title",
@@ -117,7 +120,7 @@ def progress_text(stage: str, step: int, total: int, *, eta_s: float | None = No
     if total > 0:
         parts.append(f"{min(100, round(100 * step / total))}%")
     if eta_s is not None and step < total:
-        parts.append(f"ETA {fmt_duration(eta_s)}")
+        parts.append(f"ETA {round(eta_s)} s" if eta_s < 60 else f"ETA {fmt_duration(eta_s)}")
     if elapsed_s is not None:
         parts.append(f"{fmt_duration(elapsed_s)} elapsed")
     if message:
@@ -138,12 +141,12 @@ def parse_seed(text: str | int | None) -> int | None:
         value = int(raw)
     except ValueError:
         raise InvalidRequestError(
-            f"Seed {text!r} is not a whole number.", argument="seed", value=text,
+            f"Seed “{text}” is not a whole number.", argument="seed", value=text,
             hint="Type a number from 0 to 4294967295, or leave it empty for a random seed.",
         ) from None
     if not 0 <= value < 2**32:
         raise InvalidRequestError(
-            f"Seed {value} is outside 0 … 4294967295.", argument="seed", value=value,
+            f"Seed {value} is out of range: seeds go from 0 to 4294967295.", argument="seed", value=value,
             hint="Type a number from 0 to 4294967295, or leave it empty for a random seed.",
         )
     return value
@@ -159,10 +162,10 @@ def parse_int(text: str | int | None, *, argument: str, low: int, high: int, all
     try:
         value = int(raw)
     except ValueError:
-        raise InvalidRequestError(f"`{argument}` must be a whole number, not {text!r}.", argument=argument,
+        raise InvalidRequestError(f"`{argument}` must be a whole number, not “{text}”.", argument=argument,
                                   value=text, hint=f"Type a whole number from {low} to {high}.") from None
     if not low <= value <= high:
-        raise InvalidRequestError(f"`{argument}` = {value} is outside {low} … {high}.", argument=argument,
+        raise InvalidRequestError(f"`{argument}` {value} is out of range: {low} to {high}.", argument=argument,
                                   value=value, hint=f"Type a whole number from {low} to {high}.")
     return value
 
@@ -173,7 +176,7 @@ def parse_number_list(text: str, *, argument: str, integer: bool = False) -> lis
     try:
         values = [float(int(p)) if integer else float(p) for p in parts]
     except ValueError:
-        raise InvalidRequestError(f"`{argument}` must be numbers separated by commas, not {text!r}.",
+        raise InvalidRequestError(f"`{argument}` must be numbers separated by commas, not “{text}”.",
                                   argument=argument, value=text,
                                   hint="e.g. 1, 2" if integer else "e.g. 0.7, 1.0") from None
     if not values:
@@ -206,7 +209,7 @@ def parse_loras(text: str) -> list[tuple[str, float]]:
                 pass  # a URL's colon, not a weight
         source = source.strip()
         if not source:
-            raise InvalidRequestError(f"LoRA entry {item!r} has no name.", argument="loras", value=item,
+            raise InvalidRequestError(f"The LoRA line “{item}” has no name.", argument="loras", value=item,
                                       hint='Write one LoRA per line, e.g. "my-style:0.8".')
         out.append((source, weight))
     return out
@@ -216,7 +219,7 @@ def _weight(text: str, item: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise InvalidRequestError(f"LoRA weight {text!r} in {item!r} is not a number.", argument="loras",
+        raise InvalidRequestError(f"The weight “{text}” in “{item}” is not a number.", argument="loras",
                                   value=item, hint='Write e.g. "my-style @ 0.8".') from None
 
 
@@ -247,50 +250,146 @@ def upload_items(value: Any) -> list[Upload]:
     return out
 
 
-# ---- errors -----------------------------------------------------------------------------------------
+# ---- errors in plain words ------------------------------------------------------------------------
+
+# One-click fixes a panel can offer under an error (it decides which ones it can act on).
+FIX_RESUME, FIX_SWITCH_MODEL, FIX_DEFAULT = "resume", "switch_model", "use_default"
+_FIXES_BY_CODE = {"PLAN_DOES_NOT_FIT": (FIX_SWITCH_MODEL,), "OUT_OF_MEMORY": (FIX_SWITCH_MODEL,),
+                  "INVALID_REQUEST": (FIX_DEFAULT,), "INVALID_SETTING": (FIX_DEFAULT,), "BUDGET_EXCEEDED": (FIX_DEFAULT,),
+                  "PROVIDER_TIMEOUT": (FIX_RESUME,), "JOB_ERROR": (FIX_RESUME,), "PROVIDER_UNAVAILABLE": (FIX_RESUME,),
+                  "DOWNLOAD_FAILED": (FIX_RESUME,)}
+_SPAN = re.compile(r"`([^`]*)`")
+_SYMBOL = re.compile(r"^[^\w\s]{1,3}$")  # a `{` or `|` quoted in a message: a character, not code
+_WORDISH = re.compile(r"^[A-Za-z][\w\- .]*$")
+_CODEISH = re.compile(r"[()\[\]{}=<>]|\w\.\w+\(|\bmk\.|masuka_nb|\bpip\b|\bimport\b|--\w|\.wait\b|\bNone\b")
+
 
 @dataclass(frozen=True)
 class ErrorInfo:
-    """What the app shows for a failure: a code badge, a message, a hint, and how serious it is."""
+    """What the app shows for a failure: a plain sentence, what to do (plain too), the one-click fixes the
+    panel may offer, and everything technical (code, argument, value, the engine's own words) in `details`,
+    shown only inside a closed "Details" disclosure."""
 
     code: str
     message: str
     hint: str = ""
-    level: str = "error"  # "error" | "warning" (cancelled)
-    where: str = ""
+    level: str = "error"  # "error" | "warning" (stopped)
+    details: str = ""
+    argument: str | None = None
+    fixes: tuple[str, ...] = ()
 
     def to_html(self) -> str:
         hint = f'<div class="mk-hint">{esc(self.hint)}</div>' if self.hint else ""
-        where = f'<div class="mk-where">{esc(self.where)}</div>' if self.where else ""
-        return (
-            f'<div class="mk-notice mk-{self.level}" data-testid="mk-error" data-code="{esc(self.code)}">'
-            f'<span class="mk-code">{esc(self.code)}</span> <span class="mk-msg">{esc(self.message)}</span>'
-            f"{where}{hint}</div>"
-        )
+        details = (f'<details class="mk-details"><summary>Details</summary><pre>{esc(self.details)}</pre></details>'
+                   if self.details else "")
+        return (f'<div class="mk-notice mk-{self.level}" data-testid="mk-error" data-code="{esc(self.code)}">'
+                f'<span class="mk-msg">{esc(self.message)}</span>{hint}{details}</div>')
 
 
-def error_info(exc: BaseException) -> ErrorInfo:
-    """Turn anything a click handler caught into something a person can act on."""
+def visible_text(html_text: str) -> str:
+    """What a person reads without opening a disclosure: tags and <details> bodies removed (tests use it)."""
+    text = re.sub(r"<details.*?</details>", " ", html_text, flags=re.S)
+    return html.unescape(re.sub(r"<[^>]+>", " ", text))
+
+
+def plain(text: str, labels: Mapping[str, str] | None = None) -> tuple[str, list[str]]:
+    """(what a person reads, sentences moved to the details): a `name` in backticks becomes its label
+    ("num_images" → "Images"); a sentence holding code (a call, an assignment, a shell line) moves out."""
+    labels = labels or {}
+    keep, moved = [], []
+    for sentence in _sentences(text or ""):
+        sentence = _SPAN.sub(lambda m: f"“{m.group(1)}”" if _SYMBOL.match(m.group(1)) else m.group(0), sentence)
+        spans = _SPAN.findall(sentence)
+        if any(not _WORDISH.match(span) or _CODEISH.search(span) for span in spans) or (
+                not spans and _CODEISH.search(sentence) and re.search(r"\w\(|\w=\w", sentence)):
+            moved.append(sentence)
+            continue
+        sentence = re.sub(r"`(\w+)` = ", lambda m: "`" + m.group(1) + "` ", sentence)  # "`width` = 9" → "Width 9"
+        sentence = _SPAN.sub(lambda m: labels.get(m.group(1), _label(m.group(1))), sentence)
+        keep.append(sentence[:1].upper() + sentence[1:])
+    return " ".join(keep).strip(), moved
+
+
+def _label(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def _sentences(text: str) -> list[str]:
+    """Split on sentence ends outside backticks (a code span may hold a full stop)."""
+    out, buf, in_code = [], "", False
+    for i, ch in enumerate(text):
+        buf += ch
+        if ch == "`":
+            in_code = not in_code
+        elif ch in ".!?" and not in_code and (i + 1 == len(text) or text[i + 1] == " ") and \
+                not buf.lower().endswith(("e.g.", "i.e.", "etc.", "vs.")):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+def error_info(exc: BaseException, *, labels: Mapping[str, str] | None = None) -> ErrorInfo:
+    """Turn anything a run raised into plain words a person can act on; the technical part goes to details."""
     if isinstance(exc, KeyboardInterrupt):
-        return ErrorInfo("CANCELLED", "Stopped. Nothing half-finished was kept.", level="warning")
-    if isinstance(exc, CancelledError):  # its message may say how to pick the work up again
-        return ErrorInfo(exc.code, exc.message, exc.hint, level="warning")
+        return ErrorInfo("CANCELLED", "Stopped. Nothing half-made was kept.", level="warning")
     if isinstance(exc, MasukaError):
-        where = ""
+        message, moved_m = plain(exc.message, labels)
+        hint, moved_h = plain(exc.hint or "", labels)
+        tech = [f"code: {exc.code}"]
         if exc.argument is not None:
-            where = f"`{exc.argument}`" + (f" = {_short(exc.value)}" if exc.has_value else "")
-        return ErrorInfo(exc.code, exc.message, exc.hint, where=where)
-    return ErrorInfo(
-        "UNEXPECTED",
-        f"{type(exc).__name__}: {exc}",
-        "This is a bug in MASUKA or a library it uses. The full traceback is in the log below; "
-        "please include it if you report it.",
-    )
+            tech.append(f"argument: {exc.argument}" + (f" = {_short(exc.value)}" if exc.has_value else ""))
+        if moved_m or moved_h or message != exc.message or hint != (exc.hint or ""):
+            tech += [f"message: {exc.message}"] + ([f"fix: {exc.hint}"] if exc.hint else [])
+        if isinstance(exc, CancelledError):
+            return ErrorInfo(exc.code, "Stopped. Nothing half-made was kept." if not hint else "Stopped.",
+                             hint, "warning", "\n".join(tech), exc.argument)
+        return ErrorInfo(exc.code, message or "That did not work.", hint, "error", "\n".join(tech), exc.argument,
+                         _FIXES_BY_CODE.get(exc.code, ()))
+    import traceback
+
+    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)[-6:])
+    return ErrorInfo("UNEXPECTED", "Something went wrong inside MASUKA (a bug, not something you did).",
+                     "Try again; if it happens again, open Details and include them in a report.",
+                     details=f"{type(exc).__name__}: {exc}\n{tb}")
 
 
 def _short(value: Any, limit: int = 80) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class EtaSmoother:
+    """A steady "time left": the mean step time smoothed over the steps seen (an exponential average), so
+    one slow step (a model load, a checkpoint) does not make the estimate jump; shown rounded."""
+
+    def __init__(self, *, weight: float = 0.25) -> None:
+        self._weight = weight
+        self._key: tuple[str, int] | None = None
+        self._last: tuple[int, float] | None = None
+        self._per_step: float | None = None
+
+    def __call__(self, stage: str, step: int, total: int, elapsed_s: float) -> float | None:
+        if (stage, total) != self._key:  # a new stage starts its own estimate
+            self._key, self._last, self._per_step = (stage, total), None, None
+        if self._last is not None and step > self._last[0]:
+            per = (elapsed_s - self._last[1]) / (step - self._last[0])
+            self._per_step = per if self._per_step is None else (
+                self._weight * per + (1 - self._weight) * self._per_step)
+        if self._last is None or step > self._last[0]:
+            self._last = (step, elapsed_s)
+        if self._per_step is None or total <= 0 or step >= total:
+            return None
+        return round_eta(self._per_step * (total - step))
+
+
+def round_eta(seconds: float) -> float:
+    """Round a time left the way a person says it: to the second below 20 s, 5 s below 2 min, then 30 s."""
+    for limit, unit in ((20, 1), (120, 5), (float("inf"), 30)):
+        if seconds < limit:
+            return max(unit, round(seconds / unit) * unit)
+    return seconds  # pragma: no cover
 
 
 # ---- images -----------------------------------------------------------------------------------------
@@ -333,12 +432,14 @@ class HistoryStats:
     errors_by_code: dict[str, int] = field(default_factory=dict)
     spend_by_provider: dict[str, float] = field(default_factory=dict)
     spend_by_day: dict[str, float] = field(default_factory=dict)  # "YYYY-MM-DD" → USD, oldest first
+    made_by_kind: dict[str, int] = field(default_factory=dict)  # finished ("ok") records per kind
 
 
 def _cost_of(rec: Any) -> float:
     """Money actually charged, as the hosted-jobs engine records it (`extra.cost_usd`; estimates are
     kept apart as `estimate_usd` and never counted; a failed job is refunded to 0)."""
-    value = (getattr(rec, "extra", None) or {}).get("cost_usd")
+    extra = getattr(rec, "extra", None) or {}
+    value = extra.get("cost_usd")  # the engine records $0 for the offline simulator and local runs
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
@@ -388,7 +489,28 @@ def history_stats(records: Iterable[Any]) -> HistoryStats:
         ok / (ok + failed) if ok + failed else None,
         {m: sum(v) / len(v) for m, v in sorted(times.items())},
         dict(errors.most_common()), dict(sorted(providers.items(), key=lambda kv: -kv[1])), dict(sorted(days.items())),
+        dict(Counter(getattr(r, "kind", "?") for r in records if getattr(r, "status", "") == "ok")),
     )
+
+
+CODE_WORDS = {
+    "OUT_OF_MEMORY": "ran out of memory", "PLAN_DOES_NOT_FIT": "model too big for this machine",
+    "INVALID_REQUEST": "a setting was out of range", "GATED_MODEL": "licence not accepted",
+    "MODEL_NOT_FOUND": "unknown model", "MODEL_RETIRED": "model retired", "SECRET_MISSING": "missing API key",
+    "BUDGET_EXCEEDED": "over budget", "PROVIDER_AUTH": "API key refused", "PROVIDER_RATE_LIMITED": "provider busy",
+    "PROVIDER_REJECTED_CONTENT": "prompt refused by the provider", "PROVIDER_UNAVAILABLE": "provider down",
+    "PROVIDER_TIMEOUT": "provider too slow", "PROVIDER_BAD_RESPONSE": "provider sent a bad answer",
+    "DOWNLOAD_FAILED": "download failed", "DISK_FULL": "disk full", "NOT_WRITABLE": "folder not writable",
+    "STORAGE_FAILED": "could not save", "DATASET_INVALID": "dataset problem", "TRAINING_FAILED": "training failed",
+    "GENERATION_FAILED": "generation failed", "JOB_FAILED": "job failed", "JOB_ERROR": "job problem",
+    "DEPENDENCY_MISSING": "a package is missing", "LORA_INCOMPATIBLE": "LoRA does not fit the model",
+    "UNEXPECTED": "a bug", "UNKNOWN": "unknown",
+}
+
+
+def code_words(code: str) -> str:
+    """An error code as a person would say it ("OUT_OF_MEMORY" → "ran out of memory")."""
+    return CODE_WORDS.get(code, code.replace("_", " ").lower())
 
 
 def record_title(rec: Any, *, limit: int = 60) -> str:

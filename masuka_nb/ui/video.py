@@ -1,67 +1,97 @@
-"""The Video tab: a form for `VideoGenerator` beside the live result, the cost in sight before
-anything is paid (a paid run asks to confirm once), live job progress, a player for the clip (with
-its poster, a message and a download link where the browser cannot play it), and the hosted jobs
-with a resume button.
+"""The Video tab: a short list of video models grouped by who runs them, each with its price per clip;
+a form that offers only the controls the chosen model has; every check before the price is confirmed; a
+player for the clip in the result pane, this session's clips in the feed; and the hosted jobs with Resume.
 
-The form offers only what the chosen model takes: its durations, its resolutions and aspect ratios;
-the start image only where it does image-to-video; motion is shown disabled (no provider contract
-has such a control). A new run clears the previous clip.
-
-Jobs are persisted by `masuka_nb.jobs` before they are submitted, so after a runtime restart the
-"Resume unfinished jobs" button picks them up instead of paying twice.
+Aliases and retired models stay reachable from code (`VideoGenerator().generate(model="sora-2")`) but
+are not listed. The paid/free rule is the engine's (a clip from the offline simulator costs $0); the tab
+asks to confirm only what the engine would charge, after `VideoGenerator.check` has passed. Jobs are
+persisted by `masuka_nb.jobs` before they are submitted, so after a runtime restart Resume picks them up
+instead of paying twice.
 """
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
 
 from masuka_nb.errors import InvalidRequestError
-from masuka_nb.ui.components import LABEL_STYLE, Panel, ProgressView, card, field_row, section, split, wide
-from masuka_nb.ui.helpers import esc, fmt_duration, fmt_money
+from masuka_nb.ui.components import (
+    LABEL_STYLE,
+    Notice,
+    Panel,
+    button,
+    card,
+    field_row,
+    section,
+    show,
+    split,
+    wide,
+)
+from masuka_nb.ui.helpers import FIX_RESUME, engine_api, esc, fmt_duration, fmt_money, fmt_number, plain
+from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, thumb_png
 
 __all__ = ["ModelControls", "VideoPanel", "model_controls", "video_models"]
 
-# Shown when the engine's catalog cannot be read (the seed's ids; the engine maps them to routes).
-FALLBACK_MODELS = ("veo3-pro", "veo3-fast", "sora-2", "sora-2-hd", "runway-gen4")
-RESOLUTIONS = ("720p", "1080p")
-RATIOS = ("auto", "16:9", "9:16", "1:1")
+RATIOS = ("16:9", "9:16", "1:1")
+PROVIDER_NAMES = {"cometapi": "CometAPI", "runway": "Runway", "kling": "Kling", "fal": "fal", "replicate": "Replicate",
+                  "local": "This machine"}
 
 
 def video_models() -> list[tuple[str, str]]:
-    """(label, id) from the video engine's catalog (its data), unavailable models left out; the
-    documented seed ids when the engine is not installed."""
-    try:
-        from masuka_nb.video import list_video_models
-    except ImportError:
-        return [(m, m) for m in FALLBACK_MODELS]
-    out = []
-    for mid, title in list_video_models().items():
-        if title.startswith("unavailable"):
+    """(label, id) of the models worth offering: grouped by who runs them (this machine first: it is free),
+    each labelled with its price per clip at its own defaults; aliases, retired and unavailable models
+    are left out (they still work from code)."""
+    from masuka_nb.hosted.catalog import catalog, resolve_model
+
+    rows: list[tuple[int, str, str, str]] = []
+    for spec in local_video_models():
+        rows.append((0, "local", f"This machine · {_short_title(spec.title)} · free", spec.id))
+    for mid, entry in catalog()["models"].items():
+        if "alias_of" in entry or "unavailable" in entry or "retired" in entry:
             continue
-        short = title.split(" (")[0]  # the catalog's titles carry route details: the chip below shows them
-        out.append((f"{mid} — {short}" if short and short != mid else mid, mid))
-    out += [(f"{spec.id} — local, $0", spec.id) for spec in local_video_models()]
-    return out or [(m, m) for m in FALLBACK_MODELS]
+        try:
+            _, routes, _ = resolve_model(mid)
+        except Exception:  # a model the catalog refuses is not offered
+            continue
+        first = routes[0]
+        d = entry.get("defaults") or {}
+        seconds = int(d.get("seconds", first.durations[0]))
+        resolution = d.get("resolution") or next(iter(first.sizes))
+        try:
+            usd = first.cost(seconds, resolution)
+        except KeyError:
+            continue
+        name = PROVIDER_NAMES.get(first.provider, first.provider)
+        title = _short_title(entry.get("title", mid))
+        rows.append((1, name, f"{name} · {title} · {fmt_money(usd)} per {seconds} s clip", mid))
+    rows.sort(key=lambda r: (r[0], r[1].lower(), r[2]))
+    return [(label, mid) for _, _, label, mid in rows]
+
+
+def _short_title(title: str) -> str:
+    """ "Google Veo 3.1 Fast (8 s, 720p/1080p, …)" → "Google Veo 3.1 Fast"."""
+    return title.split(" (")[0].strip()
 
 
 def local_video_models() -> list[Any]:
-    """The registry's open-weight video models (Wan; tiny-wan everywhere), run on this machine's GPU at $0."""
+    """The registry's open-weight video models (Wan; tiny-wan everywhere), run on this machine at $0. The
+    tiny ones are offered only where there is no GPU (where they are the only ones that can run)."""
     from masuka_nb.models.registry import list_models
 
     return [*list_models(task="text-to-video"), *list_models(task="image-to-video")]
 
 
 class ModelControls:
-    """What a video model takes, from the catalog: durations, resolutions, ratios, image modes."""
+    """What a video model takes, from the catalog or the registry: durations, resolutions, ratios, image
+    modes, a motion control, steps (local models)."""
 
     def __init__(self, durations: tuple[int, ...], resolutions: tuple[str, ...], ratios: tuple[str, ...],
-                 text: bool, image: bool) -> None:
+                 text: bool, image: bool, *, motion: bool = False, steps: int | None = None,
+                 local: bool = False) -> None:
         self.durations, self.resolutions, self.ratios = durations, resolutions, ratios
-        self.text, self.image = text, image
+        self.text, self.image, self.motion, self.steps, self.local = text, image, motion, steps, local
 
 
 def model_controls(model_id: str) -> ModelControls:
@@ -71,27 +101,18 @@ def model_controls(model_id: str) -> ModelControls:
         sides = sorted({f"{min(size)}p" for size in local.sizes}, key=lambda x: int(x[:-1]))
         ratios = tuple(sorted({"16:9" if w > h else "9:16" if w < h else "1:1" for w, h in local.sizes}))
         return ModelControls(tuple(range(1, longest + 1)), tuple(sides), ratios, local.task == "text-to-video",
-                             local.task == "image-to-video" or "i2v" in local.id or "ti2v" in local.id)
-    try:
-        from masuka_nb.hosted.catalog import resolve_model
+                             local.task == "image-to-video" or "i2v" in local.id or "ti2v" in local.id,
+                             steps=local.default_steps, local=True)
+    from masuka_nb.hosted.catalog import resolve_model
 
-        _, routes, _ = resolve_model(model_id)
-    except Exception:  # no engine, or a model the catalog refuses: offer the generic controls
-        return ModelControls((4, 5, 6, 8, 10), RESOLUTIONS, RATIOS[1:], True, True)
+    _, routes, _ = resolve_model(model_id)
     first = routes[0]  # the route an estimate picks: offer what it takes, so nothing is silently changed
     durations = sorted(first.durations)
     resolutions = sorted(first.sizes, key=lambda x: (len(x), x))
     ratios = sorted({ratio for table in first.sizes.values() for ratio in table})
     modes = set(first.modes)
-    return ModelControls(tuple(durations), tuple(resolutions), tuple(ratios), "t2v" in modes, "i2v" in modes)
-
-
-def model_title(model_id: str) -> str:
-    try:
-        from masuka_nb.video import list_video_models
-    except ImportError:
-        return ""
-    return list_video_models().get(model_id, "")
+    return ModelControls(tuple(durations), tuple(resolutions), tuple(ratios), "t2v" in modes, "i2v" in modes,
+                         motion="motion_intensity" in (first.controls or {}))
 
 
 class VideoPanel(Panel):
@@ -102,89 +123,118 @@ class VideoPanel(Panel):
         self._generator = generator
         self.result: Any = None
         self.estimate_result: Any = None
+        self._controls: ModelControls | None = None
         models = video_models()
+        ids = [mid for _, mid in models]
+        from masuka_nb.hosted.catalog import DEFAULT_VIDEO_MODEL
+
         self.prompt = widgets.Textarea(placeholder="A slow dolly shot through a neon-lit market in the rain…",
                                        layout=widgets.Layout(width="100%", height="84px"))
-        ids = [mid for _, mid in models]
-        from masuka_nb.hosted.catalog import (
-            DEFAULT_VIDEO_MODEL as DEFAULT_MODEL,  # the engine's default is the form's
-        )
-
-        self.model = widgets.Dropdown(options=models, value=DEFAULT_MODEL if DEFAULT_MODEL in ids else ids[0],
-                                      description="Model", style=LABEL_STYLE, layout=wide("440px"))
+        self.model = widgets.Dropdown(options=models, value=DEFAULT_VIDEO_MODEL if DEFAULT_VIDEO_MODEL in ids
+                                      else ids[0], description="Model", style=LABEL_STYLE, layout=wide("100%"))
         self.model_info = widgets.HTML("")
-        self.duration = widgets.Dropdown(options=[("5 s", 5)], value=5, description="Seconds", style=LABEL_STYLE,
+        self.duration = widgets.Dropdown(options=[("5 s", 5)], value=5, description="Length", style=LABEL_STYLE,
                                          layout=wide("200px"))
-        self.resolution = widgets.Dropdown(options=RESOLUTIONS, value="1080p", description="Resolution",
+        self.resolution = widgets.Dropdown(options=["720p"], value="720p", description="Resolution",
                                            style=LABEL_STYLE, layout=wide("220px"))
-        self.ratio = widgets.Dropdown(options=RATIOS, value="auto", description="Aspect", style=LABEL_STYLE,
+        self.ratio = widgets.Dropdown(options=RATIOS, value="16:9", description="Aspect", style=LABEL_STYLE,
                                       layout=wide("200px"))
-        self.motion = widgets.FloatSlider(value=0.7, min=0.0, max=1.0, step=0.05, description="Motion",
-                                          style=LABEL_STYLE, layout=wide("320px"), disabled=True)
-        self.motion_note = widgets.HTML('<span class="mk-muted">no provider\'s API has a motion control</span>')
-        self.image = widgets.Text(placeholder="optional: image path or https URL (image-to-video)",
-                                  description="Start image", style=LABEL_STYLE, layout=wide())
-        self.max_cost = widgets.FloatText(value=0.0, step=0.5, description="Max $ (0 = none)", style=LABEL_STYLE,
+        self.motion = widgets.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="Motion",
+                                          style=LABEL_STYLE, layout=wide("320px"))
+        self.steps = widgets.IntText(value=3, description="Steps", style=LABEL_STYLE, layout=wide("200px"))
+        self.image = widgets.Text(placeholder="optional: image path or https URL", description="Start image",
+                                  style=LABEL_STYLE, layout=wide())
+        self.image_thumb = widgets.Image(format="png", layout=widgets.Layout(width="120px", height="auto",
+                                                                             display="none"))
+        self.image_thumb.add_class("mk-thumb")
+        self.max_cost = widgets.FloatText(value=0.0, step=0.5, description="Max cost $", style=LABEL_STYLE,
                                           layout=wide("220px"))
-        self.estimate_button = widgets.Button(description="Estimate cost", icon="calculator",
-                                              layout=widgets.Layout(width="auto"))
+        self.max_cost_note = widgets.HTML('<span class="mk-muted">0 = no limit per clip</span>')
         self.generate_button = widgets.Button(description="Generate video", button_style="primary", icon="film",
-                                              layout=widgets.Layout(width="170px"))
+                                              layout=widgets.Layout(width="auto"))
         self.generate_button.add_class("mk-primary")
         self.confirm_html = widgets.HTML("")
-        self.confirm_button = widgets.Button(description="Confirm and pay", button_style="warning", icon="check",
-                                             layout=widgets.Layout(width="auto", display="none"))
-        self.cost = widgets.HTML("")
+        self.confirm_button = button("Confirm and pay", "check", style="warning")
+        show(self.confirm_button, False)
         self.cost_badge = widgets.HTML("")
-        self.progress = ProgressView()
-        self.player = widgets.Video(format="mp4", autoplay=False, loop=False, controls=True,
-                                    layout=widgets.Layout(width="100%", display="none"))
-        self.player.add_class("mk-player")
-        self.fallback = widgets.HTML("")
-        self.result_info = widgets.HTML("")
+        self.form_notice = Notice()
+        self.pane = ResultPane(stop=self.stop_button, notice=self.notice, empty="Your clips appear here.",
+                               reveal_with=self.reveal)
+        self.progress = self.pane.progress
+        self.feed = self.pane.feed
         self.jobs_html = widgets.HTML("")
-        self.refresh_button = widgets.Button(description="Refresh", icon="refresh",
-                                             layout=widgets.Layout(width="auto"))
-        self.resume_button = widgets.Button(description="Resume unfinished jobs", icon="play",
-                                            layout=widgets.Layout(width="auto"))
+        self.refresh_button = button("Refresh", "refresh")
+        self.resume_button = button("Resume unfinished jobs", "play")
         self.fields = {"prompt": self.prompt, "model": self.model, "seconds": self.duration, "duration": self.duration,
                        "resolution": self.resolution, "aspect_ratio": self.ratio, "image": self.image,
-                       "max_cost": self.max_cost}
+                       "max_cost": self.max_cost, "steps": self.steps, "motion_intensity": self.motion}
+        self.labels = {"prompt": "The prompt", "seconds": "Length", "duration": "Length", "resolution": "Resolution",
+                       "aspect_ratio": "Aspect", "image": "Start image", "max_cost": "Max cost", "steps": "Steps",
+                       "budget_usd": "The session budget", "model": "Model"}
+        self.defaults = {"max_cost": 0.0}
         self._confirmed: tuple[Any, ...] | None = None  # the paid request the user said yes to
         self.model.observe(self._on_model_change, names="value")
-        for box in (self.duration, self.resolution, self.ratio, self.image):
+        for box in (self.duration, self.resolution, self.ratio, self.image, self.max_cost):
             box.observe(self._on_form_change, names="value")
+        self.image.observe(self._on_image_change, names="value")
         self.prompt.observe(self._on_prompt_change, names="value")
-        self.estimate_button.on_click(self._on_estimate_button_click)
         self.generate_button.on_click(self._on_generate_button_click)
         self.confirm_button.on_click(self._on_confirm_button_click)
         self.refresh_button.on_click(self._on_refresh_button_click)
         self.resume_button.on_click(self._on_resume_button_click)
         form = widgets.VBox([
-            card(section("Prompt"), self.prompt, self.cost_badge,
-                 field_row(self.estimate_button, self.generate_button, self.cancel_button), self.stop_hint,
-                 self.confirm_html, field_row(self.confirm_button), self.notice),
+            card(section("Prompt"), self.prompt, self.cost_badge, field_row(self.generate_button),
+                 self.confirm_html, field_row(self.confirm_button), self.form_notice),
             card(section("Model & settings"), self.model, self.model_info,
-                 field_row(self.duration, self.resolution, self.ratio), field_row(self.motion, self.motion_note), self.image,
-                 field_row(self.max_cost)),
-            card(section("Hosted jobs"), field_row(self.refresh_button, self.resume_button), self.jobs_html),
+                 field_row(self.duration, self.resolution, self.ratio), field_row(self.steps), self.motion,
+                 self.image, self.image_thumb, field_row(self.max_cost, self.max_cost_note)),
+            card(section("Hosted jobs", "paid jobs survive a restart"), field_row(self.refresh_button,
+                                                                                    self.resume_button),
+                 self.jobs_html),
         ], layout=widgets.Layout(width="100%"))
-        live = card(section("Result"), self.progress, self.player, self.fallback, self.result_info, self.cost)
-        live.add_class("mk-live")
-        self.split_box = split(form, live)
+        self.split_box = split(form, self.pane)
         self.children = [self.split_box]
-        self._busy_buttons = [self.estimate_button, self.generate_button, self.resume_button, self.confirm_button]
-        # The cost badge and the jobs table load the hosted layer (pydantic, httpx): they fill in when the
-        # tab is first opened or the form changes, so building the app stays light.
+        self._busy_buttons = [self.resume_button, self.confirm_button]
+        # The cost badge and the jobs table fill in when the tab is first opened or the form changes
         self._live = False
         self._on_model_change({"new": self.model.value})
         self._live = True
 
     def opened(self) -> None:
-        """The tab came into view: show the current cost and the job store (once, then they follow the form)."""
+        """The tab came into view: show the current cost and the job store (once, then they follow the form);
+        models answered by the offline simulator here are listed as free (the engine's rule)."""
+        self._label_simulated()
         if not self.cost_badge.value:
             self._on_form_change({})
         self.refresh()
+
+    def _label_simulated(self) -> None:
+        """A model whose provider is the offline simulator here costs nothing: its label says so."""
+        from masuka_nb.hosted.catalog import resolve_model
+
+        options, changed = [], False
+        for label, mid in self.model.options:
+            parts = label.split(" · ")
+            if len(parts) == 3 and "$" in parts[2]:
+                try:
+                    provider = resolve_model(mid)[1][0].provider
+                except Exception:  # not a hosted model: keep its label
+                    provider = ""
+                if provider and self._simulated_provider(provider):
+                    label, changed = f"{parts[0]} simulator · {parts[1]} · free here", True
+            options.append((label, mid))
+        if changed:
+            keep = self.model.value
+            self._live = False
+            self.model.options = options
+            self.model.value = keep
+            self._live = True
+
+    def _simulated_provider(self, provider: str) -> bool:
+        try:
+            return bool(self.generator.simulated(provider))
+        except Exception:  # an engine without the rule: treat as paid
+            return False
 
     @property
     def generator(self) -> Any:
@@ -194,60 +244,119 @@ class VideoPanel(Panel):
             self._generator = VideoGenerator()
         return self._generator
 
+    @property
+    def player(self) -> widgets.Video:
+        return self.pane.video
+
+    # ---- reading the form ---------------------------------------------------------------------------
     def request(self) -> dict[str, Any]:
+        c = self._controls or model_controls(self.model.value)
         image = self.image.value.strip() or None
-        controls = model_controls(self.model.value)
-        if image is None and not controls.text:
-            raise InvalidRequestError(f"{self.model.value} makes video from a start image only.", argument="image",
-                                      value=None, hint="Give a start image (a path or an https URL).")
-        return {
-            "prompt": self.prompt.value,
-            "model": self.model.value,
-            "seconds": int(self.duration.value),
-            "resolution": self.resolution.value,
-            "aspect_ratio": None if self.ratio.value == "auto" else self.ratio.value,
-            "motion_intensity": None,  # no provider has the control (see the catalog's notes)
-            "image": image if controls.image else None,
-        }
+        if image is None and not c.text:
+            raise InvalidRequestError("This model makes video from a start image: give one first.",
+                                      argument="image", value=None, hint="A path or an https URL of a picture.")
+        if image is not None and not image.startswith(("http://", "https://")) and not Path(image).expanduser().is_file():
+            raise InvalidRequestError(f"There is no image at {image}.", argument="image", value=image,
+                                      hint="Give the path of a picture, an https URL, or clear the field.")
+        req = {"prompt": self.prompt.value, "model": self.model.value, "seconds": int(self.duration.value),
+               "resolution": self.resolution.value, "aspect_ratio": self.ratio.value if len(c.ratios) > 1 else None,
+               "image": image if c.image else None}
+        if c.motion:
+            req["motion_intensity"] = float(self.motion.value)
+        return req
 
     def _max_cost(self) -> float | None:
         value = float(self.max_cost.value)
         if not 0 <= value <= 1000:
-            raise InvalidRequestError(f"`max_cost` = {value:g} is outside 0 … 1000.", argument="max_cost", value=value,
-                                      hint="Type 0 for no limit, or a dollar amount up to 1000.")
+            raise InvalidRequestError(f"Max cost ${value:g} is out of range: 0 (no limit) to $1000.",
+                                      argument="max_cost", value=value, hint="Type 0 for no limit, or an amount.")
         return value or None
+
+    def _check(self) -> dict[str, Any]:
+        """Every check the engine makes before paying, in the order a person fixes things: the prompt first,
+        then the model's limits, the price against Max cost and the budget, and a key to pay with."""
+        if not self.prompt.value.strip():
+            raise InvalidRequestError("Type a prompt first: what should the clip show?", argument="prompt",
+                                      value="", hint="e.g. waves at night, slow pan")
+        request = self.request()
+        max_cost = self._max_cost()
+        c = self._controls or model_controls(self.model.value)
+        if c.local:
+            steps = int(self.steps.value)
+            if not 1 <= steps <= 100:
+                raise InvalidRequestError(f"Steps {steps} is out of range: 1 to 100.", argument="steps",
+                                          value=steps, hint="More steps: slower, finer.")
+            est = self.generator.estimate(**request)
+            return {"request": request, "max_cost": None, "estimate": est, "steps": steps, "local": True}
+        est = self.generator.check(**request, max_cost=max_cost)
+        return {"request": request, "max_cost": max_cost, "estimate": est, "local": False}
 
     # ---- handlers ---------------------------------------------------------------------------------
     def _on_model_change(self, change: dict[str, Any]) -> None:
-        title = model_title(change["new"])
-        self.model_info.value = f'<div class="mk-muted">{esc(title)}</div>' if title else ""
-        c = model_controls(change["new"])
+        c = self._controls = model_controls(change["new"])
         keep = self.duration.value
         self.duration.options = [(f"{d} s", d) for d in c.durations]
-        self.duration.value = keep if keep in c.durations else c.durations[0]
+        self.duration.value = keep if keep in c.durations else c.durations[len(c.durations) // 2]
         keep = self.resolution.value
         self.resolution.options = list(c.resolutions)
         self.resolution.value = keep if keep in c.resolutions else c.resolutions[-1]
         keep = self.ratio.value
-        self.ratio.options = ["auto", *c.ratios]
-        self.ratio.value = keep if keep in self.ratio.options else "auto"
-        self.image.disabled = not c.image
+        self.ratio.options = list(c.ratios) or ["16:9"]
+        self.ratio.value = keep if keep in self.ratio.options else self.ratio.options[0]
+        # a control the model does not have is not shown (one fixed value is said in the chips instead)
+        show(self.duration, len(c.durations) > 1)
+        show(self.resolution, len(c.resolutions) > 1)
+        show(self.ratio, len(c.ratios) > 1)
+        show(self.motion, c.motion)
+        show(self.steps, c.steps is not None)
+        if c.steps is not None:
+            self.steps.value = c.steps
+        show(self.image, c.image)
+        show(self.image_thumb, c.image and bool(self.image_thumb.value))
         self.image.placeholder = ("required: a start image (path or https URL)" if not c.text else
-                                  "optional: image path or https URL (image-to-video)" if c.image else
-                                  "this model makes video from text only")
+                                  "optional: a start image (path or https URL) to animate")
+        show(self.max_cost, not c.local)
+        show(self.max_cost_note, not c.local)
+        chips = []
+        if len(c.durations) == 1:
+            chips.append(f"{c.durations[0]} s clips")
+        if len(c.resolutions) == 1:
+            chips.append(c.resolutions[0])
+        chips.append("text or image to video" if c.text and c.image else "image to video" if c.image
+                     else "text to video")
+        if c.local:
+            chips.append("runs here, free")
+        self.model_info.value = "".join(f'<span class="mk-chip">{esc(x)}</span>' for x in chips)
         self._on_form_change({})
+
+    def _on_image_change(self, change: dict[str, Any]) -> None:
+        text = str(change["new"]).strip()
+        path = Path(text).expanduser() if text and not text.startswith(("http://", "https://")) else None
+        if path is not None and path.is_file():
+            try:
+                from PIL import Image
+
+                with Image.open(path) as im:
+                    self.image_thumb.value = thumb_png(im.convert("RGB"), 120)
+                show(self.image_thumb)
+                return
+            except OSError:
+                pass
+        self.image_thumb.value = b""
+        show(self.image_thumb, False)
 
     def _on_prompt_change(self, _change: dict[str, Any]) -> None:
         """A changed request needs a new yes (the price does not depend on the words)."""
+        self._forget_confirm()
+
+    def _forget_confirm(self) -> None:
         self._confirmed = None
-        self.confirm_button.layout.display = "none"
+        show(self.confirm_button, False)
         self.confirm_html.value = ""
 
     def _on_form_change(self, _change: dict[str, Any]) -> None:
         """The cost follows the form: a quick local estimate (no network), shown next to the prompt."""
-        self._confirmed = None
-        self.confirm_button.layout.display = "none"
-        self.confirm_html.value = ""
+        self._forget_confirm()
         if not self._live:
             return
         try:
@@ -256,113 +365,141 @@ class VideoPanel(Panel):
             self.cost_badge.value = ""
             return
         self.estimate_result = est
-        self.cost_badge.value = _cost_badge(est)
-
-    def _on_estimate_button_click(self, _b: widgets.Button) -> None:
-        self._run("estimate", self._estimate)
+        self.cost_badge.value = cost_badge(est, simulated=self._simulated(est))
 
     def _on_generate_button_click(self, _b: widgets.Button) -> None:
-        self._run("video", self._generate)
+        self.form_notice.clear()
+        try:
+            plan = self._check()
+        except Exception as exc:  # every check first: nothing is offered for payment that would then fail
+            self._check_failed("video", exc)
+            return
+        est = plan["estimate"]
+        self.estimate_result = est
+        if est.usd > 0 and self._confirmed != self._key(plan):  # a paid run asks once, with its price
+            self.confirm_html.value = (f'<div class="mk-notice mk-warning" data-testid="mk-confirm">This clip costs '
+                                       f"<b>{esc(fmt_money(est.usd))}</b> on {esc(PROVIDER_NAMES.get(est.provider, est.provider))}"
+                                       f"{esc(_budget_words(est))}. Confirm to pay and start.</div>")
+            show(self.confirm_button)
+            self._pending = plan
+            return
+        self._run("video", self._generate, check=lambda: plan)
 
     def _on_confirm_button_click(self, _b: widgets.Button) -> None:
-        self._confirmed = self._key()
-        self.confirm_button.layout.display = "none"
-        self.confirm_html.value = ""
-        self._run("video", self._generate)
+        plan = getattr(self, "_pending", None)
+        self._forget_confirm()
+        if plan is None:
+            return
+        self._confirmed = self._key(plan)
+        self._run("video", self._generate, check=self._check)
 
     def _on_refresh_button_click(self, _b: widgets.Button) -> None:
-        self._run("refresh", self.refresh)
+        self.refresh()
 
     def _on_resume_button_click(self, _b: widgets.Button) -> None:
         self._run("resume", self._resume)
 
+    def _check_failed(self, what: str, exc: BaseException) -> None:
+        keep, self.notice = self.notice, self.form_notice
+        try:
+            self._fail(what, exc)
+        finally:
+            self.notice = keep
+
     # ---- work ---------------------------------------------------------------------------------------
-    def _key(self) -> tuple[Any, ...]:
-        req = self.request()
-        return tuple(sorted((k, str(v)) for k, v in req.items()))
+    @staticmethod
+    def _key(plan: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(sorted((k, str(v)) for k, v in plan["request"].items()))
 
-    def _estimate(self) -> None:
-        est = self.generator.estimate(**self.request())
-        self.estimate_result = est
-        self.cost.value = _estimate_html(est)
-        self.cost_badge.value = _cost_badge(est)
+    def _simulated(self, est: Any) -> bool:
+        try:
+            return bool(self.generator.simulated(est.provider))
+        except Exception:  # an older generator without the rule: treat as paid
+            return False
 
-    def clear_result(self) -> None:
-        self.player.value = b""
-        self.player.layout.display = "none"
-        self.fallback.value = ""
-        self.result_info.value = ""
-        self.cost.value = ""
-        self.progress.reset()
-
-    def _generate(self) -> None:
-        max_cost = self._max_cost()
-        request = self.request()
-        est = self.generator.estimate(**request)
-        self.estimate_result = est
-        over_budget = max_cost is not None and est.usd > max_cost  # the engine refuses it before paying
-        if est.usd and not over_budget and not _simulated(self.generator, est.provider) \
-                and self._confirmed != self._key():
-            # a paid run asks once; the same request confirmed goes straight through next time
-            self.confirm_html.value = (f'<div class="mk-notice mk-warning" data-testid="mk-confirm">This run costs '
-                                       f"<b>{esc(fmt_money(est.usd))}</b> on {esc(est.provider)}. "
-                                       "Confirm to pay and start.</div>")
-            self.confirm_button.layout.display = ""
-            return
-        self.clear_result()
+    def _generate(self, plan: dict[str, Any]) -> None:
         self.started()
-        self.progress.start("submitting…")
-        # the engine warns (Python warnings) when it adjusts a request; show them here, not as stderr
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                result = self.generator.generate(**request, max_cost=max_cost, progress=self.progress,
+        self.progress.start("submitting…" if not plan["local"] else "loading the model…")
+        self.pane.reveal()
+        request = plan["request"]
+        try:
+            if plan["local"]:
+                front = engine_api("masuka_nb.video.local", "generate_from_front_door")
+                result = front(request["prompt"], model=request["model"], duration=request["seconds"],
+                               resolution=request["resolution"], image=request.get("image"),
+                               aspect_ratio=request.get("aspect_ratio"), steps=plan["steps"],
+                               progress=self.progress, cancel=self.cancel_token)
+            else:
+                result = self.generator.generate(**request, max_cost=plan["max_cost"], progress=self.progress,
                                                  cancel=self.cancel_token)
-            except BaseException:
-                self.progress.finish("stopped", ok=False)
-                raise
-            finally:
+        finally:
+            if not plan["local"]:
                 self.refresh()
         self.result = result
-        self._show(result, notes=[str(w.message) for w in caught])
+        self.present(result)
 
     def _resume(self) -> None:
         from masuka_nb import jobs
 
         self.progress.start("resuming unfinished jobs…")
-        # several jobs at once, each on its own thread: progress goes to the table, not the bar
-        resumed = list(jobs.resume_all(progress=False) or [])
+        resumed = list(jobs.resume_all(progress=False, cancel=self.cancel_token) or [])
         self.refresh()
         if not resumed:
             self.progress.finish("nothing to resume")
-            self._say("No unfinished jobs.", "info")
+            self.notice.show("No unfinished jobs.", "info")
             return
         done = [j for j in resumed if j.state == "completed"]
         failed = [j for j in resumed if j.error is not None]
         for job in done:
             if job.record.kind == "video":
-                self._show(job.result())
+                self.present(job.result())
         self.progress.finish(f"{len(done)} of {len(resumed)} resumed jobs finished", ok=not failed)
         text = f"{len(done)} of {len(resumed)} resumed job{'s' if len(resumed) != 1 else ''} finished"
         if failed:
-            text += "; " + "; ".join(f"{j.id}: [{j.error.code}] {j.error.message}" for j in failed[:3])
+            from masuka_nb.ui.helpers import error_info
+
+            text += "; " + "; ".join(error_info(_stored(j)).message for j in failed[:3])
         self._say(text, "warning" if failed else "ok")
 
-    def _show(self, result: Any, *, notes: list[str] | None = None) -> None:
+    def present(self, result: Any) -> None:
+        """The clip on the stage (with Download), its facts under it, and in the feed."""
+        import time as _time
+
         path = Path(str(result.path))
         data = path.read_bytes()
-        self.player.value = data
-        self.player.layout.display = ""
-        self.fallback.value = clip_fallback_html(path, data, getattr(result, "thumbnail", None))
-        facts = [("provider", result.provider), ("model", result.model), ("provider model", result.provider_model),
-                 ("seconds", result.duration_s), ("cost", fmt_money(_number(result.cost))), ("file", str(path))]
-        facts += [("note", n) for n in [*(notes or []), *result.notes]]
+        cost = 0.0 if result.provider == "local" else (result.cost or 0.0)
+        simulated = not cost and any(str(n).startswith("SIMULATOR") for n in result.notes)  # free: the engine's rule
         total = result.elapsed_s
+        bits = [result.model, f"{fmt_number(result.duration_s)} s", "free" if not cost else fmt_money(cost),
+                PROVIDER_NAMES.get(result.provider, result.provider)]
         if total:
-            facts.append(("took", fmt_duration(total)))
-        self.result_info.value = _kv(facts)
-        self.progress.finish(f"video ready · {path.name}")
-        self._say(f"Video ready: {path.name}")
+            bits.append(fmt_duration(total))
+        caption = " · ".join(str(b) for b in bits if b)
+        notes = _clip_notes(result.notes)
+        facts = [("model", result.model), ("made by", PROVIDER_NAMES.get(result.provider, result.provider)),
+                 ("provider model", result.provider_model), ("length", f"{fmt_number(result.duration_s)} s"),
+                 ("cost", "$0 (offline simulator)" if simulated else "$0 (this machine)" if result.provider == "local"
+                  else fmt_money(cost)), ("file", str(path))]
+        thumb = getattr(result, "thumbnail", None)
+        picture = None
+        if thumb and Path(str(thumb)).is_file():
+            from PIL import Image
+
+            with Image.open(thumb) as im:
+                picture = im.convert("RGB")
+        self.pane.show_video(data, caption=caption, name=path.name, details=_details(facts),
+                             size=picture.size if picture is not None else None)
+        self.pane.set_notes(notes)
+        if picture is None:
+            from PIL import Image
+
+            picture = Image.new("RGB", (160, 90), (30, 32, 40))
+        item = FeedItem(thumb_png(picture, 120), caption, pick=lambda r=result: self.present(r), key=str(path))
+        if self.feed.find(str(path)) is None:
+            self.feed.add(FeedRun(f"{_time.strftime('%H:%M')} · {caption}", [item]))
+        self.progress.finish("clip ready")
+        self.pane.reveal()
+        self.notice.show(f"Clip ready: {fmt_number(result.duration_s)} s from {result.model}.", "ok")
 
     def refresh(self) -> None:
         """Re-read the job store (other tabs, a restart or another process may have changed it)."""
@@ -371,89 +508,92 @@ class VideoPanel(Panel):
         except ImportError:
             self.jobs_html.value = '<div class="mk-empty">The hosted-jobs engine is not installed.</div>'
             return
-        self.jobs_html.value = jobs_table_html(list(jobs.list()))
+        self.jobs_html.value = jobs_cards_html(list(jobs.list()))
+
+    # ---- outcomes -----------------------------------------------------------------------------------
+    def _on_stopped(self, run: Any) -> None:
+        self.progress.finish("stopped", ok=False)
+
+    def _on_failed(self, info: Any) -> None:
+        if self.progress.layout.display != "none" and self.progress.bar.bar_style != "success":
+            self.progress.finish("did not finish", ok=False)
+
+    def _fixes(self, info: Any) -> dict[str, Any]:
+        out = super()._fixes(info)
+        if FIX_RESUME in info.fixes:
+            out["Resume"] = lambda: self._run("resume", self._resume)
+        if info.code == "MODEL_RETIRED":
+            live = self.model.options[0][1] if self.model.options else None
+            if live:
+                out["Use a live model"] = lambda: setattr(self.model, "value", live)
+        return out
 
 
-def _simulated(generator: Any, provider: str) -> bool:
-    """True when `provider` is answered by a loopback simulator (nothing is paid): the engine's own
-    rule for labelling a clip SIMULATOR."""
-    from urllib.parse import urlsplit
-
-    url = (getattr(generator, "base_urls", None) or {}).get(provider)
-    if not url:
-        try:
-            from masuka_nb.hosted.providers import provider_class
-            from masuka_nb.hosted.providers.base import base_url_for
-
-            url = base_url_for(provider, provider_class(provider).default_base_url)
-        except Exception:  # an unknown provider: treat it as paid
-            return False
-    return urlsplit(str(url)).hostname in ("127.0.0.1", "localhost", "::1")
+def _stored(job: Any) -> Any:
+    try:
+        return job._stored_error()
+    except Exception as exc:  # an old record: a plain error is enough to say it failed
+        return exc
 
 
-def _cost_badge(est: Any) -> str:
-    changes = f' · <span class="mk-muted">{esc("; ".join(est.changes))}</span>' if est.changes else ""
-    return (f'<div class="mk-cost" data-testid="mk-cost"><b>{esc(fmt_money(est.usd))}</b> '
-            f'<span class="mk-muted">for {esc(est.seconds)} s on {esc(est.provider)} · price of '
-            f"{esc(est.price_date)}</span>{changes}</div>")
+def _budget_words(est: Any) -> str:
+    if est.budget_usd is None:
+        return ""
+    return f" (this session: {fmt_money(est.session_spent_usd)} of your {fmt_money(est.budget_usd)} budget spent)"
 
 
-def clip_fallback_html(path: Path, data: bytes, poster: Any = None) -> str:
-    """Under the player: a download link always, and where the browser cannot play the clip (the
-    front end sets `data-failed` on error) the poster frame and a message. The <video> element the
-    Video widget renders reports its own errors; this text is there for that case."""
-    import base64
-
-    link = (f'<a class="mk-link-button" download="{esc(path.name)}" '
-            f'href="data:video/mp4;base64,{base64.b64encode(data).decode()}">⬇ Download {esc(path.name)}</a>'
-            if len(data) <= 40 * 1024 * 1024 else f'<span class="mk-muted">File: {esc(path)}</span>')
-    poster_html = ""
-    if poster and Path(str(poster)).is_file():
-        b64 = base64.b64encode(Path(str(poster)).read_bytes()).decode()
-        poster_html = f'<img class="mk-poster" alt="first frame" src="data:image/jpeg;base64,{b64}">'
-    return (f'<div class="mk-clip-fallback" data-testid="mk-clip">{link}'
-            '<details class="mk-cannot-play"><summary class="mk-muted">The player stays black?</summary>'
-            f"{poster_html}<div class=\"mk-muted\">This browser cannot decode the clip: download it and open it "
-            "in a video player (VLC plays every format the providers send).</div></details></div>")
+def cost_badge(est: Any, *, simulated: bool = False) -> str:
+    """The price of what the form describes, next to the prompt: "$0.80 for 8 s on CometAPI"."""
+    where = PROVIDER_NAMES.get(est.provider, est.provider)
+    if est.provider == "local":
+        price, rest = "Free", f"runs on this machine · {est.seconds} s clip"
+    elif simulated:
+        price, rest = "$0", f"offline {where} simulator · {est.seconds} s test clip"
+    else:
+        price, rest = fmt_money(est.usd), f"for {est.seconds} s on {where} · price of {est.price_date}"
+    changes = [plain(c)[0] for c in est.changes]
+    more = f'<div class="mk-muted">{esc("; ".join(c for c in changes if c))}</div>' if any(changes) else ""
+    return (f'<div class="mk-cost" data-testid="mk-cost"><b>{esc(price)}</b> <span class="mk-muted">{esc(rest)}'
+            f"</span>{more}</div>")
 
 
-def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+def _clip_notes(notes: list[str]) -> list[str]:
+    """The engine's own notes about a clip, in plain words (the simulator's note said once, plainly)."""
+    out = []
+    for note in notes:
+        if str(note).startswith("SIMULATOR"):
+            out.append("Made by a simulator on this machine: a test pattern, not a real clip.")
+            continue
+        text = plain(str(note))[0]
+        if text:
+            out.append(text)
+    return out
 
 
-def _kv(rows: list[tuple[str, Any]]) -> str:
+def _details(rows: list[tuple[str, Any]]) -> str:
     body = "".join(f"<tr><td>{esc(k)}</td><td>{esc(v)}</td></tr>" for k, v in rows if v not in ("", None))
-    return f'<table class="mk-kv">{body}</table>'
+    return (f'<details class="mk-recipe-box"><summary>About this clip</summary>'
+            f'<table class="mk-kv" data-testid="mk-clip-facts">{body}</table></details>')
 
 
-def _estimate_html(est: Any) -> str:
-    """A `CostEstimate`: the price, the route, what had to change to fit the model, the fallbacks."""
-    rows: list[tuple[str, Any]] = [
-        ("estimate", f"{fmt_money(est.usd)} (price of {est.price_date}: {est.price_source})"),
-        ("route", f"{est.model} on {est.provider} ({est.provider_model})"),
-        ("clip", f"{est.seconds} s · {est.resolution} · {est.aspect_ratio}"),
-    ]
-    rows += [("fallback", f"{p} ({m}) ≈ {fmt_money(u)}") for p, m, u in est.alternatives]
-    if est.budget_usd is not None:
-        rows.append(("session", f"{fmt_money(est.session_spent_usd)} spent of {fmt_money(est.budget_usd)}"))
-    html = f'<div data-testid="mk-estimate">{_kv(rows)}</div>'
-    html += "".join(f'<div class="mk-notice mk-warning"><span class="mk-code">CHANGED</span> {esc(c)}</div>'
-                    for c in est.changes)
-    html += "".join(f'<div class="mk-notice">{esc(n)}</div>' for n in est.notes)
-    return html
-
-
-def jobs_table_html(jobs: list[Any], *, limit: int = 20) -> str:
+def jobs_cards_html(jobs: list[Any], *, limit: int = 12) -> str:
+    """The hosted jobs as small cards (a table breaks into letter columns on a phone)."""
     if not jobs:
         return '<div class="mk-empty">No hosted jobs yet.</div>'
-    rows = []
+    cards = []
     for job in jobs[:limit]:
         rec = job.record
         cost = rec.cost_usd if rec.cost_usd is not None else rec.estimate_usd
-        label = fmt_money(_number(cost)) + ("" if rec.cost_usd is not None else " (est.)")
-        state = rec.state + (f" · {rec.status_text}" if rec.status_text and not job.done else "")
-        cells = [rec.id, rec.kind, rec.provider, rec.provider_model or rec.model, state, label]
-        rows.append("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
-    head = "".join(f"<td><b>{h}</b></td>" for h in ("job", "kind", "provider", "model", "status", "cost"))
+        simulated = not cost and any(str(n).startswith("SIMULATOR") for n in rec.notes or [])
+        money = ("free (simulator)" if simulated else fmt_money(cost) + ("" if rec.cost_usd is not None else " est."))
+        state = {"completed": "done", "failed": "failed", "cancelled": "stopped"}.get(rec.state, rec.state)
+        cards.append(
+            f'<div class="mk-job"><div class="mk-job-top"><b>{esc(rec.model)}</b>'
+            f'<span class="mk-chip mk-state-{esc(rec.state)}">{esc(state)}</span></div>'
+            f'<div class="mk-muted">{esc(rec.kind)} · {esc(PROVIDER_NAMES.get(rec.provider, rec.provider))} · '
+            f'{esc(money)}</div><div class="mk-job-prompt">{esc((rec.prompt or "")[:80])}</div></div>')
     more = f'<div class="mk-muted">…and {len(jobs) - limit} more</div>' if len(jobs) > limit else ""
-    return f'<table class="mk-kv" data-testid="mk-jobs"><tr>{head}</tr>{"".join(rows)}</table>{more}'
+    return f'<div class="mk-jobs" data-testid="mk-jobs">{"".join(cards)}</div>{more}'
+
+
+jobs_table_html = jobs_cards_html  # the Dashboard's name for it

@@ -230,6 +230,50 @@ class VideoGenerator:
         job = self.submit(req, progress=progress)
         return job.wait(progress=progress, cancel=cancel)
 
+    def check(self, prompt: str | VideoRequest = "", *, model: str = DEFAULT_MODEL, seconds: float | None = None,
+              resolution: str | None = None, aspect_ratio: str | None = None, image: Any = None,
+              video: str | None = None, motion_intensity: float | None = None, provider: str | None = None,
+              max_cost: float | None = None, duration: float | None = None) -> _cost.CostEstimate:
+        """Every check `generate` makes before anything is sent or paid (the prompt, the model's limits, the
+        price against `max_cost` and the session budget, a key for at least one route), then the estimate.
+        A front end calls it before asking to confirm a payment, so nothing it asks to pay for fails after."""
+        req = VideoRequest.build(prompt, model=model, seconds=seconds, resolution=resolution,
+                                 aspect_ratio=aspect_ratio, image=image, video=video,
+                                 motion_intensity=motion_intensity, provider=provider, max_cost=max_cost,
+                                 duration=duration)
+        if not req.prompt.strip():
+            from masuka_nb.errors import InvalidRequestError
+
+            raise InvalidRequestError("The prompt is empty.", argument="prompt", value=req.prompt,
+                                      hint="Describe the clip: what is seen and how the camera moves.")
+        est = self.estimate(req)
+        if _is_local(req.model):
+            return est
+        _cost.check_budget(est.usd, max_cost=req.max_cost, what=f"This {est.seconds} s {est.model} clip")
+        from masuka_nb.hosted.providers import provider_class
+        from masuka_nb.secrets import has_secret
+
+        routes = [est.provider, *[p for p, _, _ in est.alternatives]]
+        if not any(self.simulated(p) or all(has_secret(n) for n in provider_class(p).key_names) for p in routes):
+            names = sorted({n for p in routes for n in provider_class(p).key_names})
+            raise SecretMissingError(f"No API key is set for {est.model} ({', '.join(routes)}).", argument="model",
+                                     value=est.model, hint=f"Add one of {', '.join(names)} in Settings or in "
+                                                           "Colab's Secrets panel, or pick another model.")
+        return est
+
+    def simulated(self, provider: str) -> bool:
+        """True when `provider` is answered by the offline simulator here (its clips are free)."""
+        from masuka_nb.hosted.providers import provider_class
+        from masuka_nb.hosted.providers.base import base_url_for
+
+        url = self.base_urls.get(provider)
+        if not url:
+            try:
+                url = base_url_for(provider, provider_class(provider).default_base_url)
+            except Exception:  # an unknown provider: not a simulator
+                return False
+        return _cost.simulated(url)
+
     # -- steps --
     def _strict(self) -> bool:
         return settings().strict if self.strict is None else self.strict
@@ -270,9 +314,13 @@ class VideoGenerator:
             missing = [n for n in provider_class(p.route.provider).key_names if not has_secret(n)]
             if missing:
                 notes.append(f"no {' / '.join(missing)} set: the {p.route.provider} route will be skipped")
+        usd = first.usd
+        if self.simulated(r.provider):  # nothing is paid to the offline simulator
+            usd = 0.0
+            notes.insert(0, f"offline simulator: free (the real {r.provider} price is ${first.usd:.2f})")
         return _cost.CostEstimate(
             model=info.id, provider=r.provider, provider_model=r.model, seconds=first.seconds,
-            resolution=first.resolution, aspect_ratio=first.aspect_ratio, usd=first.usd, price_date=r.price_date,
+            resolution=first.resolution, aspect_ratio=first.aspect_ratio, usd=usd, price_date=r.price_date,
             price_source=r.price_source, changes=list(first.changes), notes=notes,
             alternatives=[(p.route.provider, p.route.model, p.usd) for p in plans[1:]],
             session_spent_usd=_cost.session_spent(), budget_usd=settings().budget_usd)
@@ -327,7 +375,8 @@ class VideoGenerator:
                 continue
             rec.provider, rec.provider_model, rec.route = r.provider, r.model, r.route
             rec.base_url = provider.base_url
-            rec.estimate_usd = plan.usd
+            usd = 0.0 if _cost.simulated(provider.base_url) else plan.usd  # a simulator's clip is free
+            rec.estimate_usd = usd
             rec.notes = plan.changes + plan.notes
             if info.retired is not None:  # the record (and the history) say so too, not only the warning
                 rec.notes.insert(0, info.retired.sentence(req.model))
@@ -340,7 +389,7 @@ class VideoGenerator:
                            "controls": plan.controls,
                            "price_date": r.price_date, "price_source": r.price_source}
             try:  # the record is saved before the request leaves: a crash from here on is never resubmitted
-                submit_recorded(rec, functools.partial(provider.submit_video, rec, plan, img), usd=plan.usd)
+                submit_recorded(rec, functools.partial(provider.submit_video, rec, plan, img), usd=usd)
             except MasukaError as exc:
                 provider.close()
                 maybe = bool(exc.details.get("maybe_accepted") or exc.details.get("accepted"))
@@ -367,7 +416,7 @@ class VideoGenerator:
                 last_error = exc
                 continue
             provider.close()
-            log.info("video.submitted", job=rec.id, provider=r.provider, model=r.model, usd=plan.usd)
+            log.info("video.submitted", job=rec.id, provider=r.provider, model=r.model, usd=usd)
             return VideoJob(rec)
         if rec.state == "submitting":  # nothing was sent at all
             rec.state = "failed"

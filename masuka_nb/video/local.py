@@ -44,7 +44,6 @@ from masuka_nb.memory import plan as make_plan
 from masuka_nb.models.registry import MODELS, get_model
 from masuka_nb.models.tiny import TINY_LABEL
 from masuka_nb.mp4 import Mp4Info, read_mp4, write_mp4
-from masuka_nb.quiet import quiet_third_party
 from masuka_nb.storage import safe_name, unique_path
 from masuka_nb.video.result import VideoResult
 
@@ -307,12 +306,11 @@ def _pipeline(spec: Any, mplan: MemoryPlan, *, i2v: bool) -> Any:
 
 
 def _load(spec: Any, mplan: MemoryPlan) -> Any:
-    import diffusers
     import torch
 
-    log.info("video.load", model=spec.id, plan=mplan.label)
-    dtype = getattr(torch, mplan.dtype)
-    kwargs: dict[str, Any] = {_dtype_kwarg(): dtype}
+    from masuka_nb.image.loading import load_pipeline
+
+    log.info("video.load", model=spec.id, plan=mplan.label, loading=mplan.loading)
     if spec.tiny:
         from masuka_nb.models.tiny import ensure_tiny
 
@@ -321,30 +319,15 @@ def _load(spec: Any, mplan: MemoryPlan) -> Any:
         from masuka_nb.hub import download_plan, locate_model
 
         path = locate_model(spec, download_plan(spec, plan=mplan))
-        if mplan.quantization == "nf4":
-            from diffusers import PipelineQuantizationConfig
-
-            kwargs["quantization_config"] = PipelineQuantizationConfig(
-                quant_backend="bitsandbytes_4bit", components_to_quantize=list(mplan.quantized_components),
-                quant_kwargs={"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": dtype})
-    with quiet_third_party():  # bitsandbytes' and transformers' notices on first import; loading bars
-        pipe = getattr(diffusers, spec.pipeline_class).from_pretrained(str(path), **kwargs)
+    # One component at a time onto its home (GPU plans: the UMT5 encoder a plan frees stays in RAM, NF4
+    # quantized as it arrives), or one pipeline read (CPU plans), as the planner counted it.
+    pipe = load_pipeline(spec, mplan, path=path)
     if mplan.vae_dtype != mplan.dtype:
         pipe.vae.to(getattr(torch, mplan.vae_dtype))  # Wan casts latents to the VAE's dtype itself
     _place(pipe, mplan)
     apply_speed(pipe, mplan)
     pipe.set_progress_bar_config(disable=True)
     return pipe
-
-
-def _dtype_kwarg() -> str:
-    """diffusers ≥ 0.42 takes `dtype` (and warns on `torch_dtype`); Colab's 0.39 knows only `torch_dtype`."""
-    try:
-        from diffusers.utils.deprecation_utils import _resolve_dtype  # noqa: F401
-
-        return "dtype"
-    except ImportError:
-        return "torch_dtype"
 
 
 def _target(job: GenerationJob) -> Path:
@@ -406,9 +389,11 @@ def estimate_local(model: str, *, duration: float = 5, resolution: str | None = 
 
 def generate_from_front_door(prompt: str, *, model: str, duration: float = 5, resolution: str | None = None,
                              image: Any = None, aspect_ratio: str | None = None, progress: Any = None,
-                             cancel: Any = None, seed: int | None = None, strict: bool = False) -> LocalVideoResult:
-    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size.
-    A change to fit the model is said in the result's notes, or refused when `strict`."""
+                             cancel: Any = None, seed: int | None = None, steps: int | None = None,
+                             strict: bool = False) -> LocalVideoResult:
+    """`VideoGenerator().generate(..., model=<a local model>)`: seconds and "480p" become frames and a size;
+    `steps` (the model's own by default) trades time for quality. A change to fit the model is said in the
+    result's notes, or refused when `strict`."""
     spec = get_model(model)
     shape = _shape(spec, duration=duration, resolution=resolution, aspect_ratio=aspect_ratio)
     if strict and shape.changes:
@@ -417,6 +402,6 @@ def generate_from_front_door(prompt: str, *, model: str, duration: float = 5, re
                                   hint="Ask for what the model makes (see VideoGenerator().estimate), or turn "
                                        "strict off to accept the nearest clip.")
     result = generate_local(prompt, model=spec.id, image=image, width=shape.width, height=shape.height,
-                            num_frames=shape.num_frames, seed=seed, progress=progress, cancel=cancel)
+                            num_frames=shape.num_frames, seed=seed, steps=steps, progress=progress, cancel=cancel)
     result.notes.extend(shape.changes)
     return result

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 import masuka_nb as mk
 from masuka_nb.errors import InvalidRequestError
@@ -54,6 +55,52 @@ def test_a_batch_matches_the_same_generate_calls_and_records_each_image_once():
     recs = {r.recipe["batch"]["index"]: r for r in query(kind="image") if "batch" in r.recipe}
     assert sorted(recs) == [0, 1, 2, 3, 4, 5] and recs[4].recipe["seeds"] == [8] and recs[4].paths == [
         str(res.items[4].path)]
+
+
+def test_each_prompt_is_encoded_once_in_one_encoder_call_per_group_and_each_png_is_its_own(monkeypatch):
+    import functools
+
+    import numpy as np
+    import torch
+    from diffusers import FluxPipeline
+
+    from masuka_nb.image.metadata import read_recipe
+    from masuka_nb.image.pipeline import _encode_each, encode_prompt
+    from masuka_nb.models.registry import get_model
+
+    calls: list[list[str]] = []
+    original = FluxPipeline.encode_prompt
+
+    @functools.wraps(original)  # the run pipeline reads the signature to know what it may pass
+    def counting(self, *args, **kwargs):
+        prompt = kwargs.get("prompt", args[0] if args else None)
+        if prompt is not None:  # None: the pipeline's own call, handed the embeddings made before
+            calls.append([prompt] if isinstance(prompt, str) else list(prompt))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FluxPipeline, "encode_prompt", counting)
+    engine = ImageEngine()
+    # 3 prompts x 2 seeds, 4 images a call: [kite 1, kite 2, boat 1, boat 2] and [lamp 1, lamp 2]
+    res = mk.batch(["a kite", "a boat", "a lamp"], seeds=[1, 2], chunk=4, progress=False, engine=engine, **SMALL)
+    assert calls == [["a kite", "a boat"], ["a lamp"]]  # each prompt once; a group's prompts in one call
+    assert engine.load_count == 1
+    for it in res.items:  # one save per group, yet every PNG carries its own prompt and seed
+        recipe = read_recipe(it.path)
+        assert (recipe["prompt"], recipe["seeds"][recipe["image_index"]]) == (it.prompt, it.seed)
+        assert recipe["seeds"] == ([it.seed] if it.index < 4 else [1, 2])  # a one-prompt group: one recipe
+        assert "prompts" not in recipe and f"-{it.seed}.png" in it.path.name
+        with Image.open(it.path) as im:
+            assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(it.image))
+    # The rows of the group's one encoding are the prompts' own encodings, bit for bit.
+    pipe, spec = engine.pipeline("tiny-flux"), get_model("tiny-flux")  # the batch's loaded pipeline
+    assert engine.load_count == 1
+    with torch.inference_mode():
+        together = _encode_each(pipe, spec, ["a kite", "a boat"], negative_prompt=None, guidance=3.5, device="cpu")
+        for text in ("a kite", "a boat"):
+            alone = encode_prompt(pipe, spec, prompt=text, negative_prompt=None, count=1, guidance=3.5,
+                                  device="cpu")
+            assert alone.keys() == together[text].keys()
+            assert all(torch.equal(alone[k], together[text][k]) for k in alone)
 
 
 def test_the_estimate_gives_the_size_before_anything_runs_then_learns_from_history():

@@ -71,6 +71,9 @@ def test_labels_stay_readable_at_any_cell_size():
     ({"x": ("lora_weight", [0.5, 1.0])}, "x"),
     ({"x": ("size", ["big"])}, "x"),
     ({"x": ("steps", [1, 2], ["one"])}, "x"),
+    ({"x": ("steps", [2, 300])}, "x"),  # a cell the image engine would refuse: refused here, named by its axis
+    ({"x": ("size", ["64x64", "9000x64"])}, "x"),
+    ({"x": ("guidance", [1.0, 99.0])}, "x"),
 ])
 def test_bad_axes_are_refused_before_any_cell_runs(kwargs, argument):
     with pytest.raises(InvalidRequestError) as err:

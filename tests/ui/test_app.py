@@ -42,8 +42,10 @@ def test_bad_form_input_is_shown_with_code_and_hint_not_swallowed():
     ui.select("History")
     form.generate_button.click()
     assert form.last_error is not None and form.last_error.code == "INVALID_REQUEST"
-    assert 'data-code="INVALID_REQUEST"' in form.notice.value and "Fix:" not in form.notice.value
-    assert "0 to 4294967295" in form.notice.value  # the hint
+    shown = form.form_notice.html.value  # a form error shows at the form, next to the Generate button
+    assert 'data-code="INVALID_REQUEST"' in shown and "INVALID_REQUEST</" not in shown  # the code is not shown
+    assert "0 to 4294967295" in shown  # the hint
+    assert "mk-invalid" in form.seed._dom_classes
     assert not form.busy and not form.generate_button.disabled
     # the app-wide toast names the tab
     assert ui.toasts.messages and "Image:" in ui.toasts.messages[0][1]
@@ -57,12 +59,12 @@ def test_model_switch_applies_registry_defaults():
     spec = mk.get_model("tiny-sd3")
     assert (form.width.value, form.height.value, form.steps.value) == (spec.default_width, spec.default_height,
                                                                        spec.default_steps)
-    assert not form.negative.disabled
+    assert form.negative.layout.display != "none"
     form.model.value = "flux1-dev"
     dev = mk.get_model("flux1-dev")
     assert form.width.value == dev.default_width
-    assert form.negative.disabled  # FLUX.1-dev has no negative prompt: the form says so
-    assert "gated" in form.model_info.value
+    assert form.negative.layout.display == "none"  # FLUX.1-dev has no negative prompt: no field for one
+    assert "licence" in form.model_info.value
     form.model.value = "tiny-flux"
     assert form.width.value == mk.get_model("tiny-flux").default_width
 
@@ -85,14 +87,14 @@ def test_history_tab_shows_records_filters_and_sends_a_recipe_to_the_image_tab(m
     hist.status.value = "failed"
     assert [r.prompt for r in hist.records] == ["broken"]
     hist.select(hist.records[0])
-    assert "OUT_OF_MEMORY" in hist.detail.value
+    assert "No memory" in hist.detail.value and "OUT_OF_MEMORY" in hist.detail.value.split("<details>")[1]
     hist.status.value = ""
     hist.text.value = "lighthouse"
     assert [r.prompt for r in hist.records] == ["a red lighthouse"]
     # its thumbnail is the real PNG, enlarged for display
-    thumb = hist.gallery.cells[0].children[0]
+    thumb = hist.gallery.cells[0].image
     assert thumb.value[:4] == b"\x89PNG"
-    hist.gallery.cells[0].children[2].click()  # "Details"
+    hist.gallery.cells[0].hit.click()  # a click on the tile opens it beside the tiles
     assert "seed" in hist.detail.value and "1234" in hist.detail.value
     hist.use_button.click()
     form = ui.image
@@ -123,6 +125,7 @@ def test_dashboard_counts_history_and_spend(masuka_home):
     dash.refresh_button.click()
     assert dash.stats.total == 3 and dash.stats.by_kind["video"] == 1 and dash.stats.spend_usd == 3.5
     assert "$3.50" in dash.stats_html.value and "$20.00 budget" in dash.stats_html.value
+    assert "mk-bar-row" in dash.errors_html.value and "Nothing failed" not in dash.errors_html.value
     settings = ui.select("Settings")  # the runtime and folders live in the Settings tab now
     assert "none" in settings.runtime_html.value  # this machine has no GPU
     assert str(masuka_home) in settings.folders_html.value
@@ -141,7 +144,8 @@ def test_progress_view_follows_engine_events():
     assert view.status_text.startswith("denoise 4/4 · 100%")
     assert view.preview.layout.display == "" and view.preview.value[:4] == b"\x89PNG"
     view.finish("stopped", ok=False)
-    assert view.bar.bar_style == "warning" and view.preview.layout.display == ""  # the last preview stays
+    assert view.bar.bar_style == "warning" and view.preview.layout.display == "none"  # no stale preview stays
+    assert view.preview.value == b"" and view.status_text.startswith("stopped")
 
 
 def test_gallery_shows_images_and_bytes():
@@ -149,7 +153,7 @@ def test_gallery_shows_images_and_bytes():
     assert g.placeholder.layout.display != "none"
     g.set_items([(Image.new("RGB", (32, 32)), "seed 1"), (b"\x89PNG fake", "raw")])
     assert len(g.grid.children) == 2 and g.placeholder.layout.display == "none"
-    assert "seed 1" in g.cells[0].children[1].value
+    assert "seed 1" in g.cells[0].caption.value
 
 
 def test_file_upload_roundtrip_in_this_ipywidgets_version(widgets_major):
@@ -171,18 +175,30 @@ def test_background_mode_shows_cancel_and_reports_errors_from_the_thread():
     form.generate_button.click()
     form.wait(10)
     assert form.last_error is not None and form.last_error.code == "INVALID_REQUEST"
-    assert form.cancel_button.layout.display == "none" and not form.busy
+    assert form.stop_button.layout.display == "none" and not form.busy  # nothing ran: nothing to stop
 
 
 def test_panels_override_no_widget_internals():
     """A panel method named like an ipywidgets internal (`_compare`, `_repr_keys`…) breaks repr and sync
     in one version or the other: keep our names apart."""
-    from masuka_nb.ui import components, dashboard, gallery, generate, lora, settings, video
+    from masuka_nb.ui import (
+        batch,
+        components,
+        dashboard,
+        gallery,
+        generate,
+        lora,
+        results,
+        runs,
+        settings,
+        video,
+    )
     from masuka_nb.ui.application import MasukaApp
 
-    widget_names = set(dir(widgets.VBox)) | set(dir(widgets.HTML))
+    widget_names = set(dir(widgets.VBox)) | set(dir(widgets.HTML)) | set(dir(widgets.Box))
     classes = [components.Panel, components.Notice, components.Toasts, components.ProgressView, components.Gallery,
-               generate.GeneratePanel, generate.ResultView, lora.LoraPanel, video.VideoPanel, gallery.HistoryPanel,
+               components.Tile, generate.GeneratePanel, results.ResultPane, results.SessionFeed, runs.RunQueue,
+               batch.BatchSection, lora.LoraPanel, video.VideoPanel, gallery.HistoryPanel,
                dashboard.DashboardPanel, settings.SettingsPanel, MasukaApp]
     # MasukaApp overrides the display hooks on purpose: `mk.app()` as a cell's last line shows it once
     allowed = {MasukaApp: {"_repr_mimebundle_", "_ipython_display_"}}

@@ -1,67 +1,102 @@
-"""The Batch & grid panel, driven like a user: fill the form, estimate, run, see one bar fill and the grid."""
+"""Batch & grid inside the Image tab: the tab's model and size, an honest estimate with every check first,
+the results in the result pane and the feed, and the tab's Stop."""
 
 from __future__ import annotations
 
-import io
-
-from PIL import Image
-
+import masuka_nb as mk
 from masuka_nb.history import query
-from masuka_nb.ui.batch import BatchPanel, parse_axis_values
+from masuka_nb.ui.batch import parse_axis_values
 
 
-def small(panel: BatchPanel) -> BatchPanel:
-    panel.width.value = panel.height.value = 32
-    panel.steps.value = 1
-    return panel
+def _form(background: bool = False):
+    ui = mk.app(display=False, model="tiny-flux", background=background)
+    form = ui.image
+    form.width.value = form.height.value = 32
+    form.steps.value = 1
+    return ui, form
 
 
-def test_a_template_batch_estimates_then_runs_with_one_bar_and_shows_the_sheet():
-    panel = small(BatchPanel(model="tiny-flux"))
-    panel.prompts.value = "a {red|blue} kite"
-    panel.seeds.value = "1, 2"
-    panel.estimate_button.click()
-    assert "4 image(s)" in panel.estimate.value
-    seen = []
-    panel.bar.observe(lambda ch: seen.append(ch["new"]), names="value")
-    panel.run_button.click()
-    assert "done: 4 image(s)" in panel.status.value, panel.status.value
-    assert panel.bar.value == panel.bar.max and seen == sorted(seen)
-    assert panel.image.layout.display == "" and Image.open(io.BytesIO(panel.image.value)).width > 2 * 32
-    assert len(query(kind="image")) == 4 and len(query(kind="batch")) == 1
-    assert not panel.run_button.disabled and panel.stop_button.disabled
+def test_a_batch_uses_the_image_tabs_model_and_size_and_lands_in_the_result_pane(masuka_home):
+    _ui, form = _form()
+    section = form.batch
+    assert not hasattr(section, "model") and not hasattr(section, "width")  # one set of controls: the tab's
+    section.prompts.value = "a {red|blue} kite"
+    section.seeds.value = "1, 2"
+    section.estimate_button.click()
+    assert "4 images" in section.estimate.value and "rough guess" in section.estimate.value  # nothing measured yet
+    section.run_button.click()
+    assert form.last_error is None, form.last_error
+    assert "Done: batch · 4 images" in form.notice.text
+    assert form.shown.kind == "sheet" and form.pane.kind == "grid"  # every image on the stage, labelled
+    assert len(form.pane.grid.children) == 4 and "seed 1" in form.pane.grid.children[0].children[1].value
+    assert len(form.feed.runs) == 1 and len(form.feed.runs[0].items) == 5  # the sheet and each image
+    items = query(kind="image")
+    assert len(items) == 4 and {r.recipe["width"] for r in items} == {32} and len(query(kind="batch")) == 1
+    form.feed.runs[0].items[1].pick()  # one image of the batch, with its own actions
+    assert form.shown.kind == "image" and "Upscale 2×" in [b.description for b in form.pane.actions.children]
+    # now the same model, size and steps have been measured: the estimate says it comes from them
+    section.estimate_button.click()
+    assert "from comparable runs" in section.estimate.value
 
 
-def test_grid_mode_with_a_model_axis_shows_the_labelled_grid():
-    panel = small(BatchPanel(model="tiny-flux"))
-    panel.mode.value = "grid"
-    assert panel.grid_box.layout.display == ""
-    panel.prompts.value = "a red car"
-    x_field, x_values = panel.axes["x"]
-    y_field, y_values = panel.axes["y"]
+def test_grid_mode_checks_every_axis_before_estimating_and_shows_the_grid(masuka_home):
+    _ui, form = _form()
+    section = form.batch
+    section.mode.value = "grid"
+    assert section.grid_box.layout.display == "" and section.run_button.description == "Run grid"
+    section.prompts.value = "a red car"
+    x_field, x_values = section.axes["x"]
+    y_field, y_values = section.axes["y"]
+    x_values.value = ""
+    section.estimate_button.click()  # an empty axis is refused, not estimated
+    assert section.estimate.value == "" and "X axis (steps) has no values" in section.form_notice.text
+    assert "mk-invalid" in x_values._dom_classes
+    x_values.value = "2, 300"  # a value the image engine refuses (steps go to 150): said before any estimate
+    section.estimate_button.click()
+    assert section.estimate.value == "" and "X axis, steps 300" in section.form_notice.text
+    assert "between 1 and 150" in section.form_notice.text and "mk-invalid" in x_values._dom_classes
+    assert "mk-invalid" not in form.steps._dom_classes  # the form's own Steps is fine: the axis is marked
     x_field.value, x_values.value = "model", "tiny-flux, tiny-sd3"
     y_field.value, y_values.value = "prompt_sr", "red, blue"
-    panel.estimate_button.click()
-    assert "4 cell(s)" in panel.estimate.value
-    panel.run_button.click()
-    assert "done: 4 cell(s)" in panel.status.value, panel.status.value
-    assert len(panel.result.cells) == 4 and query(kind="grid")[0].paths == [str(panel.result.path)]
+    section.estimate_button.click()
+    assert "4 cells" in section.estimate.value
+    section.run_button.click()
+    assert form.last_error is None, form.last_error
+    assert "grid · 4 cells" in form.notice.text and form.shown.kind == "sheet"
+    assert query(kind="grid")[0].paths == [form.shown.path]
 
 
-def test_bad_input_is_shown_with_its_code_and_nothing_runs():
-    panel = small(BatchPanel(model="tiny-flux"))
-    panel.prompts.value = "a {red kite"
-    panel.run_button.click()
-    assert 'data-code="INVALID_REQUEST"' in panel.status.value and "unbalanced" in panel.status.value
-    panel.mode.value = "grid"
-    panel.prompts.value = "a kite"
-    panel.axes["x"][1].value = ""
-    panel.run_button.click()
-    assert "has no values" in panel.status.value
-    panel.axes["x"][1].value = "two, four"
-    panel.run_button.click()
-    assert "not a number" in panel.status.value
+def test_bad_input_is_shown_in_words_and_nothing_runs(masuka_home):
+    _ui, form = _form()
+    section = form.batch
+    section.prompts.value = "a {red kite"
+    section.run_button.click()
+    assert "unbalanced" in section.form_notice.text.lower() or "{" in section.form_notice.text
+    section.mode.value = "grid"
+    section.prompts.value = "a kite"
+    section.axes["x"][1].value = "two, four"
+    section.run_button.click()
+    assert "not a number" in section.form_notice.text and "`" not in section.form_notice.html.value
     assert query(kind="image") == [] and query(kind="grid") == []
+
+
+def test_the_tabs_stop_ends_a_batch(masuka_home):
+    ui, form = _form(background=True)
+    form.steps.value = 8
+    section = form.batch
+    section.prompts.value = "a kite"
+    section.seeds.value = ", ".join(str(i) for i in range(1, 13))
+
+    def click_stop(change):
+        if change["new"] > 0 and form.stop_button.layout.display == "":
+            form.stop_button.click()
+
+    form.progress.bar.observe(click_stop, names="value")
+    section.run_button.click()
+    form.wait(300)
+    run = ui.runner.history[-1]
+    assert run.label == "batch" and run.state == "stopped", (run.state, form.last_error)
+    assert "Stopped after" in form.notice.text and len(query(kind="image")) < 12
 
 
 def test_axis_values_are_parsed_by_field():

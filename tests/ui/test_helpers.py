@@ -40,7 +40,7 @@ def test_fmt_money_and_bytes():
 
 
 def test_progress_text():
-    assert h.progress_text("denoise", 3, 8, eta_s=4.12, message="step") == "denoise 3/8 · 38% · ETA 4.1 s · step"
+    assert h.progress_text("denoise", 3, 8, eta_s=4.12, message="step") == "denoise 3/8 · 38% · ETA 4 s · step"
     assert h.progress_text("denoise", 8, 8, eta_s=0.0) == "denoise 8/8 · 100%"
     assert h.progress_text("queued", 0, 0) == "queued"
 
@@ -106,12 +106,54 @@ def test_error_info_for_masuka_errors_cancel_and_bugs():
     info = h.error_info(err)
     assert (info.code, info.message, info.hint, info.level) == ("GATED_MODEL", "FLUX.1-dev is gated.",
                                                                 "Accept the licence.", "error")
-    assert info.where == "`model` = 'flux1-dev'"
+    assert "argument: model = 'flux1-dev'" in info.details and "code: GATED_MODEL" in info.details
     assert 'data-code="GATED_MODEL"' in info.to_html() and "Accept the licence." in info.to_html()
     assert h.error_info(KeyboardInterrupt()).level == "warning"
     assert h.error_info(CancelledError("stop")).code == "CANCELLED"
     bug = h.error_info(ZeroDivisionError("division by zero"))
-    assert bug.code == "UNEXPECTED" and "ZeroDivisionError" in bug.message and bug.hint
+    assert bug.code == "UNEXPECTED" and "ZeroDivisionError" not in bug.message and "ZeroDivisionError" in bug.details
+
+
+def _visible(html: str) -> str:
+    """What a person reads without opening a disclosure: tags and <details> bodies removed."""
+    import re
+
+    html = re.sub(r"<details.*?</details>", "", html, flags=re.S)
+    return re.sub(r"<[^>]+>", " ", html)
+
+
+@pytest.mark.parametrize("err", [
+    InvalidRequestError("`width` = 99999 is outside 16 … 2048.", argument="width", value=99999,
+                        hint="Type a value in that range."),
+    InvalidRequestError("`prompt` must be a non-empty string.", argument="prompt", value=""),
+    CancelledError("the video was cancelled.", hint="Run `masuka_nb.jobs.get('ab12').wait()` to pick it up."),
+    GatedModelError("FLUX.1-dev is gated.", argument="model", value="flux1-dev",
+                    hint="Accept the licence, then `masuka_nb.configure(hf_token=...)`."),
+])
+def test_no_code_argument_repr_or_python_is_shown_outside_the_details(err):
+    info = h.error_info(err, labels={"width": "Width", "prompt": "The prompt"})
+    shown = _visible(info.to_html())
+    assert "`" not in shown and err.code not in shown and "masuka_nb" not in shown and "=" not in shown, shown
+    assert info.message and info.details  # the technical part is kept, in the disclosure
+    assert err.code in info.details
+
+
+def test_plain_words_keep_sentences_and_move_code():
+    assert h.plain("`width` = 99999 is outside 16 … 2048.", {"width": "Width"}) == (
+        "Width 99999 is outside 16 … 2048.", [])
+    text, moved = h.plain("Run `mk.jobs.get('x').wait()` to finish it. Or press Resume.")
+    assert text == "Or press Resume." and moved == ["Run `mk.jobs.get('x').wait()` to finish it."]
+
+
+def test_eta_is_smoothed_and_rounded():
+    eta = h.EtaSmoother()
+    assert eta("denoise", 1, 100, 1.0) is None  # one step: no rate yet
+    first = eta("denoise", 2, 100, 2.0)
+    assert first == 100  # 98 steps × 1 s, rounded to 5 s
+    slow = eta("denoise", 3, 100, 12.0)  # one slow step (10 s) does not make it jump tenfold
+    assert first < slow < 10 * first
+    assert eta("load", 1, 2, 0.0) is None  # a new stage starts its own estimate
+    assert h.round_eta(7.4) == 7 and h.round_eta(63) == 65 and h.round_eta(200) == 210
 
 
 def test_html_is_escaped_and_redacted():

@@ -55,6 +55,8 @@ def simulator(*providers: str, complete_after: float = 3.0) -> Iterator[dict[str
         with simulator() as fakes:
             VideoGenerator().generate("a fox")
     """
+    from masuka_nb.hosted import pricing
+
     chosen = providers or tuple(FAKES)
     saved = {k: os.environ.get(k) for p in chosen for k in (f"MASUKA_{p.upper()}_BASE_URL", *KEY_ENV[p])}
     started: dict[str, FakeProvider] = {}
@@ -63,11 +65,13 @@ def simulator(*providers: str, complete_after: float = 3.0) -> Iterator[dict[str
             fake = FAKES[p](complete_after=complete_after).start()
             started[p] = fake
             os.environ[f"MASUKA_{p.upper()}_BASE_URL"] = fake.base_url
+            pricing.register_simulator(fake.base_url)  # its clips are free: $0, outside spend and budgets
             for k in KEY_ENV[p]:
                 os.environ.setdefault(k, f"simulator-{k.lower()}")
         yield started
     finally:
         for fake in started.values():
+            pricing.register_simulator(fake.base_url, active=False)
             fake.stop()
         for k, v in saved.items():
             if v is None:
