@@ -153,6 +153,8 @@ def test_step(on_local_hub, road_homes, monkeypatch, case):
     _check_loaded_as_planned(spec, plan)
     if spec.family == "flux2":
         _klein_reads_the_hidden_states_its_pipeline_names(spec, result)
+    if spec.family == "zimage":
+        _zimage_encodes_through_the_layers_its_pipeline_reads(spec)
 
 
 # Models whose every plan puts the transformer in NF4 (Qwen-Image: no plan fits below an A100 otherwise) have no
@@ -226,6 +228,27 @@ def _klein_reads_the_hidden_states_its_pipeline_names(spec, result) -> None:
                                                                         real["head_dim"])
     assert pipe.transformer.config.joint_attention_dim == len(read) * config.hidden_size
     assert any(low < high for low, high in result.images[0].getextrema()), "a flat image: NaN embeddings?"
+
+
+def _zimage_encodes_through_the_layers_its_pipeline_reads(spec) -> None:
+    """ZImagePipeline reads `hidden_states[-2]`: the narrow twin (TWIN_NOTES) has the real model's 36 layers at
+    the real width, so what the pipeline encodes has passed 35 of them, and is not the bare token embedding a
+    one-layer cut would hand it."""
+    import torch
+
+    from masuka_nb.models.real_configs import real_config
+
+    pipe = _loaded_pipeline(spec)
+    config, real = pipe.text_encoder.config, real_config(spec.id, "text_encoder").config
+    assert (config.num_hidden_layers, config.hidden_size) == (real["num_hidden_layers"], real["hidden_size"])
+    with torch.inference_mode():
+        embeds, _ = pipe.encode_prompt(PROMPT, device="cpu", do_classifier_free_guidance=False)
+        ids = pipe.tokenizer(pipe.tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], tokenize=False,
+                                                                add_generation_prompt=True, enable_thinking=True),
+                             return_tensors="pt").input_ids
+        bare = pipe.text_encoder.get_input_embeddings()(ids)[0]
+    assert embeds[0].shape == bare.shape and torch.isfinite(embeds[0].float()).all()
+    assert not torch.allclose(embeds[0].float(), bare.float(), atol=1e-3), "the encode skipped every layer"
 
 
 # ---- host RAM while loading: measured from outside the loading process, against the planner ----
