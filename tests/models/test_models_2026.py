@@ -167,6 +167,52 @@ def test_a_gguf_written_by_the_test_downloads_loads_and_generates(tiny_gguf, how
     assert 0 < diff < 40  # 4-bit weights: close to the 16-bit model's pixels, not the same
 
 
+def test_a_gguf_transformer_loads_per_component_onto_its_home(tiny_gguf):
+    """GPU plans load one component at a time (plan.loading "per-component"): the GGUF plan's transformer comes
+    from its single file there too, the other components from the model folder, as `load_pipeline` does it."""
+    import dataclasses
+
+    from masuka_nb.image.loading import component_home, load_component, load_pipeline
+    from masuka_nb.models.tiny import ensure_tiny
+
+    spec = get_model("tiny-zimage")
+    plan = dataclasses.replace(mk.plan("tiny-zimage", gpu="cpu", quantization="gguf-q4", gguf=str(tiny_gguf)),
+                               loading="per-component")
+    path = ensure_tiny("tiny-zimage")
+    transformer = load_component(spec, plan, "transformer", path=path)
+    assert type(transformer.layers[0].attention.to_q).__name__ == "GGUFLinear"
+    assert component_home(spec, plan, "transformer") == "cpu" == transformer.device.type
+    pipe = load_pipeline(spec, plan, path=path)
+    assert type(pipe.transformer.layers[0].attention.to_q).__name__ == "GGUFLinear"
+    assert type(pipe.text_encoder.layers[0].self_attn.q_proj).__name__ == "Linear"  # only the transformer is GGUF
+
+
+def test_a_w4a4_plan_reads_its_components_from_the_nunchaku_lite_repo(tmp_path):
+    """A W4A4 plan's quantized components come from its repo (`quantized_path`), never from the model's own
+    folder nor quantized while loading (SVDQuant weights are calibrated offline); without the repo it says so.
+    The repo here holds a 16-bit transformer: what the routing reads, not Nunchaku's kernels (GPU-only)."""
+    import dataclasses
+    import json
+    import shutil
+
+    from masuka_nb.image.loading import load_component
+    from masuka_nb.models.tiny import ensure_tiny
+
+    spec = get_model("tiny-zimage")
+    plan = dataclasses.replace(mk.plan("tiny-zimage", gpu="cpu"), quantization="w4a4",
+                               quantized_components=("transformer",), quantized_repo="lite-infer/tiny")
+    main, repo = tmp_path / "main", tmp_path / "w4a4"
+    shutil.copytree(ensure_tiny("tiny-zimage"), main)
+    repo.mkdir()
+    shutil.move(str(main / "transformer"), repo / "transformer")  # the model's own folder no longer has it
+    index = json.loads((main / "model_index.json").read_text())
+    (repo / "model_index.json").write_text(json.dumps({"transformer": index["transformer"]}))
+    transformer = load_component(spec, plan, "transformer", path=main, quantized_path=repo)
+    assert type(transformer).__name__ == "ZImageTransformer2DModel"
+    with pytest.raises(FileNotFoundError, match="Nunchaku Lite repo"):
+        load_component(spec, plan, "transformer", path=main)
+
+
 # ---- Nunchaku Lite ----
 
 def _trust(monkeypatch, value: bool) -> None:
