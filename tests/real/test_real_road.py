@@ -8,7 +8,9 @@ against the Hub listing; each distinct download set is downloaded once; each dis
 on this CPU (the plan with its device switched to "cpu": dtypes, NF4, text-encoder freeing and loading kept)
 is loaded and stepped once. diffusers quantizes a transformer only on CUDA, so the CPU part of an NF4-
 transformer plan loads and runs its NF4 text encoders (transformers quantizes on a CPU) through the engine's
-own component loader; `test_nf4_transformer_plan_steps_on_cuda` runs those plans whole on a GPU.
+own component loader; `test_nf4_transformer_plan_steps_on_cuda` runs those plans whole on a GPU. A model
+whose every plan has an NF4 transformer (Qwen-Image, Qwen-Image-Edit) steps once here from the same download
+set in 16 bit (`test_a_model_planned_only_in_nf4_steps_in_16_bit_on_the_cpu`), so its pipeline still runs.
 """
 
 from __future__ import annotations
