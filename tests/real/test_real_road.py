@@ -287,7 +287,7 @@ def _twin_spec(spec, folder):
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="reads /proc (Linux)")
 @pytest.mark.parametrize(("model", "profile"), [("flux1-schnell", "a100-40"), ("flux1-schnell", "cpu"),
-                                                ("flux2-klein", "t4")])
+                                                ("flux2-klein", "t4"), ("zimage-turbo", "l4")])
 def test_host_ram_while_loading_is_what_the_planner_says(on_local_hub, road_homes, monkeypatch, model, profile):
     """The engine's loader reads a real-width twin (1.8–2.2 GB of bf16 files) as the plan says ("per-component"
     on the GPU plans: on this CPU every component's home is RAM; "pipeline" on a CPU plan), in the plan's
