@@ -304,15 +304,16 @@ def _default_dtype(dtype: Any) -> Iterator[None]:
 
 
 def build_component(model_id: str, component: str, *, depth: int | None = None, device: Any = "meta",
-                    dtype: Any = None) -> Any:
+                    dtype: Any = None, config: dict[str, Any] | None = None) -> Any:
     """`model_id`'s `component` (a diffusers ModelMixin or a transformers PreTrainedModel) built from its real
     config, cut to `depth` repeated layers (None: full size), with random weights created directly on `device`
-    in `dtype` (default torch.bfloat16). In eval mode. Nothing is downloaded."""
+    in `dtype` (default torch.bfloat16). In eval mode. Nothing is downloaded. `config`: the config kwargs to
+    build from instead (a twin cut another way than in depth), for the same classes."""
     import torch
 
     rc = real_config(model_id, component)
     dtype = torch.bfloat16 if dtype is None else dtype
-    cfg = rc.with_depth(depth)
+    cfg = rc.with_depth(depth) if config is None else config
     with _default_dtype(dtype), torch.device(device):
         if rc.library == "diffusers":
             import diffusers

@@ -369,23 +369,13 @@ def _random_twin(model: str, component: str, depth: int) -> Any:
 
 
 def _build(model: str, component: str, depth: int) -> Any:
-    """The component built from `twin_config` in bf16 (real_configs' builder where the twin is a depth cut)."""
+    """The component built from `twin_config` in bf16, through real_configs' one builder."""
     import torch
 
-    from masuka_nb.models.real_configs import build_component, real_config
+    from masuka_nb.models.real_configs import build_component
 
-    if (model, component) not in NARROWED:
-        return build_component(model, component, depth=depth, device="cpu", dtype=torch.bfloat16)
-    import transformers
-
-    rc = real_config(model, component)
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(torch.bfloat16)
-    try:
-        config = getattr(transformers, rc.config_class)(**twin_config(model, component, depth))
-        return getattr(transformers, rc.class_name)(config).eval()
-    finally:
-        torch.set_default_dtype(before)
+    return build_component(model, component, depth=depth, device="cpu", dtype=torch.bfloat16,
+                           config=twin_config(model, component, depth))
 
 
 def _build_prequantized(repo: str, root: Path, depth: int) -> Path:

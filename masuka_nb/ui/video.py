@@ -174,7 +174,7 @@ class VideoPanel(Panel):
         self.defaults = {"max_cost": 0.0}
         self._confirmed: tuple[Any, ...] | None = None  # the paid request the user said yes to
         self.model.observe(self._on_model_change, names="value")
-        for box in (self.duration, self.resolution, self.ratio, self.image, self.max_cost):
+        for box in (self.duration, self.resolution, self.ratio, self.image, self.max_cost, self.steps):
             box.observe(self._on_form_change, names="value")
         self.image.observe(self._on_image_change, names="value")
         self.prompt.observe(self._on_prompt_change, names="value")
@@ -365,7 +365,7 @@ class VideoPanel(Panel):
             self.cost_badge.value = ""
             return
         self.estimate_result = est
-        self.cost_badge.value = cost_badge(est, simulated=self._simulated(est))
+        self.cost_badge.value = cost_badge(est, simulated=self._simulated(est), steps=self.steps.value)
 
     def _on_generate_button_click(self, _b: widgets.Button) -> None:
         self.form_notice.clear()
@@ -542,11 +542,12 @@ def _budget_words(est: Any) -> str:
     return f" (this session: {fmt_money(est.session_spent_usd)} of your {fmt_money(est.budget_usd)} budget spent)"
 
 
-def cost_badge(est: Any, *, simulated: bool = False) -> str:
-    """The price of what the form describes, next to the prompt: "$0.80 for 8 s on CometAPI"."""
+def cost_badge(est: Any, *, simulated: bool = False, steps: int | None = None) -> str:
+    """The price of what the form describes, next to the prompt: "$0.80 for 8 s on CometAPI"; a local run
+    says its steps too (they set its time, as seconds set a hosted one's price)."""
     where = PROVIDER_NAMES.get(est.provider, est.provider)
     if est.provider == "local":
-        price, rest = "Free", f"runs on this machine · {est.seconds} s clip"
+        price, rest = "Free", f"runs on this machine · {est.seconds} s clip" + (f" · {steps} steps" if steps else "")
     elif simulated:
         price, rest = "$0", f"offline {where} simulator · {est.seconds} s test clip"
     else:
@@ -588,7 +589,8 @@ def jobs_cards_html(jobs: list[Any], *, limit: int = 12) -> str:
         money = ("free (simulator)" if simulated else fmt_money(cost) + ("" if rec.cost_usd is not None else " est."))
         state = {"completed": "done", "failed": "failed", "cancelled": "stopped"}.get(rec.state, rec.state)
         cards.append(
-            f'<div class="mk-job"><div class="mk-job-top"><b>{esc(rec.model)}</b>'
+            f'<div class="mk-job" data-job-id="{esc(job.id)}" title="job {esc(job.id)}">'
+            f'<div class="mk-job-top"><b>{esc(rec.model)}</b>'
             f'<span class="mk-chip mk-state-{esc(rec.state)}">{esc(state)}</span></div>'
             f'<div class="mk-muted">{esc(rec.kind)} · {esc(PROVIDER_NAMES.get(rec.provider, rec.provider))} · '
             f'{esc(money)}</div><div class="mk-job-prompt">{esc((rec.prompt or "")[:80])}</div></div>')

@@ -40,8 +40,11 @@ def _render(pipe) -> np.ndarray:
 def test_loss_falls_on_a_small_overfit_set(trained_run):
     run = trained_run
     assert run.finished and run.step == TRAIN_ARGS["steps"]
+    # Learning is measured on fixed noise and fixed timesteps (0.90-0.93 of the start over seeds 0-11). The
+    # per-step training loss is drawn at a random timestep each step, so over 16 steps it is noise: comparing its
+    # first and last four steps failed for 1 seed in 12 with nothing wrong.
     assert run.stats["eval_loss_end"] < 0.95 * run.stats["eval_loss_start"]
-    assert np.mean(run.losses[-4:]) < np.mean(run.losses[:4])
+    assert all(np.isfinite(run.losses)) and min(run.losses) > 0
 
 
 def test_run_leaves_checkpoints_samples_loss_data_and_library_entry(trained_run):

@@ -68,6 +68,15 @@ def test_controls_follow_the_model():
     assert panel.image.layout.display == ""
 
 
+def test_a_local_model_s_price_line_says_the_steps_it_will_run():
+    _ui, panel = _panel(model="tiny-wan")
+    assert "Free" in panel.cost_badge.value and f"· {panel.steps.value} steps" in panel.cost_badge.value
+    panel.steps.value = 60  # what the user typed is what the line (and the run) says
+    assert "· 60 steps" in panel.cost_badge.value
+    panel.model.value = "veo-3.1-fast"
+    assert "steps" not in panel.cost_badge.value  # a hosted clip is priced by its seconds
+
+
 def test_a_paid_clip_asks_once_after_every_check_then_plays(comet, masuka_home, tmp_path):
     from PIL import Image
 
