@@ -394,8 +394,19 @@ def _qwen_parts(*, vision: bool) -> dict[str, Any]:
         from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
 
         parts["processor"] = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
-                                              chat_template=_QWEN_CHAT)
+                                              video_processor=_qwen_video_processor(), chat_template=_QWEN_CHAT)
     return parts
+
+
+def _qwen_video_processor():
+    """Qwen2-VL's video processor where transformers can build it (it needs torchvision, which Colab has), else
+    None: with torchvision installed the processor requires one, without it the processor takes none."""
+    try:
+        from transformers import Qwen2VLVideoProcessor
+
+        return Qwen2VLVideoProcessor()
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def _build_qwenimage():
@@ -539,6 +550,21 @@ def _check_weights(folder: Path) -> None:
         )
 
 
+def _add_video_processor_config(folder: Path) -> None:
+    """A Qwen2-VL `processor/` gets the video_preprocessor_config.json the real repo has (Qwen-Image-Edit's
+    processor folder ships one). transformers saves it only when it could build the video processor, which
+    needs torchvision; where torchvision is installed (Colab) loading then demands it, so a folder saved
+    without torchvision would fail to load there with "Received a NoneType for argument video_processor"."""
+    image = folder / "processor" / "preprocessor_config.json"
+    video = folder / "processor" / "video_preprocessor_config.json"
+    if not image.is_file() or video.is_file():
+        return
+    cfg = json.loads(image.read_text(encoding="utf-8"))
+    if cfg.get("image_processor_type", "").startswith("Qwen2VLImageProcessor"):
+        cfg["video_processor_type"] = "Qwen2VLVideoProcessor"
+        video.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+
 def ensure_tiny(model_id: str) -> Path:
     """The folder of tiny model `model_id`, built and saved there first if needed. Safe under races
     (see `build_folder_atomically`). Under torch.distributed only rank 0 builds (transformers' save
@@ -552,6 +578,7 @@ def ensure_tiny(model_id: str) -> Path:
     def write(tmp: Path) -> None:
         with quiet_third_party():
             build_tiny(model_id).save_pretrained(tmp, safe_serialization=True)
+        _add_video_processor_config(tmp)
         _check_weights(tmp)
 
     marker = {"model": model_id, "builder_version": BUILDER_VERSION, "label": TINY_LABEL}
