@@ -1,6 +1,7 @@
 """The memory planner against a real run: full-size models on an emulated free-Colab T4 (GPU only).
 
-For sd35-medium, wan2.1-t2v-1.3b, flux1-schnell and flux2-klein, in that order:
+For sd35-medium, wan2.1-t2v-1.3b, flux1-schnell, flux2-klein and zimage-turbo, in that order (Qwen-Image is not
+measured here: its full-size folder is 58 GB, more than the GPU machine's disk; its T4 plan is a refusal anyway):
 
 1. a child process builds every component at FULL size from its real config (`models.real_configs`, text
    encoders included, random weights materialised directly on the GPU in bf16) and saves the pipeline as a
@@ -41,13 +42,14 @@ ROOT = HERE.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-ORDER = ("sd35-medium", "wan2.1-t2v-1.3b", "flux1-schnell", "flux2-klein")
+ORDER = ("sd35-medium", "wan2.1-t2v-1.3b", "flux1-schnell", "flux2-klein", "zimage-turbo")
 # The tiny twin of each: same pipeline class; its tokenizers and scheduler go with the full-size weights,
 # and in a dry run its weights stand in for them.
 TWIN = {"sd35-medium": "tiny-sd3", "wan2.1-t2v-1.3b": "tiny-wan", "flux1-schnell": "tiny-flux",
-        "flux2-klein": "tiny-flux2-klein"}
+        "flux2-klein": "tiny-flux2-klein", "zimage-turbo": "tiny-zimage"}
 # Dry run: real widths cut to one block where a CPU can run them at the model's smallest size; the tiny
-# twin's weights where it cannot (UMT5's 1.05 B-element embedding; FLUX.2 [klein] reads Qwen3 layer 27).
+# twin's weights where it cannot (UMT5's 1.05 B-element embedding; FLUX.2 [klein] reads Qwen3 layer 27; Z-Image's
+# 3840-wide blocks take minutes on a CPU).
 DRY_DEPTH1 = ("sd35-medium", "flux1-schnell")
 T4_VRAM_GIB = 15.0  # runtime.PROFILES["t4"]: what a T4 leaves to PyTorch
 GIB = 1024**3

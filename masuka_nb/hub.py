@@ -116,16 +116,24 @@ def download_plan(
     spec = get_model(model)
     if spec.repo is None:
         return DownloadPlan(spec.id, "local", (), ())
+    gguf_file = ""
     if quantized_components is not None:
         quantized, q_repo = set(quantized_components), quantized_repo
     else:
         memory_plan = plan or make_plan(spec.id)
         quantized, q_repo = set(memory_plan.quantized_components), memory_plan.quantized_repo
+        gguf_file = memory_plan.quantized_file
     # Components a pre-quantized repo holds come from there; everything else, including what the plan
     # quantizes while loading and the tokenizer of every text encoder, comes from the model's own repo.
     elsewhere = quantized if q_repo else set()
     own = [c.name for c in spec.components if c.name not in elsewhere]
     allow = patterns_for(own) + tuple(f"{_TOKENIZER_FOR[c]}/*" for c in sorted(elsewhere) if c in _TOKENIZER_FOR)
+    if gguf_file:
+        # A GGUF plan reads the transformer's weights from its single file (masuka_nb.image.gguf, through the one
+        # downloader); from the repo it needs only the transformer's config.
+        allow = tuple(p for p in allow if p != "transformer/*.safetensors")
+    if getattr(spec, "task", "") == "edit" and spec.family == "qwenimage":
+        allow += ("processor/*",)  # Qwen2VLProcessor: the edit pipeline's image + text processor
     files = _as_files(listing) if listing is not None else _list_repo(spec.repo, spec.revision)
     main = DownloadPlan(spec.repo, spec.revision, allow, _ALWAYS_IGNORE,
                         tuple(f for f in files if _selected(f.path, allow, _ALWAYS_IGNORE)))

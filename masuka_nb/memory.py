@@ -21,7 +21,7 @@ Units: "GB" in plans are GiB (2³⁰ bytes), as torch and the published benchmar
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from masuka_nb.errors import InvalidRequestError, PlanDoesNotFitError
 from masuka_nb.host import device_host
@@ -37,7 +37,10 @@ __all__ = ["OFFLOADS", "SPEEDS", "MemoryPlan", "candidates", "component_gb", "es
 
 GIB = 1024**3
 OFFLOADS = ("none", "model", "group", "group-to-disk")
-QUANTIZATIONS = ("none", "nf4")
+# "gguf-q4" / "gguf-q8": a single-file GGUF transformer (diffusers' GGUFQuantizationConfig; the file's real bytes
+# are the transformer's size); "w4a4": a pre-quantized Nunchaku Lite (SVDQuant) repo, picked by speed="fast".
+QUANTIZATIONS = ("none", "nf4", "gguf-q4", "gguf-q8", "w4a4")
+GGUF = ("gguf-q4", "gguf-q8")
 DTYPES = ("bfloat16", "float16", "float32")
 SPEEDS = ("off", "fast")
 # speed="fast": first-block cache at this residual-change threshold (diffusers.hooks.FirstBlockCacheConfig).
@@ -61,6 +64,9 @@ VIDEO_TOKEN_GB_PER_1K = 0.03  # bf16 q/k/v/out + FFN intermediates of a 1.3B DiT
 # a component's `nf4_b` (quantizable Linear weights) shrinks; embeddings, norms and the modules the loaders keep
 # (T5's `wo`, in fp32 under fp16) stay as they are (registry.ComponentSpec, measured from the real configs).
 NF4_BYTES_PER_PARAM = 0.5 + 4 / 64
+# Nunchaku Lite int4: 4 bits + an fp16 scale per 64 weights, and a rank-32 low-rank branch in 16 bit; the branch is
+# ≈ 2·32·(in+out)/(in·out) of a 3072×3072 layer ≈ 4 % of the 4-bit bytes (SVDQuant, https://arxiv.org/abs/2411.05007)
+W4A4_BYTES_PER_PARAM = (0.5 + 2 / 64) * 1.04
 # bitsandbytes pipelines measured above their weights after load (dequantisation workspace, CUDA context):
 # fit "flux1-dev bnb NF4 after load" (12.58 GB, bf16, H100) minus that pipeline's real weights, 10.65 GiB
 # (transformer NF4 6.24 + T5 NF4 4.02 + CLIP-L 0.23 + VAE 0.16), over its 10.26 GiB of NF4-quantized
@@ -96,6 +102,8 @@ class MemoryPlan:
     quantization: str = "none"
     quantized_components: tuple[str, ...] = ()
     quantized_repo: str | None = None
+    quantized_file: str = ""  # GGUF plans: the single-file transformer (an https URL or a local path)
+    quantized_file_bytes: int = 0  # its real size, as the Hub, the server or the disk reports it
     offload: str = "none"
     free_text_encoders: bool = False
     compile: bool = False
@@ -122,6 +130,9 @@ class MemoryPlan:
     load_ram_gb: float = 0.0  # while loading (weights pass through RAM)
     vram_available_gb: float = 0.0
     ram_available_gb: float = 0.0
+    download_gb: float = 0.0  # what this plan downloads (GB, 10⁹ bytes, as the Hub lists files)
+    tflops_per_step: float = 0.0  # one denoising step: every transformer pass (CFG counts twice)
+    seconds_per_step: float = 0.0  # an ESTIMATE from the FLOPs and the GPU's datasheet peak (see STEP_EFFICIENCY)
     reasons: tuple[str, ...] = field(default=())
 
     @property
@@ -155,7 +166,7 @@ class MemoryPlan:
             f"  loads        {self.model} on {self.device}; weights {self.weights_gb:.1f} GB",
             f"  dtype        transformer {self.dtype}, text encoders {self.text_encoder_dtype}, VAE {self.vae_dtype}",
             f"  quantized    {', '.join(self.quantized_components) or 'nothing'}"
-            + (f" ({self.quantization}, from {self.quantized_repo or 'BitsAndBytesConfig at load'})"
+            + (f" ({self.quantization}, from {self.quantized_file or self.quantized_repo or 'BitsAndBytesConfig at load'})"
                if self.quantization != "none" else ""),
             f"  offload      {self.offload}; text encoders "
             + ("freed after encoding" if self.free_text_encoders else "kept"),
@@ -167,6 +178,10 @@ class MemoryPlan:
             f"  RAM          ≈{self.ram_gb:.1f} GB running, ≈{self.load_ram_gb:.1f} GB while loading, "
             f"of {self.ram_available_gb:.1f} GB",
             f"  fits         {'yes' if self.fits else 'NO'}",
+            f"  download     ≈{self.download_gb:.1f} GB",
+            f"  per step     ≈{self.seconds_per_step:.2f} s (estimate: {self.tflops_per_step:.0f} TFLOP per "
+            "step at the datasheet peak × measured efficiency)" if self.seconds_per_step
+            else "  per step     - (no estimate for this device)",
         ]
         lines += [f"  why          {r}" for r in self.reasons]
         lines += [f"  published    {line}" for line in self.published()]
@@ -210,6 +225,13 @@ def _component_gb(spec: ModelSpec, name: str, plan: MemoryPlan) -> float:
     dtype = _dtype_of(comp, plan)
     per = _bytes_per_param(dtype)
     fp32 = comp.fp32_b if dtype == "float16" else comp.fp32_bf16_b if dtype == "bfloat16" else 0.0
+    if comp.role == "transformer" and plan.quantization in GGUF and plan.quantized_file_bytes:
+        # GGUF weights stay quantized in memory (dequantized layer by layer as they run): the file is the size
+        return plan.quantized_file_bytes / GIB
+    if comp.role == "transformer" and plan.quantization == "w4a4":
+        # SVDQuant W4A4: 4-bit weights + one fp16 scale per 64 + a rank-32 16-bit branch (≈4 % more)
+        rest = comp.params_b - comp.nf4_b
+        return (comp.nf4_b * W4A4_BYTES_PER_PARAM + rest * per) * 1e9 / GIB
     nf4 = comp.nf4_b if name in plan.quantized_components else 0.0
     rest = comp.params_b - nf4 - fp32
     return (nf4 * NF4_BYTES_PER_PARAM + fp32 * 4.0 + rest * per) * 1e9 / GIB
@@ -260,16 +282,30 @@ def _activations_gb(spec: ModelSpec, plan: MemoryPlan) -> float:
         scale = (spec.component("transformer").params_b / 1.3) ** 0.5
         decode = ACTIVATIONS_GB_1MP * pixels * min(frames, VIDEO_DECODE_FRAMES)
         return decode + VIDEO_TOKEN_GB_PER_1K * tokens / 1000 * scale * plan.num_images
-    cfg = 2 if spec.supports_negative_prompt and spec.default_guidance > 1 else 1
+    cfg = cfg_passes(spec)
     batch = 1 + 0.5 * (plan.num_images * cfg - 1)
     scale = (spec.component("transformer").params_b / 11.9) ** 0.5
     act = ACTIVATIONS_GB_1MP * pixels * batch * scale
     return act * (0.6 if plan.vae_tiling else 1.0)
 
 
+def cfg_passes(spec: ModelSpec, guidance: float | None = None) -> int:
+    """Transformer passes per step at the model's default guidance: 2 with real classifier-free guidance."""
+    g = spec.default_guidance if guidance is None else guidance
+    if spec.guidance_arg == "true_cfg_scale":
+        return 2 if g > 1 else 1
+    if spec.family == "zimage":
+        return 2 if g > 0 else 1  # ZImagePipeline runs CFG for any guidance above 0
+    return 2 if spec.supports_negative_prompt and g > 1 else 1
+
+
 def estimate(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
     """Fill in the plan's weight, peak-VRAM and RAM estimates (what is where in each phase: loading,
-    encoding the prompt, denoising and decoding)."""
+    encoding the prompt, denoising and decoding), its download size and its estimated seconds per step."""
+    return _with_speed_estimate(spec, _with_download(spec, _estimate_memory(spec, plan)))
+
+
+def _estimate_memory(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
     sizes = {c.name: _component_gb(spec, c.name, plan) for c in spec.components}
     total = sum(sizes.values())
     transformer = sizes["transformer"]
@@ -316,22 +352,81 @@ def estimate(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
                    load_ram_gb=load_ram, denoise_vram_gb=min(denoise, vram))
 
 
+# ---- download size and seconds per step ----
+
+# Dense 16-bit tensor-core peaks from the datasheets (TFLOPS; fp16 on the T4, bf16 elsewhere, no sparsity), read
+# 2026-12: https://www.nvidia.com/en-us/data-center/tesla-t4/ (65), .../l4/ (121), .../a100/ (312),
+# .../h100/ (989, SXM), .../l40/ (181, the calibration GPU below).
+PEAK_TFLOPS = {"t4": 65.0, "t4-highram": 65.0, "l4": 121.0, "a100-40": 312.0, "a100-80": 312.0, "h100": 989.0,
+               "l40": 181.0}
+# Host-to-GPU bandwidth a streamed (group-offloaded) transformer crosses every step, GB/s: PCIe 3.0 x16 (T4),
+# 4.0 x16 (L4, A100), 5.0 x16 (H100), at ≈ 75 % of the link's nominal rate.
+LINK_GBPS = {"t4": 12.0, "t4-highram": 12.0, "l4": 24.0, "a100-40": 24.0, "a100-80": 24.0, "h100": 48.0}
+# fit: FLUX.1-dev, 1024², one bf16 forward (74.4 TFLOP as masuka_nb.models.flops counts it, 512 text tokens) takes
+# 0.535 s on an L40 (diffusers' quantization docs, ../shared/reference/memory.md): 74.4 / 0.535 / 181 = 0.77 of the
+# datasheet peak. The same share is assumed everywhere, which a T4 without flash attention will not reach: an estimate.
+STEP_EFFICIENCY = 74.4 / 0.535 / 181.0
+# Step time relative to 16-bit weights: NF4 0.564 / 0.535 s on the L40 (same source); GGUF Q4_1 23 s and Q8_0 15 s
+# against bf16's 12 s for 50 FLUX.1-dev steps on an H100 (https://huggingface.co/blog/diffusers-quantization);
+# SVDQuant W4A4 3.0× faster than NF4 W4A16 (https://arxiv.org/abs/2411.05007, 16 GB laptop 4090).
+QUANT_STEP_FACTOR = {"none": 1.0, "nf4": 0.564 / 0.535, "gguf-q4": 23 / 12, "gguf-q8": 15 / 12,
+                     "w4a4": 0.564 / 0.535 / 3.0}
+
+
+def _with_download(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
+    """What the plan downloads: each component as its repo stores it (16-bit), the pre-quantized repo's NF4 / W4A4
+    components at their quantized size, a GGUF transformer at its file's size."""
+    if spec.tiny:
+        return plan
+    total = 0.0
+    for comp in spec.components:
+        if comp.role == "transformer" and plan.quantization in GGUF:
+            total += plan.quantized_file_bytes / 1e9
+        elif plan.quantized_repo and comp.name in plan.quantized_components:
+            total += _component_gb(spec, comp.name, plan) * GIB / 1e9
+        else:
+            total += comp.params_b * 2.0  # the repos store 16-bit weights
+    return replace(plan, download_gb=round(total, 2))
+
+
+def _with_speed_estimate(spec: ModelSpec, plan: MemoryPlan) -> MemoryPlan:
+    """Seconds per denoising step: the transformer's FLOPs (every CFG pass, every image) at the GPU's datasheet peak
+    × STEP_EFFICIENCY, slowed by the quantization's measured factor; a streamed transformer cannot run faster than
+    its weights cross the PCIe link. Labelled an estimate wherever it is shown."""
+    peak = PEAK_TFLOPS.get(plan.profile)
+    if spec.flops is None or plan.device != "cuda" or peak is None:
+        return plan
+    tflops = spec.flops.tflops(plan.width, plan.height) * cfg_passes(spec) * plan.num_images
+    seconds = tflops / (peak * STEP_EFFICIENCY) * QUANT_STEP_FACTOR.get(plan.quantization, 1.0)
+    if plan.offload in ("group", "group-to-disk"):
+        weights = _component_gb(spec, "transformer", plan) * GIB / 1e9
+        seconds = max(seconds, weights / LINK_GBPS.get(plan.profile, 12.0))
+    return replace(plan, tflops_per_step=round(tflops, 1), seconds_per_step=round(seconds, 3))
+
+
 def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: int = 1024,
-               num_images: int = 1, num_frames: int = 0) -> list[MemoryPlan]:
-    """Every plan MASUKA would consider for `spec` on `prof`, best first (estimated, fit or not)."""
+               num_images: int = 1, num_frames: int = 0, transformer_weights: Any = None) -> list[MemoryPlan]:
+    """Every plan MASUKA would consider for `spec` on `prof`, best first (estimated, fit or not).
+
+    `transformer_weights` (a `TransformerWeights`: a GGUF file or a W4A4 repo) replaces the transformer's NF4/16-bit
+    choice in every candidate; the text encoders keep their own choice (16-bit, or NF4 where the ladder says)."""
     if spec.is_video and not num_frames:
         num_frames = spec.default_frames
     common = dict(model=spec.id, profile=prof.name, width=width, height=height, num_images=num_images,
                   num_frames=num_frames if spec.is_video else 0,
                   vram_available_gb=prof.vram_gb, ram_available_gb=prof.ram_gb)
+    alt = transformer_weights
     if not prof.is_cuda:
         # Tiny models in float32 reproduce bit for bit; real ones in bf16 halve the RAM they need.
         dtype = "float32" if spec.tiny else "bfloat16"
         why = ("CPU: no GPU, so everything runs on the CPU in " + dtype
                + (" (tiny model: exact and fast)" if spec.tiny else " (half the RAM of float32; slow)"))
         device = "mps" if prof.name == "mps" else "cpu"  # Apple's GPU shares the RAM: planned like a CPU
-        return [estimate(spec, MemoryPlan(device=device, dtype=dtype, vae_dtype=dtype, text_encoder_dtype=dtype,
-                                          loading="pipeline", reasons=(why,), **common))]
+        cpu = MemoryPlan(device=device, dtype=dtype, vae_dtype=dtype, text_encoder_dtype=dtype, loading="pipeline",
+                         reasons=(why,), **common)
+        if alt is not None:
+            cpu = replace(cpu, reasons=(why, alt.why), **alt.plan_fields(()))
+        return [estimate(spec, cpu)]
     dtype = "bfloat16" if prof.bf16 else "float16"
     cc = ".".join(map(str, prof.compute_capability or ()))
     dtype_why = (f"compute capability {cc} ≥ 8.0: bf16 in hardware" if prof.bf16 else
@@ -361,12 +456,19 @@ def candidates(spec: ModelSpec, prof: GpuProfile, *, width: int = 1024, height: 
             continue  # tiny models always fit: no point quantizing a few MB
         if changes.get("quantization") and not big:
             continue
+        if alt is not None:  # the transformer comes as the GGUF / W4A4 weights; big text encoders NF4 where said
+            encoders = tuple(c for c in changes.get("quantized_components", ()) if c != "transformer")
+            changes = {**{k: v for k, v in changes.items() if not k.startswith("quantiz")},
+                       **alt.plan_fields(encoders)}
+            why = f"{why.replace('NF4 weights', 'NF4 text encoders').replace('NF4,', 'NF4 text encoders,')}; {alt.why}"
         reasons = [dtype_why, why]
         if vae_dtype == "float32":
             reasons.append("VAE decodes in fp32: fp16 VAE decodes can overflow, and it costs only ≈0.3 GB")
         if spec.task == "edit":
             reasons.append("Kontext also attends over the input image's tokens; with no published Kontext peak to "
-                           "check it against, the estimate is FLUX.1-dev's at the output size")
+                           "check it against, the estimate is FLUX.1-dev's at the output size" if spec.family == "flux"
+                           else f"{spec.title} also attends over the input image's tokens; with no published peak "
+                           "to check it against, the estimate is its text-to-image sibling's at the output size")
         p = estimate(spec, replace(base, reasons=tuple(reasons), **changes))
         out.append(p)
     return out
@@ -388,9 +490,15 @@ def plan(
     height: int | None = None,
     num_images: int = 1,
     num_frames: int | None = None,
+    gguf: str | None = None,
 ) -> MemoryPlan:
     """The plan for `model` on `gpu` (a profile name such as "t4", "l4", "a100-40", "h100", "cpu";
     None = this machine) with `ram_gb` of system RAM (None = the profile's).
+
+    `quantization="gguf-q4"` / `"gguf-q8"` loads the transformer from a single-file GGUF: the registry's published
+    file, or `gguf` (a local path, an https URL or "owner/repo/file.gguf"), planned with that file's real size.
+    `quantization="w4a4"` (or `speed="fast"` where the libraries and the GPU allow it) uses a Nunchaku Lite
+    repo. Every plan states its download size and an estimated time per step.
 
     Each choice can be forced; a forced plan that does not fit raises `PlanDoesNotFitError` naming the
     nearest plan that does (for video: fewer frames, a smaller size, or a hosted model). Without
@@ -411,25 +519,63 @@ def plan(
                                       value=value, hint=f"e.g. {name}=True.")
     if not prof.is_cuda:
         _check_runs_on_cpu(quantization=quantization, offload=offload)
+    if gguf is not None and quantization not in GGUF:
+        raise InvalidRequestError("`gguf` names a GGUF transformer file, which only a GGUF plan loads.",
+                                  argument="gguf", value=gguf, hint="Add quantization=\"gguf-q4\" (or \"gguf-q8\").")
     w = width or spec.default_width
     h = height or spec.default_height
     frames = (num_frames or spec.default_frames) if spec.is_video else 0
-    cands = candidates(spec, prof, width=w, height=h, num_images=num_images, num_frames=frames)
+    weights = _transformer_weights(spec, prof, quantization, gguf)
+    cands = candidates(spec, prof, width=w, height=h, num_images=num_images, num_frames=frames,
+                       transformer_weights=weights)
     fitting = [c for c in cands if c.fits]
     forced = {k: v for k, v in dict(quantization=quantization, offload=offload,
                                     free_text_encoders=free_text_encoders).items() if v is not None}
+    if weights is not None:
+        forced.pop("quantization")  # every candidate carries it
     if forced or dtype:
-        chosen = _forced(spec, cands, forced, dtype)
+        matching = [c for c in fitting if all(getattr(c, k) == v for k, v in forced.items())] if not dtype else []
+        chosen = matching[0] if matching else _forced(spec, cands, forced, dtype)
     else:
-        chosen = fitting[0] if fitting else cands[-1]
+        chosen = fitting[0] if fitting else _closest(cands)
     if not chosen.fits:
         raise _does_not_fit(spec, chosen, fitting)
     return _with_speed(spec, prof, chosen, compile=compile, first_block_cache=first_block_cache, speed=speed)
 
 
+def _transformer_weights(spec: ModelSpec, prof: GpuProfile, quantization: str | None, gguf: str | None) -> Any:
+    """The GGUF file or W4A4 repo a forced `quantization` asks for (None for 16-bit / NF4 plans)."""
+    from masuka_nb.models.quantized import resolve_gguf, w4a4_for
+
+    if quantization in GGUF:
+        return resolve_gguf(spec, quantization, gguf)
+    if quantization == "w4a4":
+        weights, why_not = w4a4_for(spec, prof)
+        if weights is None:
+            raise InvalidRequestError(f"`quantization=\"w4a4\"` is not possible for {spec.id} on {prof.name}: "
+                                      f"{why_not}.", argument="quantization", value=quantization,
+                                      hint="Drop `quantization` (MASUKA picks NF4 where it helps), or see "
+                                           "https://huggingface.co/docs/diffusers/en/quantization/nunchaku.")
+        return weights
+    return None
+
+
+def _closest(cands: list[MemoryPlan]) -> MemoryPlan:
+    """Of plans that all fail, the one that misses by the least (its largest need over what the runtime has):
+    the figures a refusal shows."""
+    def overflow(c: MemoryPlan) -> float:
+        vram = c.peak_vram_gb / max(c.vram_available_gb * FIT_MARGIN, 1e-9) if c.device == "cuda" else 0.0
+        ram = max(c.ram_gb, c.load_ram_gb) / max(c.ram_available_gb * FIT_MARGIN, 1e-9)
+        return max(vram, ram)
+
+    return min(cands, key=overflow) if cands else cands[-1]
+
+
 def _with_speed(spec: ModelSpec, prof: GpuProfile, chosen: MemoryPlan, *, compile: bool,
                 first_block_cache: float | None, speed: str) -> MemoryPlan:
     """Add the opt-in speed choices to a plan that fits, with their trade-offs in its words."""
+    if speed == "fast" and chosen.device == "cuda" and chosen.quantization != "w4a4":
+        chosen = _with_w4a4(spec, prof, chosen)
     if compile:
         if chosen.device != "cuda" or chosen.offload in ("group", "group-to-disk"):
             raise InvalidRequestError("`compile` needs a CUDA GPU and no group offload.", argument="compile",
@@ -461,6 +607,24 @@ def _with_speed(spec: ModelSpec, prof: GpuProfile, chosen: MemoryPlan, *, compil
     return chosen
 
 
+def _with_w4a4(spec: ModelSpec, prof: GpuProfile, chosen: MemoryPlan) -> MemoryPlan:
+    """speed="fast": the Nunchaku Lite W4A4 weights where the installed diffusers, the `kernels` package, the
+    user's consent and the GPU allow it (and the plan still fits); otherwise the plan says why not."""
+    from masuka_nb.models.quantized import w4a4_for
+
+    weights, why_not = w4a4_for(spec, prof)
+    if weights is None:
+        return replace(chosen, reasons=(*chosen.reasons, f"no W4A4 fast path: {why_not}"))
+    if chosen.quantization in GGUF:
+        return replace(chosen, reasons=(*chosen.reasons, "no W4A4 fast path: the plan loads a GGUF transformer"))
+    fast = estimate(spec, replace(chosen, **weights.plan_fields(()), reasons=(*chosen.reasons, weights.why)))
+    if not fast.fits:
+        return replace(chosen, reasons=(*chosen.reasons, f"no W4A4 fast path: with it the plan needs "
+                                        f"≈{fast.peak_vram_gb:.1f} GB VRAM / ≈{max(fast.ram_gb, fast.load_ram_gb):.1f} GB "
+                                        "RAM, more than this runtime has"))
+    return fast
+
+
 def _check_count(name: str, value: object, *, optional: bool) -> None:
     """Sizes and counts are whole positive numbers: "1024" (a string from a form) is refused here, by name,
     instead of failing deep inside the estimate with a TypeError."""
@@ -475,12 +639,14 @@ def _check_count(name: str, value: object, *, optional: bool) -> None:
 
 def _check_runs_on_cpu(*, quantization: str | None, offload: str | None) -> None:
     """Choices that need a CUDA GPU are refused on a CPU here, not later by diffusers ("No GPU found")."""
-    if quantization == "nf4":
+    if quantization in ("nf4", "w4a4"):
+        why = ("bitsandbytes quantizes diffusers models only on CUDA (\"No GPU found. A GPU is needed for "
+               "quantization\")" if quantization == "nf4" else "Nunchaku Lite's W4A4 kernels are CUDA kernels")
         raise InvalidRequestError(
-            "`quantization=\"nf4\"` needs a CUDA GPU: bitsandbytes quantizes diffusers models only on CUDA "
-            "(\"No GPU found. A GPU is needed for quantization\").", argument="quantization", value=quantization,
-            hint="Drop `quantization` on a CPU (it runs in bf16/fp32), or use a GPU runtime (Colab: Runtime > "
-                 "Change runtime type > T4 GPU).")
+            f"`quantization=\"{quantization}\"` needs a CUDA GPU: {why}.", argument="quantization",
+            value=quantization,
+            hint="Drop `quantization` on a CPU (it runs in bf16/fp32; a GGUF transformer also runs here), or use a "
+                 "GPU runtime (Colab: Runtime > Change runtime type > T4 GPU).")
     if offload not in (None, "none"):
         raise InvalidRequestError(
             f"`offload={offload!r}` moves weights between RAM and a GPU; this plan has no GPU.", argument="offload",
@@ -516,6 +682,9 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
         nearest = fitting[0].label
     elif spec.is_video and (smaller := _smaller_video_plan(spec, chosen)) is not None:
         nearest = smaller.label
+    elif chosen.device == "cuda" and not spec.is_video and (smaller := _smaller_image_plan(spec, chosen)) is not None:
+        nearest = f"{smaller.label} at {smaller.width}×{smaller.height} (≈{smaller.peak_vram_gb:.1f} GB VRAM, " \
+                  f"≈{max(smaller.ram_gb, smaller.load_ram_gb):.1f} GB RAM)"
     else:
         elsewhere = []
         for prof in PROFILES.values():
@@ -523,10 +692,21 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
                 continue
             ok = [c for c in candidates(spec, prof, width=chosen.width, height=chosen.height,
                                         num_images=chosen.num_images, num_frames=chosen.num_frames) if c.fits]
+            if not ok and not spec.is_video and prof.name != chosen.profile:
+                smaller = _smaller_image_plan(spec, replace(ok[0] if ok else chosen, profile=prof.name,
+                                              vram_available_gb=prof.vram_gb, ram_available_gb=prof.ram_gb,
+                                              dtype="bfloat16" if prof.bf16 else "float16"))
+                ok = [smaller] if smaller is not None else []
             if ok:
                 elsewhere.append(ok[0])
-        nearest = (elsewhere[0].label if elsewhere else "none") + \
-            (f"; on this machine: tiny-{spec.family} (offline test model)" if not spec.tiny else "")
+        def where(p: MemoryPlan) -> str:
+            return p.label + (f" at {p.width}×{p.height}" if (p.width, p.height) != (chosen.width, chosen.height)
+                              else "")
+
+        nearest = (where(elsewhere[0]) if elsewhere else "none") + \
+            (f"; on this machine: {_tiny_twin(spec)} (offline test model)" if not spec.tiny else "")
+        if chosen.device == "cuda" and not spec.is_video:
+            nearest = f"none on {chosen.profile} at any size down to 512 px; elsewhere: {nearest}"
         if spec.is_video:
             nearest += "; or a hosted model: VideoGenerator().generate(..., model=\"veo3-fast\")"
     forced = "choices forced by the caller" in chosen.reasons
@@ -540,7 +720,7 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
             "a real model on a CPU takes minutes per image).",
             argument="model", value=spec.id,
             hint=f"Use a GPU runtime (Colab: Runtime > Change runtime type > T4 GPU), where it runs as "
-                 f"{gpu_plan}; or model='tiny-{spec.family}' to try the whole pipeline here (noise, labelled so)"
+                 f"{gpu_plan}; or model='{_tiny_twin(spec)}' to try the whole pipeline here (noise, labelled so)"
                  + ("; or drop the plan overrides." if forced else "."),
             nearest=nearest,
         )
@@ -554,6 +734,31 @@ def _does_not_fit(spec: ModelSpec, chosen: MemoryPlan, fitting: list[MemoryPlan]
               else "Use a smaller size or a bigger runtime."),
         nearest=nearest,
     )
+
+
+def _tiny_twin(spec: ModelSpec) -> str:
+    """The offline tiny model of `spec`'s family and task (tiny-qwenimage-edit for Qwen-Image-Edit)."""
+    from masuka_nb.models.registry import MODELS
+
+    same = [m.id for m in MODELS.values() if m.tiny and m.family == spec.family]
+    return next((m for m in same if MODELS[m].task == spec.task), same[0] if same else f"tiny-{spec.family}")
+
+
+def _smaller_image_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | None:
+    """The biggest image that fits this runtime at the same aspect ratio, down to 512 px on the short side."""
+    from masuka_nb.runtime import GpuProfile
+
+    prof = GpuProfile(chosen.profile, chosen.vram_available_gb, chosen.ram_available_gb,
+                      (8, 0) if chosen.dtype == "bfloat16" else (7, 5))
+    m = spec.size_multiple
+    for scale in (0.875, 0.75, 0.625, 0.5, 0.375):
+        w, h = (max(m, round(d * scale / m) * m) for d in (chosen.width, chosen.height))
+        if min(w, h) < max(512, spec.min_size):
+            break
+        ok = [c for c in candidates(spec, prof, width=w, height=h, num_images=chosen.num_images) if c.fits]
+        if ok:
+            return ok[0]
+    return None
 
 
 def _smaller_video_plan(spec: ModelSpec, chosen: MemoryPlan) -> MemoryPlan | None:

@@ -1,6 +1,7 @@
 """benchmarks/gpu_real_vram.py --dry-run: the GPU script's whole road on the CPU (folder written where MASUKA
 keeps its session copy, planned download finds it without a hub, engine load, generate / generate_local, JSON),
-with depth-1 real-config weights (sd35-medium, flux1-schnell) or the tiny twins' (wan2.1, flux2-klein)."""
+with depth-1 real-config weights (sd35-medium, flux1-schnell) or the tiny twins' (wan2.1, flux2-klein,
+zimage-turbo)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def test_dry_run_walks_every_model_of_the_gpu_run(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["dry_run"] and [m["model"] for m in report["models"]] == [
-        "sd35-medium", "wan2.1-t2v-1.3b", "flux1-schnell", "flux2-klein"]
+        "sd35-medium", "wan2.1-t2v-1.3b", "flux1-schnell", "flux2-klein", "zimage-turbo"]
     for rec in report["models"]:
         assert rec["ok"], rec
         assert set(rec["phases"]) == {"load", "encode + first step", "other steps", "decode"}, rec["model"]

@@ -35,7 +35,7 @@ KEY_FIELDS = ("model", "revision", "prompt", "negative_prompt", "width", "height
 # The MemoryPlan fields that change how the pixels are computed (tests/image/test_image_memory.py checks that
 # every other plan field is an estimate, a label or a size already in the recipe).
 COMPUTE_FIELDS = ("device", "dtype", "vae_dtype", "text_encoder_dtype", "quantization", "quantized_components",
-                  "quantized_repo", "offload", "free_text_encoders", "compile", "first_block_cache", "vae_tiling",
+                  "quantized_repo", "quantized_file", "offload", "free_text_encoders", "compile", "first_block_cache", "vae_tiling",
                   "speed")
 
 

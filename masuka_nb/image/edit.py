@@ -1,4 +1,5 @@
-"""Image editing: FLUX.1 Kontext (instruction edits) and FLUX.1 Fill (inpainting/outpainting with a mask).
+"""Image editing: FLUX.1 Kontext and Qwen-Image-Edit (instruction edits), FLUX.1 Fill (inpainting/outpainting with a
+mask).
 
     import masuka_nb as mk
     night = mk.edit(photo, "make it night")                          # Kontext
@@ -122,7 +123,8 @@ def resolve_edit_model(model: str | None, *, has_mask: bool) -> tuple[str, str |
     spec = get_model(model)
     if spec.task not in ("edit", "fill"):
         raise InvalidRequestError(f"{spec.id} does not edit images.", argument="model", value=model,
-                                  hint="Edit models: flux1-kontext-dev (instructions), flux1-fill-dev (a mask).")
+                                  hint="Edit models: flux1-kontext-dev or qwen-image-edit (instructions), "
+                                       "flux1-fill-dev (a mask).")
     if spec.task == "fill" and not has_mask:
         raise InvalidRequestError(f"{spec.id} repaints a masked region, and no `mask` was given.", argument="mask",
                                   value=None, hint="Pass mask=<white where to change>, or use flux1-kontext-dev.")
@@ -159,6 +161,7 @@ class EditTask(Task):
         return resolve_edit_model(job.model_arg, has_mask=job.args["mask"] is not None)
 
     def validate(self, job: GenerationJob) -> EditRequest:
+        _check_processor_deps(job.spec)
         return _check(job.spec, instruction=job.prompt, **job.args)
 
     def recipe(self, job: GenerationJob) -> dict[str, Any]:
@@ -172,7 +175,7 @@ class EditTask(Task):
                                     num_images_per_prompt=req.num_images)
         if job.spec.task == "fill":
             call["mask_image"] = req.mask
-        else:
+        elif job.spec.family == "flux":
             # Keep the caller's size: Kontext would otherwise snap it to one of its trained resolutions.
             call.update(max_area=req.width * req.height, _auto_resize=False)
         return call
@@ -187,6 +190,20 @@ class EditTask(Task):
     def result(self, job: GenerationJob, outputs: list[Any], paths: list[Path], history_id: str) -> GenerationResult:
         return GenerationResult(outputs, job.seeds, job.recipe, paths, job.timings, job.plan, False, job.warnings,
                                 history_id)
+
+
+def _check_processor_deps(spec) -> None:
+    """Qwen-Image-Edit's Qwen2VLProcessor cannot even be built without torchvision (transformers 5 checks its video
+    processor's class, which needs it); Colab ships torchvision, a bare CPU machine may not."""
+    import importlib.util
+
+    if spec.family == "qwenimage" and importlib.util.find_spec("torchvision") is None:
+        from masuka_nb.errors import DependencyMissingError
+
+        raise DependencyMissingError(f"{spec.id} reads the input image with Qwen2VLProcessor, which needs torchvision.",
+                                     argument="model", value=spec.id,
+                                     hint="Install the torchvision that matches your torch (Colab ships it), or use "
+                                          "flux1-kontext-dev.")
 
 
 def _check(spec, *, image, instruction, mask, steps, guidance, seed, num_images) -> EditRequest:
@@ -209,7 +226,7 @@ def _check(spec, *, image, instruction, mask, steps, guidance, seed, num_images)
     if (w, h) != im.size:  # the latent grid needs multiples of 16: trim the last few pixels
         im = im.crop((0, 0, w, h))
         mk = mk.crop((0, 0, w, h)) if mk is not None else None
-    s = check_int("steps", spec.default_steps if steps is None else steps, 1, MAX_STEPS)
+    s = check_int("steps", spec.default_steps if steps is None else steps, spec.min_steps, MAX_STEPS)
     g = check_float("guidance", spec.default_guidance if guidance is None else guidance, 0.0, MAX_GUIDANCE)
     n = check_int("num_images", num_images, 1, MAX_IMAGES)
     return EditRequest(instruction, im, mk, w, h, s, g, check_seed(seed), n)

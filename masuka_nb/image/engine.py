@@ -5,7 +5,8 @@ benchmarks); `load_count` counts the loads this engine asked for (tests and benc
 pipeline is owned by the device host (`masuka_nb.host`), which measures it, keeps it while the image
 task goes on and evicts it when another task (video, training, ...) claims the device. Loading applies
 the memory plan: the weights are read as `plan.loading` says (`masuka_nb.image.loading`: one component at
-a time onto its home on GPU plans) in the plan's dtypes and NF4 (pre-quantized repo or BitsAndBytesConfig);
+a time onto its home on GPU plans) in the plan's dtypes and NF4 (pre-quantized repo or BitsAndBytesConfig), a
+GGUF single-file transformer or a W4A4 (Nunchaku Lite) repo;
 then the VAE in fp32 when fp16 is risky, offload (model / group / group-to-disk), optional regional compile,
 first-block cache and attention backend.
 """
@@ -106,8 +107,8 @@ class ImageEngine:
 
 def _plan_key(plan: MemoryPlan) -> tuple:
     return (plan.device, plan.dtype, plan.vae_dtype, plan.text_encoder_dtype, plan.quantization,
-            plan.quantized_components, plan.offload, plan.free_text_encoders, plan.compile, plan.first_block_cache,
-            plan.vae_tiling, plan.speed)
+            plan.quantized_components, plan.quantized_repo, plan.quantized_file, plan.offload, plan.free_text_encoders,
+            plan.compile, plan.first_block_cache, plan.vae_tiling, plan.speed)
 
 
 _default: ImageEngine | None = None
@@ -141,7 +142,7 @@ def _load(spec: Any, plan: MemoryPlan, *, attention_backend: str | None, progres
 
             dplan = download_plan(spec, plan=plan)
             path = locate_model(spec, dplan, progress=progress)
-            if plan.quantization == "nf4" and plan.quantized_repo and dplan.extra:
+            if plan.quantization in ("nf4", "w4a4") and plan.quantized_repo and dplan.extra:
                 quantized_path = locate_model(spec, dplan.extra[0], progress=progress)
         # One component at a time onto its home (GPU plans), or one pipeline read (CPU plans): as planned.
         pipe = load_pipeline(spec, plan, path=path, quantized_path=quantized_path)

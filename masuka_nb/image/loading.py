@@ -9,6 +9,12 @@
   components plus the tensors being cast. The pipeline is then assembled around them (tokenizers, scheduler).
 - ``"pipeline"`` (CPU plans): one ``Pipeline.from_pretrained`` into RAM, everything's home.
 
+The transformer's weights can come from elsewhere than the model's repo, as the plan says: a GGUF plan
+(``"gguf-q4"``/``"gguf-q8"``) reads it from its single file (`masuka_nb.image.gguf`: diffusers'
+``from_single_file`` with ``GGUFQuantizationConfig``), a W4A4 plan from its Nunchaku Lite repo at
+`quantized_path` (pre-quantized, like an NF4 plan's pre-quantized repo); the text encoders either puts in NF4
+load as in any NF4 plan.
+
     pipe = load_pipeline(spec, plan, path=folder, quantized_path=nf4_folder)
     encoder = load_component(spec, plan, "text_encoder_2", path=folder)   # one component, as the plan has it
 
@@ -31,6 +37,8 @@ __all__ = ["component_dtype", "component_home", "component_order", "dtype_kwarg"
            "load_pipeline", "nf4_config", "nf4_kwargs"]
 
 log = get_logger(__name__)
+
+GGUF_QUANTIZATIONS = ("gguf-q4", "gguf-q8")  # the transformer from a single GGUF file (masuka_nb.image.gguf)
 
 
 def dtype_kwarg() -> str:
@@ -102,8 +110,13 @@ def load_component(spec: ModelSpec, plan: MemoryPlan, name: str, *, path: str | 
         import diffusers
         import transformers
 
-    quantized = name in plan.quantized_components and plan.quantization == "nf4"
+    if name == "transformer" and plan.quantization in GGUF_QUANTIZATIONS:
+        return _gguf_transformer(spec, plan, path=path)
+    quantized = name in plan.quantized_components and plan.quantization in ("nf4", "w4a4", *GGUF_QUANTIZATIONS)
     prequantized = quantized and quantized_path is not None
+    if plan.quantization == "w4a4" and quantized and not prequantized:
+        # W4A4 weights are made by SVDQuant's calibration, never while loading: they come only from their repo.
+        raise FileNotFoundError(f"a W4A4 plan for {spec.id} needs its Nunchaku Lite repo ({plan.quantized_repo})")
     folder = Path(quantized_path) if prequantized else Path(path)
     entry = _index(folder).get(name) or _index(Path(path)).get(name)
     if not entry or not entry[0]:
@@ -126,6 +139,19 @@ def load_component(spec: ModelSpec, plan: MemoryPlan, name: str, *, path: str | 
     if quantized and home == "cpu" and plan.device == "cuda":
         loaded.to("cpu")  # quantized on the GPU, then parked in RAM before the next component arrives
     return loaded
+
+
+def _gguf_transformer(spec: ModelSpec, plan: MemoryPlan, *, path: str | Path) -> Any:
+    """A GGUF plan's transformer from its single file, then at its home (GGUF weights stay quantized there)."""
+    import torch
+
+    from masuka_nb.image.gguf import load_gguf_transformer
+    from masuka_nb.quiet import quiet_third_party
+
+    with quiet_third_party():
+        transformer = load_gguf_transformer(plan, path=path, dtype=getattr(torch, plan.dtype))
+    home = component_home(spec, plan, "transformer")
+    return transformer.to(home) if home == "cuda" else transformer
 
 
 def load_pipeline(spec: ModelSpec, plan: MemoryPlan, *, path: str | Path,
@@ -153,14 +179,21 @@ def load_pipeline(spec: ModelSpec, plan: MemoryPlan, *, path: str | Path,
 
 def _whole_pipeline_quantization(spec: ModelSpec, plan: MemoryPlan, path: str | Path,
                                  quantized_path: str | Path | None) -> dict[str, Any]:
-    """"pipeline" loading of an NF4 plan: the pre-quantized components, else one quantization config."""
-    if plan.quantization != "nf4":
+    """"pipeline" loading of a quantized plan: the pre-quantized components (NF4, W4A4) and a GGUF plan's
+    transformer, then one quantization config for what is quantized while loading."""
+    if plan.quantization not in ("nf4", "w4a4", *GGUF_QUANTIZATIONS):
         return {}
-    if quantized_path is not None:
-        return {name: load_component(spec, plan, name, path=path, quantized_path=quantized_path)
-                for name in plan.quantized_components}
-    from diffusers import PipelineQuantizationConfig
+    out: dict[str, Any] = {}
+    rest = list(plan.quantized_components)
+    if plan.quantization in GGUF_QUANTIZATIONS:
+        out["transformer"] = load_component(spec, plan, "transformer", path=path)
+        rest.remove("transformer")
+    if quantized_path is not None or plan.quantization == "w4a4":
+        out.update({name: load_component(spec, plan, name, path=path, quantized_path=quantized_path)
+                    for name in rest})
+    elif rest:
+        from diffusers import PipelineQuantizationConfig
 
-    return {"quantization_config": PipelineQuantizationConfig(
-        quant_backend="bitsandbytes_4bit", quant_kwargs=nf4_kwargs(plan),
-        components_to_quantize=list(plan.quantized_components))}
+        out["quantization_config"] = PipelineQuantizationConfig(
+            quant_backend="bitsandbytes_4bit", quant_kwargs=nf4_kwargs(plan), components_to_quantize=rest)
+    return out

@@ -296,6 +296,13 @@ def _format_of(keys: Sequence[str]) -> str:
 
 def _family_hint(keys: Sequence[str]) -> str | None:
     joined = "\n".join(keys[:2000])
+    if "noise_refiner" in joined or "context_refiner" in joined or ".attention.to_q" in joined \
+            or ".feed_forward.w" in joined or "layers_0_attention" in joined:
+        return "zimage"  # Z-Image's S3-DiT: layers.N.attention / feed_forward, noise and context refiners
+    if ".img_mlp.net" in joined or ".txt_mlp.net" in joined or ".img_mod." in joined:
+        return "qwenimage"
+    if "to_qkv_mlp_proj" in joined or ".ff.linear_in" in joined or "double_stream_modulation" in joined:
+        return "flux2"  # FLUX.2's fused single-block projection and its linear_in/out feed-forwards
     if "double_blocks" in joined or "single_blocks" in joined or "single_transformer_blocks" in joined:
         return "flux"
     if "joint_blocks" in joined or ".attn2." in joined or "pos_embed" in joined:
@@ -317,8 +324,8 @@ def _to_diffusers(state: dict[str, Any], family: str) -> dict[str, Any]:
     """Diffusers' own converters (kohya/xlabs → PEFT keys); plain PEFT files pass through."""
     import diffusers
 
-    cls = getattr(diffusers, {"flux": "FluxPipeline", "flux2": "Flux2KleinPipeline"}.get(family,
-                                                                                     "StableDiffusion3Pipeline"))
+    cls = getattr(diffusers, {"flux": "FluxPipeline", "flux2": "Flux2KleinPipeline", "zimage": "ZImagePipeline",
+                              "qwenimage": "QwenImagePipeline"}.get(family, "StableDiffusion3Pipeline"))
     converted = cls.lora_state_dict(dict(state))
     if isinstance(converted, tuple):
         converted = converted[0]
@@ -393,7 +400,10 @@ def validate_lora(path: str | os.PathLike[str], *, model: str) -> LoraInfo:
                                   hint="Pass the LoRA file itself, not a full model checkpoint.")
     library = _library_metadata(file)
     base_model = library.get("base_model") or metadata.get("base_model") or metadata.get("ss_base_model_version")
-    hinted = _family_hint(keys) or _family_of(base_model)
+    # a recorded base names the family; else the keys do (FLUX.1 and FLUX.2 kohya keys look alike: the shapes decide)
+    hinted = _family_of(base_model) or _family_hint(keys)
+    if hinted == "flux" and spec.family == "flux2" and not base_model:
+        hinted = None
     if fmt in ("kohya", "xlabs") and hinted is None:
         hinted = "flux"
     family = hinted or spec.family
@@ -460,7 +470,12 @@ def _family_of(base_model: Any) -> str | None:
         return get_model(str(base_model)).family
     except ModelNotFoundError:
         text = str(base_model).lower()
-        return "flux" if "flux" in text else "sd3" if "sd3" in text or "stable-diffusion-3" in text else None
+        for needle, family in (("flux2", "flux2"), ("flux-2", "flux2"), ("flux.2", "flux2"), ("flux", "flux"),
+                               ("zimage", "zimage"), ("z-image", "zimage"), ("qwen", "qwenimage"),
+                               ("sd3", "sd3"), ("stable-diffusion-3", "sd3")):
+            if needle in text:
+                return family
+        return None
 
 
 def _is_number(value: Any) -> bool:

@@ -57,7 +57,7 @@ __all__ = ["MAX_GUIDANCE", "MAX_IMAGES", "MAX_SEED", "MAX_STEPS", "PLAN_CHOICES"
 log = get_logger(__name__)
 
 PLAN_CHOICES = frozenset({"gpu", "ram_gb", "dtype", "quantization", "offload", "free_text_encoders", "compile",
-                          "first_block_cache", "speed"})
+                          "first_block_cache", "speed", "gguf"})
 
 
 # ---- small shared rules ----
@@ -366,17 +366,20 @@ def _run_once(task: Task, job: GenerationJob) -> list[Any]:
         req = job.request
         generators = [torch.Generator(device="cpu").manual_seed(s) for s in job.seeds]
         # CPU generators on every device and plan: the same seed gives the same starting noise everywhere.
-        call: dict[str, Any] = dict(num_inference_steps=req.steps, guidance_scale=req.guidance,
+        call: dict[str, Any] = dict(num_inference_steps=req.steps,
                                     generator=generators if len(generators) > 1 else generators[0],
                                     max_sequence_length=job.spec.max_sequence_length, callback_on_step_end=on_step,
                                     output_type="pil", prompt=req.prompt)
-        if req.negative_prompt:
-            call["negative_prompt"] = req.negative_prompt
+        call[job.spec.guidance_arg] = req.guidance  # Qwen-Image: true_cfg_scale (registry data)
+        negative = req.negative_prompt or job.spec.negative_default  # Qwen-Image's CFG needs one: the card's " "
+        if negative:
+            call["negative_prompt"] = negative
         call.update(task.call(job, pipe))
         with torch.inference_mode(), quiet_third_party(bars=False):  # CLIP's truncation notices
             embeds = _prompt_embeddings(task, job, pipe)
             if embeds is None:
-                out = pipe(**call)
+                with _visiting_gpu(pipe, job.spec, job.plan):
+                    out = pipe(**call)
             else:
                 for key in ("prompt", "negative_prompt"):
                     call.pop(key, None)
@@ -482,6 +485,40 @@ def _encoders_ready(pipe: Any, spec: ModelSpec, mplan: MemoryPlan):
             for enc in encoders:
                 enc.to("cpu")
             torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def _visiting_gpu(pipe: Any, spec: ModelSpec, mplan: MemoryPlan):
+    """A pipeline that encodes its own prompt (Z-Image, Qwen-Image: no `prompt_outputs`; Qwen-Image-Edit also
+    reads the input image) under a plan that frees the text encoders: each encoder, parked in RAM, moves to the
+    GPU for its forward call and back right after, so it never shares the GPU with the transformer's activations."""
+    import torch
+
+    if not (mplan.free_text_encoders and mplan.device == "cuda" and mplan.offload != "model"):
+        yield
+        return
+
+    def before(module, args, kwargs):
+        module.to("cuda")
+        moved = tuple(a.to("cuda") if isinstance(a, torch.Tensor) else a for a in args)
+        return moved, {k: v.to("cuda") if isinstance(v, torch.Tensor) else v for k, v in kwargs.items()}
+
+    def after(module, args, kwargs, output):
+        module.to("cpu")
+        torch.cuda.empty_cache()
+        return output
+
+    handles = []
+    for c in spec.text_encoders:
+        enc = getattr(pipe, c.name, None)
+        if enc is not None:
+            handles += [enc.register_forward_pre_hook(before, with_kwargs=True),
+                        enc.register_forward_hook(after, with_kwargs=True)]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextlib.contextmanager

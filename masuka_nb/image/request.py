@@ -95,7 +95,7 @@ class GenerationRequest(BaseModel):
                     f"`{name}` must be a multiple of {spec.size_multiple} for {spec.id}.",
                     argument=name, value=value, hint=f"Use {lower} or {lower + spec.size_multiple}.",
                 )
-        s = check_int("steps", spec.default_steps if steps is None else steps, 1, MAX_STEPS)
+        s = check_int("steps", spec.default_steps if steps is None else steps, spec.min_steps, MAX_STEPS)
         g = check_float("guidance", spec.default_guidance if guidance is None else guidance, 0.0, MAX_GUIDANCE)
         seed = check_seed(seed)
         n = check_int("num_images", num_images, 1, MAX_IMAGES)

@@ -84,6 +84,8 @@ def linear_shapes(model_id: str) -> dict[str, tuple[int, int]]:
     from accelerate import init_empty_weights
 
     spec = get_model(model_id)
+    if spec.family in ("zimage", "qwenimage"):
+        return _shapes_from_class(spec)
     config = _config(spec.id)
     if spec.family == "sd3":
         from diffusers import SD3Transformer2DModel as cls
@@ -100,3 +102,25 @@ def linear_shapes(model_id: str) -> dict[str, tuple[int, int]]:
         for name, m in module.named_modules()
         if isinstance(m, torch.nn.Linear)
     }
+
+
+def _shapes_from_class(spec) -> dict[str, tuple[int, int]]:
+    """Z-Image / Qwen-Image: the real model on the meta device (masuka_nb.models.real_configs), or the tiny
+    folder's own config built with the class it names."""
+    import torch
+
+    if spec.tiny:
+        import diffusers
+        from accelerate import init_empty_weights
+
+        from masuka_nb.models.tiny import ensure_tiny
+
+        raw = json.loads((ensure_tiny(spec.id) / "transformer" / "config.json").read_text())
+        with init_empty_weights():
+            module = getattr(diffusers, raw["_class_name"]).from_config(raw)
+    else:
+        from masuka_nb.models.real_configs import _meta_model
+
+        module = _meta_model(spec.id, "transformer")
+    return {name: (m.in_features, m.out_features) for name, m in module.named_modules()
+            if isinstance(m, torch.nn.Linear)}

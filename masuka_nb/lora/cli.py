@@ -20,7 +20,7 @@ from masuka_nb.lora.training import train
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m masuka_nb.lora.cli", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    t = sub.add_parser("train", help="train (or resume) a FLUX LoRA on a dataset")
+    t = sub.add_parser("train", help="train (or resume) a LoRA on a dataset")
     t.add_argument("--dataset", required=True, help="dataset name or folder")
     t.add_argument("--trigger-word", required=True)
     t.add_argument("--base", default="flux1-dev")

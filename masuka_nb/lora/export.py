@@ -50,11 +50,16 @@ _DOUBLE = {
     "attn.add_v_proj": ("txt_attn_qkv", 2), "attn.to_add_out": ("txt_attn_proj", None),
     "ff.net.0.proj": ("img_mlp_0", None), "ff.net.2": ("img_mlp_2", None),
     "ff_context.net.0.proj": ("txt_mlp_0", None), "ff_context.net.2": ("txt_mlp_2", None),
+    # FLUX.2: its feed-forwards are linear_in / linear_out (BFL's img_mlp.0 / img_mlp.2)
+    "ff.linear_in": ("img_mlp_0", None), "ff.linear_out": ("img_mlp_2", None),
+    "ff_context.linear_in": ("txt_mlp_0", None), "ff_context.linear_out": ("txt_mlp_2", None),
     "norm1.linear": ("img_mod_lin", None), "norm1_context.linear": ("txt_mod_lin", None),
 }
 _SINGLE = {
     "attn.to_q": ("linear1", 0), "attn.to_k": ("linear1", 1), "attn.to_v": ("linear1", 2),
     "proj_mlp": ("linear1", 3), "proj_out": ("linear2", None), "norm.linear": ("modulation_lin", None),
+    # FLUX.2 keeps BFL's fused single-block projections: linear1 is one layer, linear2 is attn.to_out
+    "attn.to_qkv_mlp_proj": ("linear1", None), "attn.to_out": ("linear2", None),
 }
 _KEY = re.compile(r"^(?:transformer\.)?(single_transformer_blocks|transformer_blocks)\.(\d+)\.(.+)\.lora_([AB])\.weight$")
 
@@ -141,12 +146,12 @@ def _model_card(meta: dict[str, Any]) -> str:
     return f"""---
 base_model: {meta.get('base_repo') or meta.get('base_model')}
 library_name: diffusers
-tags: [flux, lora, text-to-image, masuka]
+tags: [{_family_of_base(meta.get('base_model')) or 'flux'}, lora, text-to-image, masuka]
 instance_prompt: {trigger}
 ---
 # {meta['name']}
 
-A FLUX LoRA trained with MASUKA ({meta.get('source', 'local')}).
+A LoRA for `{meta.get('base_model')}` trained with MASUKA ({meta.get('source', 'local')}).
 
 - base model: `{meta.get('base_model')}`
 - trigger word: `{trigger}`
@@ -161,18 +166,25 @@ mk.generate("{trigger} ...", model="{meta.get('base_model')}", loras=["{meta['na
 ```
 
 With diffusers: `pipe.load_lora_weights("{meta['name']}", weight_name="pytorch_lora_weights.safetensors")`.
-`{meta['name']}.kohya.safetensors` is the same LoRA in kohya format (ComfyUI, A1111, Forge).
+{_other_file_line(meta)}
 """
+
+
+def _other_file_line(meta: dict[str, Any]) -> str:
+    if meta.get("comfyui_file"):
+        return f"`{meta['comfyui_file']}` is the same LoRA with ComfyUI's `diffusion_model.` keys."
+    return f"`{meta['name']}.kohya.safetensors` is the same LoRA in kohya format (ComfyUI, A1111, Forge)."
 
 
 # ModelSpec architecture ids (github.com/Stability-AI/ModelSpec; the ids kohya's sd-scripts writes in
 # library/sai_model_spec.py: "flux-1-dev", "flux-1-schnell", "stable-diffusion-v3.5-large", …; read 2026-12-05).
 _ARCH = {"flux1-dev": "flux-1-dev", "flux1-schnell": "flux-1-schnell", "sd35-large": "stable-diffusion-v3.5-large",
          "sd35-large-turbo": "stable-diffusion-v3.5-large-turbo", "sd35-medium": "stable-diffusion-v3.5-medium",
-         "flux2-klein": "flux-2-klein-4b"}
+         "flux2-klein": "flux-2-klein-4b", "zimage-turbo": "z-image-turbo", "qwen-image": "qwen-image"}
 _IMPL = {"flux": "https://github.com/black-forest-labs/flux", "sd3": "https://github.com/Stability-AI/sd3.5",
-         "flux2": "https://github.com/black-forest-labs/flux2"}
-_SS_BASE = {"flux": "flux1", "sd3": "sd3", "flux2": "flux2"}  # kohya's ss_base_model_version values
+         "flux2": "https://github.com/black-forest-labs/flux2", "zimage": "https://github.com/Tongyi-MAI/Z-Image",
+         "qwenimage": "https://github.com/QwenLM/Qwen-Image"}
+_SS_BASE = {"flux": "flux1", "sd3": "sd3", "flux2": "flux2", "zimage": "zimage"}  # kohya's ss_base_model_version
 
 
 def addnet_hash(tensors: dict[str, Any]) -> str:
@@ -204,7 +216,8 @@ def lora_metadata(meta: dict[str, Any], tensors: dict[str, Any], *, name: str, k
     model_hash = addnet_hash(tensors)
     out = {
         "ss_base_model_version": _SS_BASE.get(family, family), "ss_sd_model_name": str(repo),
-        "ss_network_module": "networks.lora_flux" if kohya else "peft",
+        "ss_network_module": ({"flux2": "networks.lora_flux2"}.get(family, "networks.lora_flux")
+                              if kohya and family in ("flux", "flux2") else "peft"),
         "ss_network_dim": str(rank), "ss_network_alpha": str(rank),  # alpha folded into lora_B: scale 1
         "ss_output_name": name, "ss_training_comment": f"trained with MASUKA on {base}",
         "ss_steps": str(meta.get("steps")), "ss_max_train_steps": str(meta.get("steps")),
@@ -226,6 +239,16 @@ def lora_metadata(meta: dict[str, Any], tensors: dict[str, Any], *, name: str, k
         "masuka": json.dumps({k: v for k, v in meta.items() if isinstance(v, (str, int, float))}),
     }
     return {k: v for k, v in out.items() if v not in ("None", "(None, None)", "NonexNone")}
+
+
+def _family_of_base(base: Any) -> str | None:
+    from masuka_nb.errors import ModelNotFoundError
+    from masuka_nb.models.registry import get_model
+
+    try:
+        return get_model(str(base)).family if base else None
+    except ModelNotFoundError:
+        return None
 
 
 def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], kohya: bool = True,
@@ -264,7 +287,14 @@ def export_lora(state_dict: dict[str, Any], *, name: str, meta: dict[str, Any], 
     atomic_write_safetensors(folder / PEFT_FILE, peft, lora_metadata(meta, peft, name=name, kohya=False))
     (tmp / PEFT_FILE).unlink()
     tmp.rmdir()
-    if kohya:
+    if kohya and _family_of_base(meta.get("base_model")) == "zimage":
+        # Z-Image: ComfyUI maps diffusers-named keys under `diffusion_model.` onto its fused qkv (model_lora_keys_unet,
+        # Lumina2 branch, via comfy.utils.z_image_to_diffusers); diffusers' Z-Image converter reads them back too
+        comfy = {f"diffusion_model.{k[len('transformer.'):]}": v for k, v in sd.items()}
+        atomic_write_safetensors(folder / f"{name}.comfyui.safetensors", comfy,
+                                 lora_metadata(meta, comfy, name=name, kohya=False))
+        meta["comfyui_file"] = f"{name}.comfyui.safetensors"
+    elif kohya:
         kohya_sd, _ = peft_to_kohya(sd, single_dims=_flux_single_dims(sd))
         st_meta = lora_metadata(meta, kohya_sd, name=name, kohya=True) if kohya_sd else None
         _, skipped = export_kohya(sd, folder / f"{name}.kohya.safetensors", metadata=st_meta)

@@ -37,6 +37,11 @@ TRANSFORMER_GB = {"bf16": 23.8, "fp16": 23.8, "nf4": 6.7, "fp32": 47.6}
 ACTIVATION_GB_PER_MP = 5.6  # with gradient checkpointing; (9 − 6.7 − 0.2) / 0.39 MP
 CUDA_CONTEXT_GB = 0.6
 LORA_PARAMS_PER_RANK = 1.17e6  # to_q/k/v/out.0 over FLUX's 57 blocks: 4.67 M at rank 4
+# The bases local training runs on, and their LoRA size per rank on to_q/k/v/out.0: FLUX.2 [klein] has them in its 5
+# double blocks (8 × 3072 per rank each), Z-Image in its 30 layers and 4 refiners (8 × 3840 per rank each).
+TRAINABLE_FAMILIES = ("flux", "flux2", "zimage")
+LORA_PARAMS_PER_RANK_BY_FAMILY = {"flux": LORA_PARAMS_PER_RANK, "flux2": 5 * 8 * 3072, "zimage": 34 * 8 * 3840}
+FLUX_DEV_PARAMS_B = 11.9014
 HEADROOM = 0.92
 
 
@@ -110,10 +115,18 @@ class TrainingPlan:
 
 
 def estimate_vram_gb(*, quantization: str | None, precision: str, rank: int, resolution: int,
-                     batch_size: int = 1, optimizer: str = "adamw", flash_attention: bool = True) -> float:
-    weights = TRANSFORMER_GB["nf4" if quantization == "nf4" else ("fp32" if precision == "no" else "bf16")]
-    mp = resolution * resolution / 1e6 * batch_size
-    params = LORA_PARAMS_PER_RANK * rank
+                     batch_size: int = 1, optimizer: str = "adamw", flash_attention: bool = True,
+                     base: str = "flux1-dev") -> float:
+    """Peak VRAM of a run. Calibrated on FLUX.1-dev; other bases scale the weights and activations by their
+    transformer's parameters (registry) and the LoRA by its own layer count (an estimate: no published QLoRA peak
+    for FLUX.2 [klein] or Z-Image to check it against)."""
+    from masuka_nb.models.registry import get_model
+
+    spec = get_model(base)
+    ratio = 1.0 if spec.family == "flux" or spec.tiny else spec.component("transformer").params_b / FLUX_DEV_PARAMS_B
+    weights = ratio * TRANSFORMER_GB["nf4" if quantization == "nf4" else ("fp32" if precision == "no" else "bf16")]
+    mp = resolution * resolution / 1e6 * batch_size * ratio
+    params = LORA_PARAMS_PER_RANK_BY_FAMILY.get(spec.family, LORA_PARAMS_PER_RANK) * rank
     per_param = (4 + 4 + (2 if optimizer == "adamw8bit" else 8))  # fp32 weights + grads + Adam moments
     attention = 0.0
     if not flash_attention:
@@ -144,9 +157,11 @@ def plan_training(
     """The plan for a run, with recommended values for whatever is None. `gpu` names a profile
     (t4, l4, a100-40, h100, cpu...); None looks at this machine."""
     spec = get_model(base)
-    if spec.family != "flux":
-        raise InvalidRequestError(f"Local LoRA training supports FLUX models, not `{base}`.", argument="base",
-                                  value=base, hint="Use base='flux1-dev' (or 'tiny-flux' to try the pipeline).")
+    if spec.family not in TRAINABLE_FAMILIES or spec.is_video:
+        raise InvalidRequestError(f"Local LoRA training runs on FLUX.1, FLUX.2 [klein] and Z-Image bases, not `{base}`.",
+                                  argument="base", value=base,
+                                  hint="Use base='flux1-dev', 'flux2-klein' or 'zimage-turbo' (or 'tiny-flux', "
+                                       "'tiny-flux2-klein', 'tiny-zimage' to try the pipeline).")
     if n_images < 1:
         raise InvalidRequestError("The dataset has no kept images to train on.", argument="dataset", value=n_images,
                                   hint="Import images (and check `keep` after curation).")
@@ -193,8 +208,11 @@ def plan_training(
     if cfg.quantization == "nf4":
         if cfg.quantized_repo is None:
             cfg.quantized_repo = spec.quantized_repos.get("nf4")
-        notes.append("transformer and T5 in NF4: " + (f"pre-quantized, from {cfg.quantized_repo}" if cfg.quantized_repo
-                     else "quantized while loading (bitsandbytes), never the 23.8 GB fp16 transformer in RAM"))
+        encoder = "T5" if spec.family == "flux" else "the text encoder runs once in 16 bit"
+        notes.append(f"transformer{' and T5' if spec.family == 'flux' else ''} in NF4: "
+                     + (f"pre-quantized, from {cfg.quantized_repo}" if cfg.quantized_repo
+                        else "quantized while loading (bitsandbytes), never the 16-bit transformer in RAM")
+                     + ("" if spec.family == "flux" else f"; {encoder} to cache the captions, then leaves"))
     if spec.task == "fill":
         notes.append("FLUX Fill: each image is trained with a masked copy of itself (a random rectangle drawn "
                      "from the run's seed) and that mask, the two extra inputs Fill's transformer reads")
@@ -203,7 +221,7 @@ def plan_training(
     def need(c: TrainingConfig) -> float:
         return estimate_vram_gb(quantization=c.quantization, precision=c.mixed_precision, rank=c.rank,
                                 resolution=c.resolution, batch_size=c.batch_size, optimizer=c.optimizer,
-                                flash_attention=prof.bf16)
+                                flash_attention=prof.bf16, base=spec.id)
 
     est = need(cfg)
     if est > budget:

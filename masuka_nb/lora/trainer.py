@@ -127,12 +127,13 @@ class _Trainer:
     def _cache_latents(self, items, base: str, *, fill: bool = False) -> dict[str, Any]:
         """sha256 → the image's latents (and, for FLUX Fill, sha256 + ".cond" → its packed masked-image
         latents and mask), encoded once per run and resolution."""
+        import diffusers
         import numpy as np
         import torch
-        from diffusers import AutoencoderKL
         from PIL import Image, ImageOps
         from safetensors.torch import load_file
 
+        fam = self._family()
         cache = self.run_.run_dir / "cache" / f"latents-{self.cfg.resolution}.safetensors"
         wanted = {it.sha256 for it, _ in items} | ({f"{it.sha256}.cond" for it, _ in items} if fill else set())
         stored = _read_cache(cache, load_file)  # damaged: quarantined and rebuilt
@@ -140,8 +141,9 @@ class _Trainer:
             return {k: stored[k] for k in wanted}
         device = self._device()
         out = {}
-        with self._hold("vae", lambda: AutoencoderKL.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32
-                                                                      ).to(device).eval()) as vae:
+        vae_class = getattr(diffusers, fam.vae_class if fam else "AutoencoderKL")  # FLUX.2: AutoencoderKLFlux2
+        with self._hold("vae", lambda: vae_class.from_pretrained(base, subfolder="vae", torch_dtype=torch.float32
+                                                                 ).to(device).eval()) as vae:
             scale = 2 ** (len(vae.config.block_out_channels) - 1)
             buckets = make_buckets(self.cfg.resolution, scale * 2)
             for it, _ in items:
@@ -152,6 +154,10 @@ class _Trainer:
                 arr = np.asarray(im, dtype=np.float32) / 127.5 - 1.0
                 x = torch.from_numpy(arr).permute(2, 0, 1)[None].to(device)
                 with torch.no_grad():
+                    if fam is not None:  # FLUX.2's batch-norm statistics, Z-Image's FLUX.1 shift and scale
+                        out[it.sha256] = fam.encode(vae, x)[0].cpu().contiguous()
+                        self.vae_encodes += 1
+                        continue
                     lat = vae.encode(x).latent_dist.mode()
                     self.vae_encodes += 1
                     if fill:
@@ -187,11 +193,14 @@ class _Trainer:
         keys = {p: f"p{i}" for i, p in enumerate(sorted(set(prompts)))}
         index_path = cache.with_suffix(".json")
         stored = _read_cache(cache, load_file) if read_json_guarded(index_path, expect=dict) == keys else None
-        if stored is not None and all(f"{k}.{part}" in stored for k in keys.values() for part in ("embeds", "pooled")):
-            return {p: {"embeds": stored[k + ".embeds"], "pooled": stored[k + ".pooled"]} for p, k in keys.items()}
+        parts = ("embeds",) if self._family() is not None else ("embeds", "pooled")  # FLUX.2 / Z-Image: no pooled
+        if stored is not None and all(f"{k}.{part}" in stored for k in keys.values() for part in parts):
+            return {p: {part: stored[f"{k}.{part}"] for part in parts} for p, k in keys.items()}
         device = self._device()
         dtype = torch.float16 if device.type == "cuda" and self.cfg.mixed_precision == "fp16" else (
             torch.bfloat16 if device.type == "cuda" else torch.float32)
+        if self._family() is not None:
+            return self._cache_family_text(keys, base, max_len, device, dtype, cache, index_path)
         extra = {}
         nf4_repo = self._nf4_repo()
         if nf4_repo:  # T4 RAM: the pre-quantized T5 (≈5.9 GiB in fp16) instead of 10.7 GiB of fp16 weights
@@ -230,10 +239,43 @@ class _Trainer:
         atomic_write_json(index_path, keys)
         return {p: {"embeds": flat[k + ".embeds"], "pooled": flat[k + ".pooled"]} for p, k in keys.items()}
 
+    def _family(self):
+        """FLUX.2 [klein] and Z-Image's pieces of the loop (None: FLUX.1, written out in this module)."""
+        from masuka_nb.lora.families import family_of
+        from masuka_nb.models.registry import get_model
+
+        return family_of(get_model(self.cfg.base))
+
+    def _cache_family_text(self, keys, base, max_len, device, dtype, cache, index_path) -> dict[str, dict[str, Any]]:
+        """One embedding per prompt (no pooled one), from the family pipeline's own encode_prompt; the text
+        encoder leaves before the transformer arrives."""
+        import torch
+
+        fam = self._family()
+
+        def load():
+            pipe = fam.text_pipeline(base, dtype)
+            pipe.text_encoder.to(device)
+            return pipe
+
+        flat = {}
+        with self._hold("text", load) as pipe:  # the host drops the text encoder after the block
+            for prompt, key in keys.items():
+                with torch.no_grad():
+                    flat[key + ".embeds"] = fam.encode_text(pipe, prompt, device, max_len).float().cpu().contiguous()
+                self.text_encodes += 1
+            del pipe
+        atomic_write_safetensors(cache, flat)
+        atomic_write_json(index_path, keys)
+        return {p: {"embeds": flat[k + ".embeds"]} for p, k in keys.items()}
+
     # ---- 3. model ----
     def _transformer(self, repo: str, subfolder: str = "transformer"):
+        import diffusers
         import torch
-        from diffusers import FluxTransformer2DModel
+
+        fam = self._family()
+        FluxTransformer2DModel = getattr(diffusers, fam.transformer_class if fam else "FluxTransformer2DModel")
 
         device = self._device()
         if self.cfg.quantization == "nf4":
@@ -275,6 +317,9 @@ class _Trainer:
 
         targets = TARGET_PRESETS[self.cfg.target_modules]
         target: Any = targets[0] if len(targets) == 1 and "\\" in targets[0] else list(targets)
+        fam = self._family()
+        if fam is not None:
+            target = fam.lora_targets(self.cfg.target_modules)
         torch.manual_seed(self.cfg.seed)  # LoRA init is part of the run's recipe
         model.add_adapter(LoraConfig(r=self.cfg.rank, lora_alpha=self.cfg.lora_alpha, init_lora_weights="gaussian",
                                      target_modules=target, lora_dropout=0.0))
@@ -383,12 +428,16 @@ class _Trainer:
         (FLUX's VAE is unsafe in fp16, and it is only 0.17 GB). A Fill base paints the whole frame (a full
         mask over a grey image), the way a blank canvas is filled."""
 
+        import diffusers
         import torch
-        from diffusers import AutoencoderKL
 
         device = self._device()
-        with self._hold("sample-vae", lambda: AutoencoderKL.from_pretrained(
+        fam = self._family()
+        vae_class = getattr(diffusers, fam.vae_class if fam else "AutoencoderKL")
+        with self._hold("sample-vae", lambda: vae_class.from_pretrained(
                 base, subfolder="vae", torch_dtype=torch.float32).to(device).eval()) as vae:
+            if fam is not None:
+                return self._family_samples(step, model, accel, base, sample_text, vae)
             return self._render_samples(step, model, accel, base, sample_text, spec, vae, device)
 
     def _render_samples(self, step, model, accel, base, sample_text, spec, vae, device) -> list[Path]:
@@ -445,6 +494,32 @@ class _Trainer:
                 atomic_write_bytes(path, buf.getvalue())
                 out.append(path)
         del pipe, vae, pipe_vae
+        return out
+
+    def _family_samples(self, step, model, accel, base, sample_text, vae) -> list[Path]:
+        """FLUX.2 [klein] / Z-Image samples: the family's own pipeline around the training transformer, its VAE
+        in fp32 (decode only), on the cached embeddings; fixed prompts × fixed seeds."""
+        import io
+
+        import torch
+
+        fam, device, dtype, size = self._family(), self._device(), self._compute_dtype(), self.cfg.resolution
+        pipe = fam.sample_pipeline(base, accel.unwrap_model(model), vae)
+        pipe.set_progress_bar_config(disable=True)
+        folder = ensure_dir(self.run_.run_dir / "samples")
+        out = []
+        for pi, prompt in enumerate(self.cfg.sample_prompts):
+            for seed in self.cfg.sample_seeds:
+                with torch.no_grad():
+                    image = pipe(**fam.sample_call(sample_text[prompt]["embeds"], device, dtype), height=size,
+                                 width=size, num_inference_steps=self.cfg.sample_steps,
+                                 generator=torch.Generator("cpu").manual_seed(seed), output_type="pil").images[0]
+                path = folder / f"step-{step:07d}-p{pi}-s{seed}.png"
+                buf = io.BytesIO()
+                image.save(buf, format="PNG")
+                atomic_write_bytes(path, buf.getvalue())
+                out.append(path)
+        del pipe
         return out
 
     def _write_loss(self, history: list[dict[str, float]], *, plot: bool = True) -> None:
@@ -562,7 +637,7 @@ class _Trainer:
 
         device = accel.device
         dtype = self._compute_dtype()
-        guidance_embeds = bool(accel.unwrap_model(model).config.guidance_embeds)
+        guidance_embeds = bool(getattr(accel.unwrap_model(model).config, "guidance_embeds", False))
         vae_scale = 2 ** (len(_vae_config(base)["block_out_channels"]) - 1)
         world, rank_ = accel.num_processes, accel.process_index
         reporter = ProgressReporter("train", cfg.steps - start, progress=progress, cancel=cancel)
@@ -639,6 +714,7 @@ class _Trainer:
 
         gen = torch.Generator("cpu").manual_seed(self.cfg.seed + 424242)
         total, count = 0.0, 0
+        fam = self._family()
         with torch.no_grad():
             for i, (lat, emb) in enumerate(zip(lat_list, emb_list)):
                 for sigma_value in (0.25, 0.5, 0.75):
@@ -647,6 +723,12 @@ class _Trainer:
                     noise = torch.randn(x.shape, generator=gen).to(device)
                     sigma = torch.full((1,), sigma_value, device=device)
                     noisy = (1 - sigma_value) * x + sigma_value * noise
+                    if fam is not None:
+                        with accel.autocast():
+                            pred = fam.flow(model, noisy, sigma, [emb["embeds"]], dtype)
+                        total += float(torch.nn.functional.mse_loss(pred.float(), (noise - x).float()))
+                        count += 1
+                        continue
                     packed = self._with_cond(FluxPipeline._pack_latents(noisy, b, c, h, w).to(dtype), [i], device)
                     img_ids = FluxPipeline._prepare_latent_image_ids(b, h // 2, w // 2, device, dtype)
                     txt_ids = torch.zeros(emb["embeds"].shape[0], 3, device=device, dtype=dtype)
@@ -668,7 +750,19 @@ class _Trainer:
         from diffusers import FluxPipeline
 
         cfg = self.cfg
+        fam = self._family()
         lat = torch.stack([lat_list[i] for i in batch]).to(device, torch.float32)
+        if fam is not None:
+            gen = torch.Generator("cpu").manual_seed(cfg.seed * 1_000_003 + slot)
+            noise = torch.randn(lat.shape, generator=gen).to(device)
+            u = torch.rand(lat.shape[0], generator=gen).to(device)
+            sigma = FLOW_SHIFT * u / (1 + (FLOW_SHIFT - 1) * u)
+            s = sigma.view(-1, 1, 1, 1)
+            with accel.autocast():
+                pred = fam.flow(model, (1 - s) * lat + s * noise, sigma, [emb_list[i]["embeds"] for i in batch], dtype)
+            loss = torch.nn.functional.mse_loss(pred.float(), (noise - lat).float())
+            accel.backward(loss)
+            return float(loss.detach())
         embeds = torch.stack([emb_list[i]["embeds"] for i in batch]).to(device, dtype)
         pooled = torch.stack([emb_list[i]["pooled"] for i in batch]).to(device, dtype)
         b, c, h, w = lat.shape
@@ -716,8 +810,10 @@ class _Trainer:
         kohya = bool(run.stats.get("export_kohya", True))  # train(export_kohya=False): the PEFT file only
         folder = export_lora(sd, name=run.name, meta=meta, kohya=kohya)
         run.lora_path = folder / PEFT_FILE
-        kohya = folder / f"{run.name}.kohya.safetensors"
-        run.kohya_path = kohya if kohya.is_file() else None
+        # the ComfyUI/A1111-loadable file: kohya keys (FLUX.1, FLUX.2), or Z-Image's diffusion_model.* keys
+        kohya = next((f for f in (folder / f"{run.name}.kohya.safetensors", folder / f"{run.name}.comfyui.safetensors")
+                      if f.is_file()), None)
+        run.kohya_path = kohya
         with contextlib.suppress(ImportError):
             from masuka_nb.image.lora import validate_lora  # the image engine's own check, once it exists
 

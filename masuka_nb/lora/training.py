@@ -46,8 +46,11 @@ def _embedded_base(base: str, gpu: str | None) -> tuple[str, str]:
     """Without a GPU and without the Hub (and no `gpu` profile asked for), tiny-flux stands in for `base`."""
     if gpu is not None or str(base).startswith("tiny") or not use_embedded_models(engine="train"):
         return base, ""
-    log.info("train.tiny_fallback", base=base)
-    return "tiny-flux", f"base tiny-flux instead of {base}: {EMBEDDED_NOTE}"
+    from masuka_nb.models.registry import get_model
+
+    tiny = {"flux2": "tiny-flux2-klein", "zimage": "tiny-zimage"}.get(get_model(base).family, "tiny-flux")
+    log.info("train.tiny_fallback", base=base, tiny=tiny)
+    return tiny, f"base {tiny} instead of {base}: {EMBEDDED_NOTE}"
 
 
 def train(
@@ -73,7 +76,8 @@ def train(
     gpu: str | None = None,
     export_kohya: bool = True,
 ) -> TrainingRun:
-    """Train a FLUX LoRA on the kept images of `dataset`; values left as None are recommended ones.
+    """Train a LoRA on the kept images of `dataset` for `base` (FLUX.1, FLUX.2 [klein] or Z-Image, or their tiny
+    twins); values left as None are recommended ones.
 
     Calling it again with the same arguments resumes an interrupted run (or returns the finished one).
     `seed` None picks a random seed (recorded in the run and its LoRA's metadata), except that a run of the

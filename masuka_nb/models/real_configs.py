@@ -60,8 +60,15 @@ class RealConfig:
         if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
             raise ValueError(f"depth must be a positive int or None, not {depth!r}")
         for key in DEPTH_KEYS[self.class_name]:
-            if key in cfg:
-                cfg[key] = min(int(cfg[key]), depth)
+            *path, leaf = key.split(".")
+            holder = cfg
+            for part in path:
+                holder = holder.get(part, {})
+            if leaf in holder:
+                holder[leaf] = min(int(holder[leaf]), depth)
+        vision = cfg.get("vision_config")
+        if isinstance(vision, dict) and "fullatt_block_indexes" in vision:  # Qwen2.5-VL: only blocks that exist
+            vision["fullatt_block_indexes"] = [i for i in vision["fullatt_block_indexes"] if i < vision["depth"]]
         if "dual_attention_layers" in cfg:  # SD3.5 Medium: only layers that still exist
             cfg["dual_attention_layers"] = tuple(i for i in cfg["dual_attention_layers"] if i < cfg["num_layers"])
         return cfg
@@ -78,6 +85,12 @@ DEPTH_KEYS: dict[str, tuple[str, ...]] = {
     "CLIPTextModel": ("num_hidden_layers",),
     "CLIPTextModelWithProjection": ("num_hidden_layers",),
     "Qwen3ForCausalLM": ("num_hidden_layers",),
+    "Qwen3Model": ("num_hidden_layers",),
+    "ZImageTransformer2DModel": ("n_layers", "n_refiner_layers"),
+    "QwenImageTransformer2DModel": ("num_layers",),
+    # nested configs: the language model's layers and the vision tower's blocks
+    "Qwen2_5_VLForConditionalGeneration": ("text_config.num_hidden_layers", "vision_config.depth"),
+    "AutoencoderKLQwenImage": ("num_res_blocks",),
     "AutoencoderKL": ("layers_per_block",),
     "AutoencoderKLFlux2": ("layers_per_block",),
     "AutoencoderKLWan": ("num_res_blocks",),
@@ -153,6 +166,34 @@ _WAN22_VAE = dict(base_dim=160, decoder_base_dim=256, z_dim=48, dim_mult=[1, 2, 
                                0.5709, 0.6065, 0.6415, 0.4944, 0.5726, 1.2042, 0.5458, 1.6887,
                                0.3971, 1.06, 0.3943, 0.5537, 0.5444, 0.4089, 0.7468, 0.7744])
 
+# Z-Image Turbo (https://huggingface.co/Tongyi-MAI/Z-Image-Turbo, read 2026-12): diffusers' class defaults with
+# the published rope lengths; its text encoder is Qwen3-4B loaded as Qwen3Model (model_index.json), its VAE FLUX.1's.
+_ZIMAGE = dict(all_patch_size=(2,), all_f_patch_size=(1,), in_channels=16, dim=3840, n_layers=30, n_refiner_layers=2,
+               n_heads=30, n_kv_heads=30, norm_eps=1e-5, qk_norm=True, cap_feat_dim=2560, rope_theta=256.0,
+               t_scale=1000.0, axes_dims=[32, 48, 48], axes_lens=[1536, 512, 512])
+# Qwen-Image (https://huggingface.co/Qwen/Qwen-Image, read 2026-12): a 60-layer MMDiT, 24 heads × 128, reading
+# Qwen2.5-VL-7B's 3584-wide hidden states. Qwen-Image-Edit's transformer has the same config.
+_QWEN_IMAGE = dict(patch_size=2, in_channels=64, out_channels=16, num_layers=60, attention_head_dim=128,
+                   num_attention_heads=24, joint_attention_dim=3584, guidance_embeds=False, axes_dims_rope=(16, 56, 56))
+# Qwen2.5-VL-7B-Instruct, the Qwen-Image text encoder (https://huggingface.co/Qwen/Qwen2.5-VL-7B-Instruct/blob/main/
+# config.json, the same as Qwen-Image's text_encoder/config.json): 28 layers × 3584, GQA 28/4, untied lm_head, and a
+# 32-block 1280-wide vision tower (the edit pipeline feeds it the input image).
+_QWEN25_VL_7B = dict(
+    text_config=dict(vocab_size=152064, hidden_size=3584, intermediate_size=18944, num_hidden_layers=28,
+                     num_attention_heads=28, num_key_value_heads=4, hidden_act="silu", max_position_embeddings=128000,
+                     rms_norm_eps=1e-6, tie_word_embeddings=False, use_sliding_window=False, sliding_window=32768,
+                     max_window_layers=28, bos_token_id=151643, eos_token_id=151645,
+                     rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1000000.0}),
+    vision_config=dict(depth=32, hidden_act="silu", hidden_size=1280, intermediate_size=3420, num_heads=16,
+                       in_chans=3, out_hidden_size=3584, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                       window_size=112, fullatt_block_indexes=[7, 15, 23, 31], tokens_per_second=2),
+    image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+    tie_word_embeddings=False)
+# Qwen-Image's VAE (AutoencoderKLQwenImage: Wan 2.1's causal 3D VAE, 16 latent channels), class defaults
+_QWEN_VAE = dict(base_dim=96, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],
+                 temperal_downsample=[False, True, True], dropout=0.0,
+                 latents_mean=_WAN21_VAE["latents_mean"], latents_std=_WAN21_VAE["latents_std"])
+
 
 def _src(repo: str, folder: str) -> str:
     return f"{_HF}/{repo}/blob/main/{folder}/config.json"
@@ -213,6 +254,22 @@ _ALL: list[RealConfig] = [
     RealConfig("flux2-klein", "vae", "diffusers", "AutoencoderKLFlux2", _FLUX2_VAE,
                _src("black-forest-labs/FLUX.2-klein-4B", "vae")),
     *_wan("wan2.1-t2v-1.3b", "Wan-AI/Wan2.1-T2V-1.3B-Diffusers", _WAN21, _WAN21_VAE),
+    RealConfig("zimage-turbo", "transformer", "diffusers", "ZImageTransformer2DModel", _ZIMAGE,
+               _src("Tongyi-MAI/Z-Image-Turbo", "transformer"),
+               notes="S3-DiT: 30 single-stream layers + 2 noise and 2 context refiners, 3840 wide"),
+    RealConfig("zimage-turbo", "text_encoder", "transformers", "Qwen3Model", _QWEN3_4B,
+               _src("Tongyi-MAI/Z-Image-Turbo", "text_encoder"), "Qwen3Config",
+               "Qwen3-4B without its tied lm_head (model_index.json names Qwen3Model); reads hidden_states[-2]"),
+    RealConfig("zimage-turbo", "vae", "diffusers", "AutoencoderKL", _FLUX1_VAE, _src("Tongyi-MAI/Z-Image-Turbo", "vae"),
+               notes="FLUX.1's 16-channel VAE"),
+    *[rc for model, repo in (("qwen-image", "Qwen/Qwen-Image"), ("qwen-image-edit", "Qwen/Qwen-Image-Edit"))
+      for rc in (
+          RealConfig(model, "transformer", "diffusers", "QwenImageTransformer2DModel", _QWEN_IMAGE,
+                     _src(repo, "transformer"), notes="60-layer MMDiT, 20.4 B parameters"),
+          RealConfig(model, "text_encoder", "transformers", "Qwen2_5_VLForConditionalGeneration", _QWEN25_VL_7B,
+                     _src(repo, "text_encoder"), "Qwen2_5_VLConfig",
+                     "Qwen2.5-VL-7B-Instruct: 152,064 × 3584 embedding and an untied lm_head (1.09 GB each in bf16)"),
+          RealConfig(model, "vae", "diffusers", "AutoencoderKLQwenImage", _QWEN_VAE, _src(repo, "vae")))],
     *_wan("wan2.2-ti2v-5b", "Wan-AI/Wan2.2-TI2V-5B-Diffusers", _WAN22, _WAN22_VAE),
 ]
 

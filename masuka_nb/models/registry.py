@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from masuka_nb.errors import InvalidRequestError, ModelNotFoundError
 
-__all__ = ["MODELS", "TASKS", "ComponentSpec", "ModelSpec", "get_model", "list_models"]
+__all__ = ["MODELS", "TASKS", "ComponentSpec", "FlopsModel", "ModelSpec", "WeightFile", "get_model", "list_models"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,46 @@ class ComponentSpec:
     fp32_b: float = 0.0  # kept in fp32 when the component loads in fp16
     fp32_bf16_b: float = 0.0  # kept in fp32 when it loads in bf16 (diffusers' keep-in-fp32 rule)
     largest_b: float = 0.0  # the biggest single tensor: what one loading step casts at once
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """A published alternative weight file (a GGUF transformer) or repo (pre-quantized W4A4), with its real size
+    as the Hub lists it, where that was read and when. `path` empty: `repo` is a whole diffusers repo."""
+
+    repo: str
+    path: str = ""
+    bytes: int = 0
+    source: str = ""  # public URL the size (and existence) was read from
+    read: str = "2026-12"
+    precision: str = ""  # W4A4: "int4" (Turing, Ampere, Ada) | "nvfp4" (Blackwell)
+    note: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"https://huggingface.co/{self.repo}/resolve/main/{self.path}" if self.path else \
+            f"https://huggingface.co/{self.repo}"
+
+
+@dataclass(frozen=True)
+class FlopsModel:
+    """One transformer forward as a + b·T + c·T² TFLOP for T = image + text tokens, measured with
+    torch.utils.flop_counter on the full-size model on the meta device (masuka_nb.models.flops; a test
+    re-measures it). `latent_scale` pixels per image token a side; `text_tokens` what the pipeline feeds
+    (padded to max_sequence_length or the prompt's own length); `image_tokens_factor` 2 when the input
+    image's tokens ride along (edit models)."""
+
+    a: float
+    b: float
+    c: float
+    latent_scale: int = 16
+    text_tokens: int = 512
+    image_tokens_factor: int = 1
+
+    def tflops(self, width: int, height: int) -> float:
+        t = (width // self.latent_scale) * (height // self.latent_scale) * self.image_tokens_factor \
+            + self.text_tokens
+        return self.a + self.b * t + self.c * t * t
 
 
 @dataclass(frozen=True)
@@ -72,6 +112,15 @@ class ModelSpec:
     fps: int = 0
     sizes: tuple[tuple[int, int], ...] = ()  # (width, height) the authors publish
     published_url: str = ""  # where the defaults and sizes above were read
+    # How the pipeline takes guidance: "guidance_scale" (FLUX, SD3, Z-Image) or "true_cfg_scale" (Qwen-Image,
+    # whose guidance is real CFG and needs a negative prompt: `negative_default` is the model card's " ").
+    min_steps: int = 1  # Qwen-Image's scheduler stretches its sigmas to shift_terminal: one step divides by zero
+    guidance_arg: str = "guidance_scale"
+    negative_default: str | None = None
+    gguf: dict[str, WeightFile] = field(default_factory=dict)  # "gguf-q4" / "gguf-q8" -> a single-file transformer
+    w4a4: tuple[WeightFile, ...] = ()  # Nunchaku Lite (SVDQuant W4A4) diffusers repos, by precision
+    flops: FlopsModel | None = None
+    sources: tuple[tuple[str, str], ...] = ()  # (fact, public URL · date read)
 
     @property
     def is_video(self) -> bool:
@@ -137,6 +186,27 @@ _TINY_PARTS = (
     ComponentSpec("vae", "vae", 0.00005),
 )
 
+# Z-Image Turbo: 30-layer S3-DiT (6.15 B) + Qwen3-4B (as Qwen3Model) + FLUX.1's VAE
+_ZIMAGE_DIT = ComponentSpec("transformer", "transformer", 6.1549, nf4_b=6.1539, largest_b=0.0393)
+# Qwen-Image / Qwen-Image-Edit: 60-layer MMDiT (20.43 B) + Qwen2.5-VL-7B (8.29 B with its vision tower; the lm_head
+# is skipped by NF4 and its 0.545 B embedding stays 16-bit) + the Wan-2.1-style 3D VAE
+_QWEN_DIT = ComponentSpec("transformer", "transformer", 20.4304, nf4_b=20.4248, largest_b=0.0566)
+_QWEN25_VL = ComponentSpec("text_encoder", "text_encoder", 8.2922, nf4_b=7.1998, largest_b=0.5450)
+_QWEN_VAE = ComponentSpec("vae", "vae", 0.1269, largest_b=0.0040)
+_ZIMAGE_URL = "https://huggingface.co/Tongyi-MAI/Z-Image-Turbo"
+_QWEN_URL = "https://huggingface.co/Qwen/Qwen-Image"
+_QWEN_EDIT_URL = "https://huggingface.co/Qwen/Qwen-Image-Edit"
+_QWEN_SIZES = ((1328, 1328), (1664, 928), (928, 1664), (1472, 1104), (1104, 1472), (1584, 1056), (1056, 1584))
+_QWEN_SOURCES = (
+    ("20 B MMDiT, Qwen2.5-VL text encoder, Apache-2.0; 50 steps, true_cfg_scale 4.0, negative_prompt \" \", "
+     "1328×1328 (1:1) and the aspect sizes listed", f"{_QWEN_URL} · 2026-12"),
+    ("QwenImagePipeline since diffusers 0.35", "https://github.com/huggingface/diffusers/releases/tag/v0.35.0 · 2026-12"),
+    ("GGUF Q4_K_M 13.07 GB, BF16 40.87 GB (HF tree API); Q8_0 ≈ 21.8 GB",
+     "https://huggingface.co/api/models/city96/Qwen-Image-gguf/tree/main · 2026-12"),
+)
+_W4A4_NOTE = ("named by the lite-infer Nunchaku Lite conversion scripts and the diffusers Nunchaku blog "
+              "(https://huggingface.co/blog/nunchaku-diffusers, 2026-07-23); its listing could not be read from here")
+
 _FLUX_DEV_LICENCE = "FLUX.1 [dev] Non-Commercial License"
 _SD35_LICENCE = "Stability AI Community License"
 
@@ -163,6 +233,7 @@ MODELS: dict[str, ModelSpec] = {
             licence=_FLUX_DEV_LICENCE,
             licence_url="https://huggingface.co/black-forest-labs/FLUX.1-dev",
             description="Best open FLUX quality; guidance-distilled, 20–50 steps.",
+            flops=FlopsModel(0.01904, 1.291085e-02, 7.004160e-07, text_tokens=512),
         ),
         ModelSpec(
             id="flux1-schnell",
@@ -181,6 +252,7 @@ MODELS: dict[str, ModelSpec] = {
             licence="Apache-2.0",
             licence_url="https://huggingface.co/black-forest-labs/FLUX.1-schnell",
             description="Timestep-distilled FLUX: 1–4 steps, Apache-2.0.",
+            flops=FlopsModel(0.01278, 1.291085e-02, 7.004160e-07, text_tokens=256),
         ),
         ModelSpec(
             id="sd35-large",
@@ -200,6 +272,7 @@ MODELS: dict[str, ModelSpec] = {
             licence=_SD35_LICENCE,
             licence_url="https://huggingface.co/stabilityai/stable-diffusion-3.5-large",
             description="8B MMDiT; strong prompt following, negative prompts.",
+            flops=FlopsModel(0.39397, 5.451688e-03, 3.696640e-07, text_tokens=256),
         ),
         ModelSpec(
             id="sd35-large-turbo",
@@ -220,6 +293,7 @@ MODELS: dict[str, ModelSpec] = {
             licence=_SD35_LICENCE,
             licence_url="https://huggingface.co/stabilityai/stable-diffusion-3.5-large-turbo",
             description="Distilled SD3.5 Large: 4 steps, no CFG.",
+            flops=FlopsModel(0.39397, 5.451688e-03, 3.696640e-07, text_tokens=256),
         ),
         ModelSpec(
             id="sd35-medium",
@@ -241,6 +315,7 @@ MODELS: dict[str, ModelSpec] = {
             licence=_SD35_LICENCE,
             licence_url="https://huggingface.co/stabilityai/stable-diffusion-3.5-medium",
             description="2.5B MMDiT-X; fits a T4 in fp16.",
+            flops=FlopsModel(0.03943, 1.586528e-03, 2.273280e-07, text_tokens=256),
         ),
         ModelSpec(
             id="tiny-flux",
@@ -316,6 +391,7 @@ MODELS: dict[str, ModelSpec] = {
             task="edit",
             min_diffusers="0.34",
             published_url="https://huggingface.co/black-forest-labs/FLUX.1-Kontext-dev",
+            flops=FlopsModel(0.01904, 1.291085e-02, 7.004160e-07, text_tokens=512, image_tokens_factor=2),
         ),
         ModelSpec(
             id="flux1-fill-dev",
@@ -339,6 +415,7 @@ MODELS: dict[str, ModelSpec] = {
             task="fill",
             min_diffusers="0.32",
             published_url="https://huggingface.co/black-forest-labs/FLUX.1-Fill-dev",
+            flops=FlopsModel(0.01803, 1.291282e-02, 7.004160e-07, text_tokens=512),
         ),
         ModelSpec(
             id="flux2-klein",
@@ -359,6 +436,7 @@ MODELS: dict[str, ModelSpec] = {
             description="FLUX.2's small step-distilled model: 4 steps, Apache-2.0, fits ~13 GB.",
             min_diffusers="0.37",
             published_url="https://huggingface.co/black-forest-labs/FLUX.2-klein-4B",
+            flops=FlopsModel(0.02370, 6.135742e-03, 3.072000e-07, text_tokens=512),
         ),
         ModelSpec(
             id="wan2.1-t2v-1.3b",
@@ -419,6 +497,117 @@ MODELS: dict[str, ModelSpec] = {
             sizes=((1280, 704), (704, 1280), (832, 480), (480, 832)),
             scheduler_label="UniPC (flow matching)",
             published_url="https://github.com/Wan-Video/Wan2.2",
+        ),
+        ModelSpec(
+            id="zimage-turbo",
+            family="zimage",
+            title="Z-Image Turbo",
+            repo="Tongyi-MAI/Z-Image-Turbo",
+            pipeline_class="ZImagePipeline",
+            img2img_class="ZImageImg2ImgPipeline",
+            # The card's 9 steps are 8 transformer forwards on diffusers ≤ 0.41 (the last sigma was 0); 0.42 takes
+            # num_inference_steps=8 for the same 8 (Tongyi-MAI/Z-Image-Turbo discussion #158). 9 is right on both.
+            default_steps=9,
+            default_guidance=0.0,
+            default_width=1024,
+            default_height=1024,
+            max_sequence_length=512,
+            components=(_ZIMAGE_DIT, _QWEN3_4B, _VAE),
+            licence="Apache-2.0",
+            licence_url=_ZIMAGE_URL,
+            description="Tongyi's 6B distilled model: 8 steps, no CFG, bilingual text; \"fits within 16 GB VRAM\".",
+            min_diffusers="0.36",
+            published_url=_ZIMAGE_URL,
+            gguf={"gguf-q4": WeightFile("jayn7/Z-Image-Turbo-GGUF", "z_image_turbo-Q4_K_M.gguf", 4_980_000_000,
+                                        "https://huggingface.co/jayn7/Z-Image-Turbo-GGUF/tree/main"),
+                  "gguf-q8": WeightFile("vantagewithai/Z-Image-Turbo-GGUF", "z_image_turbo-Q8_0.gguf", 7_220_000_000,
+                                        "https://huggingface.co/vantagewithai/Z-Image-Turbo-GGUF/blob/main/"
+                                        "z_image_turbo-Q8_0.gguf")},
+            w4a4=(WeightFile("lite-infer/z-image-turbo-nunchaku-lite-int4_r32-bnb4-text-encoder", precision="int4",
+                             source="https://huggingface.co/lite-infer/"
+                                    "z-image-turbo-nunchaku-lite-int4_r32-bnb4-text-encoder", note=_W4A4_NOTE),),
+            flops=FlopsModel(0.00266, 1.131971e-02, 4.915200e-07, text_tokens=96),
+            sources=(
+                ("6 B, Apache-2.0, 8 NFEs, \"fits comfortably within 16G VRAM consumer devices\"", f"{_ZIMAGE_URL} · 2026-12"),
+                ("num_inference_steps=9 (8 DiT forwards), guidance_scale=0.0; ZImagePipeline since diffusers 0.36",
+                 "https://github.com/huggingface/diffusers/pull/12725 · 2026-12"),
+                ("transformer config (axes_lens 1536/512/512), text_encoder Qwen3Model, VAE = FLUX.1's",
+                 f"{_ZIMAGE_URL}/blob/main/model_index.json · 2026-12"),
+                ("GGUF Q4_K_M 4.98 GB", "https://huggingface.co/jayn7/Z-Image-Turbo-GGUF/tree/main · 2026-12"),
+                ("GGUF Q8_0 7.22 GB", "https://huggingface.co/vantagewithai/Z-Image-Turbo-GGUF · 2026-12"),
+            ),
+        ),
+        ModelSpec(
+            id="qwen-image",
+            family="qwenimage",
+            title="Qwen-Image",
+            repo="Qwen/Qwen-Image",
+            pipeline_class="QwenImagePipeline",
+            img2img_class="QwenImageImg2ImgPipeline",
+            default_steps=50,
+            default_guidance=4.0,
+            default_width=1328,
+            default_height=1328,
+            max_sequence_length=512,
+            components=(_QWEN_DIT, _QWEN25_VL, _QWEN_VAE),
+            max_size=1664,
+            supports_negative_prompt=True,
+            licence="Apache-2.0",
+            licence_url=_QWEN_URL,
+            description="Alibaba's 20B MMDiT: the best open text rendering (English and Chinese), real CFG.",
+            min_diffusers="0.35",
+            sizes=_QWEN_SIZES,
+            published_url=_QWEN_URL,
+            min_steps=2,
+            guidance_arg="true_cfg_scale",
+            negative_default=" ",
+            gguf={"gguf-q4": WeightFile("city96/Qwen-Image-gguf", "qwen-image-Q4_K_M.gguf", 13_070_000_000,
+                                        "https://huggingface.co/api/models/city96/Qwen-Image-gguf/tree/main"),
+                  "gguf-q8": WeightFile("city96/Qwen-Image-gguf", "qwen-image-Q8_0.gguf", 21_800_000_000,
+                                        "https://huggingface.co/city96/Qwen-Image-gguf",
+                                        note="size as third-party catalogs list it (≈21.8 GB)")},
+            w4a4=(WeightFile("lite-infer/Qwen-Image-nunchaku-lite-nvfp4_r32-bnb4-text-encoder", precision="nvfp4",
+                             source="https://huggingface.co/lite-infer/Qwen-Image-nunchaku-lite-nvfp4_r32-bnb4-text-encoder",
+                             note=_W4A4_NOTE),),
+            flops=FlopsModel(0.01569, 1.359033e-02, 7.372800e-07, text_tokens=96),
+            sources=_QWEN_SOURCES,
+        ),
+        ModelSpec(
+            id="qwen-image-edit",
+            family="qwenimage",
+            title="Qwen-Image-Edit",
+            repo="Qwen/Qwen-Image-Edit",
+            pipeline_class="QwenImageEditPipeline",
+            img2img_class="QwenImageEditPipeline",
+            default_steps=50,
+            default_guidance=4.0,
+            default_width=1024,
+            default_height=1024,
+            max_sequence_length=512,
+            components=(_QWEN_DIT, _QWEN25_VL, _QWEN_VAE),
+            max_size=1664,
+            licence="Apache-2.0",
+            licence_url=_QWEN_EDIT_URL,
+            description="Qwen-Image's editing model: instructions, text edits, the input image read by Qwen2.5-VL.",
+            task="edit",
+            min_diffusers="0.35",
+            published_url=_QWEN_EDIT_URL,
+            min_steps=2,
+            guidance_arg="true_cfg_scale",
+            negative_default=" ",
+            gguf={"gguf-q4": WeightFile("calcuis/qwen-image-edit-gguf", "qwen-image-edit-q4_k_s.gguf", 11_600_000_000,
+                                        "https://huggingface.co/calcuis/qwen-image-edit-gguf/blob/main/"
+                                        "qwen-image-edit-q4_k_s.gguf"),
+                  "gguf-q8": WeightFile("calcuis/qwen-image-edit-gguf", "qwen-image-edit-q8_0.gguf", 21_800_000_000,
+                                        "https://huggingface.co/calcuis/qwen-image-edit-gguf/blob/main/"
+                                        "qwen-image-edit-q8_0.gguf")},
+            flops=FlopsModel(0.01569, 1.359033e-02, 7.372800e-07, text_tokens=96, image_tokens_factor=2),
+            sources=(
+                ("Apache-2.0; true_cfg_scale 4.0, negative_prompt \" \", 50 steps; the input image is resized to "
+                 "≈1 MP and read by both the VAE and Qwen2.5-VL", f"{_QWEN_EDIT_URL} · 2026-12"),
+                ("QwenImageEditPipeline since diffusers 0.35",
+                 "https://github.com/huggingface/diffusers/releases/tag/v0.35.0 · 2026-12"),
+            ),
         ),
         ModelSpec(
             id="tiny-flux-kontext",
@@ -535,6 +724,74 @@ MODELS: dict[str, ModelSpec] = {
             fps=8,
             sizes=((32, 32), (48, 32), (32, 48)),
         ),
+        ModelSpec(
+            id="tiny-zimage",
+            family="zimage",
+            title="tiny-zimage (random weights, offline)",
+            repo=None,
+            pipeline_class="ZImagePipeline",
+            img2img_class="ZImageImg2ImgPipeline",
+            default_steps=4,
+            default_guidance=0.0,
+            default_width=64,
+            default_height=64,
+            max_sequence_length=64,
+            components=_TINY_PARTS,
+            min_size=32,
+            max_size=512,
+            licence="Apache-2.0",
+            tiny=True,
+            description="Z-Image-shaped model built in code: runs anywhere, outputs noise.",
+            min_diffusers="0.36",
+        ),
+        ModelSpec(
+            id="tiny-qwenimage",
+            family="qwenimage",
+            title="tiny-qwenimage (random weights, offline)",
+            repo=None,
+            pipeline_class="QwenImagePipeline",
+            img2img_class="QwenImageImg2ImgPipeline",
+            default_steps=4,
+            default_guidance=4.0,
+            default_width=64,
+            default_height=64,
+            max_sequence_length=64,
+            components=_TINY_PARTS,
+            min_size=32,
+            max_size=512,
+            supports_negative_prompt=True,
+            licence="Apache-2.0",
+            tiny=True,
+            description="Qwen-Image-shaped model built in code: runs anywhere, outputs noise.",
+            min_diffusers="0.35",
+            min_steps=2,
+            guidance_arg="true_cfg_scale",
+            negative_default=" ",
+        ),
+        ModelSpec(
+            id="tiny-qwenimage-edit",
+            family="qwenimage",
+            title="tiny-qwenimage-edit (random weights, offline)",
+            repo=None,
+            pipeline_class="QwenImageEditPipeline",
+            img2img_class="QwenImageEditPipeline",
+            default_steps=4,
+            default_guidance=4.0,
+            default_width=64,
+            default_height=64,
+            max_sequence_length=64,
+            components=_TINY_PARTS,
+            min_size=32,
+            max_size=512,
+            licence="Apache-2.0",
+            tiny=True,
+            description="Qwen-Image-Edit-shaped model built in code: edits run anywhere, outputs noise.",
+            task="edit",
+            min_diffusers="0.35",
+            min_steps=2,
+            guidance_arg="true_cfg_scale",
+            negative_default=" ",
+        ),
     )
 }
 
@@ -565,6 +822,14 @@ ALIASES = {
     "wan-ai/wan2.1-t2v-1.3b-diffusers": "wan2.1-t2v-1.3b",
     "wan2.2-ti2v": "wan2.2-ti2v-5b",
     "wan-ai/wan2.2-ti2v-5b-diffusers": "wan2.2-ti2v-5b",
+    "z-image-turbo": "zimage-turbo",
+    "z-image": "zimage-turbo",
+    "zimage": "zimage-turbo",
+    "tongyi-mai/z-image-turbo": "zimage-turbo",
+    "qwen/qwen-image": "qwen-image",
+    "qwenimage": "qwen-image",
+    "qwen/qwen-image-edit": "qwen-image-edit",
+    "qwenimage-edit": "qwen-image-edit",
 }
 
 TASKS = ("text-to-image", "edit", "fill", "text-to-video", "image-to-video")

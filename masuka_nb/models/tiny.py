@@ -321,9 +321,110 @@ def _build_wan_i2v():
     return WanImageToVideoPipeline(**_wan_parts(expand_timesteps=True), image_processor=None, image_encoder=None)
 
 
+# Qwen's chat markers as special tokens after the byte-level 514: the Qwen pipelines' prompt templates spell them out,
+# and the edit pipeline's processor expands <|image_pad|> into one token per image patch.
+_QWEN_SPECIALS = ("<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>",
+                  "<|image_pad|>", "<|video_pad|>")
+_QWEN_CHAT = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+              "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def _qwen_tokenizer():
+    """The byte-level tiny tokenizer with Qwen's chat markers (ids 514…520) and chat template."""
+    tok = tiny_clip_tokenizer(model_max_length=1024)
+    tok.add_special_tokens({"additional_special_tokens": list(_QWEN_SPECIALS)})
+    tok.chat_template = _QWEN_CHAT
+    return tok
+
+
+def _build_zimage():
+    from diffusers import FlowMatchEulerDiscreteScheduler, ZImagePipeline, ZImageTransformer2DModel
+    from transformers import Qwen3Config, Qwen3Model
+
+    _seeded(0)
+    # 64 wide (2 heads × 32): every Linear's rows are multiples of 32, so a test can write it as a Q4_0/Q8_0 GGUF.
+    transformer = ZImageTransformer2DModel(
+        all_patch_size=(2,), all_f_patch_size=(1,), in_channels=4, dim=64, n_layers=2, n_refiner_layers=1,
+        n_heads=2, n_kv_heads=2, cap_feat_dim=32, axes_dims=[8, 12, 12], axes_lens=[256, 64, 64],
+    ).eval()
+    _seeded(1)
+    tok = _qwen_tokenizer()
+    text_encoder = Qwen3Model(Qwen3Config(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+        head_dim=16, vocab_size=len(tok), max_position_embeddings=1024, bos_token_id=512, eos_token_id=513,
+        pad_token_id=513, tie_word_embeddings=True,
+    )).eval()
+    _seeded(2)
+    return ZImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=False),
+                          vae=_vae(), text_encoder=text_encoder, tokenizer=tok, transformer=transformer)
+
+
+def _qwen_parts(*, vision: bool) -> dict[str, Any]:
+    """Tiny Qwen-Image components: a 2-layer MMDiT, a Qwen2.5-VL (with a one-block vision tower for the edit
+    model) and the 3D VAE with one 2× step (so 2×2 packing gives FLUX-like token counts)."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    tok = _qwen_tokenizer()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in _QWEN_SPECIALS}
+    _seeded(0)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=2, attention_head_dim=32, num_attention_heads=2,
+        joint_attention_dim=32, axes_dims_rope=(8, 12, 12),
+    ).eval()
+    _seeded(1)
+    config = Qwen2_5_VLConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6},
+                         bos_token_id=512, eos_token_id=513, pad_token_id=513, tie_word_embeddings=False),
+        vision_config=dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=32,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                           fullatt_block_indexes=[0]),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False)
+    text_encoder = Qwen2_5_VLForConditionalGeneration(config).eval()
+    _seeded(2)
+    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, attn_scales=[],
+                                 temperal_downsample=[False], latents_mean=[0.0] * 4, latents_std=[1.0] * 4).eval()
+    parts = dict(scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0), vae=vae, text_encoder=text_encoder,
+                 tokenizer=tok, transformer=transformer)
+    if vision:
+        from transformers import Qwen2VLImageProcessor, Qwen2VLProcessor
+
+        parts["processor"] = Qwen2VLProcessor(image_processor=Qwen2VLImageProcessor(), tokenizer=tok,
+                                              video_processor=_qwen_video_processor(), chat_template=_QWEN_CHAT)
+    return parts
+
+
+def _qwen_video_processor():
+    """Qwen2-VL's video processor where transformers can build it (it needs torchvision, which Colab has), else
+    None: with torchvision installed the processor requires one, without it the processor takes none."""
+    try:
+        from transformers import Qwen2VLVideoProcessor
+
+        return Qwen2VLVideoProcessor()
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _build_qwenimage():
+    from diffusers import QwenImagePipeline
+
+    return QwenImagePipeline(**_qwen_parts(vision=False))
+
+
+def _build_qwenimage_edit():
+    from diffusers import QwenImageEditPipeline
+
+    return QwenImageEditPipeline(**_qwen_parts(vision=True))
+
+
 _BUILDERS = {"tiny-flux": _build_flux, "tiny-sd3": _build_sd3, "tiny-flux-kontext": _build_flux_kontext,
              "tiny-flux-fill": _build_flux_fill, "tiny-flux2-klein": _build_flux2_klein, "tiny-wan": _build_wan,
-             "tiny-wan-i2v": _build_wan_i2v}
+             "tiny-wan-i2v": _build_wan_i2v, "tiny-zimage": _build_zimage, "tiny-qwenimage": _build_qwenimage,
+             "tiny-qwenimage-edit": _build_qwenimage_edit}
 
 
 def build_tiny(model_id: str):
@@ -449,6 +550,21 @@ def _check_weights(folder: Path) -> None:
         )
 
 
+def _add_video_processor_config(folder: Path) -> None:
+    """A Qwen2-VL `processor/` gets the video_preprocessor_config.json the real repo has (Qwen-Image-Edit's
+    processor folder ships one). transformers saves it only when it could build the video processor, which
+    needs torchvision; where torchvision is installed (Colab) loading then demands it, so a folder saved
+    without torchvision would fail to load there with "Received a NoneType for argument video_processor"."""
+    image = folder / "processor" / "preprocessor_config.json"
+    video = folder / "processor" / "video_preprocessor_config.json"
+    if not image.is_file() or video.is_file():
+        return
+    cfg = json.loads(image.read_text(encoding="utf-8"))
+    if cfg.get("image_processor_type", "").startswith("Qwen2VLImageProcessor"):
+        cfg["video_processor_type"] = "Qwen2VLVideoProcessor"
+        video.write_text(json.dumps(cfg, indent=2), encoding="utf-8")
+
+
 def ensure_tiny(model_id: str) -> Path:
     """The folder of tiny model `model_id`, built and saved there first if needed. Safe under races
     (see `build_folder_atomically`). Under torch.distributed only rank 0 builds (transformers' save
@@ -462,6 +578,7 @@ def ensure_tiny(model_id: str) -> Path:
     def write(tmp: Path) -> None:
         with quiet_third_party():
             build_tiny(model_id).save_pretrained(tmp, safe_serialization=True)
+        _add_video_processor_config(tmp)
         _check_weights(tmp)
 
     marker = {"model": model_id, "builder_version": BUILDER_VERSION, "label": TINY_LABEL}

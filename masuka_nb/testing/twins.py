@@ -14,11 +14,13 @@ NF4 text encoder made by transformers on the CPU; their NF4 transformer needs a 
 refuses bitsandbytes without one), so on a CPU the twin holds its config and index only, which
 `TWIN_NOTES` says.
 
-One component is cut another way (`NARROWED`, `twin_config`): FLUX.2 [klein]'s pipeline reads the Qwen3 text
-encoder's hidden states 9, 18 and 27, so a Qwen3 cut to `depth` layers cannot encode a prompt. Its twin keeps
-the layers the pipeline reads (28 of 36) and cuts inside each layer instead: one query and one key/value head
-of the real head_dim, a 128-wide MLP. Every width the rest of the pipeline sees stays real (hidden size 2560,
-vocabulary and tied head, rotary positions, norms), so the engine calls the pipeline as for the real model.
+Two components are cut another way (`NARROWED`, `twin_config`): FLUX.2 [klein]'s pipeline reads the Qwen3 text
+encoder's hidden states 9, 18 and 27, so a Qwen3 cut to `depth` layers cannot encode a prompt; Z-Image's reads
+`hidden_states[-2]` (state 35 of 36, the last layer's input), which a one-layer cut answers with the bare token
+embeddings, never running a layer. Their twins keep the layers the pipeline reads (klein 28 of 36, Z-Image all
+36) and cut inside each layer instead: one query and one key/value head of the real head_dim, a 128-wide MLP.
+Every width the rest of the pipeline sees stays real (hidden size 2560, vocabulary and tied head, rotary
+positions, norms), so the engine calls the pipeline as for the real model.
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ _SD3_SCHED = ("FlowMatchEulerDiscreteScheduler", {"num_train_timesteps": 1000, "
 _KLEIN_SCHED = ("FlowMatchEulerDiscreteScheduler", {
     "base_image_seq_len": 256, "base_shift": 0.5, "max_image_seq_len": 4096, "max_shift": 1.15,
     "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True, "time_shift_type": "exponential"})
+# Z-Image Turbo: a fixed shift of 3 (Tongyi-MAI/Z-Image-Turbo scheduler/scheduler_config.json, read 2026-12)
+_ZIMAGE_SCHED = ("FlowMatchEulerDiscreteScheduler", {"num_train_timesteps": 1000, "shift": 3.0,
+                                                      "use_dynamic_shifting": False})
+# Qwen-Image / -Edit: exponential dynamic shift up to 8192 tokens (Qwen/Qwen-Image scheduler/scheduler_config.json)
+_QWEN_SCHED = ("FlowMatchEulerDiscreteScheduler", {
+    "base_image_seq_len": 256, "base_shift": 0.5, "invert_sigmas": False, "max_image_seq_len": 8192,
+    "max_shift": 0.9, "num_train_timesteps": 1000, "shift": 1.0, "shift_terminal": 0.02, "stochastic_sampling": False,
+    "time_shift_type": "exponential", "use_beta_sigmas": False, "use_dynamic_shifting": True,
+    "use_exponential_sigmas": False, "use_karras_sigmas": False})
 _WAN_SCHED = ("UniPCMultistepScheduler", {
     "beta_end": 0.02, "beta_schedule": "linear", "beta_start": 0.0001, "flow_shift": 3.0, "num_train_timesteps": 1000,
     "prediction_type": "flow_prediction", "solver_order": 2, "use_flow_sigmas": True, "timestep_spacing": "linspace"})
@@ -61,7 +72,7 @@ class TwinLayout:
     repo: str
     pipeline: str
     scheduler: tuple[str, dict[str, Any]]
-    tokenizers: dict[str, str]  # folder -> "clip-l" | "clip-g" | "t5" | "umt5" | "qwen3"
+    tokenizers: dict[str, str]  # folder -> "clip-l" | "clip-g" | "t5" | "umt5" | "qwen3" | "qwen2.5" | processor
     stand_ins: tuple[str, ...] = ()  # root files no diffusers load reads (real names, small stand-ins)
     index_extra: dict[str, Any] = field(default_factory=dict)
     shards: dict[str, int] = field(default_factory=dict)  # component -> shard count in the real repo
@@ -105,6 +116,13 @@ TWINS: dict[str, TwinLayout] = {t.model: t for t in (
                {"tokenizer": "umt5"}, ("assets/comp_effic.png", *_MEDIA),
                {"transformer_2": [None, None], "boundary_ratio": None, "expand_timesteps": True},
                shards={"transformer": 3, "text_encoder": 5}),
+    TwinLayout("zimage-turbo", "Tongyi-MAI/Z-Image-Turbo", "ZImagePipeline", _ZIMAGE_SCHED, {"tokenizer": "qwen3"},
+               ("assets/architecture.webp", *_MEDIA), shards={"transformer": 3, "text_encoder": 3}),
+    TwinLayout("qwen-image", "Qwen/Qwen-Image", "QwenImagePipeline", _QWEN_SCHED, {"tokenizer": "qwen2.5"},
+               _MEDIA, shards={"transformer": 9, "text_encoder": 4}),
+    TwinLayout("qwen-image-edit", "Qwen/Qwen-Image-Edit", "QwenImageEditPipeline", _QWEN_SCHED,
+               {"tokenizer": "qwen2.5", "processor": "qwen2.5-vl-processor"}, _MEDIA,
+               shards={"transformer": 9, "text_encoder": 4}),
 )}
 
 # Pre-quantized repos a plan can name: repo -> (base model, the components it holds in NF4).
@@ -114,7 +132,9 @@ TWIN_NOTES = ("T5 and UMT5 tokenizers are built here (real size and ids, not the
               "the pre-quantized FLUX.1-dev repo's NF4 transformer is made only where CUDA is available",
               "FLUX.2 [klein]'s Qwen3 text encoder keeps the layers its pipeline reads (up to hidden state 27: 28 of "
               "36) with one attention head and one key/value head of the real head_dim (128) and a 128-wide MLP "
-              "instead of 32 + 8 heads and 9728; hidden size, vocabulary, tied head and rotary positions are real")
+              "instead of 32 + 8 heads and 9728; hidden size, vocabulary, tied head and rotary positions are real",
+              "Z-Image Turbo's Qwen3 text encoder is narrowed the same way and keeps all 36 layers (its pipeline reads "
+              "hidden state 35, the last layer's input)")
 
 
 def _klein_out_layers(model: str) -> tuple[int, ...]:
@@ -128,22 +148,35 @@ def _klein_out_layers(model: str) -> tuple[int, ...]:
     return tuple(inspect.signature(call).parameters["text_encoder_out_layers"].default)
 
 
+# Pipelines that read one hidden state counted from the end: ZImagePipeline._encode_prompt takes
+# `hidden_states[-2]` (diffusers 0.36-0.42), the input of the last layer.
+_READS_FROM_END = {"zimage-turbo": 2}
+
+
+def _last_state_read(model: str, real: dict[str, Any]) -> int:
+    """The highest hidden state (0 = the embeddings) `model`'s pipeline reads from the real text encoder."""
+    if model in _READS_FROM_END:
+        return int(real["num_hidden_layers"]) + 1 - _READS_FROM_END[model]
+    return max(_klein_out_layers(model))
+
+
 def _narrow_qwen3(model: str, real: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     """A Qwen3 that still has every hidden state the pipeline reads, small inside each layer.
 
-    Layers: at least max(out layers) + 1, so the last one read is a layer's raw output as in the real
-    36-layer model (the final hidden state is the normed one), never more than the real count. Inside a layer,
+    Layers: at least the last state read + 1 (klein: max(out layers) + 1; Z-Image: all 36), so the last one
+    read is a layer's raw output as in the real 36-layer model (the final hidden state is the normed one),
+    never more than the real count. Inside a layer,
     what no other component sees: one query head and one key/value head at the real head_dim (the q/k norms
     and rotary tables keep their real size), and an MLP of head_dim. A layer weighs 2.3 M parameters instead
     of 101 M; the embedding (151936 × 2560, tied to the head) stays, and is most of the twin."""
-    need = max(_klein_out_layers(model)) + 1
+    need = _last_state_read(model, real) + 1
     cfg["num_hidden_layers"] = min(int(real["num_hidden_layers"]), max(int(cfg["num_hidden_layers"]), need))
     cfg.update(num_attention_heads=1, num_key_value_heads=1, intermediate_size=int(real["head_dim"]))
     return cfg
 
 
 # Components whose twin is cut inside each layer rather than (only) in depth: (model, component) -> the cut.
-NARROWED = {("flux2-klein", "text_encoder"): _narrow_qwen3}
+NARROWED = {("flux2-klein", "text_encoder"): _narrow_qwen3, ("zimage-turbo", "text_encoder"): _narrow_qwen3}
 
 
 def twin_config(model: str, component: str, depth: int = DEPTH) -> dict[str, Any]:
@@ -236,7 +269,8 @@ def _build_repo(layout: TwinLayout, root: Path, depth: int) -> Path:
 
 
 _TOKENIZER_CLASS = {"clip-l": "CLIPTokenizer", "clip-g": "CLIPTokenizer", "t5": "T5TokenizerFast",
-                    "umt5": "T5TokenizerFast", "qwen3": "Qwen2TokenizerFast"}
+                    "umt5": "T5TokenizerFast", "qwen3": "Qwen2TokenizerFast", "qwen2.5": "Qwen2TokenizerFast",
+                    "qwen2.5-vl-processor": "Qwen2VLProcessor"}
 
 
 def _tokenizer(kind: str, root: Path) -> str:
@@ -256,6 +290,10 @@ def _tokenizer(kind: str, root: Path) -> str:
         what = tk.t5_tokenizer(folder, pieces=32000, extra_ids=100, max_length=512)
     elif kind == "umt5":
         what = tk.t5_tokenizer(folder, pieces=256000, extra_ids=300, max_length=512)
+    elif kind == "qwen2.5":
+        what = tk.qwen25_tokenizer(folder, root)
+    elif kind == "qwen2.5-vl-processor":
+        what = tk.qwen_vl_processor(folder, root)
     else:
         what = tk.qwen3_tokenizer(folder, root)
     marker.write_text(json.dumps({"what": what}))

@@ -74,6 +74,8 @@ def plan_text(model_id: str, runtime: Any, *, width: int | None = None, height: 
     if p.offload != "none":
         how += f", {p.offload} offload"
     peak = f"≈{p.peak_vram_gb:.0f} GB VRAM peak" if p.device == "cuda" else f"≈{max(p.ram_gb, 0.1):.1f} GB RAM"
+    if p.seconds_per_step:
+        peak += f", ≈{p.seconds_per_step:.1f} s/step (estimate)"
     return f"{where}: {spec.title} {how}, {peak}"
 
 
@@ -565,6 +567,8 @@ class GeneratePanel(Panel):
             self.negative.value = ""
         chips = [f"{spec.default_steps} steps", f"{spec.default_width}×{spec.default_height}",
                  f"sizes {spec.min_size}–{spec.max_size}"]
+        if spec.licence:
+            chips.append(f"licence: {spec.licence}")
         if spec.gated:
             chips.append("needs the licence accepted on the Hub and HF_TOKEN")
         if spec.tiny:

@@ -41,7 +41,7 @@ from masuka_nb.ui.results import FeedItem, FeedRun, ResultPane, mosaic_png, stag
 __all__ = ["LoraPanel", "comparison_legend", "default_train_base"]
 
 CAPTIONERS = ("florence-2", "blip-2")
-TRAIN_BASES = ("flux1-dev", "flux1-schnell", "tiny-flux")
+TRAIN_BASES = ("flux1-dev", "flux1-schnell", "flux2-klein", "zimage-turbo", "tiny-flux", "tiny-flux2-klein", "tiny-zimage")
 CLOUD_PROVIDERS = ("fal", "replicate")
 VIEWS = (("Dataset", "dataset"), ("Training", "training"), ("Compare", "compare"))
 

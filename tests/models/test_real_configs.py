@@ -25,6 +25,10 @@ PUBLISHED_B = {
     ("wan2.1-t2v-1.3b", "transformer"): 1.4190, ("wan2.1-t2v-1.3b", "text_encoder"): 5.6809,
     ("wan2.1-t2v-1.3b", "vae"): 0.1269, ("wan2.2-ti2v-5b", "vae"): 0.7047,
     ("wan2.2-ti2v-5b", "transformer"): 4.9998,
+    # 2026 models: Z-Image "6.15 B" (its card says 6 B), Qwen-Image "20 B" MMDiT, Qwen2.5-VL "7 B" (8.29 B with the
+    # vision tower the edit pipeline uses), the Wan-2.1-style VAE
+    ("zimage-turbo", "transformer"): 6.1549, ("zimage-turbo", "text_encoder"): 4.0225,
+    ("qwen-image", "transformer"): 20.4304, ("qwen-image", "text_encoder"): 8.2922, ("qwen-image", "vae"): 0.1269,
 }
 
 
@@ -53,7 +57,8 @@ def test_sd3_pos_embed_is_a_saved_buffer():
 
 @pytest.mark.parametrize("key", [("flux1-fill-dev", "transformer"), ("sd35-medium", "transformer"),
                                  ("wan2.2-ti2v-5b", "vae"), ("flux2-klein", "text_encoder"),
-                                 ("flux1-dev", "text_encoder_2")])
+                                 ("flux1-dev", "text_encoder_2"), ("zimage-turbo", "transformer"),
+                                 ("qwen-image", "text_encoder")])
 def test_a_depth_cut_keeps_every_real_width(key):
     full = dict(build_component(*key).state_dict())
     cut = build_component(*key, depth=1)

@@ -33,6 +33,20 @@ def test_klein_qwen3_twin_has_every_hidden_state_its_pipeline_reads_at_the_real_
     assert cfg["intermediate_size"] < real["intermediate_size"]
 
 
+def test_zimage_qwen3_twin_keeps_the_hidden_state_its_pipeline_reads():
+    """ZImagePipeline encodes with `hidden_states[-2]`: in the real 36-layer Qwen3 the input of the last layer
+    (state 35). A one-layer cut would hand it the bare embeddings; the narrow twin keeps all 36 layers."""
+    import diffusers
+
+    assert "hidden_states[-2]" in inspect.getsource(getattr(diffusers, TWINS["zimage-turbo"].pipeline))
+    real = real_config("zimage-turbo", "text_encoder").config
+    cfg = twin_config("zimage-turbo", "text_encoder")
+    assert cfg["num_hidden_layers"] == real["num_hidden_layers"] == 36
+    for width in ("hidden_size", "vocab_size", "head_dim", "tie_word_embeddings"):
+        assert cfg[width] == real[width], width
+    assert (cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["intermediate_size"]) == (1, 1, 128)
+
+
 def test_klein_qwen3_twin_tensors_keep_every_shape_the_pipeline_sees():
     """Built on the meta device: the embedding (tied head) and every norm the hidden states pass through
     are the real model's shapes; only the projections inside each layer are narrower."""

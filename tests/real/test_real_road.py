@@ -8,7 +8,9 @@ against the Hub listing; each distinct download set is downloaded once; each dis
 on this CPU (the plan with its device switched to "cpu": dtypes, NF4, text-encoder freeing and loading kept)
 is loaded and stepped once. diffusers quantizes a transformer only on CUDA, so the CPU part of an NF4-
 transformer plan loads and runs its NF4 text encoders (transformers quantizes on a CPU) through the engine's
-own component loader; `test_nf4_transformer_plan_steps_on_cuda` runs those plans whole on a GPU.
+own component loader; `test_nf4_transformer_plan_steps_on_cuda` runs those plans whole on a GPU. A model
+whose every plan has an NF4 transformer (Qwen-Image, Qwen-Image-Edit) steps once here from the same download
+set in 16 bit (`test_a_model_planned_only_in_nf4_steps_in_16_bit_on_the_cpu`), so its pipeline still runs.
 """
 
 from __future__ import annotations
@@ -153,6 +155,31 @@ def test_step(on_local_hub, road_homes, monkeypatch, case):
     _check_loaded_as_planned(spec, plan)
     if spec.family == "flux2":
         _klein_reads_the_hidden_states_its_pipeline_names(spec, result)
+    if spec.family == "zimage":
+        _zimage_encodes_through_the_layers_its_pipeline_reads(spec)
+
+
+# Models whose every plan puts the transformer in NF4 (Qwen-Image: no plan fits below an A100 otherwise) have no
+# CPU step above; their twins step here from the same download set in 16 bit, so the pipeline, its call arguments
+# (true_cfg_scale, the " " negative prompt, the edit's image processor) and the real-width components still run.
+NF4_ONLY = [m for m in REAL if not get_model(m).is_video and not any(c.model == m for c in step_cases())]
+
+
+@pytest.mark.parametrize("model", NF4_ONLY)
+def test_a_model_planned_only_in_nf4_steps_in_16_bit_on_the_cpu(on_local_hub, road_homes, monkeypatch, model):
+    import dataclasses
+
+    spec = get_model(model)
+    if spec.task == "edit":
+        pytest.importorskip("torchvision", reason="Qwen2VLProcessor needs torchvision (Colab ships it)")
+    plan = next(p for p in (plan_of(model, profile) for profile in PROFILES)
+                if not isinstance(p, PlanDoesNotFitError))
+    assert "transformer" in plan.quantized_components and not plan.quantized_repo
+    use_home(monkeypatch, road_homes.home(model, plan))  # the download set test_download_set fetched
+    serve(on_local_hub, model)
+    sixteen = dataclasses.replace(on_cpu(plan), quantization="none", quantized_components=())
+    step(spec, sixteen)
+    _check_loaded_as_planned(spec, sixteen)
 
 
 def _check_loaded_as_planned(spec, plan) -> None:
@@ -205,6 +232,27 @@ def _klein_reads_the_hidden_states_its_pipeline_names(spec, result) -> None:
     assert any(low < high for low, high in result.images[0].getextrema()), "a flat image: NaN embeddings?"
 
 
+def _zimage_encodes_through_the_layers_its_pipeline_reads(spec) -> None:
+    """ZImagePipeline reads `hidden_states[-2]`: the narrow twin (TWIN_NOTES) has the real model's 36 layers at
+    the real width, so what the pipeline encodes has passed 35 of them, and is not the bare token embedding a
+    one-layer cut would hand it."""
+    import torch
+
+    from masuka_nb.models.real_configs import real_config
+
+    pipe = _loaded_pipeline(spec)
+    config, real = pipe.text_encoder.config, real_config(spec.id, "text_encoder").config
+    assert (config.num_hidden_layers, config.hidden_size) == (real["num_hidden_layers"], real["hidden_size"])
+    with torch.inference_mode():
+        embeds, _ = pipe.encode_prompt(PROMPT, device="cpu", do_classifier_free_guidance=False)
+        ids = pipe.tokenizer(pipe.tokenizer.apply_chat_template([{"role": "user", "content": PROMPT}], tokenize=False,
+                                                                add_generation_prompt=True, enable_thinking=True),
+                             return_tensors="pt").input_ids
+        bare = pipe.text_encoder.get_input_embeddings()(ids)[0]
+    assert embeds[0].shape == bare.shape and torch.isfinite(embeds[0].float()).all()
+    assert not torch.allclose(embeds[0].float(), bare.float(), atol=1e-3), "the encode skipped every layer"
+
+
 # ---- host RAM while loading: measured from outside the loading process, against the planner ----
 
 def _rss_bytes(pid: int) -> tuple[int, int]:
@@ -239,7 +287,7 @@ def _twin_spec(spec, folder):
 
 @pytest.mark.skipif(not __import__("os").path.exists("/proc/self/status"), reason="reads /proc (Linux)")
 @pytest.mark.parametrize(("model", "profile"), [("flux1-schnell", "a100-40"), ("flux1-schnell", "cpu"),
-                                                ("flux2-klein", "t4")])
+                                                ("flux2-klein", "t4"), ("zimage-turbo", "l4")])
 def test_host_ram_while_loading_is_what_the_planner_says(on_local_hub, road_homes, monkeypatch, model, profile):
     """The engine's loader reads a real-width twin (1.8–2.2 GB of bf16 files) as the plan says ("per-component"
     on the GPU plans: on this CPU every component's home is RAM; "pipeline" on a CPU plan), in the plan's
@@ -329,9 +377,11 @@ def test_nf4_transformer_plan_steps_on_cuda(on_local_hub, road_homes, monkeypatc
     import torch
 
     spec = get_model(model)
-    plan = mk.plan(model, gpu="t4")
+    # The T4 plan, or the smallest GPU's that plan() does not refuse (Qwen-Image fits no T4).
+    plan = next(p for p in (plan_of(model, profile) for profile in PROFILES)
+                if not isinstance(p, PlanDoesNotFitError))
     if "transformer" not in plan.quantized_components:
-        pytest.skip(f"{model}'s T4 plan does not quantize the transformer")
+        pytest.skip(f"{model}'s {plan.label} plan does not quantize the transformer")
     use_home(monkeypatch, road_homes.home(model, plan))
     serve(on_local_hub, model)
 

@@ -1,8 +1,8 @@
-"""A LoRA training step on every base the trainer offers (FLUX.1 dev, schnell, Kontext, Fill), on the
-real-layout twins served by the local Hub (bases whose step is the same computation on the same weights,
-FLUX.1 dev and Kontext, train once): the trainer downloads through huggingface_hub itself, caches
-the latents (Fill: with its masked image and mask) and the T5/CLIP embeddings at the real widths, adds the
-LoRA to the real module names and takes one optimizer step.
+"""A LoRA training step on every base the trainer offers (FLUX.1 dev, schnell, Kontext, Fill, FLUX.2 [klein],
+Z-Image Turbo), on the real-layout twins served by the local Hub (bases whose step is the same computation on
+the same weights, FLUX.1 dev and Kontext, train once): the trainer downloads through huggingface_hub itself,
+caches the latents (Fill: with its masked image and mask) and the T5/CLIP or Qwen3 embeddings at the real
+widths, adds the LoRA to the real module names and takes one optimizer step.
 
 The plans are a GPU's: on a CPU `train(gpu=...)` refuses them before anything loads (checked), so the
 a100-40 plan (16-bit base, no quantization) runs its loop here through the trainer `train` hands it to,
@@ -23,7 +23,13 @@ from tests.real.road import REAL, serve
 
 pytestmark = pytest.mark.slow
 
-BASES = [m for m in REAL if get_model(m).family == "flux"]  # what plan_training accepts
+BASES = [m for m in REAL if get_model(m).family in ("flux", "flux2", "zimage")]  # what plan_training accepts
+# Per family, attention projections the "attention" preset must reach in the real module names: FLUX.1's double
+# and single blocks, FLUX.2's fused single-block projection, Z-Image's main layers and both refiners.
+TRAINED = {"flux": {"transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_q"},
+           "flux2": {"transformer_blocks.0.attn.to_q", "single_transformer_blocks.0.attn.to_qkv_mlp_proj"},
+           "zimage": {"layers.0.attention.to_q", "noise_refiner.0.attention.to_q",
+                      "context_refiner.0.attention.to_q"}}
 
 
 def _same_run(base: str) -> tuple:
@@ -97,7 +103,7 @@ def test_a_lora_training_step_on_the_real_base(on_local_hub, road_homes, one_ima
     assert keys and all(k.startswith("transformer.") for k in keys)
     names = {k.rsplit(".lora_", 1)[0] for k in keys}
     assert cfg.target_modules == "attention" and TARGET_PRESETS["attention"][0] == "to_q"
-    assert {"transformer.transformer_blocks.0.attn.to_q", "transformer.single_transformer_blocks.0.attn.to_q"} <= names
+    assert {f"transformer.{name}" for name in TRAINED[spec.family]} <= names
     fetched = set(on_local_hub.downloads(spec.repo))
     assert {"transformer/config.json", "vae/config.json"} <= fetched
     assert not fetched & set(TWINS[base].stand_ins), "the trainer fetched a root single-file checkpoint"
