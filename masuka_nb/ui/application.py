@@ -34,6 +34,8 @@ from masuka_nb.ui.video import VideoPanel
 
 __all__ = ["MasukaApp", "app"]
 
+NEWS_MARK = "•"  # after a tab's title: it has news you have not seen (a toast came from it)
+
 
 class MasukaApp(widgets.VBox):
     """The whole app; it *is* a VBox, so it can be displayed, nested or inspected like any widget.
@@ -74,7 +76,8 @@ class MasukaApp(widgets.VBox):
         self.mode_note = widgets.HTML(
             '<div class="mk-muted mk-mode-note">Runs happen in this cell: press ■ (Interrupt) beside the cell to '
             "stop one.</div>" if self.runner.mode == "inline" else "")
-        super().__init__([theme_widget(), self.header, self.runner, self.mode_note, self.tabs, self.toasts],
+        # the toasts come just before the tabs: they are drawn in the tab bar's row (right of the titles)
+        super().__init__([theme_widget(), self.header, self.runner, self.mode_note, self.toasts, self.tabs],
                          layout=widgets.Layout(width="100%"))
         self.add_class("mk-app")
         self.add_class(f"mk-mode-{self.runner.mode}")
@@ -169,6 +172,8 @@ class MasukaApp(widgets.VBox):
         if source is not None and index is not None and self.panels[index] is source:
             return
         self.toasts.push(message, level, source=source.title if source is not None else "")
+        if source is not None and source in self.panels:  # the tab it came from is marked until it is opened
+            self.tabs.set_title(self.panels.index(source), f"{source.title} {NEWS_MARK}")
 
     def _on_tab_change(self, change: dict[str, Any]) -> None:
         index = change["new"]
@@ -176,6 +181,7 @@ class MasukaApp(widgets.VBox):
             return
         panel = self.panels[index]
         self.toasts.drop_from(panel.title)
+        self.tabs.set_title(index, panel.title)
         if panel is self.video:
             self.video.opened()
         if panel in (self.history, self.dashboard, self.settings):

@@ -180,6 +180,9 @@ class BatchSection(widgets.VBox):
 
         panel = self.panel
         est = plan["estimate"]
+        # what a stop says it kept: the batch's own image records, counted against those there before
+        self._stop_count = {"mode": plan["mode"], "total": int(getattr(est, "images", 0) or 0),
+                            "before": _batch_image_ids()} if plan["mode"] == "batch" else None
         panel._begin(f"{plan['mode']}: {estimate_text(est, 'image' if plan['mode'] == 'batch' else 'cell')}")
         if plan["mode"] == "batch":
             batch = engine_api("masuka_nb.creative.runner", "batch")
@@ -214,6 +217,30 @@ class BatchSection(widgets.VBox):
         panel.notice.html.value = panel.notice.html.value.replace('data-testid="mk-notice"',
                                                                   'data-testid="mk-batch-done"')
         return res
+
+
+    def stopped_text(self) -> str | None:
+        """After a stopped batch: how many of its images were finished and saved, in one sentence (None when
+        the stopped run was not a batch)."""
+        counted, self._stop_count = getattr(self, "_stop_count", None), None
+        if not counted:
+            return None
+        kept = len(_batch_image_ids() - counted["before"])
+        total = counted["total"]
+        of = f" of {total}" if total else ""
+        if not kept:
+            return (f"Stopped before any of the {total} images was finished" if total > 1 else
+                    "Stopped before the image was finished") + "; nothing was saved. Run it again when you are ready."
+        noun = "image" if (total or kept) == 1 else "images"
+        ones = "the finished one is" if kept == 1 else f"the {kept} finished ones are"
+        return f"Stopped after {kept}{of} {noun}; {ones} saved (History shows them)."
+
+
+def _batch_image_ids() -> set[str]:
+    """The ids of the image records a batch wrote (each image of a batch has its own)."""
+    from masuka_nb.history import query
+
+    return {r.id for r in query(kind="image") if isinstance(r.recipe, dict) and r.recipe.get("batch")}
 
 
 def _label(shown: Any, items: list[Any]) -> str:

@@ -32,7 +32,7 @@ from masuka_nb.ui.helpers import (
 )
 from masuka_nb.ui.runs import Run, RunQueue
 
-__all__ = ["Gallery", "Notice", "Panel", "ProgressView", "Tile", "Toasts", "field_row", "fill_upload", "section",
+__all__ = ["COMPACT_LABEL", "Gallery", "Notice", "Panel", "ProgressView", "Tile", "Toasts", "field_row", "fill_upload", "section",
            "split", "theme_widget"]
 
 log = get_logger(__name__)
@@ -97,6 +97,7 @@ def show(widget: widgets.Widget, visible: bool = True) -> None:
 
 
 LABEL_STYLE = {"description_width": "96px"}
+COMPACT_LABEL = {"description_width": "52px"}  # a field to the right of another in a row (Height beside Width)
 
 
 class Notice(widgets.VBox):
@@ -144,28 +145,31 @@ class Notice(widgets.VBox):
 
 
 class Toasts(widgets.VBox):
-    """App-wide messages from a tab you are not looking at, floating at the top right (they never push the
-    layout down); each run's own messages stay in its tab."""
+    """App-wide news from a tab you are not looking at. It sits in the tab bar's own row, right of the tab
+    titles (space that holds no control, at every width where it fits), as one line with a ✕: it never
+    covers a result's actions and never pushes the layout down. Where the tab bar fills its row (narrow
+    screens) the app marks the tab the news came from instead (see `MasukaApp._notify`)."""
 
     def __init__(self, *, keep: int = 3, hide_after_s: float | None = 12.0) -> None:
         self._keep = keep
         self._hide_after_s = hide_after_s
         self._timer: Any = None
-        self.messages: list[tuple[str, str]] = []  # (level, html)
+        self.messages: list[tuple[str, str]] = []  # (level, html), newest first
         self._html = widgets.HTML("")
-        self._dismiss = widgets.Button(description="Dismiss", icon="times", layout=widgets.Layout(width="auto"))
+        self._html.add_class("mk-toast-text")
+        self._dismiss = widgets.Button(icon="times", tooltip="Dismiss", layout=widgets.Layout(width="30px"))
         self._dismiss.add_class("mk-toast-close")
         self._dismiss.on_click(self._on_dismiss_click)
-        inner = widgets.VBox([self._html, self._dismiss])
+        inner = widgets.HBox([self._html, self._dismiss])
         inner.add_class("mk-toast-card")
         super().__init__([inner], layout=widgets.Layout(display="none"))
         self.add_class("mk-toasts")
 
     def push(self, text_or_info: str | ErrorInfo, level: str = "info", *, source: str = "") -> None:
-        if isinstance(text_or_info, ErrorInfo):
-            level, body = text_or_info.level, text_or_info.to_html()
-        else:
-            body = f'<div class="mk-notice mk-{level}" data-testid="mk-toast">{esc(text_or_info)}</div>'
+        if isinstance(text_or_info, ErrorInfo):  # one line: the sentence (its tab shows the details)
+            level, text_or_info = text_or_info.level, text_or_info.message
+        body = (f'<div class="mk-notice mk-{level}" data-testid="mk-toast" title="{esc(text_or_info)}">'
+                f'{esc(text_or_info)}</div>')
         self.messages = [(level, body), *self.messages][: self._keep]
         self._sources = [source, *getattr(self, "_sources", [])][: self._keep]
         self._render_toasts()
@@ -193,7 +197,7 @@ class Toasts(widgets.VBox):
         self.clear()
 
     def _render_toasts(self) -> None:
-        self._html.value = "".join(body for _, body in self.messages)
+        self._html.value = self.messages[0][1] if self.messages else ""  # the newest: one line, no pile
         show(self, bool(self.messages))
 
 
@@ -449,9 +453,8 @@ class Panel(widgets.VBox):
             b.disabled = False
         self._set_locked(False)
         if run.state == "stopped":
-            took = fmt_duration((run.ended_at or 0) - (run.started_at or 0))
             info = error_info(error) if error is not None else None
-            self.notice.show(f"Stopped after {took}. {self._stopped_words(run, info)}", "warning")
+            self.notice.show(self._stopped_text(run, info), "warning")
             self.notice.html.value = self.notice.html.value.replace('data-testid="mk-notice"',
                                                                     'data-testid="mk-stopped"')
             self.last_error = info
@@ -479,6 +482,12 @@ class Panel(widgets.VBox):
             self._pending_reveal = target
         else:
             reveal(target)
+
+    def _stopped_text(self, run: Run, info: ErrorInfo | None) -> str:
+        """The stop notice: how long it ran and what was kept (a subclass that can count what it made says
+        that instead: "Stopped after 4 of 16 images; …")."""
+        took = fmt_duration((run.ended_at or 0) - (run.started_at or 0))
+        return f"Stopped after {took}. {self._stopped_words(run, info)}"
 
     def _stopped_words(self, run: Run, info: ErrorInfo | None) -> str:
         """What a stop kept, in one sentence (a subclass says it for its own runs: a training's checkpoint)."""

@@ -76,8 +76,13 @@ class DashboardPanel(Panel):
         s = settings()
         self.stats = st = history_stats(history().all())
         budget = f" of your {fmt_money(s.budget_usd)} budget" if s.budget_usd is not None else ""
-        rate = "–" if st.success_rate is None else f"{100 * st.success_rate:.0f}%"
-        tiles = [(str(st.total), "runs"), (rate, "succeeded"), (str(st.images), "images")]
+        # "94% succeeded" left open what of what: say it as a count, and that stopped runs are left out
+        ok, failed = st.by_status.get("ok", 0), st.by_status.get("failed", 0)
+        stopped = st.by_status.get("cancelled", 0)
+        finished = ("–", "runs finished: none yet") if not ok + failed else (
+            f"{ok} of {ok + failed}", "runs finished without an error" +
+            (f" (not counting {stopped} you stopped)" if stopped else ""))
+        tiles = [(str(st.total), "runs"), finished, (str(st.images), "images")]
         tiles += [(str(st.made_by_kind.get(k, 0)), label) for k, label in (("video", "videos"), ("training", "LoRAs trained"),
                                                                       ("comparison", "comparisons"))]
         tiles += [(str(st.by_status.get("failed", 0)), "failed"), (fmt_money(st.spend_usd), "spent" + budget)]

@@ -252,7 +252,22 @@ def _file_png(path: str, side: int) -> bytes:
         return png_bytes(upscale_for_display(img.convert("RGB"), min_side=side), max_side=side * 2)
 
 
+GROUND = (38, 40, 48)  # the tiles' neutral ground (dark in both themes: pictures read on it)
 TILE = 320  # thumbnails are square tiles: a batch, a grid and a 16:9 clip line up in the grid
+
+
+def _sheet_on_ground(picture: Any, ground: tuple[int, int, int]) -> Any:
+    """A comparison or grid sheet is drawn on white (a file that prints and reads anywhere); on a tile its
+    white ground becomes the tile's, so it is not a white block in a dark app. Only the white connected to
+    the sheet's edge changes (filled from the corners): white inside a picture stays."""
+    from PIL import ImageDraw
+
+    picture = picture.copy()
+    w, h = picture.size
+    for corner in ((0, 0), (w - 1, 0), (0, h - 1), (w - 1, h - 1)):
+        if min(picture.getpixel(corner)) >= 235:
+            ImageDraw.floodfill(picture, corner, ground, thresh=30)
+    return picture
 
 
 def _thumbnail(rec: HistoryRecord) -> bytes:
@@ -270,11 +285,13 @@ def _thumbnail(rec: HistoryRecord) -> bytes:
                 picture = img.convert("RGB")
         except OSError:
             continue
+        if rec.kind in ("comparison", "grid"):
+            picture = _sheet_on_ground(picture, GROUND)
         scale = TILE / max(picture.size)
         resample = Image.NEAREST if scale >= 2 else Image.LANCZOS  # tiny outputs stay honest pixels
         picture = picture.resize((max(1, round(picture.width * scale)), max(1, round(picture.height * scale))),
                                  resample)
-        tile = Image.new("RGB", (TILE, TILE), (38, 40, 48))
+        tile = Image.new("RGB", (TILE, TILE), GROUND)
         tile.paste(picture, ((TILE - picture.width) // 2, (TILE - picture.height) // 2))
         draw = ImageDraw.Draw(tile)
         count = len([q for q in rec.paths if Path(q).suffix.lower() in IMAGE_SUFFIXES])

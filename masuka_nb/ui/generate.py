@@ -19,6 +19,7 @@ from masuka_nb.errors import InvalidRequestError
 from masuka_nb.models.registry import get_model, list_models
 from masuka_nb.ui.batch import BatchSection
 from masuka_nb.ui.components import (
+    COMPACT_LABEL,
     LABEL_STYLE,
     Notice,
     Panel,
@@ -120,8 +121,12 @@ class GeneratePanel(Panel):
         self.plan_info = widgets.HTML("")
         # free-number boxes (checked in `request`): bounded boxes and sliders clamp silently
         self.width = widgets.IntText(value=1024, description="Width", style=LABEL_STYLE, layout=wide("180px"))
-        self.height = widgets.IntText(value=1024, description="Height", style=LABEL_STYLE, layout=wide("180px"))
-        self.steps = widgets.IntText(value=4, description="Steps", style=LABEL_STYLE, layout=wide("180px"))
+        # Height and Steps sit to the right of Width: short labels keep the three in one row in JupyterLab's
+        # narrower form column at 1400 px (theme.css gives them the full label again where the row wraps)
+        self.height = widgets.IntText(value=1024, description="Height", style=COMPACT_LABEL, layout=wide("136px"))
+        self.steps = widgets.IntText(value=4, description="Steps", style=COMPACT_LABEL, layout=wide("136px"))
+        for box in (self.height, self.steps):
+            box.add_class("mk-compact")
         self.guidance = widgets.FloatText(value=3.5, step=0.5, description="Guidance", style=LABEL_STYLE,
                                           layout=wide("200px"))
         self.seed = widgets.Text(value="", placeholder="random", description="Seed", style=LABEL_STYLE,
@@ -481,6 +486,12 @@ class GeneratePanel(Panel):
         self.notice.show("Restored.", "ok")
 
     # ---- outcomes -----------------------------------------------------------------------------------
+    def _stopped_text(self, run: Any, info: Any) -> str:
+        words = self.batch.stopped_text() if run.label == "batch" else None
+        if words and "nothing was saved" in words and self.shown is not None:
+            words += " The result shown is from an earlier run."  # so the kept sheet beside it is not misread
+        return words or super()._stopped_text(run, info)
+
     def _on_stopped(self, run: Any) -> None:
         self.progress.finish("stopped", ok=False)
         self.pane.reveal_status()

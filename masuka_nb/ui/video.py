@@ -47,7 +47,10 @@ def video_models() -> list[tuple[str, str]]:
 
     rows: list[tuple[int, str, str, str]] = []
     for spec in local_video_models():
-        rows.append((0, "local", f"This machine · {_short_title(spec.title)} · free", spec.id))
+        title = _short_title(spec.title)
+        if "random weights" in spec.title:  # an offline test model: say that it makes noise, not a video
+            title += " (test model: makes noise)"
+        rows.append((0, "local", f"This machine · {title} · free", spec.id))
     for mid, entry in catalog()["models"].items():
         if "alias_of" in entry or "unavailable" in entry or "retired" in entry:
             continue
@@ -65,6 +68,8 @@ def video_models() -> list[tuple[str, str]]:
             continue
         name = PROVIDER_NAMES.get(first.provider, first.provider)
         title = _short_title(entry.get("title", mid))
+        if title.lower().endswith(f" on {name.lower()}"):  # "fal · Kling 2.5 Turbo on fal": the group says it
+            title = title[: -len(f" on {name}")]
         rows.append((1, name, f"{name} · {title} · {fmt_money(usd)} per {seconds} s clip", mid))
     rows.sort(key=lambda r: (r[0], r[1].lower(), r[2]))
     return [(label, mid) for _, _, label, mid in rows]
@@ -470,14 +475,22 @@ class VideoPanel(Panel):
         cost = 0.0 if result.provider == "local" else (result.cost or 0.0)
         simulated = not cost and any(str(n).startswith("SIMULATOR") for n in result.notes)  # free: the engine's rule
         total = result.elapsed_s
-        bits = [result.model, f"{fmt_number(result.duration_s)} s", "free" if not cost else fmt_money(cost),
+        # the caption says the length of the file received (a provider or the simulator may send a shorter
+        # clip than was asked for); what was asked for goes beside it when they differ
+        length = clip_seconds(data)
+        if length is None:
+            length = float(result.duration_s)
+        asked = float(result.duration_s or 0)
+        said = f"{fmt_number(round(length, 1))} s"
+        bits = [result.model, said, "free" if not cost else fmt_money(cost),
                 PROVIDER_NAMES.get(result.provider, result.provider)]
         if total:
             bits.append(fmt_duration(total))
         caption = " · ".join(str(b) for b in bits if b)
         notes = _clip_notes(result.notes)
         facts = [("model", result.model), ("made by", PROVIDER_NAMES.get(result.provider, result.provider)),
-                 ("provider model", result.provider_model), ("length", f"{fmt_number(result.duration_s)} s"),
+                 ("provider model", result.provider_model), ("length", said + (f" (asked for {fmt_number(asked)} s)"
+                                                               if asked and abs(asked - length) >= 0.5 else "")),
                  ("cost", "$0 (offline simulator)" if simulated else "$0 (this machine)" if result.provider == "local"
                   else fmt_money(cost)), ("file", str(path))]
         thumb = getattr(result, "thumbnail", None)
@@ -499,7 +512,8 @@ class VideoPanel(Panel):
             self.feed.add(FeedRun(f"{_time.strftime('%H:%M')} · {caption}", [item]))
         self.progress.finish("clip ready")
         self.pane.reveal()
-        self.notice.show(f"Clip ready: {fmt_number(result.duration_s)} s from {result.model}.", "ok")
+        self.notice.show(f"Clip ready: {said} from {result.model}" + (
+            f" (you asked for {fmt_number(asked)} s)." if asked and abs(asked - length) >= 0.5 else "."), "ok")
 
     def refresh(self) -> None:
         """Re-read the job store (other tabs, a restart or another process may have changed it)."""
@@ -556,6 +570,28 @@ def cost_badge(est: Any, *, simulated: bool = False, steps: int | None = None) -
     more = f'<div class="mk-muted">{esc("; ".join(c for c in changes if c))}</div>' if any(changes) else ""
     return (f'<div class="mk-cost" data-testid="mk-cost"><b>{esc(price)}</b> <span class="mk-muted">{esc(rest)}'
             f"</span>{more}</div>")
+
+
+def clip_seconds(data: bytes) -> float | None:
+    """The length of an MP4 clip from its movie header (`moov/mvhd`: duration / timescale), or None when the
+    file has none that can be read."""
+    import struct
+
+    from masuka_nb.video.media import mp4_boxes
+
+    where = mp4_boxes(data).get("moov/mvhd")
+    if where is None:
+        return None
+    at, size = where
+    try:
+        version = data[at]
+        if version == 1:
+            scale, duration = struct.unpack(">IQ", data[at + 20:at + 32])
+        else:
+            scale, duration = struct.unpack(">II", data[at + 12:at + 20])
+    except (IndexError, struct.error):
+        return None
+    return duration / scale if scale and size >= 20 else None
 
 
 def _clip_notes(notes: list[str]) -> list[str]:

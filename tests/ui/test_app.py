@@ -49,8 +49,15 @@ def test_bad_form_input_is_shown_with_code_and_hint_not_swallowed():
     assert not form.busy and not form.generate_button.disabled
     # the app-wide toast names the tab
     assert ui.toasts.messages and "Image:" in ui.toasts.messages[0][1]
+    # one line in the tab bar's row (the full text in its tooltip), and the tab it came from is marked
+    assert ui.toasts._html.value.count('data-testid="mk-toast"') == 1 and "title=" in ui.toasts._html.value
+    assert ui.children.index(ui.toasts) == ui.children.index(ui.tabs) - 1
+    assert ui.tabs.get_title(0) == "Image •" and ui.tabs.get_title(3) == "History"
     ui.toasts._dismiss.click()
     assert ui.toasts.messages == []
+    assert ui.tabs.get_title(0) == "Image •"  # unseen news: marked until the tab is opened
+    ui.select("Image")
+    assert ui.tabs.get_title(0) == "Image"
 
 
 def test_model_switch_applies_registry_defaults():

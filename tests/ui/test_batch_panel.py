@@ -96,7 +96,31 @@ def test_the_tabs_stop_ends_a_batch(masuka_home):
     form.wait(300)
     run = ui.runner.history[-1]
     assert run.label == "batch" and run.state == "stopped", (run.state, form.last_error)
-    assert "Stopped after" in form.notice.text and len(query(kind="image")) < 12
+    kept = len(query(kind="image"))
+    assert kept < 12
+    # the notice counts what this batch made and kept (not only how long it ran)
+    if kept:
+        assert f"Stopped after {kept} of 12 images" in form.notice.text, form.notice.text
+        assert ("the finished one is saved" if kept == 1 else f"the {kept} finished ones are saved") in form.notice.text
+    else:
+        assert "Stopped before any of the 12 images was finished; nothing was saved" in form.notice.text
+    assert "half-made" not in form.notice.text
+
+
+def test_a_stopped_batch_counts_only_its_own_images(masuka_home):
+    _ui, form = _form()
+    section = form.batch
+    section.prompts.value = "a kite"
+    section.seeds.value = "1, 2"
+    section.run_button.click()  # an earlier, finished batch: its 2 images are not this run's
+    assert len(query(kind="image")) == 2
+    plan = section.check()
+    section.seeds.value = "1, 2, 3, 4, 5"
+    plan = section.check()
+    section._stop_count = {"mode": "batch", "total": plan["estimate"].images,
+                           "before": {r.id for r in query(kind="image")}}
+    assert section.stopped_text() == ("Stopped before any of the 5 images was finished; nothing was saved. "
+                                      "Run it again when you are ready.")
 
 
 def test_axis_values_are_parsed_by_field():

@@ -91,12 +91,14 @@ LAYOUT_JS = """
 () => {
   const panel = [...document.querySelectorAll('.mk-panel')].find(p => p.offsetParent !== null);
   const app = document.querySelector('.mk-app');
-  const roots = [panel, app.querySelector('.mk-header')].filter(Boolean);
+  // the toasts and the tab bar are checked too: a toast must cover no tab and no control
+  const roots = [panel, app.querySelector('.mk-header'), app.querySelector('.lm-TabBar, .p-TabBar'),
+                 app.querySelector('.mk-toasts')].filter(Boolean);
   const sel = ['.jupyter-button', 'input:not([type=checkbox])', 'select', 'textarea', '.widget-label:not(:empty)',
                '.mk-chip', '.widget-checkbox', '.widget-progress', 'img', 'video', '.mk-notice', '.mk-section',
                '.mk-caption', '.mk-stage-caption', '.mk-status', '.mk-link-button', '.mk-stat', '.mk-job',
                '.mk-bar-row', '.mk-plan', '.mk-muted', '.lm-TabBar-tab'].join(',');
-  const skip = e => e.closest('.mk-toasts') || e.classList.contains('mk-overlay') ||
+  const skip = e => e.classList.contains('mk-overlay') ||
                     e.closest('.mk-tile-frame > .widget-html') || e.closest('details:not([open]) > :not(summary)');
   const shown = e => { const r = e.getBoundingClientRect(); const s = getComputedStyle(e);
                        return r.width > 1 && r.height > 1 && s.visibility !== 'hidden' && e.offsetParent !== null; };
@@ -129,15 +131,23 @@ LAYOUT_JS = """
   for (const [e, r] of boxes) {
     if (r.right > vw + 1 || r.left < -1) problems.push('off screen: ' + name(e));
     const cut = e.matches('.jupyter-button, .widget-label, .mk-chip, .lm-TabBar-tab, .mk-section, .mk-notice');
-    if (cut && e.scrollWidth > e.clientWidth + 1) problems.push('text cut: ' + name(e));
+    if (cut && !e.closest('.mk-toasts') && e.scrollWidth > e.clientWidth + 1) problems.push('text cut: ' + name(e));
     const row = e.parentElement && e.parentElement.closest('.widget-inline-hbox');
     if (row && e.tagName !== 'OPTION') {
       const rr = row.getBoundingClientRect();
       if (r.bottom > rr.bottom + 1 || r.right > rr.right + 1) problems.push('spills out of its row: ' + name(e));
     }
     const card = e.closest('.mk-card');
-    if (card) { const rc = card.getBoundingClientRect(); if (r.right > rc.right + 1) problems.push('out of its card: ' + name(e)); }
+    if (card) { const rc = card.getBoundingClientRect(); const cs = getComputedStyle(card);
+      // the card's padding is its margin of air: a box that reaches into it (a notice 2 px over) is out too
+      const inner = rc.right - parseFloat(cs.borderRightWidth) - parseFloat(cs.paddingRight);
+      if (r.right > rc.right + 1) problems.push('out of its card: ' + name(e));
+      else if (r.right > inner + 1) problems.push(`into its card's padding by ${Math.round(r.right - inner)}px: ` + name(e)); }
   }
+  // a toast lives in the tab bar's row, right of the titles: nowhere near a result's actions
+  const toast = app.querySelector('.mk-toasts .mk-toast-card'), bar = app.querySelector('.lm-TabBar, .p-TabBar');
+  if (toast && bar && shown(toast)) { const t = toast.getBoundingClientRect(), b = bar.getBoundingClientRect();
+    if (t.top < b.top - 4 || t.bottom > b.bottom + 4) problems.push('a toast outside the tab bar row'); }
   return [...new Set(problems)];
 }
 """
@@ -365,7 +375,9 @@ class Walk:
         self.page.wait_for_timeout(300)
         seen = self.page.evaluate(STOP_JS)
         assert seen["ms"] >= 0, f"{self.front}: Stop on the {what}: no Stop shown, or no stop within 60 s ({seen})"
-        self.expect(self.panel().locator('[data-testid="mk-stopped"]')).to_contain_text("Stopped after")
+        # "Stopped after 2.1 s." / "Stopped after 4 of 16 images; …" / "Stopped before any of the 16 images …"
+        self.expect(self.panel().locator('[data-testid="mk-stopped"]')).to_contain_text(
+            re.compile(r"Stopped (after|before)"))
         self.stops[f"{self.front}: {what}"] = round(seen["ms"])
         self.shoot(f"stopped-{what}")
         ran = _steps_after(seen["before"], seen["after"])
@@ -418,6 +430,9 @@ def _image_runs(w: Walk, *, stops: bool = True) -> None:
     w.field("Steps").fill("2")
     w.field("Width").fill("64")
     w.field("Height").fill("64")
+    if w.look.startswith("wide"):  # Width, Height and Steps hold one row at 1400 px (JupyterLab's column too)
+        tops = [w.field(name).bounding_box()["y"] for name in ("Width", "Height", "Steps")]
+        assert max(tops) - min(tops) < 4, f"{w.front} {w.look}: Width/Height/Steps wrap ({tops})"
     w.button("Generate").click()
     expect(w.panel().locator('[data-testid="mk-stage-caption"]')).to_contain_text("seed 3")
     w.in_view(w.panel().locator(".mk-stage img:visible").first, "image")
@@ -542,6 +557,18 @@ def _video_runs(w: Walk, *, stops: bool = True) -> None:
     expect = w.expect
     w.tab("Video")
     w.panel().get_by_placeholder("dolly shot", exact=False).fill("waves at night, slow pan")
+    # the model list as the user opens it: current models only, one entry each, priced
+    box = w.field("Model")
+    # the widget draws each space of a label as a no-break space: read them back as the spaces a person sees
+    options = [o for o in box.evaluate(
+        "s => [...s.options].map(o => o.textContent.replace(/\\u00a0/g, ' ').trim())") if o]
+    (w.shots / f"{w.front}-{w.look}-video-models.txt").write_text("\n".join(options))
+    assert len(options) <= 18 and not [o for o in options if "sora" in o.lower()], options
+    assert len({o.split(" · ")[1] for o in options}) == len(options), options
+    if stops:  # a native list is not drawn in a screenshot: show it as an open list box for one
+        box.evaluate("s => { s.setAttribute('size', s.options.length); s.style.height = 'auto'; }")
+        w.shoot("video-models-open")
+        box.evaluate("s => { s.removeAttribute('size'); s.style.height = ''; }")
     if stops:
         w.choose("Model", "tiny-wan")
         # the kernel answers a model change by setting that model's steps, then its chips: the chips say the

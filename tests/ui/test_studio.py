@@ -192,7 +192,12 @@ def test_dashboard_says_success_time_what_went_wrong_and_spend_in_readable_bars(
     ui = mk.app(display=False)
     dash = ui.select("Dashboard")
     assert dash.last_error is None, dash.last_error
-    assert "60%" in dash.stats_html.value and "succeeded" in dash.stats_html.value
+    # the share is said as a count of what: 3 of the 5 runs that ended finished without an error
+    assert "<b>3 of 5</b><span>runs finished without an error</span>" in dash.stats_html.value
+    assert "%" not in dash.stats_html.value
+    record(HistoryRecord("image", "cancelled", model="tiny-flux"))
+    dash.refresh()
+    assert "<b>3 of 5</b><span>runs finished without an error (not counting 1 you stopped)" in dash.stats_html.value
     assert "ran out of memory" in dash.errors_html.value and "OUT_OF_MEMORY" not in dash.errors_html.value
     assert "prompt refused by the provider" in dash.errors_html.value
     assert "tiny-flux" in dash.time_html.value and "3.0 s" in dash.time_html.value
@@ -275,3 +280,27 @@ def test_lora_out_of_range_training_values_are_refused_at_the_field(masuka_home)
     assert lora.last_error is not None and lora.last_error.code == "INVALID_REQUEST"
     assert lora.rank.value == 999 and INVALID_CLASS in lora.rank._dom_classes
     assert "Rank 999 is out of range" in lora.form_notice.text and "Use the default" in lora.form_notice.buttons
+
+
+def test_a_comparison_sheet_tile_takes_the_tiles_ground_not_a_white_block(masuka_home):
+    import io
+
+    from masuka_nb.ui.gallery import GROUND, TILE, _thumbnail
+
+    sheet = Image.new("RGB", (120, 60), (255, 255, 255))  # the engine's sheet: white, a label, a picture
+    sheet.paste((0, 0, 0), (4, 24, 20, 30))
+    sheet.paste((200, 30, 30), (40, 5, 110, 55))
+    sheet.paste((255, 255, 255), (70, 25, 80, 35))  # white inside the picture is the picture's
+    path = masuka_home / "outputs" / "comparison.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path)
+    for kind in ("comparison", "grid"):
+        tile = Image.open(io.BytesIO(_thumbnail(HistoryRecord(kind, "ok", paths=[str(path)])))).convert("RGB")
+        scale = TILE / 120
+        top = (TILE - round(60 * scale)) // 2
+
+        def at(x, y, tile=tile, scale=scale, top=top):
+            return tile.getpixel((int(x * scale), top + int(y * scale)))
+
+        assert at(2, 2) == GROUND and at(30, 50) == GROUND  # the sheet's white ground is the tile's
+        assert at(50, 10) == (200, 30, 30) and at(75, 30) == (255, 255, 255)  # the pictures are untouched

@@ -45,6 +45,9 @@ def test_the_model_list_is_short_grouped_and_priced():
     titles = [label.split(" · ")[1] for label in labels]
     assert len(set(titles)) == len(titles) and len(ids) <= 18, titles
     assert ids[0].startswith(("tiny-wan", "wan"))  # free, on this machine, first
+    # an offline test model says it makes noise; the provider is said once (not "fal · Kling … on fal")
+    assert all("makes noise" in label for label, mid in panel.model.options if mid.startswith("tiny-"))
+    assert not [label for label in labels if " on " + label.split(" · ")[0] + " " in label], labels
     hosted = [label for label in labels if not label.startswith("This machine")]
     assert all(" per " in label and "$" in label for label in hosted), hosted
     assert [label.split(" · ")[0] for label in hosted] == sorted((label.split(" · ")[0] for label in hosted),
@@ -137,6 +140,13 @@ def test_the_offline_simulator_is_free_everywhere(masuka_home, monkeypatch):
         assert sims["cometapi"].counts["submit"] == 1 and panel.confirm_button.layout.display == "none"
         assert "free" in panel.pane.caption.value and "$0 (offline simulator)" in panel.pane.details.value
         assert "$1" not in panel.pane.caption.value + panel.jobs_html.value
+        # the caption and notice say the length of the clip received (the simulator sends a 1 s clip
+        # whatever was asked), and what was asked for beside it
+        asked = panel.duration.value
+        assert asked >= 4 and " · 1 s · " in panel.pane.caption.value, panel.pane.caption.value
+        assert f" · {asked} s" not in panel.pane.caption.value
+        assert "Clip ready: 1 s from" in panel.notice.text and f"you asked for {asked} s" in panel.notice.text
+        assert f"1 s (asked for {asked} s)" in panel.pane.details.value
         assert query(kind="video")[0].extra["cost_usd"] == 0.0 and pricing.session_spent() == 0.0
         ui.select("Dashboard")
         assert "$0.00" in ui.dashboard.stats_html.value
@@ -184,3 +194,12 @@ def test_a_local_clip_stops_mid_run_on_the_worker(masuka_home):
     run = ui.runner.history[-1]
     assert run.state == "stopped", (run.state, panel.last_error)
     assert "Stopped after" in panel.notice.text and panel.result is None
+
+
+def test_a_clips_length_is_read_from_its_file():
+    from masuka_nb.testing.media import tiny_mp4
+    from masuka_nb.ui.video import clip_seconds
+
+    assert clip_seconds(tiny_mp4(frames=8, fps=8)) == 1.0
+    assert clip_seconds(tiny_mp4(frames=20, fps=8)) == 2.5
+    assert clip_seconds(b"not a clip") is None
