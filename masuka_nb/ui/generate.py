@@ -21,6 +21,7 @@ from masuka_nb.ui.batch import BatchSection
 from masuka_nb.ui.components import (
     COMPACT_LABEL,
     LABEL_STYLE,
+    STOPPED_WORDS,
     Notice,
     Panel,
     button,
@@ -487,10 +488,11 @@ class GeneratePanel(Panel):
 
     # ---- outcomes -----------------------------------------------------------------------------------
     def _stopped_text(self, run: Any, info: Any) -> str:
-        words = self.batch.stopped_text() if run.label == "batch" else None
-        if words and "nothing was saved" in words and self.shown is not None:
-            words += " The result shown is from an earlier run."  # so the kept sheet beside it is not misread
-        return words or super()._stopped_text(run, info)
+        words = (self.batch.stopped_text() if run.label == "batch" else None) or super()._stopped_text(run, info)
+        kept_nothing = "nothing was saved" in words or STOPPED_WORDS in words  # a batch's count, or any other run
+        if kept_nothing and self.shown is not None:
+            words += " The result shown is from an earlier run."  # so the kept image or sheet beside it is not misread
+        return words
 
     def _on_stopped(self, run: Any) -> None:
         self.progress.finish("stopped", ok=False)

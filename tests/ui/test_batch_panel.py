@@ -127,3 +127,16 @@ def test_axis_values_are_parsed_by_field():
     assert parse_axis_values("steps", "2, 4, 8") == [2, 4, 8]
     assert parse_axis_values("guidance", "1.5,3") == [1.5, 3.0]
     assert parse_axis_values("prompt_sr", "red, dark blue") == ["red", "dark blue"]
+
+
+def test_a_stop_that_kept_nothing_says_the_result_shown_is_an_earlier_one(masuka_home):
+    from types import SimpleNamespace
+
+    _ui, form = _form()
+    stopped_grid = SimpleNamespace(label="grid", started_at=0.0, ended_at=1.2)
+    assert "earlier run" not in form._stopped_text(stopped_grid, None)  # nothing shown: nothing to misread
+    form.prompt.value = "a kite"
+    form.generate_button.click()  # an earlier, finished image is now beside the form
+    assert form.shown is not None
+    text = form._stopped_text(stopped_grid, None)
+    assert text.startswith("Stopped after 1.2 s.") and text.endswith("The result shown is from an earlier run."), text
