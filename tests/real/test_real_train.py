@@ -48,14 +48,26 @@ RESOLUTION = 64  # 4×4 packed latent tokens: the transformer's widths are real,
 
 
 @pytest.fixture
-def one_image():
+def one_image(tmp_path, monkeypatch):
+    """One photo in a dataset, and a cache of this test's own for the base it downloads (about 2 GB a base),
+    deleted after it: in the session's cache every base's files stayed, and CI's second leg ran out of disk."""
+    import shutil
+
+    from masuka_nb.config import reset_configuration
     from masuka_nb.lora import Dataset
     from tests.lora.helpers import encode, gradient
 
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MASUKA_CACHE_DIR", str(cache))
+    reset_configuration()
     ds = Dataset.create("road")
     report = ds.import_files([("img0.png", encode(gradient(256, 256, 0), "PNG"))])
     assert len(report.imported) == 1, report.summary()
-    return ds
+    yield ds
+    from tests.real.road import Homes
+
+    Homes.unload()  # the trainer's models go before their files do
+    shutil.rmtree(cache, ignore_errors=True)
 
 
 def _run(dataset, cfg):
