@@ -57,8 +57,9 @@ def one_image(tmp_path, monkeypatch):
     from masuka_nb.lora import Dataset
     from tests.lora.helpers import encode, gradient
 
-    cache = tmp_path / "cache"
-    monkeypatch.setenv("MASUKA_CACHE_DIR", str(cache))
+    cache = tmp_path / "downloads"  # the base's files land in the models folder or the cache: both go here
+    monkeypatch.setenv("MASUKA_CACHE_DIR", str(cache / "cache"))
+    monkeypatch.setenv("MASUKA_MODELS_DIR", str(cache / "models"))
     reset_configuration()
     ds = Dataset.create("road")
     report = ds.import_files([("img0.png", encode(gradient(256, 256, 0), "PNG"))])
