@@ -172,7 +172,10 @@ With diffusers: `pipe.load_lora_weights("{meta['name']}", weight_name="pytorch_l
 
 def _other_file_line(meta: dict[str, Any]) -> str:
     if meta.get("comfyui_file"):
-        return f"`{meta['comfyui_file']}` is the same LoRA with ComfyUI's `diffusion_model.` keys."
+        # ComfyUI maps these diffusers names onto Z-Image's fused qkv only since its pull request 10978 (after v0.3.75,
+        # 2025-11-27); an older ComfyUI loads none of the file (checked through ComfyUI's own loader, docs/contracts.md)
+        return (f"`{meta['comfyui_file']}` is the same LoRA with ComfyUI's `diffusion_model.` keys (a ComfyUI newer "
+                "than v0.3.75 of 2025-11-27; older ones ignore it).")
     return f"`{meta['name']}.kohya.safetensors` is the same LoRA in kohya format (ComfyUI, A1111, Forge)."
 
 

@@ -131,6 +131,8 @@ def test_diffusers_own_converter_reads_the_comfyui_file_as_the_same_lora(runs_20
 #       "lycoris_<k with _>", "<k>" -> the native weight, q/k/v as (qkv, (dim 0, offset, size)) slices
 # load_lora consumes "<x>.lora_up.weight"/"<x>.lora_down.weight" (kohya), "<x>.lora_B.weight"/"<x>.lora_A.weight"
 # (diffusers) and "<x>.alpha"; any other key is "lora key not loaded".
+# ComfyUI itself is not on PyPI, so CI runs these rules; the files were also loaded once through ComfyUI's own
+# loader into its own Flux2 / Lumina2 models (docs/contracts.md, "Checked through ComfyUI's own code").
 
 def _comfy_unet_key_map(native: dict[str, tuple[int, ...]], diffusers_to_native: dict[str, object]) -> dict:
     key_map: dict[str, object] = {}
