@@ -46,7 +46,7 @@ from masuka_nb.memory import MemoryPlan, lighter_plan
 from masuka_nb.memory import plan as make_plan
 from masuka_nb.models.registry import ModelSpec, get_model
 from masuka_nb.models.tiny import BUILDER_VERSION, TINY_LABEL
-from masuka_nb.progress import ProgressReporter
+from masuka_nb.progress import ProgressReporter, stop_between_blocks
 from masuka_nb.quiet import quiet_third_party
 from masuka_nb.runtime import free_memory
 from masuka_nb.storage import safe_name, unique_path
@@ -375,7 +375,11 @@ def _run_once(task: Task, job: GenerationJob) -> list[Any]:
         if negative:
             call["negative_prompt"] = negative
         call.update(task.call(job, pipe))
-        with torch.inference_mode(), quiet_third_party(bars=False):  # CLIP's truncation notices
+        # Quiet: CLIP's truncation notices. Stop acts inside a step too, between the denoiser's blocks (a FLUX
+        # step on a T4 takes seconds, a block tens of milliseconds).
+        denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
+        with torch.inference_mode(), quiet_third_party(bars=False), \
+                stop_between_blocks(denoiser, job.cancel, task.noun):
             embeds = _prompt_embeddings(task, job, pipe)
             if embeds is None:
                 with _visiting_gpu(pipe, job.spec, job.plan):

@@ -31,7 +31,7 @@ from masuka_nb.lora.export import PEFT_FILE, export_lora
 from masuka_nb.lora.plan import TARGET_PRESETS
 from masuka_nb.lora.runs import FLOW_SHIFT, TrainingRun, bucket_for, loss_curve_png, make_buckets, record_run
 from masuka_nb.models.registry import get_model
-from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter
+from masuka_nb.progress import CancelToken, ProgressCallback, ProgressReporter, stop_between_blocks
 from masuka_nb.quiet import quiet_third_party
 from masuka_nb.storage import (
     atomic_write_bytes,
@@ -650,34 +650,39 @@ class _Trainer:
         n = len(self._epoch_batches(0, shapes))  # batches per epoch depend on the buckets only
         step = start
         try:
-            for step in range(start, cfg.steps):
-                reporter.check(f"training {run.name}")
-                slot = step * world + rank_
-                epoch, pos = divmod(slot, n)
-                if epoch not in n_batches_cache:
-                    n_batches_cache.clear()
-                    n_batches_cache[epoch] = self._epoch_batches(epoch, shapes)
-                batch = n_batches_cache[epoch][pos]
-                loss = self._step(slot, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale,
-                                  accel)
-                if cfg.max_grad_norm:
-                    _clip_grad_norm(params, cfg.max_grad_norm, accel)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                done = step + 1
-                history.append({"step": done, "loss": loss, "lr": scheduler.get_last_lr()[0]})
-                run.step = done
-                reporter.update(done - start, message=f"step {done}/{cfg.steps} loss {loss:.4f}", loss=loss,
-                                global_step=done)
-                if accel.is_main_process:
-                    if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                        # The checkpoint alone carries step and losses: `TrainingRun.load` reads them from
-                        # there, so run.json and loss.json need no rewrite (and no fsync) here.
-                        self._save_checkpoint(done, model, optimizer, scheduler, accel, n_batches_cache[epoch], history)
-                    if cfg.sample_every and done % cfg.sample_every == 0:
-                        run.samples += self._samples(done, model, accel, base, text, spec)
+            # Stop acts inside a step too, between the model's blocks (a QLoRA step on a T4 takes seconds); a
+            # step stopped half-way leaves nothing behind (no gradient is kept before backward ends, and the
+            # optimizer has not stepped), so the checkpoint below is the last finished step.
+            with stop_between_blocks(model, cancel, f"training {run.name}"):
+                for step in range(start, cfg.steps):
+                    reporter.check(f"training {run.name}")
+                    slot = step * world + rank_
+                    epoch, pos = divmod(slot, n)
+                    if epoch not in n_batches_cache:
+                        n_batches_cache.clear()
+                        n_batches_cache[epoch] = self._epoch_batches(epoch, shapes)
+                    batch = n_batches_cache[epoch][pos]
+                    loss = self._step(slot, batch, lat_list, emb_list, model, device, dtype, guidance_embeds, vae_scale,
+                                      accel)
+                    if cfg.max_grad_norm:
+                        _clip_grad_norm(params, cfg.max_grad_norm, accel)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    done = step + 1
+                    history.append({"step": done, "loss": loss, "lr": scheduler.get_last_lr()[0]})
+                    run.step = done
+                    reporter.update(done - start, message=f"step {done}/{cfg.steps} loss {loss:.4f}", loss=loss,
+                                    global_step=done)
+                    if accel.is_main_process:
+                        if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                            # The checkpoint alone carries step and losses: `TrainingRun.load` reads them from
+                            # there, so run.json and loss.json need no rewrite (and no fsync) here.
+                            self._save_checkpoint(done, model, optimizer, scheduler, accel, n_batches_cache[epoch], history)
+                        if cfg.sample_every and done % cfg.sample_every == 0:
+                            run.samples += self._samples(done, model, accel, base, text, spec)
         except (CancelledError, KeyboardInterrupt):
+            optimizer.zero_grad(set_to_none=True)  # a step stopped inside backward leaves part of its gradients
             if accel.is_main_process and run.step > 0 and (run.latest_checkpoint is None or
                                                            not run.latest_checkpoint.name.endswith(f"{run.step:07d}")):
                 epoch_now = max(n_batches_cache) if n_batches_cache else 0

@@ -273,7 +273,7 @@ class ProgressView(widgets.VBox):
         self._set_status("")
 
     def say(self, text: str) -> None:
-        """Replace the status line (e.g. "stopping at the next step…")."""
+        """Replace the status line (e.g. "Stopping…")."""
         self._set_status(text)
 
     @property
@@ -383,7 +383,7 @@ class Panel(widgets.VBox):
         self.cancel_token = CancelToken()  # the running run's token (engines read it)
         self._busy_buttons: list[widgets.Button] = []
         self.notice = Notice()
-        self.stop_button = button("Stop", "stop", style="danger", tooltip="Stop this run at its next step")
+        self.stop_button = button("Stop", "stop", style="danger", tooltip="Stop this run; what is finished is kept")
         self.stop_button.add_class("mk-stop")
         show(self.stop_button, False)
         self.stop_button.on_click(self._on_stop_button_click)
@@ -578,8 +578,8 @@ class Panel(widgets.VBox):
         self._stopping()
 
     def _stopping(self) -> None:
-        """Hook: say at once that the stop was heard (the engine stops at its next step)."""
-        self.notice.show("Stopping at the next step…", "warning")
+        """Hook: say at once that the stop was heard (the engine stops inside the step in flight)."""
+        self.notice.show("Stopping…", "warning")
 
     def _say(self, text: str, level: str = "ok", *, actions: Mapping[str, Callable[[], Any]] | None = None) -> None:
         self.notice.show(text, level, actions=actions)

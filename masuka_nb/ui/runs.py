@@ -5,7 +5,7 @@ Two ways, chosen per front end (decision 2 in the architecture notes):
 - **worker** (JupyterLab, Voila, VS Code, any Jupyter): one worker thread per app runs the runs one after
   another, in the order they were asked for; what waits is listed in the app's queue strip (each with ✕).
   A click callback only queues and returns, so the kernel is free to deliver a Stop click while the work
-  runs: the engine sees the cancel token at its next step and the app says "Stopped".
+  runs: the engine sees the cancel token before its model's next block and the app says "Stopped".
 - **inline** (Colab): Colab does not show widget updates made from a background thread
   (googlecolab/colabtools#3373), so the work runs inside the click callback, progress streams from there,
   and the way to stop is Colab's own ■ beside the cell (a KeyboardInterrupt, cleaned up by the engine). No
@@ -58,7 +58,8 @@ class Run:
     done: threading.Event = field(default_factory=threading.Event)
 
     def stop(self, clock: Callable[[], float] = time.monotonic) -> None:
-        """Ask the run to stop at its next step (a waiting run simply never starts)."""
+        """Ask the run to stop (inside the step in flight, before its model's next block; a waiting run simply
+        never starts)."""
         if self.stop_asked_at is None:
             self.stop_asked_at = clock()
         self.token.cancel("stopped from the app")

@@ -143,6 +143,34 @@ def test_cancel_leaves_no_files_and_no_success_in_history(engine):
     assert engine.generate("a moth", model="tiny-flux", save=False, **SMALL).images
 
 
+def test_a_cancel_inside_a_step_stops_at_the_next_block_not_at_the_end_of_the_step(engine):
+    """A FLUX step on a T4 takes seconds, one of its blocks tens of milliseconds: Stop pressed while step 2 runs
+    ends the run inside step 2 (finishing it would report step 2 first), and leaves no hook on the model."""
+    import torch
+
+    token, seen = CancelToken(), []
+
+    def on_event(event):
+        if event.stage == "generate":
+            seen.append(event.step)
+
+    def press_stop_inside_step_2(module, args):  # a global hook runs before the module's own
+        if seen and max(seen) == 1 and type(module).__name__ == "FluxTransformerBlock":
+            token.cancel("stop pressed")
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(press_stop_inside_step_2)
+    try:
+        with pytest.raises(CancelledError):
+            engine.generate("a moth at noon", model="tiny-flux", steps=4, width=32, height=32, progress=on_event,
+                            cancel=token, save=False)
+    finally:
+        handle.remove()
+    assert token.cancelled and max(seen) == 1
+    pipe = engine.pipeline("tiny-flux")
+    assert not any(m._forward_pre_hooks for m in pipe.transformer.modules())
+    assert engine.generate("a moth at noon", model="tiny-flux", save=False, **SMALL).images
+
+
 def test_failures_are_recorded_with_their_code(engine):
     with pytest.raises(MasukaError):
         engine.generate("", model="tiny-flux")

@@ -170,6 +170,32 @@ def test_cancel_leaves_a_usable_checkpoint_and_resume_finishes(dataset_of):
     assert finished.stats["resumed_from"] == 5
 
 
+def test_a_cancel_inside_a_training_step_stops_it_there_and_keeps_the_last_finished_step(dataset_of):
+    """A QLoRA step on a T4 takes seconds: Stop pressed while step 3 runs ends it inside step 3, between the
+    transformer's blocks; the checkpoint is step 2's, and the run resumes from it."""
+    ds = dataset_of(2)
+    token, steps = CancelToken(), []
+
+    def on_event(event):
+        steps.append(event.data.get("global_step"))
+
+    def press_stop_inside_step_3(module, args):  # a global hook runs before the module's own
+        if steps and steps[-1] == 2 and type(module).__name__ in ("FluxTransformerBlock", "FluxSingleTransformerBlock"):
+            token.cancel("test")
+
+    handle = torch.nn.modules.module.register_module_forward_pre_hook(press_stop_inside_step_3)
+    try:
+        with pytest.raises(CancelledError):
+            train(ds, name="mid-step", cancel=token, progress=on_event, **_args())
+    finally:
+        handle.remove()
+    assert token.cancelled and steps == [1, 2]
+    run = TrainingRun.load("mid-step")
+    assert run.status == "cancelled" and run.step == 2 and run.latest_checkpoint.name == "step-0000002"
+    finished = run.resume()
+    assert finished.finished and finished.step == 12 and finished.stats["resumed_from"] == 2
+
+
 def _lora(run) -> dict[str, torch.Tensor]:
     return load_file(str(run.lora_path))
 

@@ -46,7 +46,7 @@ pytestmark = [
                        reason="the Voila + ipywidgets 7.7.1 front end does not render offline"),
 ]
 TABS = ("Image", "LoRA", "Video", "History", "Dashboard", "Settings")
-STOP_STEPS = 2  # Stop acts at the next step: the step in flight ends, and at most one more is reported
+STOP_STEPS = 2  # Stop acts before the model's next block; the step the click raced with and one more at most
 CURRENT_TAB = ".mk-app .lm-TabBar-tab.lm-mod-current, .mk-app .p-TabBar-tab.p-mod-current"  # not JupyterLab's own
 
 APP_CODE = """
@@ -193,8 +193,8 @@ async () => {
 
 def _steps_after(before: str, after: list[str]) -> int:
     """How many steps the progress line counted on after Stop was clicked, on the counter it showed at the
-    click ("step 41/400 · …" then "step 42/400 · …" -> 1); lines of another stage or with no count ("stopping
-    at the next step…") count as none."""
+    click ("step 41/400 · …" then "step 42/400 · …" -> 1); lines of another stage or with no count ("Stopping…")
+    count as none."""
     def count(text: str) -> tuple[str, int] | None:
         m = re.match(r"\s*(\D*?)\s*(\d+)/\d+", text)
         return (m.group(1), int(m.group(2))) if m else None
