@@ -173,8 +173,13 @@ async () => {
   // Clicks the visible Stop and watches the progress line until the stopped notice shows: what the line said
   // at the click, every line it showed after, and the time it took (reported, not judged: time depends on
   // the machine, the number of steps run after the click does not).
+  // The click is made here, in the page, the moment Stop shows: a round trip per check from the test would
+  // let a short run (a tiny local video makes 100 steps in about 2 s) end before the click.
   const panel = [...document.querySelectorAll('.mk-panel')].find(p => p.offsetParent !== null);
-  const stop = [...panel.querySelectorAll('.mk-stop')].find(b => b.offsetParent !== null);
+  const visibleStop = () => [...panel.querySelectorAll('.mk-stop')].find(b => b.offsetParent !== null);
+  const shown = performance.now();
+  while (!visibleStop() && performance.now() - shown < 10000) await new Promise(r => setTimeout(r, 5));
+  const stop = visibleStop();
   if (!stop) return {ms: -1};
   const line = () => { const e = panel.querySelector('[data-testid="mk-progress"]'); return e ? e.innerText : ''; };
   const before = line(), after = [];
@@ -371,8 +376,6 @@ class Walk:
     def stop(self, what: str, *, started) -> None:
         """Wait until `what` is running (its progress moving), click Stop, and time it until it says so."""
         started()
-        self.panel().locator(".mk-stop:visible").wait_for()
-        self.page.wait_for_timeout(300)
         seen = self.page.evaluate(STOP_JS)
         assert seen["ms"] >= 0, f"{self.front}: Stop on the {what}: no Stop shown, or no stop within 60 s ({seen})"
         # "Stopped after 2.1 s." / "Stopped after 4 of 16 images; …" / "Stopped before any of the 16 images …"
@@ -574,12 +577,14 @@ def _video_runs(w: Walk, *, stops: bool = True) -> None:
         # the kernel answers a model change by setting that model's steps, then its chips: the chips say the
         # answer has arrived (typing before it came, the default overwrote the 60 and the run ended before Stop)
         expect(w.panel().locator(".mk-chip", has_text="runs here, free")).to_be_visible()
-        w.field("Steps").fill("60")
+        # the longest run the form allows (4 s = 33 frames, 100 steps): long enough to be stopped half-way
+        w.choose("Length", "4 s")
+        w.field("Steps").fill("100")
         w.field("Steps").press("Enter")
         # the price line says the steps once the kernel has them: a click before that would run the old value
-        expect(w.panel().locator('[data-testid="mk-cost"]')).to_contain_text("60 steps")
+        expect(w.panel().locator('[data-testid="mk-cost"]')).to_contain_text("100 steps")
         w.button("Generate video").click()
-        w.stop("local video", started=w.wait_progress(r"video [1-9]\d*/60"))
+        w.stop("local video", started=w.wait_progress(r"video [1-9]\d*/100"))
     w.choose("Model", "Veo 3.1 Fast")
     expect(w.panel().locator('[data-testid="mk-cost"]')).to_contain_text("$0")  # the simulator is free
     w.button("Generate video").click()
