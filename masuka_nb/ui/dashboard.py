@@ -12,7 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from masuka_nb.ui.components import Panel, button, card, field_row, section
+from masuka_nb.ui.components import Panel, button, card, section
 from masuka_nb.ui.helpers import esc, fmt_duration, fmt_money, history_stats
 
 __all__ = ["DashboardPanel", "runtime_chips"]
@@ -56,9 +56,13 @@ class DashboardPanel(Panel):
                               card(section("Spent per provider"), self.spend_html),
                               card(section("Spent per day", "last 14 days"), self.day_html)])
         charts.add_class("mk-tiles")
+        # Refresh sits in the first card's title row (alone above the cards it read as a stray button)
+        self.refresh_button.layout.flex = "0 0 auto"  # never squeezed: at 420 px the title gives way, not the button
+        head = widgets.HBox([section("Made so far"), self.refresh_button],
+                            layout=widgets.Layout(justify_content="space-between", align_items="center"))
+        head.add_class("mk-title-row")  # the title takes what the button leaves, at every width (theme.css)
         self.children = [
-            field_row(self.refresh_button),
-            card(section("Made so far"), self.stats_html),
+            card(head, self.stats_html),
             charts,
             card(section("Hosted jobs"), self.jobs_html),
             self.notice,
@@ -80,9 +84,10 @@ class DashboardPanel(Panel):
         ok, failed = st.by_status.get("ok", 0), st.by_status.get("failed", 0)
         stopped = st.by_status.get("cancelled", 0)
         finished = ("–", "runs finished: none yet") if not ok + failed else (
-            f"{ok} of {ok + failed}", "runs finished without an error" +
-            (f" (not counting {stopped} you stopped)" if stopped else ""))
-        tiles = [(str(st.total), "runs"), finished, (str(st.images), "images")]
+            f"{ok} of {ok + failed}", "runs finished without an error")
+        # the stopped runs are told with the runs: inside the label beside it they made one card five lines tall
+        runs = (str(st.total), f"runs, {stopped} stopped by you" if stopped else "runs")
+        tiles = [runs, finished, (str(st.images), "images")]
         tiles += [(str(st.made_by_kind.get(k, 0)), label) for k, label in (("video", "videos"), ("training", "LoRAs trained"),
                                                                       ("comparison", "comparisons"))]
         tiles += [(str(st.by_status.get("failed", 0)), "failed"), (fmt_money(st.spend_usd), "spent" + budget)]

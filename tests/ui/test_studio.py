@@ -197,7 +197,8 @@ def test_dashboard_says_success_time_what_went_wrong_and_spend_in_readable_bars(
     assert "%" not in dash.stats_html.value
     record(HistoryRecord("image", "cancelled", model="tiny-flux"))
     dash.refresh()
-    assert "<b>3 of 5</b><span>runs finished without an error (not counting 1 you stopped)" in dash.stats_html.value
+    assert "<b>3 of 5</b><span>runs finished without an error</span>" in dash.stats_html.value
+    assert "<b>6</b><span>runs, 1 stopped by you</span>" in dash.stats_html.value
     assert "ran out of memory" in dash.errors_html.value and "OUT_OF_MEMORY" not in dash.errors_html.value
     assert "prompt refused by the provider" in dash.errors_html.value
     assert "tiny-flux" in dash.time_html.value and "3.0 s" in dash.time_html.value
