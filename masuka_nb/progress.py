@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,8 +76,8 @@ class CancelToken:
 
 
 @contextlib.contextmanager
-def stop_between_blocks(model: Any, cancel: CancelToken | None, what: str) -> Iterator[None]:
-    """Let a cancel stop `model` inside a step: the token is checked before each block of its block lists.
+def stop_between_blocks(models: Iterable[Any], cancel: CancelToken | None, what: str) -> Iterator[None]:
+    """Let a cancel stop `models` inside a step: the token is checked before each block of their block lists.
 
     A step is the unit the progress line counts, but on a T4 one FLUX denoising step takes seconds and one QLoRA
     training step several; one of its transformer blocks takes tens of milliseconds. So Stop acts within the
@@ -86,7 +86,7 @@ def stop_between_blocks(model: Any, cancel: CancelToken | None, what: str) -> It
     checkpointing the blocks run again during backward, so a training step stops there too. No torch here:
     any module with `.modules()` and `register_forward_pre_hook` (a `torch.nn.Module`) will do.
     """
-    if cancel is None or model is None or not hasattr(model, "modules"):
+    if cancel is None:
         yield
         return
 
@@ -95,7 +95,7 @@ def stop_between_blocks(model: Any, cancel: CancelToken | None, what: str) -> It
 
     # The blocks are the entries of the model's ModuleLists (transformer_blocks, single_transformer_blocks,
     # layers, blocks...): granular enough, and few enough that the check costs nothing next to a block.
-    handles = [block.register_forward_pre_hook(check) for module in model.modules()
+    handles = [block.register_forward_pre_hook(check) for model in models for module in model.modules()
                if type(module).__name__ == "ModuleList" for block in module]
     try:
         yield

@@ -41,6 +41,7 @@ from masuka_nb.image.failures import is_out_of_memory, translate
 from masuka_nb.image.job import GenerationJob
 from masuka_nb.image.metadata import write_png
 from masuka_nb.image.request import MAX_GUIDANCE, MAX_IMAGES, MAX_SEED, MAX_STEPS, check_seed, open_image
+from masuka_nb.image.speed import denoisers
 from masuka_nb.log import get_logger
 from masuka_nb.memory import MemoryPlan, lighter_plan
 from masuka_nb.memory import plan as make_plan
@@ -375,11 +376,10 @@ def _run_once(task: Task, job: GenerationJob) -> list[Any]:
         if negative:
             call["negative_prompt"] = negative
         call.update(task.call(job, pipe))
-        # Quiet: CLIP's truncation notices. Stop acts inside a step too, between the denoiser's blocks (a FLUX
+        # Quiet: CLIP's truncation notices. Stop acts inside a step too, between the denoisers' blocks (a FLUX
         # step on a T4 takes seconds, a block tens of milliseconds).
-        denoiser = getattr(pipe, "transformer", None) or getattr(pipe, "unet", None)
         with torch.inference_mode(), quiet_third_party(bars=False), \
-                stop_between_blocks(denoiser, job.cancel, task.noun):
+                stop_between_blocks(denoisers(pipe), job.cancel, task.noun):
             embeds = _prompt_embeddings(task, job, pipe)
             if embeds is None:
                 with _visiting_gpu(pipe, job.spec, job.plan):

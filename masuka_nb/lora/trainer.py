@@ -653,7 +653,7 @@ class _Trainer:
             # Stop acts inside a step too, between the model's blocks (a QLoRA step on a T4 takes seconds); a
             # step stopped half-way leaves nothing behind (no gradient is kept before backward ends, and the
             # optimizer has not stepped), so the checkpoint below is the last finished step.
-            with stop_between_blocks(model, cancel, f"training {run.name}"):
+            with stop_between_blocks([model], cancel, f"training {run.name}"):
                 for step in range(start, cfg.steps):
                     reporter.check(f"training {run.name}")
                     slot = step * world + rank_

@@ -57,7 +57,6 @@ class DashboardPanel(Panel):
                               card(section("Spent per day", "last 14 days"), self.day_html)])
         charts.add_class("mk-tiles")
         # Refresh sits in the first card's title row (alone above the cards it read as a stray button)
-        self.refresh_button.layout.flex = "0 0 auto"  # never squeezed: at 420 px the title gives way, not the button
         head = widgets.HBox([section("Made so far"), self.refresh_button],
                             layout=widgets.Layout(justify_content="space-between", align_items="center"))
         head.add_class("mk-title-row")  # the title takes what the button leaves, at every width (theme.css)
